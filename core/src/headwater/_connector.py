@@ -1,0 +1,602 @@
+"""
+The connector contract: the base class every connector inherits, and the values its
+operations return.
+
+A connector subclasses `Connector`, sets ``id``, nests a pydantic ``Config`` model
+(subclass of `ConnectorConfig`), declares ``capabilities`` and overrides the sync
+operations it supports. Everything else comes from the base:
+
+* operations it does not override raise `NotSupported`;
+* ``check()`` turns any failure into a typed `CheckResult` (the connector implements
+  ``check_connection()``, which simply raises on failure);
+* every operation has an async twin (``acheck``, ``alist``, ``aread``, ``afetch``,
+  ``ametadata``, ``awrite``, ``aclose``, ``async with``) that runs the sync code in a
+  worker thread. A connector whose driver is natively async overrides the twins
+  (``acheck_connection`` for check) and the base uses them instead;
+* ``close()`` is idempotent and calls ``release()`` once;
+* ``secret(field)`` resolves a `Secret` config field at connect time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import queue
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from headwater._redact import get_logger, redact
+from headwater._secrets import Secret
+from headwater.errors import (
+    Category,
+    ConfigError,
+    ConnectorError,
+    HeadwaterError,
+    NotSupported,
+)
+
+if TYPE_CHECKING:
+    import pyarrow
+
+    from headwater._plugins import Registry
+
+logger = get_logger("headwater.connector")
+
+#: The resumable position after a batch: a JSON-serializable mapping, opaque to callers.
+State = dict[str, Any]
+
+
+class Capability(str, Enum):
+    """What a connector can do; `headwater connectors` shows these."""
+
+    CHECK = "check"
+    LIST = "list"
+    READ = "read"
+    FETCH = "fetch"
+    METADATA = "metadata"
+    WRITE = "write"
+    #: ``read`` accepts a state and resumes exactly after it.
+    RESUME = "resume"
+    #: ``partitions``/``read_partition`` split a stream for parallel engines.
+    PARTITIONS = "partitions"
+    #: batches may hold ``pyarrow.RecordBatch`` instead of dicts.
+    ARROW = "arrow"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ItemKind = Literal[
+    "stream", "file", "directory", "table", "view", "materialized_view", "schema", "blob", "prefix"
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Item:
+    """One thing `list` found: a stream, table, file, blob or prefix."""
+
+    #: Name to pass back to ``read``/``fetch``/``metadata`` (or ``list`` for containers).
+    name: str
+    kind: ItemKind
+    #: Size in bytes where the service knows it.
+    size: int | None = None
+    modified: datetime | None = None
+    #: Connector-specific properties (etag, row estimate, content type, ...).
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (datetimes as ISO 8601)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "size": self.size,
+            "modified": self.modified.isoformat() if self.modified else None,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """
+    Records read from a stream, and the state to resume right after them.
+
+    ``records`` is a list of dicts, or a ``pyarrow.RecordBatch`` when the connector
+    produces Arrow natively; `rows()` gives dicts either way. Persist ``state`` after
+    you have processed the batch; passing it to ``read`` yields exactly the records
+    that follow.
+    """
+
+    stream: str
+    records: list[dict[str, Any]] | pyarrow.RecordBatch
+    state: State
+
+    def __len__(self) -> int:
+        if isinstance(self.records, list):
+            return len(self.records)
+        return int(self.records.num_rows)
+
+    @property
+    def is_arrow(self) -> bool:
+        """True when ``records`` is a ``pyarrow.RecordBatch``."""
+        return not isinstance(self.records, list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The records as dicts (converted from Arrow when needed)."""
+        if isinstance(self.records, list):
+            return self.records
+        rows: list[dict[str, Any]] = self.records.to_pylist()
+        return rows
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FetchResult:
+    """Where `fetch` put the item, how big it is, and the checksum it verified."""
+
+    path: Path
+    size: int
+    #: ``"md5:..."``/``"sha256:..."`` of the bytes written; ``None`` if none was computed.
+    checksum: str | None = None
+    verified: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What `write` did."""
+
+    stream: str
+    records: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Partition:
+    """A serializable slice of a stream that a worker can read on its own."""
+
+    stream: str
+    index: int
+    count: int
+    #: Connector-specific bounds (key range, blob prefix, page range); JSON-serializable.
+    bounds: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckResult:
+    """
+    The outcome of `Connector.check`: never a traceback, never a secret.
+
+    ``category`` is ``None`` when ``ok``; otherwise one of `Category` (auth, permission,
+    network, tls, config, not_found, rate_limited, server).
+    """
+
+    ok: bool
+    message: str
+    category: Category | None = None
+    #: The config field at fault, where known.
+    field: str | None = None
+    hint: str | None = None
+    elapsed: float = 0.0
+
+    @classmethod
+    def success(cls, message: str = "ok", *, elapsed: float = 0.0) -> CheckResult:
+        """A passing result."""
+        return cls(ok=True, message=redact(message), elapsed=elapsed)
+
+    @classmethod
+    def from_error(cls, error: HeadwaterError, *, elapsed: float = 0.0) -> CheckResult:
+        """The failing result for a headwater error."""
+        return cls(
+            ok=False,
+            message=error.message,
+            category=error.category or Category.SERVER,
+            field=error.field,
+            hint=error.hint,
+            elapsed=elapsed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {
+            "ok": self.ok,
+            "category": str(self.category) if self.category else None,
+            "message": self.message,
+            "field": self.field,
+            "hint": self.hint,
+            "elapsed": round(self.elapsed, 4),
+        }
+
+
+class ConnectorConfig(BaseModel):
+    """
+    Base for connector config models.
+
+    Unknown keys are errors (typos must not be silently ignored), configs are immutable
+    once built, and every field should carry a ``Field(description=...)``: the JSON
+    Schema of the model is the connector's public configuration reference.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=False)
+
+    def sanitized(self) -> dict[str, Any]:
+        """The config as JSON-friendly data with literal secrets masked (references kept)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        """Names of fields typed `Secret` (or ``Secret | None``)."""
+        names = []
+        for name, info in cls.model_fields.items():
+            if _mentions_secret(info.annotation):
+                names.append(name)
+        return names
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    if annotation is Secret:
+        return True
+    return any(_mentions_secret(arg) for arg in getattr(annotation, "__args__", ()))
+
+
+ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
+T = TypeVar("T")
+
+_END = object()
+
+
+class Connector(Generic[ConfigT]):
+    """
+    Base class of every connector. See the module docstring for the contract.
+
+    Args:
+        config: a ``Config`` instance or a mapping validated into one.
+        registry: the plugin registry whose credential resolvers (and auth schemes)
+            this connector uses; the process-wide default when omitted.
+    """
+
+    #: Stable, immutable once released: ``files``, ``postgres``, ``azure-blob``, ``rest``.
+    id: ClassVar[str]
+    #: The pydantic model for this connector's configuration.
+    Config: ClassVar[type[ConnectorConfig]]
+    #: What this connector can do.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CHECK})
+    #: One line for `headwater connectors`.
+    summary: ClassVar[str] = ""
+
+    def __init__(self, config: ConfigT | dict[str, Any], *, registry: Registry | None = None) -> None:
+        if isinstance(config, ConnectorConfig):
+            if not isinstance(config, self.Config):
+                raise ConfigError(
+                    f"{type(self).__name__} needs a {self.Config.__name__}, "
+                    f"got {type(config).__name__}"
+                )
+            self.config: ConfigT = config
+        else:
+            self.config = validate_config(self.Config, config, connector_id=self.id)  # type: ignore[assignment]
+        self._registry = registry
+        self._closed = False
+
+    # --- construction helpers ---------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> Self:
+        """Build a connector from a URL (``postgresql://...``); connectors opt in."""
+        raise NotSupported(f"connector {cls.id!r} cannot be configured from a URL")
+
+    @property
+    def registry(self) -> Registry:
+        """The plugin registry this connector resolves credentials through."""
+        if self._registry is None:
+            from headwater._plugins import get_registry
+
+            self._registry = get_registry()
+        return self._registry
+
+    def secret(self, field: str) -> str:
+        """
+        Resolve the secret in config field ``field`` now (connect time).
+
+        The value is registered for redaction and not kept anywhere by headwater; do not
+        store it on ``self`` longer than the connection set-up needs it.
+        """
+        value = getattr(self.config, field, None)
+        if value is None:
+            raise ConfigError(f"secret field {field!r} is not set", field=field)
+        if not isinstance(value, Secret):
+            raise TypeError(f"field {field!r} is not a Secret")
+        return value.resolve(field, self.registry.credential_resolvers())
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__} id={self.id!r}{state} config={self.config.sanitized()!r}>"
+
+    # --- errors ------------------------------------------------------------------------
+
+    def translate_error(self, exc: BaseException) -> HeadwaterError:
+        """
+        Map a driver exception to a headwater error. Override to categorise your driver's
+        failures; the default keeps only the exception type and a redacted message.
+        """
+        if isinstance(exc, HeadwaterError):
+            return exc
+        if isinstance(exc, TimeoutError | ConnectionError):
+            from headwater.errors import ConnectionFailed
+
+            return ConnectionFailed(f"{type(exc).__name__}: {exc}")
+        return ConnectorError(f"{type(exc).__name__}: {exc}")
+
+    # --- check ---------------------------------------------------------------------------
+
+    def check_connection(self) -> str | None:
+        """
+        Test connectivity and credentials without side effects; raise on failure.
+
+        Return an optional one-line success message (server version, say).
+        """
+        raise NotSupported(f"connector {self.id!r} does not implement check")
+
+    async def acheck_connection(self) -> str | None:
+        """Async `check_connection`; override when the driver is natively async."""
+        return await asyncio.to_thread(self.check_connection)
+
+    def check(self) -> CheckResult:
+        """Test the connection; always returns a `CheckResult`, never raises for a failure."""
+        started = time.perf_counter()
+        try:
+            message = self.check_connection()
+        except Exception as exc:
+            return self._check_failed(exc, started)
+        return CheckResult.success(message or "ok", elapsed=time.perf_counter() - started)
+
+    async def acheck(self) -> CheckResult:
+        """Async twin of `check`."""
+        if type(self).acheck_connection is Connector.acheck_connection:
+            return await asyncio.to_thread(self.check)
+        started = time.perf_counter()
+        try:
+            message = await self.acheck_connection()
+        except Exception as exc:
+            return self._check_failed(exc, started)
+        return CheckResult.success(message or "ok", elapsed=time.perf_counter() - started)
+
+    def _check_failed(self, exc: Exception, started: float) -> CheckResult:
+        error = self.translate_error(exc)
+        logger.debug("check of %s failed: %s", self.id, error.message)
+        return CheckResult.from_error(error, elapsed=time.perf_counter() - started)
+
+    # --- the data operations (sync) ----------------------------------------------------
+
+    def list(self, path: str | None = None) -> Iterator[Item]:
+        """Streams, tables, files, blobs or prefixes under ``path`` (the root when ``None``)."""
+        raise NotSupported(f"connector {self.id!r} does not support list")
+
+    def read(
+        self,
+        stream: str,
+        state: State | None = None,
+        *,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> Iterator[Batch]:
+        """
+        Batches of records from ``stream``, each with the state after it.
+
+        With ``state`` from an earlier batch, yields exactly the records that followed it.
+        Memory stays bounded by the batch size whatever the stream's size.
+        """
+        raise NotSupported(f"connector {self.id!r} does not support read")
+
+    def fetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
+        """
+        Download ``item`` into directory ``dest``: streamed, atomic (temp + rename),
+        checksummed where possible, never outside ``dest`` (see `safe_destination`).
+        """
+        raise NotSupported(f"connector {self.id!r} does not support fetch")
+
+    def metadata(self, item: str) -> dict[str, Any]:
+        """Properties of one item: schema, size, etag, row estimate, ..."""
+        raise NotSupported(f"connector {self.id!r} does not support metadata")
+
+    def write(
+        self,
+        stream: str,
+        batches: Iterable[Batch | list[dict[str, Any]]],
+        **options: Any,
+    ) -> WriteResult:
+        """Write batches (or plain lists of dicts) to ``stream``; all-or-nothing where the service allows."""
+        raise NotSupported(f"connector {self.id!r} does not support write")
+
+    def partitions(self, stream: str, count: int) -> list[Partition]:
+        """Split ``stream`` into at most ``count`` partitions that can be read independently."""
+        raise NotSupported(f"connector {self.id!r} does not support partitions")
+
+    def read_partition(self, partition: Partition, *, batch_size: int | None = None) -> Iterator[Batch]:
+        """Read one partition produced by `partitions`."""
+        raise NotSupported(f"connector {self.id!r} does not support partitions")
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Free pools, clients and files. Called once by `close`; override it, not `close`."""
+
+    async def arelease(self) -> None:
+        """Async `release`; override when the driver's resources are async."""
+        await asyncio.to_thread(self.release)
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` (or `aclose`) has run."""
+        return self._closed
+
+    def close(self) -> None:
+        """Release resources; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self.release()
+
+    async def aclose(self) -> None:
+        """Async twin of `close`; also idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.arelease()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- async twins (thread offload by default) -------------------------------------
+
+    async def alist(self, path: str | None = None) -> AsyncIterator[Item]:
+        """Async twin of `list`."""
+        async for item in _iterate_in_thread(lambda: self.list(path)):
+            yield item
+
+    async def aread(
+        self,
+        stream: str,
+        state: State | None = None,
+        *,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Batch]:
+        """Async twin of `read`."""
+        async for batch in _iterate_in_thread(
+            lambda: self.read(stream, state, batch_size=batch_size, **options)
+        ):
+            yield batch
+
+    async def afetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
+        """Async twin of `fetch`."""
+        return await asyncio.to_thread(self.fetch, item, dest, overwrite=overwrite)
+
+    async def ametadata(self, item: str) -> dict[str, Any]:
+        """Async twin of `metadata`."""
+        return await asyncio.to_thread(self.metadata, item)
+
+    async def awrite(
+        self,
+        stream: str,
+        batches: Iterable[Batch | list[dict[str, Any]]] | AsyncIterable[Batch | list[dict[str, Any]]],
+        **options: Any,
+    ) -> WriteResult:
+        """Async twin of `write`; accepts a sync or an async iterable of batches."""
+        if not isinstance(batches, AsyncIterable):
+            sync_batches = batches
+            return await asyncio.to_thread(lambda: self.write(stream, sync_batches, **options))
+        return await _write_from_async(lambda it: self.write(stream, it, **options), batches)
+
+    async def apartitions(self, stream: str, count: int) -> list[Partition]:
+        """Async twin of `partitions`."""
+        return await asyncio.to_thread(self.partitions, stream, count)
+
+    async def aread_partition(
+        self, partition: Partition, *, batch_size: int | None = None
+    ) -> AsyncIterator[Batch]:
+        """Async twin of `read_partition`."""
+        async for batch in _iterate_in_thread(
+            lambda: self.read_partition(partition, batch_size=batch_size)
+        ):
+            yield batch
+
+
+def validate_config(
+    model: type[ConnectorConfig], data: dict[str, Any], *, connector_id: str
+) -> ConnectorConfig:
+    """Validate ``data`` into ``model``, turning pydantic's report into one-line `ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        where = f"field {field!r}" if field else "config"
+        raise ConfigError(
+            f"{connector_id} config: {where}: {first['msg']}{suffix}",
+            field=field,
+            hint=f"see `headwater connectors show {connector_id}` for the config schema",
+        ) from None
+
+
+async def _iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncIterator[T]:
+    """Drive a sync iterator from async code, one ``next`` per worker-thread hop."""
+    iterator = await asyncio.to_thread(lambda: iter(make()))
+    try:
+        while True:
+            item = await asyncio.to_thread(next, iterator, _END)
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            # Closing runs the generator's cleanup (cursors, files) off the event loop.
+            await asyncio.to_thread(close)
+
+
+async def _write_from_async(
+    write: Callable[[Iterable[Any]], Awaitable[WriteResult] | WriteResult],
+    batches: AsyncIterable[Any],
+) -> WriteResult:
+    """Run a sync ``write`` in a thread, feeding it from an async iterable with back-pressure."""
+    channel: queue.Queue[Any] = queue.Queue(maxsize=2)
+
+    def pull() -> Iterator[Any]:
+        while True:
+            item = channel.get()
+            if item is _END:
+                return
+            if isinstance(item, _Abort):
+                # The producer failed: make the writer fail too, so it rolls back
+                # instead of committing a partial write.
+                raise ConnectorError("write aborted: the batch source raised an error")
+            yield item
+
+    writer = asyncio.ensure_future(asyncio.to_thread(write, pull()))
+    try:
+        async for batch in batches:
+            put = asyncio.ensure_future(asyncio.to_thread(channel.put, batch))
+            await asyncio.wait({writer, put}, return_when=asyncio.FIRST_COMPLETED)
+            if writer.done():
+                # The writer stopped consuming (it failed); unblock the pending put.
+                _drain(channel)
+                await put
+                break
+            await put
+    except BaseException:
+        if not writer.done():
+            await asyncio.to_thread(channel.put, _Abort())
+            with contextlib.suppress(Exception):
+                await writer
+        raise
+    if not writer.done():
+        await asyncio.to_thread(channel.put, _END)
+    result = await writer
+    assert isinstance(result, WriteResult)
+    return result
+
+
+class _Abort:
+    pass
+
+
+def _drain(channel: queue.Queue[Any]) -> None:
+    with contextlib.suppress(queue.Empty):
+        while True:
+            channel.get_nowait()

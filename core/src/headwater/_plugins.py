@@ -1,0 +1,532 @@
+"""
+Plugin discovery and the registry built on the pluggy plugin manager.
+
+This is the only module that calls ``pm.hook.*``: each hook implementation is called on
+its own, so one plugin that raises is recorded (distribution, version, error) and every
+other plugin keeps working. Entry points are read lazily, once per `Registry`, one at a
+time, each in its own ``try`` — never through pluggy's ``load_setuptools_entrypoints``,
+which stops at the first failure.
+
+Environment variables, read when a registry first loads:
+
+``HEADWATER_DISABLE_PLUGIN_AUTOLOAD=1``  load no entry points (core's built-ins stay)
+``HEADWATER_DISABLE_PLUGINS=a,b``        block these (entry-point or distribution names)
+``HEADWATER_PLUGINS=a,b``                allow only these
+``HEADWATER_STRICT_PLUGINS=1``           any plugin failure raises `PluginLoadError`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import pluggy
+
+from headwater import hookspecs
+from headwater._redact import get_logger, redact
+from headwater._version import API_VERSION, __version__
+from headwater.errors import (
+    DuplicateConnector,
+    PluginError,
+    PluginIncompatible,
+    PluginLoadError,
+    UnknownConnector,
+)
+
+if TYPE_CHECKING:
+    from headwater._connector import Connector
+    from headwater._secrets import CredentialResolver
+
+logger = get_logger("headwater.plugins")
+
+ENTRY_POINT_GROUP: Final = hookspecs.PROJECT_NAME
+_ID = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+_CORE_SCHEMES: Final = frozenset({"env", "file", "keyring"})
+
+#: Core's own behaviour, registered through the same hooks as any plugin.
+BUILTIN_PLUGINS: Final = (
+    ("headwater.resolvers", "headwater._builtin.resolvers"),
+    ("headwater.files", "headwater._builtin.files"),
+)
+
+PluginStatus = Literal["ok", "failed", "blocked", "incompatible"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectorRef:
+    """
+    A connector named by import path, so listing connectors imports nothing.
+
+    Return it from ``register_connectors``:
+    ``ConnectorRef("postgres", "headwater_postgres._connector:PostgresConnector", summary=...)``.
+    """
+
+    id: str
+    #: ``"package.module:ClassName"``
+    target: str
+    summary: str = ""
+
+    def load(self) -> type[Connector[Any]]:
+        """Import and return the connector class."""
+        module_name, _, attr = self.target.partition(":")
+        module = importlib.import_module(module_name)
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(slots=True)
+class PluginInfo:
+    """What `headwater plugins` shows for one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    #: The plugin's requirement on core (``">=1.0,<2"``); ``None`` if it declares none.
+    api: str | None
+    status: PluginStatus
+    error: str | None = None
+    connectors: list[str] = dataclasses.field(default_factory=list)
+    hooks: list[str] = dataclasses.field(default_factory=list)
+    #: Seconds spent importing the entry-point module.
+    import_time: float | None = None
+    builtin: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        data = dataclasses.asdict(self)
+        if self.import_time is not None:
+            data["import_time"] = round(self.import_time, 6)
+        return data
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectorEntry:
+    """A connector id with where it came from."""
+
+    id: str
+    provider: type[Connector[Any]] | ConnectorRef
+    plugin: PluginInfo
+
+    @property
+    def summary(self) -> str:
+        """The one-line summary (without importing a `ConnectorRef`)."""
+        if isinstance(self.provider, ConnectorRef):
+            return self.provider.summary
+        return self.provider.summary
+
+    @property
+    def origin(self) -> str:
+        """``distribution version`` or the plugin name."""
+        p = self.plugin
+        return f"{p.distribution} {p.version}" if p.distribution else p.name
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _names(environ: Mapping[str, str], name: str) -> set[str] | None:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return {_normalize(part) for part in raw.split(",") if part.strip()}
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def _core_requirement(dist: importlib.metadata.Distribution) -> str | None:
+    """The specifier of ``dist``'s requirement on headwater ("" if unpinned; None if absent)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    for line in dist.requires or ():
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != "headwater":
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        return str(req.specifier)
+    return None
+
+
+def _incompatibility(spec: str, dist_name: str) -> str | None:
+    from packaging.specifiers import SpecifierSet
+
+    if not spec or SpecifierSet(spec).contains(__version__, prereleases=True):
+        return None
+    return (
+        f"{dist_name} requires headwater{spec}, but this is headwater {__version__} "
+        f"(plugin API {API_VERSION}); install a release of {dist_name} built for plugin "
+        f"API {API_VERSION} (one that accepts headwater>={API_VERSION}.0,<{API_VERSION + 1}), "
+        f"or a headwater matching {spec!r}"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return redact(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+class Registry:
+    """
+    The plugin manager and everything collected from it.
+
+    Args:
+        autoload: load plugins from entry points; default: unless
+            ``HEADWATER_DISABLE_PLUGIN_AUTOLOAD`` is set.
+        plugins: plugin objects (modules, classes, instances) to register explicitly.
+        builtins: register core's built-in resolvers and the ``files`` connector.
+        strict: raise on any plugin failure; default: ``HEADWATER_STRICT_PLUGINS``.
+        environ: where to read the ``HEADWATER_*`` variables (``os.environ``).
+
+    Tests and embedding programs build their own: ``Registry(autoload=False, plugins=[mine])``.
+    Nothing is loaded until first use.
+    """
+
+    def __init__(
+        self,
+        *,
+        autoload: bool | None = None,
+        plugins: Iterable[object] = (),
+        builtins: bool = True,
+        strict: bool | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self._environ = dict(env)
+        self._autoload = (
+            not _flag(env, "HEADWATER_DISABLE_PLUGIN_AUTOLOAD") if autoload is None else autoload
+        )
+        self._strict = _flag(env, "HEADWATER_STRICT_PLUGINS") if strict is None else strict
+        self._builtins = builtins
+        self._explicit = list(plugins)
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        self._records: dict[str, PluginInfo] = {}
+        self._loaded = False
+        self._lock = threading.RLock()
+
+    # --- loading ---------------------------------------------------------------------------
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The pluggy plugin manager, with plugins loaded (``pm.hook.register_connectors()``)."""
+        self.load()
+        return self._pm
+
+    def load(self) -> None:
+        """Register built-ins, explicit plugins and entry points; runs once."""
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            if self._builtins:
+                for name, module_name in BUILTIN_PLUGINS:
+                    module = importlib.import_module(module_name)
+                    self._pm.register(module, name=name)
+                    self._records[name] = PluginInfo(
+                        name=name,
+                        distribution="headwater",
+                        version=__version__,
+                        api=f"=={__version__}",
+                        status="ok",
+                        builtin=True,
+                    )
+            for plugin in self._explicit:
+                self.register(plugin)
+            if self._autoload:
+                self._load_entry_points()
+            self._loaded = True
+        for info in self._records.values():
+            info.hooks = self._hooks_of(info.name)
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object without an entry point; returns its name."""
+        registered = self._pm.register(plugin, name=name)
+        if registered is None:
+            raise PluginError(f"plugin {name or plugin!r} is blocked or already registered")
+        self._records[registered] = PluginInfo(
+            name=registered,
+            distribution=None,
+            version=None,
+            api=None,
+            status="ok",
+            hooks=self._hooks_of(registered),
+        )
+        return registered
+
+    def unregister(self, name: str) -> None:
+        """Remove a registered plugin (tests register throwaway plugins and remove them)."""
+        self._pm.unregister(name=name)
+        self._records.pop(name, None)
+
+    def _hooks_of(self, name: str) -> list[str]:
+        plugin = self._pm.get_plugin(name)
+        if plugin is None:
+            return []
+        callers = self._pm.get_hookcallers(plugin) or []
+        return sorted(caller.name for caller in callers)
+
+    def _entry_points(self) -> Iterator[importlib.metadata.EntryPoint]:
+        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        yield from sorted(eps, key=lambda ep: ep.name)
+
+    def _load_entry_points(self) -> None:
+        blocked = _names(self._environ, "HEADWATER_DISABLE_PLUGINS") or set()
+        allowed = _names(self._environ, "HEADWATER_PLUGINS")
+        for ep in self._entry_points():
+            dist = ep.dist
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            version = dist.version if dist is not None else None
+            api = _core_requirement(dist) if dist is not None else None
+            record = PluginInfo(
+                name=ep.name, distribution=dist_name, version=version, api=api, status="ok"
+            )
+            self._records[ep.name] = record
+            names = {_normalize(ep.name)} | ({_normalize(dist_name)} if dist_name else set())
+            if names & blocked:
+                record.status = "blocked"
+                record.error = "blocked by HEADWATER_DISABLE_PLUGINS"
+                continue
+            if allowed is not None and not names & allowed:
+                record.status = "blocked"
+                record.error = "not listed in HEADWATER_PLUGINS"
+                continue
+            problem = _incompatibility(api or "", dist_name or ep.name)
+            if problem is not None:
+                # Refused before a line of the plugin runs: nothing is imported.
+                record.status = "incompatible"
+                record.error = problem
+                self._fail(record, PluginIncompatible(problem))
+                continue
+            started = time.perf_counter()
+            try:
+                module = ep.load()
+            except Exception as exc:
+                record.import_time = time.perf_counter() - started
+                self._fail(record, exc, f"failed to import {ep.value}")
+                continue
+            record.import_time = time.perf_counter() - started
+            try:
+                if self._pm.is_registered(module):
+                    raise PluginError(f"module {ep.value} is already registered")
+                self._pm.register(module, name=ep.name)
+            except Exception as exc:
+                self._fail(record, exc, "invalid hook implementations")
+
+    def _fail(self, record: PluginInfo, exc: BaseException, context: str | None = None) -> None:
+        record.status = "incompatible" if isinstance(exc, PluginIncompatible) else "failed"
+        detail = exc.message if isinstance(exc, PluginError) else _describe(exc)
+        record.error = f"{context}: {detail}" if context else detail
+        origin = f"{record.distribution} {record.version}" if record.distribution else record.name
+        logger.warning("plugin %s (%s) %s", record.name, origin, record.error)
+        if self._strict:
+            error_cls = PluginIncompatible if isinstance(exc, PluginIncompatible) else PluginLoadError
+            raise error_cls(
+                f"plugin {record.name} ({origin}): {record.error}",
+                hint="HEADWATER_STRICT_PLUGINS is set, so plugin failures are errors",
+            ) from (None if isinstance(exc, PluginError) else exc)
+
+    # --- calling hooks, one implementation at a time ------------------------------------
+
+    def _call_each(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[PluginInfo, Any]]:
+        """Call every implementation of a hook in pluggy's order, isolating failures."""
+        self.load()
+        caller = getattr(self._pm.hook, hook_name)
+        # pluggy calls implementations last-registered-first (tryfirst/trylast respected);
+        # get_hookimpls() lists them in the opposite order.
+        for impl in reversed(caller.get_hookimpls()):
+            record = self._records.get(impl.plugin_name) or PluginInfo(
+                name=impl.plugin_name, distribution=None, version=None, api=None, status="ok"
+            )
+            self._records.setdefault(impl.plugin_name, record)
+            if record.status != "ok":
+                continue
+            try:
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                self._fail(record, exc, f"hook {hook_name} raised")
+                continue
+            yield record, result
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin seen: built-in, explicit and entry points, with status and connectors."""
+        self.connectors()  # fills in each plugin's connector ids (and hook failures)
+        return sorted(self._records.values(), key=lambda r: (not r.builtin, r.name))
+
+    def connectors(self) -> dict[str, list[ConnectorEntry]]:
+        """Connector id → the plugins providing it (more than one is a conflict)."""
+        from headwater._connector import Connector
+
+        found: dict[str, list[ConnectorEntry]] = {}
+        for record in self._records.values():
+            record.connectors = []
+        for record, result in self._call_each("register_connectors"):
+            try:
+                items = list(result or ())
+                for item in items:
+                    if isinstance(item, ConnectorRef):
+                        cid = item.id
+                    elif isinstance(item, type) and issubclass(item, Connector):
+                        cid = getattr(item, "id", None)
+                    else:
+                        raise PluginError(
+                            f"register_connectors returned {item!r}; expected a Connector "
+                            "subclass or a headwater.ConnectorRef"
+                        )
+                    if not isinstance(cid, str) or not _ID.match(cid):
+                        raise PluginError(
+                            f"connector id {cid!r} is invalid; use lowercase letters, digits "
+                            "and single dashes (e.g. 'azure-blob')"
+                        )
+                    found.setdefault(cid, []).append(ConnectorEntry(cid, item, record))
+                    record.connectors.append(cid)
+            except Exception as exc:
+                self._fail(record, exc, "hook register_connectors returned bad data")
+        return dict(sorted(found.items()))
+
+    def connector_entry(self, connector_id: str) -> ConnectorEntry:
+        """The single entry for ``connector_id``; raises on unknown or duplicated ids."""
+        entries = self.connectors().get(connector_id)
+        if not entries:
+            known = ", ".join(self.connectors()) or "none"
+            raise UnknownConnector(
+                f"no installed plugin provides connector {connector_id!r} (installed: {known})",
+                hint="pip install the plugin (headwater-<name>), or run `headwater plugins` "
+                "to see plugins that failed to load",
+            )
+        if len(entries) > 1:
+            origins = " and ".join(e.origin for e in entries)
+            raise DuplicateConnector(
+                f"connector id {connector_id!r} is provided by both {origins}",
+                hint="uninstall one, or block it with HEADWATER_DISABLE_PLUGINS=<name>",
+            )
+        return entries[0]
+
+    def connector_class(self, connector_id: str) -> type[Connector[Any]]:
+        """The connector class for ``connector_id`` (imported now if it was a `ConnectorRef`)."""
+        from headwater._connector import Connector
+
+        entry = self.connector_entry(connector_id)
+        provider = entry.provider
+        if isinstance(provider, type):
+            return provider
+        try:
+            cls = provider.load()
+        except Exception as exc:
+            raise PluginLoadError(
+                f"connector {connector_id!r} from {entry.origin}: cannot import "
+                f"{provider.target} ({_describe(exc)})"
+            ) from exc
+        if not (isinstance(cls, type) and issubclass(cls, Connector)) or cls.id != connector_id:
+            raise PluginLoadError(
+                f"connector {connector_id!r} from {entry.origin}: {provider.target} is not a "
+                f"Connector with id {connector_id!r}"
+            )
+        return cls
+
+    def connector_for_url(self, url: str) -> str:
+        """The connector id that handles ``url`` (the first plugin to claim it wins)."""
+        for _record, result in self._call_each("connector_for_url", url=url):
+            if result is not None:
+                return str(result)
+        scheme = url.split("://", 1)[0] if "://" in url else url
+        raise UnknownConnector(
+            f"no installed connector handles URLs like {scheme}://…",
+            hint="install the plugin for this kind of source, or save a source with "
+            "`headwater sources add`",
+        )
+
+    def credential_resolvers(self) -> dict[str, CredentialResolver]:
+        """Secret-reference scheme → resolver; core's ``env``/``file``/``keyring`` cannot be replaced."""
+        return self._collect_named("register_credential_resolvers", protected=_CORE_SCHEMES)
+
+    def auth_schemes(self) -> dict[str, Callable[..., Any]]:
+        """Auth scheme name → ``httpx.Auth`` factory."""
+        return self._collect_named("register_auth_schemes", protected=frozenset())
+
+    def _collect_named(self, hook_name: str, protected: frozenset[str]) -> dict[str, Any]:
+        collected: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        results = list(self._call_each(hook_name))
+        # Built-ins first, so a plugin can add schemes but never shadow core's own.
+        results.sort(key=lambda pair: not pair[0].builtin)
+        for record, result in results:
+            for key, value in dict(result or {}).items():
+                if key in collected:
+                    if key in protected or key in owners:
+                        logger.warning(
+                            "plugin %s: %s %r ignored, already provided by %s",
+                            record.name,
+                            hook_name,
+                            key,
+                            owners.get(key, "headwater"),
+                        )
+                    continue
+                collected[key] = value
+                owners[key] = record.name
+        return collected
+
+    # --- connecting ------------------------------------------------------------------------
+
+    def connect(self, target: str, config: Mapping[str, Any] | None = None, **options: Any) -> Connector[Any]:
+        """
+        A connector for ``target``: a connector id with ``config``, or a URL.
+
+        ``connect("files", {"root": "data"})`` / ``connect("postgresql://u@h/db")``.
+        """
+        if "://" in target:
+            connector_id = self.connector_for_url(target)
+            cls = self.connector_class(connector_id)
+            connector = cls.from_url(target, **dict(config or {}), **options)
+        else:
+            cls = self.connector_class(target)
+            connector = cls({**dict(config or {}), **options}, registry=self)
+        connector._registry = self
+        return connector
+
+
+_default: Registry | None = None
+_default_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, created (not loaded) on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Registry()
+    return _default
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide pluggy manager with plugins loaded: ``get_plugin_manager().hook.register_connectors()``."""
+    return get_registry().pm
+
+
+def set_registry(registry: Registry | None) -> Registry | None:
+    """Replace the process-wide registry (``None`` resets it); returns the previous one."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, registry
+    return previous
+
+
+def connect(target: str, config: Mapping[str, Any] | None = None, **options: Any) -> Connector[Any]:
+    """A connector for a connector id plus config, or a URL, from the process-wide registry."""
+    return get_registry().connect(target, config, **options)
