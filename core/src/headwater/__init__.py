@@ -4,66 +4,71 @@ headwater: data-source connectors as plugins.
 The public API is what this module exports; everything in underscored modules is
 private. Plugin authors also import `headwater.hookspecs`, `headwater.errors` and
 `headwater.testing` by path.
+
+Names are imported on first access (PEP 562), so ``import headwater`` stays cheap and
+the CLI starts fast: ``headwater connectors`` must not pay for pydantic or any SDK.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from headwater import errors
-from headwater._connector import Batch
-from headwater._connector import Capability
-from headwater._connector import CheckResult
-from headwater._connector import Connector
-from headwater._connector import ConnectorConfig
-from headwater._connector import FetchResult
-from headwater._connector import Item
-from headwater._connector import Partition
-from headwater._connector import State
-from headwater._connector import WriteResult
-from headwater._files import atomic_file
-from headwater._files import safe_destination
-from headwater._plugins import ConnectorRef
-from headwater._plugins import PluginInfo
-from headwater._plugins import Registry
-from headwater._plugins import connect
-from headwater._plugins import get_plugin_manager
-from headwater._plugins import get_registry
-from headwater._plugins import set_registry
-from headwater._redact import RedactingFilter
-from headwater._redact import redact
-from headwater._retry import CircuitBreaker
-from headwater._retry import RetryPolicy
-from headwater._secrets import CredentialResolver
-from headwater._secrets import Secret
-from headwater._sources import SourceRegistry
-from headwater._version import API_VERSION
-from headwater.errors import AlreadyExists
-from headwater.errors import AuthFailed
-from headwater.errors import Category
-from headwater.errors import CircuitOpen
-from headwater.errors import ConfigError
-from headwater.errors import ConnectionFailed
-from headwater.errors import ConnectorError
-from headwater.errors import CredentialError
-from headwater.errors import DuplicateConnector
-from headwater.errors import HeadwaterError
-from headwater.errors import IntegrityError
-from headwater.errors import KeyringUnavailable
-from headwater.errors import NotFound
-from headwater.errors import NotSupported
-from headwater.errors import PermissionDenied
-from headwater.errors import PluginError
-from headwater.errors import PluginIncompatible
-from headwater.errors import PluginLoadError
-from headwater.errors import RateLimited
-from headwater.errors import ServerError
-from headwater.errors import SourceError
-from headwater.errors import TLSFailure
-from headwater.errors import UnknownConnector
-from headwater.errors import UnsafePath
-from headwater.hookspecs import hookimpl
-from headwater.hookspecs import hookspec
+if TYPE_CHECKING:
+    from headwater._connector import Batch as Batch
+    from headwater._connector import Capability as Capability
+    from headwater._connector import CheckResult as CheckResult
+    from headwater._connector import Connector as Connector
+    from headwater._connector import ConnectorConfig as ConnectorConfig
+    from headwater._connector import FetchResult as FetchResult
+    from headwater._connector import Item as Item
+    from headwater._connector import Partition as Partition
+    from headwater._connector import State as State
+    from headwater._connector import WriteResult as WriteResult
+    from headwater._files import atomic_file as atomic_file
+    from headwater._files import safe_destination as safe_destination
+    from headwater._plugins import ConnectorRef as ConnectorRef
+    from headwater._plugins import PluginInfo as PluginInfo
+    from headwater._plugins import Registry as Registry
+    from headwater._plugins import connect as connect
+    from headwater._plugins import get_plugin_manager as get_plugin_manager
+    from headwater._plugins import get_registry as get_registry
+    from headwater._plugins import set_registry as set_registry
+    from headwater._redact import RedactingFilter as RedactingFilter
+    from headwater._redact import redact as redact
+    from headwater._retry import CircuitBreaker as CircuitBreaker
+    from headwater._retry import RetryPolicy as RetryPolicy
+    from headwater._secrets import CredentialResolver as CredentialResolver
+    from headwater._secrets import Secret as Secret
+    from headwater._sources import SourceRegistry as SourceRegistry
+    from headwater._version import API_VERSION as API_VERSION
+    from headwater.errors import AlreadyExists as AlreadyExists
+    from headwater.errors import AuthFailed as AuthFailed
+    from headwater.errors import Category as Category
+    from headwater.errors import CircuitOpen as CircuitOpen
+    from headwater.errors import ConfigError as ConfigError
+    from headwater.errors import ConnectionFailed as ConnectionFailed
+    from headwater.errors import ConnectorError as ConnectorError
+    from headwater.errors import CredentialError as CredentialError
+    from headwater.errors import DuplicateConnector as DuplicateConnector
+    from headwater.errors import HeadwaterError as HeadwaterError
+    from headwater.errors import IntegrityError as IntegrityError
+    from headwater.errors import KeyringUnavailable as KeyringUnavailable
+    from headwater.errors import NotFound as NotFound
+    from headwater.errors import NotSupported as NotSupported
+    from headwater.errors import PermissionDenied as PermissionDenied
+    from headwater.errors import PluginError as PluginError
+    from headwater.errors import PluginIncompatible as PluginIncompatible
+    from headwater.errors import PluginLoadError as PluginLoadError
+    from headwater.errors import RateLimited as RateLimited
+    from headwater.errors import ServerError as ServerError
+    from headwater.errors import SourceError as SourceError
+    from headwater.errors import TLSFailure as TLSFailure
+    from headwater.errors import UnknownConnector as UnknownConnector
+    from headwater.errors import UnsafePath as UnsafePath
+    from headwater.hookspecs import hookimpl as hookimpl
+    from headwater.hookspecs import hookspec as hookspec
+    from headwater import errors as errors
 
 __all__ = [
     "API_VERSION",
@@ -122,18 +127,81 @@ __all__ = [
     "set_registry",
 ]
 
-# Tracebacks and reprs should read `headwater.Connector`, not `headwater._connector.Connector`.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith("headwater._"):
-        _obj.__module__ = __name__
-del _name, _obj
+#: public name -> module defining it
+_LAZY: dict[str, str] = {
+    "Batch": "headwater._connector",
+    "Capability": "headwater._connector",
+    "CheckResult": "headwater._connector",
+    "Connector": "headwater._connector",
+    "ConnectorConfig": "headwater._connector",
+    "FetchResult": "headwater._connector",
+    "Item": "headwater._connector",
+    "Partition": "headwater._connector",
+    "State": "headwater._connector",
+    "WriteResult": "headwater._connector",
+    "atomic_file": "headwater._files",
+    "safe_destination": "headwater._files",
+    "ConnectorRef": "headwater._plugins",
+    "PluginInfo": "headwater._plugins",
+    "Registry": "headwater._plugins",
+    "connect": "headwater._plugins",
+    "get_plugin_manager": "headwater._plugins",
+    "get_registry": "headwater._plugins",
+    "set_registry": "headwater._plugins",
+    "RedactingFilter": "headwater._redact",
+    "redact": "headwater._redact",
+    "CircuitBreaker": "headwater._retry",
+    "RetryPolicy": "headwater._retry",
+    "CredentialResolver": "headwater._secrets",
+    "Secret": "headwater._secrets",
+    "SourceRegistry": "headwater._sources",
+    "API_VERSION": "headwater._version",
+    "AlreadyExists": "headwater.errors",
+    "AuthFailed": "headwater.errors",
+    "Category": "headwater.errors",
+    "CircuitOpen": "headwater.errors",
+    "ConfigError": "headwater.errors",
+    "ConnectionFailed": "headwater.errors",
+    "ConnectorError": "headwater.errors",
+    "CredentialError": "headwater.errors",
+    "DuplicateConnector": "headwater.errors",
+    "HeadwaterError": "headwater.errors",
+    "IntegrityError": "headwater.errors",
+    "KeyringUnavailable": "headwater.errors",
+    "NotFound": "headwater.errors",
+    "NotSupported": "headwater.errors",
+    "PermissionDenied": "headwater.errors",
+    "PluginError": "headwater.errors",
+    "PluginIncompatible": "headwater.errors",
+    "PluginLoadError": "headwater.errors",
+    "RateLimited": "headwater.errors",
+    "ServerError": "headwater.errors",
+    "SourceError": "headwater.errors",
+    "TLSFailure": "headwater.errors",
+    "UnknownConnector": "headwater.errors",
+    "UnsafePath": "headwater.errors",
+    "hookimpl": "headwater.hookspecs",
+    "hookspec": "headwater.hookspecs",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that importing headwater does not read distribution metadata.
     if name == "__version__":
         from headwater._version import __version__
 
         return __version__
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "errors":
+        return importlib.import_module("headwater.errors")
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    if isinstance(value, type) and value.__module__.startswith("headwater._"):
+        # Tracebacks and reprs read `headwater.Connector`, not `headwater._connector...`.
+        value.__module__ = __name__
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

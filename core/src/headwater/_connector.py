@@ -20,13 +20,14 @@ operations it supports. Everything else comes from the base:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import queue
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar
 
@@ -53,7 +54,7 @@ logger = get_logger("headwater.connector")
 State = dict[str, Any]
 
 
-class Capability(str, Enum):
+class Capability(StrEnum):
     """What a connector can do; `headwater connectors` shows these."""
 
     CHECK = "check"
@@ -68,9 +69,6 @@ class Capability(str, Enum):
     PARTITIONS = "partitions"
     #: batches may hold ``pyarrow.RecordBatch`` instead of dicts.
     ARROW = "arrow"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 ItemKind = Literal[
@@ -267,7 +265,9 @@ class Connector(Generic[ConfigT]):
     #: One line for `headwater connectors`.
     summary: ClassVar[str] = ""
 
-    def __init__(self, config: ConfigT | dict[str, Any], *, registry: Registry | None = None) -> None:
+    def __init__(
+        self, config: ConfigT | dict[str, Any], *, registry: Registry | None = None
+    ) -> None:
         if isinstance(config, ConnectorConfig):
             if not isinstance(config, self.Config):
                 raise ConfigError(
@@ -404,17 +404,19 @@ class Connector(Generic[ConfigT]):
     def write(
         self,
         stream: str,
-        batches: Iterable[Batch | list[dict[str, Any]]],
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
         **options: Any,
     ) -> WriteResult:
-        """Write batches (or plain lists of dicts) to ``stream``; all-or-nothing where the service allows."""
+        """Write batches (or lists of dicts) to ``stream``; all-or-nothing where possible."""
         raise NotSupported(f"connector {self.id!r} does not support write")
 
-    def partitions(self, stream: str, count: int) -> list[Partition]:
+    def partitions(self, stream: str, count: int) -> builtins.list[Partition]:
         """Split ``stream`` into at most ``count`` partitions that can be read independently."""
         raise NotSupported(f"connector {self.id!r} does not support partitions")
 
-    def read_partition(self, partition: Partition, *, batch_size: int | None = None) -> Iterator[Batch]:
+    def read_partition(
+        self, partition: Partition, *, batch_size: int | None = None
+    ) -> Iterator[Batch]:
         """Read one partition produced by `partitions`."""
         raise NotSupported(f"connector {self.id!r} does not support partitions")
 
@@ -490,7 +492,8 @@ class Connector(Generic[ConfigT]):
     async def awrite(
         self,
         stream: str,
-        batches: Iterable[Batch | list[dict[str, Any]]] | AsyncIterable[Batch | list[dict[str, Any]]],
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]]
+        | AsyncIterable[Batch | builtins.list[dict[str, Any]]],
         **options: Any,
     ) -> WriteResult:
         """Async twin of `write`; accepts a sync or an async iterable of batches."""
@@ -499,7 +502,7 @@ class Connector(Generic[ConfigT]):
             return await asyncio.to_thread(lambda: self.write(stream, sync_batches, **options))
         return await _write_from_async(lambda it: self.write(stream, it, **options), batches)
 
-    async def apartitions(self, stream: str, count: int) -> list[Partition]:
+    async def apartitions(self, stream: str, count: int) -> builtins.list[Partition]:
         """Async twin of `partitions`."""
         return await asyncio.to_thread(self.partitions, stream, count)
 

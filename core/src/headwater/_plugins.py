@@ -176,6 +176,14 @@ def _incompatibility(spec: str, dist_name: str) -> str | None:
     )
 
 
+def _is_connector_class(item: type) -> bool:
+    # Imported here: a registry whose plugins return only ConnectorRefs never needs
+    # the connector module (and pydantic) just to list connectors.
+    from headwater._connector import Connector
+
+    return issubclass(item, Connector)
+
+
 def _describe(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
@@ -232,8 +240,8 @@ class Registry:
         if self._loaded:
             return
         with self._lock:
-            if self._loaded:
-                return
+            if self._loaded:  # another thread finished loading while we waited
+                return  # type: ignore[unreachable]
             if self._builtins:
                 for name, module_name in BUILTIN_PLUGINS:
                     module = importlib.import_module(module_name)
@@ -335,7 +343,9 @@ class Registry:
         origin = f"{record.distribution} {record.version}" if record.distribution else record.name
         logger.warning("plugin %s (%s) %s", record.name, origin, record.error)
         if self._strict:
-            error_cls = PluginIncompatible if isinstance(exc, PluginIncompatible) else PluginLoadError
+            error_cls = (
+                PluginIncompatible if isinstance(exc, PluginIncompatible) else PluginLoadError
+            )
             raise error_cls(
                 f"plugin {record.name} ({origin}): {record.error}",
                 hint="HEADWATER_STRICT_PLUGINS is set, so plugin failures are errors",
@@ -370,8 +380,6 @@ class Registry:
 
     def connectors(self) -> dict[str, list[ConnectorEntry]]:
         """Connector id → the plugins providing it (more than one is a conflict)."""
-        from headwater._connector import Connector
-
         found: dict[str, list[ConnectorEntry]] = {}
         for record in self._records.values():
             record.connectors = []
@@ -379,9 +387,10 @@ class Registry:
             try:
                 items = list(result or ())
                 for item in items:
+                    cid: object
                     if isinstance(item, ConnectorRef):
                         cid = item.id
-                    elif isinstance(item, type) and issubclass(item, Connector):
+                    elif isinstance(item, type) and _is_connector_class(item):
                         cid = getattr(item, "id", None)
                     else:
                         raise PluginError(
@@ -452,7 +461,7 @@ class Registry:
         )
 
     def credential_resolvers(self) -> dict[str, CredentialResolver]:
-        """Secret-reference scheme → resolver; core's ``env``/``file``/``keyring`` cannot be replaced."""
+        """Secret-reference scheme → resolver; core's env/file/keyring cannot be replaced."""
         return self._collect_named("register_credential_resolvers", protected=_CORE_SCHEMES)
 
     def auth_schemes(self) -> dict[str, Callable[..., Any]]:
@@ -483,7 +492,9 @@ class Registry:
 
     # --- connecting ------------------------------------------------------------------------
 
-    def connect(self, target: str, config: Mapping[str, Any] | None = None, **options: Any) -> Connector[Any]:
+    def connect(
+        self, target: str, config: Mapping[str, Any] | None = None, **options: Any
+    ) -> Connector[Any]:
         """
         A connector for ``target``: a connector id with ``config``, or a URL.
 
@@ -515,7 +526,7 @@ def get_registry() -> Registry:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide pluggy manager with plugins loaded: ``get_plugin_manager().hook.register_connectors()``."""
+    """The process-wide pluggy manager, plugins loaded: ``get_plugin_manager().hook.<name>()``."""
     return get_registry().pm
 
 

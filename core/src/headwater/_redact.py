@@ -25,7 +25,9 @@ _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 # scheme://user:password@host -> scheme://user:***@host
-_URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^@\s/]+)(?P<at>@)")
+_URL_PASSWORD = re.compile(
+    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^@\s/]+)(?P<at>@)"
+)
 # Query parameters that carry credentials in URLs (Azure SAS "sig", OAuth tokens).
 _URL_SECRET_PARAM = re.compile(
     r"(?P<key>[?&](?:sig|signature|access_token|token|api_key|apikey|key|password|client_secret)=)"

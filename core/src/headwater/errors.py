@@ -34,7 +34,7 @@ Tree::
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar
 
 __all__ = [
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     """What kind of failure a `CheckResult` or an error reports."""
 
     AUTH = "auth"
@@ -76,9 +76,6 @@ class Category(str, Enum):
     NOT_FOUND = "not_found"
     RATE_LIMITED = "rate_limited"
     SERVER = "server"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _one_line(text: str) -> str:
@@ -121,7 +118,9 @@ class HeadwaterError(Exception):
         return (_rebuild, (type(self), self.message, self.field, self.hint))
 
 
-def _rebuild(cls: type[HeadwaterError], message: str, field: str | None, hint: str | None) -> HeadwaterError:
+def _rebuild(
+    cls: type[HeadwaterError], message: str, field: str | None, hint: str | None
+) -> HeadwaterError:
     err = cls.__new__(cls)
     HeadwaterError.__init__(err, message, field=field, hint=hint)
     return err

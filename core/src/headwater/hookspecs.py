@@ -15,13 +15,11 @@ styles, say) with ``registry.pm.add_hookspecs(its_hookspecs_module)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import pluggy
 
 if TYPE_CHECKING:
-    import httpx
-
     from headwater._connector import Connector
     from headwater._plugins import ConnectorRef
     from headwater._secrets import CredentialResolver
@@ -37,7 +35,8 @@ _impl = pluggy.HookimplMarker(PROJECT_NAME)
 
 def hookspec(function: F) -> F:
     """Mark a function as a hook specification (for plugins that add hooks of their own)."""
-    return cast(F, _spec(function))
+    marked: F = _spec(function)
+    return marked
 
 
 class _TypedHookimpl:
@@ -84,7 +83,7 @@ def register_credential_resolvers() -> Mapping[str, CredentialResolver]:  # type
 
 
 @_spec
-def register_auth_schemes() -> Mapping[str, Callable[..., httpx.Auth]]:  # type: ignore[empty-body]
+def register_auth_schemes() -> Mapping[str, Callable[..., Any]]:  # type: ignore[empty-body]
     """
     Return named ``httpx.Auth`` factories any HTTP connector can use.
 
@@ -96,7 +95,7 @@ def register_auth_schemes() -> Mapping[str, Callable[..., httpx.Auth]]:  # type:
 
 
 @_spec(firstresult=True)
-def connector_for_url(url: str) -> str | None:  # type: ignore[empty-body]
+def connector_for_url(url: str) -> str | None:
     """
     Return the id of the connector that handles ``url``, or ``None``.
 

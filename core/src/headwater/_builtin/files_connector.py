@@ -14,6 +14,7 @@ the file was replaced; that is refused rather than silently re-read.
 
 from __future__ import annotations
 
+import builtins
 import csv
 import hashlib
 import json
@@ -54,7 +55,10 @@ class FilesConfig(ConnectorConfig):
 
     root: Path = Field(description="Directory holding the CSV / JSON Lines files (the streams).")
     batch_size: int = Field(
-        default=1000, ge=1, le=1_000_000, description="Records per batch unless read() is given one."
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Records per batch unless read() is given one.",
     )
     delimiter: str = Field(
         default=",", min_length=1, max_length=1, description="CSV field delimiter."
@@ -111,7 +115,9 @@ class FilesConnector(Connector[FilesConfig]):
         try:
             path = safe_destination(self.root, name)
         except UnsafePath as exc:
-            raise ConfigError(f"stream name {name!r} is not a path under root: {exc.message}") from None
+            raise ConfigError(
+                f"stream name {name!r} is not a path under root: {exc.message}"
+            ) from None
         if must_exist and not path.is_file():
             raise NotFound(f"no file {name!r} under {self.root}", field="stream")
         return path
@@ -121,7 +127,9 @@ class FilesConnector(Connector[FilesConfig]):
         fmt = FORMATS.get(path.suffix.lower())
         if fmt is None:
             known = ", ".join(sorted(FORMATS))
-            raise ConfigError(f"{path.name}: unsupported file type (known: {known})", field="stream")
+            raise ConfigError(
+                f"{path.name}: unsupported file type (known: {known})", field="stream"
+            )
         return fmt
 
     # --- operations -----------------------------------------------------------------------
@@ -129,8 +137,11 @@ class FilesConnector(Connector[FilesConfig]):
     def check_connection(self) -> str:
         root = self.root
         if not root.exists():
-            raise NotFound(f"root directory {str(root)!r} does not exist", field="root",
-                           hint="create it or point root at an existing directory")
+            raise NotFound(
+                f"root directory {str(root)!r} does not exist",
+                field="root",
+                hint="create it or point root at an existing directory",
+            )
         if not root.is_dir():
             raise ConfigError(f"root {str(root)!r} is not a directory", field="root")
         if not os.access(root, os.R_OK | os.X_OK):
@@ -202,7 +213,7 @@ class FilesConnector(Connector[FilesConfig]):
                 if fmt == "jsonl"
                 else self._csv_records(handle, offset)
             )
-            batch: list[dict[str, Any]] = []
+            batch: builtins.list[dict[str, Any]] = []
             position = offset
             rows = rows_before
             for record, end in records:
@@ -280,7 +291,7 @@ class FilesConnector(Connector[FilesConfig]):
     def write(
         self,
         stream: str,
-        batches: Iterable[Batch | list[dict[str, Any]]],
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
         *,
         mode: Literal["create", "append", "overwrite"] = "create",
         **options: Any,
@@ -295,7 +306,9 @@ class FilesConnector(Connector[FilesConfig]):
         if options:
             raise ConfigError(f"files: unknown write option(s): {', '.join(sorted(options))}")
         if mode not in ("create", "append", "overwrite"):
-            raise ConfigError(f"write mode must be create, append or overwrite, not {mode!r}", field="mode")
+            raise ConfigError(
+                f"write mode must be create, append or overwrite, not {mode!r}", field="mode"
+            )
         path = self._path(stream, must_exist=False)
         fmt = self._format(path)
         exists = path.exists()
@@ -315,8 +328,12 @@ class FilesConnector(Connector[FilesConfig]):
         header = None
         if fmt == "csv" and original:
             with path.open("rb") as handle:
-                header = next(csv.reader(_ByteCounter(handle, self.config.encoding),
-                                         delimiter=self.config.delimiter), None)
+                header = next(
+                    csv.reader(
+                        _ByteCounter(handle, self.config.encoding), delimiter=self.config.delimiter
+                    ),
+                    None,
+                )
         try:
             with path.open("ab") as out:
                 count = self._write_records(out, fmt, records, header=header)
@@ -330,7 +347,11 @@ class FilesConnector(Connector[FilesConfig]):
         return count
 
     def _write_records(
-        self, out: IO[bytes], fmt: str, records: Iterator[dict[str, Any]], header: list[str] | None
+        self,
+        out: IO[bytes],
+        fmt: str,
+        records: Iterator[dict[str, Any]],
+        header: builtins.list[str] | None,
     ) -> int:
         import io
 
@@ -351,7 +372,8 @@ class FilesConnector(Connector[FilesConfig]):
             unknown = set(record) - set(header)
             if unknown:
                 raise ConfigError(
-                    f"record {count + 1} has field(s) {sorted(unknown)} not in the CSV header {header}"
+                    f"record {count + 1} has field(s) {sorted(unknown)} "
+                    f"not in the CSV header {header}"
                 )
             writer.writerow(["" if record.get(k) is None else record.get(k) for k in header])
             count += 1

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from headwater._secrets import CredentialResolver, resolve_env, resolve_file, resolve_keyring
+from headwater._resolvers import resolve_env, resolve_file, resolve_keyring
+
+if TYPE_CHECKING:
+    from headwater._secrets import CredentialResolver
 from headwater.hookspecs import hookimpl
 
 

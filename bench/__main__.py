@@ -1,0 +1,49 @@
+"""
+Run the benchmarks: ``python -m bench [--quick] [--only AREA ...]``.
+
+Every ``bench/bench_<area>.py`` module provides ``scenarios(quick) -> list[Scenario]``.
+``--quick`` uses tiny sizes so CI can prove the benchmarks still run; its figures mean
+nothing. Results are printed as tables and written to ``bench/results/latest.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import sys
+
+from bench._harness import format_table, run_scenario
+
+HERE = pathlib.Path(__file__).parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
+    parser.add_argument("--only", nargs="*", default=None, help="areas to run (e.g. files core)")
+    args = parser.parse_args(argv)
+    areas = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    if args.only:
+        unknown = set(args.only) - set(areas)
+        if unknown:
+            parser.error(f"unknown area(s) {sorted(unknown)}; known: {areas}")
+        areas = [a for a in areas if a in args.only]
+    out: list[str] = []
+    failed = False
+    for area in areas:
+        module = importlib.import_module(f"bench.bench_{area}")
+        for scenario in module.scenarios(args.quick):
+            results = run_scenario(scenario, args.quick)
+            table = format_table(scenario, results)
+            print(table + "\n", flush=True)
+            out.append(table)
+            failed |= any(m.error and not m.error.startswith("unavailable") for m in results)
+    results_dir = HERE / "results"
+    results_dir.mkdir(exist_ok=True)
+    (results_dir / ("quick.txt" if args.quick else "latest.txt")).write_text("\n\n".join(out) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

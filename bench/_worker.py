@@ -1,0 +1,29 @@
+"""Runs one benchmark case in this (fresh) process and prints its measurement as JSON."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+from bench._harness import resolve
+
+
+def main() -> None:
+    spec = json.loads(sys.stdin.read())
+    try:
+        func = resolve(spec["target"])
+        started = time.perf_counter()
+        units = func(**spec["kwargs"])
+        seconds = time.perf_counter() - started
+    except ImportError as exc:
+        print(json.dumps({"unavailable": str(exc)}))
+        return
+    # ru_maxrss is in KiB on Linux.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "units": int(units), "peak_rss": peak}))
+
+
+if __name__ == "__main__":
+    main()
