@@ -1,0 +1,187 @@
+"""
+The one entry point for tests, lint, typing, benchmarks and the demo.
+
+    nox                      lint, typing, tests, bench_quick (what CI runs)
+    nox -s demo              the end-to-end job on the embedded `files` connector
+    nox -s tests -- -k secrets                    pytest arguments after --
+    nox -s "tests_package(package='postgres')"    one distribution's tests
+    nox -s bench             full benchmarks (ratios against raw drivers and peers)
+
+Sessions use uv when it is installed (``pip install 'nox[uv]'``) and plain venv + pip
+otherwise. With uv, the locked workspace is synced into the session's venv, which is
+much faster than re-installing editable packages.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import tomllib
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+#: Every distribution in the workspace: core first, then each plugin directory.
+PACKAGES: dict[str, str] = {"core": "core"} | {
+    path.parent.name: f"plugins/{path.parent.name}"
+    for path in sorted(ROOT.glob("plugins/*/pyproject.toml"))
+}
+
+nox.options.default_venv_backend = "uv|venv"
+nox.options.sessions = ["lint", "typing", "tests", "bench_quick"]
+nox.options.error_on_missing_interpreters = True
+nox.needs_version = ">=2024.3.2"
+
+
+def _group_requirements(group: str) -> list[str]:
+    """Flatten a PEP 735 dependency group (for the pip fallback)."""
+    out: list[str] = []
+    for item in PYPROJECT["dependency-groups"][group]:
+        if isinstance(item, dict):
+            out.extend(_group_requirements(item["include-group"]))
+        else:
+            out.append(item)
+    return out
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    """Install every workspace distribution (editable) and the given dependency groups."""
+    if session.venv_backend == "uv":
+        uv = shutil.which("uv") or "uv"
+        session.run_install(
+            uv,
+            "sync",
+            "--all-packages",
+            *(f"--group={g}" for g in groups),
+            "--no-default-groups",
+            "--inexact",
+            env={"UV_PROJECT_ENVIRONMENT": str(session.virtualenv.location)},
+            external=True,
+        )
+        return
+    requirements = [req for g in groups for req in _group_requirements(g)]
+    editables = [arg for path in PACKAGES.values() for arg in ("-e", path)]
+    session.install(*editables, *requirements)
+
+
+def _pytest(session: nox.Session, paths: list[str]) -> None:
+    args = session.posargs or paths
+    session.run("python", "-m", "pytest", *args, env={"PYTHONDONTWRITEBYTECODE": "1"})
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Every distribution's tests plus the cross-package tests, in one run."""
+    _install(session, "test")
+    _pytest(session, ["core/tests", *(f"{p}/tests" for p in PACKAGES.values() if p != "core"), "tests"])
+
+
+@nox.session
+@nox.parametrize("package", list(PACKAGES))
+def tests_package(session: nox.Session, package: str) -> None:
+    """One distribution's own tests."""
+    _install(session, "test")
+    _pytest(session, [f"{PACKAGES[package]}/tests"])
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(*_group_requirements("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(tags=["typing"])
+def typing(session: nox.Session) -> None:
+    """mypy, strict, over every distribution's src (and this file)."""
+    _install(session, "typing", "test")
+    srcs = [f"{p}/src" for p in PACKAGES.values()]
+    session.run("mypy", *srcs, "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks at full size: ratios against raw drivers and peers in the same run."""
+    _install(session, "test", "bench")
+    session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def bench_quick(session: nox.Session) -> None:
+    """Benchmarks at tiny sizes, so they never rot (figures are meaningless)."""
+    _install(session, "test", "bench")
+    session.run("python", "-m", "bench", "--quick", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """
+    The main job, on the embedded `files` connector (no server needed): list plugins,
+    save and check a source, read a stream with progress, stop half-way, resume from the
+    saved state, and verify the output equals the source record for record.
+    """
+    _install(session)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="headwater-demo-"))
+    data = work / "data"
+    data.mkdir()
+    env = {"HEADWATER_SOURCES_FILE": str(work / "sources.toml")}
+    total = int(os.environ.get("HEADWATER_DEMO_RECORDS", "200000"))
+    session.log(f"demo directory: {work}")
+    session.run("python", "-c", _MAKE_DATA, str(work / "events.jsonl"), str(total))
+    session.run("headwater", "plugins", env=env)
+    session.run("headwater", "sources", "add", "demo", "files", "-c", f"root={data}", "--test", env=env)
+    session.run("headwater", "write", "demo", "events.jsonl", str(work / "events.jsonl"), env=env)
+    session.run("headwater", "check", "demo", env=env)
+    session.run("headwater", "ls", "demo", env=env)
+    out, state = work / "out.jsonl", work / "state.json"
+    common = ["--state", str(state), "-o", str(out), "--batch-size", "5000", "--progress"]
+    half = str(total // 2)
+    session.log(f"reading the first {half} records, saving state after each batch")
+    session.run("headwater", "read", "demo", "events.jsonl", "--limit", half, *common, env=env)
+    session.log(f"state after the interruption: {state.read_text()}")
+    session.log("resuming from the saved state")
+    session.run("headwater", "read", "demo", "events.jsonl", *common, env=env)
+    session.run("python", "-c", _VERIFY, str(data / "events.jsonl"), str(out))
+    if "--keep" not in session.posargs:
+        shutil.rmtree(work)
+
+
+_MAKE_DATA = """
+import json, random, sys
+from datetime import datetime, timedelta, timezone
+path, total = sys.argv[1], int(sys.argv[2])
+rng = random.Random(42)
+start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+with open(path, "w", encoding="utf-8") as out:
+    for i in range(total):
+        out.write(json.dumps({
+            "id": i,
+            "at": (start + timedelta(seconds=i * 7)).isoformat(),
+            "user": f"user-{rng.randrange(5000):04d}",
+            "kind": rng.choice(["view", "click", "purchase"]),
+            "amount": round(rng.uniform(0, 500), 2),
+            "note": rng.choice(["", "ünïcødé ✓", "comma, inside", 'quote " inside']),
+        }, ensure_ascii=False) + "\\n")
+print(f"generated {total} events in {path}")
+"""
+
+_VERIFY = """
+import json, sys
+source = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
+output = [json.loads(line) for line in open(sys.argv[2], encoding="utf-8")]
+ids = [r["id"] for r in output]
+assert len(ids) == len(set(ids)), "duplicates after resume"
+assert source == output, "output differs from source"
+print(f"verified: {len(output)} records read across an interruption, no duplicates, "
+      "identical to the source")
+"""
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience: python noxfile.py
+    sys.exit("run nox instead: python3 -m nox")
