@@ -374,19 +374,41 @@ def read(
         raise ConfigError("--format parquet needs -o FILE", field="output")
     with _open_source(source, _parse_assignments(config_pairs, "--config")) as connector:
         stream = stream or _only_stream(connector)
-        size = batch_size
-        if limit is not None:
-            # Batches never exceed the limit, so the saved state is exactly after the
-            # last record written (no partial batch whose state would skip records).
-            size = min(batch_size or limit, limit)
         resuming = state is not None and output != "-"
-        batches = connector.read(stream, state, batch_size=size)
         with _output(output, fmt, append=resuming) as writer, _progress(progress, stream) as bar:
-            written = 0
+            _copy_batches(connector, stream, state, batch_size, limit, writer, bar, state_file)
+
+
+def _copy_batches(
+    connector: Connector[Any],
+    stream: str,
+    state: dict[str, Any] | None,
+    batch_size: int | None,
+    limit: int | None,
+    writer: _Writer,
+    bar: _Progress,
+    state_file: str | None,
+) -> None:
+    """
+    Copy batches to the writer, saving state after each, stopping exactly at ``limit``.
+
+    A saved state must sit exactly after the last record written, so a batch is never cut
+    in two: when fewer records remain than a batch holds, the read is reopened from the
+    last state with a batch size equal to what remains.
+    """
+    written = 0
+    while True:
+        remaining = None if limit is None else limit - written
+        size = batch_size if remaining is None else min(batch_size or remaining, remaining)
+        batches = connector.read(stream, state, batch_size=size)
+        reopen = False
+        try:
             for batch in batches:
                 rows = batch.rows()
-                if limit is not None and written + len(rows) > limit:
-                    rows = rows[: limit - written]
+                if remaining is not None and len(rows) > remaining:
+                    # The connector ignored batch_size: write what fits, but this
+                    # batch's state would skip the rest, so it cannot be saved.
+                    rows = rows[:remaining]
                     if state_file:
                         click.echo(
                             "warning: the connector returned a batch larger than --limit; "
@@ -397,14 +419,24 @@ def read(
                 writer.write(batch, rows)
                 written += len(rows)
                 bar(len(rows))
+                state = batch.state
                 if state_file:
                     writer.flush()
                     _save_state(state_file, batch.state)
-                if limit is not None and written >= limit:
+                if limit is None:
+                    continue
+                remaining = limit - written
+                if remaining <= 0:
+                    return
+                if size is not None and remaining < size:
+                    reopen = True
                     break
+        finally:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()
+        if not reopen:
+            return
 
 
 def _only_stream(connector: Connector[Any]) -> str:

@@ -21,8 +21,8 @@ Retry policy (`RetryPolicy`, built on tenacity)
       total budget ``timeout`` (measured from the first call). The policy never sleeps
       past its budget; in particular a ``Retry-After`` longer than the remaining budget
       ends the retries at once, because calling earlier than the service asked would only
-      earn another refusal. Without a budget (``timeout=None``) the same rule applies with
-      ``maximum`` as the limit for a single wait.
+      earn another refusal. Without a budget (``timeout=None``), a ``Retry-After`` longer
+      than ``maximum`` ends the retries the same way.
     - **What the caller sees** when retries end is the *last original exception*, never
       tenacity's ``RetryError``. Each retry is logged at INFO on ``headwater.retry``
       through the redacting logger.
@@ -52,13 +52,12 @@ import errno
 import math
 import random
 import socket
-import ssl
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 
 from headwater._redact import get_logger, redact
@@ -158,6 +157,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         if not math.isfinite(seconds) or seconds < 0:
             return None
         return seconds
+    from email.utils import parsedate_to_datetime  # only the date form needs it
+
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -261,7 +262,9 @@ def is_retryable(exc: BaseException) -> bool:
         return False
     if isinstance(exc, HeadwaterError):
         return bool(exc.retryable)
-    if isinstance(exc, ssl.SSLError):
+    # ssl is costly to import; if nothing imported it, no SSLError can exist.
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and isinstance(exc, ssl.SSLError):
         return False
     if isinstance(exc, TimeoutError | ConnectionError | socket.gaierror):
         return True
@@ -575,7 +578,10 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
-        """``"closed"``, ``"open"`` or ``"half_open"`` (open becomes half-open once ``reset_timeout`` passed)."""
+        """
+        ``"closed"``, ``"open"`` or ``"half_open"``; open reads as half-open once
+        ``reset_timeout`` has passed.
+        """
         with self._lock:
             return self._current_state(self._clock())
 
