@@ -15,7 +15,7 @@ styles, say) with ``registry.pm.add_hookspecs(its_hookspecs_module)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import pluggy
 
@@ -42,6 +42,19 @@ def hookspec(function: F) -> F:
 class _TypedHookimpl:
     """`pluggy.HookimplMarker` typed so decorated functions keep their signatures."""
 
+    @overload
+    def __call__(self, function: F) -> F: ...
+
+    @overload
+    def __call__(
+        self,
+        function: None = None,
+        *,
+        tryfirst: bool = False,
+        trylast: bool = False,
+        specname: str | None = None,
+    ) -> Callable[[F], F]: ...
+
     def __call__(
         self,
         function: F | None = None,
@@ -49,7 +62,7 @@ class _TypedHookimpl:
         tryfirst: bool = False,
         trylast: bool = False,
         specname: str | None = None,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         return _impl(function, tryfirst=tryfirst, trylast=trylast, specname=specname)
 
 
