@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     from headwater._retry import RetryPolicy as RetryPolicy
     from headwater._secrets import CredentialResolver as CredentialResolver
     from headwater._secrets import Secret as Secret
+    from headwater._sources import Source as Source
     from headwater._sources import SourceRegistry as SourceRegistry
+    from headwater._sources import default_sources_path as default_sources_path
     from headwater._version import API_VERSION as API_VERSION
     from headwater.errors import AlreadyExists as AlreadyExists
     from headwater.errors import AuthFailed as AuthFailed
@@ -108,6 +110,7 @@ __all__ = [
     "RetryPolicy",
     "Secret",
     "ServerError",
+    "Source",
     "SourceError",
     "SourceRegistry",
     "State",
@@ -117,6 +120,7 @@ __all__ = [
     "WriteResult",
     "atomic_file",
     "connect",
+    "default_sources_path",
     "errors",
     "get_plugin_manager",
     "get_registry",
@@ -154,7 +158,9 @@ _LAZY: dict[str, str] = {
     "RetryPolicy": "headwater._retry",
     "CredentialResolver": "headwater._secrets",
     "Secret": "headwater._secrets",
+    "Source": "headwater._sources",
     "SourceRegistry": "headwater._sources",
+    "default_sources_path": "headwater._sources",
     "API_VERSION": "headwater._version",
     "AlreadyExists": "headwater.errors",
     "AuthFailed": "headwater.errors",

@@ -65,6 +65,13 @@ class FilesConfig(ConnectorConfig):
     )
     encoding: str = Field(default="utf-8", description="Text encoding of the files.")
 
+    @field_validator("root")
+    @classmethod
+    def _absolute_root(cls, value: Path) -> Path:
+        # A saved source must mean the same directory whatever the working directory
+        # of the process that later uses it.
+        return value.expanduser().absolute()
+
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
