@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from headwater._redact import redact as redact
     from headwater._retry import CircuitBreaker as CircuitBreaker
     from headwater._retry import RetryPolicy as RetryPolicy
+    from headwater._retry import parse_retry_after as parse_retry_after
+    from headwater._retry import is_retryable as is_retryable
+    from headwater._retry import error_for_status as error_for_status
+    from headwater._retry import breaker_for as breaker_for
     from headwater._secrets import CredentialResolver as CredentialResolver
     from headwater._secrets import Secret as Secret
     from headwater._sources import Source as Source
@@ -119,13 +123,17 @@ __all__ = [
     "UnsafePath",
     "WriteResult",
     "atomic_file",
+    "breaker_for",
     "connect",
     "default_sources_path",
+    "error_for_status",
     "errors",
     "get_plugin_manager",
     "get_registry",
     "hookimpl",
     "hookspec",
+    "is_retryable",
+    "parse_retry_after",
     "redact",
     "safe_destination",
     "set_registry",
@@ -156,6 +164,10 @@ _LAZY: dict[str, str] = {
     "redact": "headwater._redact",
     "CircuitBreaker": "headwater._retry",
     "RetryPolicy": "headwater._retry",
+    "parse_retry_after": "headwater._retry",
+    "is_retryable": "headwater._retry",
+    "error_for_status": "headwater._retry",
+    "breaker_for": "headwater._retry",
     "CredentialResolver": "headwater._secrets",
     "Secret": "headwater._secrets",
     "Source": "headwater._sources",

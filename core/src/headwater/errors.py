@@ -115,7 +115,8 @@ class HeadwaterError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only arguments do not survive default pickling; partitions cross
         # process boundaries (Dask, Ray), so errors must too.
-        return (_rebuild, (type(self), self.message, self.field, self.hint))
+        # The instance dict carries subclass data (retry_after, per-instance retryable).
+        return (_rebuild, (type(self), self.message, self.field, self.hint), dict(self.__dict__))
 
 
 def _rebuild(
