@@ -464,8 +464,9 @@ class Connector(Generic[ConfigT]):
 
     async def alist(self, path: str | None = None) -> AsyncIterator[Item]:
         """Async twin of `list`."""
-        async for item in _iterate_in_thread(lambda: self.list(path)):
-            yield item
+        async with contextlib.aclosing(_iterate_in_thread(lambda: self.list(path))) as items:
+            async for item in items:
+                yield item
 
     async def aread(
         self,
@@ -476,10 +477,14 @@ class Connector(Generic[ConfigT]):
         **options: Any,
     ) -> AsyncIterator[Batch]:
         """Async twin of `read`."""
-        async for batch in _iterate_in_thread(
+        batches = _iterate_in_thread(
             lambda: self.read(stream, state, batch_size=batch_size, **options)
-        ):
-            yield batch
+        )
+        # aclosing: when the consumer stops early, the sync generator's cleanup (cursors,
+        # files) runs now, not whenever the garbage collector gets to it.
+        async with contextlib.aclosing(batches) as it:
+            async for batch in it:
+                yield batch
 
     async def afetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
         """Async twin of `fetch`."""
@@ -510,10 +515,10 @@ class Connector(Generic[ConfigT]):
         self, partition: Partition, *, batch_size: int | None = None
     ) -> AsyncIterator[Batch]:
         """Async twin of `read_partition`."""
-        async for batch in _iterate_in_thread(
-            lambda: self.read_partition(partition, batch_size=batch_size)
-        ):
-            yield batch
+        batches = _iterate_in_thread(lambda: self.read_partition(partition, batch_size=batch_size))
+        async with contextlib.aclosing(batches) as it:
+            async for batch in it:
+                yield batch
 
 
 def validate_config(
@@ -574,25 +579,32 @@ async def _write_from_async(
     writer = asyncio.ensure_future(asyncio.to_thread(write, pull()))
     try:
         async for batch in batches:
-            put = asyncio.ensure_future(asyncio.to_thread(channel.put, batch))
-            await asyncio.wait({writer, put}, return_when=asyncio.FIRST_COMPLETED)
-            if writer.done():
-                # The writer stopped consuming (it failed); unblock the pending put.
-                _drain(channel)
-                await put
+            if not await _offer(channel, batch, writer) or writer.done():
                 break
-            await put
     except BaseException:
         if not writer.done():
-            await asyncio.to_thread(channel.put, _Abort())
+            await _offer(channel, _Abort(), writer)
             with contextlib.suppress(Exception):
                 await writer
         raise
     if not writer.done():
-        await asyncio.to_thread(channel.put, _END)
+        await _offer(channel, _END, writer)
     result = await writer
     assert isinstance(result, WriteResult)
     return result
+
+
+async def _offer(channel: queue.Queue[Any], item: Any, writer: asyncio.Future[Any]) -> bool:
+    """Put ``item`` for the writer thread unless the writer finishes (or fails) first."""
+    put = asyncio.ensure_future(asyncio.to_thread(channel.put, item))
+    await asyncio.wait({writer, put}, return_when=asyncio.FIRST_COMPLETED)
+    if not put.done():
+        # The writer stopped consuming; empty the channel so the blocked put returns
+        # and its worker thread is not left waiting forever.
+        _drain(channel)
+        await put
+        return False
+    return True
 
 
 class _Abort:

@@ -226,6 +226,10 @@ class Registry:
         self._records: dict[str, PluginInfo] = {}
         self._loaded = False
         self._lock = threading.RLock()
+        # Hook results, computed once per set of registered plugins: the hooks promise
+        # one call per registry, and a program that registers a plugin later (directly
+        # on the pluggy manager, too) gets fresh results.
+        self._cache: dict[str, tuple[tuple[int, ...], Any]] = {}
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -378,8 +382,25 @@ class Registry:
         self.connectors()  # fills in each plugin's connector ids (and hook failures)
         return sorted(self._records.values(), key=lambda r: (not r.builtin, r.name))
 
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        self.load()
+        generation = tuple(id(p) for p in self._pm.get_plugins())
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == generation:
+                return hit[1]
+            value = compute()
+            self._cache[key] = (generation, value)
+            return value
+
     def connectors(self) -> dict[str, list[ConnectorEntry]]:
         """Connector id → the plugins providing it (more than one is a conflict)."""
+        result: dict[str, list[ConnectorEntry]] = self._cached(
+            "connectors", self._collect_connectors
+        )
+        return {cid: list(entries) for cid, entries in result.items()}
+
+    def _collect_connectors(self) -> dict[str, list[ConnectorEntry]]:
         found: dict[str, list[ConnectorEntry]] = {}
         for record in self._records.values():
             record.connectors = []
@@ -462,11 +483,19 @@ class Registry:
 
     def credential_resolvers(self) -> dict[str, CredentialResolver]:
         """Secret-reference scheme → resolver; core's env/file/keyring cannot be replaced."""
-        return self._collect_named("register_credential_resolvers", protected=_CORE_SCHEMES)
+        resolvers: dict[str, CredentialResolver] = self._cached(
+            "resolvers",
+            lambda: self._collect_named("register_credential_resolvers", protected=_CORE_SCHEMES),
+        )
+        return dict(resolvers)
 
     def auth_schemes(self) -> dict[str, Callable[..., Any]]:
         """Auth scheme name → ``httpx.Auth`` factory."""
-        return self._collect_named("register_auth_schemes", protected=frozenset())
+        schemes: dict[str, Callable[..., Any]] = self._cached(
+            "auth_schemes",
+            lambda: self._collect_named("register_auth_schemes", protected=frozenset()),
+        )
+        return dict(schemes)
 
     def _collect_named(self, hook_name: str, protected: frozenset[str]) -> dict[str, Any]:
         collected: dict[str, Any] = {}

@@ -116,7 +116,9 @@ class FilesConnector(Connector[FilesConfig]):
 
     @property
     def root(self) -> Path:
-        return self.config.root.expanduser()
+        # Resolved, so names computed relative to it match safe_destination's resolved
+        # paths even when the root is reached through a symlink.
+        return self.config.root.expanduser().resolve()
 
     def _path(self, name: str, *, must_exist: bool = True) -> Path:
         try:
@@ -181,7 +183,11 @@ class FilesConnector(Connector[FilesConfig]):
             "modified": datetime.fromtimestamp(stat.st_mtime, tz=UTC).isoformat(),
             "format": FORMATS.get(path.suffix.lower()),
         }
-        if meta["format"] is not None:
+        if meta["format"] == "csv":
+            with path.open("rb") as handle:
+                counter = _ByteCounter(handle, self.config.encoding)
+                meta["columns"] = next(csv.reader(counter, delimiter=self.config.delimiter), [])
+        elif meta["format"] == "jsonl":
             first = next(self.read(item, batch_size=1), None)
             meta["columns"] = list(first.rows()[0]) if first and len(first) else []
         return meta
