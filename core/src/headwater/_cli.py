@@ -156,10 +156,16 @@ def _configure_logging(debug: bool) -> None:
 # --- plugins, connectors, doctor ----------------------------------------------------------
 
 
+def _quiet_plugin_warnings() -> None:
+    # These commands report plugin failures themselves; the log line would repeat them.
+    logging.getLogger("headwater.plugins").setLevel(logging.ERROR)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """Installed plugins: distribution, version, API, status, connectors, hooks, import time."""
+    _quiet_plugin_warnings()
     infos = _registry().plugins()
     if as_json:
         _echo_json([info.to_dict() for info in infos])
@@ -189,6 +195,7 @@ def doctor(as_json: bool) -> None:
 
     from headwater._version import API_VERSION, __version__
 
+    _quiet_plugin_warnings()
     registry = _registry()
     infos = registry.plugins()
     env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("HEADWATER_")}

@@ -25,7 +25,15 @@ import contextlib
 import dataclasses
 import queue
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -542,7 +550,7 @@ def validate_config(
         ) from None
 
 
-async def _iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncIterator[T]:
+async def _iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T, None]:
     """Drive a sync iterator from async code, one ``next`` per worker-thread hop."""
     iterator = await asyncio.to_thread(lambda: iter(make()))
     try:

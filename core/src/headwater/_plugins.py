@@ -159,7 +159,9 @@ def _core_requirement(dist: importlib.metadata.Distribution) -> str | None:
             continue
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
-        return str(req.specifier)
+        # As the plugin wrote it ("headwater>=1.0,<2"), not packaging's reordering.
+        written = line.split(";", 1)[0].strip()
+        return re.sub(r"^[A-Za-z0-9._-]+\s*(\[[^\]]*\])?\s*", "", written).strip("() ") or ""
     return None
 
 
@@ -224,12 +226,13 @@ class Registry:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         self._records: dict[str, PluginInfo] = {}
+        self._errors: dict[str, BaseException] = {}
         self._loaded = False
         self._lock = threading.RLock()
         # Hook results, computed once per set of registered plugins: the hooks promise
         # one call per registry, and a program that registers a plugin later (directly
         # on the pluggy manager, too) gets fresh results.
-        self._cache: dict[str, tuple[tuple[int, ...], Any]] = {}
+        self._cache: dict[str, tuple[tuple[object, ...], Any]] = {}
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -241,11 +244,14 @@ class Registry:
 
     def load(self) -> None:
         """Register built-ins, explicit plugins and entry points; runs once."""
-        if self._loaded:
-            return
+        if not self._loaded:
+            self._load()
+        self._raise_if_strict()
+
+    def _load(self) -> None:
         with self._lock:
             if self._loaded:  # another thread finished loading while we waited
-                return  # type: ignore[unreachable]
+                return
             if self._builtins:
                 for name, module_name in BUILTIN_PLUGINS:
                     module = importlib.import_module(module_name)
@@ -268,6 +274,13 @@ class Registry:
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object without an entry point; returns its name."""
+        if name is None and not hasattr(plugin, "__name__"):
+            # pluggy would name an instance str(id(plugin)): useless in messages.
+            base = f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+            name, n = base, 1
+            while self._pm.has_plugin(name):
+                n += 1
+                name = f"{base}#{n}"
         registered = self._pm.register(plugin, name=name)
         if registered is None:
             raise PluginError(f"plugin {name or plugin!r} is blocked or already registered")
@@ -346,10 +359,22 @@ class Registry:
         record.error = f"{context}: {detail}" if context else detail
         origin = f"{record.distribution} {record.version}" if record.distribution else record.name
         logger.warning("plugin %s (%s) %s", record.name, origin, record.error)
-        if self._strict:
-            error_cls = (
-                PluginIncompatible if isinstance(exc, PluginIncompatible) else PluginLoadError
+        self._errors[record.name] = exc
+        if self._loaded:  # while loading, load() raises once everything is recorded
+            self._raise_if_strict()
+
+    def _raise_if_strict(self) -> None:
+        """In strict mode, raise for the first failed plugin: on every use, not just once."""
+        if not self._strict:
+            return
+        for record in self._records.values():
+            if record.status not in ("failed", "incompatible"):
+                continue
+            origin = (
+                f"{record.distribution} {record.version}" if record.distribution else record.name
             )
+            exc = self._errors.get(record.name)
+            error_cls = PluginIncompatible if record.status == "incompatible" else PluginLoadError
             raise error_cls(
                 f"plugin {record.name} ({origin}): {record.error}",
                 hint="HEADWATER_STRICT_PLUGINS is set, so plugin failures are errors",
@@ -384,7 +409,8 @@ class Registry:
 
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         self.load()
-        generation = tuple(id(p) for p in self._pm.get_plugins())
+        # The plugin objects themselves (not their ids, which a new object could reuse).
+        generation = tuple(self._pm.get_plugins())
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None and hit[0] == generation:
@@ -405,6 +431,7 @@ class Registry:
         for record in self._records.values():
             record.connectors = []
         for record, result in self._call_each("register_connectors"):
+            entries: list[ConnectorEntry] = []
             try:
                 items = list(result or ())
                 for item in items:
@@ -423,10 +450,14 @@ class Registry:
                             f"connector id {cid!r} is invalid; use lowercase letters, digits "
                             "and single dashes (e.g. 'azure-blob')"
                         )
-                    found.setdefault(cid, []).append(ConnectorEntry(cid, item, record))
-                    record.connectors.append(cid)
+                    entries.append(ConnectorEntry(cid, item, record))
             except Exception as exc:
+                # All or nothing: a plugin with one bad item provides none of its ids.
                 self._fail(record, exc, "hook register_connectors returned bad data")
+                continue
+            for entry in entries:
+                found.setdefault(entry.id, []).append(entry)
+                record.connectors.append(entry.id)
         return dict(sorted(found.items()))
 
     def connector_entry(self, connector_id: str) -> ConnectorEntry:
@@ -504,7 +535,20 @@ class Registry:
         # Built-ins first, so a plugin can add schemes but never shadow core's own.
         results.sort(key=lambda pair: not pair[0].builtin)
         for record, result in results:
-            for key, value in dict(result or {}).items():
+            if result is None:
+                continue
+            if not isinstance(result, Mapping) or not all(
+                isinstance(key, str) and callable(value) for key, value in result.items()
+            ):
+                self._fail(
+                    record,
+                    PluginError(
+                        f"hook {hook_name} returned {type(result).__name__}; expected a "
+                        "mapping of name to callable"
+                    ),
+                )
+                continue
+            for key, value in result.items():
                 if key in collected:
                     if key in protected or key in owners:
                         logger.warning(
