@@ -78,7 +78,9 @@ def _pytest(session: nox.Session, paths: list[str]) -> None:
 def tests(session: nox.Session) -> None:
     """Every distribution's tests plus the cross-package tests, in one run."""
     _install(session, "test")
-    _pytest(session, ["core/tests", *(f"{p}/tests" for p in PACKAGES.values() if p != "core"), "tests"])
+    _pytest(
+        session, ["core/tests", *(f"{p}/tests" for p in PACKAGES.values() if p != "core"), "tests"]
+    )
 
 
 @nox.session
@@ -135,7 +137,9 @@ def demo(session: nox.Session) -> None:
     session.log(f"demo directory: {work}")
     session.run("python", "-c", _MAKE_DATA, str(work / "events.jsonl"), str(total))
     session.run("headwater", "plugins", env=env)
-    session.run("headwater", "sources", "add", "demo", "files", "-c", f"root={data}", "--test", env=env)
+    session.run(
+        "headwater", "sources", "add", "demo", "files", "-c", f"root={data}", "--test", env=env
+    )
     session.run("headwater", "write", "demo", "events.jsonl", str(work / "events.jsonl"), env=env)
     session.run("headwater", "check", "demo", env=env)
     session.run("headwater", "ls", "demo", env=env)

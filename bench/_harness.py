@@ -105,7 +105,10 @@ def format_table(scenario: Scenario, results: list[Measurement]) -> str:
     base = next((m for m in results if m.label == scenario.baseline), None)
     base_rate = base.rate if base else None
     goal = f"  (goal: >= {scenario.goal:g}x {scenario.baseline})" if scenario.goal else ""
-    lines = [f"## {scenario.name}{goal}", f"{'case':<34} {scenario.unit + '/s':>14} {'ratio':>8} {'peak RSS MB':>12}"]
+    lines = [
+        f"## {scenario.name}{goal}",
+        f"{'case':<34} {scenario.unit + '/s':>14} {'ratio':>8} {'peak RSS MB':>12}",
+    ]
     for m in results:
         if m.error:
             lines.append(f"{m.label:<34} {m.error}")

@@ -20,8 +20,11 @@ def main() -> None:
     except ImportError as exc:
         print(json.dumps({"unavailable": str(exc)}))
         return
-    # ru_maxrss is in KiB on Linux.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # ru_maxrss is in KiB on Linux. Cases that time a command run it as a child process,
+    # so the largest of this process and its children is the case's peak.
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak = max(own, children) * 1024
     print(json.dumps({"seconds": seconds, "units": int(units), "peak_rss": peak}))
 
 
