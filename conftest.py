@@ -2,4 +2,7 @@
 
 pytest_plugins = [
     "tests.fix_services",
+    "tests.fix_postgres",
+    "tests.fix_http",
+    "tests.fix_azurite",
 ]

@@ -1,7 +1,7 @@
 """
 The one entry point for tests, lint, typing, benchmarks and the demo.
 
-    nox                      lint, typing, tests, bench_quick (what CI runs)
+    nox                      lint, typing, docs, tests, bench_quick (what CI runs)
     nox -s demo              the end-to-end job on the embedded `files` connector
     nox -s tests -- -k secrets                    pytest arguments after --
     nox -s "tests_package(package='postgres')"    one distribution's tests
@@ -33,7 +33,7 @@ PACKAGES: dict[str, str] = {"core": "core"} | {
 }
 
 nox.options.default_venv_backend = "uv|venv"
-nox.options.sessions = ["lint", "typing", "tests", "bench_quick"]
+nox.options.sessions = ["lint", "typing", "docs", "tests", "bench_quick"]
 nox.options.error_on_missing_interpreters = True
 nox.needs_version = ">=2024.3.2"
 
@@ -105,6 +105,16 @@ def typing(session: nox.Session) -> None:
     _install(session, "typing", "test")
     srcs = [f"{p}/src" for p in PACKAGES.values()]
     session.run("mypy", *srcs, "noxfile.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """
+    README config tables, generated from each connector's JSON Schema: fails when one is
+    out of date; ``nox -s docs -- --write`` regenerates them.
+    """
+    _install(session)
+    session.run("python", "-m", "headwater._docs", *(session.posargs or ["--check"]))
 
 
 @nox.session

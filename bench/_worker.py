@@ -10,6 +10,19 @@ import time
 from bench._harness import resolve
 
 
+def _own_peak_kib() -> int:
+    # VmHWM belongs to this process image; ru_maxrss would include the parent's peak
+    # from before exec (the harness process that ran the setups).
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> None:
     spec = json.loads(sys.stdin.read())
     try:
@@ -22,7 +35,7 @@ def main() -> None:
         return
     # ru_maxrss is in KiB on Linux. Cases that time a command run it as a child process,
     # so the largest of this process and its children is the case's peak.
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    own = _own_peak_kib()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     peak = max(own, children) * 1024
     print(json.dumps({"seconds": seconds, "units": int(units), "peak_rss": peak}))

@@ -820,6 +820,32 @@ def secrets_delete(service: str, username: str) -> None:
     click.echo(f"deleted keyring:{service}/{username}")
 
 
+# --- plugin authoring ---------------------------------------------------------------------------
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Where to write the project (default: ./headwater-NAME); must be new or empty.",
+)
+def new_plugin(name: str, directory: str | None) -> None:
+    """
+    Write a complete plugin project for connector id NAME.
+
+    The project (distribution headwater-NAME, package headwater_NAME) holds a working
+    connector over a small demo service, its entry point, tests running headwater's
+    contract suite, a README with a generated config table, and a noxfile.
+    """
+    from headwater._scaffold import create_plugin
+
+    path = create_plugin(name, directory)
+    click.echo(f"created {path}")
+    click.echo("next: cd into it, pip install -e '.[test]', then run pytest")
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 

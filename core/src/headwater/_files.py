@@ -46,8 +46,12 @@ def safe_destination(dest: str | os.PathLike[str], name: str) -> Path:
         reason = "it starts with a drive letter"
     else:
         parts = PurePosixPath(name).parts
-        if any(part in {"..", "."} for part in name.split("/")):
+        segments = name.split("/")
+        if any(part in {"..", "."} for part in segments):
             reason = "it contains a '..' or '.' segment"
+        elif "" in segments[:-1]:
+            # "a//b" would land on the same file as "a/b": refuse rather than collide.
+            reason = "it contains an empty segment ('//')"
         elif not parts:
             reason = "it is empty"
     if reason is None:

@@ -1,0 +1,389 @@
+"""
+Azure Blob Storage: headwater-azure-blob against the raw azure-storage-blob calls, on Azurite.
+
+Scenarios (full size / ``--quick``):
+
+* upload a 256 MiB file (1 MiB) at concurrency 1 and 4: ``BlobClient.upload_blob`` vs
+  ``AzureBlobConnector.upload`` / ``aupload`` (which also compute and set Content-MD5);
+* download it at concurrency 1 and 4: ``download_blob().readinto(file)`` vs ``fetch`` /
+  ``afetch`` (temp file + rename, size/etag/Content-MD5 verified);
+* fetch a 1 GiB blob (full size only) to show that peak RSS does not grow with blob size;
+* list 10,000 blobs (200): ``ContainerClient.list_blobs`` vs ``list(recursive=True)``.
+
+Both sides use the same block size, download chunk size and concurrency. Note on the peak
+RSS column: a worker's ``ru_maxrss`` includes the high-water mark its parent had when it
+forked, and these setups run in the parent, so the column is an upper bound here; the
+plugin README has fetch RSS measured in a clean process. Azurite runs on
+the same machine and shares its cores, so ratios matter, not absolute rates. Azurite is
+started once for the module (or ``HEADWATER_TEST_AZURITE_BLOB_URL`` is used) and stopped
+after the last scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench._harness import Case, Scenario
+
+try:
+    # The worker imports this module before it starts the clock: importing the SDK and
+    # the connector here keeps import time out of every case's figure, on both sides.
+    import azure.storage.blob
+    import azure.storage.blob.aio  # noqa: F401
+
+    import headwater_azure_blob  # noqa: F401
+except ImportError:  # reported per case when a case needs them
+    pass
+
+MiB = 1024 * 1024
+BLOCK = 8 * MiB
+CHUNK = 4 * MiB
+ACCOUNT = "devstoreaccount1"
+
+_azurite: Any = None
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    """The azure-blob scenarios; ``quick`` uses tiny sizes (CI smoke run)."""
+    here = "bench.bench_azure_blob"
+    # Azurite shares the machine's cores: keep the fastest of three runs against noise.
+    repeat = 1 if quick else 3
+    size_label = "1 MiB" if quick else "256 MiB"
+    out: list[Scenario] = []
+    for concurrency in (1, 4):
+        kwargs = {"concurrency": concurrency}
+        out.append(
+            Scenario(
+                f"azure-blob: upload {size_label}, concurrency {concurrency}",
+                [
+                    Case("raw upload_blob", f"{here}:raw_upload", kwargs),
+                    Case("headwater upload()", f"{here}:hw_upload", kwargs),
+                    Case("headwater aupload()", f"{here}:hw_aupload", kwargs),
+                    Case(
+                        "headwater upload(checksum=False)",
+                        f"{here}:hw_upload",
+                        {**kwargs, "checksum": False},
+                    ),
+                ],
+                baseline="raw upload_blob",
+                setup=f"{here}:setup_upload",
+                teardown=f"{here}:teardown",
+                goal=0.9,
+                unit="bytes",
+                repeat=repeat,
+            )
+        )
+    for concurrency in (1, 4):
+        kwargs = {"concurrency": concurrency}
+        out.append(
+            Scenario(
+                f"azure-blob: download {size_label}, concurrency {concurrency}",
+                [
+                    Case("raw download_blob().readinto", f"{here}:raw_download", kwargs),
+                    Case("headwater fetch()", f"{here}:hw_fetch", kwargs),
+                    Case("headwater afetch()", f"{here}:hw_afetch", kwargs),
+                ],
+                baseline="raw download_blob().readinto",
+                setup=f"{here}:setup_download",
+                teardown=f"{here}:teardown",
+                goal=0.9,
+                unit="bytes",
+                repeat=repeat,
+            )
+        )
+    if not quick:
+        kwargs = {"concurrency": 4}
+        out.append(
+            Scenario(
+                "azure-blob: download 1 GiB, concurrency 4 (peak RSS)",
+                [
+                    Case("raw download_blob().readinto", f"{here}:raw_download", kwargs),
+                    Case("headwater fetch()", f"{here}:hw_fetch", kwargs),
+                ],
+                baseline="raw download_blob().readinto",
+                setup=f"{here}:setup_download_1g",
+                teardown=f"{here}:teardown",
+                goal=0.9,
+                unit="bytes",
+                repeat=repeat,
+            )
+        )
+    count_label = "200" if quick else "10,000"
+    out.append(
+        Scenario(
+            f"azure-blob: list {count_label} blobs",
+            [
+                Case("raw list_blobs", f"{here}:raw_list"),
+                Case("headwater list(recursive=True)", f"{here}:hw_list"),
+                Case("headwater alist(recursive=True)", f"{here}:hw_alist"),
+            ],
+            baseline="raw list_blobs",
+            setup=f"{here}:setup_list",
+            teardown=f"{here}:teardown_last",
+            goal=0.9,
+            unit="blobs",
+            repeat=repeat,
+        )
+    )
+    return out
+
+
+# --- Azurite and data (run in the parent process) ------------------------------------------
+
+
+def _endpoint() -> str:
+    global _azurite
+    url = os.environ.get("HEADWATER_TEST_AZURITE_BLOB_URL")
+    if url:
+        return url
+    if _azurite is None:
+        from tests.fix_azurite import start_azurite
+
+        _azurite = start_azurite()
+        atexit.register(_azurite.stop)
+    return str(_azurite.blob_url)
+
+
+def _key() -> str:
+    # Azurite's well-known development key (public, documented by Microsoft).
+    return (
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    )
+
+
+def _service(url: str, **options: Any) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient(
+        url, credential={"account_name": ACCOUNT, "account_key": _key()}, **options
+    )
+
+
+def _new_container(url: str) -> str:
+    name = f"bench-{uuid.uuid4().hex[:12]}"
+    _service(url).create_container(name)
+    return name
+
+
+def _random_file(directory: Path, size: int) -> Path:
+    path = directory / "payload.bin"
+    with path.open("wb") as handle:
+        left = size
+        while left:
+            piece = os.urandom(min(left, 16 * MiB))
+            handle.write(piece)
+            left -= len(piece)
+    return path
+
+
+def setup_upload(quick: bool) -> dict[str, Any]:
+    """A local random file and an empty container."""
+    url = _endpoint()
+    work = Path(tempfile.mkdtemp(prefix="hw-bench-az-"))
+    size = MiB if quick else 256 * MiB
+    path = _random_file(work, size)
+    return {"url": url, "container": _new_container(url), "path": str(path), "work": str(work)}
+
+
+def _setup_blob(size: int) -> dict[str, Any]:
+    import hashlib
+
+    from azure.storage.blob import ContentSettings
+
+    url = _endpoint()
+    work = Path(tempfile.mkdtemp(prefix="hw-bench-az-"))
+    path = _random_file(work, size)
+    md5 = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(16 * MiB):
+            md5.update(chunk)
+    container = _new_container(url)
+    blob = _service(url, max_block_size=BLOCK, max_single_put_size=BLOCK).get_blob_client(
+        container, "payload.bin"
+    )
+    with path.open("rb") as handle:
+        # Content-MD5 set as headwater's own uploads set it, so fetch verifies it.
+        blob.upload_blob(
+            handle,
+            length=size,
+            max_concurrency=4,
+            content_settings=ContentSettings(content_md5=bytearray(md5.digest())),
+        )
+    path.unlink()
+    return {"url": url, "container": container, "blob": "payload.bin", "work": str(work)}
+
+
+def setup_download(quick: bool) -> dict[str, Any]:
+    """A blob with Content-MD5 to download."""
+    return _setup_blob(MiB if quick else 256 * MiB)
+
+
+def setup_download_1g(quick: bool) -> dict[str, Any]:
+    """A 1 GiB blob with Content-MD5."""
+    return _setup_blob(1024 * MiB)
+
+
+def setup_list(quick: bool) -> dict[str, Any]:
+    """A container with many small blobs under nested prefixes."""
+    from azure.storage.blob.aio import BlobServiceClient
+
+    url = _endpoint()
+    container = _new_container(url)
+    count = 200 if quick else 10_000
+
+    async def fill() -> None:
+        credential = {"account_name": ACCOUNT, "account_key": _key()}
+        async with BlobServiceClient(url, credential=credential) as service:
+            client = service.get_container_client(container)
+            limit = asyncio.Semaphore(16)
+
+            async def put(i: int) -> None:
+                async with limit:
+                    await client.upload_blob(f"p{i % 10}/q{(i // 10) % 10}/b{i:05d}", b"")
+
+            await asyncio.gather(*(put(i) for i in range(count)))
+
+    asyncio.run(fill())
+    return {"url": url, "container": container, "count": count, "work": ""}
+
+
+def teardown(url: str, container: str, work: str, **_: Any) -> None:
+    """Delete the container and local files."""
+    _service(url).delete_container(container)
+    if work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def teardown_last(**setup_result: Any) -> None:
+    """Tear down, then stop the Azurite this module started."""
+    global _azurite
+    teardown(**setup_result)
+    if _azurite is not None:
+        _azurite.stop()
+        _azurite = None
+
+
+# --- the cases (each in a fresh process) -------------------------------------------------
+
+
+def _connector(url: str, container: str, concurrency: int = 4) -> Any:
+    from headwater_azure_blob import AzureBlobConnector
+
+    return AzureBlobConnector(
+        {
+            "account_url": url,
+            "account_key": _key(),
+            "container": container,
+            "max_concurrency": concurrency,
+            "block_size": BLOCK,
+            "chunk_size": CHUNK,
+        }
+    )
+
+
+def raw_upload(url: str, container: str, path: str, concurrency: int, **_: Any) -> int:
+    """upload_blob from an open file, same block size and concurrency."""
+    service = _service(url, max_block_size=BLOCK, max_single_put_size=BLOCK)
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        service.get_blob_client(container, f"raw-{uuid.uuid4().hex}").upload_blob(
+            handle, length=size, max_concurrency=concurrency
+        )
+    return size
+
+
+def hw_upload(
+    url: str, container: str, path: str, concurrency: int, checksum: bool = True, **_: Any
+) -> int:
+    """AzureBlobConnector.upload (staged blocks, Content-MD5 computed and set by default)."""
+    with _connector(url, container, concurrency) as connector:
+        return int(connector.upload(f"hw-{uuid.uuid4().hex}", path, checksum=checksum).size)
+
+
+def hw_aupload(url: str, container: str, path: str, concurrency: int, **_: Any) -> int:
+    """AzureBlobConnector.aupload (aio client)."""
+
+    async def run() -> int:
+        async with _connector(url, container, concurrency) as connector:
+            return int((await connector.aupload(f"hwa-{uuid.uuid4().hex}", path)).size)
+
+    return asyncio.run(run())
+
+
+def raw_download(url: str, container: str, blob: str, work: str, concurrency: int, **_: Any) -> int:
+    """download_blob().readinto an open file, same chunk size and concurrency."""
+    service = _service(url, max_single_get_size=CHUNK, max_chunk_get_size=CHUNK)
+    target = Path(work) / f"raw-{uuid.uuid4().hex}"
+    try:
+        with target.open("wb") as handle:
+            return int(
+                service.get_blob_client(container, blob)
+                .download_blob(max_concurrency=concurrency)
+                .readinto(handle)
+            )
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def hw_fetch(url: str, container: str, blob: str, work: str, concurrency: int, **_: Any) -> int:
+    """AzureBlobConnector.fetch: temp + rename, verified size/etag/Content-MD5."""
+    dest = Path(work) / f"hw-{uuid.uuid4().hex}"
+    try:
+        with _connector(url, container, concurrency) as connector:
+            result = connector.fetch(blob, dest)
+        assert result.verified
+        return int(result.size)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def hw_afetch(url: str, container: str, blob: str, work: str, concurrency: int, **_: Any) -> int:
+    """AzureBlobConnector.afetch (aio client)."""
+    dest = Path(work) / f"hwa-{uuid.uuid4().hex}"
+
+    async def run() -> int:
+        async with _connector(url, container, concurrency) as connector:
+            result = await connector.afetch(blob, dest)
+        assert result.verified
+        return int(result.size)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def raw_list(url: str, container: str, count: int, **_: Any) -> int:
+    """list_blobs over every page."""
+    listed = sum(
+        1 for _ in _service(url).get_container_client(container).list_blobs(results_per_page=5000)
+    )
+    assert listed == count
+    return listed
+
+
+def hw_list(url: str, container: str, count: int, **_: Any) -> int:
+    """AzureBlobConnector.list(recursive=True)."""
+    with _connector(url, container) as connector:
+        listed = sum(1 for _ in connector.list(recursive=True))
+    assert listed == count
+    return listed
+
+
+def hw_alist(url: str, container: str, count: int, **_: Any) -> int:
+    """AzureBlobConnector.alist(recursive=True)."""
+
+    async def run() -> int:
+        async with _connector(url, container) as connector:
+            return sum([1 async for _ in connector.alist(recursive=True)])
+
+    listed = asyncio.run(run())
+    assert listed == count
+    return listed

@@ -1,0 +1,371 @@
+"""
+PostgreSQL: headwater-postgres against the raw driver ways and the peers, in one run.
+
+Table: bigint id, two ints, two floats, ~20-char text, timestamptz, boolean, small jsonb
+(1,000,000 rows; 2,000 with ``--quick``). Scenarios:
+
+* dict records: psycopg binary COPY rows made into dicts (baseline), psycopg server-side
+  cursor with dict rows, asyncpg, dlt ``sql_table`` (pyarrow and SQLAlchemy backends),
+  and headwater ``read``;
+* Arrow: raw ``COPY ... TO STDOUT`` bytes (the ceiling, baseline), the ADBC driver, and
+  headwater ``read(format="arrow")``;
+* write: psycopg binary COPY of the same dicts (baseline) and headwater ``write``;
+* memory: headwater dict reads of 1M and 5M rows (peak RSS should be flat).
+
+The server comes from ``HEADWATER_TEST_PG_DSN`` (default: the project's test server).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from bench._harness import Case, Scenario
+
+DSN = os.environ.get("HEADWATER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+SCHEMA = "headwater_bench"
+COLUMNS = "id, a, b, x, y, s, ts, flag, j"
+
+_DDL = """
+CREATE TABLE {t} (
+    id bigint PRIMARY KEY, a integer, b integer, x double precision, y double precision,
+    s text, ts timestamptz, flag boolean, j jsonb
+)
+"""
+_FILL = """
+INSERT INTO {t}
+SELECT g, g % 1000, (g * 7) % 100000, g / 3.0, random(),
+       substr(md5(g::text), 1, 20), timestamptz '2024-01-01' + g * interval '1 second',
+       g % 2 = 0, jsonb_build_object('k', g % 10, 'tag', 'v' || (g % 5))
+  FROM generate_series(1, {n}) g
+"""
+
+
+def _select(table: str) -> str:
+    """The read statement every case runs (table names are the benchmark's own)."""
+    return f"SELECT {COLUMNS} FROM {table} ORDER BY id"  # noqa: S608
+
+
+def _admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(DSN, autocommit=True)
+
+
+def _make_table(name: str, rows: int) -> str:
+    table = f"{SCHEMA}.{name}"
+    with _admin() as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(_DDL.format(t=table))
+        if rows:
+            conn.execute(_FILL.format(t=table, n=rows))
+            conn.execute(f"VACUUM ANALYZE {table}")
+    return table
+
+
+# --- set-up / tear-down ------------------------------------------------------------------
+
+
+def setup_read(quick: bool) -> dict[str, Any]:
+    rows = 2_000 if quick else 1_000_000
+    return {"dsn": DSN, "table": _make_table("t_read", rows), "rows": rows}
+
+
+def setup_memory(quick: bool) -> dict[str, Any]:
+    small, big = (1_000, 3_000) if quick else (1_000_000, 5_000_000)
+    return {
+        "dsn": DSN,
+        "small": _make_table("t_small", small),
+        "big": _make_table("t_big", big),
+    }
+
+
+def setup_write(quick: bool) -> dict[str, Any]:
+    rows = 2_000 if quick else 1_000_000
+    return {
+        "dsn": DSN,
+        "rows": rows,
+        "raw_table": _make_table("w_raw", 0),
+        "hw_table": _make_table("w_hw", 0),
+    }
+
+
+def teardown(**_: Any) -> None:
+    with _admin() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+# --- dict records ------------------------------------------------------------------------
+
+_OIDS = [20, 23, 23, 701, 701, 25, 1184, 16, 3802]
+_NAMES = COLUMNS.split(", ")
+
+
+def psycopg_copy_dicts(dsn: str, table: str, **_: Any) -> int:
+    """The fastest plain psycopg way to dicts: binary COPY rows + dict(zip(...))."""
+    import psycopg
+
+    count = 0
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        query = f"COPY ({_select(table)}) TO STDOUT (FORMAT BINARY)"
+        with cur.copy(query) as copy:  # type: ignore[call-overload]
+            copy.set_types(_OIDS)
+            for row in copy.rows():
+                record = dict(zip(_NAMES, row, strict=True))
+                count += record is not None
+    return count
+
+
+def psycopg_cursor_dicts(dsn: str, table: str, **_: Any) -> int:
+    """A psycopg server-side cursor with dict rows (the usual way)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    count = 0
+    with psycopg.connect(dsn) as conn, conn.cursor("bench", row_factory=dict_row) as cur:
+        cur.itersize = 10_000
+        cur.execute(_select(table))
+        for _row in cur:
+            count += 1
+    return count
+
+
+def headwater_dicts(dsn: str, table: str, **_: Any) -> int:
+    """headwater-postgres read(): dict records with resumable states."""
+    from headwater_postgres import PostgresConnector
+
+    count = 0
+    with PostgresConnector({"url": dsn}) as connector:
+        for batch in connector.read(table):
+            count += len(batch)
+    return count
+
+
+def asyncpg_records(dsn: str, table: str, **_: Any) -> int:
+    """asyncpg cursor, records made into dicts (jsonb stays text)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> int:
+        conn = await asyncpg.connect(dsn)
+        count = 0
+        try:
+            async with conn.transaction():
+                async for record in conn.cursor(_select(table), prefetch=10_000):
+                    count += dict(record) is not None
+        finally:
+            await conn.close()
+        return count
+
+    return asyncio.run(run())
+
+
+def _dlt(dsn: str, table: str, backend: str) -> int:
+    from dlt.sources.sql_database import sql_table
+
+    schema, name = table.split(".")
+    url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    resource = sql_table(
+        credentials=url, table=name, schema=schema, backend=backend, chunk_size=10_000
+    )
+    count = 0
+    for item in resource:
+        count += item.num_rows if hasattr(item, "num_rows") else 1
+    return count
+
+
+def dlt_pyarrow(dsn: str, table: str, **_: Any) -> int:
+    """dlt sql_table extract, pyarrow backend."""
+    return _dlt(dsn, table, "pyarrow")
+
+
+def dlt_sqlalchemy(dsn: str, table: str, **_: Any) -> int:
+    """dlt sql_table extract, SQLAlchemy backend (dict rows)."""
+    return _dlt(dsn, table, "sqlalchemy")
+
+
+# --- Arrow ---------------------------------------------------------------------------------
+
+
+def raw_copy_bytes(dsn: str, table: str, rows: int, **_: Any) -> int:
+    """COPY ... TO STDOUT bytes, discarded: the ceiling for any Python reader."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        query = f"COPY ({_select(table)}) TO STDOUT (FORMAT BINARY)"
+        with cur.copy(query) as copy:  # type: ignore[call-overload]
+            for _block in copy:
+                pass
+    return rows
+
+
+def adbc_arrow(dsn: str, table: str, **_: Any) -> int:
+    """The ADBC PostgreSQL driver's Arrow stream."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    count = 0
+    with adbc.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(_select(table))
+        for batch in cur.fetch_record_batch():
+            count += batch.num_rows
+    return count
+
+
+def headwater_arrow(dsn: str, table: str, **_: Any) -> int:
+    """headwater-postgres read(format="arrow")."""
+    from headwater_postgres import PostgresConnector
+
+    count = 0
+    with PostgresConnector({"url": dsn}) as connector:
+        for batch in connector.read(table, format="arrow"):
+            count += len(batch)
+    return count
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def headwater_dicts_small(dsn: str, small: str, **_: Any) -> int:
+    return headwater_dicts(dsn, small)
+
+
+def headwater_dicts_big(dsn: str, big: str, **_: Any) -> int:
+    return headwater_dicts(dsn, big)
+
+
+# --- write -----------------------------------------------------------------------------------
+
+
+def _records(rows: int) -> Iterator[dict[str, Any]]:
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    second = dt.timedelta(seconds=1)
+    for i in range(1, rows + 1):
+        yield {
+            "id": i,
+            "a": i % 1000,
+            "b": (i * 7) % 100_000,
+            "x": i / 3.0,
+            "y": 0.5,
+            "s": f"row-{i:016d}",
+            "ts": start + i * second,
+            "flag": i % 2 == 0,
+            "j": {"k": i % 10, "tag": "v"},
+        }
+
+
+def _batches(rows: int) -> Iterator[list[dict[str, Any]]]:
+    """The input of both write cases: batches of 10,000 dicts, as a reader hands them over."""
+    records = _records(rows)
+    while batch := list(itertools.islice(records, 10_000)):
+        yield batch
+
+
+def psycopg_copy_write(dsn: str, rows: int, raw_table: str, **_: Any) -> int:
+    """psycopg binary COPY of the same batches of dicts, in one transaction."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        # Runs are repeated: start from an empty table each time (milliseconds).
+        cur.execute(f"TRUNCATE {raw_table}")
+        with cur.copy(f"COPY {raw_table} ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:  # type: ignore[call-overload]
+            copy.set_types(_OIDS)
+            for batch in _batches(rows):
+                for r in batch:
+                    copy.write_row(
+                        (
+                            r["id"],
+                            r["a"],
+                            r["b"],
+                            r["x"],
+                            r["y"],
+                            r["s"],
+                            r["ts"],
+                            r["flag"],
+                            r["j"],
+                        )
+                    )
+        conn.commit()
+    return rows
+
+
+def headwater_write(dsn: str, rows: int, hw_table: str, **_: Any) -> int:
+    """headwater-postgres write(): binary COPY in one transaction, batches of 10,000."""
+    from headwater_postgres import PostgresConnector
+
+    with PostgresConnector({"url": dsn}) as connector:
+        # Runs are repeated: mode="replace" empties the table in the same transaction,
+        # as the TRUNCATE in the psycopg case does.
+        return connector.write(hw_table, _batches(rows), mode="replace").records
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+_HERE = "bench.bench_postgres"
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    """The PostgreSQL scenarios (see the module docstring)."""
+    # Best of three: the machines are shared, and single runs swing by a third.
+    repeat = 1 if quick else 3
+    found = [
+        Scenario(
+            name="postgres read: dict records",
+            cases=[
+                Case("psycopg binary COPY -> dicts", f"{_HERE}:psycopg_copy_dicts"),
+                Case("psycopg cursor dict_row", f"{_HERE}:psycopg_cursor_dicts"),
+                Case("asyncpg cursor (jsonb as text)", f"{_HERE}:asyncpg_records"),
+                Case("dlt sql_table pyarrow", f"{_HERE}:dlt_pyarrow"),
+                Case("dlt sql_table sqlalchemy", f"{_HERE}:dlt_sqlalchemy"),
+                Case("headwater read (dicts)", f"{_HERE}:headwater_dicts"),
+            ],
+            baseline="psycopg binary COPY -> dicts",
+            setup=f"{_HERE}:setup_read",
+            teardown=f"{_HERE}:teardown",
+            goal=1.0,
+            repeat=repeat,
+        ),
+        Scenario(
+            name="postgres read: Arrow",
+            cases=[
+                Case("raw COPY bytes (ceiling)", f"{_HERE}:raw_copy_bytes"),
+                Case("ADBC Arrow stream", f"{_HERE}:adbc_arrow"),
+                Case("headwater read (arrow)", f"{_HERE}:headwater_arrow"),
+            ],
+            baseline="raw COPY bytes (ceiling)",
+            setup=f"{_HERE}:setup_read",
+            teardown=f"{_HERE}:teardown",
+            goal=0.85,
+            repeat=repeat,
+        ),
+        Scenario(
+            name="postgres write",
+            cases=[
+                Case("psycopg binary COPY write", f"{_HERE}:psycopg_copy_write"),
+                Case("headwater write", f"{_HERE}:headwater_write"),
+            ],
+            baseline="psycopg binary COPY write",
+            setup=f"{_HERE}:setup_write",
+            teardown=f"{_HERE}:teardown",
+            goal=0.9,
+            repeat=repeat,
+        ),
+    ]
+    small, big = ("1k", "3k") if quick else ("1M", "5M")
+    found.append(
+        Scenario(
+            name=f"postgres read: memory, {small} vs {big} rows (peak RSS should be flat)",
+            cases=[
+                Case(f"headwater dicts, {small} rows", f"{_HERE}:headwater_dicts_small"),
+                Case(f"headwater dicts, {big} rows", f"{_HERE}:headwater_dicts_big"),
+            ],
+            baseline=f"headwater dicts, {small} rows",
+            setup=f"{_HERE}:setup_memory",
+            teardown=f"{_HERE}:teardown",
+        )
+    )
+    return found

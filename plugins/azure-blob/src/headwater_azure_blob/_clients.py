@@ -1,0 +1,200 @@
+"""
+Building Azure SDK clients from a config: one function for both twins.
+
+Everything here runs at connect time; the SDK is imported inside the functions so
+importing the connector costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from headwater import ConfigError
+from headwater._redact import get_logger, register_secret
+from headwater_azure_blob._config import AzureBlobConfig
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+
+#: The SDK loggers that may log request details: give them the redacting filter too.
+_AZURE_LOGGERS: Final = (
+    "azure",
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.storage.blob",
+    "azure.storage.blob._shared.response_handlers",
+    "azure.identity",
+    # Transports: urllib3 logs full request URLs (a SAS signature among them) at DEBUG.
+    "urllib3.connectionpool",
+    "aiohttp.client",
+)
+#: Parts of a connection string that are credentials.
+_CS_SECRETS: Final = re.compile(
+    r"(?:^|;)\s*(?:AccountKey|SharedAccessSignature)\s*=\s*([^;]+)", re.I
+)
+
+
+def protect_sdk_logs() -> None:
+    """Attach headwater's redacting filter to the Azure SDK's loggers."""
+    for name in _AZURE_LOGGERS:
+        get_logger(name)
+
+
+def client_options(config: AzureBlobConfig, *, aio: bool) -> dict[str, Any]:
+    """Keyword arguments for a (sync or aio) ``BlobServiceClient``."""
+    options: dict[str, Any] = {
+        "connection_timeout": config.connect_timeout,
+        "read_timeout": config.read_timeout,
+        "retry_policy": _retry_policy(config, aio=aio),
+        "max_single_get_size": config.chunk_size,
+        "max_chunk_get_size": config.chunk_size,
+        "max_block_size": config.block_size,
+        "max_single_put_size": config.block_size,
+    }
+    if config.api_version:
+        options["api_version"] = config.api_version
+    return options
+
+
+def _retry_policy(config: AzureBlobConfig, *, aio: bool) -> Any:
+    if aio:
+        from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
+
+        base: type[Any] = AsyncExponentialRetry
+    else:
+        from azure.storage.blob import ExponentialRetry
+
+        base = ExponentialRetry
+    backoff = _backoff(config.retry_backoff)
+    policy_class = type("HeadwaterRetry", (base,), {"get_backoff_time": backoff})
+    return policy_class(retry_total=config.retries, initial_backoff=0, increment_base=2)
+
+
+def _backoff(initial: float) -> Callable[[Any, dict[str, Any]], float]:
+    # The SDK's ExponentialRetry waits initial + 3**n (15 s first by default): far too slow
+    # for a CLI. Ours: initial * 2**n with +-25% jitter, capped at 30 s.
+    def get_backoff_time(self: Any, settings: dict[str, Any]) -> float:
+        count = int(settings.get("count", 0))
+        delay = min(initial * 2.0**count, 30.0)
+        return delay * random.uniform(0.75, 1.25)  # noqa: S311  spreads load; not crypto
+
+    return get_backoff_time
+
+
+def build_sync_service(config: AzureBlobConfig, secret: Callable[[str], str]) -> BlobServiceClient:
+    """The sync service client; ``secret`` resolves a secret field now (``Connector.secret``)."""
+    from azure.storage.blob import BlobServiceClient
+
+    protect_sdk_logs()
+    options = client_options(config, aio=False)
+    if config.connection_string is not None:
+        value = _connection_string(secret)
+        with _malformed_connection_string():
+            return BlobServiceClient.from_connection_string(value, **options)
+    endpoint, credential = _endpoint_credential(config, secret, aio=False)
+    return BlobServiceClient(endpoint, credential=credential, **options)
+
+
+def build_async_service(
+    config: AzureBlobConfig, secret: Callable[[str], str]
+) -> tuple[AsyncBlobServiceClient, Any]:
+    """The aio service client and the aio credential to close with it (``None`` if none)."""
+    from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+
+    protect_sdk_logs()
+    options = client_options(config, aio=True)
+    if config.connection_string is not None:
+        value = _connection_string(secret)
+        with _malformed_connection_string():
+            return AsyncBlobServiceClient.from_connection_string(value, **options), None
+    endpoint, credential = _endpoint_credential(config, secret, aio=True)
+    closeable = credential if config.identity is not None else None
+    return AsyncBlobServiceClient(endpoint, credential=credential, **options), closeable
+
+
+def _connection_string(secret: Callable[[str], str]) -> str:
+    value = secret("connection_string")
+    # The whole string is registered for redaction; so are the credentials inside it,
+    # which a driver could echo on their own.
+    for match in _CS_SECRETS.finditer(value):
+        register_secret(match.group(1).strip())
+        _register_signature(match.group(1).strip())
+    return value
+
+
+@contextlib.contextmanager
+def _malformed_connection_string() -> Iterator[None]:
+    try:
+        yield
+    except ValueError:
+        raise ConfigError(
+            "connection_string is malformed (expected "
+            "'DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...' or a BlobEndpoint)",
+            field="connection_string",
+        ) from None
+
+
+def _endpoint_credential(
+    config: AzureBlobConfig, secret: Callable[[str], str], *, aio: bool
+) -> tuple[str, Any]:
+    endpoint = config.endpoint
+    assert endpoint is not None  # the config validator guarantees it without a connection string
+    if config.account_key is not None:
+        return endpoint, {
+            "account_name": config.resolved_account_name,
+            "account_key": secret("account_key"),
+        }
+    if config.sas_token is not None:
+        from azure.core.credentials import AzureSasCredential
+
+        token = secret("sas_token").lstrip("?")
+        _register_signature(token)
+        return endpoint, AzureSasCredential(token)
+    return endpoint, _identity_credential(config, secret, aio=aio)
+
+
+def _register_signature(token: str) -> None:
+    """Register the SAS signature also as it appears percent-encoded in request URLs."""
+    from urllib.parse import parse_qs, quote
+
+    for signature in parse_qs(token).get("sig", []):
+        for form in (signature, quote(signature, safe=""), quote(signature, safe="/")):
+            register_secret(form)
+
+
+def _identity_credential(
+    config: AzureBlobConfig, secret: Callable[[str], str], *, aio: bool
+) -> Any:
+    try:
+        if aio:
+            import azure.identity.aio as identity
+        else:
+            import azure.identity as identity
+    except ImportError:
+        raise ConfigError(
+            f"identity={config.identity!r} needs azure-identity",
+            field="identity",
+            hint="pip install 'headwater-azure-blob[identity]'",
+        ) from None
+    kind = config.identity
+    if kind == "managed_identity":
+        return identity.ManagedIdentityCredential(client_id=config.client_id)
+    if kind == "client_secret":
+        return identity.ClientSecretCredential(
+            config.tenant_id, config.client_id, secret("client_secret")
+        )
+    if kind == "azure_cli":
+        return identity.AzureCliCredential()
+    return identity.DefaultAzureCredential()
+
+
+def endpoint_for_display(url: str) -> str:
+    """A client URL without its query string (a SAS may be there)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")

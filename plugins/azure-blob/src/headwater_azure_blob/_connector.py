@@ -1,0 +1,1228 @@
+"""
+The ``azure-blob`` connector: Azure Blob Storage through azure-storage-blob.
+
+Names are relative to the configured ``prefix`` (the source's root); ``/`` separates
+virtual directories. Both twins are native: the sync methods use the SDK's sync client,
+the async ones (``alist``, ``afetch``, ``aread``, ...) its ``aio`` client. Everything that
+is not I/O — config, plans, record formats, transfer bookkeeping, error mapping — lives
+in the sibling modules and is shared.
+
+Guarantees
+    * ``fetch`` writes to a temporary file beside the target and renames it only when
+      every byte arrived and the size, the pinned etag and the Content-MD5 (when the blob
+      has one) check out; an interrupted download resumes the missing byte ranges.
+    * A blob name that would land outside ``dest`` (``..``, absolute, backslash, drive
+      letter) is refused with `UnsafePath` before anything is downloaded.
+    * ``write``/``upload`` stage blocks and commit them at the end, so the blob appears
+      whole or not at all; an existing blob is refused unless ``overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import io
+import mimetypes
+import os
+import threading
+import time
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
+
+from headwater import (
+    AlreadyExists,
+    Batch,
+    Capability,
+    ConfigError,
+    Connector,
+    ConnectorError,
+    FetchResult,
+    HeadwaterError,
+    IntegrityError,
+    Item,
+    NotFound,
+    PermissionDenied,
+    State,
+    WriteResult,
+    atomic_file,
+    safe_destination,
+)
+from headwater._redact import get_logger
+from headwater_azure_blob._clients import (
+    build_async_service,
+    build_sync_service,
+    endpoint_for_display,
+)
+from headwater_azure_blob._config import AzureBlobConfig, config_from_url
+from headwater_azure_blob._errors import translate, translated
+from headwater_azure_blob._names import (
+    CONTENT_TYPES,
+    clean_relative,
+    directory,
+    format_of,
+    normalize_etag,
+    require_format,
+)
+from headwater_azure_blob._plan import BlobRef, FetchPlan, ReadPlan, Start
+from headwater_azure_blob._records import (
+    Batcher,
+    RecordEncoder,
+    decode_blob_chunks,
+    make_decoder,
+)
+from headwater_azure_blob._transfer import BlockPlan, DownloadSink, Rechunker, check_md5
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+    from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+    from azure.storage.blob.aio import ContainerClient as AsyncContainerClient
+
+logger = get_logger("headwater.azure_blob")
+
+T = TypeVar("T")
+_END = object()
+Source = str | os.PathLike[str] | IO[bytes]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UploadResult:
+    """What `AzureBlobConnector.upload` stored."""
+
+    #: Blob name relative to the source prefix.
+    name: str
+    size: int
+    etag: str
+    #: ``"md5:<hex>"``, also set as the blob's Content-MD5 (``None`` with ``checksum=False``).
+    checksum: str | None
+
+
+class AzureBlobConnector(Connector[AzureBlobConfig]):
+    """Blobs in one Azure Storage container: list, fetch, read records, write, upload."""
+
+    id = "azure-blob"
+    Config = AzureBlobConfig
+    summary = "Azure Blob Storage: verified atomic downloads, block uploads, resumable reads"
+    capabilities = frozenset(
+        {
+            Capability.CHECK,
+            Capability.LIST,
+            Capability.READ,
+            Capability.RESUME,
+            Capability.FETCH,
+            Capability.METADATA,
+            Capability.WRITE,
+            Capability.ARROW,
+        }
+    )
+
+    def __init__(self, config: AzureBlobConfig | dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self._lock = threading.Lock()
+        self._sync: BlobServiceClient | None = None
+        self._sync_container: ContainerClient | None = None
+        self._aio: AsyncBlobServiceClient | None = None
+        self._aio_container: AsyncContainerClient | None = None
+        self._aio_guard: asyncio.Task[None] | None = None
+        self._aio_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> AzureBlobConnector:
+        """
+        ``az://CONTAINER/PATH`` or ``https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH``.
+
+        PATH becomes the prefix; see `config_from_url` for where the account and the
+        credential come from.
+        """
+        return cls(config_from_url(url, overrides))
+
+    # --- clients ------------------------------------------------------------------------
+
+    def _container(self) -> ContainerClient:
+        self._ensure_open()
+        with self._lock:
+            if self._sync_container is None:
+                with translated(self.config.auth_field, "connect"):
+                    service = build_sync_service(self.config, self.secret)
+                self._sync = service
+                self._sync_container = service.get_container_client(self.config.container)
+            return self._sync_container
+
+    async def _acontainer(self) -> AsyncContainerClient:
+        self._ensure_open()
+        loop = asyncio.get_running_loop()
+        if self._aio_container is None or self._aio_loop is not loop:
+            # Clients are bound to the loop that made them. Each gets a guard task that
+            # closes it when cancelled: by aclose(), or by asyncio.run() cancelling the
+            # tasks left when its loop ends, so a connector used across several
+            # asyncio.run() calls leaves no session open behind.
+            with translated(self.config.auth_field, "connect"):
+                service, credential = build_async_service(self.config, self.secret)
+            self._aio, self._aio_loop = service, loop
+            self._aio_container = service.get_container_client(self.config.container)
+            self._aio_guard = loop.create_task(
+                _close_when_cancelled(service, credential), name="headwater-azure-blob-aio"
+            )
+        return self._aio_container
+
+    def _ensure_open(self) -> None:
+        if self.closed:
+            raise ConnectorError(f"connector {self.id!r} is closed")
+
+    def _full(self, name: str) -> str:
+        return self.config.prefix + name
+
+    def _relative(self, full: str) -> str:
+        return full[len(self.config.prefix) :]
+
+    def _errors(self, context: str | None = None) -> contextlib.AbstractContextManager[None]:
+        return translated(self.config.auth_field, context)
+
+    def translate_error(self, exc: BaseException) -> HeadwaterError:
+        """Azure SDK exceptions → headwater errors (see ``_errors.translate``)."""
+        return translate(exc, auth_field=self.config.auth_field)
+
+    def release(self) -> None:
+        """Close the sync client; close the aio client too when its loop allows it."""
+        sync, self._sync, self._sync_container = self._sync, None, None
+        if sync is not None:
+            sync.close()
+        guard, loop = self._aio_guard, self._aio_loop
+        self._aio = self._aio_container = self._aio_guard = self._aio_loop = None
+        if guard is None or guard.done() or loop is None or loop.is_closed():
+            return
+        if not loop.is_running():
+            guard.cancel()
+            loop.run_until_complete(asyncio.wait([guard]))
+        else:
+            # Called from sync code inside a running loop: the guard closes the client
+            # once the loop gets to it.
+            loop.call_soon_threadsafe(guard.cancel)
+
+    async def arelease(self) -> None:
+        """Close both clients."""
+        sync, self._sync, self._sync_container = self._sync, None, None
+        if sync is not None:
+            sync.close()
+        guard, loop = self._aio_guard, self._aio_loop
+        self._aio = self._aio_container = self._aio_guard = self._aio_loop = None
+        if guard is None or guard.done():
+            return
+        if loop is asyncio.get_running_loop():
+            guard.cancel()
+            await asyncio.wait([guard])
+        elif loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(guard.cancel)
+
+    # --- check ---------------------------------------------------------------------------
+
+    def check_connection(self) -> str:
+        container = self._container()
+        quick = min(self.config.retries, 1)
+        try:
+            with self._errors("check"):
+                container.get_container_properties(retry_total=quick)
+        except PermissionDenied:
+            # A container-scoped SAS may list but not read container properties.
+            with self._errors("check"):
+                pages = container.list_blobs(
+                    name_starts_with=self.config.prefix or None,
+                    results_per_page=1,
+                    retry_total=quick,
+                ).by_page()
+                next(iter(pages), None)
+        return self._check_message(container.url)
+
+    async def acheck_connection(self) -> str:
+        container = await self._acontainer()
+        quick = min(self.config.retries, 1)
+        try:
+            with self._errors("check"):
+                await container.get_container_properties(retry_total=quick)
+        except PermissionDenied:
+            with self._errors("check"):
+                pages = container.list_blobs(
+                    name_starts_with=self.config.prefix or None,
+                    results_per_page=1,
+                    retry_total=quick,
+                ).by_page()
+                async for page in pages:
+                    async for _ in page:
+                        break
+                    break
+        return self._check_message(container.url)
+
+    def _check_message(self, url: str) -> str:
+        prefix = f", prefix {self.config.prefix!r}" if self.config.prefix else ""
+        return f"container {self.config.container!r} at {endpoint_for_display(url)}{prefix}"
+
+    # --- list -----------------------------------------------------------------------------
+
+    def list(self, path: str | None = None, *, recursive: bool = False) -> Iterator[Item]:
+        """
+        What is under directory ``path`` (the source root when ``None``): prefixes (kind
+        ``prefix``, names ending in ``/``) and blobs (kind ``blob``, with size, modified
+        time, etag, Content-MD5, content type). ``recursive=True`` lists every blob below.
+
+        Pages are fetched lazily as you iterate (continuation tokens followed). A ``path``
+        naming one blob yields just that blob; a path with nothing under it raises
+        `NotFound`.
+        """
+        container = self._container()
+        where = directory(path)
+        found = False
+        with self._errors(f"list {path or '/'}"):
+            for entry in self._pager(container, where, recursive):
+                found = True
+                yield self._item(entry)
+            if found or not path:
+                return
+            if not path.endswith("/"):
+                blob = container.get_blob_client(self._full(path))
+                with contextlib.suppress(_not_found_type()):
+                    yield self._item(blob.get_blob_properties())
+                    return
+        raise NotFound(f"nothing at {path!r} in container {self.config.container!r}", field="path")
+
+    async def alist(
+        self, path: str | None = None, *, recursive: bool = False
+    ) -> AsyncIterator[Item]:
+        """Async twin of `list`."""
+        container = await self._acontainer()
+        where = directory(path)
+        found = False
+        with self._errors(f"list {path or '/'}"):
+            async for entry in self._pager(container, where, recursive):
+                found = True
+                yield self._item(entry)
+            if found or not path:
+                return
+            if not path.endswith("/"):
+                blob = container.get_blob_client(self._full(path))
+                with contextlib.suppress(_not_found_type()):
+                    yield self._item(await blob.get_blob_properties())
+                    return
+        raise NotFound(f"nothing at {path!r} in container {self.config.container!r}", field="path")
+
+    def _pager(self, container: Any, where: str, recursive: bool) -> Any:
+        start = self._full(where) or None
+        page = self.config.list_page_size
+        if recursive:
+            return container.list_blobs(name_starts_with=start, results_per_page=page)
+        return container.walk_blobs(name_starts_with=start, delimiter="/", results_per_page=page)
+
+    def _item(self, entry: Any) -> Item:
+        name = self._relative(entry.name)
+        if _is_prefix(entry):
+            return Item(name, "prefix")
+        settings = entry.content_settings
+        extra: dict[str, Any] = {"etag": normalize_etag(entry.etag)}
+        if settings.content_md5:
+            extra["content_md5"] = _b64(settings.content_md5)
+        if settings.content_type:
+            extra["content_type"] = settings.content_type
+        fmt = format_of(name)
+        if fmt:
+            extra["format"] = fmt
+        return Item(name, "blob", size=entry.size, modified=entry.last_modified, extra=extra)
+
+    # --- metadata -------------------------------------------------------------------------
+
+    def metadata(self, item: str) -> dict[str, Any]:
+        """Properties and user metadata of blob ``item``."""
+        blob = self._container().get_blob_client(self._full(clean_relative(item)))
+        with self._errors(f"metadata {item!r}"):
+            return self._properties(item, blob.get_blob_properties())
+
+    async def ametadata(self, item: str) -> dict[str, Any]:
+        """Async twin of `metadata`."""
+        container = await self._acontainer()
+        blob = container.get_blob_client(self._full(clean_relative(item)))
+        with self._errors(f"metadata {item!r}"):
+            return self._properties(item, await blob.get_blob_properties())
+
+    @staticmethod
+    def _properties(item: str, props: Any) -> dict[str, Any]:
+        settings = props.content_settings
+
+        def iso(value: Any) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        out: dict[str, Any] = {
+            "name": item,
+            "size": props.size,
+            "etag": normalize_etag(props.etag),
+            "modified": iso(props.last_modified),
+            "created": iso(props.creation_time),
+            "blob_type": str(getattr(props.blob_type, "value", props.blob_type)),
+            "content_type": settings.content_type,
+            "content_md5": _b64(settings.content_md5) if settings.content_md5 else None,
+            "content_encoding": settings.content_encoding,
+            "content_language": settings.content_language,
+            "content_disposition": settings.content_disposition,
+            "cache_control": settings.cache_control,
+            "access_tier": props.blob_tier,
+            "lease_state": getattr(props.lease, "state", None),
+            "version_id": props.version_id,
+            "metadata": dict(props.metadata or {}),
+            "format": format_of(item),
+        }
+        return out
+
+    # --- fetch ----------------------------------------------------------------------------
+
+    def fetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
+        """
+        Download blob ``item`` to ``dest/item``: atomic, verified, resumable, never outside
+        ``dest``. With ``overwrite=False`` an existing local file is refused.
+
+        Raises:
+            UnsafePath: the name would map outside ``dest``; nothing is downloaded.
+            IntegrityError: Content-MD5/size mismatch, or the blob changed meanwhile.
+            ConnectionFailed: the transfer kept failing without progress.
+        """
+        target = self._fetch_target(item, dest, overwrite)
+        blob = self._container().get_blob_client(self._full(item))
+        context = f"fetch {item!r}"
+        with self._errors(context):
+            props = blob.get_blob_properties()
+        plan = self._fetch_plan(item, props)
+        with atomic_file(target) as handle:
+            sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
+            try:
+                while missing := sink.missing():
+                    before = sink.received.total()
+                    failure: HeadwaterError | None = None
+                    try:
+                        for start, end in missing:
+                            sink.seek(start)
+                            with self._errors(context):
+                                downloader = blob.download_blob(
+                                    offset=start,
+                                    length=end - start,
+                                    **plan.download_options(self.config.max_concurrency),
+                                )
+                                downloader.readinto(cast(IO[bytes], sink))
+                    except HeadwaterError as error:
+                        failure = error
+                    sink.drain()
+                    if failure is not None:
+                        progressed = sink.received.total() > before
+                        delay = plan.after_failure(failure, progressed=progressed)
+                        self._log_resume(plan, sink, failure)
+                        time.sleep(delay)
+                return self._fetch_result(plan, sink, target)
+            finally:
+                sink.close()
+
+    async def afetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
+        """Async twin of `fetch`."""
+        target = self._fetch_target(item, dest, overwrite)
+        container = await self._acontainer()
+        blob = container.get_blob_client(self._full(item))
+        context = f"fetch {item!r}"
+        with self._errors(context):
+            props = await blob.get_blob_properties()
+        plan = self._fetch_plan(item, props)
+        with atomic_file(target) as handle:
+            # The writer thread takes the disk writes and the MD5 off the event loop.
+            sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
+            try:
+                while missing := sink.missing():
+                    before = sink.received.total()
+                    failure: HeadwaterError | None = None
+                    try:
+                        for start, end in missing:
+                            sink.seek(start)
+                            with self._errors(context):
+                                downloader = await blob.download_blob(
+                                    offset=start,
+                                    length=end - start,
+                                    **plan.download_options(self.config.max_concurrency),
+                                )
+                                await downloader.readinto(cast(IO[bytes], sink))
+                    except HeadwaterError as error:
+                        failure = error
+                    await asyncio.to_thread(sink.drain)
+                    if failure is not None:
+                        progressed = sink.received.total() > before
+                        delay = plan.after_failure(failure, progressed=progressed)
+                        self._log_resume(plan, sink, failure)
+                        await asyncio.sleep(delay)
+                return await asyncio.to_thread(self._fetch_result, plan, sink, target)
+            finally:
+                sink.close()
+
+    def _fetch_target(self, item: str, dest: str | Path, overwrite: bool) -> Path:
+        clean_relative(item)
+        if item.endswith("/"):
+            raise ConfigError(f"{item!r} is a directory; fetch takes one blob", field="item")
+        # Refuse unsafe names before any request: nothing may land outside dest.
+        target = safe_destination(dest, item)
+        if target.is_dir():
+            raise AlreadyExists(f"{target} is a directory")
+        if target.exists() and not overwrite:
+            raise AlreadyExists(f"{target} exists", hint="pass overwrite=True (CLI: --overwrite)")
+        return target
+
+    def _fetch_plan(self, item: str, props: Any) -> FetchPlan:
+        return FetchPlan.from_properties(
+            item, props, retries=self.config.retries, backoff=self.config.retry_backoff
+        )
+
+    @staticmethod
+    def _log_resume(plan: FetchPlan, sink: DownloadSink, error: HeadwaterError) -> None:
+        logger.info(
+            "fetch %r interrupted at %d of %d bytes (%s); resuming the missing ranges",
+            plan.item,
+            sink.received.total(),
+            plan.size,
+            error.message,
+        )
+
+    @staticmethod
+    def _fetch_result(plan: FetchPlan, sink: DownloadSink, target: Path) -> FetchResult:
+        digest = sink.finish()
+        verified = check_md5(plan.md5, digest, plan.item)
+        checksum = f"md5:{digest.hex()}" if digest is not None else None
+        return FetchResult(target, plan.size, checksum, verified=verified)
+
+    # --- read -----------------------------------------------------------------------------
+
+    def read(
+        self,
+        stream: str,
+        state: State | None = None,
+        *,
+        batch_size: int | None = None,
+        format: str | None = None,
+        **options: Any,
+    ) -> Iterator[Batch]:
+        """
+        Records from the JSON Lines / CSV / Parquet blob(s) ``stream`` names: one blob, a
+        directory (``logs/``) or a glob (``logs/2024-*/*.jsonl``, ``**`` for any depth).
+
+        Each batch holds records of one blob, and its state (blob, etag, byte offset or
+        Parquet row, rows so far) resumes right after it. Parquet blobs yield
+        ``pyarrow.RecordBatch`` records (needs pyarrow). ``format`` overrides the suffix.
+        """
+        _no_options("read", options)
+        plan = ReadPlan(stream, state, format)
+        size = batch_size or self.config.batch_size
+        container = self._container()
+        found = False
+        for ref in self._matching(container, plan):
+            found = True
+            start = plan.start(ref)
+            if start is None:
+                continue
+            plan.rows = yield from self._read_blob(container, plan, ref, start, size)
+        if not found:
+            raise plan.nothing_found()
+
+    async def aread(
+        self,
+        stream: str,
+        state: State | None = None,
+        *,
+        batch_size: int | None = None,
+        format: str | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Batch]:
+        """Async twin of `read` (Parquet decoding runs in a worker thread)."""
+        _no_options("read", options)
+        plan = ReadPlan(stream, state, format)
+        size = batch_size or self.config.batch_size
+        container = await self._acontainer()
+        found = False
+        async for ref in self._amatching(container, plan):
+            found = True
+            start = plan.start(ref)
+            if start is None:
+                continue
+            fmt = plan.format_for(ref.name)
+            if fmt == "parquet":
+                async for batch in _in_thread(
+                    functools.partial(self._read_parquet, self._container(), plan, ref, start, size)
+                ):
+                    plan.rows = int(batch.state["rows"])
+                    yield batch
+                continue
+            decoder, batcher = self._decoder(plan, ref, start, fmt, size)
+            if start.offset >= ref.size:
+                continue
+            blob = container.get_blob_client(self._full(ref.name))
+            with self._errors(f"read {ref.name!r}"):
+                async for chunk in _aranges(blob, start.offset, ref):
+                    for batch in batcher.add(decoder.feed(chunk), decoder):
+                        yield batch
+            for batch in [*batcher.add(decoder.finish(), decoder), *batcher.flush(decoder)]:
+                yield batch
+            plan.rows = batcher.rows
+        if not found:
+            raise plan.nothing_found()
+
+    def _matching(self, container: ContainerClient, plan: ReadPlan) -> Iterator[BlobRef]:
+        with self._errors(f"read {plan.stream!r}"):
+            if plan.kind == "blob":
+                blob = container.get_blob_client(self._full(plan.stream))
+                try:
+                    props = blob.get_blob_properties()
+                except _not_found_type():
+                    return
+                yield BlobRef(plan.stream, int(props.size), normalize_etag(props.etag))
+                return
+            for entry in container.list_blobs(
+                name_starts_with=self._full(plan.list_prefix) or None,
+                results_per_page=self.config.list_page_size,
+            ):
+                name = self._relative(entry.name)
+                if plan.wants(name):
+                    yield BlobRef(name, int(entry.size), normalize_etag(entry.etag))
+
+    async def _amatching(
+        self, container: AsyncContainerClient, plan: ReadPlan
+    ) -> AsyncIterator[BlobRef]:
+        with self._errors(f"read {plan.stream!r}"):
+            if plan.kind == "blob":
+                blob = container.get_blob_client(self._full(plan.stream))
+                try:
+                    props = await blob.get_blob_properties()
+                except _not_found_type():
+                    return
+                yield BlobRef(plan.stream, int(props.size), normalize_etag(props.etag))
+                return
+            async for entry in container.list_blobs(
+                name_starts_with=self._full(plan.list_prefix) or None,
+                results_per_page=self.config.list_page_size,
+            ):
+                name = self._relative(entry.name)
+                if plan.wants(name):
+                    yield BlobRef(name, int(entry.size), normalize_etag(entry.etag))
+
+    def _decoder(
+        self, plan: ReadPlan, ref: BlobRef, start: Start, fmt: str, size: int
+    ) -> tuple[Any, Batcher]:
+        decoder = make_decoder(
+            fmt,
+            ref.name,
+            start.offset,
+            encoding=self.config.encoding,
+            delimiter=self.config.delimiter,
+            header=start.header if start.offset else None,
+        )
+        return decoder, Batcher(plan.stream, ref.name, ref.etag, ref.size, plan.rows, size)
+
+    def _read_blob(
+        self, container: ContainerClient, plan: ReadPlan, ref: BlobRef, start: Start, size: int
+    ) -> Generator[Batch, None, int]:
+        """Yield the batches of one blob; return the running row count."""
+        fmt = plan.format_for(ref.name)
+        if fmt == "parquet":
+            rows = plan.rows
+            for batch in self._read_parquet(container, plan, ref, start, size):
+                rows = int(batch.state["rows"])
+                yield batch
+            return rows
+        decoder, batcher = self._decoder(plan, ref, start, fmt, size)
+        if start.offset >= ref.size:
+            return plan.rows
+        blob = container.get_blob_client(self._full(ref.name))
+        with self._errors(f"read {ref.name!r}"):
+            yield from decode_blob_chunks(decoder, batcher, _ranges(blob, start.offset, ref))
+        return batcher.rows
+
+    def _read_parquet(
+        self, container: ContainerClient, plan: ReadPlan, ref: BlobRef, start: Start, size: int
+    ) -> Iterator[Batch]:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ConfigError(
+                f"{ref.name!r} is Parquet, which needs pyarrow",
+                field="format",
+                hint="pip install 'headwater-azure-blob[parquet]'",
+            ) from None
+        blob = container.get_blob_client(self._full(ref.name))
+        with self._errors(f"read {ref.name!r}"):
+            handle = _RangeReader(blob, ref.size, ref.etag)
+            parquet = pq.ParquetFile(handle)
+            skip = start.row
+            groups: builtins.list[int] = []
+            position = 0
+            for index in range(parquet.num_row_groups):
+                rows_in_group = parquet.metadata.row_group(index).num_rows
+                if skip >= rows_in_group and not groups:
+                    skip -= rows_in_group
+                    position += rows_in_group
+                    continue
+                groups.append(index)
+            rows = plan.rows
+            if not groups:
+                return
+            for record_batch in parquet.iter_batches(
+                batch_size=size, row_groups=groups, use_threads=False
+            ):
+                if skip:
+                    if record_batch.num_rows <= skip:
+                        skip -= record_batch.num_rows
+                        position += record_batch.num_rows
+                        continue
+                    record_batch = record_batch.slice(skip)
+                    position += skip
+                    skip = 0
+                position += record_batch.num_rows
+                rows += record_batch.num_rows
+                state: State = {
+                    "stream": plan.stream,
+                    "blob": ref.name,
+                    "etag": ref.etag,
+                    "row": position,
+                    "rows": rows,
+                }
+                yield Batch(plan.stream, record_batch, state)
+
+    # --- write / upload -----------------------------------------------------------------
+
+    def write(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        overwrite: bool | str = False,
+        mode: Literal["create", "overwrite"] | None = None,
+        format: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        **options: Any,
+    ) -> WriteResult:
+        """
+        Write records to blob ``stream`` as JSON Lines or CSV (format from the suffix or
+        ``format``), streamed through a block upload: memory stays at about
+        ``block_size * (max_concurrency + 1)``, and the blob appears only when complete.
+
+        An existing blob is refused (`AlreadyExists`) unless ``overwrite=True`` (or
+        ``mode='overwrite'``). Content type and Content-MD5 are set.
+        """
+        _no_options("write", options)
+        replace = _overwrite(overwrite, mode)
+        encoder = self._encoder(stream, format)
+        pieces = (encoder.encode(batch) for batch in batches)
+        self._put(
+            stream,
+            pieces,
+            overwrite=replace,
+            content_type=content_type or CONTENT_TYPES[encoder.fmt],
+            metadata=metadata,
+        )
+        return WriteResult(stream, encoder.count)
+
+    async def awrite(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]]
+        | AsyncIterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        overwrite: bool | str = False,
+        mode: Literal["create", "overwrite"] | None = None,
+        format: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        **options: Any,
+    ) -> WriteResult:
+        """Async twin of `write`; ``batches`` may be a sync or an async iterable."""
+        _no_options("write", options)
+        replace = _overwrite(overwrite, mode)
+        encoder = self._encoder(stream, format)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            if isinstance(batches, AsyncIterable):
+                async for batch in batches:
+                    yield encoder.encode(batch)
+            else:
+                for batch in batches:
+                    yield encoder.encode(batch)
+
+        await self._aput(
+            stream,
+            pieces(),
+            overwrite=replace,
+            content_type=content_type or CONTENT_TYPES[encoder.fmt],
+            metadata=metadata,
+        )
+        return WriteResult(stream, encoder.count)
+
+    def upload(
+        self,
+        blob: str,
+        source: Source,
+        *,
+        overwrite: bool = False,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        checksum: bool = True,
+    ) -> UploadResult:
+        """
+        Upload a local file (path) or a binary stream to blob ``blob`` with a block
+        upload at ``max_concurrency``; the blob appears only when complete. Its
+        Content-MD5 is computed on the way and set, unless ``checksum=False`` (hashing is
+        CPU work: skip it only for data verified otherwise).
+
+        Raises:
+            AlreadyExists: the blob exists and ``overwrite`` is false.
+        """
+        clean_relative(blob, "blob")
+        with _open_source(source) as handle:
+            pieces = iter(lambda: handle.read(self.config.block_size), b"")
+            return self._put(
+                blob,
+                pieces,
+                overwrite=overwrite,
+                content_type=content_type or _guess_type(blob),
+                metadata=metadata,
+                checksum=checksum,
+            )
+
+    async def aupload(
+        self,
+        blob: str,
+        source: Source,
+        *,
+        overwrite: bool = False,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        checksum: bool = True,
+    ) -> UploadResult:
+        """Async twin of `upload` (file reads run in a worker thread)."""
+        clean_relative(blob, "blob")
+        block_size = self.config.block_size
+        with _open_source(source) as handle:
+
+            async def pieces() -> AsyncIterator[bytes]:
+                while data := await asyncio.to_thread(handle.read, block_size):
+                    yield data
+
+            return await self._aput(
+                blob,
+                pieces(),
+                overwrite=overwrite,
+                content_type=content_type or _guess_type(blob),
+                metadata=metadata,
+                checksum=checksum,
+            )
+
+    def _encoder(self, stream: str, fmt: str | None) -> RecordEncoder:
+        clean_relative(stream, "stream")
+        return RecordEncoder(
+            require_format(stream, fmt),
+            encoding=self.config.encoding,
+            delimiter=self.config.delimiter,
+        )
+
+    def _put(
+        self,
+        name: str,
+        pieces: Iterable[bytes],
+        *,
+        overwrite: bool,
+        content_type: str | None,
+        metadata: dict[str, str] | None,
+        checksum: bool = True,
+    ) -> UploadResult:
+        """The sync block upload: one request for small data, staged blocks otherwise."""
+        blob = self._container().get_blob_client(self._full(name))
+        context = f"write {name!r}"
+        if not overwrite:
+            with self._errors(context):
+                _refuse_existing(name, blob.exists())
+        rechunker = Rechunker(self.config.block_size)
+        source = iter(pieces)
+        first = _first_blocks(rechunker, source)
+        if first is None:
+            data = rechunker.rest()
+            md5 = hashlib.md5(data, usedforsecurity=False).digest() if checksum else None
+            settings = _settings(content_type, md5)
+            with self._errors(context), _exists_as_conflict(name):
+                result = blob.upload_blob(
+                    data,
+                    length=len(data),
+                    overwrite=overwrite,
+                    content_settings=settings,
+                    metadata=metadata,
+                    max_concurrency=1,
+                )
+            return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
+        plan = BlockPlan(checksum=checksum)
+        limit = self.config.max_concurrency
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="headwater-upload") as pool:
+            pending: set[Future[Any]] = set()
+            try:
+                for block in _all_blocks(first, rechunker, source):
+                    # Read and hash this block while the previous ones upload; then wait
+                    # for a free connection.
+                    block_id = plan.next_block(block)
+                    if len(pending) >= limit:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        _raise_first(done)
+                    pending.add(pool.submit(self._stage, blob, block_id, block, context))
+                done, pending = wait(pending)
+                _raise_first(done)
+            finally:
+                for future in pending:
+                    future.cancel()
+        md5 = plan.md5()
+        settings = _settings(content_type, md5)
+        with self._errors(context), _exists_as_conflict(name):
+            result = blob.commit_block_list(
+                _blocks(plan.ids),
+                content_settings=settings,
+                metadata=metadata,
+                **_create_only(overwrite),
+            )
+        return UploadResult(name, plan.size, normalize_etag(result["etag"]), _tag(md5))
+
+    def _stage(self, blob: BlobClient, block_id: str, data: bytes, context: str) -> None:
+        with self._errors(context):
+            blob.stage_block(block_id, data, length=len(data))
+
+    async def _aput(
+        self,
+        name: str,
+        pieces: AsyncIterator[bytes],
+        *,
+        overwrite: bool,
+        content_type: str | None,
+        metadata: dict[str, str] | None,
+        checksum: bool = True,
+    ) -> UploadResult:
+        """The async block upload (see `_put`)."""
+        container = await self._acontainer()
+        blob = container.get_blob_client(self._full(name))
+        context = f"write {name!r}"
+        if not overwrite:
+            with self._errors(context):
+                _refuse_existing(name, await blob.exists())
+        rechunker = Rechunker(self.config.block_size)
+        first: builtins.list[bytes] | None = None
+        async for piece in pieces:
+            blocks = rechunker.push(piece)
+            if blocks:
+                first = blocks
+                break
+        if first is None:
+            data = rechunker.rest()
+            md5 = hashlib.md5(data, usedforsecurity=False).digest() if checksum else None
+            settings = _settings(content_type, md5)
+            with self._errors(context), _exists_as_conflict(name):
+                result = await blob.upload_blob(
+                    data,
+                    length=len(data),
+                    overwrite=overwrite,
+                    content_settings=settings,
+                    metadata=metadata,
+                    max_concurrency=1,
+                )
+            return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
+        plan = BlockPlan(checksum=checksum)
+        limit = self.config.max_concurrency
+        pending: set[asyncio.Task[None]] = set()
+
+        async def stage(block_id: str, data: bytes) -> None:
+            with self._errors(context):
+                await blob.stage_block(block_id, data, length=len(data))
+
+        async def submit(block: bytes) -> None:
+            nonlocal pending
+            # Hashing releases the GIL: off the event loop, overlapping the uploads.
+            block_id = await asyncio.to_thread(plan.next_block, block)
+            if len(pending) >= limit:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                _raise_first_task(done)
+            pending.add(asyncio.ensure_future(stage(block_id, block)))
+
+        try:
+            for block in first:
+                await submit(block)
+            async for piece in pieces:
+                for block in rechunker.push(piece):
+                    await submit(block)
+            rest = rechunker.rest()
+            if rest:
+                await submit(rest)
+            if pending:
+                done, pending = await asyncio.wait(pending)
+                _raise_first_task(done)
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        md5 = plan.md5()
+        settings = _settings(content_type, md5)
+        with self._errors(context), _exists_as_conflict(name):
+            result = await blob.commit_block_list(
+                _blocks(plan.ids),
+                content_settings=settings,
+                metadata=metadata,
+                **_create_only(overwrite),
+            )
+        return UploadResult(name, plan.size, normalize_etag(result["etag"]), _tag(md5))
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable read-only file over one blob version: each read is a ranged GET."""
+
+    def __init__(self, blob: BlobClient, size: int, etag: str) -> None:
+        super().__init__()
+        self._blob = blob
+        self._size = size
+        self._etag = etag
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        length = min(len(view), self._size - self._position)
+        if length <= 0:
+            return 0
+        data = self._blob.download_blob(
+            offset=self._position, length=length, **_pinned(self._etag), max_concurrency=1
+        ).readall()
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+#: Bytes per ranged GET when reading records: what one blob's read holds in memory.
+READ_CHUNK = 1024 * 1024
+
+
+def _ranges(blob: BlobClient, offset: int, ref: BlobRef) -> Iterator[bytes]:
+    """The blob's bytes from ``offset`` on, one pinned ranged GET at a time."""
+    while offset < ref.size:
+        length = min(READ_CHUNK, ref.size - offset)
+        data = blob.download_blob(
+            offset=offset, length=length, **_pinned(ref.etag), max_concurrency=1
+        ).readall()
+        if not data:
+            raise IntegrityError(f"{ref.name!r} ended at byte {offset} of {ref.size}")
+        offset += len(data)
+        yield data
+
+
+async def _aranges(blob: Any, offset: int, ref: BlobRef) -> AsyncIterator[bytes]:
+    """Async twin of `_ranges`."""
+    while offset < ref.size:
+        length = min(READ_CHUNK, ref.size - offset)
+        downloader = await blob.download_blob(
+            offset=offset, length=length, **_pinned(ref.etag), max_concurrency=1
+        )
+        data = await downloader.readall()
+        if not data:
+            raise IntegrityError(f"{ref.name!r} ended at byte {offset} of {ref.size}")
+        offset += len(data)
+        yield data
+
+
+def _pinned(etag: str) -> dict[str, Any]:
+    from azure.core import MatchConditions
+
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
+def _settings(content_type: str | None, md5: bytes | None) -> Any:
+    from azure.storage.blob import ContentSettings
+
+    return ContentSettings(
+        content_type=content_type, content_md5=bytearray(md5) if md5 is not None else None
+    )
+
+
+def _tag(md5: bytes | None) -> str | None:
+    return f"md5:{md5.hex()}" if md5 is not None else None
+
+
+def _blocks(ids: builtins.list[str]) -> builtins.list[Any]:
+    from azure.storage.blob import BlobBlock
+
+    return [BlobBlock(block_id) for block_id in ids]
+
+
+def _create_only(overwrite: bool) -> dict[str, Any]:
+    if overwrite:
+        return {}
+    from azure.core import MatchConditions
+
+    return {"match_condition": MatchConditions.IfMissing}
+
+
+def _refuse_existing(name: str, exists: bool) -> None:
+    if exists:
+        raise AlreadyExists(
+            f"blob {name!r} exists; refusing to overwrite it",
+            hint="pass overwrite=True (CLI: -O overwrite=true)",
+        )
+
+
+@contextlib.contextmanager
+def _exists_as_conflict(name: str) -> Iterator[None]:
+    # A blob created by someone else between our check and the commit fails the
+    # If-None-Match: * condition with 412 (or 409): report it as what it is.
+    try:
+        yield
+    except IntegrityError:
+        _refuse_existing(name, True)
+    except AlreadyExists:
+        _refuse_existing(name, True)
+
+
+def _first_blocks(rechunker: Rechunker, source: Iterator[bytes]) -> builtins.list[bytes] | None:
+    """Pull pieces until a whole block is ready; ``None`` if the source ends first."""
+    for piece in source:
+        blocks = rechunker.push(piece)
+        if blocks:
+            return blocks
+    return None
+
+
+def _all_blocks(
+    first: builtins.list[bytes], rechunker: Rechunker, source: Iterator[bytes]
+) -> Iterator[bytes]:
+    yield from first
+    for piece in source:
+        yield from rechunker.push(piece)
+    rest = rechunker.rest()
+    if rest:
+        yield rest
+
+
+def _raise_first(done: set[Future[Any]]) -> None:
+    for future in done:
+        error = future.exception()
+        if error is not None:
+            raise error
+
+
+def _raise_first_task(done: set[asyncio.Task[None]]) -> None:
+    for task in done:
+        error = task.exception()
+        if error is not None:
+            raise error
+
+
+@contextlib.contextmanager
+def _open_source(source: Source) -> Iterator[IO[bytes]]:
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"no file {str(path)!r} to upload", field="source")
+        with path.open("rb") as handle:
+            yield handle
+    else:
+        yield source
+
+
+def _guess_type(name: str) -> str:
+    fmt = format_of(name)
+    if fmt is not None:
+        return CONTENT_TYPES[fmt]
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return guessed or "application/octet-stream"
+
+
+def _overwrite(value: bool | str, mode: str | None) -> bool:
+    if mode is not None:
+        if mode not in ("create", "overwrite"):
+            raise ConfigError(
+                f"write mode must be 'create' or 'overwrite', not {mode!r} "
+                "(blobs cannot be appended to by this connector)",
+                field="mode",
+            )
+        return mode == "overwrite"
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"overwrite must be true or false, not {value!r}", field="overwrite")
+
+
+def _no_options(operation: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ConfigError(
+            f"azure-blob: unknown {operation} option(s): {', '.join(sorted(options))}"
+        )
+
+
+def _b64(value: bytes | bytearray) -> str:
+    import base64
+
+    return base64.b64encode(bytes(value)).decode()
+
+
+def _is_prefix(entry: Any) -> bool:
+    from azure.storage.blob import BlobPrefix as SyncPrefix
+    from azure.storage.blob.aio import BlobPrefix as AsyncPrefix
+
+    return isinstance(entry, SyncPrefix | AsyncPrefix)
+
+
+def _not_found_type() -> type[Exception]:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    return ResourceNotFoundError
+
+
+async def _close_when_cancelled(service: Any, credential: Any) -> None:
+    """Wait forever; when cancelled, close the aio client (and its credential)."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await service.close()
+        if credential is not None:
+            await credential.close()
+
+
+async def _in_thread(make: Callable[[], Iterable[T]]) -> AsyncIterator[T]:
+    """Drive a sync iterator from async code, one ``next`` per worker-thread hop."""
+    iterator = await asyncio.to_thread(lambda: iter(make()))
+    try:
+        while True:
+            item = await asyncio.to_thread(next, iterator, _END)
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)

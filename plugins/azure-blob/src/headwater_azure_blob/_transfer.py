@@ -1,0 +1,308 @@
+"""
+Transfer bookkeeping shared by the sync and async connector (no network I/O here).
+
+Downloads
+    The SDK writes into a `DownloadSink`: a seekable, write-only stream over the
+    temporary file. It records which byte ranges have arrived (parallel chunks arrive in
+    any order), so an interrupted download resumes with exactly the missing ranges, and
+    it computes the MD5 of the file in order as the contiguous prefix grows — inline
+    while chunks arrive in order, reading back from the file when a gap closes — so the
+    checksum costs no second pass over the file.
+
+Uploads
+    `BlockPlan` names the blocks of one upload (unique per upload, so two writers of the
+    same blob never mix blocks) and hashes the content as it is cut into blocks; the
+    MD5 is set as the blob's Content-MD5 when the block list is committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import os
+import queue
+import threading
+import uuid
+from typing import IO, Final
+
+from headwater import IntegrityError
+
+_READBACK: Final = 1 << 20
+#: Chunks queued for the background writer: bounds the memory a slow disk can pin.
+_QUEUE_DEPTH: Final = 4
+
+
+class RangeSet:
+    """Disjoint, sorted, merged half-open byte ranges ``[start, end)``."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def add(self, start: int, end: int) -> None:
+        """Mark ``[start, end)`` as present."""
+        if end <= start:
+            return
+        # Find every stored range touching [start, end] and merge them into one.
+        lo = bisect.bisect_left(self._ends, start)
+        hi = bisect.bisect_right(self._starts, end)
+        if lo < hi:
+            start = min(start, self._starts[lo])
+            end = max(end, self._ends[hi - 1])
+        self._starts[lo:hi] = [start]
+        self._ends[lo:hi] = [end]
+
+    def end_of_run(self, position: int) -> int:
+        """The end of the range containing ``position`` (``position`` itself if none does)."""
+        index = bisect.bisect_right(self._starts, position) - 1
+        if index >= 0 and self._ends[index] > position:
+            return self._ends[index]
+        return position
+
+    def missing(self, size: int) -> list[tuple[int, int]]:
+        """The ranges of ``[0, size)`` not yet present."""
+        gaps: list[tuple[int, int]] = []
+        position = 0
+        for start, end in zip(self._starts, self._ends, strict=True):
+            if start > position:
+                gaps.append((position, min(start, size)))
+            position = max(position, end)
+        if position < size:
+            gaps.append((position, size))
+        return [(s, e) for s, e in gaps if e > s]
+
+    def total(self) -> int:
+        """Bytes present."""
+        return sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
+
+
+class DownloadSink:
+    """
+    The stream the SDK downloads into: positional writes to ``handle``'s descriptor.
+
+    Writes go straight to the file descriptor with ``os.pwrite`` (the SDK seeks and
+    writes from several threads), so the buffered ``handle`` from `atomic_file` never
+    holds data of its own; `atomic_file` still fsyncs and renames it.
+
+    With ``background=True`` the writes (and the hashing) happen on a writer thread fed
+    through a small bounded queue, so the thread or event loop receiving the next chunk
+    does not wait for the disk and the MD5; `drain` waits until everything queued is
+    written. Call `close` when done (it stops the thread).
+    """
+
+    def __init__(
+        self, handle: IO[bytes], size: int, *, checksum: bool, background: bool = False
+    ) -> None:
+        self._fd = handle.fileno()
+        self.size = size
+        self.received = RangeSet()
+        self._position = 0
+        self._lock = threading.Lock()
+        self._md5 = hashlib.md5(usedforsecurity=False) if checksum else None
+        self._hashed = 0
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[tuple[int, bytes] | None] | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+            self._thread = threading.Thread(
+                target=self._writer, name="headwater-download-writer", daemon=True
+            )
+            self._thread.start()
+
+    # --- the file-like surface the SDK uses ----------------------------------------------
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            self._position = offset
+        elif whence == os.SEEK_CUR:
+            self._position += offset
+        else:
+            self._position = self.size + offset
+        return self._position
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        length = len(memoryview(data).cast("B"))
+        with self._lock:
+            start = self._position
+            end = start + length
+            if end > self.size:
+                raise IntegrityError(
+                    f"the service sent more bytes than the blob's size ({end} > {self.size})"
+                )
+            self._position = end
+            if self._queue is None:
+                self._write_at(start, data)
+                return length
+        if self._error is not None:
+            raise self._error
+        # bytes are immutable: queue them as they are; copy anything the caller may reuse.
+        self._queue.put((start, data if isinstance(data, bytes) else bytes(data)))
+        return length
+
+    def flush(self) -> None:
+        """Nothing is buffered here (`drain` waits for the background writer)."""
+
+    def _write_at(self, start: int, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        written = 0
+        while written < len(view):
+            written += os.pwrite(self._fd, view[written:], start + written)
+        self.received.add(start, start + len(view))
+        if self._md5 is not None:
+            self._advance_hash(start, view)
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._write_at(*item)
+            except BaseException as exc:  # reported by drain()/write(), never lost
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def drain(self) -> None:
+        """Wait until every queued write is on disk; re-raise a writer failure."""
+        if self._queue is not None:
+            self._queue.join()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Stop the background writer (idempotent)."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def missing(self) -> list[tuple[int, int]]:
+        """Byte ranges still to download (call `drain` first)."""
+        return self.received.missing(self.size)
+
+    def _advance_hash(self, start: int, view: memoryview) -> None:
+        assert self._md5 is not None
+        if start == self._hashed:
+            self._md5.update(view)
+            self._hashed += len(view)
+        # A gap closed (out-of-order parallel chunks): hash what follows from the file.
+        run_end = self.received.end_of_run(self._hashed)
+        while self._hashed < run_end:
+            length = min(_READBACK, run_end - self._hashed)
+            data = os.pread(self._fd, length, self._hashed)
+            if not data:
+                raise IntegrityError("the temporary file is shorter than the bytes written")
+            self._md5.update(data)
+            self._hashed += len(data)
+
+    def finish(self) -> bytes | None:
+        """
+        Check every byte arrived; return the MD5 digest (``None`` without checksum).
+
+        Raises:
+            IntegrityError: bytes are missing.
+        """
+        self.drain()
+        received = self.received.total()
+        if received != self.size or self.missing():
+            raise IntegrityError(
+                f"download incomplete: {received} of {self.size} bytes received",
+            )
+        if self._md5 is None:
+            return None
+        if self._hashed != self.size:
+            raise IntegrityError("checksum bookkeeping incomplete")
+        return self._md5.digest()
+
+
+def check_md5(expected: bytes | None, actual: bytes | None, name: str) -> bool:
+    """
+    Compare the blob's Content-MD5 with what was received.
+
+    Returns:
+        True when there was a Content-MD5 to verify (and it matched).
+
+    Raises:
+        IntegrityError: it does not match.
+    """
+    if expected is None or actual is None:
+        return False
+    if expected != actual:
+        raise IntegrityError(
+            f"{name!r}: Content-MD5 mismatch (blob says {base64.b64encode(expected).decode()}, "
+            f"received bytes hash to {base64.b64encode(actual).decode()}); nothing was written",
+            hint="the stored blob or its Content-MD5 property is corrupt; re-upload it",
+        )
+    return True
+
+
+class BlockPlan:
+    """Block ids and the running MD5 of one block upload."""
+
+    def __init__(self, *, checksum: bool = True) -> None:
+        self._upload = uuid.uuid4().hex
+        self.ids: list[str] = []
+        self.size = 0
+        self._md5 = hashlib.md5(usedforsecurity=False) if checksum else None
+
+    def next_block(self, data: bytes) -> str:
+        """Account for the next block (in order) and return its id."""
+        if self._md5 is not None:
+            self._md5.update(data)
+        self.size += len(data)
+        # Ids must all have one length; the upload id keeps concurrent writers apart.
+        # The SDK base64-encodes them on the wire.
+        block_id = f"{self._upload}-{len(self.ids):06d}"
+        self.ids.append(block_id)
+        return block_id
+
+    def md5(self) -> bytes | None:
+        """The MD5 digest of everything planned so far (``None`` without checksum)."""
+        return self._md5.digest() if self._md5 is not None else None
+
+
+class Rechunker:
+    """Cuts a stream of arbitrary byte pieces into blocks of exactly ``size`` (the last shorter)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buffer = bytearray()
+
+    def push(self, data: bytes) -> list[bytes]:
+        """Add data; return the blocks that are now complete."""
+        if not self._buffer and len(data) == self.size:
+            return [data]  # a file read block by block: no copy
+        self._buffer += data
+        if len(self._buffer) < self.size:
+            return []
+        blocks = []
+        view = memoryview(self._buffer)
+        offset = 0
+        while len(self._buffer) - offset >= self.size:
+            blocks.append(bytes(view[offset : offset + self.size]))
+            offset += self.size
+        view.release()
+        del self._buffer[:offset]
+        return blocks
+
+    def rest(self) -> bytes:
+        """What is left (less than a block)."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data

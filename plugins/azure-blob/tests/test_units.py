@@ -1,0 +1,470 @@
+"""Pure logic (no service): config, URLs, hooks, names, record codecs, transfer bookkeeping."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from headwater import (
+    ConfigError,
+    ConnectionFailed,
+    IntegrityError,
+    Registry,
+    Secret,
+)
+from headwater_azure_blob import AzureBlobConfig, AzureBlobConnector, hooks
+from headwater_azure_blob._config import config_from_url
+from headwater_azure_blob._errors import scrub, translate
+from headwater_azure_blob._names import glob_to_regex, literal_prefix, normalize_etag
+from headwater_azure_blob._plan import BlobRef, FetchPlan, ReadPlan
+from headwater_azure_blob._records import CsvDecoder, JsonLinesDecoder, RecordEncoder
+from headwater_azure_blob._transfer import BlockPlan, DownloadSink, RangeSet, Rechunker
+
+KEY = "c2VjcmV0LWtleS1tYXRlcmlhbC1mb3ItdGVzdHMtb25seQ=="
+AZ = "https://acct.blob.core.windows.net"
+
+
+def _config(**data) -> AzureBlobConfig:
+    return AzureBlobConfig.model_validate({"container": "data", **data})
+
+
+# --- config -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {},
+        {"account_key": KEY, "sas_token": "sv=1&sig=x"},
+        {"account_key": KEY, "identity": "default"},
+    ],
+)
+def test_exactly_one_auth(auth):
+    """Zero or two credentials are refused with one readable message."""
+    with pytest.raises(ConfigError) as info:
+        AzureBlobConnector({"container": "data", "account_url": AZ, **auth})
+    assert "exactly one of" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "account"),
+    [
+        ("https://acct.blob.core.windows.net", "acct"),
+        ("https://acct.blob.core.chinacloudapi.cn/", "acct"),
+        ("http://127.0.0.1:10000/devstoreaccount1", "devstoreaccount1"),
+        ("http://localhost:10000/devstoreaccount1", "devstoreaccount1"),
+        ("https://acct.z12.blob.storage.azure.net", "acct"),
+    ],
+)
+def test_account_name_from_url(url, account):
+    """The account for key auth comes from the host, or the path of an emulator URL."""
+    assert account == _config(account_url=url, account_key=KEY).resolved_account_name
+
+
+def test_account_key_needs_derivable_name():
+    """A key with an endpoint that names no account asks for account_name."""
+    with pytest.raises(ValueError, match="account_name"):
+        _config(account_url="https://storage.internal", account_key=KEY)
+    assert (
+        "acct"
+        == _config(
+            account_url="https://storage.internal", account_name="acct", account_key=KEY
+        ).resolved_account_name
+    )
+
+
+def test_account_name_alone_builds_endpoint():
+    """account_name + endpoint_suffix gives the sovereign-cloud endpoint."""
+    config = _config(account_name="acct", endpoint_suffix="core.usgovcloudapi.net", sas_token="s")
+    assert "https://acct.blob.core.usgovcloudapi.net" == config.endpoint
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("account_url", f"{AZ}?sv=2020&sig=abc"),
+        ("account_url", "ftp://acct.blob.core.windows.net"),
+        ("container", "Bad_Name"),
+        ("container", "ab"),
+        ("container", "a--b"),
+        ("encoding", "utf-16"),
+        ("max_concurrency", 0),
+    ],
+)
+def test_invalid_fields(field, value):
+    """Malformed values fail validation naming the field."""
+    data = {"account_url": AZ, "account_key": KEY, field: value}
+    with pytest.raises(ConfigError) as info:
+        AzureBlobConnector({"container": "data", **data})
+    assert field == info.value.field
+
+
+def test_identity_fields_consistency():
+    """Service-principal fields need identity='client_secret', and it needs all of them."""
+    with pytest.raises(ValueError, match="only apply"):
+        _config(account_url=AZ, account_key=KEY, tenant_id="t")
+    with pytest.raises(ValueError, match="needs tenant_id"):
+        _config(account_url=AZ, identity="client_secret", client_id="c")
+    config = _config(
+        account_url=AZ, identity="client_secret", tenant_id="t", client_id="c", client_secret="s"
+    )
+    assert "identity" == config.auth_field
+
+
+def test_prefix_normalised():
+    """A prefix is stored without a leading slash and with a trailing one."""
+    assert "a/b/" == _config(account_url=AZ, account_key=KEY, prefix="/a/b").prefix
+    assert "" == _config(account_url=AZ, account_key=KEY, prefix="").prefix
+
+
+def test_literal_secrets_masked_references_kept():
+    """repr and sanitized() mask a literal key and keep a reference as written."""
+    connector = AzureBlobConnector(
+        {"container": "data", "account_url": AZ, "account_key": KEY, "retries": 1}
+    )
+    assert KEY not in repr(connector)
+    assert KEY not in str(connector.config.model_dump())
+    assert "***" == connector.config.sanitized()["account_key"]
+    ref = AzureBlobConnector({"container": "data", "account_url": AZ, "sas_token": "env:MY_SAS"})
+    assert "env:MY_SAS" == ref.config.sanitized()["sas_token"]
+
+
+def test_secret_reference_resolved_at_connect(monkeypatch):
+    """An env: key is read when the client is built, not when the config is parsed."""
+    connector = AzureBlobConnector(
+        {"container": "data", "account_url": AZ, "account_key": "env:HW_TEST_AZ_KEY"}
+    )
+    monkeypatch.setenv("HW_TEST_AZ_KEY", KEY)
+    assert KEY == connector.secret("account_key")
+
+
+def test_identity_without_extra_is_config_error():
+    """identity without azure-identity installed is a config error with an install hint."""
+    try:
+        import azure.identity  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("azure-identity is installed here")
+    connector = AzureBlobConnector({"container": "data", "account_url": AZ, "identity": "default"})
+    result = connector.check()
+    assert ("config", "identity") == (result.category, result.field)
+    assert "headwater-azure-blob[identity]" in (result.hint or "")
+
+
+# --- URLs and hooks -----------------------------------------------------------------------
+
+
+def test_az_url_with_connection_string_from_env():
+    """az://CONTAINER/PATH takes a connection string reference from the environment."""
+    data = config_from_url("az://logs/2024/", {}, {"AZURE_STORAGE_CONNECTION_STRING": "x"})
+    assert {
+        "container": "logs",
+        "prefix": "2024/",
+        "connection_string": "env:AZURE_STORAGE_CONNECTION_STRING",
+    } == data
+
+
+def test_az_url_with_account_and_key_from_env():
+    """az:// with AZURE_STORAGE_ACCOUNT/KEY uses a reference, never the key itself."""
+    env = {"AZURE_STORAGE_ACCOUNT": "acct", "AZURE_STORAGE_KEY": KEY}
+    data = config_from_url("az://c1/p", {}, env)
+    assert ("acct", "env:AZURE_STORAGE_KEY") == (data["account_name"], data["account_key"])
+    assert KEY not in str(data)
+
+
+def test_az_url_without_account_is_config_error():
+    """az:// with no account anywhere is a config error naming account_name."""
+    with pytest.raises(ConfigError) as info:
+        config_from_url("az://c1/p", {}, {})
+    assert "account_name" == info.value.field
+
+
+def test_https_sas_url():
+    """A SAS URL becomes account_url + container + prefix + a literal sas_token."""
+    connector = AzureBlobConnector.from_url(f"{AZ}/cont/dir/file.csv?sv=2022&sig=SIGNATURE123")
+    config = connector.config
+    assert (AZ, "cont", "dir/file.csv/") == (config.account_url, config.container, config.prefix)
+    assert isinstance(config.sas_token, Secret)
+    assert "SIGNATURE123" not in repr(connector)
+
+
+@pytest.mark.parametrize(
+    ("url", "claimed"),
+    [
+        ("az://c/p", True),
+        ("AZ://c/p", True),
+        (f"{AZ}/c/p", True),
+        ("https://acct.blob.core.usgovcloudapi.net/c", True),
+        ("https://api.example.com/v1/items", False),
+        ("https://acct.dfs.core.windows.net/c", False),
+        ("postgresql://h/db", False),
+    ],
+)
+def test_connector_for_url(url, claimed):
+    """The hook claims az:// and Azure blob hosts only."""
+    assert ("azure-blob" if claimed else None) == hooks.connector_for_url(url)
+
+
+def test_registry_connects_from_url():
+    """A registry with this plugin builds the connector from an az:// URL."""
+    registry = Registry(autoload=False, plugins=[hooks])
+    connector = registry.connect("az://cont/x", {"account_url": AZ, "account_key": KEY})
+    assert isinstance(connector, AzureBlobConnector)
+    assert ("cont", "x/") == (connector.config.container, connector.config.prefix)
+    assert "azure-blob" == registry.connector_for_url("https://acct.blob.core.windows.net/c")
+
+
+def test_entry_point_and_cheap_import():
+    """The entry point is registered and importing the plugin imports no Azure SDK."""
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group="headwater")}
+    assert "headwater_azure_blob.hooks" == names["azure-blob"]
+    code = (
+        "import sys, headwater_azure_blob, headwater_azure_blob.hooks as h;"
+        "h.register_connectors()[0].load();"
+        "print(sorted(m for m in sys.modules if m.startswith(('azure', 'aiohttp'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "[]" == out.stdout.strip()
+
+
+# --- names ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("logs/*.jsonl", "logs/a.jsonl", True),
+        ("logs/*.jsonl", "logs/sub/a.jsonl", False),
+        ("logs/**/*.jsonl", "logs/a.jsonl", True),
+        ("logs/**/*.jsonl", "logs/x/y/a.jsonl", True),
+        ("logs/**", "logs/x/y", True),
+        ("l?gs/[ab].csv", "lags/b.csv", True),
+        ("l?gs/[!ab].csv", "lags/b.csv", False),
+        ("a+b/(c).csv", "a+b/(c).csv", True),
+    ],
+)
+def test_glob(pattern, name, matches):
+    """Globs: * and ? stay in a segment, ** crosses them, classes work, the rest is literal."""
+    assert matches == bool(glob_to_regex(pattern).match(name))
+
+
+def test_literal_prefix_and_etag():
+    """The listing prefix stops at the first wildcard; etags get one spelling."""
+    assert "logs/2024-" == literal_prefix("logs/2024-*/x.csv")
+    assert '"0x1"' == normalize_etag("0x1") == normalize_etag('"0x1"')
+
+
+# --- record codecs ----------------------------------------------------------------------
+
+
+def _feed_bytewise(decoder, data: bytes):
+    out = []
+    for i in range(len(data)):
+        out += decoder.feed(data[i : i + 1])
+    return out + list(decoder.finish())
+
+
+def test_jsonl_decoder_offsets_across_chunks():
+    """Records split across chunks decode whole, each with the byte offset after it."""
+    data = b'{"a": 1}\n\n{"a": "\xc3\xbc"}\n{"a": 3}'
+    decoded = _feed_bytewise(JsonLinesDecoder("x", 0, "utf-8"), data)
+    assert [({"a": 1}, 9), ({"a": "ü"}, 22), ({"a": 3}, 30)] == decoded
+
+
+def test_jsonl_decoder_rejects_non_objects():
+    """A JSON array line is refused naming its byte offset."""
+    decoder = JsonLinesDecoder("x.jsonl", 100, "utf-8")
+    with pytest.raises(ConfigError, match="byte 100"):
+        list(decoder.feed(b"[1, 2]\n"))
+
+
+def test_csv_decoder_quoted_newlines_and_offsets():
+    """CSV records with quoted newlines and doubled quotes decode across chunk boundaries."""
+    data = b'k,v\n1,"two\nlines"\n\n2,"say ""hi"""\n3,last'
+    decoded = _feed_bytewise(CsvDecoder("x", 0, "utf-8", ",", None), data)
+    assert [
+        ({"k": "1", "v": "two\nlines"}, 18),
+        ({"k": "2", "v": 'say "hi"'}, 34),
+        ({"k": "3", "v": "last"}, 40),
+    ] == decoded
+
+
+def test_csv_decoder_resumes_with_header():
+    """Given the saved header, a decoder started mid-blob keys rows by it."""
+    decoder = CsvDecoder("x", 18, "utf-8", ";", ["k", "v"])
+    assert [({"k": "9", "v": None}, 20), ({"k": "1", "v": "2", "_extra": ["3"]}, 26)] == (
+        [*decoder.feed(b"9\n1;2;3\n"), *decoder.finish()]
+    )
+
+
+def test_csv_decoder_unterminated_quote():
+    """A quote left open at the end of the blob is an error, not a silent record."""
+    decoder = CsvDecoder("x", 0, "utf-8", ",", None)
+    assert [] == list(decoder.feed(b'k\n"open\n'))
+    with pytest.raises(ConfigError, match="unterminated"):
+        list(decoder.finish())
+
+
+def test_encoder_csv_rejects_new_fields():
+    """A record with a field outside the CSV header is refused."""
+    encoder = RecordEncoder("csv", encoding="utf-8", delimiter=",")
+    assert b"a\n1\n" == encoder.encode([{"a": 1}])
+    with pytest.raises(ConfigError, match="not in the CSV header"):
+        encoder.encode([{"a": 2, "b": 3}])
+
+
+# --- transfer bookkeeping ---------------------------------------------------------------
+
+
+def test_rangeset_merges_and_reports_gaps():
+    """Ranges merge when they touch; missing() lists the holes."""
+    ranges = RangeSet()
+    for start, end in [(10, 20), (30, 40), (20, 25), (0, 5), (38, 50)]:
+        ranges.add(start, end)
+    assert [(5, 10), (25, 30), (50, 60)] == ranges.missing(60)
+    assert 5 + 15 + 20 == ranges.total()
+    assert 25 == ranges.end_of_run(12)
+    assert 7 == ranges.end_of_run(7)
+
+
+def test_sink_out_of_order_writes_hash_in_order(tmp_path):
+    """Chunks written out of order land in place and hash to the in-order MD5."""
+    data = os.urandom(5000)
+    path = tmp_path / "f"
+    with path.open("w+b") as handle:
+        sink = DownloadSink(handle, len(data), checksum=True)
+        for start in (3000, 1000, 0, 4000, 2000):
+            sink.seek(start)
+            sink.write(data[start : start + 1000])
+        digest = sink.finish()
+    assert hashlib.md5(data, usedforsecurity=False).digest() == digest
+    assert data == path.read_bytes()
+
+
+def test_background_sink_writes_hashes_and_reports_failures(tmp_path):
+    """The writer thread lands out-of-order chunks and hashes them; its errors surface."""
+    data = os.urandom(9000)
+    path = tmp_path / "f"
+    with path.open("w+b") as handle:
+        sink = DownloadSink(handle, len(data), checksum=True, background=True)
+        try:
+            for start in (6000, 0, 3000):
+                sink.seek(start)
+                sink.write(bytearray(data[start : start + 3000]))
+            digest = sink.finish()
+        finally:
+            sink.close()
+    assert (hashlib.md5(data, usedforsecurity=False).digest(), data) == (
+        digest,
+        path.read_bytes(),
+    )
+    with path.open("rb") as read_only:
+        sink = DownloadSink(read_only, 10, checksum=False, background=True)
+        try:
+            sink.write(b"0123456789")
+            with pytest.raises(OSError, match="Bad file descriptor"):
+                sink.drain()
+        finally:
+            sink.close()
+
+
+def test_sink_refuses_gaps_and_excess(tmp_path):
+    """finish() refuses missing bytes; writing past the size is an integrity error."""
+    with (tmp_path / "f").open("w+b") as handle:
+        sink = DownloadSink(handle, 10, checksum=False)
+        sink.write(b"12345")
+        assert [(5, 10)] == sink.missing()
+        with pytest.raises(IntegrityError, match="incomplete"):
+            sink.finish()
+        with pytest.raises(IntegrityError, match="more bytes"):
+            sink.write(b"6789012")
+
+
+def test_rechunker_and_block_ids():
+    """Pieces are cut into exact blocks; block ids are unique and of one length."""
+    rechunker = Rechunker(4)
+    blocks = rechunker.push(b"ab") + rechunker.push(b"cdefghij") + [rechunker.rest()]
+    assert [b"abcd", b"efgh", b"ij"] == blocks
+    assert BlockPlan(checksum=False).md5() is None
+    plan = BlockPlan()
+    ids = [plan.next_block(block) for block in blocks]
+    assert len(set(ids)) == 3 == len({len(i) for i in ids}) + 2
+    assert hashlib.md5(b"abcdefghij", usedforsecurity=False).digest() == plan.md5()
+    assert 10 == plan.size
+
+
+class _Props:
+    def __init__(self, md5):
+        self.size = 10
+        self.etag = "0x1"
+        self.content_settings = type("S", (), {"content_md5": md5})()
+
+
+def test_fetch_plan_retry_budget():
+    """Failures without progress use up the budget; progress resets it; others raise."""
+    plan = FetchPlan.from_properties("x", _Props(bytearray(b"m")), retries=2, backoff=0.5)
+    assert ('"0x1"', b"m") == (plan.etag, plan.md5)
+    cut = ConnectionFailed("cut")
+    assert [0.5, 1.0, 0.5, 1.0] == [
+        plan.after_failure(cut, progressed=False),
+        plan.after_failure(cut, progressed=False),
+        plan.after_failure(cut, progressed=True),
+        plan.after_failure(cut, progressed=False),
+    ]
+    with pytest.raises(ConnectionFailed, match="gave up"):
+        plan.after_failure(cut, progressed=False)
+    with pytest.raises(IntegrityError):
+        plan.after_failure(IntegrityError("changed"), progressed=True)
+
+
+def test_read_plan_state_handling():
+    """The state skips finished blobs, resumes the current one, refuses a changed one."""
+    state = {"stream": "d/*.csv", "blob": "d/b.csv", "etag": '"e"', "offset": 7, "rows": 3}
+    plan = ReadPlan("d/*.csv", state, None)
+    assert (True, False) == (plan.wants("d/a.csv"), plan.wants("d/x/a.csv"))
+    assert plan.start(BlobRef("d/a.csv", 10, '"z"')) is None
+    assert 7 == plan.start(BlobRef("d/b.csv", 10, '"e"')).offset
+    assert 0 == plan.start(BlobRef("d/c.csv", 10, '"z"')).offset
+    with pytest.raises(ConfigError, match="changed"):
+        plan.start(BlobRef("d/b.csv", 10, '"other"'))
+    with pytest.raises(ConfigError):
+        ReadPlan("other.csv", state, None)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def test_scrub_masks_credentials():
+    """Driver text loses URL queries, SAS parameters, long base64 runs and extra lines."""
+    text = (
+        f"GET https://acct.blob.core.windows.net/c/b?sv=1&sig=abc%2Bdef failed key={KEY} "
+        "se=2030 sp=rl\nRequestId: 123"
+    )
+    cleaned = scrub(text)
+    for secret in ("abc%2Bdef", KEY, "se=2030", "RequestId"):
+        assert secret not in cleaned
+    assert "https://acct.blob.core.windows.net/c/b?***" in cleaned
+
+
+def test_translate_transport_errors():
+    """Connect errors are network failures on account_url; TLS ones say tls."""
+    from azure.core.exceptions import ServiceRequestError
+
+    network = translate(ServiceRequestError("refused"), auth_field="account_key")
+    assert ("network", "account_url", True) == (
+        network.category,
+        network.field,
+        network.retryable,
+    )
+    import ssl
+
+    tls_cause = ssl.SSLCertVerificationError("certificate verify failed")
+    tls = translate(ServiceRequestError("x", error=tls_cause), auth_field="account_key")
+    assert "tls" == tls.category

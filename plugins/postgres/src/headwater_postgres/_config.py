@@ -1,0 +1,294 @@
+"""
+The ``postgres`` connector's configuration, and how it becomes libpq connection parameters.
+
+A config names the server either by URL (``postgresql://user@host:5432/db?sslmode=...``)
+or by parameters (``host``, ``port``, ``dbname``, ``user``); the two are exclusive.
+Everything else (password, TLS, timeouts, pool) applies to both.
+
+A password written into the URL is taken out of it when the config is built and kept
+as a `headwater.Secret` in ``password``, so the config's URL, repr and sanitized view
+never contain it. Like any secret field it may be a reference: in
+``postgresql://app:env:PGPASSWORD@db/prod`` the password is resolved from the
+environment variable when a connection is made (percent-encode ``/`` and ``@`` in a
+reference: ``keyring:pg%2Fapp``).
+
+Nothing here imports psycopg.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from headwater import ConnectorConfig, Secret
+from headwater_postgres.__about__ import __version__
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+#: Fields that name the server; with ``url`` they are refused (the URL names it).
+TARGET_FIELDS = ("host", "port", "dbname", "user")
+
+#: Config fields that are libpq TLS parameters of the same name.
+TLS_FIELDS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
+
+#: Query parameters a URL may carry that the config also has as fields; both given and
+#: different is an error, so a URL's ``sslmode=verify-full`` is never silently weakened.
+_URL_PARAM_FIELDS = (*TLS_FIELDS, "connect_timeout", "application_name", "options")
+
+DEFAULT_APPLICATION_NAME = f"headwater-postgres/{__version__}"
+
+
+class PostgresConfig(ConnectorConfig):
+    """
+    Configuration of the ``postgres`` connector.
+
+    Give either ``url`` or ``host`` (+ ``port``, ``dbname``, ``user``). Examples::
+
+        {"url": "postgresql://reporting@db.internal:5432/sales?sslmode=verify-full",
+         "password": "keyring:db.internal/reporting", "sslrootcert": "/etc/ssl/corp-ca.pem"}
+
+        {"host": "127.0.0.1", "dbname": "test", "user": "postgres"}
+    """
+
+    model_config = ConnectorConfig.model_config | {
+        "json_schema_extra": {
+            # A form builder shows the two ways to name the server as alternatives.
+            "oneOf": [
+                {
+                    "title": "Connection URL",
+                    "required": ["url"],
+                    "not": {"anyOf": [{"required": [f]} for f in TARGET_FIELDS]},
+                },
+                {
+                    "title": "Connection parameters",
+                    "required": ["host"],
+                    "not": {"required": ["url"]},
+                },
+            ]
+        }
+    }
+
+    url: str | None = Field(
+        default=None,
+        description="libpq connection URL, postgresql://[user[:password]@]host[:port]/dbname"
+        "[?param=value...]. Exclusive with host/port/dbname/user. A password in it is moved "
+        "to `password` (it may be a secret reference such as env:PGPASSWORD).",
+        examples=["postgresql://reporting@db.internal:5432/sales?sslmode=verify-full"],
+    )
+    host: str | None = Field(
+        default=None,
+        description="Server host name or IP address (or a Unix socket directory).",
+        examples=["db.internal"],
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Server TCP port (default 5432)."
+    )
+    dbname: str | None = Field(default=None, description="Database name.")
+    user: str | None = Field(default=None, description="Role to log in as.")
+    password: Secret | None = Field(
+        default=None,
+        description="Password: a literal or a secret reference (env:NAME, file:PATH, "
+        "keyring:SERVICE/USERNAME), resolved on every new connection so rotation works.",
+    )
+    options: str | None = Field(
+        default=None,
+        description="libpq `options` sent to the server at start-up, e.g. "
+        "'-c search_path=sales,public'.",
+    )
+    sslmode: SslMode | None = Field(
+        default=None,
+        description="TLS mode. libpq's default is 'prefer'; use 'verify-full' to check the "
+        "server certificate and host name. Never weakened silently: a URL sslmode that "
+        "disagrees with this field is a config error.",
+    )
+    sslrootcert: str | None = Field(
+        default=None,
+        description="CA certificate file (PEM) to verify the server with; 'system' uses the "
+        "operating system's store.",
+    )
+    sslcert: Path | None = Field(default=None, description="Client certificate file (PEM).")
+    sslkey: Path | None = Field(default=None, description="Client private key file (PEM).")
+    sslcrl: Path | None = Field(default=None, description="Certificate revocation list file.")
+    connect_timeout: int = Field(
+        default=10, ge=2, le=600, description="Seconds to wait for a connection (libpq, >= 2)."
+    )
+    statement_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds after which the server cancels a statement; unset means no limit.",
+    )
+    keepalives: bool = Field(default=True, description="TCP keepalives on the connection.")
+    keepalives_idle: int = Field(
+        default=30, ge=1, description="Seconds of idleness before TCP keepalives start."
+    )
+    keepalives_interval: int = Field(
+        default=10, ge=1, description="Seconds between TCP keepalive probes."
+    )
+    keepalives_count: int = Field(
+        default=3, ge=1, description="Lost keepalive probes before the connection is dead."
+    )
+    application_name: str = Field(
+        default=DEFAULT_APPLICATION_NAME,
+        max_length=63,
+        description="Shown in pg_stat_activity; defaults to headwater-postgres/<version>.",
+    )
+    pool_min_size: int = Field(
+        default=0, ge=0, le=1000, description="Connections the pool keeps open when idle."
+    )
+    pool_max_size: int = Field(
+        default=5, ge=1, le=1000, description="Most connections the pool opens at once."
+    )
+    pool_max_idle: float = Field(
+        default=600.0, gt=0, description="Seconds an idle connection above the minimum lives."
+    )
+    pool_max_lifetime: float = Field(
+        default=3600.0, gt=0, description="Seconds before a connection is recycled."
+    )
+    pool_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an operation waits for a free pooled connection.",
+    )
+    batch_size: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Most rows per batch read."
+    )
+    batch_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Aim for batches of at most this many bytes (estimated from the table's "
+        "average row width), so wide rows make smaller batches.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_password_out_of_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        url, password = split_url_password(data["url"])
+        if password is None:
+            return data
+        if data.get("password") is not None:
+            raise ValueError("give the password in the URL or in `password`, not both")
+        return {**data, "url": url, "password": Secret.parse(password)}
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme = urlsplit(value).scheme.lower()
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("url must start with postgresql:// or postgres://")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_server(self) -> PostgresConfig:
+        given = [f for f in TARGET_FIELDS if getattr(self, f) is not None]
+        if self.url is not None and given:
+            raise ValueError(
+                f"give either url or {'/'.join(TARGET_FIELDS)}, not both (got url and "
+                f"{', '.join(given)})"
+            )
+        if self.url is None and self.host is None:
+            raise ValueError("give url, or host (with port, dbname, user)")
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        if self.url is not None:
+            query = dict(parse_qsl(urlsplit(self.url).query))
+            if "password" in query:
+                raise ValueError("put the password in `password`, not in the URL query")
+            for name in _URL_PARAM_FIELDS:
+                mine = getattr(self, name)
+                if name == "application_name" and mine == DEFAULT_APPLICATION_NAME:
+                    continue
+                if name == "connect_timeout" and mine == 10:
+                    continue
+                if mine is not None and name in query and str(mine) != query[name]:
+                    raise ValueError(
+                        f"the URL says {name}={query[name]} but the config says {name}={mine}"
+                    )
+        return self
+
+    # --- derived values (pure) ---------------------------------------------------------
+
+    def display_target(self) -> str:
+        """``host:port/dbname`` for messages (never credentials)."""
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            host = parts.hostname or "localhost"
+            port = parts.port or 5432
+            dbname = parts.path.lstrip("/") or "(default)"
+        else:
+            host, port, dbname = self.host or "localhost", self.port or 5432, self.dbname or ""
+        return f"{host}:{port}/{unquote(dbname) or '(default)'}"
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """
+        libpq keyword parameters for this config, without the password.
+
+        The URL (if any) goes in as ``conninfo`` and the rest as keywords; libpq merges
+        them with keywords winning, which is why conflicting values were refused above.
+        """
+        kwargs: dict[str, Any] = {}
+        if self.url is None:
+            for name in TARGET_FIELDS:
+                value = getattr(self, name)
+                if value is not None:
+                    kwargs[name] = value
+        for name in TLS_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = str(value)
+        kwargs["connect_timeout"] = self.connect_timeout
+        kwargs["application_name"] = self.application_name
+        kwargs["keepalives"] = int(self.keepalives)
+        if self.keepalives:
+            kwargs["keepalives_idle"] = self.keepalives_idle
+            kwargs["keepalives_interval"] = self.keepalives_interval
+            kwargs["keepalives_count"] = self.keepalives_count
+        options = [self.options] if self.options else []
+        if self.url is not None and "options" in dict(parse_qsl(urlsplit(self.url).query)):
+            options = [dict(parse_qsl(urlsplit(self.url).query))["options"]]
+        # Timestamps are read as UTC and intervals as ISO 8601 whatever the role's
+        # defaults, so the value mapping does not depend on the server's settings.
+        options.append("-c TimeZone=UTC -c IntervalStyle=iso_8601")
+        if self.statement_timeout is not None:
+            options.append(f"-c statement_timeout={round(self.statement_timeout * 1000)}")
+        kwargs["options"] = " ".join(options)
+        return kwargs
+
+    def conninfo(self) -> str:
+        """The URL without its password, or an empty conninfo (parameters are keywords)."""
+        return self.url or ""
+
+
+def split_url_password(url: str) -> tuple[str, str | None]:
+    """
+    ``postgresql://u:pw@h/db`` → (``postgresql://u@h/db``, ``pw``); the password unquoted.
+
+    Only the first ``:`` of the userinfo separates user and password, so a reference such
+    as ``env:PGPASSWORD`` may be written as the password unencoded.
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" not in netloc:
+        return url, None
+    userinfo, _, hostport = netloc.rpartition("@")
+    if ":" not in userinfo:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    new_netloc = f"{user}@{hostport}" if user else hostport
+    clean = urlunsplit((parts.scheme, new_netloc, parts.path, parts.query, parts.fragment))
+    return clean, unquote(password)
+
+
+def url_with_password(url: str, password: str) -> str:
+    """Put ``password`` (quoted) back into a URL; for drivers that only take a URL (ADBC)."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user = userinfo if at else ""
+    netloc = f"{user}:{quote(password, safe='')}@{hostport if at else parts.netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

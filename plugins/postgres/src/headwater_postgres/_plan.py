@@ -1,0 +1,242 @@
+"""
+Read plans: what one ``read`` sends and how it cuts batches and states (pure logic).
+
+A plan is built from the catalog's description of a table (or of a query's result) and
+the caller's options; the sync and async drivers then only run ``plan.copy`` and feed
+the rows to `BatchCutter`. Keeping this apart from I/O is what lets the two twins
+share every rule about keys, states and batch sizes.
+
+State format (JSON)::
+
+    {"stream": "public.orders", "key": ["id"], "last": [1234], "rows": 5000}
+
+``last`` holds the key of the last row delivered, in PostgreSQL's text form; resuming
+adds ``WHERE (key) > (last)`` to the same ordered query (keyset pagination, no OFFSET).
+A read without a key (a view or query with no ``key``/``cursor_field``) has
+``"last": null`` and cannot be resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Any
+
+from psycopg import sql
+
+from headwater import Batch, ConfigError, State
+from headwater_postgres._sql import Column, Relation, key_condition, order_by, select_list
+from headwater_postgres._values import load_oid, to_state_value
+
+#: Read options `read` accepts besides state and batch_size.
+READ_OPTIONS = frozenset({"columns", "cursor_field", "key", "format", "batch_bytes"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """One read: the statement, the types to load, and how to cut batches."""
+
+    stream: str
+    #: ``SELECT ...`` with every value inlined as a quoted literal.
+    select: sql.Composed
+    #: Type OIDs to load the columns with (binary COPY has no type information).
+    load_oids: tuple[int, ...]
+    names: tuple[str, ...]
+    #: Positions of the key columns in a row; empty when the read cannot resume.
+    key_positions: tuple[int, ...]
+    key_names: tuple[str, ...]
+    rows_per_batch: int
+    rows_before: int
+
+    @property
+    def copy(self) -> sql.Composed:
+        """The binary ``COPY (SELECT ...) TO STDOUT`` that streams the rows."""
+        return sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(self.select)
+
+    @property
+    def resumable(self) -> bool:
+        return bool(self.key_positions)
+
+    def state(self, last_key: Sequence[Any] | None, rows: int) -> State:
+        return {
+            "stream": self.stream,
+            "key": list(self.key_names),
+            "last": None if last_key is None else [to_state_value(v) for v in last_key],
+            "rows": rows,
+        }
+
+
+class BatchCutter:
+    """Turns a stream of row tuples into `Batch` es of dicts with their states."""
+
+    def __init__(self, plan: ReadPlan) -> None:
+        self.plan = plan
+        self.rows = plan.rows_before
+        self._names = plan.names
+
+    def batch(self, rows: list[tuple[Any, ...]]) -> Batch:
+        """Dicts for ``rows`` and the state right after the last of them."""
+        plan = self.plan
+        self.rows += len(rows)
+        last = rows[-1]
+        key = [last[i] for i in plan.key_positions] if plan.key_positions else None
+        # map/zip keep the per-row work in C: this loop is the hot path of a read.
+        records = list(map(dict, map(zip, repeat(self._names), rows)))
+        return Batch(plan.stream, records, plan.state(key, self.rows))
+
+    def arrow_state(self, key: Sequence[Any] | None, count: int) -> State:
+        self.rows += count
+        return self.plan.state(key, self.rows)
+
+
+def _key_columns(
+    columns: Sequence[Column],
+    primary_key: Sequence[str],
+    *,
+    key: Sequence[str] | None,
+    cursor_field: str | None,
+    stream: str,
+) -> list[Column]:
+    by_name = {c.name: c for c in columns}
+    names: list[str]
+    if key:
+        names = list(key)
+    elif cursor_field:
+        # The cursor first, then the primary key to break ties, so equal cursor
+        # values never make a resumed read skip or repeat rows.
+        names = [cursor_field, *[k for k in primary_key if k != cursor_field]]
+    else:
+        names = list(primary_key)
+    if cursor_field and key and cursor_field not in key:
+        names = [cursor_field, *names]
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ConfigError(
+            f"{stream}: no column {missing[0]!r} (key / cursor_field)", field="cursor_field"
+        )
+    return [by_name[n] for n in names]
+
+
+def build_plan(
+    stream: str,
+    source: Relation | tuple[str, Sequence[Column]],
+    state: State | None,
+    *,
+    batch_size: int,
+    batch_bytes: int,
+    columns: Sequence[str] | None = None,
+    cursor_field: str | None = None,
+    key: Sequence[str] | None = None,
+    upper: Sequence[Any] | None = None,
+) -> ReadPlan:
+    """
+    The plan for reading ``source`` (a catalog `Relation`, or ``(query, columns)``).
+
+    ``upper`` bounds the key from above (inclusive): partitions use it.
+    """
+    if isinstance(source, Relation):
+        all_columns: Sequence[Column] = source.columns
+        primary_key: Sequence[str] = source.primary_key
+        from_clause: sql.Composable = source.ident
+        alias = None
+        width = source.avg_row_bytes()
+    else:
+        query, all_columns = source
+        primary_key = ()
+        from_clause = sql.SQL("({}) AS {}").format(sql.SQL(query), sql.Identifier("q"))
+        alias = "q"
+        width = None
+    keys = _key_columns(all_columns, primary_key, key=key, cursor_field=cursor_field, stream=stream)
+
+    if columns:
+        by_name = {c.name: c for c in all_columns}
+        unknown = [c for c in columns if c not in by_name]
+        if unknown:
+            raise ConfigError(f"{stream}: no column {unknown[0]!r}", field="columns")
+        chosen = [by_name[c] for c in columns]
+        # The key travels with every row: the state is read from it.
+        chosen += [k for k in keys if k.name not in columns]
+    else:
+        chosen = list(all_columns)
+    names = tuple(c.name for c in chosen)
+    positions = tuple(names.index(k.name) for k in keys)
+
+    conditions: list[sql.Composable] = []
+    rows_before = 0
+    if cursor_field:
+        conditions.append(
+            sql.SQL("{} IS NOT NULL").format(
+                sql.Identifier(alias, cursor_field) if alias else sql.Identifier(cursor_field)
+            )
+        )
+    if state:
+        rows_before = _check_state(state, stream, keys)
+        conditions.append(key_condition(keys, state["last"], source=alias))
+    if upper is not None:
+        conditions.append(key_condition(keys, upper, source=alias, op="<="))
+
+    query_sql: sql.Composed = sql.SQL("SELECT {} FROM {}").format(
+        select_list(chosen, source=alias), from_clause
+    )
+    if conditions:
+        query_sql = sql.SQL("{} WHERE {}").format(query_sql, sql.SQL(" AND ").join(conditions))
+    if keys:
+        query_sql = sql.SQL("{} ORDER BY {}").format(query_sql, order_by(keys, source=alias))
+
+    rows_per_batch = batch_size
+    if width:
+        rows_per_batch = max(1, min(batch_size, batch_bytes // width))
+    return ReadPlan(
+        stream=stream,
+        select=query_sql,
+        load_oids=tuple(load_oid(c.type_oid, c.base_oid)[0] for c in chosen),
+        names=names,
+        key_positions=positions,
+        key_names=tuple(k.name for k in keys),
+        rows_per_batch=rows_per_batch,
+        rows_before=rows_before,
+    )
+
+
+def _check_state(state: State, stream: str, keys: Sequence[Column]) -> int:
+    if not isinstance(state, dict) or state.get("stream") != stream:
+        raise ConfigError(f"the state is not a postgres state for stream {stream!r}", field="state")
+    if state.get("last") is None:
+        raise ConfigError(
+            f"the state of {stream!r} cannot be resumed: the read had no key",
+            field="state",
+            hint="read a table with a primary key, or pass key=[...] / cursor_field=...",
+        )
+    if list(state.get("key") or []) != [k.name for k in keys]:
+        raise ConfigError(
+            f"the state's key {state.get('key')} is not this read's key {[k.name for k in keys]}",
+            field="state",
+        )
+    last = state["last"]
+    if not isinstance(last, list) or len(last) != len(keys):
+        raise ConfigError("the state's last key is malformed", field="state")
+    rows = state.get("rows", 0)
+    return rows if isinstance(rows, int) else 0
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Refuse unknown read options (typos must not be ignored)."""
+    unknown = sorted(set(options) - READ_OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"postgres: unknown read option(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(READ_OPTIONS))})"
+        )
+    fmt = options.get("format", "dicts")
+    if fmt not in ("dicts", "arrow"):
+        raise ConfigError("read format must be 'dicts' or 'arrow'", field="format")
+
+
+def as_names(value: str | Sequence[str] | None) -> list[str] | None:
+    """A column name or a list of them → a list (or None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return list(value)

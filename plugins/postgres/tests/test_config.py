@@ -1,0 +1,211 @@
+"""Config, URL handling, hooks and pure helpers (no server needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import typing
+import uuid
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from headwater import ConfigError, Secret
+from headwater_postgres import PostgresConfig, PostgresConnector, __version__, hooks
+
+
+def test_url_password_moves_to_secret():
+    """A URL password leaves the URL and becomes the password secret."""
+    config = PostgresConfig(url="postgresql://app:s3cr%40t@db:5433/sales?sslmode=require")
+    assert "postgresql://app@db:5433/sales?sslmode=require" == config.url
+    assert Secret.literal_value("s3cr@t") == config.password
+    assert "db:5433/sales" == config.display_target()
+
+
+def test_url_password_reference():
+    """A URL password that is a reference stays a reference (resolved at connect time)."""
+    config = PostgresConfig(url="postgres://app:env:PGPASSWORD@db/sales")
+    assert "env:PGPASSWORD" == config.password.reference
+
+
+def test_url_and_parameters_are_exclusive():
+    """url with host/port/dbname/user is refused; neither is refused too."""
+    with pytest.raises(ValidationError, match="not both"):
+        PostgresConfig(url="postgresql://db/x", host="other")
+    with pytest.raises(ValidationError, match="give url, or host"):
+        PostgresConfig()
+    with pytest.raises(ValidationError, match="postgresql://"):
+        PostgresConfig(url="mysql://db/x")
+
+
+def test_password_twice_refused():
+    """A password in both the URL and the password field is ambiguous."""
+    with pytest.raises(ValidationError, match="not both"):
+        PostgresConfig(url="postgresql://u:a@db/x", password="b")
+
+
+def test_conflicting_tls_settings_refused():
+    """A URL's sslmode is never silently overridden by a weaker config value."""
+    with pytest.raises(ValidationError, match="sslmode"):
+        PostgresConfig(url="postgresql://db/x?sslmode=verify-full", sslmode="disable")
+    same = PostgresConfig(url="postgresql://db/x?sslmode=verify-full", sslmode="verify-full")
+    assert "verify-full" == same.connect_kwargs()["sslmode"]
+
+
+def test_connect_kwargs():
+    """Parameters become libpq keywords: timeouts, keepalives, application_name, options."""
+    config = PostgresConfig(
+        host="db",
+        port=6543,
+        dbname="d",
+        user="u",
+        statement_timeout=1.5,
+        options="-c search_path=x",
+        sslmode="verify-full",
+        sslrootcert="/ca.pem",
+    )
+    kwargs = config.connect_kwargs()
+    assert {
+        "host": "db",
+        "port": 6543,
+        "dbname": "d",
+        "user": "u",
+        "sslmode": "verify-full",
+        "sslrootcert": "/ca.pem",
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "application_name": f"headwater-postgres/{__version__}",
+        "options": "-c search_path=x -c TimeZone=UTC -c IntervalStyle=iso_8601 "
+        "-c statement_timeout=1500",
+    } == kwargs
+    assert "password" not in kwargs
+
+
+def test_json_schema_offers_both_ways():
+    """The JSON Schema documents URL and parameters as alternatives, password as a secret."""
+    schema = PostgresConfig.model_json_schema()
+    titles = [alt["title"] for alt in schema["oneOf"]]
+    assert ["Connection URL", "Connection parameters"] == titles
+    assert schema["properties"]["password"]["anyOf"][0]["x-headwater-secret"]
+    assert all("description" in p for p in schema["properties"].values())
+
+
+def test_unknown_field_refused():
+    """Typos in config keys are errors."""
+    with pytest.raises(ConfigError):
+        PostgresConnector({"host": "db", "sslmod": "require"})
+
+
+def test_hooks_claim_urls():
+    """connector_for_url claims postgresql:// and postgres:// only."""
+    assert "postgres" == hooks.connector_for_url("postgresql://db/x")
+    assert "postgres" == hooks.connector_for_url("POSTGRES://db/x")
+    assert None is hooks.connector_for_url("mysql://db/x")
+    (ref,) = hooks.register_connectors()
+    assert ("postgres", PostgresConnector) == (ref.id, ref.load())
+
+
+def test_listing_plugins_does_not_import_psycopg():
+    """Importing the hooks and the package (as plugin listing does) never imports psycopg."""
+    code = (
+        "import sys, headwater_postgres.hooks, headwater_postgres; "
+        "from headwater_postgres import PostgresConnector; "
+        "PostgresConnector({'host': 'db'}); "
+        "print(any(m == 'psycopg' or m.startswith('psycopg.') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "False" == out.stdout.strip()
+
+
+def test_connect_from_url_through_registry():
+    """headwater's registry builds this connector from a postgresql:// URL."""
+    from headwater import Registry
+
+    registry = Registry(autoload=False, plugins=[hooks])
+    connector = registry.connect("postgresql://u:env:X@db:1/x", {"connect_timeout": 3})
+    assert isinstance(connector, PostgresConnector)
+    assert "env:X" == connector.config.password.reference
+    connector.close()
+
+
+# --- pure helpers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parts", "text"),
+    [
+        ((0, 0, 0), "PT0S"),
+        ((4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000, 3, 14), "P1Y2M3DT4H5M6.5S"),
+        ((-1, 0, 0), "PT-0.000001S"),
+        ((0, -3, -14), "P-1Y-2M-3D"),
+        ((-6_500_000, 1, 0), "P1DT-6.5S"),
+    ],
+)
+def test_interval_iso_round_trip(parts, text):
+    """Intervals print as PostgreSQL's ISO 8601 style and parse back exactly."""
+    from headwater_postgres._values import interval_to_iso, iso_to_interval
+
+    assert text == interval_to_iso(*parts)
+    assert parts == iso_to_interval(text)
+
+
+@pytest.mark.parametrize(
+    ("stream", "parsed"),
+    [
+        ("orders", (None, "orders")),
+        ("Sales.Orders", ("sales", "orders")),
+        ('"Sales"."Or.ders"', ("Sales", "Or.ders")),
+        ('s."a""b"', ("s", 'a"b')),
+        ('x"; DROP TABLE y; --', (None, 'x"; DROP TABLE y; --')),
+        ("a.b.c", (None, "a.b.c")),
+    ],
+)
+def test_split_name(stream, parsed):
+    """Names follow PostgreSQL's identifier rules; anything else is one literal name."""
+    from headwater_postgres._sql import split_name
+
+    assert parsed == split_name(stream)
+
+
+def test_is_query():
+    """Streams starting with SELECT / WITH / VALUES are queries; names are not."""
+    from headwater_postgres._sql import is_query
+
+    assert is_query("SELECT 1")
+    assert is_query("  with x as (select 1) select * from x")
+    assert not is_query("select")
+    assert not is_query("public.selection")
+
+
+@pytest.mark.parametrize(
+    ("declared", "pg_type"),
+    [
+        (int, "bigint"),
+        (Decimal, "numeric"),
+        (uuid.UUID, "uuid"),
+        (list[int], "bigint[]"),
+        (list[dict], "jsonb"),
+        (typing.Optional[str], "text"),  # noqa: UP045 - the typing form is what is tested
+        ("NUMERIC(12, 2)", "numeric(12, 2)"),
+        ("timestamp with time zone", "timestamp with time zone"),
+    ],
+)
+def test_declared_types(declared, pg_type):
+    """Python types and type names map to PostgreSQL types."""
+    from headwater_postgres._values import pg_type_for
+
+    assert pg_type == pg_type_for(declared, "c")
+
+
+def test_declared_type_injection_refused():
+    """A 'type' carrying SQL is refused."""
+    from headwater_postgres._values import pg_type_for
+
+    with pytest.raises(ConfigError):
+        pg_type_for("int); DROP TABLE x; --", "c")
+    with pytest.raises(ConfigError):
+        pg_type_for(object, "c")

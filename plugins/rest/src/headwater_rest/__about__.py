@@ -1,0 +1,3 @@
+"""Version of the ``headwater-rest`` distribution."""
+
+__version__ = "0.1.0"

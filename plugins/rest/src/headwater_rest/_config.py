@@ -1,0 +1,633 @@
+"""
+The ``rest`` connector's configuration: an HTTP API described as data.
+
+Everything here is pydantic (no HTTP import), so building or validating a config, or
+printing its JSON Schema, costs nothing. The JSON Schema of `RestConfig` is the public
+configuration reference; every field carries a description.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from headwater import ConfigError, ConnectorConfig, Secret
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Model(BaseModel):
+    model_config = _FROZEN
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+
+class NoAuth(_Model):
+    """No credentials (public APIs)."""
+
+    type: Literal["none"] = "none"
+
+
+class BearerAuth(_Model):
+    """``Authorization: Bearer <token>`` with a static token."""
+
+    type: Literal["bearer"] = "bearer"
+    token: Secret = Field(description="The bearer token (a literal or a secret reference).")
+
+
+class ApiKeyAuth(_Model):
+    """An API key sent in a header or a query parameter."""
+
+    type: Literal["api_key"] = "api_key"
+    key: Secret = Field(description="The API key (a literal or a secret reference).")
+    name: str = Field(
+        default="X-API-Key", min_length=1, description="Header or query parameter carrying the key."
+    )
+    location: Literal["header", "query"] = Field(
+        default="header", description="Send the key as a header or as a query parameter."
+    )
+    prefix: str = Field(
+        default="", description="Text put before the key in a header (``Token ``, ``ApiKey ``)."
+    )
+
+
+class BasicAuth(_Model):
+    """HTTP basic authentication."""
+
+    type: Literal["basic"] = "basic"
+    username: str = Field(description="User name (not secret).")
+    password: Secret = Field(description="Password (a literal or a secret reference).")
+
+
+class _OAuth2Base(_Model):
+    token_url: str = Field(description="The authorization server's token endpoint (https).")
+    scope: str | None = Field(default=None, description="Space-separated scopes to request.")
+    audience: str | None = Field(
+        default=None, description="``audience`` parameter, if the server needs one."
+    )
+    client_auth: Literal["basic", "body"] = Field(
+        default="basic",
+        description="How the client authenticates to the token endpoint: HTTP basic "
+        "(client_secret_basic) or form fields (client_secret_post).",
+    )
+    leeway: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds before expiry at which a cached token is renewed (capped at a "
+        "tenth of the token's lifetime, so short-lived tokens are still reused).",
+    )
+    token_cache: Literal["memory", "keyring"] = Field(
+        default="memory",
+        description="``keyring`` also keeps the access token in the OS keyring until it "
+        "expires, so separate processes reuse it.",
+    )
+    extra_params: dict[str, str] = Field(
+        default_factory=dict, description="Additional form fields for the token request."
+    )
+
+    @field_validator("token_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
+class ClientCredentialsAuth(_OAuth2Base):
+    """OAuth2 client credentials grant; the token is cached and shared by every request."""
+
+    type: Literal["oauth2_client_credentials"] = "oauth2_client_credentials"
+    client_id: str = Field(description="OAuth2 client id (not secret).")
+    client_secret: Secret = Field(
+        description="OAuth2 client secret (a literal or a secret reference)."
+    )
+
+
+class RefreshTokenAuth(_OAuth2Base):
+    """
+    OAuth2 refresh-token grant.
+
+    When the server rotates the refresh token, the new one is saved atomically where the
+    old one came from: a ``file:`` reference is rewritten (temp file + rename), a
+    ``keyring:`` reference is updated; other kinds keep it in memory for this process.
+    """
+
+    type: Literal["oauth2_refresh_token"] = "oauth2_refresh_token"
+    refresh_token: Secret = Field(
+        description="The refresh token (a literal or a secret reference)."
+    )
+    client_id: str | None = Field(
+        default=None, description="OAuth2 client id, if the server needs one."
+    )
+    client_secret: Secret | None = Field(default=None, description="OAuth2 client secret, if any.")
+
+
+#: Keys of a plugin scheme's settings shown as written; every other string is masked.
+_PLAIN_SUFFIXES = ("type", "url", "id", "name", "scope", "location", "audience", "region")
+
+
+class PluginAuth(BaseModel):
+    """
+    An auth scheme provided by another plugin (``register_auth_schemes``).
+
+    Its settings are passed to the plugin's factory as written; secret references are
+    resolved by the factory through ``secret(field)``. Which fields are secret is the
+    plugin's business, so for display every string value is masked except secret
+    references and fields whose names end in ``url``, ``id``, ``name``, ``scope``, ...
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(min_length=1, description="The scheme name a plugin registered.")
+
+    def settings(self) -> dict[str, Any]:
+        """The settings minus ``type``, as written."""
+        return dict(self.model_extra or {})
+
+    @model_serializer(mode="plain")
+    def _sanitized(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"type": self.type}
+        for key, value in self.settings().items():
+            if isinstance(value, Secret):
+                shown[key] = value.display()
+            elif isinstance(value, str) and not key.lower().endswith(_PLAIN_SUFFIXES):
+                shown[key] = Secret.parse(value).display()
+            elif isinstance(value, str | int | float | bool) or value is None:
+                shown[key] = value
+            else:
+                shown[key] = "***"
+        return shown
+
+
+BUILTIN_AUTH_TYPES = (
+    "none",
+    "bearer",
+    "api_key",
+    "basic",
+    "oauth2_client_credentials",
+    "oauth2_refresh_token",
+)
+
+
+def _auth_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in BUILTIN_AUTH_TYPES else "plugin"
+
+
+AuthConfig = Annotated[
+    Annotated[NoAuth, Tag("none")]
+    | Annotated[BearerAuth, Tag("bearer")]
+    | Annotated[ApiKeyAuth, Tag("api_key")]
+    | Annotated[BasicAuth, Tag("basic")]
+    | Annotated[ClientCredentialsAuth, Tag("oauth2_client_credentials")]
+    | Annotated[RefreshTokenAuth, Tag("oauth2_refresh_token")]
+    | Annotated[PluginAuth, Tag("plugin")],
+    Discriminator(_auth_tag),
+]
+
+
+# --- pagination ----------------------------------------------------------------------------
+
+
+class _PaginationBase(_Model):
+    stop_on_empty: bool = Field(
+        default=True,
+        description="End the stream at the first page without records, whatever the "
+        "response says about more pages.",
+    )
+
+
+class NoPagination(_PaginationBase):
+    """One request, one page."""
+
+    type: Literal["none"] = "none"
+
+
+class CursorPagination(_PaginationBase):
+    """The body carries the next page's cursor; it is sent back as a query parameter."""
+
+    type: Literal["cursor"] = "cursor"
+    cursor_path: str = Field(
+        default="next_cursor", description="Dotted path of the next cursor in the response body."
+    )
+    cursor_param: str = Field(
+        default="cursor", description="Query parameter that carries the cursor."
+    )
+    has_more_path: str | None = Field(
+        default=None,
+        description="Dotted path of a boolean saying whether more pages follow; when it is "
+        "false the stream ends even if a cursor is present.",
+    )
+
+
+class HeaderCursorPagination(_PaginationBase):
+    """A response header carries the next page's cursor, sent back as a query parameter."""
+
+    type: Literal["header_cursor"] = "header_cursor"
+    header: str = Field(
+        default="X-Next-Cursor", description="Response header holding the next cursor."
+    )
+    cursor_param: str = Field(
+        default="cursor", description="Query parameter that carries the cursor."
+    )
+
+
+class OffsetPagination(_PaginationBase):
+    """``offset``/``limit`` query parameters, with or without a total in the body."""
+
+    type: Literal["offset"] = "offset"
+    offset_param: str = Field(default="offset", description="Query parameter for the offset.")
+    limit_param: str = Field(default="limit", description="Query parameter for the page size.")
+    limit: int = Field(default=100, ge=1, description="Records asked for per page.")
+    start: int = Field(default=0, ge=0, description="Offset of the first record.")
+    total_path: str | None = Field(
+        default=None, description="Dotted path of the total record count in the body, if any."
+    )
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Pages fetched at once when the total is known (order is kept).",
+    )
+
+
+class PageNumberPagination(_PaginationBase):
+    """``page`` (and optionally ``per_page``) query parameters."""
+
+    type: Literal["page"] = "page"
+    page_param: str = Field(default="page", description="Query parameter for the page number.")
+    size_param: str | None = Field(
+        default=None, description="Query parameter for the page size (omit to use the server's)."
+    )
+    size: int | None = Field(default=None, ge=1, description="Records asked for per page.")
+    start: int = Field(default=1, ge=0, description="Number of the first page.")
+    total_pages_path: str | None = Field(
+        default=None, description="Dotted path of the page count in the body, if any."
+    )
+    total_path: str | None = Field(
+        default=None,
+        description="Dotted path of the total record count in the body (needs ``size``).",
+    )
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Pages fetched at once when the page count is known (order is kept).",
+    )
+
+    @model_validator(mode="after")
+    def _total_needs_size(self) -> PageNumberPagination:
+        if self.total_path and not self.size:
+            raise ValueError("total_path needs size (the page size) to count pages")
+        return self
+
+
+class NextUrlPagination(_PaginationBase):
+    """The response body carries the URL of the next page."""
+
+    type: Literal["next_url"] = "next_url"
+    next_url_path: str = Field(
+        default="next", description="Dotted path of the next page's URL in the body."
+    )
+
+
+class LinkHeaderPagination(_PaginationBase):
+    """The RFC 8288 ``Link`` response header names the next page (``rel="next"``)."""
+
+    type: Literal["link"] = "link"
+    rel: str = Field(default="next", description="Link relation of the next page.")
+
+
+class PluginPagination(BaseModel):
+    """A pagination style provided by another plugin (``register_pagination_styles``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = Field(min_length=1, description="The style name a plugin registered.")
+    stop_on_empty: bool = Field(default=True, description="End the stream at an empty page.")
+
+    def settings(self) -> dict[str, Any]:
+        """The style's settings minus ``type``, as written."""
+        return {"stop_on_empty": self.stop_on_empty, **(self.model_extra or {})}
+
+
+BUILTIN_PAGINATION_TYPES = ("none", "cursor", "header_cursor", "offset", "page", "next_url", "link")
+
+
+def _pagination_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in BUILTIN_PAGINATION_TYPES else "plugin"
+
+
+PaginationConfig = Annotated[
+    Annotated[NoPagination, Tag("none")]
+    | Annotated[CursorPagination, Tag("cursor")]
+    | Annotated[HeaderCursorPagination, Tag("header_cursor")]
+    | Annotated[OffsetPagination, Tag("offset")]
+    | Annotated[PageNumberPagination, Tag("page")]
+    | Annotated[NextUrlPagination, Tag("next_url")]
+    | Annotated[LinkHeaderPagination, Tag("link")]
+    | Annotated[PluginPagination, Tag("plugin")],
+    Discriminator(_pagination_tag),
+]
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+class IncrementalConfig(_Model):
+    """Ask only for records changed since the last run."""
+
+    field: str = Field(
+        description="Dotted path of the cursor field in each record (``updated_at``)."
+    )
+    param: str = Field(description="Query parameter that sends the last value seen (``since``).")
+    initial: str | int | float | None = Field(
+        default=None, description="Value sent on the very first run; omit to send nothing."
+    )
+
+
+class ParentConfig(_Model):
+    """Read this stream once per record of another stream (sub-resources)."""
+
+    stream: str = Field(description="The parent stream.")
+    alias: str | None = Field(
+        default=None,
+        description="Name of the parent record in path templates (``/orgs/{org.id}/repos``); "
+        "defaults to the parent stream's name.",
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Fields copied into every child record: child field → dotted path in "
+        "the parent record (``{org_id: id}``).",
+    )
+
+
+class StreamConfig(_Model):
+    """One readable resource of the API."""
+
+    path: str = Field(
+        description="Path under base_url (``/items``); may hold ``{alias.field}`` placeholders "
+        "filled from the parent record."
+    )
+    method: Literal["GET", "POST"] = Field(default="GET", description="HTTP method.")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Query parameters of every request of this stream."
+    )
+    json_body: Any = Field(
+        default=None, alias="json", description="JSON request body (for POST search endpoints)."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    records: str | None = Field(
+        default=None,
+        description="Where the records are in the response: a dotted path (``data.items``) "
+        "or a simple JSONPath (``$.data.items[*]``); omit when the body is the list itself.",
+    )
+    primary_key: list[str] = Field(
+        default_factory=list, description="Field(s) identifying a record (reported by metadata)."
+    )
+    pagination: PaginationConfig = Field(
+        default_factory=NoPagination, description="How to get from one page to the next."
+    )
+    incremental: IncrementalConfig | None = Field(
+        default=None, description="Incremental sync settings."
+    )
+    parent: ParentConfig | None = Field(
+        default=None, description="Parent stream for sub-resources."
+    )
+    max_pages: int | None = Field(
+        default=None, ge=1, description="Stop after this many pages (per run)."
+    )
+    max_records: int | None = Field(
+        default=None, ge=1, description="Stop after this many records (per run)."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _one_key(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError("path is relative to base_url; put the scheme and host in base_url")
+        return value if value.startswith("/") else "/" + value
+
+
+# --- resilience ----------------------------------------------------------------------------
+
+
+class Timeouts(_Model):
+    """Seconds to wait for each phase of a request."""
+
+    connect: float = Field(default=10.0, gt=0, description="Establishing a connection.")
+    read: float = Field(default=30.0, gt=0, description="Waiting for response data.")
+    write: float = Field(default=30.0, gt=0, description="Sending the request.")
+    pool: float = Field(default=10.0, gt=0, description="Waiting for a free pooled connection.")
+
+
+class RetrySettings(_Model):
+    """The core retry policy's settings (exponential backoff with jitter, Retry-After honoured)."""
+
+    attempts: int = Field(default=5, ge=1, description="Tries per request, the first included.")
+    initial: float = Field(default=0.5, ge=0, description="First back-off, seconds.")
+    maximum: float = Field(default=30.0, ge=0, description="Longest back-off, seconds.")
+    jitter: float = Field(
+        default=1.0, ge=0, description="Random extra back-off, up to this many seconds."
+    )
+    timeout: float = Field(
+        default=120.0, gt=0, description="Give up retrying one request after this long."
+    )
+
+
+class BreakerSettings(_Model):
+    """The per-origin circuit breaker."""
+
+    failure_threshold: int = Field(
+        default=5, ge=1, description="Consecutive failures that open it."
+    )
+    reset_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds before it lets one call try again."
+    )
+
+
+class RateLimit(_Model):
+    """A client-side limit shared by every request of the connector (sync and async)."""
+
+    requests_per_second: float | None = Field(
+        default=None, gt=0, description="Requests per second."
+    )
+    requests_per_minute: float | None = Field(
+        default=None, gt=0, description="Requests per minute."
+    )
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests (the stricter limit wins)."""
+        gaps = [0.0]
+        if self.requests_per_second:
+            gaps.append(1.0 / self.requests_per_second)
+        if self.requests_per_minute:
+            gaps.append(60.0 / self.requests_per_minute)
+        return max(gaps)
+
+
+# --- the connector config ------------------------------------------------------------------
+
+
+class RestConfig(ConnectorConfig):
+    """Configuration of the ``rest`` connector."""
+
+    base_url: str = Field(
+        description="Scheme, host, port and base path of the API (``https://api.example.com/v1``)."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent with every request to base_url's origin."
+    )
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Query parameters sent with every request to base_url's origin.",
+    )
+    auth: AuthConfig = Field(
+        default_factory=NoAuth, description="How to authenticate (``type`` selects the scheme)."
+    )
+    streams: dict[str, StreamConfig] = Field(
+        default_factory=dict, description="Stream name → how to read it."
+    )
+    check_path: str | None = Field(
+        default=None,
+        description="A cheap path for check() (``/me``); default: the first stream's first page.",
+    )
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Request timeouts.")
+    verify: bool | Path = Field(
+        default=True,
+        description="TLS verification: true (system CAs), or the path of a CA bundle. "
+        "Setting false is refused unless allow_insecure is also set.",
+    )
+    allow_insecure: bool = Field(
+        default=False,
+        description="Allow verify: false (never with credentials to a non-loopback host).",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Other hosts (``cdn.example.com`` or ``https://cdn.example.com:8443``) "
+        "whose next-page URLs and redirects may be followed, without credentials.",
+    )
+    retry: RetrySettings = Field(default_factory=RetrySettings, description="Retry policy.")
+    breaker: BreakerSettings = Field(
+        default_factory=BreakerSettings, description="Circuit breaker."
+    )
+    rate_limit: RateLimit | None = Field(
+        default=None, description="Client-side request rate limit."
+    )
+    max_connections: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Connection pool size (also bounds concurrent page fetches).",
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, description="Records per batch; default one batch per page."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return _check_http_url(value).rstrip("/")
+
+    @field_validator("check_path")
+    @classmethod
+    def _check_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            return "/" + value
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RestConfig:
+        for name, stream in self.streams.items():
+            parent = stream.parent
+            if parent is None:
+                continue
+            if parent.stream not in self.streams:
+                raise ValueError(f"stream {name!r}: parent stream {parent.stream!r} is not defined")
+            if stream.incremental is not None:
+                raise ValueError(f"stream {name!r}: incremental is not supported on child streams")
+            seen = {name}
+            current: StreamConfig | None = stream
+            while current is not None and current.parent is not None:
+                if current.parent.stream in seen:
+                    raise ValueError(f"stream {name!r}: parent streams form a cycle")
+                seen.add(current.parent.stream)
+                current = self.streams.get(current.parent.stream)
+        if self.verify is False and not self.allow_insecure:
+            raise ValueError("verify: false needs allow_insecure: true")
+        return self
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> RestConfig:
+        """
+        Load a config from a YAML file (or YAML text when ``source`` holds a newline).
+
+        Raises:
+            ConfigError: unreadable file, invalid YAML, or a config that does not validate.
+        """
+        import yaml
+
+        from headwater._connector import validate_config
+
+        text = str(source)
+        if "\n" not in text:
+            try:
+                text = Path(source).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read {source}: {exc.strerror or type(exc).__name__}"
+                ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("a REST config is a YAML mapping (base_url, auth, streams, ...)")
+        config = validate_config(cls, data, connector_id="rest")
+        assert isinstance(config, RestConfig)
+        return config
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s):// URL")
+    if parts.username or parts.password:
+        raise ValueError("put credentials in auth, not in the URL")
+    if parts.query or parts.fragment:
+        raise ValueError("the URL must not carry a query or fragment; use params")
+    return value
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,737 @@
+"""
+The ``rest`` connector: a declarative HTTP API reader.
+
+A config names the API (``base_url``, headers, auth) and its streams (path, record
+selector, pagination, incremental cursor, parent stream). Reading a stream runs its
+pagination flow (`headwater_rest._paginate`) through a sync or async driver whose
+requests go through `headwater_rest._http` (origin policy, retries, breaker, rate
+limit). The sync and async paths share everything but the driver: `_StreamRun` turns
+pages into batches and states for both.
+
+State of a stream (opaque to callers, JSON)::
+
+    {"stream": "items", "position": {"token": {...}, "skip": 0} | null, "done": false,
+     "since": ..., "max": ...}            # since/max only with an incremental cursor
+
+``position`` is where the next record is (the page token and how many of that page's
+records to skip), so resuming yields exactly the records after the batch. A ``done``
+state resumes to nothing, or — for incremental streams — to a new run asking for
+records since the highest cursor value seen. Child streams (``parent``) keep the
+parent's state before the current parent batch, the index of the parent record, and
+the child's own state for that record.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from headwater import (
+    Batch,
+    Capability,
+    ConfigError,
+    Connector,
+    HeadwaterError,
+    Item,
+    RetryPolicy,
+    Secret,
+    State,
+)
+from headwater._redact import get_logger
+from headwater_rest._config import (
+    BUILTIN_AUTH_TYPES,
+    BUILTIN_PAGINATION_TYPES,
+    ParentConfig,
+    PluginAuth,
+    PluginPagination,
+    RestConfig,
+    StreamConfig,
+    is_loopback,
+)
+from headwater_rest._paginate import (
+    Page,
+    PageFlow,
+    PageRequest,
+    Position,
+    RecordSelector,
+    Strategy,
+    make_strategy,
+    page_flow,
+    value_at,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from headwater import Registry
+    from headwater_rest._http import Http, RequestSpec
+
+logger = get_logger("headwater_rest.connector")
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_READ_OPTIONS = frozenset({"max_pages", "max_records"})
+
+
+class RestConnector(Connector[RestConfig]):
+    """A REST API described as data: streams, pagination, auth, retries, resumable state."""
+
+    id = "rest"
+    Config = RestConfig
+    summary = "REST/JSON APIs in YAML or Python: pagination, OAuth2, retries, resume"
+    capabilities = frozenset(
+        {Capability.CHECK, Capability.LIST, Capability.READ, Capability.RESUME, Capability.METADATA}
+    )
+
+    def __init__(self, config: RestConfig | dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self._http_obj: Http | None = None
+        self._http_lock = threading.Lock()
+        self._check_plain_http()
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> RestConnector:
+        """
+        ``https://api.example.com/v1/items?status=open`` → one stream, ``v1/items``.
+
+        Stream settings may be given as overrides: ``records`` (``data.items``),
+        ``pagination`` (a mapping or a type name), ``primary_key``, ``max_pages``,
+        ``max_records``; everything else is connector config (``auth``, ``headers``...).
+        """
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"not an http(s) URL: {url!r}", field="base_url")
+        if parts.username or parts.password:
+            raise ConfigError("put credentials in auth, not in the URL", field="base_url")
+        path = parts.path or "/"
+        stream: dict[str, Any] = {"path": path, "params": dict(parse_qsl(parts.query))}
+        for key in ("records", "primary_key", "max_pages", "max_records", "method"):
+            if key in overrides:
+                stream[key] = overrides.pop(key)
+        if "pagination" in overrides:
+            pagination = overrides.pop("pagination")
+            stream["pagination"] = (
+                {"type": pagination} if isinstance(pagination, str) else pagination
+            )
+        name = path.strip("/") or "root"
+        config = {
+            "base_url": f"{parts.scheme}://{parts.netloc}",
+            "streams": {name: stream},
+            **overrides,
+        }
+        return cls(config)
+
+    def _check_plain_http(self) -> None:
+        c = self.config
+        if c.auth.type == "none":
+            return
+        if c.verify is False and not is_loopback(urlsplit(c.base_url).hostname):
+            raise ConfigError(
+                "refusing to send credentials without TLS verification to a non-loopback host",
+                field="verify",
+                hint="give the server's CA bundle in verify instead of turning verification off",
+            )
+        for field, url in (
+            ("base_url", c.base_url),
+            ("auth.token_url", getattr(c.auth, "token_url", None)),
+        ):
+            if not isinstance(url, str):
+                continue
+            parts = urlsplit(url)
+            if parts.scheme == "http" and not is_loopback(parts.hostname):
+                raise ConfigError(
+                    f"refusing to send credentials over plain http to {parts.hostname}",
+                    field=field,
+                    hint="use https (plain http is allowed only to localhost / 127.0.0.1)",
+                )
+
+    # --- connect time ---------------------------------------------------------------------------
+
+    @property
+    def http(self) -> Http:
+        """The connector's HTTP layer; built (and credentials resolved) on first use."""
+        if self._http_obj is None:
+            with self._http_lock:
+                if self._http_obj is None:
+                    from headwater_rest._http import Http
+
+                    self._http_obj = Http(self.config, self._make_auth())
+        return self._http_obj
+
+    def _make_auth(self) -> httpx.Auth | None:
+        auth = self.config.auth
+        if auth.type == "none":
+            return None
+        settings: dict[str, Any]
+        if isinstance(auth, PluginAuth):
+            settings = auth.settings()
+            factory = self.registry.auth_schemes().get(auth.type)
+            if factory is None:
+                known = ", ".join(sorted({*BUILTIN_AUTH_TYPES, *self.registry.auth_schemes()}))
+                raise ConfigError(
+                    f"unknown auth type {auth.type!r} (known: {known})",
+                    field="auth.type",
+                    hint="install the plugin that provides it",
+                )
+        else:
+            from headwater_rest._auth import BUILTIN_SCHEMES
+
+            settings = {k: getattr(auth, k) for k in type(auth).model_fields if k != "type"}
+            factory = BUILTIN_SCHEMES[auth.type]
+        resolvers = self.registry.credential_resolvers()
+
+        def secret(field: str) -> str:
+            value = settings.get(field)
+            if value is None:
+                raise ConfigError(f"auth.{field} is not set", field=f"auth.{field}")
+            return Secret.parse(value).resolve(f"auth.{field}", resolvers)
+
+        try:
+            made = factory(settings, secret)
+        except HeadwaterError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                f"auth scheme {auth.type!r} failed to build ({type(exc).__name__})", field="auth"
+            ) from None
+        import httpx
+
+        if not isinstance(made, httpx.Auth):
+            raise ConfigError(
+                f"auth scheme {auth.type!r} did not return an httpx.Auth", field="auth"
+            )
+        return made
+
+    def strategy(self, pagination: Any) -> Strategy:
+        """The pagination strategy for a stream's ``pagination`` config."""
+        if not isinstance(pagination, PluginPagination):
+            return make_strategy(pagination)
+        styles = _pagination_styles(self.registry)
+        factory = styles.get(pagination.type)
+        if factory is None:
+            known = ", ".join(sorted({*BUILTIN_PAGINATION_TYPES, *styles}))
+            raise ConfigError(
+                f"unknown pagination type {pagination.type!r} (known: {known})",
+                field="pagination.type",
+                hint="install the plugin that provides it",
+            )
+        try:
+            made = factory(pagination.settings())
+        except HeadwaterError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                f"pagination style {pagination.type!r} failed to build ({type(exc).__name__})",
+                field="pagination",
+            ) from None
+        if not isinstance(made, Strategy):
+            raise ConfigError(
+                f"pagination style {pagination.type!r} did not return a Strategy",
+                field="pagination",
+            )
+        made.stop_on_empty = pagination.stop_on_empty
+        return made
+
+    # --- operations -----------------------------------------------------------------------------
+
+    def _check_spec(self) -> RequestSpec:
+        from headwater_rest._http import RequestSpec
+
+        if self.config.check_path:
+            return RequestSpec(path=self.config.check_path)
+        for stream in self.config.streams.values():
+            if stream.parent is None:
+                run = _StreamRun(self, "", stream, None, None, {})
+                return run.spec(run.strategy.request(run.strategy.first()))
+        return RequestSpec(path="/")
+
+    def check_connection(self) -> str:
+        spec = self._check_spec()
+        self.http.fetch(spec, policy=RetryPolicy.NONE)
+        return f"{self.http.endpoint.build(spec).what} answered"
+
+    async def acheck_connection(self) -> str:
+        spec = self._check_spec()
+        async with self.http.aclient() as client:
+            await self.http.afetch(client, spec, policy=RetryPolicy.NONE)
+        return f"{self.http.endpoint.build(spec).what} answered"
+
+    def list(self, path: str | None = None) -> Iterator[Item]:
+        if path:
+            raise ConfigError(
+                "the rest connector's streams are flat; list takes no path", field="path"
+            )
+        for name, stream in self.config.streams.items():
+            extra: dict[str, Any] = {"path": stream.path, "pagination": stream.pagination.type}
+            if stream.parent is not None:
+                extra["parent"] = stream.parent.stream
+            yield Item(name, "stream", extra=extra)
+
+    def metadata(self, item: str) -> dict[str, Any]:
+        stream = self._stream(item)
+        return {
+            "name": item,
+            "path": stream.path,
+            "method": stream.method,
+            "records": stream.records,
+            "primary_key": list(stream.primary_key),
+            "pagination": stream.pagination.model_dump(mode="json"),
+            "incremental": stream.incremental.model_dump(mode="json")
+            if stream.incremental
+            else None,
+            "parent": stream.parent.stream if stream.parent else None,
+        }
+
+    def _stream(self, name: str) -> StreamConfig:
+        stream = self.config.streams.get(name)
+        if stream is None:
+            known = ", ".join(self.config.streams) or "none"
+            raise ConfigError(f"no stream {name!r} (streams: {known})", field="stream")
+        return stream
+
+    def _options(self, options: Mapping[str, Any]) -> dict[str, int | None]:
+        unknown = set(options) - _READ_OPTIONS
+        if unknown:
+            raise ConfigError(f"rest: unknown read option(s): {', '.join(sorted(unknown))}")
+        limits: dict[str, int | None] = {}
+        for key in _READ_OPTIONS:
+            value = options.get(key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{key} must be a positive integer", field=key)
+            limits[key] = value
+        return limits
+
+    def read(
+        self,
+        stream: str,
+        state: State | None = None,
+        *,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> Iterator[Batch]:
+        """
+        Batches of ``stream``'s records (one per page unless ``batch_size`` or the config's
+        ``batch_size`` says otherwise), each with the state to resume after it.
+
+        Options: ``max_pages`` / ``max_records`` override the stream's limits for this run.
+        """
+        config = self._stream(stream)
+        limits = self._options(options)
+        size = batch_size or self.config.batch_size
+        if config.parent is not None:
+            yield from self._read_child(stream, config, config.parent, state, size, limits)
+            return
+        run = _StreamRun(self, stream, config, state, size, limits)
+        yield from run.sync()
+
+    async def aread(
+        self,
+        stream: str,
+        state: State | None = None,
+        *,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Batch]:
+        """Async twin of `read`, on httpx's async client."""
+        config = self._stream(stream)
+        limits = self._options(options)
+        size = batch_size or self.config.batch_size
+        async with self.http.aclient() as client:
+            async for batch in self._aread(client, stream, config, state, size, limits):
+                yield batch
+
+    async def _aread(
+        self,
+        client: httpx.AsyncClient,
+        stream: str,
+        config: StreamConfig,
+        state: State | None,
+        size: int | None,
+        limits: dict[str, int | None],
+    ) -> AsyncIterator[Batch]:
+        if config.parent is not None:
+            walk = _ChildWalk(stream, config, config.parent, state, limits)
+            async for batch in self._aread_child(client, walk, size):
+                yield batch
+            return
+        run = _StreamRun(self, stream, config, state, size, limits)
+        async for batch in run.asynchronous(client):
+            yield batch
+
+    # --- child streams ----------------------------------------------------------------------
+
+    def _read_child(
+        self,
+        name: str,
+        config: StreamConfig,
+        parent: ParentConfig,
+        state: State | None,
+        size: int | None,
+        limits: dict[str, int | None],
+    ) -> Iterator[Batch]:
+        walk = _ChildWalk(name, config, parent, state, limits)
+        if walk.finished:
+            return
+        for parent_batch in self.read(parent.stream, walk.parent_state):
+            for index, record in walk.records_of(parent_batch):
+                run = walk.child_run(self, index, record, size)
+                for batch in run.sync():
+                    if len(batch):
+                        yield walk.wrap(batch, index)
+                if walk.exhausted(run):
+                    return
+            walk.after_parent_batch(parent_batch)
+        yield walk.final()
+
+    async def _aread_child(
+        self, client: httpx.AsyncClient, walk: _ChildWalk, size: int | None
+    ) -> AsyncIterator[Batch]:
+        if walk.finished:
+            return
+        parent = walk.parent
+        parent_config = self._stream(parent.stream)
+        parents = self._aread(
+            client, parent.stream, parent_config, walk.parent_state, self.config.batch_size, {}
+        )
+        async for parent_batch in parents:
+            for index, record in walk.records_of(parent_batch):
+                run = walk.child_run(self, index, record, size)
+                async for batch in run.asynchronous(client):
+                    if len(batch):
+                        yield walk.wrap(batch, index)
+                if walk.exhausted(run):
+                    return
+            walk.after_parent_batch(parent_batch)
+        yield walk.final()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        if self._http_obj is not None:
+            self._http_obj.close()
+
+    async def arelease(self) -> None:
+        # Async clients are closed by the operation that opened them.
+        self.release()
+
+
+class _StreamRun:
+    """One run over one (non-child) stream: request specs, pages → batches, state."""
+
+    def __init__(
+        self,
+        connector: RestConnector,
+        name: str,
+        config: StreamConfig,
+        state: State | None,
+        batch_size: int | None,
+        limits: dict[str, int | None],
+        *,
+        path_vars: tuple[str, Mapping[str, Any]] | None = None,
+        extra_fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.connector = connector
+        self.name = name
+        self.config = config
+        self.batch_size = batch_size
+        self.strategy = connector.strategy(config.pagination)
+        self.select = RecordSelector(config.records)
+        self.path = _fill_path(config.path, path_vars) if path_vars else config.path
+        self.extra_fields = extra_fields or {}
+        self.max_pages = limits.get("max_pages") or config.max_pages
+        self.max_records = limits.get("max_records") or config.max_records
+        self.pages = 0
+        self.records = 0
+        self.finished = False
+        self.position: Position | None = None
+        inc = config.incremental
+        self.since: Any = inc.initial if inc else None
+        self.highest: Any = None
+        self._last_state: State | None = None
+        if state:
+            self._resume(state)
+
+    def _resume(self, state: State) -> None:
+        if not isinstance(state, dict) or state.get("stream") != self.name:
+            raise ConfigError(f"state is not a rest state for stream {self.name!r}", field="state")
+        inc = self.config.incremental
+        if inc is not None:
+            self.since = state.get("since", inc.initial)
+            self.highest = state.get("max")
+        if state.get("done"):
+            if inc is None:
+                self.finished = True
+                return
+            # A finished incremental run: the next one asks for what changed since.
+            if self.highest is not None:
+                self.since = self.highest
+            return
+        raw = state.get("position")
+        if raw is not None:
+            self.position = Position.from_state(raw)
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def spec(self, request: PageRequest) -> RequestSpec:
+        from headwater_rest._http import RequestSpec
+
+        c = self.config
+        if request.url is not None:
+            return RequestSpec(
+                method=c.method, url=request.url, json=c.json_body, headers=dict(c.headers)
+            )
+        params: dict[str, Any] = dict(c.params)
+        if c.incremental is not None and self.since is not None:
+            params[c.incremental.param] = self.since
+        params.update(request.params)
+        return RequestSpec(
+            method=c.method,
+            path=self.path,
+            params=params,
+            json=c.json_body,
+            headers=dict(c.headers),
+        )
+
+    def flow(self) -> PageFlow:
+        return page_flow(
+            self.strategy,
+            self.select,
+            self.position,
+            max_pages=self.max_pages,
+            max_records=self.max_records,
+        )
+
+    # --- pages → batches --------------------------------------------------------------------------
+
+    def _state(self, position: Position | None) -> State:
+        state: State = {
+            "stream": self.name,
+            "position": position.to_state() if position is not None else None,
+            "done": position is None,
+        }
+        if self.config.incremental is not None:
+            state["since"] = self.since
+            state["max"] = self.highest
+        return state
+
+    def batches(self, page: Page) -> Iterator[Batch]:
+        self.pages += 1
+        records = page.records
+        inc = self.config.incremental
+        if self.extra_fields:
+            for record in records:
+                record.update(self.extra_fields)
+        size = self.batch_size or len(records) or 1
+        for begin in range(0, len(records), size):
+            chunk = records[begin : begin + size]
+            end = begin + len(chunk)
+            if inc is not None:
+                for record in chunk:
+                    self.highest = _later(self.highest, value_at(record, inc.field))
+            position = (
+                page.after
+                if end == len(records)
+                else Position(page.start.token, page.start.skip + end)
+            )
+            self.records += len(chunk)
+            state = self._state(position)
+            self._last_state = state
+            yield Batch(self.name, chunk, state)
+        if page.after is None and (self._last_state is None or not self._last_state["done"]):
+            # The stream ended on an empty page (or nothing came at all): one empty batch
+            # carries the final state, so an incremental run can move its cursor on.
+            state = self._state(None)
+            self._last_state = state
+            yield Batch(self.name, [], state)
+
+    # --- drivers --------------------------------------------------------------------------------
+
+    def sync(self) -> Iterator[Batch]:
+        if self.finished:
+            return
+        from headwater_rest._paginate import drive
+
+        http = self.connector.http
+        pages = drive(
+            self.flow(),
+            lambda request: http.fetch(self.spec(request)),
+            lambda requests, n: http.fetch_many([self.spec(r) for r in requests], n),
+        )
+        try:
+            for page in pages:
+                yield from self.batches(page)
+        finally:
+            pages.close()
+
+    async def asynchronous(self, client: httpx.AsyncClient) -> AsyncIterator[Batch]:
+        if self.finished:
+            return
+        from headwater_rest._paginate import adrive
+
+        http = self.connector.http
+        pages = adrive(
+            self.flow(),
+            lambda request: http.afetch(client, self.spec(request)),
+            lambda requests, n: http.afetch_many(client, [self.spec(r) for r in requests], n),
+        )
+        try:
+            async for page in pages:
+                for batch in self.batches(page):
+                    yield batch
+        finally:
+            await pages.aclose()
+
+
+class _ChildWalk:
+    """Bookkeeping of a child stream: which parent record we are at, and the limits."""
+
+    def __init__(
+        self,
+        name: str,
+        config: StreamConfig,
+        parent: ParentConfig,
+        state: State | None,
+        limits: dict[str, int | None],
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.parent = parent
+        self.alias = parent.alias or parent.stream
+        self.max_pages = limits.get("max_pages") or config.max_pages
+        self.max_records = limits.get("max_records") or config.max_records
+        self.pages = 0
+        self.records = 0
+        self.finished = False
+        self.parent_state: State | None = None
+        self.start_index = 0
+        self.child_state: State | None = None
+        self._first = True
+        if state:
+            if not isinstance(state, dict) or state.get("stream") != name:
+                raise ConfigError(f"state is not a rest state for stream {name!r}", field="state")
+            if state.get("done"):
+                self.finished = True
+                return
+            where = state.get("parent") or {}
+            self.parent_state = where.get("state")
+            self.start_index = int(where.get("index", 0))
+            self.child_state = state.get("child")
+
+    def records_of(self, parent_batch: Batch) -> Iterator[tuple[int, dict[str, Any]]]:
+        rows = parent_batch.rows()
+        begin = self.start_index if self._first else 0
+        for index in range(begin, len(rows)):
+            yield index, rows[index]
+
+    def child_run(
+        self, connector: RestConnector, index: int, record: dict[str, Any], size: int | None
+    ) -> _StreamRun:
+        resume = self.child_state if self._first and index == self.start_index else None
+        extra = {field: value_at(record, path) for field, path in self.parent.fields.items()}
+        limits = {
+            "max_pages": None if self.max_pages is None else max(1, self.max_pages - self.pages),
+            "max_records": None
+            if self.max_records is None
+            else max(1, self.max_records - self.records),
+        }
+        return _StreamRun(
+            connector,
+            self.name,
+            self.config,
+            resume,
+            size,
+            limits,
+            path_vars=(self.alias, record),
+            extra_fields=extra,
+        )
+
+    def wrap(self, batch: Batch, index: int) -> Batch:
+        state: State = {
+            "stream": self.name,
+            "parent": {"state": self.parent_state, "index": index},
+            "child": batch.state,
+            "done": False,
+        }
+        return Batch(self.name, batch.records, state)
+
+    def exhausted(self, run: _StreamRun) -> bool:
+        self.pages += run.pages
+        self.records += run.records
+        return (self.max_pages is not None and self.pages >= self.max_pages) or (
+            self.max_records is not None and self.records >= self.max_records
+        )
+
+    def after_parent_batch(self, parent_batch: Batch) -> None:
+        self._first = False
+        self.parent_state = parent_batch.state
+
+    def final(self) -> Batch:
+        return Batch(self.name, [], {"stream": self.name, "done": True})
+
+
+_styles_lock = threading.Lock()
+
+
+def _pagination_styles(registry: Registry) -> dict[str, Any]:
+    """Style name → factory from every plugin implementing ``register_pagination_styles``."""
+    from headwater_rest import hookspecs
+
+    pm = registry.pm
+    with _styles_lock:
+        if not hasattr(pm.hook, "register_pagination_styles"):
+            pm.add_hookspecs(hookspecs)
+    styles: dict[str, Any] = {}
+    # One implementation at a time, so a broken plugin costs only its own styles.
+    for impl in reversed(pm.hook.register_pagination_styles.get_hookimpls()):
+        try:
+            result: Any = impl.function()
+            provided: dict[str, Any] = dict(result or {})
+        except Exception as exc:
+            logger.warning(
+                "plugin %s: register_pagination_styles raised %s",
+                impl.plugin_name,
+                type(exc).__name__,
+            )
+            continue
+        for name, factory in provided.items():
+            if name in BUILTIN_PAGINATION_TYPES or name in styles:
+                logger.warning(
+                    "plugin %s: pagination style %r ignored (already provided)",
+                    impl.plugin_name,
+                    name,
+                )
+                continue
+            styles[name] = factory
+    return styles
+
+
+def _fill_path(template: str, path_vars: tuple[str, Mapping[str, Any]]) -> str:
+    alias, record = path_vars
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1).strip()
+        head, _, rest = name.partition(".")
+        if head != alias:
+            raise ConfigError(
+                f"path placeholder {{{name}}} does not start with {alias!r}", field="path"
+            )
+        value = value_at(record, rest) if rest else None
+        if value is None or isinstance(value, dict | list):
+            raise ConfigError(f"parent record has no value for {{{name}}}", field="path")
+        return quote(str(value), safe="")
+
+    return _PLACEHOLDER.sub(replace, template)
+
+
+def _later(current: Any, value: Any) -> Any:
+    if value is None:
+        return current
+    if current is None:
+        return value
+    try:
+        return value if value > current else current
+    except TypeError:
+        return value if str(value) > str(current) else current

@@ -1,0 +1,519 @@
+"""
+The I/O boundary: httpx clients, the origin policy, retries, the breaker, the rate limit.
+
+`Endpoint` is pure: it turns "what the connector wants" into "what to send", deciding
+whether credentials may go along (only to ``base_url``'s scheme, host and port) and
+refusing other origins unless ``allowed_hosts`` names them. `Http` does the sending
+with a sync `httpx.Client` or an `httpx.AsyncClient` (one per event loop), maps httpx
+exceptions and HTTP statuses to headwater errors in one place (`map_errors`,
+`status_error`), and wraps every request in the core retry policy and the per-origin
+circuit breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from headwater import (
+    ConfigError,
+    ConnectionFailed,
+    ConnectorError,
+    HeadwaterError,
+    NotFound,
+    RetryPolicy,
+    TLSFailure,
+)
+from headwater._redact import get_logger, redact
+from headwater._retry import breaker_for, error_for_status, parse_retry_after
+from headwater_rest.__about__ import __version__
+from headwater_rest._config import RestConfig
+from headwater_rest._errors import OriginRefused
+from headwater_rest._paginate import PageResponse
+
+if TYPE_CHECKING:
+    from headwater import CircuitBreaker
+
+logger = get_logger("headwater_rest.http")
+# httpx logs every request URL at INFO; an api_key query parameter or a token echoed in
+# a URL must be masked there too, so its logger gets the redacting filter as well.
+get_logger("httpx")
+
+#: Sent with every request.
+USER_AGENT: Final = f"headwater-rest/{__version__}"
+MAX_REDIRECTS: Final = 5
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: str | httpx.URL) -> Origin:
+    """``(scheme, host, port)`` with the default port filled in."""
+    parts = urlsplit(str(url))
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    return scheme, host, port
+
+
+def origin_text(origin: Origin) -> str:
+    """``https://host:port`` (the breaker key and how origins appear in messages)."""
+    return f"{origin[0]}://{origin[1]}:{origin[2]}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """What the connector wants fetched."""
+
+    method: str = "GET"
+    #: A path under base_url, or ``None`` when ``url`` is set.
+    path: str | None = None
+    #: An absolute URL (a next page, a Link); its query is kept as is.
+    url: str | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    json: Any = None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What is sent: an absolute URL, and whether credentials go with it."""
+
+    method: str
+    url: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    json: Any
+    credentials: bool
+
+    @property
+    def what(self) -> str:
+        """``GET /path`` for messages: never the query, which may hold a key."""
+        return f"{self.method} {urlsplit(self.url).path or '/'}"
+
+
+class Endpoint:
+    """The origin policy and request building (no I/O)."""
+
+    def __init__(self, config: RestConfig) -> None:
+        self.config = config
+        self.base_url = config.base_url
+        self.origin = origin_of(config.base_url)
+        self._allowed = [_allowed_entry(entry) for entry in config.allowed_hosts]
+
+    def allows(self, origin: Origin) -> bool:
+        """Whether ``allowed_hosts`` lets us follow links to ``origin`` (without credentials)."""
+        scheme, host, port = origin
+        for a_scheme, a_host, a_port in self._allowed:
+            if a_host == host and a_scheme in (None, scheme) and a_port in (None, port):
+                return True
+        return False
+
+    def build(self, spec: RequestSpec) -> Outgoing:
+        """The request for ``spec``: stream paths get the config's headers and params."""
+        if spec.url is None:
+            path = spec.path or "/"
+            return Outgoing(
+                spec.method,
+                self.base_url + path,
+                {**self.config.params, **spec.params},
+                {**self.config.headers, **spec.headers},
+                spec.json,
+                credentials=True,
+            )
+        return self.follow(spec.method, spec.url, spec.json, spec.headers)
+
+    def follow(
+        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Outgoing:
+        """A request to an absolute URL the API handed us (next link or redirect)."""
+        origin = origin_of(url)
+        if origin[0] not in ("http", "https"):
+            raise OriginRefused(
+                f"refusing to follow a {origin[0] or 'relative'}: URL", field="allowed_hosts"
+            )
+        if origin == self.origin:
+            return Outgoing(method, url, {}, {**self.config.headers, **(headers or {})}, body, True)
+        if self.allows(origin):
+            # Another origin the user trusts with our traffic, but not with our
+            # credentials: no auth, none of the configured headers or params.
+            return Outgoing(method, url, {}, {}, body, credentials=False)
+        raise OriginRefused(
+            f"the API pointed to {origin_text(origin)}, which is not {origin_text(self.origin)} "
+            "(base_url); nothing was sent there",
+            field="allowed_hosts",
+            hint=f"add {origin[1]} to allowed_hosts to follow it (never with credentials)",
+        )
+
+    def redirect(self, sent: Outgoing, response: httpx.Response) -> Outgoing:
+        """The request a 3xx response asks for, under the same origin policy."""
+        location = response.headers.get("location")
+        if not location:
+            raise ConnectorError(f"{sent.what} returned {response.status_code} without a Location")
+        url = str(response.url.join(location))
+        method = sent.method
+        body = sent.json
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method, body = "GET", None
+        return self.follow(method, url, body)
+
+
+def _allowed_entry(entry: str) -> tuple[str | None, str, int | None]:
+    if "://" in entry:
+        parts = urlsplit(entry)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+    return None, host.lower().strip("[]"), int(port) if port.isdigit() else None
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def _is_tls(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return True
+        current = current.__cause__ or current.__context__
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return redact(text[:160]) if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def map_errors(what: str) -> Iterator[None]:
+    """Translate httpx exceptions raised inside to headwater errors (the one place that does)."""
+    try:
+        yield
+    except HeadwaterError:
+        raise
+    except httpx.TimeoutException as exc:
+        phase = {
+            httpx.ConnectTimeout: "connecting",
+            httpx.ReadTimeout: "waiting for the response",
+            httpx.WriteTimeout: "sending the request",
+            httpx.PoolTimeout: "waiting for a free connection",
+        }.get(type(exc), "")
+        raise ConnectionFailed(
+            f"{what}: timed out {phase}".rstrip(),
+            hint="the service is slow or unreachable; raise timeouts or try again later",
+        ) from None
+    except httpx.ConnectError as exc:
+        if _is_tls(exc):
+            raise TLSFailure(
+                f"{what}: TLS failed ({_reason(exc)})",
+                field="verify",
+                hint="check the server certificate, or give the CA bundle in verify",
+            ) from None
+        raise ConnectionFailed(
+            f"{what}: cannot connect ({_reason(exc)})",
+            field="base_url",
+            hint="check base_url, DNS and that the service is running",
+        ) from None
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
+        raise ConnectionFailed(f"{what}: the connection dropped ({_reason(exc)})") from None
+    except httpx.HTTPError as exc:
+        raise ConnectorError(f"{what}: {type(exc).__name__} ({_reason(exc)})") from None
+
+
+def status_error(sent: Outgoing, response: httpx.Response) -> HeadwaterError:
+    """The headwater error for an HTTP error response."""
+    status = response.status_code
+    message = f"{sent.what} returned {status} {response.reason_phrase}".rstrip()
+    detail = _detail(response)
+    if detail:
+        message += f": {detail}"
+    if status == 404:
+        return NotFound(message, field="path", hint="check base_url and the stream's path")
+    field = "auth" if status in (401, 403) else None
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return error_for_status(status, message, retry_after=retry_after, field=field)
+
+
+def _detail(response: httpx.Response) -> str:
+    # A short excerpt of an error body helps ("invalid_scope"); HTML pages do not.
+    if "json" not in response.headers.get("content-type", "") or not response.content:
+        return ""
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return ""
+    if isinstance(data, dict):
+        for key in ("error_description", "message", "error", "detail", "title"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                text = " ".join(value.split())
+                return redact(text[:120])
+    return ""
+
+
+def parse_body(sent: Outgoing, response: httpx.Response) -> Any:
+    """The JSON body (``None`` when empty)."""
+    content = response.content
+    if not content.strip():
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        raise ConnectorError(
+            f"{sent.what}: the response is not JSON ({kind})",
+            hint="check base_url and the stream's path",
+        ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(cafile: str | None) -> ssl.SSLContext:
+    # Loading CA certificates costs ~30 ms; a context is safe to share between clients,
+    # so every connector of the process reuses one per CA bundle.
+    if cafile is None:
+        return httpx.create_ssl_context(verify=True, trust_env=True)
+    return ssl.create_default_context(cafile=cafile)
+
+
+# --- the rate limit ----------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Spaces requests ``interval`` seconds apart across threads and event loops."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Book the next slot; returns how long to wait for it."""
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + self.interval
+            return at - now
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+class Http:
+    """
+    Sync and async HTTP for one connector: shared auth, policy, breaker and rate limit.
+
+    Args:
+        config: the connector config.
+        auth: the ``httpx.Auth`` from the configured scheme (``None`` for no auth).
+    """
+
+    def __init__(self, config: RestConfig, auth: httpx.Auth | None) -> None:
+        self.config = config
+        self.endpoint = Endpoint(config)
+        self.auth = auth
+        r = config.retry
+        self.policy = RetryPolicy(
+            attempts=r.attempts,
+            initial=r.initial,
+            maximum=r.maximum,
+            jitter=r.jitter,
+            timeout=r.timeout,
+        )
+        interval = config.rate_limit.interval if config.rate_limit else 0.0
+        self.limiter = RateLimiter(interval) if interval > 0 else None
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def breaker(self, url: str) -> CircuitBreaker:
+        """The process-wide breaker of ``url``'s origin."""
+        b = self.config.breaker
+        return breaker_for(
+            origin_text(origin_of(url)),
+            failure_threshold=b.failure_threshold,
+            reset_timeout=b.reset_timeout,
+        )
+
+    def _client_options(self) -> dict[str, Any]:
+        c = self.config
+        t = c.timeouts
+        verify: bool | ssl.SSLContext = False
+        if c.verify is True:
+            verify = _ssl_context(None)
+        elif c.verify is not False:
+            path = c.verify.expanduser()
+            if not path.is_file():
+                raise ConfigError(f"CA bundle {str(path)!r} does not exist", field="verify")
+            try:
+                verify = _ssl_context(str(path.resolve()))
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(
+                    f"cannot load CA bundle {str(path)!r}: {_reason(exc)}", field="verify"
+                ) from None
+        return {
+            "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
+            "timeout": httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+            "limits": httpx.Limits(
+                max_connections=c.max_connections, max_keepalive_connections=c.max_connections
+            ),
+            "verify": verify,
+            "follow_redirects": False,
+            "trust_env": True,
+        }
+
+    # --- sync ---------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.Client:
+        """The sync client, built on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(**self._client_options())
+        return self._client
+
+    def _pace(self) -> float:
+        return self.limiter.reserve() if self.limiter is not None else 0.0
+
+    def _send_once(self, out: Outgoing) -> tuple[Outgoing, httpx.Response]:
+        client = self.client
+        for _ in range(MAX_REDIRECTS + 1):
+            request = client.build_request(
+                out.method, out.url, params=out.params or None, headers=out.headers, json=out.json
+            )
+            response = client.send(request, auth=self.auth if out.credentials else None)
+            if not response.is_redirect:
+                return out, response
+            out = self.endpoint.redirect(out, response)
+        raise ConnectorError(f"{out.what}: more than {MAX_REDIRECTS} redirects")
+
+    def fetch(self, spec: RequestSpec, policy: RetryPolicy | None = None) -> PageResponse:
+        """One request with retries and the breaker; the parsed JSON response."""
+        first = self.endpoint.build(spec)
+        breaker = self.breaker(first.url)
+
+        def attempt() -> PageResponse:
+            delay = self._pace()
+            if delay > 0:
+                time.sleep(delay)
+            with map_errors(first.what):
+                sent, response = self._send_once(first)
+                if response.status_code >= 400:
+                    raise status_error(sent, response)
+                return PageResponse(str(response.url), response.headers, parse_body(sent, response))
+
+        return (policy or self.policy).call(lambda: breaker.call(attempt))
+
+    def fetch_many(self, specs: list[RequestSpec], concurrency: int) -> Iterator[PageResponse]:
+        """Fetch ``specs`` with at most ``concurrency`` in flight; responses in order."""
+        workers = max(1, min(concurrency, self.config.max_connections, len(specs)))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="headwater-rest")
+        pending: list[Future[PageResponse]] = []
+        try:
+            queue = iter(specs)
+            for spec in queue:
+                pending.append(pool.submit(self.fetch, spec))
+                if len(pending) >= workers:
+                    break
+            while pending:
+                response = pending.pop(0).result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self.fetch, nxt))
+                yield response
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- async --------------------------------------------------------------------------------
+
+    def aclient(self) -> httpx.AsyncClient:
+        """
+        A new async client, for one async operation (``aread``, ``acheck``).
+
+        An async client belongs to the event loop it first ran on, and callers often run
+        each operation under its own ``asyncio.run``; a client kept beyond the operation
+        would outlive its loop with connections that can no longer be closed. So each
+        operation opens one (cheap: the TLS context is cached) and closes it at the end;
+        its requests, concurrent pages included, share its connection pool.
+        """
+        return httpx.AsyncClient(**self._client_options())
+
+    async def _asend_once(
+        self, client: httpx.AsyncClient, out: Outgoing
+    ) -> tuple[Outgoing, httpx.Response]:
+        for _ in range(MAX_REDIRECTS + 1):
+            request = client.build_request(
+                out.method, out.url, params=out.params or None, headers=out.headers, json=out.json
+            )
+            response = await client.send(request, auth=self.auth if out.credentials else None)
+            if not response.is_redirect:
+                return out, response
+            out = self.endpoint.redirect(out, response)
+        raise ConnectorError(f"{out.what}: more than {MAX_REDIRECTS} redirects")
+
+    async def afetch(
+        self, client: httpx.AsyncClient, spec: RequestSpec, policy: RetryPolicy | None = None
+    ) -> PageResponse:
+        """Async twin of `fetch`."""
+        first = self.endpoint.build(spec)
+        breaker = self.breaker(first.url)
+
+        async def attempt() -> PageResponse:
+            delay = self._pace()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            with map_errors(first.what):
+                sent, response = await self._asend_once(client, first)
+                if response.status_code >= 400:
+                    raise status_error(sent, response)
+                return PageResponse(str(response.url), response.headers, parse_body(sent, response))
+
+        return await (policy or self.policy).acall(lambda: breaker.acall(attempt))
+
+    async def afetch_many(
+        self, client: httpx.AsyncClient, specs: list[RequestSpec], concurrency: int
+    ) -> AsyncIterator[PageResponse]:
+        """Async twin of `fetch_many`."""
+        workers = max(1, min(concurrency, self.config.max_connections, len(specs)))
+        pending: list[asyncio.Task[PageResponse]] = []
+        queue = iter(specs)
+        try:
+            for spec in queue:
+                pending.append(asyncio.ensure_future(self.afetch(client, spec)))
+                if len(pending) >= workers:
+                    break
+            while pending:
+                response = await pending.pop(0)
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.append(asyncio.ensure_future(self.afetch(client, nxt)))
+                yield response
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync client (async clients live as long as one operation)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -1,0 +1,772 @@
+"""
+Pagination as sans-I/O generators.
+
+A *page flow* is a generator that says what to fetch and receives what came back; it
+never touches the network. It yields
+
+* a `PageRequest` — the driver performs it and sends back a `PageResponse`;
+* a `Page` — records for the consumer; the driver sends back ``None``;
+* a `Fanout` — several requests whose responses the driver fetches concurrently
+  (at most ``concurrency`` in flight) and sends back *one at a time, in order*; the
+  flow answers each response with exactly one `Page`. After a `Page` whose ``after``
+  is ``None`` (the stream is complete or a limit was reached) the driver stops sending
+  responses, cancels what is still in flight and resumes the flow with ``None``, which
+  makes it return.
+
+`drive` and `adrive` run a flow with a sync or an async sender. Every strategy (cursor
+in the body or in a header, offset/limit, page number, next URL, RFC 8288 ``Link``,
+none) only says how to build the request for a *token* (a JSON-able position) and how
+to get the next token from a response; loop detection, empty pages, limits, resuming
+mid-page and concurrent fetching are written once, in `page_flow`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+)
+from typing import Any, TypeAlias
+from urllib.parse import urljoin
+
+from headwater import ConfigError
+from headwater._redact import get_logger
+from headwater_rest._config import (
+    CursorPagination,
+    HeaderCursorPagination,
+    LinkHeaderPagination,
+    NextUrlPagination,
+    NoPagination,
+    OffsetPagination,
+    PageNumberPagination,
+)
+from headwater_rest._errors import PaginationError
+
+logger = get_logger("headwater_rest.pagination")
+
+#: A JSON-able position of one page (``{"cursor": "abc"}``, ``{"offset": 200}``).
+Token: TypeAlias = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageRequest:
+    """What to fetch: the stream's path (``url`` is ``None``) or an absolute next URL."""
+
+    url: str | None = None
+    #: Pagination parameters, added to the stream's own (only when ``url`` is ``None``).
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageResponse:
+    """What came back: the final URL, the headers (case-insensitive mapping) and the JSON body."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Position:
+    """A record's place in the stream: the page's token and how many records of it to skip."""
+
+    token: Token
+    skip: int = 0
+
+    def to_state(self) -> dict[str, Any]:
+        """The JSON-able form kept in a batch state."""
+        return {"token": self.token, "skip": self.skip}
+
+    @classmethod
+    def from_state(cls, data: Any) -> Position:
+        """Inverse of `to_state`; raises `ConfigError` on anything else."""
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("token"), dict)
+            or not isinstance(data.get("skip", 0), int)
+            or data.get("skip", 0) < 0
+        ):
+            raise ConfigError("state position is not a rest-connector position", field="state")
+        return cls(dict(data["token"]), int(data.get("skip", 0)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    """Records of one page, where the first of them is, and where the stream goes on after them."""
+
+    records: list[dict[str, Any]]
+    start: Position
+    #: Where the record after the last one is; ``None`` when the stream is complete.
+    after: Position | None
+    #: True when the flow stops after this page although the stream goes on:
+    #: ``max_pages``/``max_records`` was reached, or an error is raised next.
+    limited: bool = False
+
+    @property
+    def final(self) -> bool:
+        """True when the flow stops after this page."""
+        return self.after is None or self.limited
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fanout:
+    """Fetch these requests concurrently (at most ``concurrency`` in flight), answering in order."""
+
+    requests: list[PageRequest]
+    concurrency: int
+
+
+Step: TypeAlias = PageRequest | Page | Fanout
+#: A page flow: yields steps, receives responses (or ``None`` after a page).
+PageFlow: TypeAlias = Generator[Step, PageResponse | None, None]
+
+
+# --- reading values out of bodies ------------------------------------------------------------
+
+_JSONPATH_PREFIX = re.compile(r"^\$\.?")
+_JSONPATH_WILDCARD = re.compile(r"(\[\*\]|\.\*)$")
+
+
+def split_path(path: str | None) -> list[str]:
+    """``"$.data.items[*]"`` / ``"data.items"`` → ``["data", "items"]`` (``[]`` for the root)."""
+    if not path:
+        return []
+    path = _JSONPATH_WILDCARD.sub("", _JSONPATH_PREFIX.sub("", path.strip()))
+    path = re.sub(r"\[(\d+)\]", r".\1", path)
+    return [part for part in path.split(".") if part]
+
+
+_MISSING = object()
+_DICT = frozenset({dict})
+
+
+def dig(body: Any, parts: list[str]) -> Any:
+    """The value at ``parts`` in ``body``, or a private sentinel when a step is missing."""
+    value = body
+    for part in parts:
+        if isinstance(value, Mapping):
+            value = value.get(part, _MISSING)
+        elif isinstance(value, list) and part.lstrip("-").isdigit():
+            index = int(part)
+            value = value[index] if -len(value) <= index < len(value) else _MISSING
+        else:
+            return _MISSING
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+def value_at(body: Any, path: str | None) -> Any:
+    """The value at dotted ``path`` in ``body``, or ``None`` when absent."""
+    value = dig(body, split_path(path))
+    return None if value is _MISSING else value
+
+
+class RecordSelector:
+    """Pulls the list of records out of a response body."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.parts = split_path(path)
+
+    def __call__(self, body: Any) -> list[dict[str, Any]]:
+        found = dig(body, self.parts)
+        if found is _MISSING:
+            keys = (
+                ", ".join(sorted(map(str, body))[:10])
+                if isinstance(body, Mapping)
+                else type(body).__name__
+            )
+            raise ConfigError(
+                f"records path {self.path!r} is not in the response (it has: {keys})",
+                field="records",
+            )
+        if found is None:
+            return []
+        if isinstance(found, list):
+            # The usual case, a list of objects, is returned as is (the type check runs
+            # in C); anything else is wrapped item by item.
+            if {*map(type, found)} <= _DICT:
+                return found
+            return [item if isinstance(item, dict) else {"value": item} for item in found]
+        if isinstance(found, dict):
+            return [found]
+        return [{"value": found}]
+
+
+# --- strategies ------------------------------------------------------------------------------
+
+
+class Strategy:
+    """How to turn a token into a request and a response into the next token."""
+
+    #: Pages fetched at once when `plan` can list the remaining pages.
+    concurrency = 1
+    #: End the stream at an empty page.
+    stop_on_empty = True
+
+    def first(self) -> Token:
+        """The token of the first page."""
+        return {}
+
+    def request(self, token: Token) -> PageRequest:
+        """The request for the page at ``token``."""
+        return PageRequest()
+
+    def next_token(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> Token | None:
+        """The next page's token, or ``None`` when this was the last page."""
+        return None
+
+    def key(self, token: Token) -> str | None:
+        """What identifies a page for loop detection (``None``: nothing to compare)."""
+        return json.dumps(token, sort_keys=True, default=str)
+
+    def response_key(self, response: PageResponse) -> str | None:
+        """A second identity learnt from the response (its URL, for URL-following strategies)."""
+        return None
+
+    def plan(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> list[Token]:
+        """Tokens of every remaining page when the response says how many there are; else ``[]``."""
+        return []
+
+    def expected(self, token: Token) -> int | None:
+        """Records a planned page other than the last must hold (``None``: not known)."""
+        return None
+
+
+class NoPaging(Strategy):
+    """A single request."""
+
+    def __init__(self, config: NoPagination) -> None:
+        self.stop_on_empty = config.stop_on_empty
+
+
+class CursorInBody(Strategy):
+    """Next cursor (and optionally ``has_more``) read from the body."""
+
+    def __init__(self, config: CursorPagination) -> None:
+        self.config = config
+        self.stop_on_empty = config.stop_on_empty
+
+    def first(self) -> Token:
+        return {"cursor": None}
+
+    def request(self, token: Token) -> PageRequest:
+        cursor = token.get("cursor")
+        return PageRequest(params={} if cursor is None else {self.config.cursor_param: cursor})
+
+    def next_token(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> Token | None:
+        cursor = value_at(response.body, self.config.cursor_path)
+        if self.config.has_more_path is not None:
+            has_more = value_at(response.body, self.config.has_more_path)
+            if not has_more:
+                return None
+            if cursor in (None, ""):
+                logger.warning(
+                    "%s says more pages follow but gives no cursor at %s; ending the stream",
+                    self.config.has_more_path,
+                    self.config.cursor_path,
+                )
+                return None
+        if cursor in (None, "") or isinstance(cursor, dict | list | bool):
+            return None
+        return {"cursor": str(cursor)}
+
+
+class CursorInHeader(Strategy):
+    """Next cursor read from a response header."""
+
+    def __init__(self, config: HeaderCursorPagination) -> None:
+        self.config = config
+        self.stop_on_empty = config.stop_on_empty
+
+    def first(self) -> Token:
+        return {"cursor": None}
+
+    def request(self, token: Token) -> PageRequest:
+        cursor = token.get("cursor")
+        return PageRequest(params={} if cursor is None else {self.config.cursor_param: cursor})
+
+    def next_token(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> Token | None:
+        cursor = response.headers.get(self.config.header)
+        return {"cursor": cursor} if cursor else None
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+class OffsetLimit(Strategy):
+    """``offset``/``limit`` parameters; the total, when the body has one, bounds the stream."""
+
+    def __init__(self, config: OffsetPagination) -> None:
+        self.config = config
+        self.stop_on_empty = config.stop_on_empty
+        self.concurrency = config.concurrency
+
+    def first(self) -> Token:
+        return {"offset": self.config.start}
+
+    def request(self, token: Token) -> PageRequest:
+        c = self.config
+        return PageRequest(params={c.offset_param: token["offset"], c.limit_param: c.limit})
+
+    def _total(self, response: PageResponse) -> int | None:
+        if not self.config.total_path:
+            return None
+        return _count(value_at(response.body, self.config.total_path))
+
+    def next_token(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> Token | None:
+        if not records:
+            return None
+        # Advance by what came back, not by what was asked: a server that caps the page
+        # size below `limit` must not make us skip records.
+        offset = int(token["offset"]) + len(records)
+        total = self._total(response)
+        if total is not None:
+            return {"offset": offset} if offset < total else None
+        return {"offset": offset} if len(records) >= self.config.limit else None
+
+    def plan(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> list[Token]:
+        total = self._total(response)
+        limit = self.config.limit
+        if total is None or len(records) != limit:
+            return []
+        return [{"offset": o} for o in range(int(token["offset"]) + limit, total, limit)]
+
+    def expected(self, token: Token) -> int | None:
+        return self.config.limit
+
+
+class PageNumber(Strategy):
+    """``page`` (and ``per_page``) parameters; a page count or total bounds the stream."""
+
+    def __init__(self, config: PageNumberPagination) -> None:
+        self.config = config
+        self.stop_on_empty = config.stop_on_empty
+        self.concurrency = config.concurrency
+
+    def first(self) -> Token:
+        return {"page": self.config.start}
+
+    def request(self, token: Token) -> PageRequest:
+        c = self.config
+        params: dict[str, Any] = {c.page_param: token["page"]}
+        if c.size_param and c.size:
+            params[c.size_param] = c.size
+        return PageRequest(params=params)
+
+    def _last(self, response: PageResponse) -> int | None:
+        c = self.config
+        if c.total_pages_path:
+            pages = _count(value_at(response.body, c.total_pages_path))
+            if pages is not None:
+                return c.start + pages - 1
+        if c.total_path and c.size:
+            total = _count(value_at(response.body, c.total_path))
+            if total is not None:
+                return c.start + math.ceil(total / c.size) - 1
+        return None
+
+    def next_token(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> Token | None:
+        if not records:
+            return None
+        page = int(token["page"]) + 1
+        last = self._last(response)
+        if last is not None:
+            return {"page": page} if page <= last else None
+        if self.config.size and len(records) < self.config.size:
+            return None
+        return {"page": page}
+
+    def plan(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> list[Token]:
+        last = self._last(response)
+        if last is None:
+            return []
+        if self.config.size and len(records) != self.config.size:
+            return []
+        return [{"page": p} for p in range(int(token["page"]) + 1, last + 1)]
+
+    def expected(self, token: Token) -> int | None:
+        return self.config.size
+
+
+class _FollowUrl(Strategy):
+    def first(self) -> Token:
+        return {"url": None}
+
+    def request(self, token: Token) -> PageRequest:
+        url = token.get("url")
+        return PageRequest(url=url) if url else PageRequest()
+
+    def key(self, token: Token) -> str | None:
+        url = token.get("url")
+        return str(url) if url else None
+
+    def response_key(self, response: PageResponse) -> str | None:
+        return response.url
+
+    def _next(self, response: PageResponse, link: Any) -> Token | None:
+        if not isinstance(link, str) or not link.strip():
+            return None
+        return {"url": urljoin(response.url, link.strip())}
+
+
+class NextUrlInBody(_FollowUrl):
+    """The next page's URL read from the body."""
+
+    def __init__(self, config: NextUrlPagination) -> None:
+        self.config = config
+        self.stop_on_empty = config.stop_on_empty
+
+    def next_token(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> Token | None:
+        return self._next(response, value_at(response.body, self.config.next_url_path))
+
+
+def parse_link_header(value: str) -> dict[str, str]:
+    """RFC 8288 ``Link`` header → relation → URL (the first link wins for each relation)."""
+    links: dict[str, str] = {}
+    text = value or ""
+    pos = 0
+    while True:
+        begin = text.find("<", pos)
+        if begin < 0:
+            return links
+        close = text.find(">", begin)
+        if close < 0:
+            return links
+        url = text[begin + 1 : close].strip()
+        # The parameters run to the next comma outside a quoted string.
+        pos = close + 1
+        quoted = False
+        while pos < len(text) and (quoted or text[pos] != ","):
+            if text[pos] == '"':
+                quoted = not quoted
+            pos += 1
+        for param in _split_params(text[close + 1 : pos]):
+            key, _, raw = param.partition("=")
+            if key.strip().lower() != "rel":
+                continue
+            for rel in raw.strip().strip('"').split():
+                links.setdefault(rel.lower(), url)
+
+
+def _split_params(text: str) -> list[str]:
+    params: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == ";" and not quoted:
+            params.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    params.append("".join(current))
+    return [p.strip() for p in params if p.strip()]
+
+
+class LinkHeader(_FollowUrl):
+    """The next page's URL read from the ``Link`` header."""
+
+    def __init__(self, config: LinkHeaderPagination) -> None:
+        self.config = config
+        self.stop_on_empty = config.stop_on_empty
+
+    def next_token(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> Token | None:
+        header = response.headers.get("link")
+        if not header:
+            return None
+        return self._next(response, parse_link_header(header).get(self.config.rel.lower()))
+
+
+#: Pagination type → strategy class; other plugins' styles are looked up by the connector.
+STRATEGIES: dict[str, Callable[[Any], Strategy]] = {
+    "none": NoPaging,
+    "cursor": CursorInBody,
+    "header_cursor": CursorInHeader,
+    "offset": OffsetLimit,
+    "page": PageNumber,
+    "next_url": NextUrlInBody,
+    "link": LinkHeader,
+}
+
+
+def make_strategy(config: Any) -> Strategy:
+    """The strategy for a pagination config model."""
+    return STRATEGIES[config.type](config)
+
+
+# --- the flow --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class _Limits:
+    max_pages: int | None
+    max_records: int | None
+    pages: int = 0
+    records: int = 0
+
+    def cut(
+        self, page_records: list[dict[str, Any]], start: Position, after: Position | None
+    ) -> Page:
+        """Apply the limits to one fetched page."""
+        self.pages += 1
+        limited = False
+        if self.max_records is not None:
+            room = self.max_records - self.records
+            if len(page_records) >= room:
+                limited = True
+                if len(page_records) > room:
+                    page_records = page_records[:room]
+                    after = Position(start.token, start.skip + room)
+        if self.max_pages is not None and self.pages >= self.max_pages:
+            limited = True
+        self.records += len(page_records)
+        return Page(page_records, start, after, limited=limited and after is not None)
+
+
+def page_flow(
+    strategy: Strategy,
+    select: Callable[[Any], list[dict[str, Any]]],
+    position: Position | None = None,
+    *,
+    max_pages: int | None = None,
+    max_records: int | None = None,
+) -> PageFlow:
+    """
+    The pages of one stream, from ``position`` (the start when ``None``).
+
+    Never loops forever: a token or URL seen before ends the stream with
+    `PaginationError` (records would repeat), a page pointing at itself ends it cleanly,
+    and so does an empty page when ``strategy.stop_on_empty``.
+    """
+    token = position.token if position is not None else strategy.first()
+    skip = position.skip if position is not None else 0
+    limits = _Limits(max_pages, max_records)
+    seen: set[str] = set()
+    planned_once = False
+    while True:
+        response = yield strategy.request(token)
+        assert response is not None, "the driver must answer a PageRequest with a PageResponse"
+        records = select(response.body)
+        nxt, broken = _advance(strategy, token, response, records, seen)
+        plan = (
+            strategy.plan(token, response, records)
+            if nxt is not None and strategy.concurrency > 1 and not planned_once
+            else []
+        )
+        start = Position(token, skip)
+        page = limits.cut(records[skip:], start, Position(nxt) if nxt is not None else None)
+        skip = 0
+        if broken is not None:
+            # Deliver this page (its records are new), then stop with the error; the
+            # state stays on this page's successor-to-be, so the stream is not "done".
+            after = Position(token, start.skip + len(page.records))
+            page = dataclasses.replace(page, after=after, limited=True)
+            yield page
+            raise broken
+        yield page
+        if page.final:
+            return
+        assert nxt is not None
+        if not plan:
+            token = nxt
+            continue
+        # Known page count: fetch the rest concurrently, in order, within the limits.
+        planned_once = True
+        if max_pages is not None:
+            plan = plan[: max(0, max_pages - limits.pages)]
+        expected = [strategy.expected(t) for t in plan]
+        response = yield Fanout([strategy.request(t) for t in plan], strategy.concurrency)
+        for index, planned in enumerate(plan):
+            assert response is not None, "the driver must answer a Fanout with responses"
+            records = select(response.body)
+            last = index == len(plan) - 1
+            if not last:
+                want = expected[index]
+                if want is not None and records and len(records) != want:
+                    raise PaginationError(
+                        f"page {json.dumps(planned)} returned {len(records)} records where "
+                        f"{want} were expected; the server caps the page size",
+                        hint="lower the page size (limit/size) or set concurrency: 1",
+                    )
+                nxt = plan[index + 1] if records or not strategy.stop_on_empty else None
+            else:
+                nxt, broken = _advance(strategy, planned, response, records, seen)
+                if broken is not None:
+                    page = limits.cut(records, Position(planned), Position(planned, len(records)))
+                    yield dataclasses.replace(page, limited=True)
+                    raise broken
+            page = limits.cut(
+                records, Position(planned), Position(nxt) if nxt is not None else None
+            )
+            if page.final or last:
+                yield page
+                if page.final:
+                    return
+                break
+            response = yield page
+        assert nxt is not None
+        token = nxt
+
+
+def _advance(
+    strategy: Strategy,
+    token: Token,
+    response: PageResponse,
+    records: list[dict[str, Any]],
+    seen: set[str],
+) -> tuple[Token | None, PaginationError | None]:
+    """
+    The next token, with empty-page, self-link and cycle checks.
+
+    A cycle is returned as an error for the flow to raise *after* yielding this page:
+    the page's records are new, only the link onwards is bad.
+    """
+    current = strategy.key(token)
+    via = strategy.response_key(response)
+    for key in (current, via):
+        if key is not None:
+            seen.add(key)
+    if not records and strategy.stop_on_empty:
+        return None, None
+    nxt = strategy.next_token(token, response, records)
+    if nxt is None:
+        return None, None
+    key = strategy.key(nxt)
+    if key is None:
+        return nxt, None
+    if key in (current, via):
+        logger.info("the page links to itself; treating it as the last page")
+        return None, None
+    if key in seen:
+        return None, PaginationError(
+            f"pagination cycle: the API sent a position it had sent before ({_describe(nxt)}); "
+            "stopping instead of repeating records",
+            hint="the API's cursors or next links loop; report it to the API owner",
+        )
+    return nxt, None
+
+
+def _describe(token: Token) -> str:
+    url = token.get("url")
+    if isinstance(url, str):
+        # Only the path: a next URL's query can carry credentials.
+        from urllib.parse import urlsplit
+
+        return f"url path {urlsplit(url).path!r}"
+    text = json.dumps(token, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --- drivers ---------------------------------------------------------------------------------
+
+SendMany: TypeAlias = Callable[[list[PageRequest], int], Iterator[PageResponse]]
+ASendMany: TypeAlias = Callable[[list[PageRequest], int], AsyncIterator[PageResponse]]
+
+
+def drive(
+    flow: PageFlow,
+    send: Callable[[PageRequest], PageResponse],
+    send_many: SendMany,
+) -> Generator[Page, None, None]:
+    """Run a page flow with a blocking sender; yields its pages."""
+    message: PageResponse | None = None
+    try:
+        while True:
+            try:
+                step = flow.send(message)
+            except StopIteration:
+                return
+            message = None
+            if isinstance(step, PageRequest):
+                message = send(step)
+            elif isinstance(step, Page):
+                yield step
+            else:
+                responses = send_many(step.requests, step.concurrency)
+                try:
+                    for response in responses:
+                        page = flow.send(response)
+                        assert isinstance(page, Page)
+                        yield page
+                        if page.final:
+                            break
+                finally:
+                    close = getattr(responses, "close", None)
+                    if close is not None:
+                        close()
+    finally:
+        flow.close()
+
+
+async def adrive(
+    flow: PageFlow,
+    send: Callable[[PageRequest], Awaitable[PageResponse]],
+    send_many: ASendMany,
+) -> AsyncGenerator[Page, None]:
+    """Run a page flow with an async sender; yields its pages."""
+    message: PageResponse | None = None
+    try:
+        while True:
+            try:
+                step = flow.send(message)
+            except StopIteration:
+                return
+            message = None
+            if isinstance(step, PageRequest):
+                message = await send(step)
+            elif isinstance(step, Page):
+                yield step
+            else:
+                responses = send_many(step.requests, step.concurrency)
+                try:
+                    async for response in responses:
+                        page = flow.send(response)
+                        assert isinstance(page, Page)
+                        yield page
+                        if page.final:
+                            break
+                finally:
+                    aclose = getattr(responses, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+    finally:
+        flow.close()

@@ -1,0 +1,306 @@
+"""Auth schemes against the loopback API: static credentials, OAuth2 tokens, rotation, caching."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from headwater import AuthFailed, Category, Registry, hookimpl
+from headwater_rest import RestConnector, hooks
+from tests.fix_http import (
+    API_KEY,
+    BASIC_PASSWORD,
+    BASIC_USER,
+    BEARER,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+)
+
+SINGLE = {"s": {"path": "/single", "params": {"n": 3}, "records": "data"}}
+CURSOR = {
+    "s": {
+        "path": "/cursor",
+        "params": {"n": 47, "limit": 10},
+        "records": "data",
+        "pagination": {"type": "cursor", "cursor_path": "meta.next_cursor"},
+    }
+}
+
+
+def oauth(api, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "oauth2_client_credentials",
+        "token_url": api.url + "/oauth/token",
+        "client_id": CLIENT_ID,
+        "client_secret": "env:HW_TEST_CLIENT_SECRET",
+        **extra,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _client_secret_env(monkeypatch):
+    monkeypatch.setenv("HW_TEST_CLIENT_SECRET", CLIENT_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("auth", "sent"),
+    [
+        ({"type": "bearer", "token": BEARER}, ("authorization", f"Bearer {BEARER}")),
+        ({"type": "api_key", "key": API_KEY, "name": "X-API-Key"}, ("x-api-key", API_KEY)),
+        ({"type": "api_key", "key": API_KEY, "location": "query", "name": "api_key"}, None),
+        ({"type": "basic", "username": BASIC_USER, "password": BASIC_PASSWORD}, None),
+    ],
+    ids=["bearer", "api_key-header", "api_key-query", "basic"],
+)
+def test_static_schemes_authenticate(read, make_config, http_api, auth, sent):
+    """Each static scheme gets through the API's auth check."""
+    outcome = read(make_config(auth=auth, streams=SINGLE), "s")
+    assert outcome.error is None
+    assert [1, 2, 3] == outcome.ids
+    if sent is not None:
+        assert sent[1] == http_api.log[-1].headers[sent[0]]
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"type": "bearer", "token": "bt-wrong-token-value"},
+        {"type": "api_key", "key": "ak-wrong-key-value", "location": "query", "name": "api_key"},
+        {"type": "basic", "username": BASIC_USER, "password": "pw-wrong-password"},
+    ],
+    ids=["bearer", "api_key-query", "basic"],
+)
+def test_rejected_credentials_are_auth_errors_without_the_secret(read, make_config, auth):
+    """A 401 is AuthFailed, not retried, and its message shows no credential."""
+    outcome = read(make_config(auth=auth, streams=SINGLE), "s")
+    assert isinstance(outcome.error, AuthFailed)
+    text = f"{outcome.error} {outcome.error!r} {outcome.error.hint}"
+    assert "wrong" not in text
+
+
+def test_env_reference_is_resolved_at_connect(read, make_config, monkeypatch):
+    """``env:NAME`` secrets are read when the connector connects, not when it is built."""
+    monkeypatch.delenv("HW_TEST_API_KEY")
+    config = make_config(streams=SINGLE)
+    outcome = read(config, "s")
+    assert "HW_TEST_API_KEY" in str(outcome.error)
+    monkeypatch.setenv("HW_TEST_API_KEY", API_KEY)
+    assert [1, 2, 3] == read(config, "s").ids
+
+
+def test_one_token_request_for_concurrent_sync_reads(make_config, http_api, registry):
+    """Eight threads reading at once cause one token request; one more after expiry."""
+    http_api.state.token_delay = 0.3
+    http_api.state.token_ttl = 1
+    connector = RestConnector(make_config(auth=oauth(http_api), streams=SINGLE), registry=registry)
+    results: list[list[Any]] = []
+
+    def burst() -> None:
+        barrier = threading.Barrier(8)
+
+        def one() -> None:
+            barrier.wait()
+            results.append([r["id"] for b in connector.read("s") for r in b.rows()])
+
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    with connector:
+        burst()
+        assert 1 == http_api.state.token_hits
+        time.sleep(1.05)  # the token's 1 s lifetime runs out
+        burst()
+    assert 2 == http_api.state.token_hits
+    assert [[1, 2, 3]] * 16 == results
+
+
+async def test_one_token_request_for_concurrent_async_reads(make_config, http_api, registry):
+    """Eight tasks reading at once cause one token request; one more after expiry."""
+    http_api.state.token_delay = 0.3
+    http_api.state.token_ttl = 1
+
+    async def one(connector: RestConnector) -> list[Any]:
+        return [r["id"] async for b in connector.aread("s") for r in b.rows()]
+
+    async with RestConnector(
+        make_config(auth=oauth(http_api), streams=SINGLE), registry=registry
+    ) as c:
+        first = await asyncio.gather(*[one(c) for _ in range(8)])
+        assert 1 == http_api.state.token_hits
+        await asyncio.sleep(1.05)
+        second = await asyncio.gather(*[one(c) for _ in range(8)])
+    assert 2 == http_api.state.token_hits
+    assert [[1, 2, 3]] * 16 == first + second
+
+
+def test_token_revoked_mid_stream_is_refreshed_once_and_replayed(read, make_config, http_api):
+    """A 401 mid-stream fetches one new token and replays that request once; nothing is lost."""
+    http_api.state.revoke_after = 2
+    outcome = read(make_config(auth=oauth(http_api), streams=CURSOR), "s")
+    assert outcome.error is None
+    assert list(range(1, 48)) == outcome.ids
+    assert 2 == http_api.state.token_hits
+    assert 6 == http_api.state.hits("/cursor")  # five pages, one replayed
+
+
+def test_token_sent_in_body_mode(read, make_config, http_api):
+    """``client_auth: body`` sends the client credentials as form fields."""
+    outcome = read(make_config(auth=oauth(http_api, client_auth="body"), streams=SINGLE), "s")
+    assert outcome.error is None
+    assert "/oauth/token" == http_api.log[0].path
+    assert "authorization" not in http_api.log[0].headers
+
+
+def test_wrong_client_secret_is_auth_error(read, make_config, http_api, monkeypatch, registry):
+    """A refused client is AuthFailed naming the field; check() reports category auth."""
+    monkeypatch.setenv("HW_TEST_CLIENT_SECRET", "cs-not-the-right-one")
+    config = make_config(auth=oauth(http_api), streams=SINGLE)
+    outcome = read(config, "s")
+    assert isinstance(outcome.error, AuthFailed)
+    assert "auth.client_secret" == outcome.error.field
+    assert "cs-not-the-right-one" not in repr(outcome.error)
+    with RestConnector(config, registry=registry) as connector:
+        result = connector.check()
+    assert (False, Category.AUTH) == (result.ok, result.category)
+
+
+def test_token_endpoint_outage_is_retried(read, make_config, http_api):
+    """A 503 from the token endpoint is retried like any request."""
+    http_api.state.fail("/oauth/token", "503")
+    outcome = read(make_config(auth=oauth(http_api), streams=SINGLE), "s")
+    assert outcome.error is None
+    assert (2, 1) == (http_api.state.hits("/oauth/token"), http_api.state.token_hits)
+
+
+def test_rotated_refresh_token_is_saved_atomically(read, make_config, http_api, tmp_path, caplog):
+    """A rotated refresh token replaces the file it came from; the next connector uses it."""
+    http_api.state.rotate_refresh = True
+    token_file = tmp_path / "refresh-token"
+    token_file.write_text(REFRESH_TOKEN + "\n")
+    auth = {
+        "type": "oauth2_refresh_token",
+        "token_url": http_api.url + "/oauth/token",
+        "refresh_token": f"file:{token_file}",
+        "client_id": CLIENT_ID,
+    }
+    config = make_config(auth=auth, streams=SINGLE)
+    assert [1, 2, 3] == read(config, "s").ids
+    rotated = token_file.read_text()
+    assert http_api.state.refresh_token == rotated
+    assert REFRESH_TOKEN != rotated
+    assert [] == [p.name for p in tmp_path.iterdir() if p.name != "refresh-token"]
+    # A new connector (as a new process would) reads the rotated token and works.
+    assert [1, 2, 3] == read(config, "s").ids
+    assert 2 == http_api.state.token_hits
+    assert rotated not in caplog.text
+
+
+class _MemoryKeyring:
+    """A dict-backed keyring backend."""
+
+    def __init__(self) -> None:
+        from keyring.backend import KeyringBackend
+
+        class Backend(KeyringBackend):
+            priority = 1  # type: ignore[assignment]
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.store: dict[tuple[str, str], str] = {}
+
+            def get_password(self, service: str, username: str) -> str | None:
+                return self.store.get((service, username))
+
+            def set_password(self, service: str, username: str, password: str) -> None:
+                self.store[(service, username)] = password
+
+            def delete_password(self, service: str, username: str) -> None:
+                self.store.pop((service, username), None)
+
+        self.backend = Backend()
+
+
+@pytest.fixture
+def memory_keyring():
+    import keyring
+
+    previous = keyring.get_keyring()
+    memory = _MemoryKeyring().backend
+    keyring.set_keyring(memory)
+    try:
+        yield memory
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_keyring_token_cache_is_shared_between_connectors(
+    read, make_config, http_api, memory_keyring
+):
+    """With ``token_cache: keyring`` a second connector reuses the first one's token."""
+    config = make_config(auth=oauth(http_api, token_cache="keyring"), streams=SINGLE)
+    assert [1, 2, 3] == read(config, "s").ids
+    assert [1, 2, 3] == read(config, "s").ids
+    assert 1 == http_api.state.token_hits
+    assert 1 == len(memory_keyring.store)
+
+
+class _HeaderScheme:
+    """A third-party plugin adding an auth scheme through ``register_auth_schemes``."""
+
+    @hookimpl
+    def register_auth_schemes(self):
+        class KeyAuth(httpx.Auth):
+            def __init__(self, name: str, value: str) -> None:
+                self.name, self.value = name, value
+
+            def auth_flow(self, request):
+                request.headers[self.name] = self.value
+                yield request
+
+        def make(config, secret):
+            return KeyAuth(config["header_name"], secret("key"))
+
+        return {"custom_key": make}
+
+
+def test_auth_scheme_from_another_plugin(make_config, http_api):
+    """A scheme registered by another plugin is used, and its literal settings are masked."""
+    registry = Registry(autoload=False, plugins=[hooks, _HeaderScheme()])
+    auth = {"type": "custom_key", "key": API_KEY, "header_name": "X-API-Key"}
+    with RestConnector(make_config(auth=auth, streams=SINGLE), registry=registry) as connector:
+        assert [1, 2, 3] == [r["id"] for b in connector.read("s") for r in b.rows()]
+        assert API_KEY not in repr(connector)
+        assert "X-API-Key" in repr(connector)
+    assert API_KEY == http_api.log[-1].headers["x-api-key"]
+
+
+def test_unknown_auth_type_lists_known_ones(read, make_config):
+    """An auth type nobody provides is a config error listing the known types."""
+    outcome = read(make_config(auth={"type": "kerberos"}, streams=SINGLE), "s")
+    assert "kerberos" in str(outcome.error)
+    assert "oauth2_client_credentials" in str(outcome.error)
+
+
+def test_builtin_schemes_are_registered_through_the_hook(registry):
+    """``register_auth_schemes`` exposes the six built-in schemes as httpx.Auth factories."""
+    schemes = registry.auth_schemes()
+    expected = {
+        "none",
+        "bearer",
+        "api_key",
+        "basic",
+        "oauth2_client_credentials",
+        "oauth2_refresh_token",
+    }
+    assert expected <= set(schemes)
+    made = schemes["bearer"]({"token": "x"}, lambda field: "bt-from-hook")
+    assert isinstance(made, httpx.Auth)

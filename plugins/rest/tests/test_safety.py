@@ -1,0 +1,294 @@
+"""Credentials stay home, failures are typed, dead APIs trip the breaker, secrets never show."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from headwater import Category, CircuitOpen, ConfigError
+from headwater_rest import OriginRefused, RestConnector
+from tests.fix_http import API_KEY, BEARER, CLIENT_ID, CLIENT_SECRET
+from tests.fix_services import free_port
+
+NEXT_OTHER = {
+    "path": "/next-url",
+    "params": {"n": 47, "other": 1},
+    "records": "data",
+    "pagination": {"type": "next_url", "next_url_path": "links.next"},
+}
+LINK_OTHER = {"path": "/link", "params": {"n": 47, "other": 1}, "pagination": {"type": "link"}}
+
+
+def auth_variants(api) -> dict[str, dict[str, Any]]:
+    return {
+        "api_key-header": {"type": "api_key", "key": API_KEY},
+        "api_key-query": {
+            "type": "api_key",
+            "key": API_KEY,
+            "location": "query",
+            "name": "api_key",
+        },
+        "bearer": {"type": "bearer", "token": BEARER},
+        "oauth2": {
+            "type": "oauth2_client_credentials",
+            "token_url": api.url + "/oauth/token",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
+    }
+
+
+@pytest.mark.parametrize("stream", [NEXT_OTHER, LINK_OTHER], ids=["next_url", "link"])
+def test_next_url_to_another_origin_is_refused(read, make_config, http_other, stream):
+    """A next link to another port is refused after the first page; nothing reaches that host."""
+    outcome = read(make_config(streams={"s": stream}), "s")
+    assert isinstance(outcome.error, OriginRefused)
+    assert "allowed_hosts" == outcome.error.field
+    assert list(range(1, 11)) == outcome.ids
+    assert [] == http_other.log
+
+
+@pytest.mark.parametrize("auth", ["api_key-header", "api_key-query", "bearer", "oauth2"])
+@pytest.mark.parametrize("stream", [NEXT_OTHER, LINK_OTHER], ids=["next_url", "link"])
+def test_allowed_other_host_is_followed_without_credentials(
+    read, make_config, http_api, http_other, auth, stream
+):
+    """With the other host allowed, every record arrives and that host sees no credential."""
+    config = make_config(
+        auth=auth_variants(http_api)[auth],
+        streams={"s": stream},
+        allowed_hosts=[f"{http_other.host}:{http_other.port}"],
+        headers={"X-Custom": "only-for-the-api"},
+    )
+    outcome = read(config, "s")
+    assert outcome.error is None
+    assert list(range(1, 48)) == outcome.ids
+    assert 4 == len(http_other.log)
+    assert [] == [seen.credentials() for seen in http_other.log if seen.credentials()]
+    assert [] == [s for s in http_other.log if "x-custom" in s.headers]
+
+
+def test_redirect_to_another_origin_is_refused(read, make_config, http_other):
+    """A 302 to another origin is not followed unless allowed."""
+    config = make_config(streams={"s": {"path": "/redirect", "params": {"to": "other"}}})
+    outcome = read(config, "s")
+    assert isinstance(outcome.error, OriginRefused)
+    assert [] == http_other.log
+
+
+@pytest.mark.parametrize("auth", ["api_key-header", "api_key-query", "bearer", "oauth2"])
+def test_allowed_redirect_drops_credentials(read, make_config, http_api, http_other, auth):
+    """A redirect to an allowed host is followed without credentials."""
+    config = make_config(
+        auth=auth_variants(http_api)[auth],
+        streams={"s": {"path": "/redirect", "params": {"to": "other"}, "records": "data"}},
+        allowed_hosts=[f"http://{http_other.host}:{http_other.port}"],
+    )
+    outcome = read(config, "s")
+    assert outcome.error is None
+    assert [1, 2] == outcome.ids
+    assert 1 == len(http_other.log)
+    assert [] == http_other.log[0].credentials()
+
+
+def test_same_origin_redirect_keeps_credentials(read, make_config, http_api):
+    """A redirect within the API's origin is followed with credentials (the target needs them)."""
+    config = make_config(
+        streams={"s": {"path": "/redirect", "params": {"to": "same"}, "records": "data"}}
+    )
+    outcome = read(config, "s")
+    assert outcome.error is None
+    assert [1, 2] == outcome.ids
+    assert API_KEY == http_api.log[-1].headers["x-api-key"]
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        (
+            {"base_url": "http://api.example.com", "auth": {"type": "bearer", "token": "x"}},
+            "base_url",
+        ),
+        (
+            {
+                "base_url": "https://api.example.com",
+                "auth": {
+                    "type": "oauth2_client_credentials",
+                    "token_url": "http://auth.example.com/token",
+                    "client_id": "c",
+                    "client_secret": "s",
+                },
+            },
+            "auth.token_url",
+        ),
+    ],
+    ids=["api", "token_url"],
+)
+def test_credentials_over_plain_http_are_refused(config, field):
+    """Credentials over plain http to a non-loopback host are refused up front."""
+    with pytest.raises(ConfigError) as info:
+        RestConnector(config)
+    assert field == info.value.field
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "127.1.2.3"])
+def test_plain_http_to_loopback_is_allowed(host):
+    """Loopback is the exception to the plain-http rule."""
+    connector = RestConnector(
+        {"base_url": f"http://{host}:8080", "auth": {"type": "bearer", "token": "x"}}
+    )
+    assert "rest" == connector.id
+
+
+def check_config(make_config, **changes: Any) -> dict[str, Any]:
+    config = make_config(streams={"s": {"path": "/single", "records": "data"}})
+    config.update(changes)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("changes", "category", "field"),
+    [
+        ({"check_path": "/single"}, None, None),
+        ({"auth": {"type": "api_key", "key": API_KEY + "-wrong"}}, Category.AUTH, "auth"),
+        ({"check_path": "/status/403"}, Category.PERMISSION, "auth"),
+        ({"check_path": "/no/such/path"}, Category.NOT_FOUND, "path"),
+        ({"check_path": "/status/429"}, Category.RATE_LIMITED, None),
+        ({"check_path": "/status/503"}, Category.SERVER, None),
+        ({"check_path": "/slow?delay=1"}, Category.NETWORK, None),
+        ({"base_url": "closed-port"}, Category.NETWORK, "base_url"),
+        ({"base_url": "tls-to-plain"}, Category.TLS, "verify"),
+    ],
+    ids=["ok", "401", "403", "404", "429", "503", "timeout", "refused", "tls"],
+)
+def test_check_maps_failures_to_categories(
+    make_config, http_api, registry, mode, changes, category, field
+):
+    """check()/acheck() map statuses and network failures to categories, never showing a secret."""
+    import asyncio
+
+    changes = dict(changes)
+    if changes.get("base_url") == "closed-port":
+        changes["base_url"] = f"http://127.0.0.1:{free_port()}"
+    elif changes.get("base_url") == "tls-to-plain":
+        changes["base_url"] = http_api.url.replace("http://", "https://")
+    config = check_config(
+        make_config, timeouts={"connect": 2, "read": 0.3, "write": 2, "pool": 2}, **changes
+    )
+    with RestConnector(config, registry=registry) as connector:
+        result = connector.check() if mode == "sync" else asyncio.run(_acheck(connector))
+    assert (category is None, category, field) == (result.ok, result.category, result.field)
+    assert API_KEY not in json.dumps(result.to_dict())
+
+
+async def _acheck(connector):
+    try:
+        return await connector.acheck()
+    finally:
+        await connector.aclose()
+
+
+def test_dead_api_opens_the_breaker_with_one_clear_error(read, make_config):
+    """Against a closed port the breaker opens and the read ends with CircuitOpen naming it."""
+    port = free_port()
+    config = make_config(
+        base_url=f"http://127.0.0.1:{port}",
+        streams={"s": {"path": "/single"}},
+        retry={"attempts": 10, "initial": 0, "maximum": 0.01, "jitter": 0, "timeout": 30},
+        breaker={"failure_threshold": 3, "reset_timeout": 60},
+    )
+    outcome = read(config, "s")
+    assert isinstance(outcome.error, CircuitOpen)
+    assert f"127.0.0.1:{port}" in str(outcome.error)
+    again = read(config, "s")
+    assert isinstance(again.error, CircuitOpen)
+
+
+def test_rate_limited_connector_still_reads_everything(read, make_config):
+    """A client-side rate limit slows requests down without changing what is read."""
+    config = make_config(
+        streams={
+            "s": {
+                "path": "/offset",
+                "params": {"n": 30, "total": 1},
+                "records": "items",
+                "pagination": {
+                    "type": "offset",
+                    "limit": 10,
+                    "total_path": "total",
+                    "concurrency": 3,
+                },
+            }
+        },
+        rate_limit={"requests_per_second": 50},
+    )
+    assert list(range(1, 31)) == read(config, "s").ids
+
+
+def test_reprs_and_dumps_never_show_literal_secrets(http_api, secrets_in):
+    """A connector with literal secrets everywhere shows none of them."""
+    connector = RestConnector(
+        {
+            "base_url": http_api.url,
+            "auth": {
+                "type": "oauth2_client_credentials",
+                "token_url": http_api.url + "/oauth/token",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            },
+        }
+    )
+    shown = [
+        repr(connector),
+        str(connector.config),
+        connector.config.sanitized(),
+        connector.config.model_dump_json(),
+    ]
+    assert [] == secrets_in(*shown)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HEADWATER_PLUGINS": "rest"}
+    return subprocess.run(
+        [sys.executable, "-m", "headwater", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_reads_a_url_and_shows_no_secret_on_failure(http_api, secrets_in):
+    """`headwater read URL` works from a URL alone; a failing run prints no secret."""
+    url = f"{http_api.url}/single?n=3"
+    good = _cli(
+        "read",
+        url,
+        "-c",
+        "records=data",
+        "-c",
+        "auth.type=api_key",
+        "-c",
+        "auth.key=env:HW_TEST_API_KEY",
+    )
+    assert 0 == good.returncode, good.stderr
+    assert [1, 2, 3] == [json.loads(line)["id"] for line in good.stdout.splitlines()]
+    bad = _cli(
+        "read",
+        url,
+        "-c",
+        "records=data",
+        "-c",
+        "auth.type=api_key",
+        "-c",
+        f"auth.key={API_KEY}-wrong",
+    )
+    assert 0 != bad.returncode
+    assert "401" in bad.stderr
+    assert [] == secrets_in(bad.stdout, bad.stderr)

@@ -1,0 +1,507 @@
+"""
+A real HTTP API on loopback for the REST connector's tests: Starlette under uvicorn.
+
+Two servers run for the whole session, each in a daemon thread on its own ephemeral
+port: ``api`` (the API under test, with a token endpoint, every pagination style and
+fault switches) and ``other`` (another origin: a different port is a different origin,
+used for next links and redirects that leave the API). Each keeps a log of the requests
+it received, headers included, so a test can assert that ``other`` never saw a
+credential.
+
+Fixtures: ``http_api`` and ``http_other`` (function-scoped handles; state reset before
+each test). Option ``--http-bind`` / ``HEADWATER_TEST_HTTP_BIND`` (default 127.0.0.1)
+is the loopback address the servers listen on.
+
+The secrets the servers accept are module constants (``CLIENT_SECRET``, ``API_KEY``,
+...), distinctive strings that tests scan logs, reprs and errors for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import itertools
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import pytest
+
+from tests.fix_services import free_port, service_unavailable
+
+CLIENT_ID = "hw-test-client"
+CLIENT_SECRET = "cs-Zq8vW1-very-secret"
+API_KEY = "ak-7Hn2Lp-very-secret"
+BEARER = "bt-Q4mX9r-very-secret"
+BASIC_USER = "alice"
+BASIC_PASSWORD = "pw-K3dV6s-very-secret"
+REFRESH_TOKEN = "rt-0-Yb5Nc8-very-secret"
+#: Every secret above, for scans.
+SECRETS = (CLIENT_SECRET, API_KEY, BEARER, BASIC_PASSWORD, REFRESH_TOKEN)
+ORGS = {"acme": 5, "globex": 0, "initech": 12}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--http-bind",
+        default=os.environ.get("HEADWATER_TEST_HTTP_BIND", "127.0.0.1"),
+        help="loopback address for the test HTTP servers (env HEADWATER_TEST_HTTP_BIND)",
+    )
+
+
+def record(i: int) -> dict[str, Any]:
+    """The i-th record every paginated endpoint serves (1-based ids)."""
+    return {"id": i, "name": f"item-{i}", "updated": i}
+
+
+@dataclasses.dataclass
+class Seen:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+    def credentials(self) -> list[str]:
+        """Every credential-looking thing in the request (for 'never sent there' checks)."""
+        found = [h for h in ("authorization", "x-api-key", "cookie") if h in self.headers]
+        found += [q for q in ("api_key", "access_token", "token") if q in self.query]
+        text = json.dumps([self.headers, self.query])
+        found += [s for s in SECRETS if s in text]
+        return found
+
+
+@dataclasses.dataclass
+class ApiState:
+    """Switches and counters of one server; reset before every test."""
+
+    require_auth: bool = True
+    #: path → queue of faults for the next requests: "429", "503", "502", "504", "500",
+    #: "drop" (headers, half a body, then the connection closes), "slow", or "ok" (none).
+    faults: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    slow_delay: float = 1.5
+    retry_after: str = "0"
+    token_ttl: int = 3600
+    token_delay: float = 0.0
+    #: After this many requests authorized by an issued token, revoke every token issued.
+    revoke_after: int | None = None
+    rotate_refresh: bool = False
+    refresh_token: str = REFRESH_TOKEN
+    token_hits: int = 0
+    tokens: dict[str, float] = dataclasses.field(default_factory=dict)
+    revoked: set[str] = dataclasses.field(default_factory=set)
+    token_uses: int = 0
+    log: list[Seen] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def fail(self, path: str, *faults: str) -> None:
+        """Queue faults for the next requests to ``path``."""
+        with self.lock:
+            self.faults.setdefault(path, []).extend(faults)
+
+    def take_fault(self, path: str) -> str | None:
+        with self.lock:
+            queue = self.faults.get(path)
+            return queue.pop(0) if queue else None
+
+    def hits(self, path: str) -> int:
+        """Requests received for ``path``."""
+        return sum(1 for seen in self.log if seen.path == path)
+
+
+class HttpServer:
+    """A running test server: its base URL and state."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.url = f"http://{host}:{port}"
+        self.state = ApiState()
+        self.peer: HttpServer | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def reset(self) -> None:
+        self.state = ApiState()
+
+    @property
+    def log(self) -> list[Seen]:
+        return self.state.log
+
+    def start(self) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            build_app(self),
+            host=self.host,
+            port=self.port,
+            log_level="critical",
+            access_log=False,
+            lifespan="off",
+            http="h11",
+            ws="none",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, name=f"http-{self.name}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"test HTTP server {self.name} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def build_app(server: HttpServer) -> Any:
+    """The Starlette application of one server."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    def state() -> ApiState:
+        return server.state
+
+    counter = itertools.count(1)
+
+    def ints(request: Request, name: str, default: int) -> int:
+        raw = request.query_params.get(name)
+        return int(raw) if raw not in (None, "") else default
+
+    def authorized(request: Request) -> bool:
+        st = state()
+        header = request.headers.get("authorization", "")
+        if header == f"Bearer {BEARER}":
+            return True
+        if header.startswith("Bearer "):
+            token = header[7:]
+            with st.lock:
+                expires = st.tokens.get(token)
+                if expires is None or token in st.revoked or time.time() >= expires:
+                    return False
+                st.token_uses += 1
+                if st.revoke_after is not None and st.token_uses >= st.revoke_after:
+                    st.revoked.update(st.tokens)
+                    st.revoke_after = None
+                return True
+        if header.startswith("Basic "):
+            decoded = base64.b64decode(header[6:]).decode()
+            return decoded == f"{BASIC_USER}:{BASIC_PASSWORD}"
+        if request.headers.get("x-api-key") == API_KEY:
+            return True
+        return request.query_params.get("api_key") == API_KEY
+
+    def guard(handler: Any, *, auth: bool = True) -> Any:
+        async def wrapped(request: Request) -> Response:
+            st = state()
+            with st.lock:
+                st.log.append(
+                    Seen(
+                        request.method,
+                        request.url.path,
+                        dict(request.query_params),
+                        {k.lower(): v for k, v in request.headers.items()},
+                    )
+                )
+            fault = st.take_fault(request.url.path)
+            if fault == "slow":
+                await asyncio.sleep(st.slow_delay)
+            elif fault == "drop":
+                return _Drop()
+            elif fault is not None and fault != "ok":
+                status = int(fault)
+                headers = {"Retry-After": st.retry_after} if status in (429, 503) else {}
+                return JSONResponse(
+                    {"error": f"injected {status}"}, status_code=status, headers=headers
+                )
+            if auth and st.require_auth and not authorized(request):
+                return JSONResponse(
+                    {"error": "unauthorized"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            result: Response = await handler(request)
+            return result
+
+        return wrapped
+
+    def page_url(request: Request, **changes: Any) -> str:
+        query = dict(request.query_params)
+        query.update({k: str(v) for k, v in changes.items()})
+        query.pop("api_key", None)
+        return f"{request.url.path}?{urlencode(query)}"
+
+    # --- token endpoint ---------------------------------------------------------------------
+
+    async def token(request: Request) -> Response:
+        st = state()
+        body = (await request.body()).decode()
+        form = {k: v[0] for k, v in parse_qs(body).items()}
+        with st.lock:
+            st.token_hits += 1
+        if st.token_delay:
+            await asyncio.sleep(st.token_delay)
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        header = request.headers.get("authorization", "")
+        if header.startswith("Basic "):
+            client_id, _, client_secret = base64.b64decode(header[6:]).decode().partition(":")
+        grant = form.get("grant_type")
+        if grant == "client_credentials":
+            if (client_id, client_secret) != (CLIENT_ID, CLIENT_SECRET):
+                return JSONResponse({"error": "invalid_client"}, status_code=401)
+        elif grant == "refresh_token":
+            if form.get("refresh_token") != st.refresh_token:
+                return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        else:
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        access = f"at-{uuid.uuid4().hex}"
+        payload: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": st.token_ttl,
+        }
+        with st.lock:
+            st.tokens[access] = time.time() + st.token_ttl
+            if grant == "refresh_token" and st.rotate_refresh:
+                st.refresh_token = f"rt-{next(counter)}-{uuid.uuid4().hex[:8]}"
+                payload["refresh_token"] = st.refresh_token
+        return JSONResponse(payload)
+
+    # --- paginated endpoints ----------------------------------------------------------------
+
+    def window(request: Request, offset: int, limit: int) -> list[dict[str, Any]]:
+        n = ints(request, "n", 25)
+        since = ints(request, "since", 0)
+        ids = [i for i in range(1, n + 1) if i > since]
+        return [record(i) for i in ids[offset : offset + limit]]
+
+    async def cursor(request: Request) -> Response:
+        limit = ints(request, "limit", 10)
+        raw = request.query_params.get("cursor")
+        offset = int(raw[1:]) if raw else 0
+        mode = request.query_params.get("mode", "")
+        rows = window(request, offset, limit)
+        following = window(request, offset + limit, 1)
+        nxt: str | None = f"c{offset + limit}" if following else None
+        has_more = nxt is not None
+        if mode == "cycle" and offset == 2 * limit:
+            nxt, has_more = f"c{limit}", True
+        elif mode == "self" and nxt is None:
+            nxt, has_more = raw or "c0", True
+        elif mode == "lie" and nxt is None:
+            has_more = True
+        elif (mode == "lie_empty" and not rows) or (mode == "lie_empty" and nxt is None):
+            nxt, has_more = f"c{offset + limit}", True
+        return JSONResponse({"data": rows, "meta": {"next_cursor": nxt}, "has_more": has_more})
+
+    async def header_cursor(request: Request) -> Response:
+        limit = ints(request, "limit", 10)
+        raw = request.query_params.get("cursor")
+        offset = int(raw) if raw else 0
+        rows = window(request, offset, limit)
+        headers = (
+            {"X-Next-Cursor": str(offset + limit)} if window(request, offset + limit, 1) else {}
+        )
+        return JSONResponse(rows, headers=headers)
+
+    async def offset(request: Request) -> Response:
+        start = ints(request, "offset", 0)
+        limit = min(ints(request, "limit", 10), ints(request, "cap", 10_000))
+        body: dict[str, Any] = {"items": window(request, start, limit)}
+        if request.query_params.get("total") == "1" or request.url.path.startswith("/v1/"):
+            body["total"] = ints(request, "n", 25)
+        delay = float(request.query_params.get("delay", "0"))
+        if delay:
+            await asyncio.sleep(delay)
+        return JSONResponse(body)
+
+    async def pages(request: Request) -> Response:
+        page = ints(request, "page", 1)
+        per = ints(request, "per_page", 10)
+        body: dict[str, Any] = {"results": window(request, (page - 1) * per, per)}
+        if request.query_params.get("counts") == "1" or request.url.path.startswith("/v1/"):
+            body["total_pages"] = math.ceil(ints(request, "n", 25) / per)
+        return JSONResponse(body)
+
+    def follow_target(request: Request, page: int, rows_after: bool) -> str | None:
+        mode = request.query_params.get("mode", "")
+        if mode == "cycle" and page == 3:
+            return page_url(request, page=2)
+        if not rows_after:
+            return page_url(request, page=page) if mode == "self" else None
+        nxt = page_url(request, page=page + 1)
+        if request.query_params.get("other") == "1" and page == 1 and server.peer is not None:
+            return server.peer.url + nxt
+        if request.query_params.get("abs") == "1":
+            return server.url + nxt
+        return nxt
+
+    async def next_url(request: Request) -> Response:
+        page = ints(request, "page", 1)
+        per = ints(request, "per", 10)
+        rows = window(request, (page - 1) * per, per)
+        nxt = follow_target(request, page, bool(window(request, page * per, 1)))
+        return JSONResponse({"data": rows, "links": {"next": nxt}})
+
+    async def link(request: Request) -> Response:
+        page = ints(request, "page", 1)
+        per = ints(request, "per", 10)
+        rows = window(request, (page - 1) * per, per)
+        nxt = follow_target(request, page, bool(window(request, page * per, 1)))
+        parts = [f'<{page_url(request, page=1)}>; rel="first"']
+        if nxt:
+            parts.append(f'<{nxt}>; rel="next"')
+        return JSONResponse(rows, headers={"Link": ", ".join(parts)})
+
+    async def single(request: Request) -> Response:
+        return JSONResponse({"data": window(request, 0, ints(request, "n", 3))})
+
+    async def orgs(request: Request) -> Response:
+        return JSONResponse([{"id": name, "repos": count} for name, count in ORGS.items()])
+
+    async def repos(request: Request) -> Response:
+        org = request.path_params["org"]
+        if org not in ORGS:
+            return JSONResponse({"error": "no such org"}, status_code=404)
+        page = ints(request, "page", 1)
+        per = ints(request, "per_page", 5)
+        names = [{"name": f"{org}-repo-{i}"} for i in range(1, ORGS[org] + 1)]
+        return JSONResponse(names[(page - 1) * per : page * per])
+
+    async def status(request: Request) -> Response:
+        code = int(request.path_params["code"])
+        headers = {"Retry-After": state().retry_after} if code in (429, 503) else {}
+        return JSONResponse({"error": f"status {code}"}, status_code=code, headers=headers)
+
+    async def redirect(request: Request) -> Response:
+        to = request.query_params.get("to", "same")
+        target = "/single?n=2"
+        if to == "other" and server.peer is not None:
+            target = server.peer.url + target
+        return Response(status_code=302, headers={"Location": target})
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(float(request.query_params.get("delay", "2")))
+        return JSONResponse([{"ok": True}])
+
+    async def text(request: Request) -> Response:
+        return Response("<html>not json</html>", media_type="text/html")
+
+    routes = [
+        Route("/oauth/token", guard(token, auth=False), methods=["POST"]),
+        Route("/cursor", guard(cursor)),
+        Route("/header-cursor", guard(header_cursor)),
+        Route("/offset", guard(offset)),
+        Route("/pages", guard(pages)),
+        Route("/next-url", guard(next_url)),
+        Route("/link", guard(link)),
+        Route("/single", guard(single), methods=["GET", "POST"]),
+        Route("/orgs", guard(orgs)),
+        Route("/orgs/{org}/repos", guard(repos)),
+        Route("/status/{code:int}", guard(status)),
+        Route("/redirect", guard(redirect)),
+        Route("/slow", guard(slow)),
+        Route("/html", guard(text)),
+        # The imaginary API of plugins/rest/examples/*.yaml.
+        Route("/v1/events", guard(cursor)),
+        Route("/v1/issues", guard(link)),
+        Route("/v1/audit", guard(header_cursor)),
+        Route("/v1/customers", guard(offset)),
+        Route("/v1/invoices", guard(next_url)),
+        Route("/v1/orders", guard(pages)),
+        Route("/v1/orgs", guard(orgs)),
+        Route("/v1/orgs/{org}/repos", guard(repos)),
+        Route("/v1/me", guard(single)),
+    ]
+    return _DropMiddleware(Starlette(routes=routes))
+
+
+class _Drop:
+    """Marker response: the middleware sends half a body and drops the connection."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"data": [{"id": 1', "more_body": True})
+        raise _Dropped
+
+
+class _Dropped(Exception):
+    pass
+
+
+class _DropMiddleware:
+    """Turns `_Dropped` into a closed connection without uvicorn logging a traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except _Dropped:
+            # Returning after a partial body with more_body=True makes uvicorn close the
+            # connection: the client sees a response cut short.
+            return
+
+
+@pytest.fixture(scope="session")
+def http_servers(request: pytest.FixtureRequest) -> Iterator[tuple[HttpServer, HttpServer]]:
+    """The ``api`` and ``other`` servers, started once per session."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        service_unavailable(f"starlette/uvicorn not installed ({exc.name})")
+    host = request.config.getoption("--http-bind")
+    api = HttpServer("api", host, free_port())
+    other = HttpServer("other", host, free_port())
+    api.peer, other.peer = other, api
+    try:
+        api.start()
+        other.start()
+    except (RuntimeError, OSError) as exc:
+        api.stop()
+        other.stop()
+        service_unavailable(f"cannot start the test HTTP servers: {exc}")
+    yield api, other
+    api.stop()
+    other.stop()
+
+
+@pytest.fixture
+def http_api(http_servers: tuple[HttpServer, HttpServer]) -> HttpServer:
+    """The API server, its switches and log reset."""
+    api, other = http_servers
+    api.reset()
+    other.reset()
+    return api
+
+
+@pytest.fixture
+def http_other(http_servers: tuple[HttpServer, HttpServer], http_api: HttpServer) -> HttpServer:
+    """The other-origin server (no auth required there), reset."""
+    other = http_servers[1]
+    other.state.require_auth = False
+    return other
