@@ -60,6 +60,7 @@ def test_help_lists_every_command():
         "write",
         "sources",
         "secrets",
+        "new-plugin",
     ]:
         assert command in proc.stdout
     for sub in (

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from headwater._plugins import set_registry as set_registry
     from headwater._redact import RedactingFilter as RedactingFilter
     from headwater._redact import redact as redact
+    from headwater._redact import get_logger as get_logger
+    from headwater._redact import register_secret as register_secret
     from headwater._retry import CircuitBreaker as CircuitBreaker
     from headwater._retry import RetryPolicy as RetryPolicy
     from headwater._retry import parse_retry_after as parse_retry_after
@@ -128,6 +130,7 @@ __all__ = [
     "default_sources_path",
     "error_for_status",
     "errors",
+    "get_logger",
     "get_plugin_manager",
     "get_registry",
     "hookimpl",
@@ -135,6 +138,7 @@ __all__ = [
     "is_retryable",
     "parse_retry_after",
     "redact",
+    "register_secret",
     "safe_destination",
     "set_registry",
 ]
@@ -162,6 +166,8 @@ _LAZY: dict[str, str] = {
     "set_registry": "headwater._plugins",
     "RedactingFilter": "headwater._redact",
     "redact": "headwater._redact",
+    "get_logger": "headwater._redact",
+    "register_secret": "headwater._redact",
     "CircuitBreaker": "headwater._retry",
     "RetryPolicy": "headwater._retry",
     "parse_retry_after": "headwater._retry",
