@@ -13,8 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from headwater import ConfigError
-from headwater._redact import get_logger, register_secret
+from headwater import ConfigError, get_logger, register_secret
 from headwater_azure_blob._config import AzureBlobConfig
 
 if TYPE_CHECKING:

@@ -58,9 +58,9 @@ from headwater import (
     State,
     WriteResult,
     atomic_file,
+    get_logger,
     safe_destination,
 )
-from headwater._redact import get_logger
 from headwater_azure_blob._clients import (
     build_async_service,
     build_sync_service,

@@ -218,7 +218,7 @@ def _retry_after(exc: object) -> float | None:
     headers = getattr(response, "headers", None)
     if not headers:
         return None
-    from headwater._retry import parse_retry_after
+    from headwater import parse_retry_after
 
     value = headers.get("Retry-After")
     return parse_retry_after(value) if value else None

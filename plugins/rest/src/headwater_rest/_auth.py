@@ -29,9 +29,16 @@ from typing import Any, Final
 
 import httpx
 
-from headwater import AuthFailed, ConfigError, ConnectorError, Secret
-from headwater._redact import get_logger, register_secret
-from headwater._retry import error_for_status, parse_retry_after
+from headwater import (
+    AuthFailed,
+    ConfigError,
+    ConnectorError,
+    Secret,
+    error_for_status,
+    get_logger,
+    parse_retry_after,
+    register_secret,
+)
 from headwater_rest.__about__ import __version__
 
 logger = get_logger("headwater_rest.auth")

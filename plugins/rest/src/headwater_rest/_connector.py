@@ -39,8 +39,8 @@ from headwater import (
     RetryPolicy,
     Secret,
     State,
+    get_logger,
 )
-from headwater._redact import get_logger
 from headwater_rest._config import (
     BUILTIN_AUTH_TYPES,
     BUILTIN_PAGINATION_TYPES,

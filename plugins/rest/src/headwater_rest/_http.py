@@ -35,9 +35,12 @@ from headwater import (
     NotFound,
     RetryPolicy,
     TLSFailure,
+    breaker_for,
+    error_for_status,
+    get_logger,
+    parse_retry_after,
+    redact,
 )
-from headwater._redact import get_logger, redact
-from headwater._retry import breaker_for, error_for_status, parse_retry_after
 from headwater_rest.__about__ import __version__
 from headwater_rest._config import RestConfig
 from headwater_rest._errors import OriginRefused

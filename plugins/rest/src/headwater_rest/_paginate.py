@@ -38,8 +38,7 @@ from collections.abc import (
 from typing import Any, TypeAlias
 from urllib.parse import urljoin
 
-from headwater import ConfigError
-from headwater._redact import get_logger
+from headwater import ConfigError, get_logger
 from headwater_rest._config import (
     CursorPagination,
     HeaderCursorPagination,
