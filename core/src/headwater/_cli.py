@@ -356,6 +356,15 @@ def ls(source: str, path: str | None, config_pairs: tuple[str, ...], as_json: bo
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after N records.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Records per batch.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
+@click.option(
+    "-R",
+    "--read-option",
+    "read_option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Connector read option, e.g. -R cursor_field=updated_at or -R format=arrow "
+    "(postgres: Arrow batches, written to Parquet without building Python rows).",
+)
 def read(
     source: str,
     stream: str | None,
@@ -366,6 +375,7 @@ def read(
     limit: int | None,
     batch_size: int | None,
     progress: bool | None,
+    read_option_pairs: tuple[str, ...],
 ) -> None:
     """
     Read STREAM from SOURCE to stdout or -o FILE.
@@ -383,7 +393,10 @@ def read(
         stream = stream or _only_stream(connector)
         resuming = state is not None and output != "-"
         with _output(output, fmt, append=resuming) as writer, _progress(progress, stream) as bar:
-            _copy_batches(connector, stream, state, batch_size, limit, writer, bar, state_file)
+            options = _parse_assignments(read_option_pairs, "--read-option")
+            _copy_batches(
+                connector, stream, state, batch_size, limit, writer, bar, state_file, options
+            )
 
 
 def _copy_batches(
@@ -395,6 +408,7 @@ def _copy_batches(
     writer: _Writer,
     bar: _Progress,
     state_file: str | None,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """
     Copy batches to the writer, saving state after each, stopping exactly at ``limit``.
@@ -407,7 +421,7 @@ def _copy_batches(
     while True:
         remaining = None if limit is None else limit - written
         size = batch_size if remaining is None else min(batch_size or remaining, remaining)
-        batches = connector.read(stream, state, batch_size=size)
+        batches = connector.read(stream, state, batch_size=size, **(options or {}))
         reopen = False
         try:
             for batch in batches:
