@@ -58,7 +58,6 @@ def test_unsafe_path_is_a_config_category_connector_error():
     [
         ("file.csv", ("file.csv",)),
         ("a/b/c.jsonl", ("a", "b", "c.jsonl")),
-        ("a//b", ("a", "b")),
         ("dir/", ("dir",)),
         ("..hidden", ("..hidden",)),
         ("a/...", ("a", "...")),
@@ -70,6 +69,12 @@ def test_unsafe_path_is_a_config_category_connector_error():
 def test_normal_names_map_inside(tmp_path, name, parts):
     """Ordinary (nested) names map to the matching path under dest."""
     assert tmp_path.resolve().joinpath(*parts) == safe_destination(tmp_path, name)
+
+
+def test_empty_segment_refused(tmp_path):
+    """'a//b' is refused: it would collide with 'a/b' on disk."""
+    with pytest.raises(UnsafePath, match="empty segment"):
+        safe_destination(tmp_path, "a//b")
 
 
 def test_relative_dest_resolves(tmp_path, monkeypatch):
