@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
             failed |= any(m.error and not m.error.startswith("unavailable") for m in results)
     results_dir = HERE / "results"
     results_dir.mkdir(exist_ok=True)
-    (results_dir / ("quick.txt" if args.quick else "latest.txt")).write_text(
-        "\n\n".join(out) + "\n"
-    )
+    # A partial run (--only) must not overwrite the full run's results.
+    stem = "quick" if args.quick else "latest"
+    if args.only:
+        stem += "-" + "-".join(areas)
+    (results_dir / f"{stem}.txt").write_text("\n\n".join(out) + "\n")
     return 1 if failed else 0
 
 
