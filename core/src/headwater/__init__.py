@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from headwater._connector import Partition as Partition
     from headwater._connector import State as State
     from headwater._connector import WriteResult as WriteResult
+    from headwater._connector import iterate_in_thread as iterate_in_thread
     from headwater._files import atomic_file as atomic_file
     from headwater._files import safe_destination as safe_destination
     from headwater._plugins import ConnectorRef as ConnectorRef
@@ -136,6 +137,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "is_retryable",
+    "iterate_in_thread",
     "parse_retry_after",
     "redact",
     "register_secret",
@@ -156,6 +158,7 @@ _LAZY: dict[str, str] = {
     "State": "headwater._connector",
     "WriteResult": "headwater._connector",
     "atomic_file": "headwater._files",
+    "iterate_in_thread": "headwater._connector",
     "safe_destination": "headwater._files",
     "ConnectorRef": "headwater._plugins",
     "PluginInfo": "headwater._plugins",

@@ -472,7 +472,7 @@ class Connector(Generic[ConfigT]):
 
     async def alist(self, path: str | None = None) -> AsyncIterator[Item]:
         """Async twin of `list`."""
-        async with contextlib.aclosing(_iterate_in_thread(lambda: self.list(path))) as items:
+        async with contextlib.aclosing(iterate_in_thread(lambda: self.list(path))) as items:
             async for item in items:
                 yield item
 
@@ -485,7 +485,7 @@ class Connector(Generic[ConfigT]):
         **options: Any,
     ) -> AsyncIterator[Batch]:
         """Async twin of `read`."""
-        batches = _iterate_in_thread(
+        batches = iterate_in_thread(
             lambda: self.read(stream, state, batch_size=batch_size, **options)
         )
         # aclosing: when the consumer stops early, the sync generator's cleanup (cursors,
@@ -523,7 +523,7 @@ class Connector(Generic[ConfigT]):
         self, partition: Partition, *, batch_size: int | None = None
     ) -> AsyncIterator[Batch]:
         """Async twin of `read_partition`."""
-        batches = _iterate_in_thread(lambda: self.read_partition(partition, batch_size=batch_size))
+        batches = iterate_in_thread(lambda: self.read_partition(partition, batch_size=batch_size))
         async with contextlib.aclosing(batches) as it:
             async for batch in it:
                 yield batch
@@ -550,8 +550,15 @@ def validate_config(
         ) from None
 
 
-async def _iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T, None]:
-    """Drive a sync iterator from async code, one ``next`` per worker-thread hop."""
+async def iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T, None]:
+    """
+    Drive a sync iterator from async code, one ``next`` per worker-thread hop.
+
+    ``make`` builds the iterator (in the worker thread too). Use it under
+    ``contextlib.aclosing`` so the sync generator's cleanup runs as soon as the consumer
+    stops. The base class's async twins are built on it; connectors with a partly
+    native async implementation use it for the parts that stay sync.
+    """
     iterator = await asyncio.to_thread(lambda: iter(make()))
     try:
         while True:

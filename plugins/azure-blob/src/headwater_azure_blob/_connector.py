@@ -33,14 +33,13 @@ import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
-    Callable,
     Generator,
     Iterable,
     Iterator,
 )
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from headwater import (
     AlreadyExists,
@@ -59,6 +58,7 @@ from headwater import (
     WriteResult,
     atomic_file,
     get_logger,
+    iterate_in_thread,
     safe_destination,
 )
 from headwater_azure_blob._clients import (
@@ -92,8 +92,6 @@ if TYPE_CHECKING:
 
 logger = get_logger("headwater.azure_blob")
 
-T = TypeVar("T")
-_END = object()
 Source = str | os.PathLike[str] | IO[bytes]
 
 
@@ -554,11 +552,13 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 continue
             fmt = plan.format_for(ref.name)
             if fmt == "parquet":
-                async for batch in _in_thread(
+                parquet = iterate_in_thread(
                     functools.partial(self._read_parquet, self._container(), plan, ref, start, size)
-                ):
-                    plan.rows = int(batch.state["rows"])
-                    yield batch
+                )
+                async with contextlib.aclosing(parquet) as batches:
+                    async for batch in batches:
+                        plan.rows = int(batch.state["rows"])
+                        yield batch
                 continue
             decoder, batcher = self._decoder(plan, ref, start, fmt, size)
             if start.offset >= ref.size:
@@ -1211,18 +1211,3 @@ async def _close_when_cancelled(service: Any, credential: Any) -> None:
         await service.close()
         if credential is not None:
             await credential.close()
-
-
-async def _in_thread(make: Callable[[], Iterable[T]]) -> AsyncIterator[T]:
-    """Drive a sync iterator from async code, one ``next`` per worker-thread hop."""
-    iterator = await asyncio.to_thread(lambda: iter(make()))
-    try:
-        while True:
-            item = await asyncio.to_thread(next, iterator, _END)
-            if item is _END:
-                return
-            yield item  # type: ignore[misc]
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)

@@ -253,10 +253,12 @@ class NoPaging(Strategy):
         self.stop_on_empty = config.stop_on_empty
 
 
-class CursorInBody(Strategy):
-    """Next cursor (and optionally ``has_more``) read from the body."""
+class _CursorStrategy(Strategy):
+    """Sends the current cursor as a query parameter; subclasses say where the next one is."""
 
-    def __init__(self, config: CursorPagination) -> None:
+    config: CursorPagination | HeaderCursorPagination
+
+    def __init__(self, config: CursorPagination | HeaderCursorPagination) -> None:
         self.config = config
         self.stop_on_empty = config.stop_on_empty
 
@@ -266,6 +268,15 @@ class CursorInBody(Strategy):
     def request(self, token: Token) -> PageRequest:
         cursor = token.get("cursor")
         return PageRequest(params={} if cursor is None else {self.config.cursor_param: cursor})
+
+
+class CursorInBody(_CursorStrategy):
+    """Next cursor (and optionally ``has_more``) read from the body."""
+
+    config: CursorPagination
+
+    def __init__(self, config: CursorPagination) -> None:
+        super().__init__(config)
 
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
@@ -287,19 +298,13 @@ class CursorInBody(Strategy):
         return {"cursor": str(cursor)}
 
 
-class CursorInHeader(Strategy):
+class CursorInHeader(_CursorStrategy):
     """Next cursor read from a response header."""
 
+    config: HeaderCursorPagination
+
     def __init__(self, config: HeaderCursorPagination) -> None:
-        self.config = config
-        self.stop_on_empty = config.stop_on_empty
-
-    def first(self) -> Token:
-        return {"cursor": None}
-
-    def request(self, token: Token) -> PageRequest:
-        cursor = token.get("cursor")
-        return PageRequest(params={} if cursor is None else {self.config.cursor_param: cursor})
+        super().__init__(config)
 
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
