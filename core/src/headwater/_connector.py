@@ -423,9 +423,12 @@ class Connector(Generic[ConfigT]):
         raise NotSupported(f"connector {self.id!r} does not support partitions")
 
     def read_partition(
-        self, partition: Partition, *, batch_size: int | None = None
+        self, partition: Partition, *, batch_size: int | None = None, state: State | None = None
     ) -> Iterator[Batch]:
-        """Read one partition produced by `partitions`."""
+        """
+        Read one partition produced by `partitions`; pass a batch's ``state`` back to
+        resume the partition right after it.
+        """
         raise NotSupported(f"connector {self.id!r} does not support partitions")
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -520,10 +523,12 @@ class Connector(Generic[ConfigT]):
         return await asyncio.to_thread(self.partitions, stream, count)
 
     async def aread_partition(
-        self, partition: Partition, *, batch_size: int | None = None
+        self, partition: Partition, *, batch_size: int | None = None, state: State | None = None
     ) -> AsyncIterator[Batch]:
         """Async twin of `read_partition`."""
-        batches = iterate_in_thread(lambda: self.read_partition(partition, batch_size=batch_size))
+        batches = iterate_in_thread(
+            lambda: self.read_partition(partition, batch_size=batch_size, state=state)
+        )
         async with contextlib.aclosing(batches) as it:
             async for batch in it:
                 yield batch
