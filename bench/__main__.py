@@ -13,7 +13,7 @@ import importlib
 import pathlib
 import sys
 
-from bench._harness import format_table, run_scenario
+from bench._harness import format_table, precompile, run_scenario
 
 HERE = pathlib.Path(__file__).parent
 
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown area(s) {sorted(unknown)}; known: {areas}")
         areas = [a for a in areas if a in args.only]
+    if not args.quick:
+        precompile()
     out: list[str] = []
     failed = False
     for area in areas:
