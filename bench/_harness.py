@@ -19,16 +19,25 @@ import subprocess
 import sys
 import sysconfig
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One way of doing the scenario's work: ``target`` is ``"bench.module:function"``."""
+    """
+    One way of doing the scenario's work: ``target`` is ``"bench.module:function"``.
+
+    ``versus`` names another case of the scenario to take this case's ratio against
+    instead of the scenario's baseline (an async twin against the raw async client).
+    """
 
     label: str
     target: str
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    versus: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +69,21 @@ class Measurement:
         if self.seconds is None or self.units is None or self.seconds <= 0:
             return None
         return self.units / self.seconds
+
+
+def imports(*modules: str) -> Callable[[F], F]:
+    """
+    Mark a case function with the modules the worker imports before starting its clock.
+
+    Cases are timed from "libraries loaded" to "work done" on every side alike, so a
+    driver's import time (a one-time cost of a process) does not blur throughput.
+    """
+
+    def mark(func: F) -> F:
+        func.imports = modules  # type: ignore[attr-defined]
+        return func
+
+    return mark
 
 
 def resolve(target: str) -> Any:
@@ -133,19 +157,24 @@ def run_scenario(scenario: Scenario, quick: bool) -> list[Measurement]:
 
 def format_table(scenario: Scenario, results: list[Measurement]) -> str:
     """A plain-text table of one scenario's results."""
-    base = next((m for m in results if m.label == scenario.baseline), None)
-    base_rate = base.rate if base else None
+    rates = {m.label: m.rate for m in results if not m.error}
+    versus = {c.label: c.versus or scenario.baseline for c in scenario.cases}
     goal = f"  (goal: >= {scenario.goal:g}x {scenario.baseline})" if scenario.goal else ""
+    paired = any(c.versus for c in scenario.cases)
     lines = [
         f"## {scenario.name}{goal}",
-        f"{'case':<34} {scenario.unit + '/s':>14} {'ratio':>8} {'peak RSS MB':>12}",
+        f"{'case':<34} {scenario.unit + '/s':>14} {'ratio':>8} {'peak RSS MB':>12}"
+        + ("  ratio against" if paired else ""),
     ]
     for m in results:
         if m.error:
             lines.append(f"{m.label:<34} {m.error}")
             continue
         rate = m.rate or 0.0
+        against = versus.get(m.label, scenario.baseline)
+        base_rate = rates.get(against)
         ratio = f"{rate / base_rate:.2f}x" if base_rate else "-"
         rss = f"{(m.peak_rss or 0) / 1e6:.1f}"
-        lines.append(f"{m.label:<34} {rate:>14,.0f} {ratio:>8} {rss:>12}")
+        line = f"{m.label:<34} {rate:>14,.0f} {ratio:>8} {rss:>12}"
+        lines.append(line + (f"  {against}" if paired else ""))
     return "\n".join(lines)

@@ -10,6 +10,9 @@ Scenarios (full size / ``--quick``):
 * fetch a 1 GiB blob (full size only) to show that peak RSS does not grow with blob size;
 * list 10,000 blobs (200): ``ContainerClient.list_blobs`` vs ``list(recursive=True)``.
 
+The async twins are compared with the same calls on the SDK's aio client (the "ratio
+against" column), the sync methods with the sync client.
+
 Both sides use the same block size, download chunk size and concurrency. Note on the peak
 RSS column: a worker's ``ru_maxrss`` includes the high-water mark its parent had when it
 forked, and these setups run in the parent, so the column is an upper bound here; the
@@ -65,7 +68,13 @@ def scenarios(quick: bool) -> list[Scenario]:
                 [
                     Case("raw upload_blob", f"{here}:raw_upload", kwargs),
                     Case("headwater upload()", f"{here}:hw_upload", kwargs),
-                    Case("headwater aupload()", f"{here}:hw_aupload", kwargs),
+                    Case("raw aio upload_blob", f"{here}:raw_aupload", kwargs),
+                    Case(
+                        "headwater aupload()",
+                        f"{here}:hw_aupload",
+                        kwargs,
+                        versus="raw aio upload_blob",
+                    ),
                     Case(
                         "headwater upload(checksum=False)",
                         f"{here}:hw_upload",
@@ -88,7 +97,13 @@ def scenarios(quick: bool) -> list[Scenario]:
                 [
                     Case("raw download_blob().readinto", f"{here}:raw_download", kwargs),
                     Case("headwater fetch()", f"{here}:hw_fetch", kwargs),
-                    Case("headwater afetch()", f"{here}:hw_afetch", kwargs),
+                    Case("raw aio download_blob().readinto", f"{here}:raw_adownload", kwargs),
+                    Case(
+                        "headwater afetch()",
+                        f"{here}:hw_afetch",
+                        kwargs,
+                        versus="raw aio download_blob().readinto",
+                    ),
                 ],
                 baseline="raw download_blob().readinto",
                 setup=f"{here}:setup_download",
@@ -122,7 +137,12 @@ def scenarios(quick: bool) -> list[Scenario]:
             [
                 Case("raw list_blobs", f"{here}:raw_list"),
                 Case("headwater list(recursive=True)", f"{here}:hw_list"),
-                Case("headwater alist(recursive=True)", f"{here}:hw_alist"),
+                Case("raw aio list_blobs", f"{here}:raw_alist"),
+                Case(
+                    "headwater alist(recursive=True)",
+                    f"{here}:hw_alist",
+                    versus="raw aio list_blobs",
+                ),
             ],
             baseline="raw list_blobs",
             setup=f"{here}:setup_list",
@@ -299,6 +319,29 @@ def raw_upload(url: str, container: str, path: str, concurrency: int, **_: Any) 
     return size
 
 
+def _aservice(url: str, **options: Any) -> Any:
+    from azure.storage.blob.aio import BlobServiceClient
+
+    return BlobServiceClient(
+        url, credential={"account_name": ACCOUNT, "account_key": _key()}, **options
+    )
+
+
+def raw_aupload(url: str, container: str, path: str, concurrency: int, **_: Any) -> int:
+    """The aio client's upload_blob from an open file, same block size and concurrency."""
+    size = os.path.getsize(path)
+
+    async def run() -> None:
+        async with _aservice(url, max_block_size=BLOCK, max_single_put_size=BLOCK) as service:
+            with open(path, "rb") as handle:
+                await service.get_blob_client(container, f"rawa-{uuid.uuid4().hex}").upload_blob(
+                    handle, length=size, max_concurrency=concurrency
+                )
+
+    asyncio.run(run())
+    return size
+
+
 def hw_upload(
     url: str, container: str, path: str, concurrency: int, checksum: bool = True, **_: Any
 ) -> int:
@@ -328,6 +371,26 @@ def raw_download(url: str, container: str, blob: str, work: str, concurrency: in
                 .download_blob(max_concurrency=concurrency)
                 .readinto(handle)
             )
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def raw_adownload(
+    url: str, container: str, blob: str, work: str, concurrency: int, **_: Any
+) -> int:
+    """The aio client's download_blob().readinto an open file, same chunk size and concurrency."""
+    target = Path(work) / f"rawa-{uuid.uuid4().hex}"
+
+    async def run() -> int:
+        async with _aservice(url, max_single_get_size=CHUNK, max_chunk_get_size=CHUNK) as service:
+            downloader = await service.get_blob_client(container, blob).download_blob(
+                max_concurrency=concurrency
+            )
+            with target.open("wb") as handle:
+                return int(await downloader.readinto(handle))
+
+    try:
+        return asyncio.run(run())
     finally:
         target.unlink(missing_ok=True)
 
@@ -365,6 +428,19 @@ def raw_list(url: str, container: str, count: int, **_: Any) -> int:
     listed = sum(
         1 for _ in _service(url).get_container_client(container).list_blobs(results_per_page=5000)
     )
+    assert listed == count
+    return listed
+
+
+def raw_alist(url: str, container: str, count: int, **_: Any) -> int:
+    """The aio client's list_blobs over every page."""
+
+    async def run() -> int:
+        async with _aservice(url) as service:
+            client = service.get_container_client(container)
+            return sum([1 async for _ in client.list_blobs(results_per_page=5000)])
+
+    listed = asyncio.run(run())
     assert listed == count
     return listed
 

@@ -10,7 +10,12 @@ credential.
 
 Fixtures: ``http_api`` and ``http_other`` (function-scoped handles; state reset before
 each test). Option ``--http-bind`` / ``HEADWATER_TEST_HTTP_BIND`` (default 127.0.0.1)
-is the loopback address the servers listen on.
+is the loopback address (an IP address) the servers listen on.
+
+``https_api`` serves the same API over TLS, from two more servers started once per
+session with certificates from a CA made for the session (tests/fix_certs.py): one
+whose certificate names ``localhost`` and the bind address, and one whose certificate
+names only ``localhost``, so reaching it by address is a host-name mismatch.
 
 The secrets the servers accept are module constants (``CLIENT_SECRET``, ``API_KEY``,
 ...), distinctive strings that tests scan logs, reprs and errors for.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import ipaddress
 import itertools
 import json
 import math
@@ -29,11 +35,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import pytest
 
+from tests.fix_certs import make_certs, make_server_cert, openssl_available
 from tests.fix_services import free_port, service_unavailable
 
 CLIENT_ID = "hw-test-client"
@@ -120,11 +128,21 @@ class ApiState:
 class HttpServer:
     """A running test server: its base URL and state."""
 
-    def __init__(self, name: str, host: str, port: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        *,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
+    ) -> None:
         self.name = name
         self.host = host
         self.port = port
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if certfile else 'http'}://{host}:{port}"
+        self.certfile = certfile
+        self.keyfile = keyfile
         self.state = ApiState()
         self.peer: HttpServer | None = None
         self._server: Any = None
@@ -149,6 +167,8 @@ class HttpServer:
             lifespan="off",
             http="h11",
             ws="none",
+            ssl_certfile=str(self.certfile) if self.certfile else None,
+            ssl_keyfile=str(self.keyfile) if self.keyfile else None,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -505,3 +525,79 @@ def http_other(http_servers: tuple[HttpServer, HttpServer], http_api: HttpServer
     other = http_servers[1]
     other.state.require_auth = False
     return other
+
+
+# --- the same API over HTTPS ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpsApi:
+    """The API over TLS, and the CAs to verify it with (or not)."""
+
+    #: Certificate for ``localhost`` and the bind address, signed by ``ca``.
+    server: HttpServer
+    #: Certificate for ``DNS:localhost`` only, signed by ``ca``; its URL uses the bind
+    #: address, which the certificate does not name.
+    localhost_only: HttpServer
+    #: The CA bundle that verifies both servers.
+    ca: Path
+    #: A CA that signed neither.
+    other_ca: Path
+
+
+def _san_of(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"DNS:localhost,DNS:{host}"
+    return f"DNS:localhost,IP:{host}"
+
+
+@pytest.fixture(scope="session")
+def https_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HttpsApi]:
+    """The two HTTPS servers and their CAs, started once per session."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        service_unavailable(f"starlette/uvicorn not installed ({exc.name})")
+    if not openssl_available():
+        service_unavailable("openssl is needed to make the test certificates")
+    host = request.config.getoption("--http-bind")
+    certs = tmp_path_factory.mktemp("https-certs")
+    make_certs(certs, san=_san_of(host))
+    cert, key = make_server_cert(certs, "localhost-only", san="DNS:localhost")
+    api = HttpsApi(
+        server=HttpServer(
+            "https",
+            host,
+            free_port(),
+            certfile=certs / "server.crt",
+            keyfile=certs / "server.key",
+        ),
+        localhost_only=HttpServer(
+            "https-localhost-only", host, free_port(), certfile=cert, keyfile=key
+        ),
+        ca=certs / "ca.crt",
+        other_ca=certs / "other.crt",
+    )
+    try:
+        api.server.start()
+        api.localhost_only.start()
+    except (RuntimeError, OSError) as exc:
+        api.server.stop()
+        api.localhost_only.stop()
+        service_unavailable(f"cannot start the test HTTPS servers: {exc}")
+    yield api
+    api.server.stop()
+    api.localhost_only.stop()
+
+
+@pytest.fixture
+def https_api(https_servers: HttpsApi) -> HttpsApi:
+    """The HTTPS servers (switches and logs reset) and their CAs."""
+    https_servers.server.reset()
+    https_servers.localhost_only.reset()
+    return https_servers

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.fix_certs import make_certs, openssl_available
 from tests.fix_services import free_port, service_unavailable
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -95,35 +96,11 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return cmd
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _make_certs(directory: Path) -> None:
-    """A CA, a server certificate for localhost/127.0.0.1 signed by it, and another CA."""
-    for ca in ("ca", "other"):
-        _openssl(
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", f"/CN=headwater test {ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
-            cwd=directory,
-        )  # fmt: skip
-    (directory / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    _openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", "server.key", "-out", "server.csr", cwd=directory,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt",
-        cwd=directory,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def pg_tls_server() -> Iterator[TLSServer]:
     """A private PostgreSQL cluster with TLS on (about 10 s to start, once per session)."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl or not shutil.which("openssl"):
+    if not initdb or not pg_ctl or not openssl_available():
         service_unavailable("initdb, pg_ctl and openssl are needed for the TLS cluster")
     if os.geteuid() == 0 and not shutil.which("runuser"):
         service_unavailable("running as root without runuser: cannot start PostgreSQL")
@@ -134,7 +111,7 @@ def pg_tls_server() -> Iterator[TLSServer]:
     certs.mkdir()
     port = free_port()
     try:
-        _make_certs(certs)
+        make_certs(certs)
         if os.geteuid() == 0:
             shutil.chown(base, "postgres", "postgres")
         subprocess.run(

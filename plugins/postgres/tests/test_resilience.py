@@ -24,9 +24,12 @@ def _fill(admin, schema, rows, width):
 
 
 def _terminate(admin, app_name) -> int:
+    # The reading backend: streaming ('active') or holding its cursor between fetches
+    # ('idle in transaction'); the pool's other connections are plain 'idle'.
     rows = admin.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE application_name = %s AND state = 'active' AND pid <> pg_backend_pid()",
+        "WHERE application_name = %s AND state IN ('active', 'idle in transaction') "
+        "AND pid <> pg_backend_pid()",
         (app_name,),
     ).fetchall()
     return len(rows)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -21,6 +27,7 @@ from tests.fix_http import (
     CLIENT_SECRET,
     REFRESH_TOKEN,
 )
+from tests.fix_services import service_unavailable
 
 SINGLE = {"s": {"path": "/single", "params": {"n": 3}, "records": "data"}}
 CURSOR = {
@@ -251,6 +258,96 @@ def test_keyring_token_cache_is_shared_between_connectors(
     assert [1, 2, 3] == read(config, "s").ids
     assert 1 == http_api.state.token_hits
     assert 1 == len(memory_keyring.store)
+
+
+#: One process of the cross-process test: reads the stream (sync or async) with DEBUG
+#: logging on stderr, so a token that reached a log would show up in what it printed.
+_KEYRING_READER = """
+import asyncio, json, logging, sys
+
+import keyring
+
+from headwater import Registry
+from headwater_rest import RestConnector, hooks
+
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+config = json.loads(open(sys.argv[1], encoding="utf-8").read())
+connector = RestConnector(config, registry=Registry(autoload=False, plugins=[hooks]))
+
+
+async def aread():
+    async with connector:
+        return [row["id"] async for batch in connector.aread("s") for row in batch.rows()]
+
+
+if sys.argv[2] == "async":
+    ids = asyncio.run(aread())
+else:
+    with connector:
+        ids = [row["id"] for batch in connector.read("s") for row in batch.rows()]
+print("BACKEND", type(keyring.get_keyring()).__module__)
+print("IDS", json.dumps(ids))
+print("FETCHES", connector.http.auth.fetches)
+"""
+
+
+@pytest.mark.keyring
+def test_keyring_token_cache_is_shared_between_processes(make_config, http_api, tmp_path):
+    """Two processes, one real Secret Service (gnome-keyring): one token fetch, no secret shown."""
+    if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
+        service_unavailable("gnome-keyring-daemon / dbus-run-session not installed")
+    config = make_config(auth=oauth(http_api, token_cache="keyring"), streams=CURSOR)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "reader.py").write_text(_KEYRING_READER)
+    python, reader = shlex.quote(sys.executable), shlex.quote(str(tmp_path / "reader.py"))
+    config_file = shlex.quote(str(tmp_path / "config.json"))
+    # One after the other: the second must find what the first stored, not race it.
+    (tmp_path / "run.sh").write_text(
+        "set -e\n"
+        "printf unlock | gnome-keyring-daemon --unlock --components=secrets >/dev/null\n"
+        f"{python} {reader} {config_file} sync >first.out 2>first.err\n"
+        f"{python} {reader} {config_file} async >second.out 2>second.err\n"
+    )
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_RUNTIME_DIR": str(tmp_path),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
+    }
+    proc = subprocess.run(
+        ["dbus-run-session", "--", "sh", "run.sh"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    outputs = {
+        name: (tmp_path / name).read_text() if (tmp_path / name).exists() else ""
+        for name in ("first.out", "first.err", "second.out", "second.err")
+    }
+    errors = outputs["first.err"] + outputs["second.err"] + proc.stderr
+    if proc.returncode != 0 and "no module named 'secretstorage'" in errors.lower():
+        service_unavailable("the secretstorage package is missing")
+    assert 0 == proc.returncode, errors[-3000:]
+    first, second = outputs["first.out"].splitlines(), outputs["second.out"].splitlines()
+    for out in (first, second):
+        assert "BACKEND keyring.backends.SecretService" in out
+        assert f"IDS {json.dumps(list(range(1, 48)))}" in out
+    assert ("FETCHES 1" in first, "FETCHES 0" in second) == (True, True)
+    assert 1 == http_api.state.token_hits
+    [token] = http_api.state.tokens
+    # Every page of both reads carried the one token the first process fetched.
+    assert {f"Bearer {token}"} == {
+        seen.headers.get("authorization") for seen in http_api.log if seen.path == "/cursor"
+    }
+    assert 10 == http_api.state.hits("/cursor")
+    # The logs were really written (DEBUG), so not finding a secret in them means something.
+    assert "fetching an OAuth2 token" in outputs["first.err"]
+    printed = [*outputs.values(), proc.stdout, proc.stderr]
+    assert [] == [s for s in (token, CLIENT_SECRET) if any(s in text for text in printed)]
 
 
 class _HeaderScheme:

@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from typing import Any
 
 import pytest
 
-from headwater import Category, CircuitOpen, ConfigError
+from headwater import Category, CircuitOpen, ConfigError, ConnectionFailed
 from headwater_rest import OriginRefused, RestConnector
 from tests.fix_http import API_KEY, BEARER, CLIENT_ID, CLIENT_SECRET
 from tests.fix_services import free_port
@@ -22,6 +23,8 @@ NEXT_OTHER = {
     "pagination": {"type": "next_url", "next_url_path": "links.next"},
 }
 LINK_OTHER = {"path": "/link", "params": {"n": 47, "other": 1}, "pagination": {"type": "link"}}
+#: Never resolves: ``.invalid`` is reserved for exactly that (RFC 6761).
+NO_SUCH_HOST = "https://headwater-no-such-host.invalid"
 
 
 def auth_variants(api) -> dict[str, dict[str, Any]]:
@@ -163,8 +166,9 @@ def check_config(make_config, **changes: Any) -> dict[str, Any]:
         ({"check_path": "/slow?delay=1"}, Category.NETWORK, None),
         ({"base_url": "closed-port"}, Category.NETWORK, "base_url"),
         ({"base_url": "tls-to-plain"}, Category.TLS, "verify"),
+        ({"base_url": NO_SUCH_HOST}, Category.NETWORK, "base_url"),
     ],
-    ids=["ok", "401", "403", "404", "429", "503", "timeout", "refused", "tls"],
+    ids=["ok", "401", "403", "404", "429", "503", "timeout", "refused", "tls", "dns"],
 )
 def test_check_maps_failures_to_categories(
     make_config, http_api, registry, mode, changes, category, field
@@ -207,6 +211,27 @@ def test_dead_api_opens_the_breaker_with_one_clear_error(read, make_config):
     assert f"127.0.0.1:{port}" in str(outcome.error)
     again = read(config, "s")
     assert isinstance(again.error, CircuitOpen)
+
+
+def test_unresolvable_host_ends_the_read_with_one_clear_error(read, make_config):
+    """A host that does not resolve: a ConnectionFailed naming it, no httpx traceback."""
+    config = make_config(
+        base_url=NO_SUCH_HOST,
+        streams={"s": {"path": "/single"}},
+        retry={"attempts": 2, "initial": 0, "maximum": 0, "jitter": 0, "timeout": 10},
+        timeouts={"connect": 2, "read": 2, "write": 2, "pool": 2},
+    )
+    outcome = read(config, "s")
+    error = outcome.error
+    assert isinstance(error, ConnectionFailed)
+    assert (Category.NETWORK, "base_url") == (error.category, error.field)
+    assert "cannot resolve headwater-no-such-host.invalid" in str(error)
+    assert "\n" not in str(error)
+    # Raised `from None`: the httpx/httpcore chain is not part of what a user sees.
+    assert (None, True) == (error.__cause__, error.__suppress_context__)
+    shown = "".join(traceback.format_exception(error))
+    assert "httpcore" not in shown
+    assert [] == outcome.batches
 
 
 def test_rate_limited_connector_still_reads_everything(read, make_config):
@@ -262,6 +287,24 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def test_cli_names_an_unresolvable_host_in_one_line():
+    """`headwater read` on a host that does not resolve: one error line naming it, exit != 0."""
+    run = _cli(
+        "read",
+        NO_SUCH_HOST + "/items",
+        "-c",
+        "retry.attempts=1",
+        "-c",
+        "timeouts.connect=2",
+    )
+    assert 0 != run.returncode
+    assert "Traceback" not in run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert 1 == len(lines), run.stderr
+    assert lines[0].startswith("error: ")
+    assert "headwater-no-such-host.invalid" in lines[0]
 
 
 def test_cli_reads_a_url_and_shows_no_secret_on_failure(http_api, secrets_in):

@@ -189,20 +189,45 @@ class IntervalBinaryDumper(adapt.Dumper):
 
 # --- JSON: the hot spot of a dict read -----------------------------------------------------
 
+try:
+    import orjson as _orjson
+except ImportError:  # a platform without orjson wheels: the stdlib path below still works
+    _orjson = None  # type: ignore[assignment,unused-ignore]
+
 # Not in typeshed: the C implementation behind json's scanner (None without _json).
 _make_scanner: Callable[[json.JSONDecoder], Callable[[str, int], tuple[Any, int]]] | None = getattr(
     json.scanner, "c_make_scanner", None
 )
 
-#: json's C scanner, called directly: ~3x faster than json.loads(bytes) on the small
-#: documents typical of jsonb columns, which dominated the cost of a dict read. It
-#: parses one value at index 0; anything it does not consume exactly (surrounding
-#: whitespace in a json column, invalid text) goes through json.loads for its checks.
+#: json's C scanner, called directly: ~1.5x faster than json.loads(bytes) on the small
+#: documents typical of jsonb columns. It parses one value at index 0; anything it does
+#: not consume exactly (surrounding whitespace in a json column, invalid text) goes
+#: through json.loads for its checks.
 _SCAN: Final = _make_scanner(json.JSONDecoder()) if _make_scanner is not None else None
+
+#: orjson turns integers outside [-2**63, 2**64) into floats, silently losing digits;
+#: json keeps them exact. Any run of 19 digits may be such an integer, so such documents
+#: take the stdlib path (a 19-digit positive integer would fit, but the check stays simple).
+_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
 
 
 def json_loads(data: adapt.Buffer) -> Any:
-    """Parse JSON text from a buffer (the fast path for server-produced JSON)."""
+    """
+    Parse JSON text from a buffer (the fast path for server-produced JSON).
+
+    orjson first (~3x the stdlib scanner on small documents); anything it refuses
+    (1e400, lone surrogates) or could get wrong (long integers) gets the stdlib's
+    result, so values are always exactly what ``json.loads`` gives.
+    """
+    if _orjson is not None and _LONG_DIGITS.search(data) is None:
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
+    return _stdlib_json_loads(data)
+
+
+def _stdlib_json_loads(data: adapt.Buffer) -> Any:
     text = str(data, "utf-8")
     if _SCAN is not None:
         try:
@@ -221,11 +246,18 @@ class JsonbBinaryLoader(adapt.Loader):
     format = Format.BINARY
 
     def load(self, data: adapt.Buffer) -> Any:
-        if data[:1] != b"\x01":
+        if not data or data[0] != 1:
             from psycopg import DataError
 
             raise DataError("unknown jsonb binary format")
-        return json_loads(memoryview(data)[1:])
+        # json_loads inlined: this runs once per jsonb value of a read.
+        text = memoryview(data)[1:]
+        if _orjson is not None and _LONG_DIGITS.search(text) is None:
+            try:
+                return _orjson.loads(text)
+            except _orjson.JSONDecodeError:
+                pass
+        return _stdlib_json_loads(text)
 
 
 class JsonLoader(adapt.Loader):

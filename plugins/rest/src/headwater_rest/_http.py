@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import socket
 import ssl
 import threading
 import time
@@ -184,14 +185,21 @@ def _allowed_entry(entry: str) -> tuple[str | None, str, int | None]:
 # --- errors ------------------------------------------------------------------------------------
 
 
-def _is_tls(exc: BaseException) -> bool:
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` or an exception in its chain is a ``kind`` (httpx wraps httpcore's)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ssl.SSLError):
+        if isinstance(current, kind):
             return True
         current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_tls(exc: BaseException) -> bool:
+    if _caused_by(exc, ssl.SSLError):
+        return True
     text = str(exc)
     return "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text
 
@@ -199,6 +207,18 @@ def _is_tls(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return redact(text[:160]) if text else type(exc).__name__
+
+
+def _host_of(exc: httpx.HTTPError) -> str:
+    """``host:port`` of the failed request (``""`` when httpx did not say)."""
+    # ``what`` names only the path, but a connection failure is about the host, which
+    # is not always base_url's: the token endpoint's, or an allowed host's.
+    try:
+        url = exc.request.url
+    except RuntimeError:  # httpx raised it outside a request
+        return ""
+    _, host, port = origin_of(url)
+    return f"{host}:{port}"
 
 
 @contextlib.contextmanager
@@ -215,19 +235,31 @@ def map_errors(what: str) -> Iterator[None]:
             httpx.WriteTimeout: "sending the request",
             httpx.PoolTimeout: "waiting for a free connection",
         }.get(type(exc), "")
+        host = _host_of(exc) if isinstance(exc, httpx.ConnectTimeout) else ""
+        if host:
+            phase += f" to {host}"
         raise ConnectionFailed(
             f"{what}: timed out {phase}".rstrip(),
             hint="the service is slow or unreachable; raise timeouts or try again later",
         ) from None
     except httpx.ConnectError as exc:
+        host = _host_of(exc)
+        to = f" to {host}" if host else ""
         if _is_tls(exc):
             raise TLSFailure(
-                f"{what}: TLS failed ({_reason(exc)})",
+                f"{what}: TLS{to} failed ({_reason(exc)})",
                 field="verify",
                 hint="check the server certificate, or give the CA bundle in verify",
             ) from None
+        if _caused_by(exc, socket.gaierror):
+            name = host.rpartition(":")[0] or "the host"
+            raise ConnectionFailed(
+                f"{what}: cannot resolve {name} ({_reason(exc)})",
+                field="base_url",
+                hint="check the host name in base_url, and DNS",
+            ) from None
         raise ConnectionFailed(
-            f"{what}: cannot connect ({_reason(exc)})",
+            f"{what}: cannot connect{to} ({_reason(exc)})",
             field="base_url",
             hint="check base_url, DNS and that the service is running",
         ) from None
@@ -338,6 +370,14 @@ class Http:
         )
         interval = config.rate_limit.interval if config.rate_limit else 0.0
         self.limiter = RateLimiter(interval) if interval > 0 else None
+        if config.verify is False:
+            # allow_insecure makes this possible, not quiet: whoever runs the job sees that
+            # a man in the middle would go unnoticed.
+            logger.warning(
+                "TLS certificates are not verified (verify: false, allow_insecure: true): "
+                "connections to %s can be intercepted",
+                origin_text(self.endpoint.origin),
+            )
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
 
