@@ -229,6 +229,29 @@ def test_cycling_cursor_is_an_error_without_repeating_records(read, make_config,
     assert list(range(1, 31)) == outcome.ids
 
 
+@pytest.mark.parametrize(
+    ("style", "misspelt"),
+    [
+        ("offset", {"offset_param": "skip"}),
+        ("page", {"page_param": "p"}),
+        ("cursor", {"cursor_param": "after"}),
+        ("header_cursor", {"cursor_param": "after"}),
+    ],
+)
+def test_api_ignoring_the_pagination_parameter_is_an_error(
+    read, make_config, http_api, style, misspelt
+):
+    """Every position answered with the first page (no total to stop at): an error, not a loop."""
+    pagination = {**STYLES[style]["pagination"], **misspelt}
+    outcome = read(make_config(streams={"s": stream(style, pagination=pagination)}), "s")
+    assert isinstance(outcome.error, PaginationError)
+    assert "same 10 records" in str(outcome.error)
+    assert next(iter(misspelt)) in (outcome.error.hint or "")
+    # The first page once, the repeat seen and not delivered, nothing fetched after it.
+    assert list(range(1, 11)) == outcome.ids
+    assert 2 == http_api.state.hits(STYLES[style]["path"])
+
+
 @pytest.mark.parametrize("style", ["cursor+has_more", "next_url", "link"])
 def test_last_page_linking_to_itself_ends_cleanly(read, make_config, http_api, style):
     """A last page pointing at itself is treated as the last page."""

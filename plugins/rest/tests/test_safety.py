@@ -277,6 +277,90 @@ def test_reprs_and_dumps_never_show_literal_secrets(http_api, secrets_in):
     assert [] == secrets_in(*shown)
 
 
+#: Credentials written as plain headers / query parameters instead of an auth scheme.
+CREDENTIAL_ENTRIES = {
+    "header": {"headers": {"X-API-Key": API_KEY, "Accept-Language": "en"}},
+    "authorization": {"headers": {"Authorization": f"Bearer {BEARER}"}},
+    "query": {"params": {"api_key": API_KEY, "lang": "en"}},
+    "stream-header": {"stream_headers": {"x-api-key": API_KEY}},
+}
+
+
+def credential_config(http_api, entries: dict[str, Any], stream: dict[str, Any]) -> dict:
+    config: dict[str, Any] = {
+        "base_url": http_api.url,
+        "retry": {"attempts": 1},
+        "streams": {"s": {**stream, "headers": entries.get("stream_headers", {})}},
+    }
+    config.update({k: v for k, v in entries.items() if k in ("headers", "params")})
+    return config
+
+
+@pytest.mark.parametrize("kind", sorted(CREDENTIAL_ENTRIES))
+def test_credential_headers_and_params_are_secrets(http_api, secrets_in, kind):
+    """A key in headers/params is masked when shown, yet sent to the API as written."""
+    entries = CREDENTIAL_ENTRIES[kind]
+    config = credential_config(http_api, entries, {"path": "/single", "records": "data"})
+    with RestConnector(config) as connector:
+        shown = [repr(connector), str(connector.config), connector.config.model_dump_json()]
+        sanitized = connector.config.sanitized()
+        assert [] == secrets_in(*shown, sanitized)
+        assert [1, 2, 3] == [r["id"] for b in connector.read("s") for r in b.rows()]
+    if kind in ("header", "query"):  # beside the key, an entry that carries no credential
+        assert "en" in json.dumps(sanitized)  # is shown as written
+    [seen] = http_api.log
+    assert seen.credentials()
+
+
+def test_credential_header_accepts_a_secret_reference(http_api, monkeypatch, secrets_in):
+    """``X-API-Key: env:NAME`` is resolved when the connector connects, shown as the reference."""
+    monkeypatch.setenv("HW_TEST_HEADER_KEY", API_KEY)
+    config = credential_config(
+        http_api, {"headers": {"X-API-Key": "env:HW_TEST_HEADER_KEY"}}, {"path": "/single"}
+    )
+    connector = RestConnector(config)
+    assert "env:HW_TEST_HEADER_KEY" == connector.config.sanitized()["headers"]["X-API-Key"]
+    with connector:
+        assert connector.check().ok
+    assert API_KEY == http_api.log[-1].headers["x-api-key"]
+
+
+@pytest.mark.parametrize("kind", sorted(CREDENTIAL_ENTRIES))
+def test_credential_headers_over_plain_http_are_refused(kind):
+    """A key in headers/params counts as a credential for the plain-http rule."""
+    config = {
+        "base_url": "http://api.example.com",
+        "streams": {
+            "s": {"path": "/x", "headers": CREDENTIAL_ENTRIES[kind].get("stream_headers", {})}
+        },
+        **{k: v for k, v in CREDENTIAL_ENTRIES[kind].items() if k in ("headers", "params")},
+    }
+    with pytest.raises(ConfigError) as info:
+        RestConnector(config)
+    assert "base_url" == info.value.field
+    # Headers that carry no credential do not trip the rule.
+    assert RestConnector({"base_url": "http://api.example.com", "headers": {"Accept": "x"}})
+
+
+@pytest.mark.parametrize("stream", [NEXT_OTHER, LINK_OTHER], ids=["next_url", "link"])
+def test_credential_headers_never_reach_an_allowed_other_host(
+    read, make_config, http_api, http_other, stream
+):
+    """Credential headers/params stay with the API when a link leads to an allowed host."""
+    config = make_config(
+        auth={"type": "none"},
+        headers={"X-API-Key": API_KEY},
+        params={"api_key": API_KEY},
+        streams={"s": stream},
+        allowed_hosts=[f"{http_other.host}:{http_other.port}"],
+    )
+    outcome = read(config, "s")
+    assert outcome.error is None
+    assert list(range(1, 48)) == outcome.ids
+    assert http_other.log
+    assert [] == [seen.credentials() for seen in http_other.log if seen.credentials()]
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HEADWATER_PLUGINS": "rest"}
     return subprocess.run(

@@ -9,12 +9,15 @@ configuration reference; every field carries a description.
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -24,13 +27,76 @@ from pydantic import (
     model_validator,
 )
 
-from headwater import ConfigError, ConnectorConfig, Secret
+from headwater import ConfigError, ConnectorConfig, CredentialResolver, Secret
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
 class _Model(BaseModel):
     model_config = _FROZEN
+
+
+# --- headers and query parameters that carry credentials ------------------------------------
+
+#: Header and parameter names that carry credentials (``Authorization``, ``X-API-Key``,
+#: ``Cookie``, ``access_token``, ``sig``, ...). Their values are secrets.
+_CREDENTIAL_NAME = re.compile(
+    r"auth|token|secret|passw|cookie|session|signature|credential|api[-_]?key"
+    r"|(?:^|[-_])key$|^sig$",
+    re.IGNORECASE,
+)
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a header or query parameter called ``name`` carries a credential."""
+    return _CREDENTIAL_NAME.search(name) is not None
+
+
+def _secrets_by_name(values: Any) -> Any:
+    """Make the values of credential-named entries `Secret` s (before validation)."""
+    if not isinstance(values, Mapping):
+        return values
+    return {
+        name: (
+            Secret.parse(value)
+            if isinstance(name, str)
+            and is_credential_name(name)
+            and (isinstance(value, str) or callable(value))
+            else value
+        )
+        for name, value in values.items()
+    }
+
+
+#: Header values; a credential-named one (see `is_credential_name`) is a `Secret`.
+Headers = Annotated[dict[str, str | Secret], BeforeValidator(_secrets_by_name)]
+#: Query parameters; a credential-named one is a `Secret`.
+Params = Annotated[dict[str, str | int | float | bool | Secret], BeforeValidator(_secrets_by_name)]
+
+_CREDENTIAL_NOTE = (
+    " Values of credential-named entries (Authorization, Cookie, names with token, key, "
+    "secret, password, auth, session, signature) are secrets: they accept secret "
+    "references, are masked when shown, and count as credentials (never over plain http "
+    "to a non-loopback host)."
+)
+
+
+def has_credentials(values: Mapping[str, Any]) -> bool:
+    """Whether a headers / params mapping holds a credential."""
+    return any(isinstance(v, Secret) for v in values.values())
+
+
+def resolve_values(
+    values: Mapping[str, Any], field: str, resolvers: Mapping[str, CredentialResolver]
+) -> dict[str, Any]:
+    """
+    ``values`` with every `Secret` resolved (and registered for redaction) — at connect
+    time, never stored back into a config. ``field`` names the mapping in errors.
+    """
+    return {
+        name: value.resolve(f"{field}.{name}", resolvers) if isinstance(value, Secret) else value
+        for name, value in values.items()
+    }
 
 
 # --- auth ----------------------------------------------------------------------------------
@@ -383,13 +449,16 @@ class StreamConfig(_Model):
         "filled from the parent record."
     )
     method: Literal["GET", "POST"] = Field(default="GET", description="HTTP method.")
-    params: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Query parameters of every request of this stream."
+    params: Params = Field(
+        default_factory=dict,
+        description="Query parameters of every request of this stream." + _CREDENTIAL_NOTE,
     )
     json_body: Any = Field(
         default=None, alias="json", description="JSON request body (for POST search endpoints)."
     )
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    headers: Headers = Field(
+        default_factory=dict, description="Extra request headers." + _CREDENTIAL_NOTE
+    )
     records: str | None = Field(
         default=None,
         description="Where the records are in the response: a dotted path (``data.items``) "
@@ -496,12 +565,14 @@ class RestConfig(ConnectorConfig):
     base_url: str = Field(
         description="Scheme, host, port and base path of the API (``https://api.example.com/v1``)."
     )
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Headers sent with every request to base_url's origin."
-    )
-    params: dict[str, str | int | float | bool] = Field(
+    headers: Headers = Field(
         default_factory=dict,
-        description="Query parameters sent with every request to base_url's origin.",
+        description="Headers sent with every request to base_url's origin." + _CREDENTIAL_NOTE,
+    )
+    params: Params = Field(
+        default_factory=dict,
+        description="Query parameters sent with every request to base_url's origin."
+        + _CREDENTIAL_NOTE,
     )
     auth: AuthConfig = Field(
         default_factory=NoAuth, description="How to authenticate (``type`` selects the scheme)."

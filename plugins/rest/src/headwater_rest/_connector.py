@@ -49,7 +49,9 @@ from headwater_rest._config import (
     PluginPagination,
     RestConfig,
     StreamConfig,
+    has_credentials,
     is_loopback,
+    resolve_values,
 )
 from headwater_rest._paginate import (
     Page,
@@ -126,7 +128,11 @@ class RestConnector(Connector[RestConfig]):
 
     def _check_plain_http(self) -> None:
         c = self.config
-        if c.auth.type == "none":
+        sent_with_every_request = (c.headers, c.params)
+        in_streams = [v for s in c.streams.values() for v in (s.headers, s.params)]
+        if c.auth.type == "none" and not any(
+            map(has_credentials, [*sent_with_every_request, *in_streams])
+        ):
             return
         if c.verify is False and not is_loopback(urlsplit(c.base_url).hostname):
             raise ConfigError(
@@ -158,7 +164,13 @@ class RestConnector(Connector[RestConfig]):
                 if self._http_obj is None:
                     from headwater_rest._http import Http
 
-                    self._http_obj = Http(self.config, self._make_auth())
+                    resolvers = self.registry.credential_resolvers()
+                    self._http_obj = Http(
+                        self.config,
+                        self._make_auth(),
+                        headers=resolve_values(self.config.headers, "headers", resolvers),
+                        params=resolve_values(self.config.params, "params", resolvers),
+                    )
         return self._http_obj
 
     def _make_auth(self) -> httpx.Auth | None:
@@ -451,6 +463,18 @@ class _StreamRun:
         self.since: Any = inc.initial if inc else None
         self.highest: Any = None
         self._last_state: State | None = None
+        # The stream's own credential headers/params, resolved once per run.
+        resolvers = connector.registry.credential_resolvers
+        self.headers: dict[str, str] = (
+            resolve_values(config.headers, f"streams.{name}.headers", resolvers())
+            if has_credentials(config.headers)
+            else {k: str(v) for k, v in config.headers.items()}
+        )
+        self.params: dict[str, Any] = (
+            resolve_values(config.params, f"streams.{name}.params", resolvers())
+            if has_credentials(config.params)
+            else dict(config.params)
+        )
         if state:
             self._resume(state)
 
@@ -481,9 +505,9 @@ class _StreamRun:
         c = self.config
         if request.url is not None:
             return RequestSpec(
-                method=c.method, url=request.url, json=c.json_body, headers=dict(c.headers)
+                method=c.method, url=request.url, json=c.json_body, headers=self.headers
             )
-        params: dict[str, Any] = dict(c.params)
+        params: dict[str, Any] = dict(self.params)
         if c.incremental is not None and self.since is not None:
             params[c.incremental.param] = self.since
         params.update(request.params)
@@ -492,7 +516,7 @@ class _StreamRun:
             path=self.path,
             params=params,
             json=c.json_body,
-            headers=dict(c.headers),
+            headers=self.headers,
         )
 
     def flow(self) -> PageFlow:

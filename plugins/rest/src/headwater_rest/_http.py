@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -43,7 +43,7 @@ from headwater import (
     redact,
 )
 from headwater_rest.__about__ import __version__
-from headwater_rest._config import RestConfig
+from headwater_rest._config import RestConfig, has_credentials
 from headwater_rest._errors import OriginRefused
 from headwater_rest._paginate import PageResponse
 
@@ -111,8 +111,25 @@ class Outgoing:
 class Endpoint:
     """The origin policy and request building (no I/O)."""
 
-    def __init__(self, config: RestConfig) -> None:
+    def __init__(
+        self,
+        config: RestConfig,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        """
+        ``headers`` and ``params`` are the config's with their secrets resolved (the
+        connector resolves them when it connects); by default the config's own, which
+        must then hold no secret.
+        """
         self.config = config
+        given_headers = config.headers if headers is None else headers
+        given_params = config.params if params is None else params
+        if has_credentials(given_headers) or has_credentials(given_params):
+            raise TypeError("Endpoint needs the resolved headers and params of this config")
+        self.headers: dict[str, str] = {k: str(v) for k, v in given_headers.items()}
+        self.params: dict[str, Any] = dict(given_params)
         self.base_url = config.base_url
         self.origin = origin_of(config.base_url)
         self._allowed = [_allowed_entry(entry) for entry in config.allowed_hosts]
@@ -132,8 +149,8 @@ class Endpoint:
             return Outgoing(
                 spec.method,
                 self.base_url + path,
-                {**self.config.params, **spec.params},
-                {**self.config.headers, **spec.headers},
+                {**self.params, **spec.params},
+                {**self.headers, **spec.headers},
                 spec.json,
                 credentials=True,
             )
@@ -149,7 +166,7 @@ class Endpoint:
                 f"refusing to follow a {origin[0] or 'relative'}: URL", field="allowed_hosts"
             )
         if origin == self.origin:
-            return Outgoing(method, url, {}, {**self.config.headers, **(headers or {})}, body, True)
+            return Outgoing(method, url, {}, {**self.headers, **(headers or {})}, body, True)
         if self.allows(origin):
             # Another origin the user trusts with our traffic, but not with our
             # credentials: no auth, none of the configured headers or params.
@@ -356,9 +373,16 @@ class Http:
         auth: the ``httpx.Auth`` from the configured scheme (``None`` for no auth).
     """
 
-    def __init__(self, config: RestConfig, auth: httpx.Auth | None) -> None:
+    def __init__(
+        self,
+        config: RestConfig,
+        auth: httpx.Auth | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         self.config = config
-        self.endpoint = Endpoint(config)
+        self.endpoint = Endpoint(config, headers=headers, params=params)
         self.auth = auth
         r = config.retry
         self.policy = RetryPolicy(

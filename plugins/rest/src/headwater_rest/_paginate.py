@@ -586,10 +586,13 @@ def page_flow(
     limits = _Limits(max_pages, max_records)
     seen: set[str] = set()
     planned_once = False
+    previous: list[dict[str, Any]] | None = None
     while True:
         response = yield strategy.request(token)
         assert response is not None, "the driver must answer a PageRequest with a PageResponse"
         records = select(response.body)
+        _refuse_repeat(strategy, token, records, previous)
+        previous = records
         nxt, broken = _advance(strategy, token, response, records, seen)
         plan = (
             strategy.plan(token, response, records)
@@ -622,6 +625,8 @@ def page_flow(
         for index, planned in enumerate(plan):
             assert response is not None, "the driver must answer a Fanout with responses"
             records = select(response.body)
+            _refuse_repeat(strategy, planned, records, previous)
+            previous = records
             last = index == len(plan) - 1
             if not last:
                 want = expected[index]
@@ -649,6 +654,40 @@ def page_flow(
             response = yield page
         assert nxt is not None
         token = nxt
+
+
+def _refuse_repeat(
+    strategy: Strategy,
+    token: Token,
+    records: list[dict[str, Any]],
+    previous: list[dict[str, Any]] | None,
+) -> None:
+    """
+    Raise `PaginationError` when a page holds exactly the records of the page before it.
+
+    Loop detection by position cannot see this: an API that ignores the offset, page or
+    cursor parameter (a misspelt ``offset_param``, say) answers every new position with
+    the first page, and an API that clamps page numbers repeats its last page forever.
+    Without a total either would never end. The comparison is a C-level list equality
+    that stops at the first differing record, so it costs next to nothing per page.
+    """
+    if not records or records != previous:
+        return
+    param = {
+        OffsetLimit: "offset_param",
+        PageNumber: "page_param",
+        CursorInBody: "cursor_param",
+        CursorInHeader: "cursor_param",
+    }.get(type(strategy))
+    raise PaginationError(
+        f"the page at {_describe(token)} holds the same {len(records)} records as the page "
+        "before it; stopping instead of repeating them",
+        hint=(
+            f"the API seems to ignore the pagination parameter: check {param}"
+            if param
+            else "the API repeats its pages; report it to the API owner"
+        ),
+    )
 
 
 def _advance(
