@@ -260,6 +260,31 @@ def test_keyring_token_cache_is_shared_between_connectors(
     assert 1 == len(memory_keyring.store)
 
 
+def test_keyring_token_cache_keeps_users_apart(read, make_config, http_api, memory_keyring):
+    """Two refresh tokens of one client: the second user never gets the first one's token."""
+
+    def auth(refresh_token: str) -> dict[str, Any]:
+        return {
+            "type": "oauth2_refresh_token",
+            "token_url": http_api.url + "/oauth/token",
+            "refresh_token": refresh_token,
+            "client_id": CLIENT_ID,
+            "token_cache": "keyring",
+        }
+
+    assert [1, 2, 3] == read(make_config(auth=auth(REFRESH_TOKEN), streams=SINGLE), "s").ids
+    assert 1 == len(memory_keyring.store)
+    # Another user's refresh token (which this server does not know) must go to the token
+    # endpoint itself, and be refused there, rather than reuse the cached access token.
+    outcome = read(make_config(auth=auth("rt-of-another-user"), streams=SINGLE), "s")
+    assert isinstance(outcome.error, AuthFailed)
+    assert [] == outcome.ids
+    assert 2 == http_api.state.hits("/oauth/token")
+    # The same user again: the cached token, no new token request.
+    assert [1, 2, 3] == read(make_config(auth=auth(REFRESH_TOKEN), streams=SINGLE), "s").ids
+    assert 2 == http_api.state.hits("/oauth/token")
+
+
 #: One process of the cross-process test: reads the stream (sync or async) with DEBUG
 #: logging on stderr, so a token that reached a log would show up in what it printed.
 _KEYRING_READER = """

@@ -178,6 +178,7 @@ class _OAuth2(httpx.Auth):
         leeway: float = 30.0,
         extra_params: Mapping[str, str] | None = None,
         cache: TokenCache | None = None,
+        subject: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.token_url = token_url
@@ -201,8 +202,19 @@ class _OAuth2(httpx.Auth):
         self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+        # Whose token it is: the same client with other grant parameters, or on behalf of
+        # another user (``subject``: which refresh token), must not share a cached token.
         self._cache_key = hashlib.sha256(
-            "\0".join([token_url, client_id or "", scope or "", audience or ""]).encode()
+            "\0".join(
+                [
+                    token_url,
+                    client_id or "",
+                    scope or "",
+                    audience or "",
+                    json.dumps(sorted(self.extra_params.items())),
+                    subject,
+                ]
+            ).encode()
         ).hexdigest()[:32]
 
     def __repr__(self) -> str:
@@ -455,9 +467,14 @@ def make_client_credentials(config: Mapping[str, Any], secret: SecretGetter) -> 
 
 def make_refresh_token(config: Mapping[str, Any], secret: SecretGetter) -> httpx.Auth:
     """``type: oauth2_refresh_token`` — token_url, refresh_token, client_id, client_secret, ..."""
-    secret("refresh_token")
+    first = secret("refresh_token")
+    source = config.get("refresh_token")
+    reference = source.reference if isinstance(source, Secret) else None
+    # The cache key must tell users apart: the reference names where this user's
+    # refresh token lives (and stays put when it rotates); a literal is hashed.
+    subject = reference or "sha256:" + hashlib.sha256(first.encode()).hexdigest()
     return RefreshToken(
-        on_rotate=rotation_saver(config.get("refresh_token")), **_oauth_common(config, secret)
+        on_rotate=rotation_saver(source), subject=subject, **_oauth_common(config, secret)
     )
 
 
