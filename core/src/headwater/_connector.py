@@ -226,7 +226,12 @@ class ConnectorConfig(BaseModel):
     Schema of the model is the connector's public configuration reference.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=False)
+    # hide_input_in_errors: a ValidationError raised by building a config directly would
+    # otherwise quote what was given, and a field's input may hold a secret (a URL with
+    # its password, a token in a header).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=False, hide_input_in_errors=True
+    )
 
     def sanitized(self) -> dict[str, Any]:
         """The config as JSON-friendly data with literal secrets masked (references kept)."""

@@ -142,6 +142,40 @@ def test_secret_reference_resolved_at_connect(monkeypatch):
     assert KEY == connector.secret("account_key")
 
 
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"account_url": "http://acct.blob.core.windows.net", "account_key": KEY}, "account_url"),
+        (
+            {"account_url": "http://storage.example.com/acct", "sas_token": "sv=1&sig=x"},
+            "account_url",
+        ),
+        (
+            {
+                "connection_string": "DefaultEndpointsProtocol=http;AccountName=acct;"
+                f"AccountKey={KEY};EndpointSuffix=core.windows.net"
+            },
+            "connection_string",
+        ),
+    ],
+    ids=["key", "sas", "connection-string"],
+)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_credentials_over_plain_http_are_refused(config, field, mode):
+    """An http:// endpoint off this machine: refused when connecting, before any request."""
+    import asyncio
+
+    async def acheck(connector):
+        async with connector:
+            return await connector.acheck()
+
+    connector = AzureBlobConnector({"container": "data", **config})
+    result = asyncio.run(acheck(connector)) if mode == "async" else connector.check()
+    assert (False, "config", field) == (result.ok, result.category, result.field)
+    assert "plain http" in result.message
+    assert KEY not in result.message
+
+
 def test_identity_without_extra_is_config_error():
     """identity without azure-identity installed is a config error with an install hint."""
     try:

@@ -6,6 +6,7 @@ import logging
 from urllib.parse import urlsplit
 
 import pytest
+from plugins.postgres.tests.pg_helpers import rows_of
 from tests.fix_services import free_port
 
 from headwater import Category, HeadwaterError
@@ -39,6 +40,15 @@ def test_check_ok(pg):
     result = pg.check()
     assert (True, None) == (result.ok, result.category)
     assert "PostgreSQL" in result.message
+
+
+def test_url_query_settings_reach_the_server(pg_dsn, app_name):
+    """An application_name in the URL's query is the one the session gets (not the default)."""
+    sep = "&" if "?" in pg_dsn else "?"
+    url = f"{pg_dsn}{sep}application_name={app_name}-url"
+    with PostgresConnector({"url": url}) as connector:
+        [row] = rows_of(connector.read("SELECT current_setting('application_name') AS name"))
+        assert f"{app_name}-url" == row["name"]
 
 
 async def test_acheck_ok(apg):

@@ -53,6 +53,25 @@ def test_conflicting_tls_settings_refused():
     assert "verify-full" == same.connect_kwargs()["sslmode"]
 
 
+def test_validation_errors_never_quote_the_password():
+    """Building the config directly: pydantic's error does not echo the URL it was given."""
+    with pytest.raises(ValidationError) as info:
+        PostgresConfig(url="postgresql://u:hunter2-pw@h/db?password=zz2-pw")
+    assert "password" in str(info.value)
+    assert [] == [s for s in ("hunter2-pw", "zz2-pw") if s in str(info.value)]
+
+
+def test_url_query_settings_are_kept():
+    """Settings the URL's query gives are not replaced by this config's defaults."""
+    url = "postgresql://u@db/d?connect_timeout=3&application_name=etl&keepalives=0"
+    kwargs = PostgresConfig(url=url).connect_kwargs()
+    assert [] == [k for k in ("connect_timeout", "application_name", "keepalives") if k in kwargs]
+    # The same setting given in both places must agree.
+    with pytest.raises(ValidationError, match="connect_timeout"):
+        PostgresConfig(url=url, connect_timeout=10)
+    assert 3 == PostgresConfig(url=url, connect_timeout=3).connect_kwargs()["connect_timeout"]
+
+
 def test_connect_kwargs():
     """Parameters become libpq keywords: timeouts, keepalives, application_name, options."""
     config = PostgresConfig(

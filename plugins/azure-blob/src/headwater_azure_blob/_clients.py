@@ -8,10 +8,12 @@ importing the connector costs nothing.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import random
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from headwater import ConfigError, get_logger, register_secret
 from headwater_azure_blob._config import AzureBlobConfig
@@ -93,8 +95,11 @@ def build_sync_service(config: AzureBlobConfig, secret: Callable[[str], str]) ->
     if config.connection_string is not None:
         value = _connection_string(secret)
         with _malformed_connection_string():
-            return BlobServiceClient.from_connection_string(value, **options)
+            service = BlobServiceClient.from_connection_string(value, **options)
+        refuse_plain_http(service.url, config)
+        return service
     endpoint, credential = _endpoint_credential(config, secret, aio=False)
+    refuse_plain_http(endpoint, config)
     return BlobServiceClient(endpoint, credential=credential, **options)
 
 
@@ -109,10 +114,45 @@ def build_async_service(
     if config.connection_string is not None:
         value = _connection_string(secret)
         with _malformed_connection_string():
-            return AsyncBlobServiceClient.from_connection_string(value, **options), None
+            service = AsyncBlobServiceClient.from_connection_string(value, **options)
+        # Checked before any request: the aio client opens its session on first use, so
+        # a refused client holds nothing to close.
+        refuse_plain_http(service.url, config)
+        return service, None
     endpoint, credential = _endpoint_credential(config, secret, aio=True)
+    refuse_plain_http(endpoint, config)
     closeable = credential if config.identity is not None else None
     return AsyncBlobServiceClient(endpoint, credential=credential, **options), closeable
+
+
+def refuse_plain_http(endpoint: str, config: AzureBlobConfig) -> None:
+    """
+    Refuse an ``http://`` endpoint that is not on this machine: an account key signs
+    requests but a SAS token (and the data) would cross the network in the clear.
+    Loopback stays allowed, for Azurite.
+    """
+    parts = urlsplit(endpoint)
+    if parts.scheme.lower() != "http" or _is_loopback(parts.hostname or ""):
+        return
+    if config.identity is not None:
+        field = "identity"
+    else:
+        field = "connection_string" if config.connection_string is not None else "account_url"
+    raise ConfigError(
+        f"refusing to send credentials over plain http to {parts.hostname}",
+        field=field,
+        hint="use https (plain http is allowed only to localhost / 127.0.0.1, for Azurite)",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _connection_string(secret: Callable[[str], str]) -> str:

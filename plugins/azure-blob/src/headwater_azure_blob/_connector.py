@@ -434,7 +434,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         with self._errors(context):
             props = await blob.get_blob_properties()
         plan = self._fetch_plan(item, props)
-        with atomic_file(target) as handle:
+        async with _atomic_file_off_the_loop(target) as handle:
             # The writer thread takes the disk writes and the MD5 off the event loop.
             sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
             try:
@@ -1211,3 +1211,23 @@ async def _close_when_cancelled(service: Any, credential: Any) -> None:
         await service.close()
         if credential is not None:
             await credential.close()
+
+
+@contextlib.asynccontextmanager
+async def _atomic_file_off_the_loop(target: Path) -> AsyncIterator[IO[bytes]]:
+    """
+    `atomic_file` for async code: the fsync and rename of a completed download (which
+    can take a while for a large file) run in a worker thread, not on the event loop.
+
+    On failure the temporary file is removed right here, without awaiting anything, so
+    even a cancelled task leaves no partial file behind.
+    """
+    manager = atomic_file(target)
+    handle = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield handle
+    except BaseException as exc:
+        if not manager.__exit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await asyncio.to_thread(manager.__exit__, None, None, None)

@@ -36,7 +36,16 @@ TLS_FIELDS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
 
 #: Query parameters a URL may carry that the config also has as fields; both given and
 #: different is an error, so a URL's ``sslmode=verify-full`` is never silently weakened.
-_URL_PARAM_FIELDS = (*TLS_FIELDS, "connect_timeout", "application_name", "options")
+#: Connection settings that also have a default here: a URL's query may set them instead.
+_DEFAULTED_URL_PARAMS = (
+    "connect_timeout",
+    "application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+)
+_URL_PARAM_FIELDS = (*TLS_FIELDS, *_DEFAULTED_URL_PARAMS, "options")
 
 DEFAULT_APPLICATION_NAME = f"headwater-postgres/{__version__}"
 
@@ -201,14 +210,13 @@ class PostgresConfig(ConnectorConfig):
             if "password" in query:
                 raise ValueError("put the password in `password`, not in the URL query")
             for name in _URL_PARAM_FIELDS:
+                if name in _DEFAULTED_URL_PARAMS and name not in self.model_fields_set:
+                    continue  # a default: the URL's value stands (see connect_kwargs)
                 mine = getattr(self, name)
-                if name == "application_name" and mine == DEFAULT_APPLICATION_NAME:
-                    continue
-                if name == "connect_timeout" and mine == 10:
-                    continue
-                if mine is not None and name in query and str(mine) != query[name]:
+                shown = int(mine) if isinstance(mine, bool) else mine
+                if mine is not None and name in query and str(shown) != query[name]:
                     raise ValueError(
-                        f"the URL says {name}={query[name]} but the config says {name}={mine}"
+                        f"the URL says {name}={query[name]} but the config says {name}={shown}"
                     )
         return self
 
@@ -242,13 +250,21 @@ class PostgresConfig(ConnectorConfig):
             value = getattr(self, name)
             if value is not None:
                 kwargs[name] = str(value)
-        kwargs["connect_timeout"] = self.connect_timeout
-        kwargs["application_name"] = self.application_name
-        kwargs["keepalives"] = int(self.keepalives)
+        defaulted: dict[str, Any] = {
+            "connect_timeout": self.connect_timeout,
+            "application_name": self.application_name,
+            "keepalives": int(self.keepalives),
+        }
         if self.keepalives:
-            kwargs["keepalives_idle"] = self.keepalives_idle
-            kwargs["keepalives_interval"] = self.keepalives_interval
-            kwargs["keepalives_count"] = self.keepalives_count
+            defaulted["keepalives_idle"] = self.keepalives_idle
+            defaulted["keepalives_interval"] = self.keepalives_interval
+            defaulted["keepalives_count"] = self.keepalives_count
+        # A URL that sets one of these keeps its value unless the config sets it too
+        # (keywords win over the conninfo in libpq, so a default must not be sent).
+        in_url = dict(parse_qsl(urlsplit(self.url).query)) if self.url is not None else {}
+        for name, value in defaulted.items():
+            if name not in in_url or name in self.model_fields_set:
+                kwargs[name] = value
         options = [self.options] if self.options else []
         if self.url is not None and "options" in dict(parse_qsl(urlsplit(self.url).query)):
             options = [dict(parse_qsl(urlsplit(self.url).query))["options"]]

@@ -1,10 +1,11 @@
 """
 The ``postgres`` connector: tables and queries in PostgreSQL, through psycopg 3.
 
-* Reads stream through one binary ``COPY (SELECT ... ORDER BY key) TO STDOUT`` per read
-  (measured fastest of the psycopg ways, see the README), cut into batches by rows and
-  estimated bytes; each batch carries the key of its last row, so a resumed read adds
-  ``WHERE (key) > (last)`` and yields exactly the rest (keyset pagination, not OFFSET).
+* Reads run one ``SELECT ... ORDER BY key`` per read through a binary server-side
+  cursor (measured fastest of the psycopg ways, see the README), fetched in batches
+  sized by rows and estimated bytes; each batch carries the key of its last row, so a
+  resumed read adds ``WHERE (key) > (last)`` and yields exactly the rest (keyset
+  pagination, not OFFSET).
 * Writes are one binary ``COPY ... FROM STDIN`` inside one transaction per ``write``
   call: a failure leaves the table as it was. ``upsert_on`` stages the rows in a
   temporary table and merges them with ``INSERT ... ON CONFLICT``.

@@ -2,9 +2,10 @@
 Read plans: what one ``read`` sends and how it cuts batches and states (pure logic).
 
 A plan is built from the catalog's description of a table (or of a query's result) and
-the caller's options; the sync and async drivers then only run ``plan.copy`` and feed
-the rows to `BatchCutter`. Keeping this apart from I/O is what lets the two twins
-share every rule about keys, states and batch sizes.
+the caller's options; the sync and async drivers then only run ``plan.select`` (through
+a binary server-side cursor) and feed the fetched rows to `BatchCutter`. Keeping this
+apart from I/O is what lets the two twins share every rule about keys, states and batch
+sizes.
 
 State format (JSON)::
 
@@ -27,7 +28,7 @@ from psycopg import sql
 
 from headwater import Batch, ConfigError, State
 from headwater_postgres._sql import Column, Relation, key_condition, order_by, select_list
-from headwater_postgres._values import load_oid, to_state_value
+from headwater_postgres._values import to_state_value
 
 #: Read options `read` accepts besides state and batch_size.
 READ_OPTIONS = frozenset({"columns", "cursor_field", "key", "format", "batch_bytes"})
@@ -40,19 +41,12 @@ class ReadPlan:
     stream: str
     #: ``SELECT ...`` with every value inlined as a quoted literal.
     select: sql.Composed
-    #: Type OIDs to load the columns with (binary COPY has no type information).
-    load_oids: tuple[int, ...]
     names: tuple[str, ...]
     #: Positions of the key columns in a row; empty when the read cannot resume.
     key_positions: tuple[int, ...]
     key_names: tuple[str, ...]
     rows_per_batch: int
     rows_before: int
-
-    @property
-    def copy(self) -> sql.Composed:
-        """The binary ``COPY (SELECT ...) TO STDOUT`` that streams the rows."""
-        return sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(self.select)
 
     @property
     def resumable(self) -> bool:
@@ -190,7 +184,6 @@ def build_plan(
     return ReadPlan(
         stream=stream,
         select=query_sql,
-        load_oids=tuple(load_oid(c.type_oid, c.base_oid)[0] for c in chosen),
         names=names,
         key_positions=positions,
         key_names=tuple(k.name for k in keys),
