@@ -109,6 +109,29 @@ def setup_write(quick: bool) -> dict[str, Any]:
     }
 
 
+LIST_SCHEMA = "headwater_bench_list"
+
+
+def setup_list(quick: bool) -> dict[str, Any]:
+    """A schema of many small tables (5,000; 50 with --quick), each with a primary key."""
+    count = 50 if quick else 5_000
+    with _admin() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {LIST_SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {LIST_SCHEMA}")
+        conn.execute(
+            f"DO $$ BEGIN FOR i IN 1..{count} LOOP EXECUTE format("
+            f"'CREATE TABLE %I.%I (id bigint PRIMARY KEY, v text)', '{LIST_SCHEMA}', 't' || i); "
+            "END LOOP; END $$"
+        )
+        conn.execute(f"ANALYZE {LIST_SCHEMA}.t1")
+    return {"dsn": DSN, "count": count}
+
+
+def teardown_list(**_: Any) -> None:
+    with _admin() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {LIST_SCHEMA} CASCADE")
+
+
 def teardown(**_: Any) -> None:
     with _admin() as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
@@ -266,6 +289,44 @@ def headwater_arrow(dsn: str, table: str, **_: Any) -> int:
     return count
 
 
+# --- list ------------------------------------------------------------------------------------
+
+#: What a catalog browser asks for, in one query: every relation with kind, row estimate
+#: and total size (pg_total_relation_size is most of the cost, on either side).
+_RAW_LIST = """
+SELECT n.nspname, c.relname, c.relkind, c.reltuples::bigint,
+       CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_total_relation_size(c.oid) END
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+ORDER BY 1, 2
+"""
+
+
+@imports("psycopg")
+def psycopg_catalog_list(dsn: str, count: int, **_: Any) -> int:
+    """One catalog query over every relation: the least a lister can do."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(_RAW_LIST).fetchall()
+    listed = sum(1 for row in rows if row[0] == LIST_SCHEMA)
+    assert listed == count
+    return listed
+
+
+@imports(*_HEADWATER)
+def headwater_list(dsn: str, count: int, **_: Any) -> int:
+    """headwater-postgres list(): the schemas, then every relation with kind, rows and size."""
+    from headwater_postgres import PostgresConnector
+
+    with PostgresConnector({"url": dsn}) as connector:
+        items = list(connector.list())
+    listed = sum(1 for item in items if item.name.startswith(f"{LIST_SCHEMA}."))
+    assert listed == count
+    return listed
+
+
 # --- memory ----------------------------------------------------------------------------------
 
 
@@ -399,6 +460,20 @@ def scenarios(quick: bool) -> list[Scenario]:
             repeat=repeat,
         ),
     ]
+    found.append(
+        Scenario(
+            name=f"postgres list: {'50' if quick else '5,000'} tables",
+            cases=[
+                Case("psycopg one catalog query", f"{_HERE}:psycopg_catalog_list"),
+                Case("headwater list()", f"{_HERE}:headwater_list"),
+            ],
+            baseline="psycopg one catalog query",
+            setup=f"{_HERE}:setup_list",
+            teardown=f"{_HERE}:teardown_list",
+            unit="tables",
+            repeat=repeat,
+        )
+    )
     small, big = ("1k", "3k") if quick else ("1M", "5M")
     found.append(
         Scenario(

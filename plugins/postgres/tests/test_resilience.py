@@ -37,7 +37,7 @@ def _terminate(admin, app_name) -> int:
 
 def test_terminated_backend_is_retryable_and_resume_is_exact(pg, pg_admin, pg_schema, app_name):
     """pg_terminate_backend mid-read: a retryable error; resuming yields exactly the rest."""
-    # ~30 MB: far more than socket buffers hold, so the read is still streaming when killed.
+    # Many batches of ~320 KB: the read is still fetching when its backend is killed.
     table = _fill(pg_admin, pg_schema, 100_000, 320)
     seen: list[int] = []
     states = []
@@ -58,6 +58,35 @@ def test_terminated_backend_is_retryable_and_resume_is_exact(pg, pg_admin, pg_sc
     assert state is not None
     rest = [r["id"] for r in rows_of(pg.read(table, state, batch_size=10_000))]
     assert list(range(1, 100_001)) == seen + rest
+
+
+def test_slow_consumer_past_idle_transaction_timeout_is_retryable(
+    pg_dsn, pg_admin, pg_schema, app_name
+):
+    """A pause between batches beyond idle_in_transaction_session_timeout: retry resumes."""
+    table = _fill(pg_admin, pg_schema, 3_000, 64)
+    config = {
+        "url": pg_dsn,
+        "application_name": app_name,
+        "options": "-c idle_in_transaction_session_timeout=200",
+    }
+    seen: list[int] = []
+    states = []
+
+    def consume(connector):
+        for batch in connector.read(table, batch_size=1_000):
+            seen.extend(r["id"] for r in batch.records)
+            states.append(batch.state)
+            time.sleep(0.6)  # the consumer is busy; the server gives up on the session
+
+    with PostgresConnector(config) as connector:
+        with pytest.raises(HeadwaterError) as info:
+            consume(connector)
+        assert info.value.retryable
+        assert "idle_in_transaction_session_timeout" in info.value.message
+        rest = [r["id"] for r in rows_of(connector.read(table, states[-1]))]
+    assert list(range(1, 3_001)) == seen + rest
+    assert seen
 
 
 async def test_async_terminated_backend(apg, pg_admin, pg_schema, app_name):

@@ -115,6 +115,9 @@ _RETRYABLE_STATES: Final = {
     "40P01": "deadlock detected",
     "53300": "too many connections",
     "55P03": "lock not available",
+    # A read holds its cursor in a transaction; a consumer that pauses between batches
+    # longer than the server's idle_in_transaction_session_timeout loses the session.
+    "25P03": "the server ended the read's idle transaction (idle_in_transaction_session_timeout)",
 }
 
 

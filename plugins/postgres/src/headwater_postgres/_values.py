@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+import orjson as _orjson
 from psycopg import adapt, postgres
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
@@ -189,10 +190,6 @@ class IntervalBinaryDumper(adapt.Dumper):
 
 # --- JSON: the hot spot of a dict read -----------------------------------------------------
 
-try:
-    import orjson as _orjson
-except ImportError:  # a platform without orjson wheels: the stdlib path below still works
-    _orjson = None  # type: ignore[assignment,unused-ignore]
 
 # Not in typeshed: the C implementation behind json's scanner (None without _json).
 _make_scanner: Callable[[json.JSONDecoder], Callable[[str, int], tuple[Any, int]]] | None = getattr(
@@ -219,7 +216,7 @@ def json_loads(data: adapt.Buffer) -> Any:
     (1e400, lone surrogates) or could get wrong (long integers) gets the stdlib's
     result, so values are always exactly what ``json.loads`` gives.
     """
-    if _orjson is not None and _LONG_DIGITS.search(data) is None:
+    if _LONG_DIGITS.search(data) is None:
         try:
             return _orjson.loads(data)
         except _orjson.JSONDecodeError:
@@ -252,7 +249,7 @@ class JsonbBinaryLoader(adapt.Loader):
             raise DataError("unknown jsonb binary format")
         # json_loads inlined: this runs once per jsonb value of a read.
         text = memoryview(data)[1:]
-        if _orjson is not None and _LONG_DIGITS.search(text) is None:
+        if _LONG_DIGITS.search(text) is None:
             try:
                 return _orjson.loads(text)
             except _orjson.JSONDecodeError:
