@@ -5,7 +5,8 @@ Throwaway certificates for TLS tests, made with the ``openssl`` command line too
 signed (``server.crt``/``server.key``, for ``localhost`` and ``127.0.0.1`` by default)
 and a second, unrelated CA (``other.crt``/``other.key``). ``make_server_cert`` signs
 more server certificates with ``ca``, for other names (a certificate naming only
-``DNS:localhost``, to test host-name checks).
+``DNS:localhost``, to test host-name checks); ``make_client_cert`` signs client
+certificates (``CN`` = a PostgreSQL role, for ``cert`` authentication).
 
 The extensions are written out (key usage, key identifiers), because strict
 verification (``VERIFY_X509_STRICT``, on by default since Python 3.13) refuses
@@ -68,6 +69,28 @@ def make_server_cert(
         "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt",
         cwd=directory,
     )  # fmt: skip
+    return directory / f"{name}.crt", directory / f"{name}.key"
+
+
+def make_client_cert(directory: Path, name: str, *, cn: str, ca: str = "ca") -> tuple[Path, Path]:
+    """``<name>.crt`` and ``<name>.key`` (mode 0600): a client certificate for ``CN=<cn>``."""
+    (directory / f"{name}.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=clientAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid\n"
+    )
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+        "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt",
+        cwd=directory,
+    )  # fmt: skip
+    (directory / f"{name}.key").chmod(0o600)  # libpq refuses a key others can read
     return directory / f"{name}.crt", directory / f"{name}.key"
 
 

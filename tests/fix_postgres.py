@@ -6,7 +6,8 @@ PostgreSQL for tests: the project's server, per-test schemas, and a throwaway TL
 * ``pg_schema`` creates a fresh schema for one test and drops it afterwards.
 * ``pg_tls_server`` starts a private cluster (``initdb`` / ``pg_ctl``, as the
   ``postgres`` user when running as root) with ``ssl=on`` and a certificate signed by a
-  CA generated for the session, for ``verify-full`` tests.
+  CA generated for the session, for ``verify-full`` tests; ``cert_user`` logs in only
+  with the client certificate ``client_cert`` / ``client_key`` signed by that CA.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.fix_certs import make_certs, openssl_available
+from tests.fix_certs import make_certs, make_client_cert, openssl_available
 from tests.fix_services import free_port, service_unavailable
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -88,6 +89,18 @@ class TLSServer:
     #: A role that must log in with a password (scram-sha-256); every other role is trusted.
     password_user: str = "hw_password_user"
     password: str = dataclasses.field(default_factory=lambda: f"pw-{uuid.uuid4().hex}", repr=False)
+    #: A role that must log in with a client certificate (``cert``), signed by ``ca``.
+    cert_user: str = "hw_cert_user"
+
+    @property
+    def client_cert(self) -> Path:
+        """The certificate of ``cert_user`` (``sslcert``); its key is `client_key`."""
+        return self.ca.parent / "client.crt"
+
+    @property
+    def client_key(self) -> Path:
+        """The private key of `client_cert` (``sslkey``)."""
+        return self.ca.parent / "client.key"
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -112,6 +125,7 @@ def pg_tls_server() -> Iterator[TLSServer]:
     port = free_port()
     try:
         make_certs(certs)
+        make_client_cert(certs, "client", cn=TLSServer.cert_user)
         if os.geteuid() == 0:
             shutil.chown(base, "postgres", "postgres")
         subprocess.run(
@@ -127,10 +141,13 @@ def pg_tls_server() -> Iterator[TLSServer]:
                 shutil.chown(data / name, "postgres", "postgres")
         with (data / "postgresql.conf").open("a") as conf:
             conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+            # Client certificates are checked against the CA (only cert_user needs one).
+            conf.write("ssl_ca_file = 'ca.crt'\n")
         # Only TLS connections may log in, so a plain connection cannot pass by accident.
         (data / "pg_hba.conf").write_text(
             "local all all trust\n"
             f"hostssl all {TLSServer.password_user} 127.0.0.1/32 scram-sha-256\n"
+            f"hostssl all {TLSServer.cert_user} 127.0.0.1/32 cert\n"
             "hostssl all all 127.0.0.1/32 trust\n"
         )
         options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -158,6 +175,7 @@ def pg_tls_server() -> Iterator[TLSServer]:
                     sql.Identifier(server.password_user), sql.Literal(server.password)
                 )
             )
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(server.cert_user)))
         yield server
     finally:
         subprocess.run(

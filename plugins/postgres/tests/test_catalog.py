@@ -99,6 +99,21 @@ def test_hostile_names_are_missing_names(pg, pg_admin, pg_schema):
     assert 0 == pg_admin.execute(f'SELECT count(*) FROM "{pg_schema}".y').fetchone()[0]
 
 
+async def test_async_hostile_names_are_missing_names(apg, pg_admin, pg_schema):
+    """An injection-shaped name is missing in aread, alist, ametadata and awrite; y survives."""
+    pg_admin.execute(f'CREATE TABLE "{pg_schema}".y (id int)')
+    for name in (HOSTILE, f"{pg_schema}.{HOSTILE}", f'{pg_schema}."y"; DROP TABLE y; --'):
+        with pytest.raises(NotFound):
+            await arows_of(apg.aread(name))
+        with pytest.raises(NotFound):
+            [i async for i in apg.alist(name)]
+        with pytest.raises(NotFound):
+            await apg.ametadata(name)
+        with pytest.raises(NotFound):
+            await apg.awrite(name, [[{"id": 1}]])
+    assert 0 == pg_admin.execute(f'SELECT count(*) FROM "{pg_schema}".y').fetchone()[0]
+
+
 def test_hostile_name_created_literally(pg, pg_admin, pg_schema):
     """With a schema, a hostile name becomes a table literally named so, and reads back."""
     pg_admin.execute(f'CREATE TABLE "{pg_schema}".y (id int)')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from urllib.parse import urlsplit
 
 import pytest
@@ -77,6 +78,26 @@ def test_check_refused_port(pg_dsn):
     """A closed port is a network failure on field port."""
     result = _check(_params(pg_dsn, port=free_port()))
     assert (False, Category.NETWORK, "port") == (result.ok, result.category, result.field)
+    assert "\n" not in result.message
+
+
+def test_check_connect_timeout_is_network(pg_dsn):
+    """A server that accepts TCP but never answers times out as network on field host."""
+    # A local listener that never accepts: the TCP handshake completes (the kernel's
+    # backlog) and libpq waits for a reply until connect_timeout. TEST-NET addresses are
+    # no use here: sandboxes route them to a gateway or a proxy that answers at once.
+    secret = "hw-timeout-secret-771"
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        result = _check(
+            _params(pg_dsn, host="127.0.0.1", port=port, password=secret, connect_timeout=2)
+        )
+    assert (False, Category.NETWORK, "host") == (result.ok, result.category, result.field)
+    assert "timeout" in result.message
+    assert "\n" not in result.message
+    assert secret not in result.message
 
 
 async def test_acheck_failure_matches_sync(pg_dsn):
@@ -130,6 +151,7 @@ def test_verify_full_wrong_ca_is_tls(pg_tls_server):
         )
     )
     assert (False, Category.TLS) == (result.ok, result.category)
+    assert "\n" not in result.message
 
 
 def test_verify_full_wrong_host_is_tls(pg_tls_server):
@@ -170,6 +192,24 @@ async def test_async_verify_full(pg_tls_server):
         )
     )
     assert (True, False, Category.TLS) == (good.ok, bad.ok, bad.category)
+
+
+def test_client_certificate_logs_in_as_cert_user(pg_tls_server):
+    """sslcert/sslkey log in a cert-authenticated role; without them: tls, field sslcert."""
+    server = pg_tls_server
+    config = _tls(
+        server,
+        host=server.cert_host,
+        user=server.cert_user,
+        sslmode="verify-full",
+        sslrootcert=str(server.ca),
+    )
+    good = _check({**config, "sslcert": str(server.client_cert), "sslkey": str(server.client_key)})
+    assert (True, None) == (good.ok, good.category)
+    assert good.message.endswith(f" as {server.cert_user}")
+    bad = _check(config)
+    assert (False, Category.TLS, "sslcert") == (bad.ok, bad.category, bad.field)
+    assert "\n" not in bad.message
 
 
 def test_url_sslmode_never_weakened(pg_tls_server):

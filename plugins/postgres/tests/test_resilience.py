@@ -178,3 +178,44 @@ async def test_pool_under_async_load(pg_dsn, pg_admin, pg_schema, app_name):
     assert [3_000] * 100 == [len(r) for r in results]
     assert 1 <= watcher.most <= 5
     assert stats["requests_num"] >= 100
+
+
+def test_pool_options_reach_the_pool(pg_dsn, app_name):
+    """pool_max_idle / pool_max_lifetime configure the psycopg_pool pool; stats are exposed."""
+    config = {
+        "url": pg_dsn,
+        "application_name": app_name,
+        "pool_max_size": 3,
+        "pool_max_idle": 42.5,
+        "pool_max_lifetime": 321.0,
+    }
+    with PostgresConnector(config) as connector:
+        assert {} == connector.pool_stats()
+        assert [{"one": 1}] == rows_of(connector.read("SELECT 1 AS one"))
+        pool = connector._pool
+        stats = connector.pool_stats()
+    assert (42.5, 321.0, 3) == (pool.max_idle, pool.max_lifetime, pool.max_size)
+    assert ["sync"] == list(stats)
+    assert 3 == stats["sync"]["pool_max"]
+    assert stats["sync"]["requests_num"] >= 1
+    assert stats["sync"]["connections_num"] >= 1
+
+
+async def test_async_pool_options_reach_the_pool(pg_dsn, app_name):
+    """The async pool gets the same max_idle / max_lifetime, and its stats are exposed."""
+    config = {
+        "url": pg_dsn,
+        "application_name": app_name,
+        "pool_max_idle": 17.0,
+        "pool_max_lifetime": 99.0,
+    }
+    connector = PostgresConnector(config)
+    try:
+        assert [{"one": 1}] == await arows_of(connector.aread("SELECT 1 AS one"))
+        pool = connector._apool
+        stats = connector.pool_stats()
+    finally:
+        await connector.aclose()
+    assert (17.0, 99.0) == (pool.max_idle, pool.max_lifetime)
+    assert ["async"] == list(stats)
+    assert stats["async"]["requests_num"] >= 1

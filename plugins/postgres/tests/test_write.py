@@ -168,6 +168,36 @@ def test_upsert_on_key(pg, pg_admin, pg_schema):
     ).fetchall()
 
 
+async def test_async_upsert_equals_sync(pg, apg, pg_admin, pg_schema):
+    """awrite with upsert_on=[...] updates existing keys and inserts new ones, like write."""
+    for name in ("s", "a"):
+        pg_admin.execute(
+            f'CREATE TABLE "{pg_schema}".{name} (a int, b text, v text, keep text, PRIMARY KEY (a, b))'
+        )
+        pg_admin.execute(
+            f"INSERT INTO \"{pg_schema}\".{name} VALUES (1, 'x', 'old', 'k1'), (2, 'x', 'old', 'k2')"
+        )
+    first = [{"a": 2, "b": "x", "v": "new"}, {"a": 2, "b": "y", "v": "first"}]
+    second = [{"a": 2, "b": "y", "v": "second"}]
+
+    async def batches():
+        yield first
+        yield second
+
+    synced = pg.write(f"{pg_schema}.s", [first, second], upsert_on=["a", "b"])
+    awaited = await apg.awrite(f"{pg_schema}.a", batches(), upsert_on=["a", "b"])
+    assert (3, 3) == (synced.records, awaited.records)
+    expected = [(1, "x", "old", "k1"), (2, "x", "new", "k2"), (2, "y", "second", None)]
+
+    def contents(name):
+        return pg_admin.execute(
+            f'SELECT a, b, v, keep FROM "{pg_schema}".{name} ORDER BY a, b'
+        ).fetchall()
+
+    assert expected == contents("a")
+    assert contents("s") == contents("a")
+
+
 def test_replace_mode(pg, pg_admin, pg_schema):
     """mode='replace' empties the table in the same transaction."""
     pg_admin.execute(f'CREATE TABLE "{pg_schema}".t (id int PRIMARY KEY)')

@@ -73,6 +73,13 @@ _CONNECT_RULES: Final[list[tuple[re.Pattern[str], type[ConnectorError], str | No
         "the server does not let this user connect from here (pg_hba.conf / CONNECT)",
     ),
     (
+        # The server wants a client certificate (pg_hba ``cert``) and got none it accepts.
+        re.compile(r"requires a valid client certificate|certificate authentication failed", re.I),
+        TLSFailure,
+        "sslcert",
+        "give sslcert and sslkey: a client certificate signed by a CA the server trusts",
+    ),
+    (
         re.compile(r"certificate|SSL|TLS|sslmode|sslrootcert|handshake", re.I),
         TLSFailure,
         "sslmode",
