@@ -5,12 +5,15 @@ Two servers run for the whole session, each in a daemon thread on its own epheme
 port: ``api`` (the API under test, with a token endpoint, every pagination style and
 fault switches) and ``other`` (another origin: a different port is a different origin,
 used for next links and redirects that leave the API). Each keeps a log of the requests
-it received, headers included, so a test can assert that ``other`` never saw a
-credential.
+it received, headers and body included, with the time each arrived, so a test can
+assert that ``other`` never saw a credential, or how far apart two requests came.
 
 Fixtures: ``http_api`` and ``http_other`` (function-scoped handles; state reset before
 each test). Option ``--http-bind`` / ``HEADWATER_TEST_HTTP_BIND`` (default 127.0.0.1)
 is the loopback address (an IP address) the servers listen on.
+
+``http_proxy`` is a forwarding HTTP proxy on loopback (absolute-form requests, logged,
+then sent on), for tests of the proxy environment variables.
 
 ``https_api`` serves the same API over TLS, from two more servers started once per
 session with certificates from a CA made for the session (tests/fix_certs.py): one
@@ -26,18 +29,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import http.client
+import http.server
 import ipaddress
 import itertools
 import json
 import math
 import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
@@ -77,12 +83,15 @@ class Seen:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    body: bytes = b""
+    #: When it arrived (``time.monotonic()``, before the body was read).
+    at: float = 0.0
 
     def credentials(self) -> list[str]:
         """Every credential-looking thing in the request (for 'never sent there' checks)."""
         found = [h for h in ("authorization", "x-api-key", "cookie") if h in self.headers]
         found += [q for q in ("api_key", "access_token", "token") if q in self.query]
-        text = json.dumps([self.headers, self.query])
+        text = json.dumps([self.headers, self.query, self.body.decode(errors="replace")])
         found += [s for s in SECRETS if s in text]
         return found
 
@@ -107,6 +116,9 @@ class ApiState:
     tokens: dict[str, float] = dataclasses.field(default_factory=dict)
     revoked: set[str] = dataclasses.field(default_factory=set)
     token_uses: int = 0
+    #: Requests being handled now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
     log: list[Seen] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -123,6 +135,10 @@ class ApiState:
     def hits(self, path: str) -> int:
         """Requests received for ``path``."""
         return sum(1 for seen in self.log if seen.path == path)
+
+    def seen(self, path: str) -> list[Seen]:
+        """The requests received for ``path``, in arrival order."""
+        return [seen for seen in self.log if seen.path == path]
 
 
 class HttpServer:
@@ -230,6 +246,8 @@ def build_app(server: HttpServer) -> Any:
     def guard(handler: Any, *, auth: bool = True) -> Any:
         async def wrapped(request: Request) -> Response:
             st = state()
+            arrived = time.monotonic()
+            body = await request.body()  # cached: the handler can read it again
             with st.lock:
                 st.log.append(
                     Seen(
@@ -237,8 +255,19 @@ def build_app(server: HttpServer) -> Any:
                         request.url.path,
                         dict(request.query_params),
                         {k.lower(): v for k, v in request.headers.items()},
+                        body,
+                        arrived,
                     )
                 )
+                st.in_flight += 1
+                st.max_in_flight = max(st.max_in_flight, st.in_flight)
+            try:
+                return await respond(request, st)
+            finally:
+                with st.lock:
+                    st.in_flight -= 1
+
+        async def respond(request: Request, st: ApiState) -> Response:
             fault = st.take_fault(request.url.path)
             if fault == "slow":
                 await asyncio.sleep(st.slow_delay)
@@ -525,6 +554,130 @@ def http_other(http_servers: tuple[HttpServer, HttpServer], http_api: HttpServer
     other = http_servers[1]
     other.state.require_auth = False
     return other
+
+
+# --- a forwarding proxy ----------------------------------------------------------------------
+
+#: Headers that belong to one connection (RFC 9110 7.6.1), not forwarded.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+class ForwardProxy:
+    """
+    A plain-http forwarding proxy: logs each absolute-form request, then sends it on.
+
+    ``log`` holds a `Seen` per request, whose ``path`` is the request target as the
+    client wrote it (``http://host:port/path?query`` when it talks to a proxy).
+    """
+
+    def __init__(self, host: str) -> None:
+        self.log: list[Seen] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a client expects of a proxy
+
+            def do_GET(self) -> None:
+                self._forward()
+
+            def do_POST(self) -> None:
+                self._forward()
+
+            def _forward(self) -> None:
+                arrived = time.monotonic()
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                target = urlsplit(self.path)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with proxy.lock:
+                    query = {k: v[0] for k, v in parse_qs(target.query).items()}
+                    proxy.log.append(Seen(self.command, self.path, query, headers, body, arrived))
+                if target.scheme != "http" or not target.hostname:
+                    self._reply(400, [], b"absolute-form http:// request target expected")
+                    return
+                upstream = http.client.HTTPConnection(
+                    target.hostname, target.port or 80, timeout=10
+                )
+                try:
+                    upstream.request(
+                        self.command,
+                        target.path + (f"?{target.query}" if target.query else ""),
+                        body=body or None,
+                        headers={k: v for k, v in headers.items() if k not in _HOP_BY_HOP},
+                    )
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                    kept = [
+                        (k, v)
+                        for k, v in answer.getheaders()
+                        if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"
+                    ]
+                    self._reply(answer.status, kept, data)
+                finally:
+                    upstream.close()
+
+            def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet: stderr is not where tests look
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            daemon_threads = True
+
+        self._server = Server((host, 0), Handler)
+        port = self._server.server_address[1]
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="http-proxy", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def http_proxy_server(request: pytest.FixtureRequest) -> Iterator[ForwardProxy]:
+    """The forwarding proxy, started once per session."""
+    try:
+        proxy = ForwardProxy(request.config.getoption("--http-bind"))
+    except OSError as exc:
+        service_unavailable(f"cannot start the test HTTP proxy: {exc}")
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def http_proxy(http_proxy_server: ForwardProxy) -> ForwardProxy:
+    """The forwarding proxy, its log emptied."""
+    with http_proxy_server.lock:
+        http_proxy_server.log.clear()
+    return http_proxy_server
 
 
 # --- the same API over HTTPS ----------------------------------------------------------------

@@ -159,6 +159,32 @@ def test_token_revoked_mid_stream_is_refreshed_once_and_replayed(read, make_conf
     assert 6 == http_api.state.hits("/cursor")  # five pages, one replayed
 
 
+def test_token_expiring_mid_stream_is_renewed_once(read, make_config, http_api):
+    """A 1 s token runs out during a 1 s+ paginated read: one renewal, every record once."""
+    http_api.state.token_ttl = 1
+    slow = {
+        "s": {
+            "path": "/offset",
+            # 0.25 s a page, 5 pages: the last one is asked for at least 1 s after the first
+            # token was issued, and long before a second token would run out.
+            "params": {"n": 47, "delay": 0.25},
+            "records": "items",
+            "pagination": {"type": "offset", "limit": 10},
+        }
+    }
+    outcome = read(make_config(auth=oauth(http_api), streams=slow), "s")
+    assert outcome.error is None
+    assert list(range(1, 48)) == outcome.ids
+    assert 2 == http_api.state.hits("/oauth/token")
+    assert 2 == http_api.state.token_hits
+    pages = http_api.state.seen("/offset")
+    assert ["0", "10", "20", "30", "40"] == [seen.query["offset"] for seen in pages]
+    # The pages went out with two tokens: the first one until it ran out, then the new one.
+    used = [seen.headers["authorization"] for seen in pages]
+    first, second = dict.fromkeys(used)
+    assert [first] * used.count(first) + [second] * used.count(second) == used
+
+
 def test_token_sent_in_body_mode(read, make_config, http_api):
     """``client_auth: body`` sends the client credentials as form fields."""
     outcome = read(make_config(auth=oauth(http_api, client_auth="body"), streams=SINGLE), "s")
