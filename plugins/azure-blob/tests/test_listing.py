@@ -77,6 +77,20 @@ async def test_list_hierarchy_walks_nested_prefixes(big):
     assert sorted(_name(i) for i in range(COUNT)) == sorted(found)
 
 
+async def test_hierarchical_listing_follows_pages(make_twin, big_container, caplog):
+    """A delimiter listing spread over many small pages still returns every entry once."""
+    caplog.set_level(logging.INFO, logger="azure.core.pipeline.policies.http_logging_policy")
+    small_pages = make_twin(container=big_container, list_page_size=3)
+    prefixes = await small_pages.list("p4/")
+    assert [f"p4/q{i}/" for i in range(10)] == [i.name for i in prefixes]
+    blobs = await small_pages.list("p4/q2/")
+    assert sorted(_name(i) for i in range(COUNT) if _name(i).startswith("p4/q2/")) == [
+        i.name for i in blobs
+    ]
+    # 10 prefixes and 100 blobs at 3 a page: at least 4 + 34 requests.
+    assert _requests(caplog) >= 4 + 34
+
+
 async def test_read_with_glob_lists_only_its_prefix(big, caplog):
     """A glob lists from its literal prefix: one page for p3/q4/, not the container."""
     caplog.set_level(logging.INFO, logger="azure.core.pipeline.policies.http_logging_policy")

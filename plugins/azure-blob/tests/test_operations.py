@@ -82,7 +82,9 @@ async def test_check_sas_token(make_twin, azurite, container):
 
 async def test_list_hierarchy(twin, container):
     """list() shows prefixes as directories and blobs with size, etag, md5, content type."""
-    _put(container, "top.csv", b"a\n1\n")
+    from azure.storage.blob import ContentSettings
+
+    _put(container, "top.csv", b"a\n1\n", content_settings=ContentSettings(content_type="text/csv"))
     _put(container, "dir/inner.jsonl", b"{}\n")
     _put(container, "dir/sub/deep.bin", b"xyz")
     # Order within a level is the service's (Azurite lists prefixes first).
@@ -96,6 +98,7 @@ async def test_list_hierarchy(twin, container):
         == top.extra["content_md5"]
     )
     assert top.extra["etag"].startswith('"')
+    assert "text/csv" == top.extra["content_type"]
     inner = await twin.list("dir")
     assert [("dir/inner.jsonl", "blob"), ("dir/sub/", "prefix")] == sorted(
         (i.name, i.kind) for i in inner
