@@ -110,6 +110,21 @@ def test_same_origin_redirect_keeps_credentials(read, make_config, http_api):
     assert API_KEY == http_api.log[-1].headers["x-api-key"]
 
 
+def test_same_origin_redirect_keeps_the_stream_headers(read, make_config, http_api):
+    """A stream's own headers (its credential among them) survive a same-origin redirect."""
+    stream = {
+        "path": "/redirect",
+        "params": {"to": "same"},
+        "records": "data",
+        "headers": {"X-API-Key": API_KEY, "X-Trace": "t-1"},
+    }
+    outcome = read(make_config(auth={"type": "none"}, streams={"s": stream}), "s")
+    assert outcome.error is None
+    assert [1, 2] == outcome.ids
+    target = http_api.log[-1]
+    assert (API_KEY, "t-1") == (target.headers["x-api-key"], target.headers["x-trace"])
+
+
 @pytest.mark.parametrize(
     ("config", "field"),
     [

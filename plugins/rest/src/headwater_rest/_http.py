@@ -188,7 +188,9 @@ class Endpoint:
         body = sent.json
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
             method, body = "GET", None
-        return self.follow(method, url, body)
+        # Within the origin the request's own headers (the stream's among them) go along;
+        # `follow` drops every header for any other origin.
+        return self.follow(method, url, body, sent.headers if sent.credentials else None)
 
 
 def _allowed_entry(entry: str) -> tuple[str | None, str, int | None]:
