@@ -6,7 +6,8 @@ of 500 records (~95 KB) — 200 pages, or 10 pages of 100 records with ``--quick
 the server's cost is small and the same for every case. Scenarios:
 
 * sequential cursor pagination: the plain httpx keep-alive loop doing the same requests
-  and JSON parsing (baseline), a new httpx client per request, headwater ``read`` and
+  and JSON parsing (baseline), a new httpx client per request, headwater ``read``, the
+  same loop on ``httpx.AsyncClient`` (the peer ``aread`` is compared with), headwater
   ``aread``, and dlt ``rest_api``;
 * 20 ms of server latency, offset pagination with a total: the sequential httpx loop
   (baseline), headwater with concurrency 8 (sync threads and async), httpx async and
@@ -29,10 +30,15 @@ from urllib.parse import parse_qs
 
 import httpx
 
+import headwater
 import headwater_rest._connector
 import headwater_rest._http  # noqa: F401  imported here so no case pays for imports in its timing
 from bench._harness import Case, Scenario
 from headwater_rest import RestConnector
+
+# Plugin discovery (reading the entry points, checking each plugin's core requirement)
+# is, like importing a library, a once-per-process cost: done here, before any clock.
+headwater.get_registry().credential_resolvers()
 
 
 def _record(i: int) -> dict[str, Any]:
@@ -153,6 +159,24 @@ def httpx_loop(url: str, pages: int, per_page: int, **_: Any) -> int:
             cursor = body["next_cursor"]
             if not cursor:
                 return count
+
+
+def httpx_async_loop(url: str, pages: int, per_page: int, **_: Any) -> int:
+    """Plain httpx.AsyncClient keep-alive loop over the cursor pages (the peer of aread)."""
+
+    async def run() -> int:
+        count = 0
+        cursor: str | None = None
+        async with httpx.AsyncClient(base_url=url) as client:
+            while True:
+                params = {"cursor": cursor} if cursor else {}
+                body = (await client.get("/cursor", params=params)).json()
+                count += len(body["data"])
+                cursor = body["next_cursor"]
+                if not cursor:
+                    return count
+
+    return asyncio.run(run())
 
 
 def httpx_new_client(url: str, pages: int, per_page: int, **_: Any) -> int:
@@ -355,7 +379,12 @@ def scenarios(quick: bool) -> list[Scenario]:
                 Case("httpx keep-alive loop", f"{here}:httpx_loop"),
                 Case("httpx new client per request", f"{here}:httpx_new_client"),
                 Case("headwater-rest read", f"{here}:headwater_sync"),
-                Case("headwater-rest aread", f"{here}:headwater_async"),
+                Case("httpx async keep-alive loop", f"{here}:httpx_async_loop"),
+                Case(
+                    "headwater-rest aread",
+                    f"{here}:headwater_async",
+                    versus="httpx async keep-alive loop",
+                ),
                 Case("dlt rest_api", f"{here}:dlt_rest_api"),
             ],
             baseline="httpx keep-alive loop",

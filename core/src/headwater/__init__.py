@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from headwater._connector import iterate_in_thread as iterate_in_thread
     from headwater._files import atomic_file as atomic_file
     from headwater._files import safe_destination as safe_destination
+    from headwater._json import loads_json as loads_json
+    from headwater._net import is_loopback as is_loopback
     from headwater._plugins import ConnectorRef as ConnectorRef
     from headwater._plugins import PluginInfo as PluginInfo
     from headwater._plugins import Registry as Registry
@@ -136,8 +138,10 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "hookspec",
+    "is_loopback",
     "is_retryable",
     "iterate_in_thread",
+    "loads_json",
     "parse_retry_after",
     "redact",
     "register_secret",
@@ -160,6 +164,8 @@ _LAZY: dict[str, str] = {
     "atomic_file": "headwater._files",
     "iterate_in_thread": "headwater._connector",
     "safe_destination": "headwater._files",
+    "loads_json": "headwater._json",
+    "is_loopback": "headwater._net",
     "ConnectorRef": "headwater._plugins",
     "PluginInfo": "headwater._plugins",
     "Registry": "headwater._plugins",

@@ -8,14 +8,13 @@ importing the connector costs nothing.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import random
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from headwater import ConfigError, get_logger, register_secret
+from headwater import ConfigError, get_logger, is_loopback, register_secret
 from headwater_azure_blob._config import AzureBlobConfig
 
 if TYPE_CHECKING:
@@ -132,7 +131,7 @@ def refuse_plain_http(endpoint: str, config: AzureBlobConfig) -> None:
     Loopback stays allowed, for Azurite.
     """
     parts = urlsplit(endpoint)
-    if parts.scheme.lower() != "http" or _is_loopback(parts.hostname or ""):
+    if parts.scheme.lower() != "http" or is_loopback(parts.hostname):
         return
     if config.identity is not None:
         field = "identity"
@@ -143,16 +142,6 @@ def refuse_plain_http(endpoint: str, config: AzureBlobConfig) -> None:
         field=field,
         hint="use https (plain http is allowed only to localhost / 127.0.0.1, for Azurite)",
     )
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _connection_string(secret: Callable[[str], str]) -> str:

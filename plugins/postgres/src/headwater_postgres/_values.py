@@ -47,12 +47,11 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-import orjson as _orjson
 from psycopg import adapt, postgres
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 
-from headwater import ConfigError
+from headwater import ConfigError, loads_json
 
 _TYPES = postgres.types
 
@@ -191,50 +190,9 @@ class IntervalBinaryDumper(adapt.Dumper):
 # --- JSON: the hot spot of a dict read -----------------------------------------------------
 
 
-# Not in typeshed: the C implementation behind json's scanner (None without _json).
-_make_scanner: Callable[[json.JSONDecoder], Callable[[str, int], tuple[Any, int]]] | None = getattr(
-    json.scanner, "c_make_scanner", None
-)
-
-#: json's C scanner, called directly: ~1.5x faster than json.loads(bytes) on the small
-#: documents typical of jsonb columns. It parses one value at index 0; anything it does
-#: not consume exactly (surrounding whitespace in a json column, invalid text) goes
-#: through json.loads for its checks.
-_SCAN: Final = _make_scanner(json.JSONDecoder()) if _make_scanner is not None else None
-
-#: orjson turns integers outside [-2**63, 2**64) into floats, silently losing digits;
-#: json keeps them exact. Any run of 19 digits may be such an integer, so such documents
-#: take the stdlib path (a 19-digit positive integer would fit, but the check stays simple).
-_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
-
-
-def json_loads(data: adapt.Buffer) -> Any:
-    """
-    Parse JSON text from a buffer (the fast path for server-produced JSON).
-
-    orjson first (~3x the stdlib scanner on small documents); anything it refuses
-    (1e400, lone surrogates) or could get wrong (long integers) gets the stdlib's
-    result, so values are always exactly what ``json.loads`` gives.
-    """
-    if _LONG_DIGITS.search(data) is None:
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass
-    return _stdlib_json_loads(data)
-
-
-def _stdlib_json_loads(data: adapt.Buffer) -> Any:
-    text = str(data, "utf-8")
-    if _SCAN is not None:
-        try:
-            value, end = _SCAN(text, 0)
-        except StopIteration:
-            pass
-        else:
-            if end == len(text):
-                return value
-    return json.loads(text)
+#: headwater's JSON parser: orjson, with the stdlib for whatever orjson would refuse or
+#: change, so values are exactly what ``json.loads`` gives (see headwater._json).
+json_loads: Final = loads_json
 
 
 class JsonbBinaryLoader(adapt.Loader):
@@ -247,14 +205,7 @@ class JsonbBinaryLoader(adapt.Loader):
             from psycopg import DataError
 
             raise DataError("unknown jsonb binary format")
-        # json_loads inlined: this runs once per jsonb value of a read.
-        text = memoryview(data)[1:]
-        if _LONG_DIGITS.search(text) is None:
-            try:
-                return _orjson.loads(text)
-            except _orjson.JSONDecodeError:
-                pass
-        return _stdlib_json_loads(text)
+        return loads_json(memoryview(data)[1:])
 
 
 class JsonLoader(adapt.Loader):

@@ -8,7 +8,6 @@ configuration reference; every field carries a description.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -689,16 +688,3 @@ def _check_http_url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("the URL must not carry a query or fragment; use params")
     return value
-
-
-def is_loopback(host: str | None) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -40,6 +40,7 @@ from headwater import (
     Secret,
     State,
     get_logger,
+    is_loopback,
 )
 from headwater_rest._config import (
     BUILTIN_AUTH_TYPES,
@@ -50,7 +51,6 @@ from headwater_rest._config import (
     RestConfig,
     StreamConfig,
     has_credentials,
-    is_loopback,
     resolve_values,
 )
 from headwater_rest._paginate import (
