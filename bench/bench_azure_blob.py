@@ -13,10 +13,9 @@ Scenarios (full size / ``--quick``):
 The async twins are compared with the same calls on the SDK's aio client (the "ratio
 against" column), the sync methods with the sync client.
 
-Both sides use the same block size, download chunk size and concurrency. Note on the peak
-RSS column: a worker's ``ru_maxrss`` includes the high-water mark its parent had when it
-forked, and these setups run in the parent, so the column is an upper bound here; the
-plugin README has fetch RSS measured in a clean process. Azurite runs on
+Both sides use the same block size, download chunk size and concurrency. The peak RSS
+column is each worker process's own high-water mark (``VmHWM``, which unlike
+``ru_maxrss`` does not inherit the harness's peak from before ``exec``). Azurite runs on
 the same machine and shares its cores, so ratios matter, not absolute rates. Azurite is
 started once for the module (or ``HEADWATER_TEST_AZURITE_BLOB_URL`` is used) and stopped
 after the last scenario.
