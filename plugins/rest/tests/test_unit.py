@@ -378,3 +378,31 @@ def test_pagination_style_from_another_plugin(http_api, monkeypatch):
                 registry=registry,
             ).read("s")
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "credential"),
+    [
+        ("Authorization", True),
+        ("X-API-Key", True),
+        ("api_key", True),
+        ("apikey", True),
+        ("key", True),
+        ("access_key", True),
+        ("X-Auth-Token", True),
+        ("access_token", True),
+        ("Cookie", True),
+        ("client_secret", True),
+        ("sig", True),
+        ("Accept", False),
+        ("sort_key", False),
+        ("partition_key", False),
+        ("lang", False),
+        ("limit", False),
+    ],
+)
+def test_credential_names(name, credential):
+    """Which header / parameter names carry credentials (their values become secrets)."""
+    from headwater_rest._config import is_credential_name
+
+    assert credential == is_credential_name(name)

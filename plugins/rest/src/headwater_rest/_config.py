@@ -40,8 +40,9 @@ class _Model(BaseModel):
 #: Header and parameter names that carry credentials (``Authorization``, ``X-API-Key``,
 #: ``Cookie``, ``access_token``, ``sig``, ...). Their values are secrets.
 _CREDENTIAL_NAME = re.compile(
-    r"auth|token|secret|passw|cookie|session|signature|credential|api[-_]?key"
-    r"|(?:^|[-_])key$|^sig$",
+    r"auth|token|secret|passw|cookie|session|signature|credential"
+    # "key" alone or as a kind of key; not every *_key (sort_key, partition_key).
+    r"|^key$|(?:api|access|account|private|subscription|secret|client)[-_]?key|^sig$",
     re.IGNORECASE,
 )
 
@@ -73,8 +74,8 @@ Headers = Annotated[dict[str, str | Secret], BeforeValidator(_secrets_by_name)]
 Params = Annotated[dict[str, str | int | float | bool | Secret], BeforeValidator(_secrets_by_name)]
 
 _CREDENTIAL_NOTE = (
-    " Values of credential-named entries (Authorization, Cookie, names with token, key, "
-    "secret, password, auth, session, signature) are secrets: they accept secret "
+    " Values of credential-named entries (Authorization, Cookie, key, api_key, names with "
+    "token, secret, password, auth, session, signature) are secrets: they accept secret "
     "references, are masked when shown, and count as credentials (never over plain http "
     "to a non-loopback host)."
 )
