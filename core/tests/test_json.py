@@ -22,6 +22,9 @@ TRICKY = [
     '  {"spaced" :  [ 1 , 2 ] }  ',
     '"1234567890123456789012345 in a string"',
     '{"ünïcødé": "✓", "esc": "\\u00e9\\n"}',
+    # Long documents take another path to find long integers than short ones.
+    "[" + "12345678, " * 100 + "123456789012345678901234567890]",
+    "[" + "1234567890123456.5, " * 100 + "0]",
 ]
 
 
