@@ -116,20 +116,42 @@ def setup_list(quick: bool) -> dict[str, Any]:
     """A schema of many small tables (5,000; 50 with --quick), each with a primary key."""
     count = 50 if quick else 5_000
     with _admin() as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {LIST_SCHEMA} CASCADE")
+        _drop_list_schema(conn)
         conn.execute(f"CREATE SCHEMA {LIST_SCHEMA}")
-        conn.execute(
-            f"DO $$ BEGIN FOR i IN 1..{count} LOOP EXECUTE format("
-            f"'CREATE TABLE %I.%I (id bigint PRIMARY KEY, v text)', '{LIST_SCHEMA}', 't' || i); "
-            "END LOOP; END $$"
-        )
+        # 250 tables a transaction: one transaction creating all of them would need more
+        # locks than the server's default lock table holds.
+        for first in range(1, count + 1, 250):
+            last = min(count, first + 249)
+            conn.execute(
+                f"DO $$ BEGIN FOR i IN {first}..{last} LOOP EXECUTE format("
+                f"'CREATE TABLE %I.%I (id bigint PRIMARY KEY, v text)', '{LIST_SCHEMA}', "
+                "'t' || i); END LOOP; END $$"
+            )
         conn.execute(f"ANALYZE {LIST_SCHEMA}.t1")
     return {"dsn": DSN, "count": count}
 
 
 def teardown_list(**_: Any) -> None:
     with _admin() as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {LIST_SCHEMA} CASCADE")
+        _drop_list_schema(conn)
+
+
+def _drop_list_schema(conn: Any) -> None:
+    """Drop the many-tables schema 250 tables a transaction (see `setup_list`)."""
+    while True:
+        dropped = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM pg_tables WHERE schemaname = %s LIMIT 250) t",
+            (LIST_SCHEMA,),
+        ).fetchone()[0]
+        if not dropped:
+            break
+        conn.execute(  # noqa: S608  LIST_SCHEMA is this module's constant
+            "DO $$ DECLARE r record; BEGIN FOR r IN SELECT tablename FROM pg_tables "
+            f"WHERE schemaname = '{LIST_SCHEMA}' LIMIT 250 LOOP "
+            f"EXECUTE format('DROP TABLE %I.%I', '{LIST_SCHEMA}', r.tablename); "
+            "END LOOP; END $$"
+        )
+    conn.execute(f"DROP SCHEMA IF EXISTS {LIST_SCHEMA} CASCADE")
 
 
 def teardown(**_: Any) -> None:
