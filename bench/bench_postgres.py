@@ -138,19 +138,16 @@ def teardown_list(**_: Any) -> None:
 
 def _drop_list_schema(conn: Any) -> None:
     """Drop the many-tables schema 250 tables a transaction (see `setup_list`)."""
-    while True:
-        dropped = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM pg_tables WHERE schemaname = %s LIMIT 250) t",
-            (LIST_SCHEMA,),
-        ).fetchone()[0]
-        if not dropped:
-            break
-        conn.execute(  # noqa: S608  LIST_SCHEMA is this module's constant
-            "DO $$ DECLARE r record; BEGIN FOR r IN SELECT tablename FROM pg_tables "
-            f"WHERE schemaname = '{LIST_SCHEMA}' LIMIT 250 LOOP "
-            f"EXECUTE format('DROP TABLE %I.%I', '{LIST_SCHEMA}', r.tablename); "
-            "END LOOP; END $$"
+    from psycopg import sql
+
+    while names := [
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s LIMIT 250", (LIST_SCHEMA,)
         )
+    ]:
+        tables = [sql.Identifier(LIST_SCHEMA, name) for name in names]
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.SQL(", ").join(tables)))
     conn.execute(f"DROP SCHEMA IF EXISTS {LIST_SCHEMA} CASCADE")
 
 
