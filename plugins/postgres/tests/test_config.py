@@ -228,3 +228,25 @@ def test_declared_type_injection_refused():
         pg_type_for("int); DROP TABLE x; --", "c")
     with pytest.raises(ConfigError):
         pg_type_for(object, "c")
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        [],
+        ['{"a": 1}', "[1, 2]", '"s"', "3", "null", "true"],
+        ['{"a": 1}', None, "[]", None],
+        [None, None],
+        ['{"big": 123456789012345678901234567890}', "1"],  # a long integer: one by one
+        ['"\\ud800"', "[NaN]", "{}"],  # what orjson refuses: one by one
+    ],
+    ids=["empty", "plain", "nulls", "only-nulls", "long-integer", "refused"],
+)
+def test_json_column_equals_json_loads_per_value(texts):
+    """A batch of json texts parses to what json.loads gives each (None stays None)."""
+    import json
+
+    from headwater_postgres._values import json_column
+
+    expected = [None if t is None else json.loads(t) for t in texts]
+    assert repr(expected) == repr(json_column(list(texts)))

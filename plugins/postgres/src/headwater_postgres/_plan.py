@@ -28,7 +28,7 @@ from psycopg import sql
 
 from headwater import Batch, ConfigError, State
 from headwater_postgres._sql import Column, Relation, key_condition, order_by, select_list
-from headwater_postgres._values import to_state_value
+from headwater_postgres._values import JSON_OIDS, json_column, to_state_value
 
 #: Read options `read` accepts besides state and batch_size.
 READ_OPTIONS = frozenset({"columns", "cursor_field", "key", "format", "batch_bytes"})
@@ -42,6 +42,8 @@ class ReadPlan:
     #: ``SELECT ...`` with every value inlined as a quoted literal.
     select: sql.Composed
     names: tuple[str, ...]
+    #: Positions of the json/jsonb columns, which arrive as text (see `select_list`).
+    json_positions: tuple[int, ...]
     #: Positions of the key columns in a row; empty when the read cannot resume.
     key_positions: tuple[int, ...]
     key_names: tuple[str, ...]
@@ -77,6 +79,11 @@ class BatchCutter:
         key = [last[i] for i in plan.key_positions] if plan.key_positions else None
         # map/zip keep the per-row work in C: this loop is the hot path of a read.
         records = list(map(dict, map(zip, repeat(self._names), rows)))
+        for position in plan.json_positions:
+            name = self._names[position]
+            values = json_column([row[position] for row in rows])
+            for record, value in zip(records, values, strict=True):
+                record[name] = value
         return Batch(plan.stream, records, plan.state(key, self.rows))
 
     def arrow_state(self, key: Sequence[Any] | None, count: int) -> State:
@@ -185,6 +192,9 @@ def build_plan(
         stream=stream,
         select=query_sql,
         names=names,
+        json_positions=tuple(
+            i for i, c in enumerate(chosen) if (c.base_oid or c.type_oid) in JSON_OIDS
+        ),
         key_positions=positions,
         key_names=tuple(k.name for k in keys),
         rows_per_batch=rows_per_batch,

@@ -234,14 +234,20 @@ def relation_from_row(row: Sequence[Any]) -> Relation:
 
 
 def select_list(columns: Sequence[Column], *, source: str | None = None) -> sql.Composed:
-    """Column expressions for a read: native types as they are, others cast to text."""
-    from headwater_postgres._values import load_oid
+    """
+    Column expressions for a read: native types as they are, others cast to text, and
+    json/jsonb as text too: their values are parsed a batch at a time, in one parser call
+    per column and batch (`_values.json_column`), not one Python call per value.
+    """
+    from headwater_postgres._values import JSON_OIDS, load_oid
 
     parts: list[sql.Composable] = []
     for col in columns:
         ident = sql.Identifier(source, col.name) if source else sql.Identifier(col.name)
         _oid, cast = load_oid(col.type_oid, col.base_oid)
-        if cast:
+        if (col.base_oid or col.type_oid) in JSON_OIDS:
+            parts.append(sql.SQL("{}::text AS {}").format(ident, sql.Identifier(col.name)))
+        elif cast:
             is_array = col.type.endswith("[]")
             parts.append(
                 sql.SQL("{}::{} AS {}").format(
