@@ -419,7 +419,9 @@ def build_app(server: HttpServer) -> Any:
         return JSONResponse(rows, headers={"Link": ", ".join(parts)})
 
     async def single(request: Request) -> Response:
-        return JSONResponse({"data": window(request, 0, ints(request, "n", 3))})
+        rows = window(request, 0, ints(request, "n", 3))
+        # ?nest=1: the records one level deeper, at data.items.
+        return JSONResponse({"data": {"items": rows} if ints(request, "nest", 0) else rows})
 
     async def orgs(request: Request) -> Response:
         return JSONResponse([{"id": name, "repos": count} for name, count in ORGS.items()])

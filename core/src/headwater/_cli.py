@@ -365,6 +365,13 @@ def ls(source: str, path: str | None, config_pairs: tuple[str, ...], as_json: bo
     help="Connector read option, e.g. -R cursor_field=updated_at or -R format=arrow "
     "(postgres: Arrow batches, written to Parquet without building Python rows).",
 )
+@click.option(
+    "--records",
+    "records_path",
+    metavar="PATH",
+    help="For a URL source: where the records are in each response, e.g. data.items "
+    "(rest); the same as -c records=PATH.",
+)
 def read(
     source: str,
     stream: str | None,
@@ -376,6 +383,7 @@ def read(
     batch_size: int | None,
     progress: bool | None,
     read_option_pairs: tuple[str, ...],
+    records_path: str | None,
 ) -> None:
     """
     Read STREAM from SOURCE to stdout or -o FILE.
@@ -389,7 +397,12 @@ def read(
     state = _load_state(state_file)
     if fmt == "parquet" and output == "-":
         raise ConfigError("--format parquet needs -o FILE", field="output")
-    with _open_source(source, _parse_assignments(config_pairs, "--config")) as connector:
+    overrides = _parse_assignments(config_pairs, "--config")
+    if records_path is not None:
+        if overrides.get("records", records_path) != records_path:
+            raise ConfigError("--records and -c records= disagree; give one", field="records")
+        overrides["records"] = records_path
+    with _open_source(source, overrides) as connector:
         stream = stream or _only_stream(connector)
         resuming = state is not None and output != "-"
         with _output(output, fmt, append=resuming) as writer, _progress(progress, stream) as bar:

@@ -406,6 +406,17 @@ def test_cli_names_an_unresolvable_host_in_one_line():
     assert "headwater-no-such-host.invalid" in lines[0]
 
 
+def test_cli_records_option_selects_the_records(http_api):
+    """`headwater read URL --records data.items` reads a nested record list from a URL alone."""
+    auth = ["-c", "auth.type=api_key", "-c", "auth.key=env:HW_TEST_API_KEY"]
+    run = _cli("read", f"{http_api.url}/single?n=3&nest=1", "--records", "data.items", *auth)
+    assert 0 == run.returncode, run.stderr
+    assert [1, 2, 3] == [json.loads(line)["id"] for line in run.stdout.splitlines()]
+    clash = _cli("read", f"{http_api.url}/single", "--records", "a", "-c", "records=b", *auth)
+    assert 0 != clash.returncode
+    assert "--records and -c records= disagree" in clash.stderr
+
+
 def test_cli_reads_a_url_and_shows_no_secret_on_failure(http_api, secrets_in):
     """`headwater read URL` works from a URL alone; a failing run prints no secret."""
     url = f"{http_api.url}/single?n=3"
