@@ -250,3 +250,12 @@ def test_json_column_equals_json_loads_per_value(texts):
 
     expected = [None if t is None else json.loads(t) for t in texts]
     assert repr(expected) == repr(json_column(list(texts)))
+
+
+def test_measured_width_counts_text_and_binary_lengths():
+    """The probe's width: text/binary lengths, 8 bytes for anything else, per row."""
+    from headwater_postgres._plan import measured_width
+
+    assert 1 == measured_width([])
+    assert (3 + 8 + 5) == measured_width([("abc", 1, b"12345")])
+    assert 16 == measured_width([("x" * 12, None), ("y" * 4, None)])

@@ -192,6 +192,11 @@ def test_batches_by_rows_and_bytes(pg, pg_admin, pg_schema):
     by_bytes = [len(b) for b in pg.read(f"{pg_schema}.wide", batch_size=50, batch_bytes=65536)]
     assert 300 == sum(by_bytes)
     assert max(by_bytes) < 50
+    # A query stream over the same rows: sized by the planner's row width estimate.
+    query = f'SELECT id, blob FROM "{pg_schema}".wide'
+    from_query = [len(b) for b in pg.read(query, key=["id"], batch_size=50, batch_bytes=65536)]
+    assert 300 == sum(from_query)
+    assert max(from_query) < 50
 
 
 def test_columns_option_keeps_key(pg, pg_admin, pg_schema):
@@ -209,8 +214,10 @@ def test_query_stream_with_key_resumes(pg, pg_admin, pg_schema):
     query = f"SELECT id, label FROM {pg_schema}.numbers WHERE id % 2 = 0"
     batches = list(pg.read(query, key="id", batch_size=100))
     assert list(range(2, 501, 2)) == [r["id"] for r in rows_of(batches)]
+    # A query's first batch is a small probe that measures its row width.
+    assert [10, 100, 100, 40] == [len(b) for b in batches]
     rest = [r["id"] for r in rows_of(pg.read(query, batches[1].state, key="id"))]
-    assert list(range(402, 501, 2)) == rest
+    assert list(range(222, 501, 2)) == rest
 
 
 def test_query_without_key_cannot_resume(pg, pg_admin, pg_schema):

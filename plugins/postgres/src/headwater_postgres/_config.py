@@ -168,7 +168,7 @@ class PostgresConfig(ConnectorConfig):
         default=32 * 1024 * 1024,
         ge=64 * 1024,
         description="Aim for batches of at most this many bytes (estimated from the table's "
-        "average row width), so wide rows make smaller batches.",
+        "statistics, or for a query from its first 10 rows), so wide rows make smaller batches.",
     )
 
     @model_validator(mode="before")

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from headwater import Registry
     from headwater_postgres._plan import ReadPlan
-    from headwater_postgres._sql import Column, Relation
+    from headwater_postgres._sql import Column, QuerySource, Relation
 
 __all__ = ["PostgresConfig", "PostgresConnector"]
 
@@ -465,7 +465,7 @@ class PostgresConnector(Connector[PostgresConfig]):
     def _plan(
         self,
         stream: str,
-        source: Relation | tuple[str, Sequence[Column]] | None,
+        source: Relation | QuerySource | None,
         state: State | None,
         batch_size: int | None,
         options: dict[str, Any],
@@ -520,22 +520,20 @@ class PostgresConnector(Connector[PostgresConfig]):
         except Exception as exc:
             raise self.translate_error(exc) from exc
 
-    def _source(
-        self, conn: psycopg.Connection[Any], stream: str
-    ) -> Relation | tuple[str, builtins.list[Column]] | None:
-        from headwater_postgres._sql import is_query
+    def _source(self, conn: psycopg.Connection[Any], stream: str) -> Relation | QuerySource | None:
+        from headwater_postgres._sql import QuerySource, is_query
 
         if is_query(stream):
-            return stream, self._query_columns(conn, stream)
+            return QuerySource(stream, tuple(self._query_columns(conn, stream)))
         return self._relation(conn, stream)
 
     async def _asource(
         self, conn: psycopg.AsyncConnection[Any], stream: str
-    ) -> Relation | tuple[str, builtins.list[Column]] | None:
-        from headwater_postgres._sql import is_query
+    ) -> Relation | QuerySource | None:
+        from headwater_postgres._sql import QuerySource, is_query
 
         if is_query(stream):
-            return stream, await self._aquery_columns(conn, stream)
+            return QuerySource(stream, tuple(await self._aquery_columns(conn, stream)))
         return await self._arelation(conn, stream)
 
     @staticmethod
@@ -543,7 +541,6 @@ class PostgresConnector(Connector[PostgresConfig]):
         from headwater_postgres._plan import BatchCutter
 
         cutter = BatchCutter(plan)
-        size = plan.rows_per_batch
         # A server-side cursor fetched in binary: psycopg builds each batch of rows in
         # C (~1.7x the rows/s of iterating binary COPY rows, which runs Python code per
         # row), and the server keeps the rest, so memory stays bounded by the batch.
@@ -552,7 +549,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         with conn.transaction(), conn.cursor(name=_CURSOR, binary=True) as cur:
             conn.execute("SET LOCAL cursor_tuple_fraction = 1")
             cur.execute(plan.select)
-            while rows := cur.fetchmany(size):
+            while rows := cur.fetchmany(cutter.size):
                 yield cutter.batch(rows)
 
     async def aread(
@@ -577,11 +574,10 @@ class PostgresConnector(Connector[PostgresConfig]):
                 source = await self._asource(conn, stream)
                 plan = self._plan(stream, source, state, batch_size, options, upper)
                 cutter = BatchCutter(plan)
-                size = plan.rows_per_batch
                 async with conn.transaction(), conn.cursor(name=_CURSOR, binary=True) as cur:
                     await conn.execute("SET LOCAL cursor_tuple_fraction = 1")
                     await cur.execute(plan.select)
-                    while rows := await cur.fetchmany(size):
+                    while rows := await cur.fetchmany(cutter.size):
                         yield cutter.batch(rows)
         except Exception as exc:
             raise self.translate_error(exc) from exc

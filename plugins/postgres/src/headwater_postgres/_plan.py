@@ -27,8 +27,20 @@ from typing import Any
 from psycopg import sql
 
 from headwater import Batch, ConfigError, State
-from headwater_postgres._sql import Column, Relation, key_condition, order_by, select_list
+from headwater_postgres._sql import (
+    Column,
+    QuerySource,
+    Relation,
+    key_condition,
+    order_by,
+    select_list,
+)
 from headwater_postgres._values import JSON_OIDS, json_column, to_state_value
+
+#: Rows fetched first from a query stream, whose row width no statistics tell: its
+#: later batches are sized from what these rows measured (see `BatchCutter`). Few, so
+#: that even the probe stays small when rows are huge.
+PROBE_ROWS = 10
 
 #: Read options `read` accepts besides state and batch_size.
 READ_OPTIONS = frozenset({"columns", "cursor_field", "key", "format", "batch_bytes"})
@@ -49,6 +61,10 @@ class ReadPlan:
     key_names: tuple[str, ...]
     rows_per_batch: int
     rows_before: int
+    #: Aim for batches of at most this many bytes.
+    batch_bytes: int = 32 * 1024 * 1024
+    #: True for a query, whose row width no statistics give: measure it on the first rows.
+    measure_width: bool = False
 
     @property
     def resumable(self) -> bool:
@@ -70,10 +86,17 @@ class BatchCutter:
         self.plan = plan
         self.rows = plan.rows_before
         self._names = plan.names
+        self._measuring = plan.measure_width
+        #: How many rows to fetch next: a probe first when the width is unknown.
+        self.size = min(plan.rows_per_batch, PROBE_ROWS) if self._measuring else plan.rows_per_batch
 
     def batch(self, rows: list[tuple[Any, ...]]) -> Batch:
         """Dicts for ``rows`` and the state right after the last of them."""
         plan = self.plan
+        if self._measuring:
+            self._measuring = False
+            width = measured_width(rows)
+            self.size = max(1, min(plan.rows_per_batch, plan.batch_bytes // width))
         self.rows += len(rows)
         last = rows[-1]
         key = [last[i] for i in plan.key_positions] if plan.key_positions else None
@@ -89,6 +112,15 @@ class BatchCutter:
     def arrow_state(self, key: Sequence[Any] | None, count: int) -> State:
         self.rows += count
         return self.plan.state(key, self.rows)
+
+
+def measured_width(rows: Sequence[Sequence[Any]]) -> int:
+    """Average bytes per row, roughly: the length of text and binary values, 8 for others."""
+    total = 0
+    for row in rows:
+        for value in row:
+            total += len(value) if isinstance(value, str | bytes | bytearray | memoryview) else 8
+    return max(1, total // max(1, len(rows)))
 
 
 def _key_columns(
@@ -121,7 +153,7 @@ def _key_columns(
 
 def build_plan(
     stream: str,
-    source: Relation | tuple[str, Sequence[Column]],
+    source: Relation | QuerySource,
     state: State | None,
     *,
     batch_size: int,
@@ -132,7 +164,7 @@ def build_plan(
     upper: Sequence[Any] | None = None,
 ) -> ReadPlan:
     """
-    The plan for reading ``source`` (a catalog `Relation`, or ``(query, columns)``).
+    The plan for reading ``source`` (a catalog `Relation`, or a `QuerySource`).
 
     ``upper`` bounds the key from above (inclusive): partitions use it.
     """
@@ -143,9 +175,9 @@ def build_plan(
         alias = None
         width = source.avg_row_bytes()
     else:
-        query, all_columns = source
+        all_columns = source.columns
         primary_key = ()
-        from_clause = sql.SQL("({}) AS {}").format(sql.SQL(query), sql.Identifier("q"))
+        from_clause = sql.SQL("({}) AS {}").format(sql.SQL(source.query), sql.Identifier("q"))
         alias = "q"
         width = None
     keys = _key_columns(all_columns, primary_key, key=key, cursor_field=cursor_field, stream=stream)
@@ -199,6 +231,8 @@ def build_plan(
         key_names=tuple(k.name for k in keys),
         rows_per_batch=rows_per_batch,
         rows_before=rows_before,
+        batch_bytes=batch_bytes,
+        measure_width=not isinstance(source, Relation),
     )
 
 

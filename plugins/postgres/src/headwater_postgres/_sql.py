@@ -130,6 +130,14 @@ class Relation:
         return None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuerySource:
+    """A SQL query read as a stream, and its result columns."""
+
+    query: str
+    columns: tuple[Column, ...]
+
+
 KINDS: Final = {
     "r": "table",
     "p": "table",
