@@ -542,8 +542,9 @@ class PostgresConnector(Connector[PostgresConfig]):
 
         cutter = BatchCutter(plan)
         # A server-side cursor fetched in binary: psycopg builds each batch of rows in
-        # C (~1.7x the rows/s of iterating binary COPY rows, which runs Python code per
-        # row), and the server keeps the rest, so memory stays bounded by the batch.
+        # C (iterating binary COPY rows runs Python code per row; README, "Why a
+        # server-side cursor"), and the server keeps the rest, so memory stays bounded
+        # by the batch.
         # The cursor lives in a transaction (pooled connections are in autocommit),
         # planned for reading every row rather than for a fast first row.
         with conn.transaction(), conn.cursor(name=_CURSOR, binary=True) as cur:
