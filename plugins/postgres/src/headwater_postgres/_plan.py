@@ -62,9 +62,9 @@ class ReadPlan:
     rows_per_batch: int
     rows_before: int
     #: Aim for batches of at most this many bytes.
-    batch_bytes: int = 32 * 1024 * 1024
+    batch_bytes: int
     #: True for a query, whose row width no statistics give: measure it on the first rows.
-    measure_width: bool = False
+    measure_width: bool
 
     @property
     def resumable(self) -> bool:

@@ -47,7 +47,6 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-import orjson as _orjson
 from psycopg import adapt, postgres
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
@@ -198,22 +197,16 @@ class IntervalBinaryDumper(adapt.Dumper):
 json_loads: Final = loads_json
 
 
-#: Every digit as "0", everything else as " ": nineteen "0"s in a row is a possibly
-#: long integer, which orjson would turn into a float (see headwater.loads_json).
-_DIGITS_AS_ZEROS: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-_NINETEEN_DIGITS: Final = b"0" * 19
-
-
 def json_column(texts: list[str | None]) -> list[Any]:
     """
     The values of a batch of json/jsonb column texts (``None`` stays ``None``), exactly
     as `json_loads` gives them one by one, from one parser call for the whole batch.
 
     The texts must be the server's: each one valid JSON value, which PostgreSQL checks
-    on input for both types. They are joined into one JSON array and parsed once, which
-    saves a Python call per value (most of the cost of small documents); a batch the
-    joined array cannot give exactly (a long integer, NaN, a lone surrogate escape) is
-    parsed value by value instead.
+    on input for both types. They are joined into one JSON array and parsed once with
+    `json_loads`, which saves a Python call per value (most of the cost of small
+    documents); `json_loads` itself takes the stdlib path for a batch that orjson would
+    get wrong (a long integer) or refuse (NaN, a lone surrogate escape).
     """
     if None in texts:
         present = iter(json_column([t for t in texts if t is not None]))
@@ -221,15 +214,10 @@ def json_column(texts: list[str | None]) -> list[Any]:
     if not texts:
         return []
     joined = ("[" + ",".join(texts) + "]").encode()  # type: ignore[arg-type]  # no None
-    if _NINETEEN_DIGITS not in joined.translate(_DIGITS_AS_ZEROS):
-        try:
-            parsed = _orjson.loads(joined)
-        except _orjson.JSONDecodeError:
-            pass
-        else:
-            if len(parsed) == len(texts):
-                return parsed  # type: ignore[no-any-return]  # "[...]" is a list
-    return [json_loads(text) for text in texts]  # type: ignore[arg-type]  # no None
+    parsed = json_loads(joined)
+    if len(parsed) != len(texts):  # a "value" that was not one: parse them one by one
+        return [json_loads(text) for text in texts]  # type: ignore[arg-type]  # no None
+    return parsed  # type: ignore[no-any-return]  # "[...]" is a list
 
 
 class JsonbBinaryLoader(adapt.Loader):
