@@ -45,39 +45,14 @@ def make_ca(directory: Path, name: str) -> Path:
     return directory / f"{name}.crt"
 
 
-def make_server_cert(
-    directory: Path, name: str = "server", *, san: str = DEFAULT_SAN, ca: str = "ca"
+def _signed_cert(
+    directory: Path, name: str, *, cn: str, usage: str, ca: str, extra: str = ""
 ) -> tuple[Path, Path]:
-    """
-    ``<name>.crt`` and ``<name>.key``: a server certificate for ``san`` (an openssl
-    subjectAltName value, ``DNS:localhost,IP:127.0.0.1``) signed by the CA ``<ca>.crt``.
-    """
+    """``<name>.crt`` / ``<name>.key`` for ``CN=<cn>`` and ``usage``, signed by ``<ca>``."""
     (directory / f"{name}.ext").write_text(
-        f"subjectAltName={san}\n"
-        "basicConstraints=critical,CA:FALSE\n"
+        extra + "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid\n"
-    )
-    _openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-        "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt",
-        cwd=directory,
-    )  # fmt: skip
-    return directory / f"{name}.crt", directory / f"{name}.key"
-
-
-def make_client_cert(directory: Path, name: str, *, cn: str, ca: str = "ca") -> tuple[Path, Path]:
-    """``<name>.crt`` and ``<name>.key`` (mode 0600): a client certificate for ``CN=<cn>``."""
-    (directory / f"{name}.ext").write_text(
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=clientAuth\n"
+        f"extendedKeyUsage={usage}\n"
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid\n"
     )
@@ -90,8 +65,26 @@ def make_client_cert(directory: Path, name: str, *, cn: str, ca: str = "ca") -> 
         "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt",
         cwd=directory,
     )  # fmt: skip
-    (directory / f"{name}.key").chmod(0o600)  # libpq refuses a key others can read
     return directory / f"{name}.crt", directory / f"{name}.key"
+
+
+def make_server_cert(
+    directory: Path, name: str = "server", *, san: str = DEFAULT_SAN, ca: str = "ca"
+) -> tuple[Path, Path]:
+    """
+    ``<name>.crt`` and ``<name>.key``: a server certificate for ``san`` (an openssl
+    subjectAltName value, ``DNS:localhost,IP:127.0.0.1``) signed by the CA ``<ca>.crt``.
+    """
+    return _signed_cert(
+        directory, name, cn="localhost", usage="serverAuth", ca=ca, extra=f"subjectAltName={san}\n"
+    )
+
+
+def make_client_cert(directory: Path, name: str, *, cn: str, ca: str = "ca") -> tuple[Path, Path]:
+    """``<name>.crt`` and ``<name>.key`` (mode 0600): a client certificate for ``CN=<cn>``."""
+    cert, key = _signed_cert(directory, name, cn=cn, usage="clientAuth", ca=ca)
+    key.chmod(0o600)  # libpq refuses a key others can read
+    return cert, key
 
 
 def make_certs(directory: Path, *, san: str = DEFAULT_SAN) -> None:

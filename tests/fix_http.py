@@ -59,6 +59,21 @@ BASIC_PASSWORD = "pw-K3dV6s-very-secret"
 REFRESH_TOKEN = "rt-0-Yb5Nc8-very-secret"
 #: Every secret above, for scans.
 SECRETS = (CLIENT_SECRET, API_KEY, BEARER, BASIC_PASSWORD, REFRESH_TOKEN)
+#: Where `oauth_auth` configs find the client secret (the REST tests' conftest sets it).
+CLIENT_SECRET_ENV = "HW_TEST_CLIENT_SECRET"
+
+
+def oauth_auth(api: HttpServer, **extra: Any) -> dict[str, Any]:
+    """An ``oauth2_client_credentials`` auth config for ``api``'s token endpoint."""
+    return {
+        "type": "oauth2_client_credentials",
+        "token_url": api.url + "/oauth/token",
+        "client_id": CLIENT_ID,
+        "client_secret": f"env:{CLIENT_SECRET_ENV}",
+        **extra,
+    }
+
+
 ORGS = {"acme": 5, "globex": 0, "initech": 12}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ from pydantic import Field
 import headwater
 from headwater import _redact, _resolvers
 from headwater._secrets import Secret
-from tests.fix_services import service_unavailable
+from tests.fix_services import run_with_secret_service, service_unavailable
 
 SECRET = "s3cr3t-Value-9f8e7d"
 
@@ -348,35 +347,16 @@ def test_keyring_file_backend_end_to_end(tmp_path):
 
 def test_keyring_secret_service_end_to_end(tmp_path):
     """The same round trip against a real Secret Service (gnome-keyring in a private D-Bus session)."""
-    if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
-        service_unavailable("gnome-keyring-daemon / dbus-run-session not installed")
-    script = tmp_path / "roundtrip.sh"
-    script.write_text(
+    proc = run_with_secret_service(
+        tmp_path,
         textwrap.dedent(
             f"""\
-            set -e
-            echo -n unlock | gnome-keyring-daemon --unlock --components=secrets >/dev/null
             printf '%s\\n' '{SECRET}' | "{sys.executable}" -m headwater secrets set hw-ss bob --stdin
             "{sys.executable}" -c 'import headwater; from headwater._secrets import Secret; v = Secret.parse("keyring:hw-ss/bob").resolve("password", headwater.Registry(autoload=False).credential_resolvers()); print("MATCH", v == "{SECRET}")'
             "{sys.executable}" -c 'import keyring; print("BACKEND", type(keyring.get_keyring()).__module__)'
             "{sys.executable}" -m headwater secrets delete hw-ss bob
             """
-        )
-    )
-    env = {
-        **os.environ,
-        "HOME": str(tmp_path),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "XDG_RUNTIME_DIR": str(tmp_path),
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
-    }
-    proc = subprocess.run(
-        ["dbus-run-session", "--", "sh", str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        ),
     )
     if (
         proc.returncode != 0

@@ -87,9 +87,10 @@ def make_config(http_api: HttpServer) -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture(autouse=True)
 def _api_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.fix_http import API_KEY
+    from tests.fix_http import API_KEY, CLIENT_SECRET, CLIENT_SECRET_ENV
 
     monkeypatch.setenv("HW_TEST_API_KEY", API_KEY)
+    monkeypatch.setenv(CLIENT_SECRET_ENV, CLIENT_SECRET)
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
-import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -26,8 +23,9 @@ from tests.fix_http import (
     CLIENT_ID,
     CLIENT_SECRET,
     REFRESH_TOKEN,
+    oauth_auth,
 )
-from tests.fix_services import service_unavailable
+from tests.fix_services import run_with_secret_service, service_unavailable
 
 SINGLE = {"s": {"path": "/single", "params": {"n": 3}, "records": "data"}}
 CURSOR = {
@@ -38,21 +36,6 @@ CURSOR = {
         "pagination": {"type": "cursor", "cursor_path": "meta.next_cursor"},
     }
 }
-
-
-def oauth(api, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "oauth2_client_credentials",
-        "token_url": api.url + "/oauth/token",
-        "client_id": CLIENT_ID,
-        "client_secret": "env:HW_TEST_CLIENT_SECRET",
-        **extra,
-    }
-
-
-@pytest.fixture(autouse=True)
-def _client_secret_env(monkeypatch):
-    monkeypatch.setenv("HW_TEST_CLIENT_SECRET", CLIENT_SECRET)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +88,9 @@ def test_one_token_request_for_concurrent_sync_reads(make_config, http_api, regi
     """Eight threads reading at once cause one token request; one more after expiry."""
     http_api.state.token_delay = 0.3
     http_api.state.token_ttl = 1
-    connector = RestConnector(make_config(auth=oauth(http_api), streams=SINGLE), registry=registry)
+    connector = RestConnector(
+        make_config(auth=oauth_auth(http_api), streams=SINGLE), registry=registry
+    )
     results: list[list[Any]] = []
 
     def burst() -> None:
@@ -139,7 +124,7 @@ async def test_one_token_request_for_concurrent_async_reads(make_config, http_ap
         return [r["id"] async for b in connector.aread("s") for r in b.rows()]
 
     async with RestConnector(
-        make_config(auth=oauth(http_api), streams=SINGLE), registry=registry
+        make_config(auth=oauth_auth(http_api), streams=SINGLE), registry=registry
     ) as c:
         first = await asyncio.gather(*[one(c) for _ in range(8)])
         assert 1 == http_api.state.token_hits
@@ -152,7 +137,7 @@ async def test_one_token_request_for_concurrent_async_reads(make_config, http_ap
 def test_token_revoked_mid_stream_is_refreshed_once_and_replayed(read, make_config, http_api):
     """A 401 mid-stream fetches one new token and replays that request once; nothing is lost."""
     http_api.state.revoke_after = 2
-    outcome = read(make_config(auth=oauth(http_api), streams=CURSOR), "s")
+    outcome = read(make_config(auth=oauth_auth(http_api), streams=CURSOR), "s")
     assert outcome.error is None
     assert list(range(1, 48)) == outcome.ids
     assert 2 == http_api.state.token_hits
@@ -172,7 +157,7 @@ def test_token_expiring_mid_stream_is_renewed_once(read, make_config, http_api):
             "pagination": {"type": "offset", "limit": 10},
         }
     }
-    outcome = read(make_config(auth=oauth(http_api), streams=slow), "s")
+    outcome = read(make_config(auth=oauth_auth(http_api), streams=slow), "s")
     assert outcome.error is None
     assert list(range(1, 48)) == outcome.ids
     assert 2 == http_api.state.hits("/oauth/token")
@@ -187,7 +172,7 @@ def test_token_expiring_mid_stream_is_renewed_once(read, make_config, http_api):
 
 def test_token_sent_in_body_mode(read, make_config, http_api):
     """``client_auth: body`` sends the client credentials as form fields."""
-    outcome = read(make_config(auth=oauth(http_api, client_auth="body"), streams=SINGLE), "s")
+    outcome = read(make_config(auth=oauth_auth(http_api, client_auth="body"), streams=SINGLE), "s")
     assert outcome.error is None
     assert "/oauth/token" == http_api.log[0].path
     assert "authorization" not in http_api.log[0].headers
@@ -196,7 +181,7 @@ def test_token_sent_in_body_mode(read, make_config, http_api):
 def test_wrong_client_secret_is_auth_error(read, make_config, http_api, monkeypatch, registry):
     """A refused client is AuthFailed naming the field; check() reports category auth."""
     monkeypatch.setenv("HW_TEST_CLIENT_SECRET", "cs-not-the-right-one")
-    config = make_config(auth=oauth(http_api), streams=SINGLE)
+    config = make_config(auth=oauth_auth(http_api), streams=SINGLE)
     outcome = read(config, "s")
     assert isinstance(outcome.error, AuthFailed)
     assert "auth.client_secret" == outcome.error.field
@@ -209,7 +194,7 @@ def test_wrong_client_secret_is_auth_error(read, make_config, http_api, monkeypa
 def test_token_endpoint_outage_is_retried(read, make_config, http_api):
     """A 503 from the token endpoint is retried like any request."""
     http_api.state.fail("/oauth/token", "503")
-    outcome = read(make_config(auth=oauth(http_api), streams=SINGLE), "s")
+    outcome = read(make_config(auth=oauth_auth(http_api), streams=SINGLE), "s")
     assert outcome.error is None
     assert (2, 1) == (http_api.state.hits("/oauth/token"), http_api.state.token_hits)
 
@@ -279,7 +264,7 @@ def test_keyring_token_cache_is_shared_between_connectors(
     read, make_config, http_api, memory_keyring
 ):
     """With ``token_cache: keyring`` a second connector reuses the first one's token."""
-    config = make_config(auth=oauth(http_api, token_cache="keyring"), streams=SINGLE)
+    config = make_config(auth=oauth_auth(http_api, token_cache="keyring"), streams=SINGLE)
     assert [1, 2, 3] == read(config, "s").ids
     assert [1, 2, 3] == read(config, "s").ids
     assert 1 == http_api.state.token_hits
@@ -345,35 +330,16 @@ print("FETCHES", connector.http.auth.fetches)
 @pytest.mark.keyring
 def test_keyring_token_cache_is_shared_between_processes(make_config, http_api, tmp_path):
     """Two processes, one real Secret Service (gnome-keyring): one token fetch, no secret shown."""
-    if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
-        service_unavailable("gnome-keyring-daemon / dbus-run-session not installed")
-    config = make_config(auth=oauth(http_api, token_cache="keyring"), streams=CURSOR)
+    config = make_config(auth=oauth_auth(http_api, token_cache="keyring"), streams=CURSOR)
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "reader.py").write_text(_KEYRING_READER)
     python, reader = shlex.quote(sys.executable), shlex.quote(str(tmp_path / "reader.py"))
     config_file = shlex.quote(str(tmp_path / "config.json"))
     # One after the other: the second must find what the first stored, not race it.
-    (tmp_path / "run.sh").write_text(
-        "set -e\n"
-        "printf unlock | gnome-keyring-daemon --unlock --components=secrets >/dev/null\n"
+    proc = run_with_secret_service(
+        tmp_path,
         f"{python} {reader} {config_file} sync >first.out 2>first.err\n"
-        f"{python} {reader} {config_file} async >second.out 2>second.err\n"
-    )
-    env = {
-        **os.environ,
-        "HOME": str(tmp_path),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "XDG_RUNTIME_DIR": str(tmp_path),
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring",
-    }
-    proc = subprocess.run(
-        ["dbus-run-session", "--", "sh", "run.sh"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        f"{python} {reader} {config_file} async >second.out 2>second.err\n",
     )
     outputs = {
         name: (tmp_path / name).read_text() if (tmp_path / name).exists() else ""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import headwater_rest
-from tests.fix_http import CLIENT_ID, CLIENT_SECRET
+from tests.fix_http import oauth_auth
 
 USER_AGENT = f"headwater-rest/{headwater_rest.__version__}"
 CURSOR = {
@@ -42,20 +42,6 @@ def offset_stream(n: int, *, limit: int, concurrency: int, delay: float) -> dict
     }
 
 
-def oauth(api) -> dict[str, Any]:
-    return {
-        "type": "oauth2_client_credentials",
-        "token_url": api.url + "/oauth/token",
-        "client_id": CLIENT_ID,
-        "client_secret": "env:HW_TEST_CLIENT_SECRET",
-    }
-
-
-@pytest.fixture(autouse=True)
-def _client_secret_env(monkeypatch):
-    monkeypatch.setenv("HW_TEST_CLIENT_SECRET", CLIENT_SECRET)
-
-
 @pytest.fixture
 def no_proxy_env(monkeypatch):
     """No proxy variable of the environment the tests run in leaks into a test."""
@@ -68,7 +54,7 @@ def no_proxy_env(monkeypatch):
 def test_every_request_carries_the_user_agent(read, make_config, http_api):
     """The token request and every page (sequential and concurrent) send headwater-rest/<v>."""
     config = make_config(
-        auth=oauth(http_api),
+        auth=oauth_auth(http_api),
         streams={"s": CURSOR, "c": offset_stream(20, limit=5, concurrency=3, delay=0)},
     )
     assert list(range(1, 48)) == read(config, "s").ids
@@ -121,7 +107,7 @@ def test_requests_go_through_the_proxy_of_the_environment(
 ):
     """With HTTP_PROXY set, the token request and every page go through that proxy."""
     no_proxy_env.setenv(variable, http_proxy.url)
-    outcome = read(make_config(auth=oauth(http_api), streams={"s": CURSOR}), "s")
+    outcome = read(make_config(auth=oauth_auth(http_api), streams={"s": CURSOR}), "s")
     assert outcome.error is None
     assert list(range(1, 48)) == outcome.ids
     # The proxy got absolute-form requests for the API and the API got exactly those.
@@ -136,7 +122,7 @@ def test_no_proxy_bypasses_the_proxy(read, make_config, http_api, http_proxy, no
     """A host listed in NO_PROXY is reached directly, although HTTP_PROXY is set."""
     no_proxy_env.setenv("HTTP_PROXY", http_proxy.url)
     no_proxy_env.setenv("NO_PROXY", f"example.invalid,{http_api.host}")
-    outcome = read(make_config(auth=oauth(http_api), streams={"s": CURSOR}), "s")
+    outcome = read(make_config(auth=oauth_auth(http_api), streams={"s": CURSOR}), "s")
     assert list(range(1, 48)) == outcome.ids
     assert 6 == len(http_api.log)
     assert [] == http_proxy.log
