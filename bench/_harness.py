@@ -54,6 +54,19 @@ class Scenario:
     repeat: int = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class Done:
+    """
+    What a case returns when it leaves something to undo that is not part of its work:
+    the worker stops the clock, then calls ``cleanup`` (deleting a downloaded file, say,
+    costs more for a file already written to disk than for one still in the page cache,
+    which would penalise the side that fsyncs).
+    """
+
+    units: int
+    cleanup: Callable[[], None]
+
+
 @dataclasses.dataclass
 class Measurement:
     """What one case measured (or why it could not run)."""

@@ -8,7 +8,7 @@ import resource
 import sys
 import time
 
-from bench._harness import resolve
+from bench._harness import Done, resolve
 
 
 def _own_peak_kib() -> int:
@@ -33,8 +33,12 @@ def main() -> None:
         for module in getattr(func, "imports", ()):
             importlib.import_module(module)
         started = time.perf_counter()
-        units = func(**spec["kwargs"])
+        result = func(**spec["kwargs"])
         seconds = time.perf_counter() - started
+        units = result
+        if isinstance(result, Done):
+            units = result.units
+            result.cleanup()
     except ImportError as exc:
         print(json.dumps({"unavailable": str(exc)}))
         return

@@ -13,26 +13,30 @@ Scenarios (full size / ``--quick``):
 The async twins are compared with the same calls on the SDK's aio client (the "ratio
 against" column), the sync methods with the sync client.
 
-Both sides use the same block size, download chunk size and concurrency. The peak RSS
+Both sides use the same block size, download chunk size and concurrency, and import
+their libraries before the clock starts. A downloaded file is deleted after the clock
+stops (deleting a file that fetch has fsynced costs more than deleting one still in the
+page cache, which is not part of either side's download). The peak RSS
 column is each worker process's own high-water mark (``VmHWM``, which unlike
 ``ru_maxrss`` does not inherit the harness's peak from before ``exec``). Azurite runs on
-the same machine and shares its cores, so ratios matter, not absolute rates. Azurite is
-started once for the module (or ``HEADWATER_TEST_AZURITE_BLOB_URL`` is used) and stopped
-after the last scenario.
+the same machine and shares its cores, so ratios matter, not absolute rates. Each scenario
+gets a fresh Azurite (or uses ``HEADWATER_TEST_AZURITE_BLOB_URL``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench._harness import Case, Scenario
+from bench._harness import Case, Done, Scenario
 
 try:
     # The worker imports this module before it starts the clock: importing the SDK and
@@ -40,7 +44,8 @@ try:
     import azure.storage.blob
     import azure.storage.blob.aio  # noqa: F401
 
-    import headwater_azure_blob  # noqa: F401
+    # The package's __init__ is lazy: name the module that holds the connector.
+    import headwater_azure_blob._connector  # noqa: F401
 except ImportError:  # reported per case when a case needs them
     pass
 
@@ -79,6 +84,12 @@ def scenarios(quick: bool) -> list[Scenario]:
                         "headwater upload(checksum=False)",
                         f"{here}:hw_upload",
                         {**kwargs, "checksum": False},
+                    ),
+                    Case(
+                        "headwater aupload(checksum=False)",
+                        f"{here}:hw_aupload",
+                        {**kwargs, "checksum": False},
+                        versus="raw aio upload_blob",
                     ),
                 ],
                 baseline="raw upload_blob",
@@ -146,7 +157,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             ],
             baseline="raw list_blobs",
             setup=f"{here}:setup_list",
-            teardown=f"{here}:teardown_last",
+            teardown=f"{here}:teardown",
             goal=0.9,
             unit="blobs",
             repeat=repeat,
@@ -159,6 +170,13 @@ def scenarios(quick: bool) -> list[Scenario]:
 
 
 def _endpoint() -> str:
+    """
+    The Azurite of the running scenario, started by its setup and stopped by its
+    teardown, so each scenario starts from an empty store: Azurite collects the extents
+    of deleted blobs in the background, and gigabytes left by the uploads would have it
+    do that work during the next scenario's downloads.
+    ``HEADWATER_TEST_AZURITE_BLOB_URL`` names a running one instead.
+    """
     global _azurite
     url = os.environ.get("HEADWATER_TEST_AZURITE_BLOB_URL")
     if url:
@@ -167,8 +185,15 @@ def _endpoint() -> str:
         from tests.fix_azurite import start_azurite
 
         _azurite = start_azurite()
-        atexit.register(_azurite.stop)
     return str(_azurite.blob_url)
+
+
+@atexit.register
+def _stop_azurite() -> None:
+    global _azurite
+    if _azurite is not None:
+        _azurite.stop()
+        _azurite = None
 
 
 def _key() -> str:
@@ -275,19 +300,11 @@ def setup_list(quick: bool) -> dict[str, Any]:
 
 
 def teardown(url: str, container: str, work: str, **_: Any) -> None:
-    """Delete the container and local files."""
+    """Delete the container and local files; stop the scenario's Azurite."""
     _service(url).delete_container(container)
     if work:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def teardown_last(**setup_result: Any) -> None:
-    """Tear down, then stop the Azurite this module started."""
-    global _azurite
-    teardown(**setup_result)
-    if _azurite is not None:
-        _azurite.stop()
-        _azurite = None
+    _stop_azurite()
 
 
 # --- the cases (each in a fresh process) -------------------------------------------------
@@ -350,34 +367,38 @@ def hw_upload(
         return int(connector.upload(f"hw-{uuid.uuid4().hex}", path, checksum=checksum).size)
 
 
-def hw_aupload(url: str, container: str, path: str, concurrency: int, **_: Any) -> int:
+def hw_aupload(
+    url: str, container: str, path: str, concurrency: int, checksum: bool = True, **_: Any
+) -> int:
     """AzureBlobConnector.aupload (aio client)."""
 
     async def run() -> int:
         async with _connector(url, container, concurrency) as connector:
-            return int((await connector.aupload(f"hwa-{uuid.uuid4().hex}", path)).size)
+            name = f"hwa-{uuid.uuid4().hex}"
+            return int((await connector.aupload(name, path, checksum=checksum)).size)
 
     return asyncio.run(run())
 
 
-def raw_download(url: str, container: str, blob: str, work: str, concurrency: int, **_: Any) -> int:
+def raw_download(
+    url: str, container: str, blob: str, work: str, concurrency: int, **_: Any
+) -> Done:
     """download_blob().readinto an open file, same chunk size and concurrency."""
     service = _service(url, max_single_get_size=CHUNK, max_chunk_get_size=CHUNK)
     target = Path(work) / f"raw-{uuid.uuid4().hex}"
-    try:
+    with _removed_after(target):
         with target.open("wb") as handle:
-            return int(
+            size = (
                 service.get_blob_client(container, blob)
                 .download_blob(max_concurrency=concurrency)
                 .readinto(handle)
             )
-    finally:
-        target.unlink(missing_ok=True)
+        return Done(int(size), cleanup=lambda: _remove(target))
 
 
 def raw_adownload(
     url: str, container: str, blob: str, work: str, concurrency: int, **_: Any
-) -> int:
+) -> Done:
     """The aio client's download_blob().readinto an open file, same chunk size and concurrency."""
     target = Path(work) / f"rawa-{uuid.uuid4().hex}"
 
@@ -389,25 +410,21 @@ def raw_adownload(
             with target.open("wb") as handle:
                 return int(await downloader.readinto(handle))
 
-    try:
-        return asyncio.run(run())
-    finally:
-        target.unlink(missing_ok=True)
+    with _removed_after(target):
+        return Done(asyncio.run(run()), cleanup=lambda: _remove(target))
 
 
-def hw_fetch(url: str, container: str, blob: str, work: str, concurrency: int, **_: Any) -> int:
+def hw_fetch(url: str, container: str, blob: str, work: str, concurrency: int, **_: Any) -> Done:
     """AzureBlobConnector.fetch: temp + rename, verified size/etag/Content-MD5."""
     dest = Path(work) / f"hw-{uuid.uuid4().hex}"
-    try:
+    with _removed_after(dest):
         with _connector(url, container, concurrency) as connector:
             result = connector.fetch(blob, dest)
         assert result.verified
-        return int(result.size)
-    finally:
-        shutil.rmtree(dest, ignore_errors=True)
+        return Done(int(result.size), cleanup=lambda: _remove(dest))
 
 
-def hw_afetch(url: str, container: str, blob: str, work: str, concurrency: int, **_: Any) -> int:
+def hw_afetch(url: str, container: str, blob: str, work: str, concurrency: int, **_: Any) -> Done:
     """AzureBlobConnector.afetch (aio client)."""
     dest = Path(work) / f"hwa-{uuid.uuid4().hex}"
 
@@ -417,10 +434,25 @@ def hw_afetch(url: str, container: str, blob: str, work: str, concurrency: int, 
         assert result.verified
         return int(result.size)
 
+    with _removed_after(dest):
+        return Done(asyncio.run(run()), cleanup=lambda: _remove(dest))
+
+
+@contextlib.contextmanager
+def _removed_after(path: Path) -> Iterator[None]:
+    """Remove ``path`` if the case fails; on success its `Done` removes it, off the clock."""
     try:
-        return asyncio.run(run())
-    finally:
-        shutil.rmtree(dest, ignore_errors=True)
+        yield
+    except BaseException:
+        _remove(path)
+        raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def raw_list(url: str, container: str, count: int, **_: Any) -> int:

@@ -87,6 +87,18 @@ def test_callable_called_per_connection():
     assert not connector.check().ok
 
 
+def test_literal_and_callable_do_not_discover_plugins(monkeypatch):
+    """Only a reference needs the resolvers: a literal or a callable never loads the registry."""
+    monkeypatch.delenv("HW_TEST_UNSET_FOR_REGISTRY", raising=False)
+    for password in ("right", lambda: "right"):
+        connector = Vault({"host": "h", "password": password})
+        assert connector.check().ok
+        assert connector._registry is None
+    connector = Vault({"host": "h", "password": "env:HW_TEST_UNSET_FOR_REGISTRY"})
+    assert not connector.check().ok
+    assert connector._registry is not None
+
+
 def test_file_reference_strips_newline(tmp_path):
     """file: reads the file and drops one trailing newline."""
     path = tmp_path / "pw"

@@ -321,7 +321,10 @@ class Connector(Generic[ConfigT]):
             raise ConfigError(f"secret field {field!r} is not set", field=field)
         if not isinstance(value, Secret):
             raise TypeError(f"field {field!r} is not a Secret")
-        return value.resolve(field, self.registry.credential_resolvers())
+        # Only a reference needs the resolvers: a literal or a callable never pays for
+        # discovering the plugins.
+        resolvers = self.registry.credential_resolvers() if value.reference is not None else {}
+        return value.resolve(field, resolvers)
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""

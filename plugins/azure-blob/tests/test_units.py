@@ -409,6 +409,50 @@ def test_background_sink_writes_hashes_and_reports_failures(tmp_path):
             sink.close()
 
 
+def test_background_sink_writes_back_while_downloading(tmp_path, monkeypatch):
+    """Every 32 MiB written starts a write-back round, so the final fsync has little left."""
+    synced: list[int] = []
+    real_sync = os.fdatasync
+
+    def counting_sync(fd: int) -> None:
+        real_sync(fd)
+        synced.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(os, "fdatasync", counting_sync)
+    chunk = os.urandom(4 << 20)
+    size = 20 * len(chunk)  # 80 MiB: two rounds
+    with (tmp_path / "f").open("w+b") as handle:
+        sink = DownloadSink(handle, size, checksum=True, background=True)
+        try:
+            for _ in range(20):
+                sink.write(chunk)
+            sink.finish()  # waits for the round in progress
+        finally:
+            sink.close()
+    assert len(synced) >= 1
+    assert all(0 < written <= size for written in synced)
+
+
+def test_failed_write_back_fails_the_download(tmp_path, monkeypatch):
+    """A write-back error is raised by finish(): a later fsync might not report it again."""
+
+    def failing_sync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_sync)
+    chunk = os.urandom(4 << 20)
+    with (tmp_path / "f").open("w+b") as handle:
+        sink = DownloadSink(handle, 9 * len(chunk), checksum=False, background=True)
+        try:
+            for _ in range(9):
+                sink.write(chunk)
+            with pytest.raises(IntegrityError, match="Input/output error") as caught:
+                sink.finish()
+        finally:
+            sink.close()
+    assert "disk" in (caught.value.hint or "")
+
+
 def test_sink_refuses_gaps_and_excess(tmp_path):
     """finish() refuses missing bytes; writing past the size is an integrity error."""
     with (tmp_path / "f").open("w+b") as handle:
