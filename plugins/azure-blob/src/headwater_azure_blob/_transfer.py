@@ -170,7 +170,8 @@ class DownloadSink:
         self._thread: threading.Thread | None = None
         self._writeback: Writeback | None = None
         if background:
-            self._writeback = Writeback(self._fd)
+            if size > _WRITEBACK_EVERY:  # a smaller file has nothing to write back early
+                self._writeback = Writeback(self._fd)
             self._queue = queue.Queue(maxsize=_QUEUE_DEPTH)
             self._thread = threading.Thread(
                 target=self._writer, name="headwater-download-writer", daemon=True
