@@ -98,6 +98,7 @@ class Writeback:
         self._fd = fd
         self._dirty = 0
         self._wake = threading.Event()
+        self._requested = False
         self._stopping = False
         self._error: OSError | None = None
         self._sync = getattr(os, "fdatasync", os.fsync)  # no fdatasync on macOS
@@ -111,18 +112,23 @@ class Writeback:
         self._dirty += length
         if self._dirty >= _WRITEBACK_EVERY:
             self._dirty = 0
+            self._requested = True
             self._wake.set()
 
     def _run(self) -> None:
         while True:
             self._wake.wait()
             self._wake.clear()
+            # A round asked for runs even when close() came in meanwhile: its error, if
+            # any, must reach check(), and the final fsync would do the same work anyway.
+            if self._requested:
+                self._requested = False
+                try:
+                    self._sync(self._fd)
+                except OSError as exc:
+                    self._error = exc
+                    return
             if self._stopping:
-                return
-            try:
-                self._sync(self._fd)
-            except OSError as exc:
-                self._error = exc
                 return
 
     def check(self) -> None:
@@ -134,7 +140,7 @@ class Writeback:
             )
 
     def close(self) -> None:
-        """Stop the thread, after the round in progress (idempotent)."""
+        """Stop the thread once the rounds asked for have run (idempotent)."""
         self._stopping = True
         self._wake.set()
         self._thread.join()
@@ -294,7 +300,7 @@ class DownloadSink:
         """
         self.drain()
         if self._writeback is not None:
-            # Wait for the round in progress: its error must be seen before the rename.
+            # Wait for the rounds asked for: their errors must be seen before the rename.
             self._writeback.close()
             self._writeback.check()
         received = self.received.total()
