@@ -393,7 +393,6 @@ def _uploaded(url: str, container: str, name: str, size: int) -> Done:
 
     def delete() -> None:
         _service(url).get_blob_client(container, name).delete_blob()
-        os.sync()  # Azurite's freed extents, before the next case's clock starts
 
     return Done(size, cleanup=delete)
 

@@ -45,7 +45,9 @@ _LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
 _SHORT: Final = 512
 
 
-def _long_digit_run_in_long(data: bytes | bytearray | memoryview) -> bool:
+def _has_long_digit_run(data: bytes | bytearray | memoryview) -> bool:
+    if len(data) < _SHORT:
+        return _LONG_DIGITS.search(data) is not None
     whole = data if isinstance(data, bytes) else bytes(data)
     return _NINETEEN_DIGITS in whole.translate(_DIGITS_AS_ZEROS)
 
@@ -59,12 +61,7 @@ def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
     """
     if _orjson is not None:
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-        # Inline for short documents: this runs once per jsonb value of a dict read.
-        if (
-            _LONG_DIGITS.search(raw) is None
-            if len(raw) < _SHORT
-            else not _long_digit_run_in_long(raw)
-        ):
+        if not _has_long_digit_run(raw):
             try:
                 return _orjson.loads(raw)
             except _orjson.JSONDecodeError:
