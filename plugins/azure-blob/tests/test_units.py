@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -22,7 +24,13 @@ from headwater_azure_blob._errors import scrub, translate
 from headwater_azure_blob._names import glob_to_regex, literal_prefix, normalize_etag
 from headwater_azure_blob._plan import BlobRef, FetchPlan, ReadPlan
 from headwater_azure_blob._records import CsvDecoder, JsonLinesDecoder, RecordEncoder
-from headwater_azure_blob._transfer import BlockPlan, DownloadSink, RangeSet, Rechunker
+from headwater_azure_blob._transfer import (
+    BlockPlan,
+    DirectWriter,
+    DownloadSink,
+    RangeSet,
+    Rechunker,
+)
 
 KEY = "c2VjcmV0LWtleS1tYXRlcmlhbC1mb3ItdGVzdHMtb25seQ=="
 AZ = "https://acct.blob.core.windows.net"
@@ -409,8 +417,112 @@ def test_background_sink_writes_hashes_and_reports_failures(tmp_path):
             sink.close()
 
 
-def test_background_sink_writes_back_while_downloading(tmp_path, monkeypatch):
-    """Every 32 MiB written starts a write-back round, so the final fsync has little left."""
+@pytest.fixture
+def buffered_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sink as on a system without O_DIRECT: every write goes through the page cache."""
+    monkeypatch.delattr(os, "O_DIRECT", raising=False)
+
+
+def _cached_bytes(path) -> int:
+    """How much of ``path`` is in the page cache (util-linux ``fincore``)."""
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.split()[0])
+
+
+def _download(path, data: bytes, chunk: int, order: list[int], **options) -> bytes | None:
+    """Write ``data`` through a sink chunk by chunk, chunks in ``order``; return the MD5."""
+    with path.open("w+b") as handle:
+        sink = DownloadSink(handle, len(data), checksum=True, **options)
+        try:
+            for index in order:
+                sink.seek(index * chunk)
+                sink.write(data[index * chunk : (index + 1) * chunk])
+            return sink.finish()
+        finally:
+            sink.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="O_DIRECT is Linux's")
+@pytest.mark.parametrize("background", [False, True])
+def test_sink_writes_aligned_chunks_past_the_page_cache(tmp_path, background):
+    """
+    Aligned chunks are written with O_DIRECT (the file is not left in the page cache),
+    the unaligned tail through the page cache; out-of-order chunks still hash in order.
+    """
+    if shutil.which("fincore") is None:
+        pytest.skip("util-linux fincore not installed")
+    chunk = 1 << 20
+    data = os.urandom(6 * chunk + 123)  # the seventh chunk is 123 bytes: not aligned
+    path = tmp_path / "f"
+    digest = _download(path, data, chunk, [1, 2, 6, 0, 4, 5, 3], background=background)
+    assert (hashlib.md5(data, usedforsecurity=False).digest(), data) == (
+        digest,
+        path.read_bytes()[: len(data)],
+    )
+    cached_after_download = _cached_bytes(path)  # read_bytes above cached it all again
+    path.unlink()
+    _download(path, data, chunk, list(range(7)), background=background)
+    assert _cached_bytes(path) <= 2 * 4096 < len(data) // 2, cached_after_download
+
+
+def test_buffered_sink_leaves_the_file_cached(tmp_path, buffered_only):
+    """Without O_DIRECT the same download goes through (and stays in) the page cache."""
+    if shutil.which("fincore") is None:
+        pytest.skip("util-linux fincore not installed")
+    chunk = 1 << 20
+    data = os.urandom(4 * chunk + 5)
+    path = tmp_path / "f"
+    digest = _download(path, data, chunk, [3, 0, 4, 2, 1], background=True)
+    assert hashlib.md5(data, usedforsecurity=False).digest() == digest
+    assert _cached_bytes(path) >= len(data) - 4096
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="O_DIRECT is Linux's")
+def test_direct_writes_refused_fall_back_to_buffered(tmp_path, monkeypatch):
+    """A file system that refuses O_DIRECT (EINVAL on a write) gets buffered writes instead."""
+    real_pwrite = os.pwrite
+    direct: list[int] = []
+
+    def pwrite(fd: int, data, offset: int) -> int:
+        if fd in direct:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    real_init = DirectWriter.__init__
+
+    def init(self: DirectWriter, fd: int) -> None:
+        real_init(self, fd)
+        direct.append(self._fd)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(DirectWriter, "__init__", init)
+    data = os.urandom(3 * 8192)
+    path = tmp_path / "f"
+    digest = _download(path, data, 8192, [2, 0, 1])
+    assert (hashlib.md5(data, usedforsecurity=False).digest(), data) == (
+        digest,
+        path.read_bytes(),
+    )
+
+
+def test_direct_writer_without_o_direct_takes_nothing(tmp_path, buffered_only):
+    """Where the OS has no O_DIRECT the writer is inactive and leaves every write to the caller."""
+    with (tmp_path / "f").open("w+b") as handle:
+        writer = DirectWriter(handle.fileno())
+        assert (False, 0) == (writer.active, writer.write(0, memoryview(bytes(4096))))
+        writer.close()
+
+
+def test_background_sink_writes_back_while_downloading(tmp_path, monkeypatch, buffered_only):
+    """
+    Buffered: every 32 MiB written starts a write-back round, so the final fsync has
+    little left.
+    """
     synced: list[int] = []
     real_sync = os.fdatasync
 
@@ -433,7 +545,7 @@ def test_background_sink_writes_back_while_downloading(tmp_path, monkeypatch):
     assert all(0 < written <= size for written in synced)
 
 
-def test_failed_write_back_fails_the_download(tmp_path, monkeypatch):
+def test_failed_write_back_fails_the_download(tmp_path, monkeypatch, buffered_only):
     """A write-back error is raised by finish(): a later fsync might not report it again."""
 
     def failing_sync(fd: int) -> None:

@@ -7,9 +7,12 @@ Downloads
     any order), so an interrupted download resumes with exactly the missing ranges, and
     it computes the MD5 of the file in order as the contiguous prefix grows — inline
     while chunks arrive in order, reading back from the file when a gap closes — so the
-    checksum costs no second pass over the file. `Writeback` has the kernel write the
-    file to disk while the download runs, so the fsync before the rename waits only for
-    the last few megabytes, not for the whole file.
+    checksum costs no second pass over the file. On Linux, `DirectWriter` writes the
+    chunks with ``O_DIRECT``, from one aligned buffer straight to the disk: no page-cache
+    copy, no dirty pages for the fsync before the rename to wait for, and a download of
+    many gigabytes does not push everything else out of the page cache. Where direct I/O
+    is unavailable, `Writeback` has the kernel write the file back while the download
+    runs, so the fsync before the rename waits only for the last few megabytes.
 
 Uploads
     `BlockPlan` names the blocks of one upload (unique per upload, so two writers of the
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import base64
 import bisect
+import errno
 import hashlib
+import mmap
 import os
 import queue
 import threading
@@ -35,6 +40,9 @@ _READBACK: Final = 1 << 20
 _QUEUE_DEPTH: Final = 4
 #: Bytes written between two write-back rounds (see `Writeback`).
 _WRITEBACK_EVERY: Final = 32 << 20
+#: ``O_DIRECT`` wants file offsets, lengths and buffer addresses aligned to the device's
+#: logical block size; 4 KiB covers devices with 512-byte and 4 KiB blocks.
+_DIRECT_ALIGN: Final = 4096
 
 
 class RangeSet:
@@ -146,6 +154,96 @@ class Writeback:
         self._thread.join()
 
 
+class DirectWriter:
+    """
+    Positional ``O_DIRECT`` writes of the aligned pieces of a file (Linux).
+
+    A buffered write copies each chunk into the page cache and leaves it dirty, and the
+    fsync before the rename then has the kernel write it all out: CPU for the copy and
+    the write-back, measured at about a third of a core-second per 256 MiB on the project's
+    machine, and a multi-gigabyte download evicts everything else cached. Direct writes
+    go from one reused, page-aligned buffer to the disk; the chunk is copied once into it
+    because ``bytes`` from the SDK are not aligned.
+
+    `write` takes what it can and returns how many bytes it wrote, 0 for a piece that is
+    not aligned (the last chunk of a blob, or chunk sizes that are not a multiple of
+    4 KiB): the caller writes the rest through its buffered descriptor. Aligned and
+    unaligned writes never share a block, so the kernel keeps the two coherent. A file
+    system that refuses direct I/O (``EINVAL`` on open or on the first write: tmpfs on
+    older kernels, some FUSE mounts) turns it off for the rest of the file. Not
+    thread-safe: the one buffer is reused, so writes must come one at a time.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = None
+        self._buffer: mmap.mmap | None = None
+        flag = getattr(os, "O_DIRECT", 0)
+        if not flag:
+            return
+        try:
+            # A second open file description of the same file, opened by its /proc link:
+            # O_DIRECT is a property of the description, and the caller's stays buffered.
+            self._fd = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | flag | os.O_CLOEXEC)
+        except OSError:
+            self._fd = None
+
+    @property
+    def active(self) -> bool:
+        """Whether direct writes are still being made."""
+        return self._fd is not None
+
+    def write(self, start: int, view: memoryview) -> int:
+        """Write the aligned ``view`` at ``start``; return the bytes written (0: not taken)."""
+        length = len(view)
+        if self._fd is None or start % _DIRECT_ALIGN or length % _DIRECT_ALIGN or not length:
+            return 0
+        buffer = self._aligned(length)
+        buffer[:length] = view
+        try:
+            with memoryview(buffer) as whole, whole[:length] as source:
+                return os.pwrite(self._fd, source, start)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+        self.close()  # this file system does not take direct I/O: buffered from here on
+        return 0
+
+    def read(self, start: int, length: int) -> bytes | None:
+        """
+        Read back ``length`` bytes at an aligned ``start`` without filling the page cache;
+        ``None`` when the caller should read them itself.
+        """
+        if self._fd is None or start % _DIRECT_ALIGN:
+            return None
+        padded = -(-length // _DIRECT_ALIGN) * _DIRECT_ALIGN  # O_DIRECT reads whole blocks
+        buffer = self._aligned(padded)
+        with memoryview(buffer) as whole, whole[:padded] as target:
+            try:
+                got = os.preadv(self._fd, [target], start)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                return None
+            return bytes(target[: min(got, length)])
+
+    def _aligned(self, length: int) -> mmap.mmap:
+        # An anonymous mapping is page-aligned; it grows to the largest chunk seen.
+        if self._buffer is None or len(self._buffer) < length:
+            if self._buffer is not None:
+                self._buffer.close()
+            self._buffer = mmap.mmap(-1, length)
+        return self._buffer
+
+    def close(self) -> None:
+        """Close the direct descriptor and free the buffer (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
+
+
 class DownloadSink:
     """
     The stream the SDK downloads into: positional writes to ``handle``'s descriptor.
@@ -174,10 +272,11 @@ class DownloadSink:
         self._error: BaseException | None = None
         self._queue: queue.Queue[tuple[int, bytes] | None] | None = None
         self._thread: threading.Thread | None = None
+        self._direct = DirectWriter(self._fd)
+        # Started with the first buffered bytes of a file large enough to need it.
         self._writeback: Writeback | None = None
+        self._background = background
         if background:
-            if size > _WRITEBACK_EVERY:  # a smaller file has nothing to write back early
-                self._writeback = Writeback(self._fd)
             self._queue = queue.Queue(maxsize=_QUEUE_DEPTH)
             self._thread = threading.Thread(
                 target=self._writer, name="headwater-download-writer", daemon=True
@@ -228,14 +327,22 @@ class DownloadSink:
 
     def _write_at(self, start: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
-        written = 0
+        direct = written = self._direct.write(start, view)
         while written < len(view):
             written += os.pwrite(self._fd, view[written:], start + written)
         self.received.add(start, start + len(view))
-        if self._writeback is not None:
-            self._writeback.wrote(len(view))
+        if written > direct:
+            self._wrote_buffered(written - direct)
         if self._md5 is not None:
             self._advance_hash(start, view)
+
+    def _wrote_buffered(self, length: int) -> None:
+        # Direct writes leave nothing dirty; buffered ones are written back as they grow.
+        if self._writeback is None:
+            if not self._background or self.size <= _WRITEBACK_EVERY:
+                return  # a smaller file has nothing to write back early
+            self._writeback = Writeback(self._fd)
+        self._writeback.wrote(length)
 
     def _writer(self) -> None:
         assert self._queue is not None
@@ -269,6 +376,7 @@ class DownloadSink:
         if self._writeback is not None:
             self._writeback.close()
             self._writeback = None
+        self._direct.close()
 
     # --- bookkeeping ----------------------------------------------------------------------
 
@@ -285,7 +393,9 @@ class DownloadSink:
         run_end = self.received.end_of_run(self._hashed)
         while self._hashed < run_end:
             length = min(_READBACK, run_end - self._hashed)
-            data = os.pread(self._fd, length, self._hashed)
+            data = self._direct.read(self._hashed, length)
+            if data is None:
+                data = os.pread(self._fd, length, self._hashed)
             if not data:
                 raise IntegrityError("the temporary file is shorter than the bytes written")
             self._md5.update(data)
