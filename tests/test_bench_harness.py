@@ -1,0 +1,28 @@
+"""The benchmark harness's arithmetic (pure logic; the benchmarks themselves run in nox)."""
+
+from __future__ import annotations
+
+from bench._harness import Case, Measurement, Scenario, format_table, paired_median
+
+
+def _measured(label: str, *rates: float) -> Measurement:
+    fastest = max(rates)
+    return Measurement(label, seconds=1.0, units=int(fastest), round_rates=list(rates))
+
+
+def test_paired_median_compares_within_rounds():
+    """Each round's ratio is taken against the same round's reference; the median is kept."""
+    # The reference is fastest in round 3, the case in round 1: the fastest-of ratio says
+    # 0.5x, yet within every round the case runs at 0.9x to 1.1x of the reference.
+    reference = _measured("raw", 100.0, 100.0, 200.0)
+    case = _measured("headwater", 110.0, 90.0, 190.0)
+    assert 0.95 == paired_median(case, reference)
+    assert paired_median(case, _measured("none", 0.0)) is None
+
+
+def test_format_table_shows_fastest_and_median_ratios():
+    """The table lists the fastest-of ratio and the within-round median side by side."""
+    scenario = Scenario("demo", [Case("raw", "m:f"), Case("hw", "m:g")], baseline="raw")
+    table = format_table(scenario, [_measured("raw", 100.0, 200.0), _measured("hw", 90.0, 150.0)])
+    row = next(line for line in table.splitlines() if line.startswith("hw "))
+    assert ["150", "0.75x", "0.82x"] == row.split()[1:4]
