@@ -1,5 +1,5 @@
 """
-Run the benchmarks: ``python -m bench [--quick] [--only AREA ...]``.
+Run the benchmarks: ``python -m bench [--quick] [--only AREA ...] [--separate-cores]``.
 
 Every ``bench/bench_<area>.py`` module provides ``scenarios(quick) -> list[Scenario]``.
 ``--quick`` uses tiny sizes so CI can prove the benchmarks still run; its figures mean
@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pathlib
 import sys
 
-from bench._harness import format_table, precompile, run_scenario
+from bench._harness import (
+    SEPARATE_CORES_ENV,
+    format_table,
+    precompile,
+    run_scenario,
+    separate_cores,
+)
 
 HERE = pathlib.Path(__file__).parent
 
@@ -22,7 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
     parser.add_argument("--only", nargs="*", default=None, help="areas to run (e.g. files core)")
+    parser.add_argument(
+        "--separate-cores",
+        action="store_true",
+        help="pin the services the benchmarks start (Azurite) to the first CPU and the cases "
+        "to the others, as a client and a remote service would run (Linux)",
+    )
     args = parser.parse_args(argv)
+    if args.separate_cores:
+        os.environ[SEPARATE_CORES_ENV] = "1"
+        separate_cores()  # fails early on a machine with one CPU
     areas = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     if args.only:
         unknown = set(args.only) - set(areas)
@@ -45,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     results_dir.mkdir(exist_ok=True)
     # A partial run (--only) must not overwrite the full run's results.
     stem = "quick" if args.quick else "latest"
+    if args.separate_cores:
+        stem += "-separate-cores"
     if args.only:
         stem += "-" + "-".join(areas)
     (results_dir / f"{stem}.txt").write_text("\n\n".join(out) + "\n")

@@ -11,6 +11,7 @@ and peak RSS. Ratios are what to read: absolute figures depend on the machine an
 from __future__ import annotations
 
 import compileall
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import sysconfig
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,6 +130,53 @@ def precompile() -> None:
                 compileall.compile_dir(root, quiet=2, workers=0)
 
 
+#: Set by ``python -m bench --separate-cores`` (an environment variable, so the case
+#: modules that start services see it too).
+SEPARATE_CORES_ENV = "HEADWATER_BENCH_SEPARATE_CORES"
+
+
+def separate_cores() -> tuple[set[int], set[int]] | None:
+    """
+    The CPUs for services the benchmarks start and for the cases, when
+    ``--separate-cores`` asked to keep them apart (``None`` otherwise).
+
+    On a machine where the storage emulator shares the client's cores, every CPU cycle
+    the client spends (hashing, say) is taken from the server, which a client of a
+    remote service never does. Pinning the service to the first CPU and the cases to
+    the others models the remote service on one machine.
+    """
+    if os.environ.get(SEPARATE_CORES_ENV) != "1":
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--separate-cores needs at least two CPUs")
+    return {cpus[0]}, set(cpus[1:])
+
+
+@contextlib.contextmanager
+def service_affinity() -> Iterator[None]:
+    """
+    Start a service inside this block: with ``--separate-cores`` it (and every thread and
+    process it starts) inherits the service CPU; otherwise nothing changes.
+    """
+    cores = separate_cores()
+    if cores is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores[0])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _case_affinity() -> None:  # runs in the child between fork and exec
+    cores = separate_cores()
+    if cores is not None:
+        os.sched_setaffinity(0, cores[1])
+
+
 def run_once(case: Case, setup_result: dict[str, Any]) -> Measurement:
     """Run a case once in a fresh interpreter."""
     payload = json.dumps({"target": case.target, "kwargs": {**setup_result, **case.kwargs}})
@@ -142,6 +190,7 @@ def run_once(case: Case, setup_result: dict[str, Any]) -> Measurement:
         text=True,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         check=False,
+        preexec_fn=_case_affinity if separate_cores() else None,
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]

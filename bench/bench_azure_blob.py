@@ -21,8 +21,9 @@ after the clock stops (deleting a file that fetch has fsynced costs more than de
 still in the page cache, which is not part of either side's download). The peak RSS
 column is each worker process's own high-water mark (``VmHWM``, which unlike
 ``ru_maxrss`` does not inherit the harness's peak from before ``exec``). Azurite runs on
-the same machine and shares its cores, so ratios matter, not absolute rates. Each scenario
-gets a fresh Azurite (or uses ``HEADWATER_TEST_AZURITE_BLOB_URL``).
+the same machine and shares its cores, so ratios matter, not absolute rates; with
+``--separate-cores`` it runs on a CPU of its own and the cases on the others. Each
+scenario gets a fresh Azurite (or uses ``HEADWATER_TEST_AZURITE_BLOB_URL``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench._harness import Case, Done, Scenario
+from bench._harness import Case, Done, Scenario, service_affinity
 
 try:
     # The worker imports this module before it starts the clock: importing the SDK and
@@ -193,7 +194,8 @@ def _endpoint() -> str:
     if _azurite is None:
         from tests.fix_azurite import start_azurite
 
-        _azurite = start_azurite()
+        with service_affinity():  # its own CPU with --separate-cores
+            _azurite = start_azurite()
     return str(_azurite.blob_url)
 
 

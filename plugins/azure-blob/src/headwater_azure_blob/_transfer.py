@@ -248,15 +248,17 @@ class DownloadSink:
     """
     The stream the SDK downloads into: positional writes to ``handle``'s descriptor.
 
-    Writes go straight to the file descriptor with ``os.pwrite`` (the SDK seeks and
-    writes from several threads), so the buffered ``handle`` from `atomic_file` never
+    Writes are positional (the SDK seeks and writes from several threads, one at a time
+    under the sink's lock): aligned chunks through a `DirectWriter`, the rest straight to
+    the descriptor with ``os.pwrite``, so the buffered ``handle`` from `atomic_file` never
     holds data of its own; `atomic_file` still fsyncs and renames it.
 
     With ``background=True`` the writes (and the hashing) happen on a writer thread fed
     through a small bounded queue, so the thread or event loop receiving the next chunk
-    does not wait for the disk and the MD5, and a `Writeback` thread keeps the file
-    written back as it grows; `drain` waits until everything queued is written. Call
-    `close` when done (it stops the threads), before the file is closed.
+    does not wait for the disk and the MD5, and, for buffered writes, a `Writeback`
+    thread keeps the file written back as it grows; `drain` waits until everything
+    queued is written. Call `close` when done (it stops the threads), before the file is
+    closed.
     """
 
     def __init__(
