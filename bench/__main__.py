@@ -3,7 +3,9 @@ Run the benchmarks: ``python -m bench [--quick] [--only AREA ...] [--separate-co
 
 Every ``bench/bench_<area>.py`` module provides ``scenarios(quick) -> list[Scenario]``.
 ``--quick`` uses tiny sizes so CI can prove the benchmarks still run; its figures mean
-nothing. Results are printed as tables and written to ``bench/results/latest.txt``.
+nothing. Results are printed as tables and written to ``bench/results/``: ``latest.txt``
+for a full run, ``quick.txt`` for ``--quick``, with ``-separate-cores`` and ``-AREA`` added to
+the name for those options (a partial run never overwrites a full one).
 """
 
 from __future__ import annotations

@@ -79,8 +79,19 @@ class Measurement:
     units: int | None = None
     peak_rss: int | None = None
     error: str | None = None
+    #: CPU seconds (user + system) the case's process spent inside the clock.
+    cpu_seconds: float | None = None
     #: The rate of every round, by round number (a full run keeps the fastest above).
     round_rates: list[float] = dataclasses.field(default_factory=list)
+    #: The CPU seconds of every round, by round number.
+    round_cpu: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def median_cpu(self) -> float | None:
+        """The median over rounds of the CPU seconds (the fastest round's when single)."""
+        if self.round_cpu:
+            return statistics.median(self.round_cpu)
+        return self.cpu_seconds
 
     @property
     def rate(self) -> float | None:
@@ -198,7 +209,9 @@ def run_once(case: Case, setup_result: dict[str, Any]) -> Measurement:
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     if "unavailable" in data:
         return Measurement(case.label, error=f"unavailable: {data['unavailable']}")
-    return Measurement(case.label, data["seconds"], data["units"], data["peak_rss"])
+    return Measurement(
+        case.label, data["seconds"], data["units"], data["peak_rss"], cpu_seconds=data.get("cpu")
+    )
 
 
 def run_scenario(scenario: Scenario, quick: bool) -> list[Measurement]:
@@ -213,6 +226,7 @@ def run_scenario(scenario: Scenario, quick: bool) -> list[Measurement]:
         repeat = scenario.repeat if quick else max(scenario.repeat, 3)
         best: dict[str, Measurement] = {}
         rates: dict[str, list[float]] = {case.label: [] for case in scenario.cases}
+        cpu: dict[str, list[float]] = {case.label: [] for case in scenario.cases}
         cases = scenario.cases
         for round_number in range(max(1, repeat)):
             shift = round_number % len(cases)
@@ -222,11 +236,14 @@ def run_scenario(scenario: Scenario, quick: bool) -> list[Measurement]:
                 m = run_once(case, setup_result)
                 if m.rate is not None:
                     rates[case.label].append(m.rate)
+                if m.cpu_seconds is not None:
+                    cpu[case.label].append(m.cpu_seconds)
                 kept = best.get(case.label)
                 if kept is None or m.error or (m.seconds or 0) < (kept.seconds or 0):
                     best[case.label] = m
         for label, measurement in best.items():
             measurement.round_rates = rates[label]
+            measurement.round_cpu = cpu[label]
         return [best[case.label] for case in scenario.cases]
     finally:
         if scenario.teardown:
@@ -249,7 +266,9 @@ def paired_median(case: Measurement, reference: Measurement) -> float | None:
 def format_table(scenario: Scenario, results: list[Measurement]) -> str:
     """
     A plain-text table of one scenario's results: each case's fastest rate, its ratio to
-    the fastest reference, and the median of its per-round ratios (`paired_median`).
+    the fastest reference, the median of its per-round ratios (`paired_median`), the
+    median CPU seconds its process spent per round (where a service shares the machine,
+    the client's CPU is taken from the service's), and its peak RSS.
     """
     by_label = {m.label: m for m in results if not m.error}
     versus = {c.label: c.versus or scenario.baseline for c in scenario.cases}
@@ -257,8 +276,8 @@ def format_table(scenario: Scenario, results: list[Measurement]) -> str:
     paired = any(c.versus for c in scenario.cases)
     lines = [
         f"## {scenario.name}{goal}",
-        f"{'case':<34} {scenario.unit + '/s':>14} {'ratio':>8} {'median':>8} {'peak RSS MB':>12}"
-        + ("  ratio against" if paired else ""),
+        f"{'case':<34} {scenario.unit + '/s':>14} {'ratio':>8} {'median':>8} {'CPU s':>7}"
+        f" {'peak RSS MB':>12}" + ("  ratio against" if paired else ""),
     ]
     for m in results:
         if m.error:
@@ -271,7 +290,8 @@ def format_table(scenario: Scenario, results: list[Measurement]) -> str:
         ratio = f"{rate / base_rate:.2f}x" if base_rate else "-"
         median = paired_median(m, reference) if reference else None
         in_rounds = f"{median:.2f}x" if median is not None else "-"
+        cpu = f"{m.median_cpu:.2f}" if m.median_cpu is not None else "-"
         rss = f"{(m.peak_rss or 0) / 1e6:.1f}"
-        line = f"{m.label:<34} {rate:>14,.0f} {ratio:>8} {in_rounds:>8} {rss:>12}"
+        line = f"{m.label:<34} {rate:>14,.0f} {ratio:>8} {in_rounds:>8} {cpu:>7} {rss:>12}"
         lines.append(line + (f"  {against}" if paired else ""))
     return "\n".join(lines)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from bench._harness import Case, Measurement, Scenario, format_table, paired_median
 
 
-def _measured(label: str, *rates: float) -> Measurement:
+def _measured(label: str, *rates: float, cpu: tuple[float, ...] = ()) -> Measurement:
     fastest = max(rates)
-    return Measurement(label, seconds=1.0, units=int(fastest), round_rates=list(rates))
+    return Measurement(
+        label, seconds=1.0, units=int(fastest), round_rates=list(rates), round_cpu=list(cpu)
+    )
 
 
 def test_paired_median_compares_within_rounds():
@@ -26,3 +28,13 @@ def test_format_table_shows_fastest_and_median_ratios():
     table = format_table(scenario, [_measured("raw", 100.0, 200.0), _measured("hw", 90.0, 150.0)])
     row = next(line for line in table.splitlines() if line.startswith("hw "))
     assert ["150", "0.75x", "0.82x"] == row.split()[1:4]
+
+
+def test_format_table_shows_median_cpu_per_round():
+    """The CPU column is the median over rounds, not the fastest round's figure."""
+    scenario = Scenario("demo", [Case("raw", "m:f")], baseline="raw")
+    measured = _measured("raw", 100.0, 120.0, 110.0, cpu=(0.5, 2.0, 0.75))
+    row = next(line for line in format_table(scenario, [measured]).splitlines()[2:])
+    assert "0.75" == row.split()[4]
+    alone = Measurement("raw", seconds=1.0, units=100, cpu_seconds=0.25)
+    assert 0.25 == alone.median_cpu
