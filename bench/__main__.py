@@ -1,11 +1,13 @@
 """
-Run the benchmarks: ``python -m bench [--quick] [--only AREA ...] [--separate-cores]``.
+Run the benchmarks: ``python -m bench [--quick] [--only AREA ...] [--separate-cores]``
+``[--scenario TEXT ...] [--rounds N]``.
 
 Every ``bench/bench_<area>.py`` module provides ``scenarios(quick) -> list[Scenario]``.
 ``--quick`` uses tiny sizes so CI can prove the benchmarks still run; its figures mean
 nothing. Results are printed as tables and written to ``bench/results/``: ``latest.txt``
-for a full run, ``quick.txt`` for ``--quick``, with ``-separate-cores`` and ``-AREA`` added to
-the name for those options (a partial run never overwrites a full one).
+for a full run, ``quick.txt`` for ``--quick``, with ``-separate-cores``, ``-AREA`` and
+``-selected`` (``--scenario``, ``--rounds``) added to the name for those options, so a
+partial run never overwrites a full one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ HERE = pathlib.Path(__file__).parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run the benchmarks; tables go to stdout and bench/results/.",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
     parser.add_argument("--only", nargs="*", default=None, help="areas to run (e.g. files core)")
     parser.add_argument(
@@ -37,7 +42,23 @@ def main(argv: list[str] | None = None) -> int:
         help="pin the services the benchmarks start (Azurite) to the first CPU and the cases "
         "to the others, as a client and a remote service would run (Linux)",
     )
+    parser.add_argument(
+        "--scenario",
+        nargs="*",
+        default=None,
+        metavar="TEXT",
+        help="run only the scenarios whose name contains one of these (e.g. 'upload')",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rounds per scenario instead of each scenario's own (more narrow the median)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be 1 or more, not {args.rounds}")
     if args.separate_cores:
         os.environ[SEPARATE_CORES_ENV] = "1"
         separate_cores()  # fails early on a machine with one CPU
@@ -54,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     for area in areas:
         module = importlib.import_module(f"bench.bench_{area}")
         for scenario in module.scenarios(args.quick):
-            results = run_scenario(scenario, args.quick)
+            if args.scenario and not any(text in scenario.name for text in args.scenario):
+                continue
+            results = run_scenario(scenario, args.quick, args.rounds)
             table = format_table(scenario, results)
             print(table + "\n", flush=True)
             out.append(table)
@@ -67,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         stem += "-separate-cores"
     if args.only:
         stem += "-" + "-".join(areas)
+    if args.scenario or args.rounds:
+        stem += "-selected"
     (results_dir / f"{stem}.txt").write_text("\n\n".join(out) + "\n")
     return 1 if failed else 0
 

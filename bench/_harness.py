@@ -214,8 +214,11 @@ def run_once(case: Case, setup_result: dict[str, Any]) -> Measurement:
     )
 
 
-def run_scenario(scenario: Scenario, quick: bool) -> list[Measurement]:
-    """Set up, run every case, tear down; keep each case's fastest run."""
+def run_scenario(scenario: Scenario, quick: bool, rounds: int | None = None) -> list[Measurement]:
+    """
+    Set up, run every case, tear down; keep each case's fastest run. ``rounds`` overrides
+    the scenario's own number of rounds (more rounds narrow the median ratio).
+    """
     setup_result: dict[str, Any] = resolve(scenario.setup)(quick) if scenario.setup else {}
     try:
         # Full runs keep the best of at least three fresh processes per case: one sample
@@ -223,7 +226,7 @@ def run_scenario(scenario: Scenario, quick: bool) -> list[Measurement]:
         # so a spell of load elsewhere on the machine hits all cases, not one, and each
         # round starts one case later: a service that slows down as a run goes on
         # (Azurite does) would otherwise favour whichever case always runs first.
-        repeat = scenario.repeat if quick else max(scenario.repeat, 3)
+        repeat = rounds or (scenario.repeat if quick else max(scenario.repeat, 3))
         best: dict[str, Measurement] = {}
         rates: dict[str, list[float]] = {case.label: [] for case in scenario.cases}
         cpu: dict[str, list[float]] = {case.label: [] for case in scenario.cases}
