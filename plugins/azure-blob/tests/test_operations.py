@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from headwater import AlreadyExists, Category, ConfigError, NotFound
 from headwater_azure_blob import AzureBlobConnector
 
 pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
 
 
 def _put(container, name: str, data: bytes, **options) -> None:
@@ -282,6 +285,24 @@ async def test_upload_without_checksum(make_twin, container, tmp_path):
     assert (None, None) == (result.checksum, props.content_settings.content_md5)
     fetched = await twin.fetch("raw.bin", tmp_path)
     assert (data, False) == (fetched.path.read_bytes(), fetched.verified)
+
+
+@pytest.mark.parametrize("size", [3 * MiB, 2 * 8 * MiB + 1], ids=["one-request", "blocks"])
+async def test_upload_of_default_sized_blocks_warns_nothing(twin, container, size):
+    """
+    Default-sized blocks (8 MiB) go out without a warning: aiohttp warns on every request
+    body over 1 MiB passed as bytes, which an application running with warnings as
+    errors would see as a failed upload.
+    """
+    data = os.urandom(size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = await twin.upload("big.bin", io.BytesIO(data))
+    assert [] == [str(w.message) for w in caught]
+    assert hashlib.md5(data, usedforsecurity=False).digest() == bytes(
+        container.get_blob_client("big.bin").get_blob_properties().content_settings.content_md5
+    )
+    assert size == result.size
 
 
 async def test_write_failure_leaves_no_blob(twin, container):
