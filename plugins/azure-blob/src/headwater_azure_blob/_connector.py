@@ -852,17 +852,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         first = _first_blocks(rechunker, source)
         if first is None:
             data = rechunker.rest()
-            md5 = hashlib.md5(data, usedforsecurity=False).digest() if checksum else None
-            settings = _settings(content_type, md5)
+            md5, options = _one_request(data, checksum, content_type, metadata, overwrite)
             with self._errors(context), _exists_as_conflict(name):
-                result = blob.upload_blob(
-                    data,
-                    length=len(data),
-                    overwrite=overwrite,
-                    content_settings=settings,
-                    metadata=metadata,
-                    max_concurrency=1,
-                )
+                result = blob.upload_blob(data, **options)
             return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
         plan = BlockPlan(checksum=checksum)
         limit = self.config.max_concurrency
@@ -928,17 +920,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 # stage the data as one block instead, one request more.
                 first = [data]
             else:
-                md5 = hashlib.md5(data, usedforsecurity=False).digest() if checksum else None
-                settings = _settings(content_type, md5)
+                md5, options = _one_request(data, checksum, content_type, metadata, overwrite)
                 with self._errors(context), _exists_as_conflict(name):
-                    result = await blob.upload_blob(
-                        data,
-                        length=len(data),
-                        overwrite=overwrite,
-                        content_settings=settings,
-                        metadata=metadata,
-                        max_concurrency=1,
-                    )
+                    result = await blob.upload_blob(data, **options)
                 return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
         plan = BlockPlan(checksum=checksum)
         limit = self.config.max_concurrency
@@ -1069,6 +1053,25 @@ def _pinned(etag: str) -> dict[str, Any]:
 #: which an application that runs with warnings as errors sees as a failed upload; as a
 #: stream it is sent in 256 KiB pieces instead. The aio client's bodies stay under this.
 _AIOHTTP_BYTES_BODY_MAX: Final = 1 << 20
+
+
+def _one_request(
+    data: bytes,
+    checksum: bool,
+    content_type: str | None,
+    metadata: dict[str, str] | None,
+    overwrite: bool,
+) -> tuple[bytes | None, dict[str, Any]]:
+    """The MD5 (if asked for) and the ``upload_blob`` options of a one-request upload."""
+    md5 = hashlib.md5(data, usedforsecurity=False).digest() if checksum else None
+    options = {
+        "length": len(data),
+        "overwrite": overwrite,
+        "content_settings": _settings(content_type, md5),
+        "metadata": metadata,
+        "max_concurrency": 1,
+    }
+    return md5, options
 
 
 def _settings(content_type: str | None, md5: bytes | None) -> Any:
