@@ -915,15 +915,14 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 break
         if first is None:
             data = rechunker.rest()
-            if len(data) > _AIOHTTP_BYTES_BODY_MAX:
-                # The SDK's one-request upload sends bytes (see `_AIOHTTP_BYTES_BODY_MAX`):
-                # stage the data as one block instead, one request more.
-                first = [data]
-            else:
+            if len(data) <= _AIOHTTP_BYTES_BODY_MAX:
                 md5, options = _one_request(data, checksum, content_type, metadata, overwrite)
                 with self._errors(context), _exists_as_conflict(name):
                     result = await blob.upload_blob(data, **options)
                 return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
+            # The SDK's one-request upload sends bytes (see `_AIOHTTP_BYTES_BODY_MAX`):
+            # stage the data as one block instead, one request more.
+            first = [data]
         plan = BlockPlan(checksum=checksum)
         limit = self.config.max_concurrency
         pending: set[asyncio.Task[None]] = set()
@@ -1051,7 +1050,8 @@ def _pinned(etag: str) -> dict[str, Any]:
 
 #: aiohttp warns (``ResourceWarning``) on every request body over 1 MiB given as bytes,
 #: which an application that runs with warnings as errors sees as a failed upload; as a
-#: stream it is sent in 256 KiB pieces instead. The aio client's bodies stay under this.
+#: stream it is sent in 256 KiB pieces instead. Bodies the aio client gets as bytes stay
+#: at or under this size; larger ones are given as streams.
 _AIOHTTP_BYTES_BODY_MAX: Final = 1 << 20
 
 
