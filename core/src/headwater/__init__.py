@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from headwater._connector import CheckResult as CheckResult
     from headwater._connector import Connector as Connector
     from headwater._connector import ConnectorConfig as ConnectorConfig
+    from headwater._connector import Estimate as Estimate
     from headwater._connector import FetchResult as FetchResult
     from headwater._connector import Item as Item
     from headwater._connector import Partition as Partition
@@ -100,6 +101,7 @@ __all__ = [
     "CredentialError",
     "CredentialResolver",
     "DuplicateConnector",
+    "Estimate",
     "FetchResult",
     "HeadwaterError",
     "IntegrityError",
@@ -156,6 +158,7 @@ _LAZY: dict[str, str] = {
     "CheckResult": "headwater._connector",
     "Connector": "headwater._connector",
     "ConnectorConfig": "headwater._connector",
+    "Estimate": "headwater._connector",
     "FetchResult": "headwater._connector",
     "Item": "headwater._connector",
     "Partition": "headwater._connector",

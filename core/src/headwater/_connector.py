@@ -37,7 +37,7 @@ from collections.abc import (
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -77,6 +77,12 @@ class Capability(StrEnum):
     PARTITIONS = "partitions"
     #: batches may hold ``pyarrow.RecordBatch`` instead of dicts.
     ARROW = "arrow"
+    #: ``upload`` stores a local file (or binary stream) as an item, verified and atomic.
+    UPLOAD = "upload"
+    #: ``write`` takes ``state_key=`` and ``state=`` and commits that state together with
+    #: the data (one transaction, one blob commit); ``written_state`` reads it back. This
+    #: is what makes `headwater.copy` into the connector exact across a crash.
+    ATOMIC_STATE = "atomic_state"
 
 
 ItemKind = Literal[
@@ -158,6 +164,20 @@ class WriteResult:
 
     stream: str
     records: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Estimate:
+    """
+    How big a stream is, as far as the connector can tell cheaply (for progress bars).
+
+    ``rows`` and ``bytes`` are ``None`` when unknown; ``exact`` says whether they are
+    counts or estimates (a catalog statistic, say).
+    """
+
+    rows: int | None = None
+    bytes: int | None = None
+    exact: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -426,6 +446,38 @@ class Connector(Generic[ConfigT]):
         """Write batches (or lists of dicts) to ``stream``; all-or-nothing where possible."""
         raise NotSupported(f"connector {self.id!r} does not support write")
 
+    def upload(
+        self, item: str, source: str | Path | IO[bytes], *, overwrite: bool = False
+    ) -> Any:
+        """
+        Store a local file (a path) or a binary stream as ``item``: streamed, verified
+        where the service allows, and atomic (the item appears only when complete).
+        """
+        raise NotSupported(f"connector {self.id!r} does not support upload")
+
+    def estimate(self, stream: str, **options: Any) -> Estimate:
+        """
+        The size of ``stream`` for progress reporting: rows and/or bytes, exact or
+        estimated. Cheap by contract (a catalog lookup, a listing, a first page); the
+        default says nothing is known.
+        """
+        return Estimate()
+
+    def written_state(self, stream: str, key: str) -> State | None:
+        """
+        The state last committed with ``write(stream, ..., state_key=key, state=...)``,
+        or ``None`` when there is none (connectors with `Capability.ATOMIC_STATE`).
+        """
+        raise NotSupported(f"connector {self.id!r} does not store state with its writes")
+
+    def local_path(self, stream: str) -> Path | None:
+        """
+        The local file that holds ``stream``, for connectors whose streams are local
+        files (`headwater.copy` uses it to refuse copying a file onto itself); ``None``
+        otherwise.
+        """
+        return None
+
     def partitions(self, stream: str, count: int) -> builtins.list[Partition]:
         """Split ``stream`` into at most ``count`` partitions that can be read independently."""
         raise NotSupported(f"connector {self.id!r} does not support partitions")
@@ -525,6 +577,22 @@ class Connector(Generic[ConfigT]):
             sync_batches = batches
             return await asyncio.to_thread(lambda: self.write(stream, sync_batches, **options))
         return await _write_from_async(lambda it: self.write(stream, it, **options), batches)
+
+    async def aupload(
+        self, item: str, source: str | Path | IO[bytes], *, overwrite: bool = False
+    ) -> Any:
+        """Async twin of `upload`."""
+        return await asyncio.to_thread(self.upload, item, source, overwrite=overwrite)
+
+    async def aestimate(self, stream: str, **options: Any) -> Estimate:
+        """Async twin of `estimate`."""
+        if type(self).estimate is Connector.estimate:
+            return Estimate()
+        return await asyncio.to_thread(lambda: self.estimate(stream, **options))
+
+    async def awritten_state(self, stream: str, key: str) -> State | None:
+        """Async twin of `written_state`."""
+        return await asyncio.to_thread(self.written_state, stream, key)
 
     async def apartitions(self, stream: str, count: int) -> builtins.list[Partition]:
         """Async twin of `partitions`."""
