@@ -106,7 +106,8 @@ def test_read_state_resume_appends(tmp_path, data):
     )
     assert first.returncode == 0, first.stderr
     saved = json.loads(state.read_text())
-    assert saved["rows"] == 10
+    assert 10 == saved["records"]
+    assert 10 == saved["source"]["rows"]
     second = run("read", data.as_uri(), "events.jsonl", "--state", str(state), "-o", str(out))
     assert second.returncode == 0, second.stderr
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from headwater._connector import State as State
     from headwater._connector import WriteResult as WriteResult
     from headwater._connector import iterate_in_thread as iterate_in_thread
+    from headwater._copy import CopyResult as CopyResult
+    from headwater._copy import acopy as acopy
+    from headwater._copy import copy as copy
     from headwater._files import atomic_file as atomic_file
     from headwater._files import safe_destination as safe_destination
     from headwater._json import loads_json as loads_json
@@ -81,6 +84,7 @@ if TYPE_CHECKING:
     from headwater.hookspecs import hookimpl as hookimpl
     from headwater.hookspecs import hookspec as hookspec
     from headwater import errors as errors
+    from headwater import formats as formats
 
 __all__ = [
     "API_VERSION",
@@ -98,6 +102,7 @@ __all__ = [
     "ConnectorConfig",
     "ConnectorError",
     "ConnectorRef",
+    "CopyResult",
     "CredentialError",
     "CredentialResolver",
     "DuplicateConnector",
@@ -129,12 +134,15 @@ __all__ = [
     "UnknownConnector",
     "UnsafePath",
     "WriteResult",
+    "acopy",
     "atomic_file",
     "breaker_for",
     "connect",
+    "copy",
     "default_sources_path",
     "error_for_status",
     "errors",
+    "formats",
     "get_logger",
     "get_plugin_manager",
     "get_registry",
@@ -164,6 +172,9 @@ _LAZY: dict[str, str] = {
     "Partition": "headwater._connector",
     "State": "headwater._connector",
     "WriteResult": "headwater._connector",
+    "CopyResult": "headwater._copy",
+    "acopy": "headwater._copy",
+    "copy": "headwater._copy",
     "atomic_file": "headwater._files",
     "iterate_in_thread": "headwater._connector",
     "safe_destination": "headwater._files",
@@ -226,8 +237,8 @@ def __getattr__(name: str) -> Any:
         from headwater._version import __version__
 
         return __version__
-    if name == "errors":
-        return importlib.import_module("headwater.errors")
+    if name in ("errors", "formats"):
+        return importlib.import_module(f"headwater.{name}")
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,7 @@ Exit codes: 0 success; 1 error; 2 usage error; 3 a check found the source unheal
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 
 if TYPE_CHECKING:
-    from headwater._connector import Batch, Connector
+    from headwater._connector import Connector
     from headwater._plugins import Registry
     from headwater._sources import SourceRegistry
 
@@ -61,27 +62,12 @@ def _echo_json(data: Any) -> None:
 
 
 def _json_default(value: Any) -> Any:
-    import base64
-    import datetime
-    import decimal
-    import uuid
+    from headwater.formats import json_default
 
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        # Exact: a float would lose digits of a NUMERIC.
+    try:
+        return json_default(value)
+    except TypeError:
         return str(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
 
 
 def _parse_assignments(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
@@ -334,29 +320,7 @@ def ls(source: str, path: str | None, config_pairs: tuple[str, ...], as_json: bo
                 click.echo(f"{item.kind:<10} {size:>12}  {modified:<25} {item.name}")
 
 
-@cli.command()
-@click.argument("source")
-@click.argument("stream", required=False)
-@_config_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["jsonl", "csv", "parquet"]),
-    default="jsonl",
-    show_default=True,
-    help="Output format (parquet needs pyarrow and -o).",
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-")
-@click.option(
-    "--state",
-    "state_file",
-    type=click.Path(dir_okay=False),
-    help="Resume from this JSON state file and keep it updated after every batch.",
-)
-@click.option("--limit", type=click.IntRange(min=1), help="Stop after N records.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Records per batch.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
-@click.option(
+_read_option = click.option(
     "-R",
     "--read-option",
     "read_option_pairs",
@@ -365,6 +329,69 @@ def ls(source: str, path: str | None, config_pairs: tuple[str, ...], as_json: bo
     help="Connector read option, e.g. -R cursor_field=updated_at or -R format=arrow "
     "(postgres: Arrow batches, written to Parquet without building Python rows).",
 )
+_write_option = click.option(
+    "-W",
+    "--write-option",
+    "write_option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Connector write option, e.g. -W mode=replace or -W upsert_on=id (repeatable).",
+)
+_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "parquet", "arrow"]),
+    help="File format (default: from the file's suffix; JSON Lines on stdout).",
+)
+_compression_option = click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "bz2", "xz"]),
+    help="Compress the output file (default: from its suffix, e.g. .jsonl.gz).",
+)
+_sink_option = click.option(
+    "-F",
+    "--file-option",
+    "file_option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Output file option: CSV columns=[...], delimiter, null_string; "
+    "Parquet compression_codec (repeatable).",
+)
+_state_option = click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False),
+    help="Copy state file: resume from it, and rewrite it (atomically) each time the "
+    "output is made durable.",
+)
+_limit_option = click.option("--limit", type=click.IntRange(min=1), help="Stop after N records.")
+_batch_option = click.option(
+    "--batch-size", type=click.IntRange(min=1), help="Records per batch read."
+)
+_progress_option = click.option(
+    "--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a TTY)."
+)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("stream", required=False)
+@_config_option
+@_format_option
+@_compression_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="Output file (default: stdout).",
+)
+@_state_option
+@_limit_option
+@_batch_option
+@_progress_option
+@_read_option
+@_sink_option
 @click.option(
     "--records",
     "records_path",
@@ -376,101 +403,224 @@ def read(
     source: str,
     stream: str | None,
     config_pairs: tuple[str, ...],
-    fmt: str,
+    fmt: str | None,
+    compression: str | None,
     output: str,
     state_file: str | None,
     limit: int | None,
     batch_size: int | None,
     progress: bool | None,
     read_option_pairs: tuple[str, ...],
+    file_option_pairs: tuple[str, ...],
     records_path: str | None,
 ) -> None:
     """
-    Read STREAM from SOURCE to stdout or -o FILE.
+    Read STREAM from SOURCE to stdout or -o FILE (the same as `copy` into a file).
 
-    With --state FILE, reading resumes after the state saved there and the file is
-    rewritten (atomically) after each batch has been written out, so an interrupted
-    run continues where it stopped; output to -o FILE is then appended, not replaced.
+    The format comes from the output's suffix (.jsonl, .csv, .parquet, .arrow, and .gz,
+    .zst, .bz2, .xz for compression); --format overrides. A new output appears only when
+    complete: an existing file is replaced atomically, never truncated first.
+
+    With --state FILE, an interrupted read run again resumes exactly after the last
+    checkpoint, and a finished one run again adds what the stream has gained since
+    (appended to the same -o FILE).
     """
     from headwater.errors import ConfigError
 
-    state = _load_state(state_file)
-    if fmt == "parquet" and output == "-":
-        raise ConfigError("--format parquet needs -o FILE", field="output")
     overrides = _parse_assignments(config_pairs, "--config")
     if records_path is not None:
         if overrides.get("records", records_path) != records_path:
             raise ConfigError("--records and -c records= disagree; give one", field="records")
         overrides["records"] = records_path
+    read_options = _parse_assignments(read_option_pairs, "--read-option")
+    sink_options = _parse_assignments(file_option_pairs, "--file-option")
     with _open_source(source, overrides) as connector:
         stream = stream or _only_stream(connector)
-        resuming = state is not None and output != "-"
-        with _output(output, fmt, append=resuming) as writer, _progress(progress, stream) as bar:
-            options = _parse_assignments(read_option_pairs, "--read-option")
-            _copy_batches(
-                connector, stream, state, batch_size, limit, writer, bar, state_file, options
-            )
+        if output == "-":
+            _read_to_stdout(
+                connector, stream, fmt, state_file, limit, batch_size, progress, read_options,
+                sink_options,
+            )  # fmt: skip
+            return
+        _run_copy(
+            connector, stream, output, None,
+            state_file=state_file, limit=limit, batch_size=batch_size, progress=progress,
+            read_options=read_options, fmt=fmt, compression=compression,
+            sink_options=sink_options,
+        )  # fmt: skip
 
 
-def _copy_batches(
-    connector: Connector[Any],
+@cli.command("copy")
+@click.argument("source")
+@click.argument("stream")
+@click.argument("dest")
+@click.argument("dest_stream", required=False)
+@_config_option
+@_format_option
+@_compression_option
+@_state_option
+@_limit_option
+@_batch_option
+@_progress_option
+@_read_option
+@_write_option
+@_sink_option
+def copy_command(
+    source: str,
     stream: str,
-    state: dict[str, Any] | None,
-    batch_size: int | None,
-    limit: int | None,
-    writer: _Writer,
-    bar: _Progress,
+    dest: str,
+    dest_stream: str | None,
+    config_pairs: tuple[str, ...],
+    fmt: str | None,
+    compression: str | None,
     state_file: str | None,
-    options: dict[str, Any] | None = None,
+    limit: int | None,
+    batch_size: int | None,
+    progress: bool | None,
+    read_option_pairs: tuple[str, ...],
+    write_option_pairs: tuple[str, ...],
+    file_option_pairs: tuple[str, ...],
 ) -> None:
     """
-    Copy batches to the writer, saving state after each, stopping exactly at ``limit``.
+    Copy STREAM of SOURCE into DEST: a local file, or with DEST_STREAM a saved source or
+    URL whose connector writes the records (a table, a blob).
 
-    A saved state must sit exactly after the last record written, so a batch is never cut
-    in two: when fewer records remain than a batch holds, the read is reopened from the
-    last state with a batch size equal to what remains.
+    \b
+    headwater copy warehouse public.orders orders.parquet
+    headwater copy warehouse public.orders az://acct/bucket orders/2026.jsonl.gz
+    headwater copy events.csv - warehouse public.events     (a local file as the source)
+
+    With --state FILE the copy resumes exactly: into a file, after the last checkpoint;
+    into a connector that commits state with its data (postgres, azure-blob), after the
+    last committed write.
     """
-    written = 0
-    while True:
-        remaining = None if limit is None else limit - written
-        size = batch_size if remaining is None else min(batch_size or remaining, remaining)
-        batches = connector.read(stream, state, batch_size=size, **(options or {}))
-        reopen = False
-        try:
-            for batch in batches:
-                rows = batch.rows()
-                if remaining is not None and len(rows) > remaining:
-                    # The connector ignored batch_size: write what fits, but this
-                    # batch's state would skip the rest, so it cannot be saved.
-                    rows = rows[:remaining]
-                    if state_file:
-                        click.echo(
-                            "warning: the connector returned a batch larger than --limit; "
-                            "state not saved for the partial batch",
-                            err=True,
-                        )
-                        state_file = None
-                writer.write(batch, rows)
-                written += len(rows)
-                bar(len(rows))
-                state = batch.state
-                if state_file:
-                    writer.flush()
-                    _save_state(state_file, batch.state)
-                if limit is None:
-                    continue
-                remaining = limit - written
-                if remaining <= 0:
-                    return
-                if size is not None and remaining < size:
-                    reopen = True
-                    break
-        finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
-        if not reopen:
-            return
+    overrides = _parse_assignments(config_pairs, "--config")
+    read_options = _parse_assignments(read_option_pairs, "--read-option")
+    write_options = _parse_assignments(write_option_pairs, "--write-option")
+    sink_options = _parse_assignments(file_option_pairs, "--file-option")
+    if stream == "-" and "://" not in source and Path(source).is_file():
+        origin: Any = Path(source)
+        stream_name: str | None = None
+    else:
+        origin = _open_source(source, overrides)
+        stream_name = stream
+    try:
+        _run_copy(
+            origin, stream_name, dest, dest_stream,
+            state_file=state_file, limit=limit, batch_size=batch_size, progress=progress,
+            read_options=read_options, write_options=write_options, fmt=fmt,
+            compression=compression, sink_options=sink_options,
+        )  # fmt: skip
+    finally:
+        if not isinstance(origin, Path):
+            origin.close()
+
+
+def _run_copy(
+    source: Any,
+    stream: str | None,
+    dest: str,
+    dest_stream: str | None,
+    *,
+    state_file: str | None,
+    limit: int | None,
+    batch_size: int | None,
+    progress: bool | None,
+    read_options: dict[str, Any],
+    write_options: dict[str, Any] | None = None,
+    fmt: str | None = None,
+    compression: str | None = None,
+    sink_options: dict[str, Any] | None = None,
+) -> None:
+    """One `headwater.copy` with a progress bar, a summary line and Ctrl-C reporting."""
+    from headwater._copy import copy
+
+    destination: Any = dest
+    if dest_stream is not None:
+        destination = _open_source(dest)
+    label = stream or str(source)
+    bar = _Progress(progress, label, unit=" rec")
+    try:
+        with bar:
+            if stream is not None and bar.enabled:
+                bar.set_total(_estimate_rows(source, stream, read_options))
+            result = copy(
+                source, stream, destination, dest_stream,
+                state_file=state_file, limit=limit, batch_size=batch_size,
+                read_options=read_options, write_options=write_options, format=fmt,
+                compression=compression, sink_options=sink_options, progress=bar,
+                registry=_registry(),
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        _interrupted(state_file)
+    finally:
+        if dest_stream is not None:
+            destination.close()
+    click.echo(f"copied {result.records} records to {result.destination}", err=True)
+
+
+def _estimate_rows(source: Any, stream: str, read_options: dict[str, Any]) -> int | None:
+    """A row total for the progress bar when the connector can tell cheaply."""
+    from headwater._connector import Connector
+
+    if not isinstance(source, Connector):
+        return None
+    try:
+        estimate = source.estimate(stream)
+    except Exception:  # a progress total is a nicety: never fail the copy for it
+        return None
+    return estimate.rows
+
+
+def _interrupted(state_file: str | None) -> NoReturn:
+    from headwater._copy import load_state
+
+    if state_file is not None:
+        saved = load_state(state_file) or {}
+        records = saved.get("records", 0)
+        click.echo(
+            f"interrupted: the state in {state_file} covers {records} records; run the same "
+            "command again to resume",
+            err=True,
+        )
+    raise KeyboardInterrupt
+
+
+def _read_to_stdout(
+    connector: Connector[Any],
+    stream: str,
+    fmt: str | None,
+    state_file: str | None,
+    limit: int | None,
+    batch_size: int | None,
+    progress: bool | None,
+    read_options: dict[str, Any],
+    sink_options: dict[str, Any],
+) -> None:
+    """
+    Records as JSON Lines or CSV on stdout. A pipe cannot be made durable, so with
+    --state the state is saved after each batch has been flushed to the reader.
+    """
+    from headwater._copy import copy
+    from headwater._sinks import StdoutSink
+    from headwater.errors import ConfigError
+
+    fmt = fmt or "jsonl"
+    if fmt not in ("jsonl", "csv"):
+        raise ConfigError(f"--format {fmt} needs -o FILE", field="output")
+    sink = StdoutSink(sys.stdout.buffer, fmt, options=sink_options)
+    bar = _Progress(progress, stream, unit=" rec")
+    try:
+        with bar:
+            if bar.enabled:
+                bar.set_total(_estimate_rows(connector, stream, read_options))
+            copy(
+                connector, stream, sink,
+                state_file=state_file, limit=limit, batch_size=batch_size,
+                read_options=read_options, progress=bar, checkpoint_seconds=0.0,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        _interrupted(state_file)
 
 
 def _only_stream(connector: Connector[Any]) -> str:
@@ -486,145 +636,33 @@ def _only_stream(connector: Connector[Any]) -> str:
     )
 
 
-def _load_state(state_file: str | None) -> dict[str, Any] | None:
-    from headwater.errors import ConfigError
-
-    if not state_file or not Path(state_file).exists():
-        return None
-    try:
-        data = json.loads(Path(state_file).read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ConfigError(
-            f"state file {state_file} is not valid JSON ({exc})", field="state"
-        ) from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"state file {state_file} must hold a JSON object", field="state")
-    return data
-
-
-def _save_state(state_file: str, state: dict[str, Any]) -> None:
-    from headwater._files import atomic_file
-
-    with atomic_file(state_file) as handle:
-        handle.write(json.dumps(state, default=_json_default).encode("utf-8"))
-
-
-class _Writer:
-    """Writes batches to a binary stream as JSON Lines, CSV or Parquet."""
-
-    def __init__(self, out: IO[bytes], fmt: str, append: bool) -> None:
-        self.out = out
-        self.fmt = fmt
-        self.append = append
-        self._csv_header: list[str] | None = None
-        self._parquet: Any = None
-
-    def write(self, batch: Batch, rows: list[dict[str, Any]]) -> None:
-        if self.fmt == "jsonl":
-            data = "".join(
-                json.dumps(row, default=_json_default, ensure_ascii=False) + "\n" for row in rows
-            )
-            self.out.write(data.encode("utf-8"))
-        elif self.fmt == "csv":
-            self._write_csv(rows)
-        else:
-            self._write_parquet(batch, rows)
-
-    def _write_csv(self, rows: list[dict[str, Any]]) -> None:
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        for row in rows:
-            if self._csv_header is None:
-                self._csv_header = list(row)
-                if not self.append:
-                    writer.writerow(self._csv_header)
-            writer.writerow(
-                [_csv_value(row.get(key)) for key in self._csv_header]
-                + [_csv_value(v) for k, v in row.items() if k not in self._csv_header]
-            )
-        self.out.write(buffer.getvalue().encode("utf-8"))
-
-    def _write_parquet(self, batch: Batch, rows: list[dict[str, Any]]) -> None:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            from headwater.errors import ConfigError
-
-            raise ConfigError("--format parquet needs pyarrow: pip install pyarrow") from None
-        table = (
-            pa.Table.from_batches([batch.records])
-            if batch.is_arrow and len(rows) == len(batch)
-            else pa.Table.from_pylist(rows)
-        )
-        if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self.out, table.schema)
-        self._parquet.write_table(table)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-    def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, default=_json_default, ensure_ascii=False)
-    if isinstance(value, str | int | float):
-        return value
-    return _json_default(value)
-
-
-class _OutputContext:
-    def __init__(self, output: str, fmt: str, append: bool) -> None:
-        self.output, self.fmt, self.append = output, fmt, append
-        self.handle: IO[bytes] | None = None
-        self.writer: _Writer | None = None
-
-    def __enter__(self) -> _Writer:
-        if self.output == "-":
-            self.handle = sys.stdout.buffer
-            append = False
-        else:
-            append = self.append and Path(self.output).exists() and self.fmt != "parquet"
-            self.handle = open(self.output, "ab" if append else "wb")
-        self.writer = _Writer(self.handle, self.fmt, append)
-        return self.writer
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.writer is not None
-        assert self.handle is not None
-        self.writer.close()
-        self.handle.flush()
-        if self.output != "-":
-            self.handle.close()
-
-
-def _output(output: str, fmt: str, append: bool) -> _OutputContext:
-    return _OutputContext(output, fmt, append)
-
-
 class _Progress:
     """A tqdm bar on stderr when it is a terminal; a no-op otherwise (tqdm not even imported)."""
 
-    def __init__(self, enabled: bool | None, label: str) -> None:
+    def __init__(self, enabled: bool | None, label: str, *, unit: str) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.label = label
+        self.unit = unit
         self.bar: Any = None
 
     def __enter__(self) -> _Progress:
         if self.enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(desc=self.label, unit=" rec", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(
+                desc=self.label,
+                unit=self.unit,
+                unit_scale=self.unit == "B",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         return self
+
+    def set_total(self, total: int | None) -> None:
+        """Show a total and an ETA (when the connector could estimate one)."""
+        if self.bar is not None and total:
+            self.bar.total = total
+            self.bar.refresh()
 
     def __call__(self, count: int) -> None:
         if self.bar is not None:
@@ -633,10 +671,6 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress(enabled: bool | None, label: str) -> _Progress:
-    return _Progress(enabled, label)
 
 
 @cli.command()
@@ -657,80 +691,115 @@ def fetch(
 
 @cli.command()
 @click.argument("source")
+@click.argument("local_file", type=click.Path(dir_okay=False, exists=True))
+@click.argument("item")
+@_config_option
+@click.option("--overwrite/--no-overwrite", default=False, help="Replace an existing item.")
+@_progress_option
+def upload(
+    source: str,
+    local_file: str,
+    item: str,
+    config_pairs: tuple[str, ...],
+    overwrite: bool,
+    progress: bool | None,
+) -> None:
+    """Upload LOCAL_FILE to SOURCE as ITEM (streamed, verified, appears only when complete)."""
+    from headwater._connector import Capability
+    from headwater.errors import NotSupported
+
+    with _open_source(source, _parse_assignments(config_pairs, "--config")) as connector:
+        if Capability.UPLOAD not in connector.capabilities:
+            raise NotSupported(f"connector {connector.id!r} does not support upload")
+        size = Path(local_file).stat().st_size
+        with _Progress(progress, item, unit="B") as bar, open(local_file, "rb") as raw:
+            bar.set_total(size)
+            result = connector.upload(item, _CountingReader(raw, bar), overwrite=overwrite)
+    checksum = getattr(result, "checksum", None)
+    click.echo(f"{item}\t{size} bytes" + (f" {checksum}" if checksum else ""))
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary file that reports the bytes read from it to a progress bar."""
+
+    def __init__(self, raw: IO[bytes], progress: _Progress) -> None:
+        self._raw = raw
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._progress(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        self._progress(count or 0)
+        return int(count or 0)
+
+
+@cli.command()
+@click.argument("source")
 @click.argument("stream")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @_config_option
 @click.option(
-    "--input-format",
-    type=click.Choice(["jsonl", "csv"]),
-    help="Format of FILE (default: from its suffix; '-' reads JSON Lines).",
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "parquet", "arrow"]),
+    help="Format of FILE (default: from its suffix; '-' reads JSON Lines from stdin).",
 )
-@click.option(
-    "-O",
-    "--option",
-    "option_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Connector write option, e.g. -O mode=append (repeatable).",
-)
+@_write_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=10_000, show_default=True)
+@_progress_option
 def write(
     source: str,
     stream: str,
     file: str,
     config_pairs: tuple[str, ...],
-    input_format: str | None,
-    option_pairs: tuple[str, ...],
+    fmt: str | None,
+    write_option_pairs: tuple[str, ...],
     batch_size: int,
+    progress: bool | None,
 ) -> None:
-    """Write the records in FILE (JSON Lines or CSV) to STREAM of SOURCE."""
-    fmt = input_format or ("csv" if file.lower().endswith(".csv") else "jsonl")
-    options = _parse_assignments(option_pairs, "--option")
+    """Write the records in FILE (JSON Lines, CSV, Parquet, Arrow; compressed too) to STREAM."""
+    from headwater._copy import copy
+
+    options = _parse_assignments(write_option_pairs, "--write-option")
     with _open_source(source, _parse_assignments(config_pairs, "--config")) as connector:
-        result = connector.write(stream, _batches_from_file(file, fmt, batch_size), **options)
-    click.echo(f"wrote {result.records} records to {result.stream}")
-
-
-def _batches_from_file(file: str, fmt: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    import csv
-    import io
-
-    from headwater.errors import ConfigError
-
-    handle = sys.stdin if file == "-" else open(file, encoding="utf-8", newline="")  # noqa: SIM115
-    try:
-        if fmt == "csv":
-            rows: Iterator[dict[str, Any]] = iter(csv.DictReader(handle))
+        if file == "-":
+            result_records = connector.write(
+                stream, _stdin_batches(fmt or "jsonl", batch_size), **options
+            ).records
         else:
-            rows = _jsonl_rows(handle, file)
-        batch: list[dict[str, Any]] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read {file}: {exc}") from None
-    finally:
-        if not isinstance(handle, io.TextIOWrapper) or handle is not sys.stdin:
-            handle.close()
+            read_options = {"format": fmt} if fmt else {}
+            with _Progress(progress, Path(file).name, unit=" rec") as bar:
+                result_records = copy(
+                    Path(file), None, connector, stream,
+                    batch_size=batch_size, read_options=read_options,
+                    write_options=options, progress=bar,
+                ).records  # fmt: skip
+    click.echo(f"wrote {result_records} records to {stream}")
 
 
-def _jsonl_rows(handle: IO[str], name: str) -> Iterator[dict[str, Any]]:
+def _stdin_batches(fmt: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
     from headwater.errors import ConfigError
+    from headwater.formats import decode_stream, make_decoder
 
-    for number, line in enumerate(handle, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"{name}:{number}: invalid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{name}:{number}: expected a JSON object")
-        yield row
+    if fmt not in ("jsonl", "csv"):
+        raise ConfigError(f"stdin takes JSON Lines or CSV, not {fmt}", field="format")
+    decoder = make_decoder(fmt, "<stdin>")
+    chunks = iter(lambda: sys.stdin.buffer.read(1 << 16), b"")
+    batch: list[dict[str, Any]] = []
+    for record, _end in decode_stream(decoder, chunks):
+        batch.append(record)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 # --- sources ---------------------------------------------------------------------------------

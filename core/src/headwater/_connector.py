@@ -446,9 +446,7 @@ class Connector(Generic[ConfigT]):
         """Write batches (or lists of dicts) to ``stream``; all-or-nothing where possible."""
         raise NotSupported(f"connector {self.id!r} does not support write")
 
-    def upload(
-        self, item: str, source: str | Path | IO[bytes], *, overwrite: bool = False
-    ) -> Any:
+    def upload(self, item: str, source: str | Path | IO[bytes], *, overwrite: bool = False) -> Any:
         """
         Store a local file (a path) or a binary stream as ``item``: streamed, verified
         where the service allows, and atomic (the item appears only when complete).

@@ -1,23 +1,25 @@
 """
-The ``files`` connector: CSV and JSON Lines files in a local directory.
+The ``files`` connector: JSON Lines, CSV, Parquet and Arrow files in a local directory.
 
-It needs no server and no dependency beyond the standard library, which makes it the
-embedded default (the demo runs on it) and the reference plugin authors read first.
-Every stream is a file under ``root``; its name is the path relative to ``root`` with
-``/`` separators (``sales/2024.csv``).
+It needs no server (JSON Lines and CSV need nothing beyond the standard library; Parquet
+and Arrow need pyarrow), which makes it the embedded default (the demo runs on it) and
+the reference plugin authors read first. Every stream is a file under ``root``; its name
+is the path relative to ``root`` with ``/`` separators (``sales/2024.csv``). Formats and
+compression (``.gz``, ``.zst``, ``.bz2``, ``.xz``) come from the name, through the format
+layer shared with every other connector (`headwater.formats`).
 
 Resumable state is the byte offset just after the last record of a batch, so resuming
 seeks straight there (no re-reading), and a file that grew since (an append-only log)
 yields only the new records. A state whose offset is past the end of the file means
-the file was replaced; that is refused rather than silently re-read.
+the file was replaced; that is refused rather than silently re-read. In a compressed
+file the offset counts decompressed bytes: a resume decompresses from the start and
+skips to it, and never yields a record twice. Parquet and Arrow states count rows.
 """
 
 from __future__ import annotations
 
 import builtins
-import csv
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -32,38 +34,50 @@ from headwater._connector import (
     Capability,
     Connector,
     ConnectorConfig,
+    Estimate,
     FetchResult,
     Item,
     State,
     WriteResult,
 )
 from headwater._files import atomic_file, safe_destination
+from headwater._sinks import FileSink, make_sink
 from headwater.errors import (
     AlreadyExists,
     ConfigError,
+    HeadwaterError,
     NotFound,
     PermissionDenied,
     UnsafePath,
 )
+from headwater.formats import FileFormat, decode_stream, detect, make_decoder
 
-#: File suffixes read as streams, and the format each means.
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: Bytes read per chunk from a file.
+_CHUNK = 1 << 20
 
 
 class FilesConfig(ConnectorConfig):
     """Configuration of the ``files`` connector."""
 
-    root: Path = Field(description="Directory holding the CSV / JSON Lines files (the streams).")
+    root: Path = Field(description="Directory holding the files (the streams).")
     batch_size: int = Field(
         default=1000,
         ge=1,
         le=1_000_000,
         description="Records per batch unless read() is given one.",
     )
-    delimiter: str = Field(
-        default=",", min_length=1, max_length=1, description="CSV field delimiter."
+    delimiter: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1,
+        description="CSV field delimiter (default: ',' and a tab for .tsv files).",
     )
-    encoding: str = Field(default="utf-8", description="Text encoding of the files.")
+    encoding: str = Field(default="utf-8", description="Text encoding of JSON Lines and CSV.")
+    null_string: str = Field(
+        default="",
+        description="CSV: the unquoted text that means NULL (the same text quoted is a "
+        "string). The default, the empty field, is PostgreSQL's CSV convention.",
+    )
 
     @field_validator("root")
     @classmethod
@@ -84,12 +98,19 @@ class FilesConfig(ConnectorConfig):
         return value
 
 
+def _known(name: str) -> FileFormat | None:
+    try:
+        return detect(name)
+    except ConfigError:
+        return None
+
+
 class FilesConnector(Connector[FilesConfig]):
-    """CSV and JSON Lines files in a local directory."""
+    """JSON Lines, CSV, Parquet and Arrow files in a local directory."""
 
     id = "files"
     Config = FilesConfig
-    summary = "CSV and JSON Lines files in a local directory (the embedded default)"
+    summary = "JSON Lines, CSV, Parquet and Arrow files in a local directory (the embedded default)"
     capabilities = frozenset(
         {
             Capability.CHECK,
@@ -99,6 +120,8 @@ class FilesConnector(Connector[FilesConfig]):
             Capability.FETCH,
             Capability.METADATA,
             Capability.WRITE,
+            Capability.UPLOAD,
+            Capability.ARROW,
         }
     )
 
@@ -132,14 +155,18 @@ class FilesConnector(Connector[FilesConfig]):
         return path
 
     @staticmethod
-    def _format(path: Path) -> str:
-        fmt = FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            known = ", ".join(sorted(FORMATS))
-            raise ConfigError(
-                f"{path.name}: unsupported file type (known: {known})", field="stream"
-            )
-        return fmt
+    def _format(path: Path, fmt: str | None = None) -> FileFormat:
+        try:
+            return detect(path.name, fmt)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, field="stream", hint=exc.hint) from None
+
+    def _delimiter(self, file_format: FileFormat) -> str:
+        return self.config.delimiter or file_format.delimiter or ","
+
+    def local_path(self, stream: str) -> Path | None:
+        """The file that holds ``stream`` (it need not exist yet)."""
+        return self._path(stream, must_exist=False)
 
     # --- operations -----------------------------------------------------------------------
 
@@ -155,7 +182,7 @@ class FilesConnector(Connector[FilesConfig]):
             raise ConfigError(f"root {str(root)!r} is not a directory", field="root")
         if not os.access(root, os.R_OK | os.X_OK):
             raise PermissionDenied(f"cannot read directory {str(root)!r}", field="root")
-        streams = sum(1 for p in root.rglob("*") if p.suffix.lower() in FORMATS and p.is_file())
+        streams = sum(1 for p in root.rglob("*") if p.is_file() and _known(p.name))
         return f"{streams} stream{'s' if streams != 1 else ''} under {root}"
 
     def list(self, path: str | None = None) -> Iterator[Item]:
@@ -169,28 +196,50 @@ class FilesConnector(Connector[FilesConfig]):
             if entry.is_dir():
                 yield Item(rel + "/", "directory", modified=modified)
             elif entry.is_file():
-                fmt = FORMATS.get(Path(entry.name).suffix.lower())
-                kind: Literal["stream", "file"] = "stream" if fmt else "file"
-                extra = {"format": fmt} if fmt else {}
+                known = _known(entry.name)
+                kind: Literal["stream", "file"] = "stream" if known else "file"
+                extra: dict[str, Any] = {}
+                if known:
+                    extra["format"] = known.fmt
+                    if known.compression:
+                        extra["compression"] = known.compression
                 yield Item(rel, kind, size=stat.st_size, modified=modified, extra=extra)
 
     def metadata(self, item: str) -> dict[str, Any]:
         path = self._path(item)
         stat = path.stat()
+        known = _known(path.name)
         meta: dict[str, Any] = {
             "name": item,
             "size": stat.st_size,
             "modified": datetime.fromtimestamp(stat.st_mtime, tz=UTC).isoformat(),
-            "format": FORMATS.get(path.suffix.lower()),
+            "format": known.fmt if known else None,
         }
-        if meta["format"] == "csv":
-            with path.open("rb") as handle:
-                counter = _ByteCounter(handle, self.config.encoding)
-                meta["columns"] = next(csv.reader(counter, delimiter=self.config.delimiter), [])
-        elif meta["format"] == "jsonl":
+        if known is None:
+            return meta
+        if known.compression:
+            meta["compression"] = known.compression
+        if known.fmt == "csv":
+            meta["columns"] = self._csv_header(path, known) or []
+        elif known.fmt == "jsonl":
             first = next(self.read(item, batch_size=1), None)
             meta["columns"] = list(first.rows()[0]) if first and len(first) else []
+        else:
+            schema = _arrow_schema(path, known)
+            meta["columns"] = schema.names
+            meta["schema"] = {f.name: str(f.type) for f in schema}
         return meta
+
+    def estimate(self, stream: str, **options: Any) -> Estimate:
+        """Rows of Parquet and Arrow files (from their footer); bytes of the others."""
+        path = self._path(stream)
+        file_format = self._format(path, options.get("format"))
+        if file_format.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return Estimate(rows=pq.ParquetFile(path).metadata.num_rows, exact=True)
+        size = path.stat().st_size
+        return Estimate(bytes=size, exact=file_format.compression is None)
 
     def read(
         self,
@@ -200,92 +249,113 @@ class FilesConnector(Connector[FilesConfig]):
         batch_size: int | None = None,
         **options: Any,
     ) -> Iterator[Batch]:
-        if options:
-            raise ConfigError(f"files: unknown read option(s): {', '.join(sorted(options))}")
+        unknown = set(options) - {"format"}
+        if unknown:
+            raise ConfigError(f"files: unknown read option(s): {', '.join(sorted(unknown))}")
         path = self._path(stream)
-        fmt = self._format(path)
+        file_format = self._format(path, options.get("format"))
         size = batch_size or self.config.batch_size
+        if state and state.get("stream") != stream:
+            raise ConfigError(
+                f"state is not a files-connector state for stream {stream!r}", field="state"
+            )
+        rows_before = int(state.get("rows", 0)) if state else 0
+        if file_format.columnar:
+            yield from self._read_columnar(path, file_format, stream, state, size, rows_before)
+            return
         offset = 0
         if state:
-            if state.get("stream") != stream or not isinstance(state.get("offset"), int):
+            if not isinstance(state.get("offset"), int):
                 raise ConfigError(
                     f"state is not a files-connector state for stream {stream!r}", field="state"
                 )
             offset = state["offset"]
-            if offset > path.stat().st_size:
+            if file_format.compression is None and offset > path.stat().st_size:
                 raise ConfigError(
                     f"state offset {offset} is past the end of {stream!r}; the file was "
                     "replaced or truncated since the state was saved",
                     field="state",
                     hint="start again without a state",
                 )
-        rows_before = int(state.get("rows", 0)) if state else 0
+        header = None
+        if file_format.fmt == "csv" and offset:
+            header = (state or {}).get("header") or self._csv_header(path, file_format)
+        decoder = make_decoder(
+            file_format.fmt,
+            stream,
+            offset,
+            encoding=self.config.encoding,
+            delimiter=self._delimiter(file_format),
+            header=header,
+            null_string=self.config.null_string,
+        )
         with path.open("rb") as handle:
-            records = (
-                self._jsonl_records(handle, offset, stream)
-                if fmt == "jsonl"
-                else self._csv_records(handle, offset)
-            )
+            skip = 0
+            if file_format.compression is None:
+                handle.seek(offset)
+            else:
+                skip = offset
+            chunks = iter(lambda: handle.read(_CHUNK), b"")
+            decoded = decode_stream(decoder, chunks, file_format.compression, skip=skip)
             batch: builtins.list[dict[str, Any]] = []
             position = offset
             rows = rows_before
-            for record, end in records:
+            for record, end in decoded:
                 batch.append(record)
                 position = end
                 if len(batch) >= size:
                     rows += len(batch)
-                    yield Batch(stream, batch, {"stream": stream, "offset": position, "rows": rows})
+                    yield Batch(stream, batch, self._state(stream, position, rows, decoder))
                     batch = []
             if batch:
                 rows += len(batch)
-                yield Batch(stream, batch, {"stream": stream, "offset": position, "rows": rows})
+                yield Batch(stream, batch, self._state(stream, position, rows, decoder))
 
-    def _jsonl_records(
-        self, handle: IO[bytes], offset: int, stream: str
-    ) -> Iterator[tuple[dict[str, Any], int]]:
-        handle.seek(offset)
-        position = offset
-        encoding = self.config.encoding
-        for line in handle:
-            position += len(line)
-            text = line.decode(encoding).strip()
-            if not text:
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
+    @staticmethod
+    def _state(stream: str, offset: int, rows: int, decoder: Any) -> State:
+        state: State = {"stream": stream, "offset": offset, "rows": rows}
+        header = getattr(decoder, "header", None)
+        if header is not None:
+            state["header"] = header
+        return state
+
+    def _csv_header(self, path: Path, file_format: FileFormat) -> builtins.list[str] | None:
+        decoder = make_decoder(
+            "csv",
+            path.name,
+            0,
+            encoding=self.config.encoding,
+            delimiter=self._delimiter(file_format),
+        )
+        with path.open("rb") as handle:
+            chunks = iter(lambda: handle.read(1 << 16), b"")
+            for _record in decode_stream(decoder, chunks, file_format.compression):
+                break
+        header: builtins.list[str] | None = decoder.header  # type: ignore[union-attr]
+        return header
+
+    def _read_columnar(
+        self,
+        path: Path,
+        file_format: FileFormat,
+        stream: str,
+        state: State | None,
+        size: int,
+        rows: int,
+    ) -> Iterator[Batch]:
+        skip = 0
+        if state:
+            skip = state.get("row", -1)
+            if not isinstance(skip, int) or skip < 0:
                 raise ConfigError(
-                    f"{stream}: invalid JSON at byte {position - len(line)}: {exc.msg}"
-                ) from None
-            if not isinstance(record, dict):
-                raise ConfigError(
-                    f"{stream}: line at byte {position - len(line)} is a JSON "
-                    f"{type(record).__name__}, expected an object"
+                    f"state is not a files-connector state for stream {stream!r}", field="state"
                 )
-            yield record, position
-
-    def _csv_records(self, handle: IO[bytes], offset: int) -> Iterator[tuple[dict[str, Any], int]]:
-        encoding = self.config.encoding
-        counter = _ByteCounter(handle, encoding)
-        reader = csv.reader(counter, delimiter=self.config.delimiter)
-        header = next(reader, None)
-        if header is None:
-            return
-        if offset > counter.position:
-            # Resuming: skip straight to the saved offset. csv.reader pulls exactly the
-            # lines one record needs, so the counter's position is a record boundary.
-            handle.seek(offset)
-            counter.position = offset
-        width = len(header)
-        for row in reader:
-            if not row:
-                continue
-            record: dict[str, Any] = dict(zip(header, row, strict=False))
-            if len(row) < width:
-                record.update(dict.fromkeys(header[len(row) :]))
-            elif len(row) > width:
-                record["_extra"] = row[width:]
-            yield record, counter.position
+        position = skip
+        for record_batch in _arrow_batches(path, file_format, skip, size):
+            position += record_batch.num_rows
+            rows += record_batch.num_rows
+            state_after: State = {"stream": stream, "row": position, "rows": rows}
+            yield Batch(stream, record_batch, state_after)
 
     def fetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
         source = self._path(item)
@@ -295,10 +365,33 @@ class FilesConnector(Connector[FilesConfig]):
         digest = hashlib.sha256()
         size = 0
         with source.open("rb") as src, atomic_file(target) as out:
-            while chunk := src.read(1 << 20):
+            while chunk := src.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
+        return FetchResult(target, size, f"sha256:{digest.hexdigest()}", verified=True)
+
+    def upload(
+        self, item: str, source: str | Path | IO[bytes], *, overwrite: bool = False
+    ) -> FetchResult:
+        """Copy a local file or binary stream to ``item`` under root (atomic, sha256)."""
+        target = self._path(item, must_exist=False)
+        if target.exists() and not overwrite:
+            raise AlreadyExists(
+                f"stream {item!r} exists", hint="pass overwrite=True (CLI: --overwrite)"
+            )
+        digest = hashlib.sha256()
+        size = 0
+        opened = source if hasattr(source, "read") else open(source, "rb")  # type: ignore[arg-type]  # noqa: SIM115
+        try:
+            with atomic_file(target) as out:
+                while chunk := opened.read(_CHUNK):  # type: ignore[union-attr]
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+        finally:
+            if opened is not source:
+                opened.close()  # type: ignore[union-attr]
         return FetchResult(target, size, f"sha256:{digest.hexdigest()}", verified=True)
 
     def write(
@@ -310,112 +403,118 @@ class FilesConnector(Connector[FilesConfig]):
         **options: Any,
     ) -> WriteResult:
         """
-        Write records to the file ``stream`` (format from its suffix).
+        Write records to the file ``stream`` (format and compression from its suffix).
 
         ``mode``: ``create`` (default) refuses an existing file; ``overwrite`` replaces it
-        atomically; ``append`` adds records, and on failure truncates back to the
-        original length so nothing is half-written.
+        atomically; ``append`` adds records (a Parquet or Arrow file is rebuilt with them
+        and replaced atomically), and on failure puts the file back as it was. Other
+        options go to the format (CSV ``columns``, ``null_string``; Parquet
+        ``compression_codec``).
         """
-        if options:
-            raise ConfigError(f"files: unknown write option(s): {', '.join(sorted(options))}")
         if mode not in ("create", "append", "overwrite"):
             raise ConfigError(
                 f"write mode must be create, append or overwrite, not {mode!r}", field="mode"
             )
         path = self._path(stream, must_exist=False)
-        fmt = self._format(path)
+        file_format = self._format(path)
         exists = path.exists()
         if exists and mode == "create":
             raise AlreadyExists(
                 f"stream {stream!r} exists", hint="write with mode='append' or mode='overwrite'"
             )
-        records = (row for batch in batches for row in _rows(batch))
+        sink_options = dict(options)
+        if not file_format.columnar:
+            sink_options.setdefault("encoding", self.config.encoding)
+            if file_format.fmt == "csv":
+                sink_options.setdefault("delimiter", self._delimiter(file_format))
+                sink_options.setdefault("null_string", self.config.null_string)
+        sink = make_sink(path, file_format, resumable=False, options=sink_options)
+        committed = None
+        original = path.stat().st_size if exists else 0
         if mode == "append" and exists:
-            return WriteResult(stream, self._append(path, fmt, records))
-        with atomic_file(path) as out:
-            count = self._write_records(out, fmt, records, header=None)
+            committed = self._append_position(sink, path, file_format)
+        count = 0
+        try:
+            sink.open(committed)
+            for batch in batches:
+                sink.write(batch)
+                count += len(batch)
+            sink.finish()
+            sink.publish()
+        except BaseException:
+            sink.abort()
+            if committed is not None and not file_format.columnar:
+                # An append is all-or-nothing: cut the file back to where it was.
+                with path.open("r+b") as out:
+                    out.truncate(original)
+            raise
         return WriteResult(stream, count)
 
-    def _append(self, path: Path, fmt: str, records: Iterator[dict[str, Any]]) -> int:
-        original = path.stat().st_size
-        header = None
-        if fmt == "csv" and original:
-            with path.open("rb") as handle:
-                header = next(
-                    csv.reader(
-                        _ByteCounter(handle, self.config.encoding), delimiter=self.config.delimiter
-                    ),
-                    None,
-                )
-        try:
-            with path.open("ab") as out:
-                count = self._write_records(out, fmt, records, header=header)
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            # Put the file back as it was: an append is all-or-nothing.
-            with path.open("r+b") as out:
-                out.truncate(original)
-            raise
-        return count
-
-    def _write_records(
-        self,
-        out: IO[bytes],
-        fmt: str,
-        records: Iterator[dict[str, Any]],
-        header: builtins.list[str] | None,
-    ) -> int:
-        import io
-
-        encoding = self.config.encoding
-        count = 0
-        if fmt == "jsonl":
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False, default=str).encode(encoding))
-                out.write(b"\n")
-                count += 1
-            return count
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=self.config.delimiter, lineterminator="\n")
-        for record in records:
-            if header is None:
-                header = list(record)
-                writer.writerow(header)
-            unknown = set(record) - set(header)
-            if unknown:
-                raise ConfigError(
-                    f"record {count + 1} has field(s) {sorted(unknown)} "
-                    f"not in the CSV header {header}"
-                )
-            writer.writerow(["" if record.get(k) is None else record.get(k) for k in header])
-            count += 1
-            if buffer.tell() > 1 << 16:
-                out.write(buffer.getvalue().encode(encoding))
-                buffer.seek(0)
-                buffer.truncate()
-        out.write(buffer.getvalue().encode(encoding))
-        return count
+    def _append_position(self, sink: FileSink, path: Path, file_format: FileFormat) -> Any:
+        base = {"path": str(sink.path), "format": file_format.fmt}
+        if file_format.columnar:
+            return {**base, "parts": [], "append": True}
+        columns = self._csv_header(path, file_format) if file_format.fmt == "csv" else None
+        return {
+            **base,
+            "compression": file_format.compression,
+            "staging": None,
+            "bytes": path.stat().st_size,
+            "columns": columns,
+        }
 
 
-def _rows(batch: Batch | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return batch.rows() if isinstance(batch, Batch) else batch
+def _arrow_schema(path: Path, file_format: FileFormat) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if file_format.fmt == "parquet":
+        return pq.read_schema(path)
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).schema
 
 
-class _ByteCounter:
-    """Line iterator over a binary file that tracks the byte offset of what it handed out."""
-
-    def __init__(self, handle: IO[bytes], encoding: str) -> None:
-        self.handle = handle
-        self.encoding = encoding
-        self.position = handle.tell()
-
-    def __iter__(self) -> _ByteCounter:
-        return self
-
-    def __next__(self) -> str:
-        line = self.handle.readline()
-        if not line:
-            raise StopIteration
-        self.position += len(line)
-        return line.decode(self.encoding)
+def _arrow_batches(path: Path, file_format: FileFormat, skip: int, size: int) -> Iterator[Any]:
+    """Record batches of at most ``size`` rows, starting after the first ``skip`` rows."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(
+            f"{file_format.fmt} files need pyarrow", hint="pip install 'headwater[arrow]'"
+        ) from None
+    try:
+        if file_format.fmt == "parquet":
+            source = pq.ParquetFile(path)
+            groups = []
+            seen = 0
+            for index in range(source.num_row_groups):
+                count = source.metadata.row_group(index).num_rows
+                if seen + count > skip:
+                    groups.append(index)
+                else:
+                    seen += count
+            cut = skip - seen
+            for record_batch in source.iter_batches(batch_size=size, row_groups=groups):
+                if cut:
+                    if record_batch.num_rows <= cut:
+                        cut -= record_batch.num_rows
+                        continue
+                    record_batch, cut = record_batch.slice(cut), 0
+                yield record_batch
+            return
+        with pa.memory_map(str(path)) as mapped:
+            reader = pa.ipc.open_file(mapped)
+            cut = skip
+            for index in range(reader.num_record_batches):
+                record_batch = reader.get_batch(index)
+                if cut >= record_batch.num_rows:
+                    cut -= record_batch.num_rows
+                    continue
+                record_batch, cut = record_batch.slice(cut), 0
+                for start in range(0, record_batch.num_rows, size):
+                    yield record_batch.slice(start, size)
+    except HeadwaterError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise ConfigError(f"{path.name}: cannot read {file_format.fmt}: {exc}") from None

@@ -1,0 +1,781 @@
+"""
+Record formats, sans I/O: one layer for every connector and sink that reads or writes
+files, so a fix lands once.
+
+Decoders are *fed* bytes and yield ``(record, offset)`` pairs, the offset being the
+position just after the record in the (decompressed) byte stream: that offset is what a
+resumable state stores. Encoders take batches and *return* bytes. Neither does I/O, so a
+sync and an async driver share every line of format logic (see the ``files`` connector,
+the Azure Blob connector and `headwater.copy`'s file sinks).
+
+Formats and their conventions:
+
+* **JSON Lines** (``.jsonl``, ``.ndjson``): one object per line, UTF-8, blank lines
+  skipped. Values Python's JSON cannot hold are written as: `decimal.Decimal` → string
+  (exact digits), date/time → ISO 8601, `uuid.UUID` → string, bytes → base64,
+  ``timedelta`` → seconds, sets/tuples → lists. Floats NaN and ±Infinity are written as
+  ``NaN``/``Infinity`` (as Python's json does) so they come back unchanged.
+* **CSV** (``.csv``, ``.tsv``): a header row covering every field. NULL is an *unquoted*
+  empty field and the empty string a quoted one (``""``), as PostgreSQL's CSV mode and
+  pyarrow read them; ``null_string`` chooses another unquoted NULL marker (``\\N``, say).
+  Lists and objects are written as JSON text. Fields may be as large as memory allows.
+* **Parquet** (``.parquet``) and **Arrow IPC** (``.arrow``, ``.feather``) need pyarrow;
+  see `headwater.copy` for how the file sinks write them.
+
+A UTF-8 byte-order mark at the start of a file is skipped on read (spreadsheets write
+one) and never written. Compression comes from the suffix (``events.jsonl.gz``): gzip,
+bz2 and xz from the standard library, zstd with the ``zstandard`` package
+(``pip install 'headwater[zstd]'``).
+"""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import codecs
+import csv
+import dataclasses
+import datetime
+import decimal
+import io
+import json
+import lzma
+import sys
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from headwater.errors import ConfigError
+
+if TYPE_CHECKING:
+    from headwater._connector import Batch
+
+__all__ = [
+    "COMPRESSIONS",
+    "FORMATS",
+    "CsvDecoder",
+    "CsvEncoder",
+    "Decoded",
+    "Decoder",
+    "FileFormat",
+    "JsonLinesDecoder",
+    "JsonLinesEncoder",
+    "compressor",
+    "decompressor",
+    "detect",
+    "json_default",
+    "make_decoder",
+    "records_of",
+]
+
+#: Suffix → record format.
+FORMATS: Final = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+}
+#: Suffix → compression.
+COMPRESSIONS: Final = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
+#: Formats that are streams of text records (the others are columnar and need pyarrow).
+LINE_FORMATS: Final = frozenset({"jsonl", "csv"})
+
+#: (record, offset just after it in the decompressed bytes)
+Decoded = tuple[dict[str, Any], int]
+
+_BOM: Final = codecs.BOM_UTF8
+_QUOTE: Final = ord('"')
+
+# csv's default field limit (128 KiB) is far below the largest value a database holds;
+# the limit exists to stop runaway quotes, which our record splitter already bounds.
+csv.field_size_limit(sys.maxsize)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileFormat:
+    """A record format and an optional compression, as a file name implies them."""
+
+    fmt: str
+    compression: str | None = None
+    #: CSV delimiter implied by the name (tab for ``.tsv``), else ``None``.
+    delimiter: str | None = None
+
+    @property
+    def columnar(self) -> bool:
+        """Parquet or Arrow IPC (need pyarrow, not line-oriented)."""
+        return self.fmt not in LINE_FORMATS
+
+
+def detect(name: str, fmt: str | None = None, compression: str | None = None) -> FileFormat:
+    """
+    The format (and compression) of file ``name`` from its suffixes; ``fmt`` and
+    ``compression`` override what the name says.
+
+    Raises:
+        ConfigError: neither the name nor ``fmt`` gives a known format.
+    """
+    suffixes = [s.lower() for s in PurePath(name).suffixes]
+    if compression is None and suffixes and suffixes[-1] in COMPRESSIONS:
+        compression = COMPRESSIONS[suffixes.pop()]
+    if compression is not None and compression not in COMPRESSIONS.values():
+        known = ", ".join(sorted(COMPRESSIONS.values()))
+        raise ConfigError(
+            f"unknown compression {compression!r} (known: {known})", field="compression"
+        )
+    delimiter = "\t" if suffixes and suffixes[-1] == ".tsv" else None
+    if fmt is None:
+        fmt = FORMATS.get(suffixes[-1]) if suffixes else None
+        if fmt is None:
+            known = ", ".join(sorted(FORMATS))
+            raise ConfigError(
+                f"cannot tell the record format of {name!r} from its name (known suffixes: "
+                f"{known}, optionally followed by {', '.join(sorted(COMPRESSIONS))})",
+                field="format",
+                hint="give the format explicitly (--format jsonl|csv|parquet|arrow)",
+            )
+    elif fmt not in set(FORMATS.values()):
+        known = ", ".join(sorted(set(FORMATS.values())))
+        raise ConfigError(f"unknown format {fmt!r} (known: {known})", field="format")
+    if compression is not None and fmt not in LINE_FORMATS:
+        raise ConfigError(
+            f"{fmt} files compress their own pages; {compression} on top is not supported",
+            field="compression",
+        )
+    return FileFormat(fmt, compression, delimiter)
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def json_default(value: Any) -> Any:
+    """
+    The JSON form of a value Python's json module cannot encode (see the module
+    docstring); the one rule every JSON and CSV writer of headwater follows.
+    """
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        # Exact: a float would lose digits of a NUMERIC.
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"cannot write a {type(value).__name__} value as JSON")
+
+
+def records_of(batch: Batch | list[dict[str, Any]] | Any) -> list[dict[str, Any]]:
+    """The records of a batch, a list of dicts or an Arrow record batch/table, as dicts."""
+    if isinstance(batch, list):
+        return batch
+    rows = getattr(batch, "rows", None)
+    if callable(rows):
+        return rows()  # type: ignore[no-any-return]
+    to_pylist = getattr(batch, "to_pylist", None)
+    if callable(to_pylist):
+        return to_pylist()  # type: ignore[no-any-return]
+    raise ConfigError(
+        f"expected batches of records (lists of dicts, Batch or Arrow), got {type(batch).__name__}"
+    )
+
+
+# --- compression -------------------------------------------------------------------------
+
+
+class Codec(Protocol):
+    """A streaming (de)compressor: bytes in, bytes out, then whatever is left."""
+
+    def process(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class _Identity:
+    def process(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Members:
+    """
+    A decompressor over files of several members (``cat a.gz b.gz``), read as ``gzip -d``
+    reads them; a file that ends inside a member is an error, not a short read.
+    """
+
+    def __init__(self, make: Any, name: str) -> None:
+        self._make = make
+        self._codec = make()
+        self._name = name
+        self._fed = False
+
+    def process(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            self._fed = True
+            out.append(self._codec.decompress(data))
+            if not self._codec.eof:
+                break
+            data = self._codec.unused_data
+            self._codec = self._make()
+            self._fed = False
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        if self._fed and not self._codec.eof:
+            raise ConfigError(
+                f"the {self._name} data ends before its end marker (a truncated file?)",
+                field="compression",
+            )
+        return b""
+
+
+class _Zstd:
+    def __init__(self) -> None:
+        self._codec = _zstandard().ZstdDecompressor().decompressobj()
+
+    def process(self, data: bytes) -> bytes:
+        return bytes(self._codec.decompress(data))
+
+    def flush(self) -> bytes:
+        return b""
+
+
+def _zstandard() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise ConfigError(
+            "zstd files need the zstandard package",
+            field="compression",
+            hint="pip install 'headwater[zstd]'",
+        ) from None
+    return zstandard
+
+
+def decompressor(compression: str | None) -> Codec:
+    """A streaming decompressor for ``compression`` (``None``: bytes pass through)."""
+    if compression is None:
+        return _Identity()
+    if compression == "gzip":
+        return _Members(lambda: zlib.decompressobj(wbits=31), "gzip")
+    if compression == "bz2":
+        return _Members(bz2.BZ2Decompressor, "bz2")
+    if compression == "xz":
+        return _Members(lzma.LZMADecompressor, "xz")
+    if compression == "zstd":
+        return _Zstd()
+    raise ConfigError(f"unknown compression {compression!r}", field="compression")
+
+
+class _Compress:
+    def __init__(self, codec: Any, finish: Any) -> None:
+        self._codec = codec
+        self._finish = finish
+
+    def process(self, data: bytes) -> bytes:
+        return bytes(self._codec.compress(data))
+
+    def flush(self) -> bytes:
+        return bytes(self._finish())
+
+
+def compressor(compression: str | None) -> Codec:
+    """A streaming compressor for ``compression`` (``None``: bytes pass through)."""
+    if compression is None:
+        return _Identity()
+    if compression == "gzip":
+        gz = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return _Compress(gz, gz.flush)
+    if compression == "bz2":
+        bz = bz2.BZ2Compressor()
+        return _Compress(bz, bz.flush)
+    if compression == "xz":
+        xz = lzma.LZMACompressor()
+        return _Compress(xz, xz.flush)
+    if compression == "zstd":
+        zs = _zstandard().ZstdCompressor().compressobj()
+        return _Compress(zs, zs.flush)
+    raise ConfigError(f"unknown compression {compression!r}", field="compression")
+
+
+# --- decoders ----------------------------------------------------------------------------
+
+
+class _Lines:
+    """Cuts a byte stream into complete lines (``\\n`` kept), lazily, without copying chunks."""
+
+    def __init__(self) -> None:
+        self.tail = b""
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        start = 0
+        if self.tail:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self.tail += data
+                return
+            yield self.tail + data[: newline + 1]
+            self.tail = b""
+            start = newline + 1
+        while (newline := data.find(b"\n", start)) >= 0:
+            yield data[start : newline + 1]
+            start = newline + 1
+        self.tail = data[start:]
+
+    def rest(self) -> bytes:
+        tail, self.tail = self.tail, b""
+        return tail
+
+
+class _BomSkipper:
+    """Drops a UTF-8 byte-order mark at offset 0 (it counts in offsets, not in records)."""
+
+    def __init__(self, offset: int, encoding: str) -> None:
+        self._pending = offset == 0 and codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+    def strip(self, line: bytes) -> bytes:
+        if not self._pending:
+            return line
+        self._pending = False
+        return line[len(_BOM) :] if line.startswith(_BOM) else line
+
+
+def _utf16_check(name: str, first: bytes, encoding: str) -> None:
+    if first[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) and not encoding.lower().startswith(
+        "utf-16"
+    ):
+        raise ConfigError(
+            f"{name}: the file starts with a UTF-16 byte-order mark",
+            field="encoding",
+            hint="set encoding='utf-16' for this source",
+        )
+
+
+class JsonLinesDecoder:
+    """JSON Lines: one object per line; blank lines are skipped."""
+
+    def __init__(self, name: str, offset: int = 0, encoding: str = "utf-8") -> None:
+        from headwater._json import loads_json
+
+        self.name = name
+        self.position = offset
+        self.encoding = encoding
+        self._lines = _Lines()
+        self._bom = _BomSkipper(offset, encoding)
+        self._utf8 = codecs.lookup(encoding).name == "utf-8"
+        self._loads = loads_json
+
+    def feed(self, data: bytes) -> Iterator[Decoded]:
+        """Decode the complete lines in ``data`` (plus what was left from before), lazily."""
+        for line in self._lines.feed(data):
+            decoded = self._line(line)
+            if decoded is not None:
+                yield decoded
+
+    def finish(self) -> Iterator[Decoded]:
+        """Decode a last line without a trailing newline."""
+        tail = self._lines.rest()
+        if tail:
+            decoded = self._line(tail)
+            if decoded is not None:
+                yield decoded
+
+    def _line(self, raw: bytes) -> Decoded | None:
+        start = self.position
+        self.position += len(raw)
+        if start == 0:
+            _utf16_check(self.name, raw, self.encoding)
+        line = self._bom.strip(raw)
+        if not line.strip():
+            return None
+        try:
+            record = self._loads(line if self._utf8 else line.decode(self.encoding))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{self.name}: invalid JSON at byte {start}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}"
+            ) from None
+        if not isinstance(record, dict):
+            raise ConfigError(
+                f"{self.name}: the line at byte {start} is a JSON "
+                f"{type(record).__name__}, expected an object"
+            )
+        return record, self.position
+
+
+class CsvDecoder:
+    """
+    CSV with a header row. Record boundaries are found on bytes: a line ends a record
+    when the quotes seen so far balance, so quoted fields may hold newlines.
+
+    An unquoted field equal to ``null_string`` (by default the empty field) is ``None``;
+    the same text quoted is a string.
+    """
+
+    #: Records parsed per csv.reader call: amortises its set-up, bounds what is held.
+    _GROUP: Final = 256
+
+    def __init__(
+        self,
+        name: str,
+        offset: int = 0,
+        encoding: str = "utf-8",
+        delimiter: str = ",",
+        header: list[str] | None = None,
+        null_string: str = "",
+    ) -> None:
+        self.name = name
+        self.position = offset
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.header = header
+        self.null_string = null_string
+        self._quoted_null = ('"' + null_string.replace('"', '""') + '"').encode(encoding)
+        self._lines = _Lines()
+        self._bom = _BomSkipper(offset, encoding)
+        self._pending: list[bytes] = []
+        self._quotes = 0
+
+    def feed(self, data: bytes) -> Iterator[Decoded]:
+        """Decode the complete records in ``data`` (plus what was left from before), lazily."""
+        return self._records(self._lines.feed(data))
+
+    def finish(self) -> Iterator[Decoded]:
+        """Decode the last record (no trailing newline); refuse an unterminated quote."""
+        tail = self._lines.rest()
+        if tail:
+            yield from self._records(iter([tail]))
+        if self._pending:
+            raise ConfigError(f"{self.name}: unterminated quoted field at the end of the file")
+
+    def _records(self, lines: Iterator[bytes]) -> Iterator[Decoded]:
+        raws: list[bytes] = []
+        ends: list[int] = []
+        for line in lines:
+            if self.position == 0 and not self._pending:
+                _utf16_check(self.name, line, self.encoding)
+            self._pending.append(line)
+            self._quotes += line.count(_QUOTE)
+            if self._quotes % 2:
+                continue  # inside a quoted field: the record goes on
+            raw = b"".join(self._pending)
+            self._pending.clear()
+            self._quotes = 0
+            self.position += len(raw)
+            raws.append(self._bom.strip(raw))
+            ends.append(self.position)
+            if len(raws) >= self._GROUP:
+                yield from self._parse(raws, ends)
+                raws, ends = [], []
+        yield from self._parse(raws, ends)
+
+    def _parse(self, raws: list[bytes], ends: list[int]) -> Iterator[Decoded]:
+        if not raws:
+            return
+        try:
+            texts = [raw.decode(self.encoding) for raw in raws]
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{self.name}: bytes before offset {ends[-1]} are not {self.encoding}",
+                field="encoding",
+            ) from None
+        try:
+            rows = list(csv.reader(texts, delimiter=self.delimiter, strict=True))
+        except csv.Error as exc:
+            raise ConfigError(f"{self.name}: malformed CSV near byte {ends[-1]}: {exc}") from None
+        null = self.null_string
+        for row, raw, end in zip(rows, raws, ends, strict=True):
+            if self.header is None:
+                if row:
+                    self.header = row
+                continue
+            if not row:
+                if len(self.header) == 1 and raw.strip(b"\r\n") == b"" and null == "":
+                    # One column, NULL: PostgreSQL writes an empty line for it.
+                    yield {self.header[0]: None}, end
+                continue
+            values: list[Any] = row
+            if null in row:
+                quoted = (
+                    _quoted_fields(raw.decode(self.encoding), self.delimiter)
+                    if self._quoted_null in raw
+                    else None
+                )
+                values = [
+                    None if v == null and (quoted is None or not quoted[i]) else v
+                    for i, v in enumerate(row)
+                ]
+            yield _row_to_record(self.header, values), end
+
+
+def _quoted_fields(text: str, delimiter: str) -> list[bool]:
+    """Whether each field of one CSV record was quoted (csv.reader does not say)."""
+    quoted = [False]
+    inside = False
+    at_start = True
+    for char in text:
+        if inside:
+            if char == '"':
+                inside = False  # a doubled quote re-enters on the next character
+            continue
+        if char == '"':
+            inside = True
+            if at_start:
+                quoted[-1] = True
+            at_start = False
+        elif char == delimiter:
+            quoted.append(False)
+            at_start = True
+        elif char not in "\r\n":
+            at_start = False
+    return quoted
+
+
+def _row_to_record(header: list[str], row: Sequence[Any]) -> dict[str, Any]:
+    width = len(header)
+    record: dict[str, Any] = dict(zip(header, row, strict=False))
+    if len(row) < width:
+        record.update(dict.fromkeys(header[len(row) :]))
+    elif len(row) > width:
+        record["_extra"] = list(row[width:])
+    return record
+
+
+Decoder = JsonLinesDecoder | CsvDecoder
+
+
+def make_decoder(
+    fmt: str,
+    name: str,
+    offset: int = 0,
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    header: list[str] | None = None,
+    null_string: str = "",
+) -> Decoder:
+    """A decoder for ``fmt`` (jsonl or csv) starting at (decompressed) byte ``offset``."""
+    if fmt == "jsonl":
+        return JsonLinesDecoder(name, offset, encoding)
+    if fmt == "csv":
+        return CsvDecoder(name, offset, encoding, delimiter, header, null_string)
+    raise ConfigError(f"{name}: {fmt} is not a line format", field="format")
+
+
+def decode_stream(
+    decoder: Decoder, chunks: Iterable[bytes], compression: str | None = None, skip: int = 0
+) -> Iterator[Decoded]:
+    """
+    The sync driver: decompress ``chunks``, drop the first ``skip`` decompressed bytes
+    (resuming inside a compressed file restarts from its beginning), feed the decoder.
+    """
+    codec = decompressor(compression)
+    for chunk in chunks:
+        data = codec.process(chunk)
+        if skip:
+            if len(data) <= skip:
+                skip -= len(data)
+                continue
+            data, skip = data[skip:], 0
+        if data:
+            yield from decoder.feed(data)
+    tail = codec.flush()
+    if tail:
+        yield from decoder.feed(tail)
+    yield from decoder.finish()
+
+
+# --- encoders ----------------------------------------------------------------------------
+
+
+class JsonLinesEncoder:
+    """Batches of records → JSON Lines bytes; counts the records."""
+
+    fmt = "jsonl"
+
+    def __init__(self, *, encoding: str = "utf-8") -> None:
+        self.encoding = encoding
+        self.count = 0
+        self._dumps = json.JSONEncoder(
+            ensure_ascii=False, default=json_default, separators=(", ", ": ")
+        ).encode
+
+    def encode(self, batch: Batch | list[dict[str, Any]] | Any) -> bytes:
+        """The bytes for one batch of records."""
+        rows = records_of(batch)
+        dumps = self._dumps
+        try:
+            text = "\n".join(map(dumps, rows))
+        except TypeError as exc:
+            raise ConfigError(f"cannot write a record as JSON: {exc}") from None
+        self.count += len(rows)
+        return (text + "\n").encode(self.encoding) if rows else b""
+
+    def finish(self) -> bytes:
+        """Bytes that end the file (none for JSON Lines)."""
+        return b""
+
+
+class CsvEncoder:
+    """
+    Batches of records → CSV bytes with one header (see the module docstring for NULL).
+
+    The header is ``columns`` when given; otherwise the fields of the first batch, in
+    the order they first appear. A later record with a field outside the header is an
+    error naming it (a CSV cannot grow a column once its header is written); a record
+    lacking a field writes NULL there.
+    """
+
+    fmt = "csv"
+
+    def __init__(
+        self,
+        *,
+        columns: Sequence[str] | None = None,
+        encoding: str = "utf-8",
+        delimiter: str = ",",
+        null_string: str = "",
+        header: bool = True,
+    ) -> None:
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.null_string = null_string
+        self.columns: list[str] | None = list(columns) if columns is not None else None
+        self.count = 0
+        self._write_header = header
+        self._specials = frozenset({delimiter, '"', "\r", "\n"})
+
+    def encode(self, batch: Batch | list[dict[str, Any]] | Any) -> bytes:
+        """The bytes for one batch of records."""
+        rows = records_of(batch)
+        if not rows:
+            return b""
+        buffer = io.StringIO()
+        if self.columns is None:
+            seen: dict[str, None] = {}
+            for row in rows:
+                seen.update(dict.fromkeys(row))
+            self.columns = list(seen)
+        if self._write_header:
+            csv.writer(buffer, delimiter=self.delimiter, lineterminator="\n").writerow(self.columns)
+            self._write_header = False
+        columns = self.columns
+        known = set(columns)
+        writer = csv.writer(buffer, delimiter=self.delimiter, lineterminator="\n")
+        null = self.null_string
+        for number, row in enumerate(rows, self.count + 1):
+            if len(row) != len(columns) or row.keys() - known:
+                unknown = sorted(row.keys() - known)
+                if unknown:
+                    raise ConfigError(
+                        f"record {number} has field {unknown[0]!r}, which is not in the CSV "
+                        f"header {columns}",
+                        field="columns",
+                        hint="declare every column up front (columns=[...]) or write JSON "
+                        "Lines or Parquet, which allow new fields",
+                    )
+            values = [_csv_text(row.get(c)) for c in columns]
+            if None in values or null in values or (len(values) == 1 and values[0] == ""):
+                buffer.write(self._manual(values))
+            else:
+                writer.writerow(values)
+        self.count += len(rows)
+        return buffer.getvalue().encode(self.encoding)
+
+    def _manual(self, values: list[str | None]) -> str:
+        """A row holding NULLs or strings equal to the NULL marker, quoted by hand."""
+        fields = []
+        for value in values:
+            if value is None:
+                fields.append(self.null_string)
+            elif value == self.null_string or self._specials.intersection(value):
+                fields.append('"' + value.replace('"', '""') + '"')
+            else:
+                fields.append(value)
+        return self.delimiter.join(fields) + "\n"
+
+    def finish(self) -> bytes:
+        """Bytes that end the file: the header alone when no record came."""
+        if self._write_header and self.columns:
+            self._write_header = False
+            return (self.delimiter.join(self.columns) + "\n").encode(self.encoding)
+        return b""
+
+
+def _csv_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=json_default, ensure_ascii=False)
+    converted = json_default(value)
+    return converted if isinstance(converted, str) else json.dumps(converted)
+
+
+# --- Arrow -------------------------------------------------------------------------------
+
+#: Field metadata marking an Arrow string column whose values are JSON text.
+JSON_FIELD_METADATA: Final = {b"headwater.type": b"json"}
+
+
+def arrow_from_records(rows: list[dict[str, Any]]) -> Any:
+    """
+    A ``pyarrow.Table`` from records: every field of every record becomes a column (a
+    record lacking it has NULL there), types inferred per column. Objects and lists are
+    stored as JSON text (marked with `JSON_FIELD_METADATA`), so a column whose values
+    differ in shape from row to row keeps them exactly instead of failing or growing a
+    struct of every key ever seen.
+
+    Raises:
+        ConfigError: a column's values have no common Arrow type (naming the column).
+    """
+    import pyarrow as pa
+
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    arrays = []
+    fields = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        kinds = set(map(type, values))
+        metadata = None
+        if dict in kinds or list in kinds:
+            values = [
+                None if v is None else json.dumps(v, default=json_default, ensure_ascii=False)
+                for v in values
+            ]
+            metadata = JSON_FIELD_METADATA
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            shown = ", ".join(sorted(k.__name__ for k in kinds))
+            raise ConfigError(
+                f"column {name!r} holds values of types that Arrow cannot store in one "
+                f"column ({shown}): {str(exc).splitlines()[0]}",
+                field=name,
+                hint="write JSON Lines, or make the column's values one type",
+            ) from None
+        arrays.append(array)
+        fields.append(pa.field(name, array.type, metadata=metadata))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
