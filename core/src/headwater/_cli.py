@@ -365,6 +365,14 @@ _state_option = click.option(
     "output is made durable.",
 )
 _limit_option = click.option("--limit", type=click.IntRange(min=1), help="Stop after N records.")
+_checkpoint_option = click.option(
+    "--checkpoint-seconds",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="With --state: how often the output is made durable and the state saved "
+    "(0: after every batch).",
+)
 _batch_option = click.option(
     "--batch-size", type=click.IntRange(min=1), help="Records per batch read."
 )
@@ -387,6 +395,7 @@ _progress_option = click.option(
     help="Output file (default: stdout).",
 )
 @_state_option
+@_checkpoint_option
 @_limit_option
 @_batch_option
 @_progress_option
@@ -407,6 +416,7 @@ def read(
     compression: str | None,
     output: str,
     state_file: str | None,
+    checkpoint_seconds: float,
     limit: int | None,
     batch_size: int | None,
     progress: bool | None,
@@ -446,7 +456,7 @@ def read(
             connector, stream, output, None,
             state_file=state_file, limit=limit, batch_size=batch_size, progress=progress,
             read_options=read_options, fmt=fmt, compression=compression,
-            sink_options=sink_options,
+            sink_options=sink_options, checkpoint_seconds=checkpoint_seconds,
         )  # fmt: skip
 
 
@@ -459,6 +469,7 @@ def read(
 @_format_option
 @_compression_option
 @_state_option
+@_checkpoint_option
 @_limit_option
 @_batch_option
 @_progress_option
@@ -474,6 +485,7 @@ def copy_command(
     fmt: str | None,
     compression: str | None,
     state_file: str | None,
+    checkpoint_seconds: float,
     limit: int | None,
     batch_size: int | None,
     progress: bool | None,
@@ -510,6 +522,7 @@ def copy_command(
             state_file=state_file, limit=limit, batch_size=batch_size, progress=progress,
             read_options=read_options, write_options=write_options, fmt=fmt,
             compression=compression, sink_options=sink_options,
+            checkpoint_seconds=checkpoint_seconds,
         )  # fmt: skip
     finally:
         if not isinstance(origin, Path):
@@ -531,6 +544,7 @@ def _run_copy(
     fmt: str | None = None,
     compression: str | None = None,
     sink_options: dict[str, Any] | None = None,
+    checkpoint_seconds: float = 1.0,
 ) -> None:
     """One `headwater.copy` with a progress bar, a summary line and Ctrl-C reporting."""
     from headwater._copy import copy
@@ -549,7 +563,7 @@ def _run_copy(
                 state_file=state_file, limit=limit, batch_size=batch_size,
                 read_options=read_options, write_options=write_options, format=fmt,
                 compression=compression, sink_options=sink_options, progress=bar,
-                registry=_registry(),
+                registry=_registry(), checkpoint_seconds=checkpoint_seconds,
             )  # fmt: skip
     except KeyboardInterrupt:
         _interrupted(state_file)

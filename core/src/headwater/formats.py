@@ -244,17 +244,6 @@ class _Members:
         return b""
 
 
-class _Zstd:
-    def __init__(self) -> None:
-        self._codec = _zstandard().ZstdDecompressor().decompressobj()
-
-    def process(self, data: bytes) -> bytes:
-        return bytes(self._codec.decompress(data))
-
-    def flush(self) -> bytes:
-        return b""
-
-
 def _zstandard() -> Any:
     try:
         import zstandard
@@ -278,7 +267,8 @@ def decompressor(compression: str | None) -> Codec:
     if compression == "xz":
         return _Members(lzma.LZMADecompressor, "xz")
     if compression == "zstd":
-        return _Zstd()
+        zstandard = _zstandard()
+        return _Members(lambda: zstandard.ZstdDecompressor().decompressobj(), "zstd")
     raise ConfigError(f"unknown compression {compression!r}", field="compression")
 
 

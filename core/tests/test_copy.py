@@ -1,0 +1,253 @@
+"""`headwater.copy` into file sinks: formats, resume, schema drift, never truncating first."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import headwater
+from headwater import Batch, Capability, Connector, ConnectorConfig
+from headwater._builtin.files_connector import FilesConnector
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> FilesConnector:
+    root = tmp_path / "src"
+    root.mkdir()
+    write_jsonl(root / "events.jsonl", [{"id": i, "name": f"n{i}"} for i in range(25)])
+    return FilesConnector({"root": root})
+
+
+class Listed(Connector[ConnectorConfig]):
+    """A connector over batches given in the test (types that JSON Lines cannot show)."""
+
+    id = "listed"
+    Config = ConnectorConfig
+    capabilities = frozenset({Capability.READ, Capability.RESUME})
+
+    def __init__(self, batches: list[list[dict[str, Any]]]) -> None:
+        super().__init__({})
+        self.batches = batches
+
+    def read(self, stream, state=None, *, batch_size=None, **options):  # type: ignore[no-untyped-def]
+        start = state["next"] if state else 0
+        for index in range(start, len(self.batches)):
+            yield Batch(stream, self.batches[index], {"next": index + 1})
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.csv", "out.jsonl.gz", "out.csv.zst"])
+def test_copy_to_file_then_resume_continues_the_same_file(tmp_path, source, name):
+    """A copy stopped at a limit and run again with its state ends with every record once."""
+    pytest.importorskip("zstandard") if name.endswith(".zst") else None
+    out, state = tmp_path / name, tmp_path / "copy.state"
+    first = headwater.copy(source, "events.jsonl", out, state_file=state, limit=10, batch_size=3)
+    assert 10 == first.records
+    second = headwater.copy(source, "events.jsonl", out, state_file=state, batch_size=3)
+    assert 15 == second.records
+    records = list(FilesConnector({"root": tmp_path}).read(name))
+    rows = [row for batch in records for row in batch.rows()]
+    assert list(range(25)) == [int(r["id"]) for r in rows]
+    assert 25 == json.loads(state.read_text())["records"]
+
+
+def test_parquet_limit_then_resume_holds_every_row_once(tmp_path, source):
+    """The Parquet file of a limited copy is continued, not rewritten from the resume point."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    out, state = tmp_path / "out.parquet", tmp_path / "s.json"
+    headwater.copy(source, "events.jsonl", out, state_file=state, limit=10, batch_size=4)
+    assert list(range(10)) == pq.read_table(out).column("id").to_pylist()
+    headwater.copy(source, "events.jsonl", out, state_file=state, batch_size=4)
+    assert list(range(25)) == pq.read_table(out).column("id").to_pylist()
+    assert not list(tmp_path.glob(".out.parquet*")), "staging files left behind"
+
+
+def test_parquet_schema_unifies_across_batches(tmp_path):
+    """All-NULL then typed, growing decimal precision, a new column: one file, every value."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    batches = [
+        [{"id": 1, "maybe": None, "amount": Decimal("1.5")}],
+        [{"id": 2, "maybe": 7, "amount": Decimal("12345.125")}],
+        [{"id": 3, "maybe": None, "amount": Decimal("2"), "extra": "new"}],
+    ]
+    out = tmp_path / "drift.parquet"
+    assert 3 == headwater.copy(Listed(batches), "s", out).records
+    table = pq.read_table(out)
+    assert [
+        {"id": 1, "maybe": None, "amount": Decimal("1.5"), "extra": None},
+        {"id": 2, "maybe": 7, "amount": Decimal("12345.125"), "extra": None},
+        {"id": 3, "maybe": None, "amount": Decimal("2"), "extra": "new"},
+    ] == table.to_pylist()
+
+
+def test_parquet_incompatible_types_fail_naming_the_column(tmp_path):
+    """A column that changes to a type with no common Arrow type fails, naming it; no file."""
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "bad.parquet"
+    batches = [[{"id": 1, "v": 1}], [{"id": 2, "v": "text"}]]
+    with pytest.raises(headwater.ConfigError, match="'v'"):
+        headwater.copy(Listed(batches), "s", out)
+    assert not out.exists()
+    assert not list(tmp_path.iterdir()), "temporary files left behind"
+
+
+def test_json_values_are_kept_as_json_text_in_parquet(tmp_path):
+    """Objects and lists of varying shape are stored as JSON text, marked as JSON."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    batches = [[{"j": {"a": 1}}, {"j": [1, {"b": None}]}, {"j": None}], [{"j": {"c": "x"}}]]
+    out = tmp_path / "j.parquet"
+    headwater.copy(Listed(batches), "s", out)
+    table = pq.read_table(out)
+    assert [{"a": 1}, [1, {"b": None}], None, {"c": "x"}] == [
+        None if v is None else json.loads(v) for v in table.column("j").to_pylist()
+    ]
+    assert b"json" == table.schema.field("j").metadata[b"headwater.type"]
+
+
+def test_csv_header_covers_ragged_records_and_reads_back(tmp_path):
+    """Records whose keys differ get one header with every field; headwater reads it back."""
+    batches = [[{"id": 1, "a": "x"}, {"id": 2, "b": "y"}, {"id": 3, "a": "", "b": None}]]
+    out = tmp_path / "r.csv"
+    headwater.copy(Listed(batches), "s", out)
+    assert 'id,a,b\n1,x,\n2,,y\n3,"",\n' == out.read_text()
+    back = [r for b in FilesConnector({"root": tmp_path}).read("r.csv") for r in b.rows()]
+    assert [
+        {"id": "1", "a": "x", "b": None},
+        {"id": "2", "a": None, "b": "y"},
+        {"id": "3", "a": "", "b": None},
+    ] == back
+
+
+def test_csv_new_field_after_the_header_is_an_error_and_nothing_is_left(tmp_path):
+    """A field first seen after the header was written fails naming it; no output appears."""
+    batches = [[{"id": 1}], [{"id": 2, "late": "x"}]]
+    out = tmp_path / "late.csv"
+    with pytest.raises(headwater.ConfigError, match="'late'"):
+        headwater.copy(Listed(batches), "s", out)
+    assert not list(tmp_path.iterdir())
+
+
+def test_failed_copy_leaves_an_existing_output_untouched(tmp_path, source):
+    """An existing output is replaced only by a complete one: a failing read leaves it as it was."""
+    out = tmp_path / "keep.jsonl"
+    out.write_text("precious\n")
+    with pytest.raises(headwater.NotFound):
+        headwater.copy(source, "missing.jsonl", out)
+    assert "precious\n" == out.read_text()
+    assert ["keep.jsonl", "src"] == sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_copy_replaces_an_existing_output_atomically(tmp_path, source):
+    """Without a state, a complete copy replaces the existing file."""
+    out = tmp_path / "old.jsonl"
+    out.write_text("old\n")
+    headwater.copy(source, "events.jsonl", out)
+    assert 25 == len(read_jsonl(out))
+
+
+def test_copy_onto_itself_is_refused(source):
+    """Reading a file onto itself is refused before anything is written."""
+    path = source.root / "events.jsonl"
+    before = path.read_bytes()
+    with pytest.raises(headwater.ConfigError, match="onto itself"):
+        headwater.copy(source, "events.jsonl", path)
+    with pytest.raises(headwater.ConfigError, match="onto itself"):
+        headwater.copy(source, "events.jsonl", source, "events.jsonl")
+    assert before == path.read_bytes()
+
+
+def test_resume_cuts_back_what_the_state_does_not_cover(tmp_path, source):
+    """Bytes written after the last commit (a crash) are cut before the copy continues."""
+    out, state = tmp_path / "o.jsonl", tmp_path / "s.json"
+    headwater.copy(source, "events.jsonl", out, state_file=state, limit=5, batch_size=5)
+    with out.open("a") as handle:
+        handle.write('{"id": 999, "torn": tr')  # what a SIGKILL mid-write leaves
+    headwater.copy(source, "events.jsonl", out, state_file=state, batch_size=5)
+    assert list(range(25)) == [r["id"] for r in read_jsonl(out)]
+
+
+def test_interrupted_fresh_copy_resumes_into_its_staging_file(tmp_path, source):
+    """A fresh copy that stops before the end leaves the target untouched and resumes."""
+    out, state = tmp_path / "t.jsonl", tmp_path / "s.json"
+    out.write_text("old\n")
+    seen: list[int] = []
+
+    def stop_after_two(count: int) -> None:
+        seen.append(count)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        headwater.copy(
+            source, "events.jsonl", out, state_file=state, batch_size=4,
+            checkpoint_seconds=0, progress=stop_after_two,
+        )  # fmt: skip
+    assert "old\n" == out.read_text()
+    saved = json.loads(state.read_text())
+    assert 4 == saved["records"]  # the second batch was not yet durable when interrupted
+    headwater.copy(source, "events.jsonl", out, state_file=state, batch_size=4)
+    assert list(range(25)) == [r["id"] for r in read_jsonl(out)]
+
+
+def test_limit_stops_exactly_even_between_batches(tmp_path, source):
+    """--limit that does not fall on a batch boundary still stops exactly there."""
+    out, state = tmp_path / "l.jsonl", tmp_path / "s.json"
+    headwater.copy(source, "events.jsonl", out, state_file=state, limit=7, batch_size=5)
+    assert list(range(7)) == [r["id"] for r in read_jsonl(out)]
+    assert 7 == json.loads(state.read_text())["source"]["rows"]
+
+
+def test_compressed_output_is_gzip_from_the_suffix(tmp_path, source):
+    """-o x.jsonl.gz writes gzip that the gzip module reads."""
+    out = tmp_path / "x.jsonl.gz"
+    headwater.copy(source, "events.jsonl", out)
+    lines = gzip.decompress(out.read_bytes()).decode().splitlines()
+    assert 25 == len(lines)
+
+
+def test_state_of_an_older_release_is_taken_as_the_source_state(tmp_path, source):
+    """A state file holding a bare source state (earlier releases) resumes from it."""
+    out, state = tmp_path / "o.jsonl", tmp_path / "s.json"
+    first = next(source.read("events.jsonl", batch_size=20))
+    state.write_text(json.dumps(first.state))
+    headwater.copy(source, "events.jsonl", out, state_file=state)
+    assert list(range(20, 25)) == [r["id"] for r in read_jsonl(out)]
+
+
+async def test_acopy_equals_copy(tmp_path, source):
+    """The async twin writes the same file and state as the sync copy."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    headwater.copy(source, "events.jsonl", a, state_file=tmp_path / "a.state", batch_size=7)
+    result = await headwater.acopy(
+        source, "events.jsonl", b, state_file=tmp_path / "b.state", batch_size=7
+    )
+    assert 25 == result.records
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_copy_into_a_connector_without_atomic_state_refuses_a_state(tmp_path, source):
+    """A resumable copy into a destination that cannot commit state with data is refused."""
+
+    class Sink(Connector[ConnectorConfig]):
+        id = "sink"
+        Config = ConnectorConfig
+        capabilities = frozenset({Capability.WRITE})
+
+        def write(self, stream, batches, **options):  # type: ignore[no-untyped-def]
+            return headwater.WriteResult(stream, sum(len(b) for b in batches))
+
+    with pytest.raises(headwater.ConfigError, match="twice"):
+        headwater.copy(source, "events.jsonl", Sink({}), "x", state_file=tmp_path / "s")
+    assert 25 == headwater.copy(source, "events.jsonl", Sink({}), "x").records
