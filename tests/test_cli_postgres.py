@@ -47,7 +47,7 @@ def test_read_arrow_to_parquet_with_state(tmp_path, parquet_read):
     state = tmp_path / "t.state"
     table = parquet_read(tmp_path / "t.parquet", state, "--limit", "700")
     assert list(range(1, 701)) == table.column("id").to_pylist()
-    assert [700] == json.loads(state.read_text())["last"]
+    assert [700] == json.loads(state.read_text())["source"]["last"]
 
 
 def test_arrow_parquet_resume_writes_exactly_the_rest(tmp_path, parquet_read):
@@ -58,4 +58,4 @@ def test_arrow_parquet_resume_writes_exactly_the_rest(tmp_path, parquet_read):
     assert list(range(1, 301)) == first.column("id").to_pylist()
     assert list(range(301, 1001)) == rest.column("id").to_pylist()
     assert [f"n{i}" for i in range(301, 1001)] == rest.column("name").to_pylist()
-    assert [1000] == json.loads(state.read_text())["last"]
+    assert [1000] == json.loads(state.read_text())["source"]["last"]

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -635,6 +636,13 @@ def _read_to_stdout(
             )  # fmt: skip
     except KeyboardInterrupt:
         _interrupted(state_file)
+    except BrokenPipeError:
+        # `read ... | head`: the reader took what it wanted. Point stdout at /dev/null so
+        # the interpreter's last flush does not fail again, and end successfully (click
+        # would turn EPIPE into exit 1).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
 
 
 def _only_stream(connector: Connector[Any]) -> str:
@@ -728,7 +736,8 @@ def upload(
         size = Path(local_file).stat().st_size
         with _Progress(progress, item, unit="B") as bar, open(local_file, "rb") as raw:
             bar.set_total(size)
-            result = connector.upload(item, _CountingReader(raw, bar), overwrite=overwrite)
+            reader = typing.cast(IO[bytes], _CountingReader(raw, bar))
+            result = connector.upload(item, reader, overwrite=overwrite)
     checksum = getattr(result, "checksum", None)
     click.echo(f"{item}\t{size} bytes" + (f" {checksum}" if checksum else ""))
 
