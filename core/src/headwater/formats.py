@@ -38,8 +38,10 @@ import dataclasses
 import datetime
 import decimal
 import io
+import itertools
 import json
 import lzma
+import math
 import sys
 import uuid
 import zlib
@@ -594,31 +596,125 @@ def decode_stream(
 
 
 class JsonLinesEncoder:
-    """Batches of records → JSON Lines bytes; counts the records."""
+    """
+    Batches of records → JSON Lines bytes; counts the records.
+
+    With orjson installed (the first-party plugins depend on it) a batch is encoded in
+    one orjson call, about five times the stdlib's speed; a batch holding anything
+    orjson would write differently from Python's json (NaN or infinite floats, which it
+    writes as ``null``; integers beyond 64 bits; keys that are not strings) takes the
+    stdlib path, so the output always reads back as the same values.
+    """
 
     fmt = "jsonl"
 
     def __init__(self, *, encoding: str = "utf-8") -> None:
         self.encoding = encoding
         self.count = 0
+        self._fast = _orjson is not None and codecs.lookup(encoding).name == "utf-8"
         self._dumps = json.JSONEncoder(
-            ensure_ascii=False, default=json_default, separators=(", ", ": ")
+            ensure_ascii=False, default=json_default, separators=(",", ":")
         ).encode
 
     def encode(self, batch: Batch | list[dict[str, Any]] | Any) -> bytes:
         """The bytes for one batch of records."""
         rows = records_of(batch)
-        dumps = self._dumps
-        try:
-            text = "\n".join(map(dumps, rows))
-        except TypeError as exc:
-            raise ConfigError(f"cannot write a record as JSON: {exc}") from None
+        if not rows:
+            return b""
+        data = _orjson_lines(rows) if self._fast else None
+        if data is None:
+            try:
+                data = ("\n".join(map(self._dumps, rows)) + "\n").encode(self.encoding)
+            except TypeError as exc:
+                raise ConfigError(f"cannot write a record as JSON: {exc}") from None
         self.count += len(rows)
-        return (text + "\n").encode(self.encoding) if rows else b""
+        return data
 
     def finish(self) -> bytes:
         """Bytes that end the file (none for JSON Lines)."""
         return b""
+
+
+try:
+    import orjson as _orjson
+except ImportError:  # optional: the stdlib path is complete
+    _orjson = None  # type: ignore[assignment,unused-ignore]
+
+#: A raw newline between the records of one orjson array (orjson never writes one itself:
+#: newlines in strings are escaped), so the array's bytes become lines with two replaces.
+_NEWLINE: Final = _orjson.Fragment(b"\n") if _orjson is not None else None
+
+
+def _orjson_lines(rows: list[dict[str, Any]]) -> bytes | None:
+    """The JSON Lines of ``rows`` from one orjson call, or None where it would differ."""
+    assert _orjson is not None
+    try:
+        values = list(itertools.chain.from_iterable(map(dict.values, rows)))
+    except TypeError:
+        return None  # not all dicts: the stdlib path says which
+    if not _all_finite(values):
+        return None
+    # [r1, NL, r2, NL, ..., rN, NL, 0] dumps as b'[r1,\n,r2,\n,...,rN,\n,0]'; one replace
+    # and one slice make it b'r1\nr2\n...rN\n'.
+    items = list(itertools.chain.from_iterable(zip(rows, itertools.repeat(_NEWLINE))))
+    items.append(0)
+    try:
+        out = _orjson.dumps(items, default=json_default)
+    except (_orjson.JSONEncodeError, TypeError):
+        return None
+    return out.replace(b",\n,", b"\n")[1:-2]
+
+
+def _all_finite(values: list[Any]) -> bool:
+    """
+    No NaN or infinite float among ``values`` or inside their lists, tuples and objects,
+    and no value of a type orjson would hand to `json_default` with floats inside.
+    """
+    while values:
+        kinds = set(map(type, values))
+        if float in kinds or not kinds <= _SCALARS:
+            floats = list(filter(float.__instancecheck__, values))
+            # A NaN or an infinity makes the sum non-finite; so can an overflow of finite
+            # values, which only sends the batch down the (exact) stdlib path.
+            if floats and not math.isfinite(sum(floats)):
+                return False
+        containers = kinds - _SCALARS
+        if not containers:
+            return True
+        if not containers <= _CONTAINERS:
+            return False  # a set or an object of its own: let the stdlib path judge
+        nested: list[Any] = []
+        if dict in containers:
+            nested.extend(
+                itertools.chain.from_iterable(
+                    map(dict.values, filter(dict.__instancecheck__, values))
+                )
+            )
+        for kind in (list, tuple):
+            if kind in containers:
+                nested.extend(itertools.chain.from_iterable(filter(kind.__instancecheck__, values)))
+        values = nested
+    return True
+
+
+_CONTAINERS: Final = frozenset({dict, list, tuple})
+#: Types that hold no float inside (anything else is looked into, if it is a container).
+_SCALARS: Final = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        type(None),
+        decimal.Decimal,
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        uuid.UUID,
+        bytes,
+    }
+)
 
 
 class CsvEncoder:

@@ -1,0 +1,157 @@
+"""The shared format layer: encoders and decoders agree, NULL and '' stay apart, compression."""
+
+from __future__ import annotations
+
+import bz2
+import datetime as dt
+import gzip
+import json
+import lzma
+import math
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from headwater import ConfigError
+from headwater import formats as f
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+records = st.lists(st.dictionaries(st.text(max_size=6), values, max_size=5), max_size=20)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with NaN equal to NaN (what a JSON round trip must keep)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _decode(fmt: str, data: bytes, **kwargs: Any) -> list[dict[str, Any]]:
+    return [r for r, _ in f.decode_stream(f.make_decoder(fmt, "t", **kwargs), [data])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(records)
+def test_json_lines_round_trip_is_exact(rows):
+    """Whatever the fast path takes, the lines read back as the same values (NaN included)."""
+    data = f.JsonLinesEncoder().encode(rows)
+    assert len(rows) == len(data.splitlines())
+    back = _decode("jsonl", data)
+    assert all(_same(a, b) for a, b in zip(rows, back, strict=True))
+
+
+def test_json_lines_fast_and_stdlib_paths_agree_on_typed_values():
+    """Decimal, datetimes, UUID and bytes come out the same from both paths."""
+    rows = [
+        {
+            "n": Decimal("12345678901234567890.123"),
+            "t": dt.datetime(2024, 1, 1, 12, 0, 0, 500, tzinfo=dt.UTC),
+            "d": dt.date(2020, 2, 29),
+            "u": uuid.UUID(int=7),
+            "b": b"\x00\x01\xff",
+            "big": 2**70,
+            "x": 1e16,
+        }
+    ]
+    fast = f.JsonLinesEncoder()
+    slow = f.JsonLinesEncoder()
+    slow._fast = False
+    assert [json.loads(line) for line in fast.encode(rows).splitlines()] == [
+        json.loads(line) for line in slow.encode(rows).splitlines()
+    ]
+    assert b'"n":"12345678901234567890.123"' in fast.encode(rows)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [{"x": math.nan}, {"l": [1.0, math.inf]}, {"t": (1, -math.inf)}, {"o": {"a": {"b": math.nan}}}],
+)
+def test_non_finite_floats_are_never_written_as_null(row):
+    """orjson writes NaN as null; such batches take the exact path."""
+    data = f.JsonLinesEncoder().encode([row])
+    assert b"null" not in data
+    assert _same(json.loads(json.dumps(row)), _decode("jsonl", data)[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"a": st.none() | st.text(), "b": st.none() | st.text(), "c": st.none() | st.text()}
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    st.sampled_from(["", "\\N", "NULL"]),
+)
+def test_csv_keeps_null_and_empty_string_apart(rows, null_string):
+    """NULL and '' (and text equal to the NULL marker) survive a CSV round trip."""
+    rows = [{k: v.replace("\r", "") if v else v for k, v in r.items()} for r in rows]
+    data = f.CsvEncoder(null_string=null_string).encode(rows)
+    assert rows == _decode("csv", data, null_string=null_string)
+
+
+def test_csv_single_column_null_is_an_empty_line():
+    """One column: NULL is an empty line (as PostgreSQL writes it), '' is quoted."""
+    data = f.CsvEncoder().encode([{"v": None}, {"v": ""}, {"v": "x"}])
+    assert b'v\n\n""\nx\n' == data
+    assert [{"v": None}, {"v": ""}, {"v": "x"}] == _decode("csv", data)
+
+
+def test_bom_is_skipped_and_utf16_refused():
+    """A UTF-8 byte-order mark is not part of the first field name; UTF-16 is a clear error."""
+    assert [{"id": "1"}] == _decode("csv", b"\xef\xbb\xbfid\n1\n")
+    assert [{"id": 1}] == _decode("jsonl", b'\xef\xbb\xbf{"id": 1}\n')
+    with pytest.raises(ConfigError, match="UTF-16"):
+        _decode("csv", "id\n1\n".encode("utf-16"))
+
+
+def test_large_csv_fields_are_read():
+    """A field of several megabytes reads (csv's default limit is 128 KiB)."""
+    big = "x" * (3 << 20)
+    assert [{"v": big}] == _decode("csv", f.CsvEncoder().encode([{"v": big}]))
+
+
+@pytest.mark.parametrize(
+    ("compression", "compress"),
+    [("gzip", gzip.compress), ("bz2", bz2.compress), ("xz", lzma.compress)],
+)
+def test_decompression_reads_every_member(compression, compress):
+    """Concatenated members (an appended file) decode as one stream; truncation is an error."""
+    data = compress(b'{"a": 1}\n') + compress(b'{"a": 2}\n')
+    got = [r for r, _ in f.decode_stream(f.make_decoder("jsonl", "t"), [data], compression)]
+    assert [{"a": 1}, {"a": 2}] == got
+    with pytest.raises(ConfigError, match="ends before"):
+        list(f.decode_stream(f.make_decoder("jsonl", "t"), [data[:-6]], compression))
+
+
+def test_detect_reads_format_and_compression_from_the_name():
+    """Suffixes give the format and compression; overrides and unknown names are clear."""
+    assert f.FileFormat("jsonl", "gzip") == f.detect("a/b.jsonl.gz")
+    assert f.FileFormat("csv", None, "\t") == f.detect("x.tsv")
+    assert f.FileFormat("csv", None) == f.detect("x.txt", "csv")
+    with pytest.raises(ConfigError, match="cannot tell the record format"):
+        f.detect("x.dat")
+    with pytest.raises(ConfigError, match="compress their own pages"):
+        f.detect("x.parquet.gz")
