@@ -797,7 +797,7 @@ def write(
                 stream, _stdin_batches(fmt or "jsonl", batch_size), **options
             ).records
         else:
-            read_options = {"format": fmt} if fmt else {}
+            read_options = {"file_format": fmt} if fmt else {}
             with _Progress(progress, Path(file).name, unit=" rec") as bar:
                 result_records = copy(
                     Path(file), None, connector, stream,

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     import pyarrow
 
     from headwater._plugins import Registry
+    from headwater.formats import EncodedLines
 
 logger = get_logger("headwater.connector")
 
@@ -83,6 +84,10 @@ class Capability(StrEnum):
     #: the data (one transaction, one blob commit); ``written_state`` reads it back. This
     #: is what makes `headwater.copy` into the connector exact across a crash.
     ATOMIC_STATE = "atomic_state"
+    #: ``read(..., ordered=False)`` may deliver records in any order (a sequential scan
+    #: instead of an ordered one). Its intermediate states cannot be resumed from; the
+    #: state of the last batch can. `headwater.copy` asks for it when it keeps no state.
+    UNORDERED = "unordered"
 
 
 ItemKind = Literal[
@@ -119,14 +124,16 @@ class Batch:
     """
     Records read from a stream, and the state to resume right after them.
 
-    ``records`` is a list of dicts, or a ``pyarrow.RecordBatch`` when the connector
-    produces Arrow natively; `rows()` gives dicts either way. Persist ``state`` after
+    ``records`` is a list of dicts, a ``pyarrow.RecordBatch`` when the connector
+    produces Arrow natively, or `headwater.formats.EncodedLines` (JSON Lines the source
+    encoded itself, e.g. PostgreSQL's server) when asked for with ``format="jsonl"``;
+    `rows()` gives dicts in every case. Persist ``state`` after
     you have processed the batch; passing it to ``read`` yields exactly the records
     that follow.
     """
 
     stream: str
-    records: list[dict[str, Any]] | pyarrow.RecordBatch
+    records: list[dict[str, Any]] | pyarrow.RecordBatch | EncodedLines
     state: State
 
     def __len__(self) -> int:
@@ -137,7 +144,7 @@ class Batch:
     @property
     def is_arrow(self) -> bool:
         """True when ``records`` is a ``pyarrow.RecordBatch``."""
-        return not isinstance(self.records, list)
+        return type(self.records).__module__.startswith("pyarrow")
 
     def rows(self) -> list[dict[str, Any]]:
         """The records as dicts (converted from Arrow when needed)."""
@@ -297,6 +304,10 @@ class Connector(Generic[ConfigT]):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CHECK})
     #: One line for `headwater connectors`.
     summary: ClassVar[str] = ""
+    #: Values of ``read(..., format=...)`` besides the default batches of dicts:
+    #: ``"arrow"`` (``pyarrow.RecordBatch``), ``"jsonl"`` (`headwater.formats.EncodedLines`).
+    #: `headwater.copy` asks for the one its destination writes without converting.
+    read_formats: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self, config: ConfigT | dict[str, Any], *, registry: Registry | None = None

@@ -223,6 +223,30 @@ def _same_file(a: Path, b: Path) -> bool:
 # --- the run ------------------------------------------------------------------------------
 
 
+def _negotiated(
+    ends: _Endpoints, read_options: dict[str, Any], *, resumable: bool, limit: int | None
+) -> dict[str, Any]:
+    """
+    The read options, plus what lets this destination take the batches as they come:
+    Arrow for a Parquet or Arrow file, encoded lines for JSON Lines, and an unordered
+    read when no state will be kept (no resume, no limit: order cannot matter).
+    """
+    options = dict(read_options)
+    source = ends.source
+    if "format" not in options and ends.sink is not None:
+        wanted = "arrow" if ends.sink.format.columnar else ends.sink.format.fmt
+        if wanted in source.read_formats:
+            options["format"] = wanted
+    if (
+        not resumable
+        and limit is None
+        and "ordered" not in options
+        and Capability.UNORDERED in source.capabilities
+    ):
+        options["ordered"] = False
+    return options
+
+
 class _Run:
     """
     The control flow of one copy, without I/O of its own: which read to open, what of
@@ -253,7 +277,7 @@ class _Run:
         self.base_records = int(self.state.get("records") or 0)
         self.limit = limit
         self.batch_size = batch_size
-        self.read_options = read_options
+        self.read_options = _negotiated(ends, read_options, resumable=self.resumable, limit=limit)
         self.checkpoint_seconds = checkpoint_seconds
         self.progress = progress
         self.delivered = 0

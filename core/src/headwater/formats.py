@@ -61,6 +61,7 @@ __all__ = [
     "CsvEncoder",
     "Decoded",
     "Decoder",
+    "EncodedLines",
     "FileFormat",
     "JsonLinesDecoder",
     "JsonLinesEncoder",
@@ -177,6 +178,41 @@ def json_default(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     raise TypeError(f"cannot write a {type(value).__name__} value as JSON")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedLines:
+    """
+    Records already encoded as JSON Lines (UTF-8, one object per line, each ending in
+    ``\\n``), as a source that can encode them itself hands them over: a JSON Lines
+    destination writes the bytes as they are, anything else parses them.
+    """
+
+    data: bytes
+    #: How many records (lines) ``data`` holds.
+    num_rows: int
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def slice(self, offset: int, length: int) -> EncodedLines:
+        """``length`` records from record ``offset`` on (as ``pyarrow.RecordBatch.slice``)."""
+        start = 0
+        for _ in range(offset):
+            start = self.data.index(b"\n", start) + 1
+        end = start
+        taken = 0
+        while taken < length and end < len(self.data):
+            end = self.data.index(b"\n", end) + 1
+            taken += 1
+        return EncodedLines(self.data[start:end], taken)
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        """The records as dicts."""
+        decoder = JsonLinesDecoder("<encoded lines>")
+        rows = [record for record, _end in decoder.feed(self.data)]
+        rows.extend(record for record, _end in decoder.finish())
+        return rows
 
 
 def records_of(batch: Batch | list[dict[str, Any]] | Any) -> list[dict[str, Any]]:
@@ -611,13 +647,19 @@ class JsonLinesEncoder:
     def __init__(self, *, encoding: str = "utf-8") -> None:
         self.encoding = encoding
         self.count = 0
-        self._fast = _orjson is not None and codecs.lookup(encoding).name == "utf-8"
+        self._utf8 = codecs.lookup(encoding).name == "utf-8"
+        self._fast = _orjson is not None and self._utf8
         self._dumps = json.JSONEncoder(
             ensure_ascii=False, default=json_default, separators=(",", ":")
         ).encode
 
     def encode(self, batch: Batch | list[dict[str, Any]] | Any) -> bytes:
         """The bytes for one batch of records."""
+        encoded = getattr(batch, "records", batch)
+        if isinstance(encoded, EncodedLines) and self._utf8:
+            # Already JSON Lines in UTF-8: the bytes are the output.
+            self.count += encoded.num_rows
+            return encoded.data
         rows = records_of(batch)
         if not rows:
             return b""
@@ -656,7 +698,7 @@ def _orjson_lines(rows: list[dict[str, Any]]) -> bytes | None:
         return None
     # [r1, NL, r2, NL, ..., rN, NL, 0] dumps as b'[r1,\n,r2,\n,...,rN,\n,0]'; one replace
     # and one slice make it b'r1\nr2\n...rN\n'.
-    items = list(itertools.chain.from_iterable(zip(rows, itertools.repeat(_NEWLINE))))
+    items: list[Any] = list(itertools.chain.from_iterable(zip(rows, itertools.repeat(_NEWLINE))))
     items.append(0)
     try:
         out = _orjson.dumps(items, default=json_default)

@@ -233,7 +233,7 @@ class FilesConnector(Connector[FilesConfig]):
     def estimate(self, stream: str, **options: Any) -> Estimate:
         """Rows of Parquet and Arrow files (from their footer); bytes of the others."""
         path = self._path(stream)
-        file_format = self._format(path, options.get("format"))
+        file_format = self._format(path, options.get("file_format"))
         if file_format.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -249,11 +249,13 @@ class FilesConnector(Connector[FilesConfig]):
         batch_size: int | None = None,
         **options: Any,
     ) -> Iterator[Batch]:
-        unknown = set(options) - {"format"}
+        unknown = set(options) - {"file_format"}
         if unknown:
-            raise ConfigError(f"files: unknown read option(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(
+                f"files: unknown read option(s): {', '.join(sorted(unknown))} (known: file_format)"
+            )
         path = self._path(stream)
-        file_format = self._format(path, options.get("format"))
+        file_format = self._format(path, options.get("file_format"))
         size = batch_size or self.config.batch_size
         if state and state.get("stream") != stream:
             raise ConfigError(
