@@ -51,9 +51,10 @@ from typing import Any
 from pydantic import Field
 
 from headwater import (
-    AlreadyExists, AuthFailed, Batch, Capability, Connector, ConnectorConfig, FetchResult,
-    Item, NotFound, Secret, WriteResult, atomic_file, safe_destination,
+    AlreadyExists, AuthFailed, Batch, Capability, Connector, ConnectorConfig, Estimate,
+    FetchResult, Item, NotFound, Secret, WriteResult, atomic_file, safe_destination,
 )
+from headwater.formats import EncodedLines
 from headwater._redact import get_logger
 
 log = get_logger("goodconn")
@@ -74,6 +75,7 @@ class GoodConnector(Connector[GoodConfig]):
         Capability.CHECK, Capability.LIST, Capability.READ, Capability.RESUME,
         Capability.METADATA, Capability.FETCH, Capability.WRITE,
     })
+    read_formats = frozenset({"jsonl"})
 
     def _login(self) -> str:
         token = self.secret("token")
@@ -116,11 +118,19 @@ class GoodConnector(Connector[GoodConfig]):
             batch.append(row)
             if len(batch) >= size:
                 offset += len(batch)
-                yield Batch(stream, batch, self._state(offset))
+                yield Batch(stream, self._encoded(batch, options), self._state(offset))
                 batch = []
         if batch:
             offset += len(batch)
-            yield Batch(stream, batch, self._state(offset))
+            yield Batch(stream, self._encoded(batch, options), self._state(offset))
+
+    def _encoded(self, rows, options):
+        if options.get("format") != "jsonl":
+            return rows
+        return EncodedLines(b"".join(json.dumps(r).encode() + b"\\n" for r in rows), len(rows))
+
+    def estimate(self, stream, **options):
+        return Estimate(rows=self._streams().get(stream), exact=True)
 
     def metadata(self, item):
         self._login()
@@ -282,6 +292,22 @@ CASES = [
         "test_contract_capabilities_match_operations",
         ("[capabilities]", "fetch() is not declared but did not raise NotSupported"),
         prelude="from headwater import Capability\n",
+    ),
+    Case(
+        "read-format-differs",
+        "def _encoded(self, rows, options):\n"
+        "    if options.get('format') != 'jsonl':\n"
+        "        return rows\n"
+        "    return EncodedLines(b''.join(b'{\"id\": 0}' + NL for r in rows), len(rows))",
+        "test_contract_read_formats_give_the_same_records",
+        ("[read formats]", "read('numbers', format='jsonl') gave other records"),
+        prelude="NL = bytes([10])\n",
+    ),
+    Case(
+        "estimate-wrong",
+        "def estimate(self, stream, **options):\n    return Estimate(rows=99, exact=True)",
+        "test_contract_estimate_is_cheap_and_typed",
+        ("[estimate]", "says exactly 99 rows; read gave 9"),
     ),
     Case(
         "check-fails-on-working-source",

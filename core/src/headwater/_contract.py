@@ -8,6 +8,7 @@ and fails with ``contract violated [<invariant>]: <what broke>``. Import it from
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -979,6 +980,58 @@ class ConnectorContract:
                     f"{len(everything)}) gave {len(resumed)} records, expected exactly the "
                     f"remaining {len(expected)}; first difference at position {first}: got "
                     f"{got}, expected {want}",
+                )
+
+    def test_contract_read_formats_give_the_same_records(self, connector: Connector[Any]) -> None:
+        """Each of ``read_formats`` (and an unordered read) yields the records of a dict read."""
+        self._contract_require(connector, "read")
+        stream = self._contract_stream()
+        expected = _rows_of(self._contract_read(connector, stream))
+        variants: list[tuple[str, dict[str, Any]]] = [
+            (f"format={fmt!r}", {"format": fmt}) for fmt in sorted(connector.read_formats)
+        ]
+        if "unordered" in _capabilities(connector):
+            variants.append(("ordered=False", {"ordered": False}))
+        if not variants:
+            pytest.skip("the connector declares no read_formats and no unordered reads")
+        key = functools.cmp_to_key(lambda a, b: (repr(a) > repr(b)) - (repr(a) < repr(b)))
+        for label, options in variants:
+            try:
+                batches = list(connector.read(stream, batch_size=self.read_batch_size, **options))
+                got = _rows_of(batches)
+            except Exception as exc:
+                _fail("read formats", f"read({stream!r}, {label}) failed: {_short(exc)}")
+            if options.get("format") == "arrow" and not all(b.is_arrow for b in batches):
+                _fail("read formats", f"read({label}) gave batches that are not Arrow")
+            same = (
+                sorted(got, key=key) == sorted(expected, key=key)
+                if "ordered" in options
+                else got == expected
+            )
+            if not same:
+                _fail(
+                    "read formats",
+                    f"read({stream!r}, {label}) gave other records than a dict read: "
+                    f"{_short(got[:3])} vs {_short(expected[:3])}",
+                )
+
+    def test_contract_estimate_is_cheap_and_typed(self, connector: Connector[Any]) -> None:
+        """estimate() returns an Estimate whose figures are non-negative (or None)."""
+        from headwater._connector import Estimate
+
+        self._contract_require(connector, "read")
+        estimate = connector.estimate(self._contract_stream())
+        if not isinstance(estimate, Estimate):
+            _fail("estimate", f"estimate() returned {type(estimate).__name__}, not Estimate")
+        for name in ("rows", "bytes"):
+            value = getattr(estimate, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                _fail("estimate", f"estimate().{name} is {value!r}: a count or None")
+        if estimate.exact and estimate.rows is not None:
+            actual = len(_rows_of(self._contract_read(connector, self._contract_stream())))
+            if actual != estimate.rows:
+                _fail(
+                    "estimate", f"estimate() says exactly {estimate.rows} rows; read gave {actual}"
                 )
 
     def test_contract_read_missing_stream_raises_typed_error(
