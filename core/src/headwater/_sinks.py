@@ -43,6 +43,7 @@ for earlier rows. Two types with no common type are an error naming the column.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -80,6 +81,43 @@ def fsync_directory(path: Path) -> None:
 def _fsync(handle: Any) -> None:
     handle.flush()
     os.fsync(handle.fileno())
+
+
+class _Pipeline:
+    """
+    Runs a sink's writes on one worker thread, in order, at most ``depth`` calls behind
+    the caller: writing (and compressing: zlib, bz2, lzma and zstd release the GIL) then
+    overlaps with reading the next batch instead of alternating with it. Page-cache
+    writes of a large output were a quarter of a PostgreSQL → JSON Lines copy's time.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="headwater-sink")
+        self._pending: collections.deque[Any] = collections.deque()
+        self._depth = depth
+
+    def submit(self, function: Any, *args: Any) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()  # re-raises the worker's error here
+        self._pending.append(self._pool.submit(function, *args))
+
+    def wait(self) -> None:
+        """Until every submitted call has run; the first failure is raised."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def abandon(self) -> None:
+        """After a failure elsewhere: let the worker finish, ignore what it raises."""
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class FileSink:
@@ -167,6 +205,7 @@ class LineSink(FileSink):
         self._staged = True
         self._codec = compressor(self.format.compression)
         self._encoder: CsvEncoder | JsonLinesEncoder | None = None
+        self._pipeline = _Pipeline()
 
     def _make_encoder(self, columns: list[str] | None, header: bool) -> None:
         encoding = self.options.get("encoding", "utf-8")
@@ -235,7 +274,10 @@ class LineSink(FileSink):
         assert self._encoder is not None
         data = self._encoder.encode(batch)
         if data:
-            self._handle.write(self._codec.process(data))
+            self._pipeline.submit(self._write_now, data)
+
+    def _write_now(self, data: bytes) -> None:
+        self._handle.write(self._codec.process(data))
 
     def _end_member(self) -> None:
         # A compressed stream is only readable up to its last complete member, so a
@@ -244,9 +286,14 @@ class LineSink(FileSink):
             self._handle.write(self._codec.flush())
             self._codec = compressor(self.format.compression)
 
-    def checkpoint(self) -> Position:
-        self._end_member()
+    def _durable(self) -> None:
+        """Everything written so far, on disk (in the caller's thread, after the worker's)."""
+        self._pipeline.submit(self._end_member)
+        self._pipeline.wait()
         _fsync(self._handle)
+
+    def checkpoint(self) -> Position:
+        self._durable()
         return self._current(finishing=False)
 
     def _current(self, *, finishing: bool) -> Position:
@@ -264,13 +311,13 @@ class LineSink(FileSink):
         assert self._encoder is not None
         tail = self._encoder.finish()
         if tail:
-            self._handle.write(self._codec.process(tail))
-        self._end_member()
-        _fsync(self._handle)
+            self._pipeline.submit(self._write_now, tail)
+        self._durable()
         return self._current(finishing=self._staged)
 
     def publish(self) -> Position:
         position = self._current(finishing=True)
+        self._pipeline.close()
         self._handle.close()
         self._handle = None
         return self._complete_publish(position)
@@ -292,6 +339,7 @@ class LineSink(FileSink):
         return {**position, "staging": None, "finishing": False}
 
     def abort(self) -> None:
+        self._pipeline.abandon()
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()

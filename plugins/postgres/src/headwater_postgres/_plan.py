@@ -43,7 +43,7 @@ from headwater_postgres._values import JSON_OIDS, json_column, to_state_value
 PROBE_ROWS = 10
 
 #: Read options `read` accepts besides state and batch_size.
-READ_OPTIONS = frozenset({"columns", "cursor_field", "key", "format", "batch_bytes"})
+READ_OPTIONS = frozenset({"columns", "cursor_field", "key", "format", "batch_bytes", "ordered"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,18 +65,28 @@ class ReadPlan:
     batch_bytes: int
     #: True for a query, whose row width no statistics give: measure it on the first rows.
     measure_width: bool
+    #: ``COPY (SELECT <one JSON text per row> ...) TO STDOUT`` for ``format="jsonl"``;
+    #: None when not asked for, or when a column's JSON cannot be built in SQL.
+    jsonl_copy: sql.Composed | None = None
+    #: False for ``ordered=False``: no ORDER BY, and states that cannot be resumed from.
+    ordered: bool = True
 
     @property
     def resumable(self) -> bool:
-        return bool(self.key_positions)
+        return bool(self.key_positions) and self.ordered
 
     def state(self, last_key: Sequence[Any] | None, rows: int) -> State:
-        return {
+        if not self.ordered:
+            last_key = None
+        state: State = {
             "stream": self.stream,
             "key": list(self.key_names),
             "last": None if last_key is None else [to_state_value(v) for v in last_key],
             "rows": rows,
         }
+        if not self.ordered:
+            state["unordered"] = True
+        return state
 
 
 class BatchCutter:
@@ -108,6 +118,21 @@ class BatchCutter:
             for record, value in zip(records, values, strict=True):
                 record[name] = value
         return Batch(plan.stream, records, plan.state(key, self.rows))
+
+    def jsonl_batch(self, rows: list[memoryview]) -> Batch:
+        """COPY rows of server-made JSON (each ending in a newline) and the state after them."""
+        from headwater import loads_json
+        from headwater.formats import EncodedLines
+
+        plan = self.plan
+        self.rows += len(rows)
+        key = None
+        if plan.key_names and plan.ordered:
+            last = loads_json(rows[-1])
+            key = [last[name] for name in plan.key_names]
+        return Batch(
+            plan.stream, EncodedLines(b"".join(rows), len(rows)), plan.state(key, self.rows)
+        )
 
     def arrow_state(self, key: Sequence[Any] | None, count: int) -> State:
         self.rows += count
@@ -162,11 +187,15 @@ def build_plan(
     cursor_field: str | None = None,
     key: Sequence[str] | None = None,
     upper: Sequence[Any] | None = None,
+    ordered: bool = True,
+    jsonl: bool = False,
 ) -> ReadPlan:
     """
     The plan for reading ``source`` (a catalog `Relation`, or a `QuerySource`).
 
-    ``upper`` bounds the key from above (inclusive): partitions use it.
+    ``upper`` bounds the key from above (inclusive): partitions use it. ``ordered=False``
+    drops the ORDER BY (a sequential scan; the states cannot be resumed from). ``jsonl``
+    adds the COPY statement that has the server write each row's JSON (`_jsonl`).
     """
     if isinstance(source, Relation):
         all_columns: Sequence[Column] = source.columns
@@ -214,7 +243,21 @@ def build_plan(
     )
     if conditions:
         query_sql = sql.SQL("{} WHERE {}").format(query_sql, sql.SQL(" AND ").join(conditions))
-    if keys:
+    jsonl_copy = None
+    if jsonl:
+        from headwater_postgres import _jsonl
+
+        expression = _jsonl.json_expression(chosen, source=alias)
+        if expression is not None and (not ordered or _jsonl.keys_supported(keys)):
+            json_sql = sql.SQL("SELECT {} FROM {}").format(expression, from_clause)
+            if conditions:
+                json_sql = sql.SQL("{} WHERE {}").format(
+                    json_sql, sql.SQL(" AND ").join(conditions)
+                )
+            if keys and ordered:
+                json_sql = sql.SQL("{} ORDER BY {}").format(json_sql, order_by(keys, source=alias))
+            jsonl_copy = sql.SQL("COPY ({}) TO STDOUT {}").format(json_sql, _jsonl.COPY_OPTIONS)
+    if keys and ordered:
         query_sql = sql.SQL("{} ORDER BY {}").format(query_sql, order_by(keys, source=alias))
 
     rows_per_batch = batch_size
@@ -233,12 +276,21 @@ def build_plan(
         rows_before=rows_before,
         batch_bytes=batch_bytes,
         measure_width=not isinstance(source, Relation),
+        jsonl_copy=jsonl_copy,
+        ordered=ordered,
     )
 
 
 def _check_state(state: State, stream: str, keys: Sequence[Column]) -> int:
     if not isinstance(state, dict) or state.get("stream") != stream:
         raise ConfigError(f"the state is not a postgres state for stream {stream!r}", field="state")
+    if state.get("unordered"):
+        raise ConfigError(
+            f"the state of {stream!r} comes from an unordered read (ordered=False), which "
+            "cannot be resumed",
+            field="state",
+            hint="read with ordered=True (the default) when you keep the states",
+        )
     if state.get("last") is None:
         raise ConfigError(
             f"the state of {stream!r} cannot be resumed: the read had no key",
@@ -266,8 +318,10 @@ def check_options(options: dict[str, Any]) -> None:
             f"(known: {', '.join(sorted(READ_OPTIONS))})"
         )
     fmt = options.get("format", "dicts")
-    if fmt not in ("dicts", "arrow"):
-        raise ConfigError("read format must be 'dicts' or 'arrow'", field="format")
+    if fmt not in ("dicts", "arrow", "jsonl"):
+        raise ConfigError("read format must be 'dicts', 'arrow' or 'jsonl'", field="format")
+    if not isinstance(options.get("ordered", True), bool):
+        raise ConfigError("read option ordered must be true or false", field="ordered")
 
 
 def as_names(value: str | Sequence[str] | None) -> list[str] | None:
