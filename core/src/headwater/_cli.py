@@ -435,6 +435,9 @@ def read(
     With --state FILE, an interrupted read run again resumes exactly after the last
     checkpoint, and a finished one run again adds what the stream has gained since
     (appended to the same -o FILE).
+
+    Without --state and --limit, records come in the order the source reads fastest
+    (PostgreSQL: a sequential scan); -R ordered=true keeps the key order.
     """
     from headwater.errors import ConfigError
 

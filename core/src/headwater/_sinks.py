@@ -410,10 +410,16 @@ class ColumnarSink(FileSink):
         self._parts = list(committed.get("parts") or [])
         self._closed = list(self._parts)
         self._dir.mkdir(exist_ok=True)
-        # Part files written after the last commit are not covered by it: remove them.
+        # Part files written after the last commit are not covered by it, and a merge
+        # that was interrupted before its result was committed will be made again.
         for entry in self._dir.iterdir():
             if entry.name not in self._parts:
                 entry.unlink()
+        for leftover in (
+            self._merge_name(),
+            self._merge_name().with_name(self._merge_name().name + ".tmp"),
+        ):
+            leftover.unlink(missing_ok=True)
         missing = [p for p in self._parts if not (self._dir / p).exists()]
         if missing:
             raise ConfigError(
