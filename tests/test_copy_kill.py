@@ -30,7 +30,7 @@ RECORDS = 20_000
 SEED = int(os.environ.get("HEADWATER_KILL_SEED", str(time.time_ns() % 1_000_000)))
 
 
-def _source(root: Path) -> list[dict[str, Any]]:
+def _source(root: Path, compressed: bool = False) -> list[dict[str, Any]]:
     rng = random.Random(7)
     records = [
         {
@@ -42,9 +42,12 @@ def _source(root: Path) -> list[dict[str, Any]]:
         for i in range(RECORDS)
     ]
     root.mkdir(parents=True, exist_ok=True)
-    with (root / "events.jsonl").open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    (root / "events.jsonl").write_text(text, encoding="utf-8")
+    if compressed:
+        import gzip
+
+        (root / "events.jsonl.gz").write_bytes(gzip.compress(text.encode("utf-8")))
     return records
 
 
@@ -100,19 +103,28 @@ def _normalize_csv(record: dict[str, Any]) -> dict[str, Any]:
     return {k: None if v is None else str(v) for k, v in record.items()}
 
 
-@pytest.mark.parametrize("name", ["out.jsonl", "out.csv", "out.jsonl.gz", "out.parquet"])
-def test_file_sink_survives_sigkill(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    ("stream", "name"),
+    [
+        ("events.jsonl", "out.jsonl"),
+        ("events.jsonl", "out.csv"),
+        ("events.jsonl", "out.jsonl.gz"),
+        ("events.jsonl", "out.parquet"),
+        ("events.jsonl.gz", "out.jsonl"),
+    ],
+)
+def test_file_sink_survives_sigkill(tmp_path: Path, stream: str, name: str) -> None:
     """SIGKILL at random points, resume, and the file equals the source record for record."""
     if name.endswith(".parquet"):
         pytest.importorskip("pyarrow.parquet")
-    rng = random.Random(f"{SEED}-{name}")
-    records = _source(tmp_path / "src")
+    rng = random.Random(f"{SEED}-{stream}-{name}")
+    records = _source(tmp_path / "src", compressed=stream.endswith(".gz"))
     out, state = tmp_path / "dest" / name, tmp_path / "copy.state"
     out.parent.mkdir()
 
     def args(out: Path, state: Path) -> list[str]:
         return [
-            "read", (tmp_path / "src").as_uri(), "events.jsonl", "-o", str(out),
+            "read", (tmp_path / "src").as_uri(), stream, "-o", str(out),
             "--state", str(state), "--batch-size", "50", "--checkpoint-seconds", "0",
         ]  # fmt: skip
 

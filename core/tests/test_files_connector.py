@@ -768,3 +768,39 @@ def test_semicolon_delimiter_and_latin1(tmp_path):
     assert [{"a": "ü", "b": "ß"}] == rows_of(conn.read("l.csv"))
     conn.write("l.csv", [[{"a": "é", "b": "x"}]], mode="append")
     assert "a;b\nü;ß\né;x\n".encode("latin-1") == (tmp_path / "l.csv").read_bytes()
+
+
+def test_csv_with_a_bom_reads_its_first_column_name(tmp_path):
+    """A CSV saved as 'CSV UTF-8' (a byte-order mark first) reads `id`, not `\\ufeffid`."""
+    with (tmp_path / "excel.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+        csv.writer(handle).writerows([["id", "name"], ["1", "a"], ["2", "b"]])
+    rows = rows_of(connector(tmp_path).read("excel.csv"))
+    assert [{"id": "1", "name": "a"}, {"id": "2", "name": "b"}] == rows
+    assert ["id", "name"] == connector(tmp_path).metadata("excel.csv")["columns"]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_streams_read_and_resume_exactly(tmp_path, suffix):
+    """events.jsonl.gz (and .bz2, .xz, .zst) read by suffix; every state resumes exactly."""
+    import bz2
+    import gzip
+    import lzma
+
+    zstandard = pytest.importorskip("zstandard") if suffix == ".zst" else None
+    compress = {
+        ".gz": gzip.compress,
+        ".bz2": bz2.compress,
+        ".xz": lzma.compress,
+        ".zst": lambda data: zstandard.ZstdCompressor().compress(data),
+    }[suffix]
+    records = synthetic_records(57)
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    (tmp_path / f"events.jsonl{suffix}").write_bytes(compress(data))
+    conn = connector(tmp_path)
+    stream = f"events.jsonl{suffix}"
+    batches = list(conn.read(stream, batch_size=10))
+    assert records == [row for b in batches for row in b.rows()]
+    for index, batch in enumerate(batches):
+        assert records[10 * (index + 1) :] == rows_of(conn.read(stream, batch.state))
+    listed = {item.name: item for item in conn.list()}
+    assert "stream" == listed[stream].kind
