@@ -251,3 +251,26 @@ def test_copy_into_a_connector_without_atomic_state_refuses_a_state(tmp_path, so
     with pytest.raises(headwater.ConfigError, match="twice"):
         headwater.copy(source, "events.jsonl", Sink({}), "x", state_file=tmp_path / "s")
     assert 25 == headwater.copy(source, "events.jsonl", Sink({}), "x").records
+
+
+def test_a_state_of_another_stream_is_refused(tmp_path, source):
+    """A state file kept for one stream is not silently applied to another."""
+    write_jsonl(source.root / "other.jsonl", [{"id": 1}])
+    state = tmp_path / "s.json"
+    headwater.copy(source, "events.jsonl", tmp_path / "a.jsonl", state_file=state)
+    with pytest.raises(headwater.ConfigError, match="'events.jsonl', not 'other.jsonl'"):
+        headwater.copy(source, "other.jsonl", tmp_path / "b.jsonl", state_file=state)
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+def test_connectors_opened_by_copy_are_closed_when_it_fails(tmp_path, monkeypatch):
+    """A copy that opens its source itself closes it, also when the destination is refused."""
+    closed: list[str] = []
+    original = FilesConnector.release
+    monkeypatch.setattr(
+        FilesConnector, "release", lambda self: closed.append(self.id) or original(self)
+    )
+    (tmp_path / "x.jsonl").write_text('{"a": 1}\n')
+    with pytest.raises(headwater.ConfigError, match="cannot tell the record format"):
+        headwater.copy(tmp_path / "x.jsonl", None, tmp_path / "x.unknown")
+    assert ["files"] == closed

@@ -146,7 +146,34 @@ def _endpoints(
     registry: Registry | None,
     write_options: dict[str, Any] | None = None,
 ) -> _Endpoints:
+    """Open what ``copy`` was given; connectors it opened itself are closed on failure."""
     owned: list[Connector[Any]] = []
+    try:
+        return _open_endpoints(
+            owned, source, stream, dest, dest_stream,
+            resumable=resumable, fmt=fmt, compression=compression,
+            sink_options=sink_options, registry=registry, write_options=write_options,
+        )  # fmt: skip
+    except BaseException:
+        for connector in owned:
+            connector.close()
+        raise
+
+
+def _open_endpoints(
+    owned: list[Connector[Any]],
+    source: SourceLike,
+    stream: str | None,
+    dest: DestLike,
+    dest_stream: str | None,
+    *,
+    resumable: bool,
+    fmt: str | None,
+    compression: str | None,
+    sink_options: dict[str, Any] | None,
+    registry: Registry | None,
+    write_options: dict[str, Any] | None,
+) -> _Endpoints:
     if isinstance(source, Connector):
         src = source
     elif isinstance(source, os.PathLike) or (isinstance(source, str) and stream is None):
@@ -157,11 +184,10 @@ def _endpoints(
         owned.append(src)
     if not stream:
         raise ConfigError("copy needs the stream to read", field="stream")
-    sink: FileSink | None = None
-    target: Connector[Any] | None = None
-    local: Path | None = None
     if isinstance(dest, FileSink):
         return _Endpoints(src, stream, dest, None, None, owned)
+    target: Connector[Any] | None = None
+    local: Path | None = None
     if isinstance(dest, Connector):
         target = dest
     elif dest_stream is None:
@@ -169,21 +195,16 @@ def _endpoints(
     else:
         target = _open_connector(os.fspath(dest), registry)
         owned.append(target)
+    origin = src.local_path(stream)
     if target is not None:
         if not dest_stream:
             raise ConfigError(
                 "copy into a connector needs the stream to write", field="dest_stream"
             )
+        into = target.local_path(dest_stream)
+        _refuse_onto_itself(stream, origin, into)
         # A connector over local files is written through its own write (create/append/
         # overwrite) unless the copy must resume, which the file sinks do exactly.
-        into = target.local_path(dest_stream)
-        origin = src.local_path(stream)
-        if origin is not None and into is not None and _same_file(origin, into):
-            raise ConfigError(
-                f"refusing to copy {stream!r} onto itself ({into})",
-                field="dest",
-                hint="write to another file, then rename it",
-            )
         if into is not None and resumable:
             if write_options:
                 raise ConfigError(
@@ -197,20 +218,25 @@ def _endpoints(
                 f"connector {target.id!r} cannot write records", field="dest",
                 hint="copy into a file, or into a connector that supports write",
             )  # fmt: skip
-    if local is not None:
-        origin = src.local_path(stream)
-        if origin is not None and _same_file(origin, local):
-            raise ConfigError(
-                f"refusing to copy {stream!r} onto itself ({local})",
-                field="dest",
-                hint="write to another file, then rename it",
-            )
-        if local.is_dir():
-            raise ConfigError(f"{local} is a directory; give a file name", field="dest")
-        file_format = detect(local.name, fmt, compression)
-        sink = make_sink(local, file_format, resumable=resumable, options=sink_options)
-        target = None
-    return _Endpoints(src, stream, sink, target, dest_stream, owned)
+        else:
+            return _Endpoints(src, stream, None, target, dest_stream, owned)
+    assert local is not None
+    _refuse_onto_itself(stream, origin, local)
+    if local.is_dir():
+        raise ConfigError(f"{local} is a directory; give a file name", field="dest")
+    file_format = detect(local.name, fmt, compression)
+    sink = make_sink(local, file_format, resumable=resumable, options=sink_options)
+    return _Endpoints(src, stream, sink, None, None, owned)
+
+
+def _refuse_onto_itself(stream: str, origin: Path | None, target: Path | None) -> None:
+    """Reading a file while replacing it would destroy it: refuse before writing anything."""
+    if origin is not None and target is not None and _same_file(origin, target):
+        raise ConfigError(
+            f"refusing to copy {stream!r} onto itself ({target})",
+            field="dest",
+            hint="write to another file, then rename it",
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -272,6 +298,12 @@ class _Run:
         self.resumable = state_file is not None or on_state is not None or state is not None
         loaded = load_state(state_file) if state is None else state
         self.state = _normalize(loaded)
+        if self.state.get("stream") not in (None, ends.stream):
+            raise ConfigError(
+                f"the copy state is for stream {self.state['stream']!r}, not {ends.stream!r}",
+                field="state",
+                hint="give each stream its own state file",
+            )
         self.state["stream"] = ends.stream
         #: Records the state already counted before this run.
         self.base_records = int(self.state.get("records") or 0)
