@@ -258,7 +258,7 @@ def test_a_state_of_another_stream_is_refused(tmp_path, source):
     write_jsonl(source.root / "other.jsonl", [{"id": 1}])
     state = tmp_path / "s.json"
     headwater.copy(source, "events.jsonl", tmp_path / "a.jsonl", state_file=state)
-    with pytest.raises(headwater.ConfigError, match="'events.jsonl', not 'other.jsonl'"):
+    with pytest.raises(headwater.ConfigError, match=r"'events\.jsonl', not 'other\.jsonl'"):
         headwater.copy(source, "other.jsonl", tmp_path / "b.jsonl", state_file=state)
     assert not (tmp_path / "b.jsonl").exists()
 
