@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from headwater import AlreadyExists, Category, ConfigError, NotFound
+from headwater.formats import JsonLinesEncoder
 from headwater_azure_blob import AzureBlobConnector
 
 pytestmark = pytest.mark.integration
@@ -26,6 +27,12 @@ def _put(container, name: str, data: bytes, **options) -> None:
 
 def _jsonl(records: list[dict]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+def _records_of(container, name: str) -> list[dict]:
+    """The records of a JSON Lines blob, read with the SDK."""
+    data = container.download_blob(name).readall().decode()
+    return [json.loads(line) for line in data.splitlines()]
 
 
 # --- check ------------------------------------------------------------------------------
@@ -226,7 +233,7 @@ async def test_write_jsonl_multi_block(make_twin, container):
     blob = container.get_blob_client("out/records.jsonl")
     data = blob.download_blob().readall()
     props = blob.get_blob_properties()
-    assert _jsonl([r for b in batches for r in b]) == data
+    assert JsonLinesEncoder().encode([r for b in batches for r in b]) == data
     assert len(blob.get_block_list()[0]) > 1
     assert hashlib.md5(data, usedforsecurity=False).digest() == bytes(
         props.content_settings.content_md5
@@ -247,11 +254,11 @@ async def test_write_overwrite_protection(twin, container):
     with pytest.raises(AlreadyExists) as info:
         await twin.write("w.jsonl", [[{"v": 2}]])
     assert "overwrite" in (info.value.hint or "")
-    assert _jsonl([{"v": 1}]) == container.download_blob("w.jsonl").readall()
+    assert [{"v": 1}] == _records_of(container, "w.jsonl")
     await twin.write("w.jsonl", [[{"v": 3}]], overwrite="true")
-    assert _jsonl([{"v": 3}]) == container.download_blob("w.jsonl").readall()
+    assert [{"v": 3}] == _records_of(container, "w.jsonl")
     await twin.write("w.jsonl", [[{"v": 4}]], mode="overwrite")
-    assert _jsonl([{"v": 4}]) == container.download_blob("w.jsonl").readall()
+    assert [{"v": 4}] == _records_of(container, "w.jsonl")
 
 
 async def test_upload_file_and_overwrite(make_twin, container, tmp_path):
@@ -399,10 +406,9 @@ async def test_closed_connector_refuses(config):
 
 
 async def test_write_read_round_trip_path(twin, tmp_path: Path):
-    """Records written to JSON Lines fetch back byte-identical to the local encoding."""
+    """Records written to JSON Lines fetch back byte-identical to headwater's own encoding."""
     records = [{"k": i, "u": "ü"} for i in range(100)]
     await twin.write("rt/data.ndjson", [records])
     result = await twin.fetch("rt/data.ndjson", tmp_path)
-    assert "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode() == (
-        result.path.read_bytes()
-    )
+    assert JsonLinesEncoder().encode(records) == result.path.read_bytes()
+    assert records == [json.loads(line) for line in result.path.read_text().splitlines()]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import astuple
 
 import pytest
 
 from headwater import (
+    AlreadyExists,
     ConfigError,
     ConnectionFailed,
     IntegrityError,
@@ -21,9 +25,23 @@ from headwater import (
 from headwater_azure_blob import AzureBlobConfig, AzureBlobConnector, hooks
 from headwater_azure_blob._config import config_from_url
 from headwater_azure_blob._errors import scrub, translate
-from headwater_azure_blob._names import glob_to_regex, literal_prefix, normalize_etag
-from headwater_azure_blob._plan import BlobRef, FetchPlan, ReadPlan
-from headwater_azure_blob._records import CsvDecoder, JsonLinesDecoder, RecordEncoder
+from headwater_azure_blob._names import (
+    glob_to_regex,
+    literal_prefix,
+    normalize_etag,
+    require_format,
+)
+from headwater_azure_blob._parquet import ParquetEncoder
+from headwater_azure_blob._plan import (
+    BlobRef,
+    FetchPlan,
+    ReadPlan,
+    Start,
+    WritePlan,
+    encode_state,
+    state_in,
+)
+from headwater_azure_blob._records import BlobReading, RecordWriting
 from headwater_azure_blob._transfer import (
     BlockPlan,
     DirectWriter,
@@ -303,63 +321,333 @@ def test_literal_prefix_and_etag():
     assert '"0x1"' == normalize_etag("0x1") == normalize_etag('"0x1"')
 
 
-# --- record codecs ----------------------------------------------------------------------
+# --- records in blobs (around headwater.formats) ---------------------------------------------
 
 
-def _feed_bytewise(decoder, data: bytes):
-    out = []
-    for i in range(len(data)):
-        out += decoder.feed(data[i : i + 1])
-    return out + list(decoder.finish())
-
-
-def test_jsonl_decoder_offsets_across_chunks():
-    """Records split across chunks decode whole, each with the byte offset after it."""
-    data = b'{"a": 1}\n\n{"a": "\xc3\xbc"}\n{"a": 3}'
-    decoded = _feed_bytewise(JsonLinesDecoder("x", 0, "utf-8"), data)
-    assert [({"a": 1}, 9), ({"a": "ü"}, 22), ({"a": 3}, 30)] == decoded
-
-
-def test_jsonl_decoder_rejects_non_objects():
-    """A JSON array line is refused naming its byte offset."""
-    decoder = JsonLinesDecoder("x.jsonl", 100, "utf-8")
-    with pytest.raises(ConfigError, match="byte 100"):
-        list(decoder.feed(b"[1, 2]\n"))
-
-
-def test_csv_decoder_quoted_newlines_and_offsets():
-    """CSV records with quoted newlines and doubled quotes decode across chunk boundaries."""
-    data = b'k,v\n1,"two\nlines"\n\n2,"say ""hi"""\n3,last'
-    decoded = _feed_bytewise(CsvDecoder("x", 0, "utf-8", ",", None), data)
-    assert [
-        ({"k": "1", "v": "two\nlines"}, 18),
-        ({"k": "2", "v": 'say "hi"'}, 34),
-        ({"k": "3", "v": "last"}, 40),
-    ] == decoded
-
-
-def test_csv_decoder_resumes_with_header():
-    """Given the saved header, a decoder started mid-blob keys rows by it."""
-    decoder = CsvDecoder("x", 18, "utf-8", ";", ["k", "v"])
-    assert [({"k": "9", "v": None}, 20), ({"k": "1", "v": "2", "_extra": ["3"]}, 26)] == (
-        [*decoder.feed(b"9\n1;2;3\n"), *decoder.finish()]
+def _reading(data_name="x.jsonl", *, start=None, size=None, md5=None, encoding=None, batch=2):
+    ref = BlobRef(data_name, size if size is not None else 10**9, '"e"', encoding, md5)
+    return BlobReading(
+        "s",
+        ref,
+        start or Start(),
+        require_format(data_name),
+        rows=0,
+        batch_size=batch,
+        encoding="utf-8",
+        delimiter=",",
+        null_string="",
     )
 
 
-def test_csv_decoder_unterminated_quote():
+def _feed_all(reading, data: bytes, step: int = 1):
+    batches = []
+    for i in range(0, len(data), step):
+        batches += reading.feed(data[i : i + step])
+    return batches + list(reading.finish())
+
+
+def _rows_and_offsets(batches):
+    return [(b.rows(), b.state["offset"]) for b in batches]
+
+
+def test_reading_jsonl_byte_by_byte_states_after_each_batch():
+    """Records split across stored chunks decode whole; each batch's state has the offset after it."""
+    data = b'{"a": 1}\n\n{"a": "\xc3\xbc"}\n{"a": 3}'
+    batches = _feed_all(_reading(batch=1), data)
+    assert [([{"a": 1}], 9), ([{"a": "ü"}], 22), ([{"a": 3}], 30)] == _rows_and_offsets(batches)
+    assert [1, 2, 3] == [b.state["rows"] for b in batches]
+
+
+def test_reading_rejects_non_objects_naming_the_offset():
+    """A JSON array line is refused naming its byte offset in the blob."""
+    reading = _reading(start=Start(offset=100))
+    with pytest.raises(ConfigError, match="byte 100"):
+        list(reading.feed(b"[1, 2]\n"))
+
+
+def test_reading_csv_quoted_newlines_null_and_empty_string():
+    """Quoted newlines and doubled quotes decode across chunks; NULL is unquoted, '' quoted."""
+    data = b'k,v\n1,"two\nlines"\n\n2,"say ""hi"""\n3,\n4,""'
+    batches = _feed_all(_reading("x.csv", batch=1), data)
+    assert [
+        ([{"k": "1", "v": "two\nlines"}], 18),
+        ([{"k": "2", "v": 'say "hi"'}], 34),
+        ([{"k": "3", "v": None}], 37),
+        ([{"k": "4", "v": ""}], 41),
+    ] == _rows_and_offsets(batches)
+    assert ["k", "v"] == batches[-1].state["header"]
+
+
+def test_reading_csv_utf8_bom_is_not_part_of_the_first_name():
+    """A spreadsheet's byte-order mark does not end up in the first column's name."""
+    batches = _feed_all(_reading("x.csv"), "\ufeffid,name\n1,a\n".encode())
+    assert [{"id": "1", "name": "a"}] == batches[0].rows()
+    assert ["id", "name"] == batches[0].state["header"]
+
+
+def test_reading_csv_resumes_with_the_saved_header():
+    """Given the saved header, a reading started mid-blob keys rows by it."""
+    reading = _reading("x.csv", start=Start(offset=18, header=["k", "v"]))
+    assert 18 == reading.fetch_from
+    batches = _feed_all(reading, b"9,\n1,2,3\n", step=100)
+    assert [{"k": "9", "v": None}, {"k": "1", "v": "2", "_extra": ["3"]}] == batches[0].rows()
+
+
+def test_reading_csv_unterminated_quote():
     """A quote left open at the end of the blob is an error, not a silent record."""
-    decoder = CsvDecoder("x", 0, "utf-8", ",", None)
-    assert [] == list(decoder.feed(b'k\n"open\n'))
+    reading = _reading("x.csv")
+    assert [] == list(reading.feed(b'k\n"open\n'))
     with pytest.raises(ConfigError, match="unterminated"):
-        list(decoder.finish())
+        list(reading.finish())
 
 
-def test_encoder_csv_rejects_new_fields():
-    """A record with a field outside the CSV header is refused."""
-    encoder = RecordEncoder("csv", encoding="utf-8", delimiter=",")
-    assert b"a\n1\n" == encoder.encode([{"a": 1}])
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_reading_resumes_by_skipping_never_twice(suffix):
+    """
+    A compressed blob is fetched from its first byte again; the decoded bytes before the
+    state's offset are skipped, so every resume yields exactly the records after it.
+    """
+    records = [{"n": n, "pad": "x" * (n % 7)} for n in range(50)]
+    writing = RecordWriting(
+        require_format("e.jsonl" + suffix), encoding="utf-8", delimiter=",", null_string=""
+    )
+    stored = writing.encode(records[:20]) + writing.encode(records[20:]) + writing.finish()
+    batches = _feed_all(_reading("e.jsonl" + suffix, batch=7), stored, step=97)
+    assert records == [r for b in batches for r in b.rows()]
+    for index, batch in enumerate(batches):
+        reading = _reading("e.jsonl" + suffix, start=Start(offset=batch.state["offset"]), batch=7)
+        assert 0 == reading.fetch_from
+        rest = [r for b in _feed_all(reading, stored, step=1000) for r in b.rows()]
+        assert records[sum(len(b) for b in batches[: index + 1]) :] == rest
+
+
+def test_compressed_state_past_the_end_is_refused():
+    """An offset beyond the decoded end of a compressed blob is a state error, found at the end."""
+    stored = gzip.compress(b'{"a": 1}\n')
+    with pytest.raises(ConfigError, match="past the end") as info:
+        _feed_all(_reading("x.jsonl.gz", start=Start(offset=500)), stored, step=100)
+    assert "state" == info.value.field
+    with pytest.raises(ConfigError, match="past the end"):
+        _reading("x.jsonl", start=Start(offset=500), size=9)
+
+
+def test_content_encoding_is_undone_before_the_suffix_compression():
+    """A blob stored with Content-Encoding gzip reads as its decoded content."""
+    stored = gzip.compress(b'{"a": 1}\n{"a": 2}\n')
+    batches = _feed_all(_reading("x.jsonl", encoding="gzip"), stored, step=5)
+    assert [{"a": 1}, {"a": 2}] == batches[0].rows()
+    twice = gzip.compress(gzip.compress(b'{"a": 3}\n'))
+    batches = _feed_all(_reading("x.jsonl.gz", encoding="x-gzip"), twice, step=5)
+    assert [{"a": 3}] == batches[0].rows()
+
+
+def test_unknown_content_encoding_is_a_config_error_naming_it():
+    """A coding the connector cannot undo is named; identity is no coding at all."""
+    with pytest.raises(ConfigError, match="'br'") as info:
+        _reading("x.jsonl", encoding="br")
+    assert "content_encoding" == info.value.field
+    assert [{"a": 1}] == _feed_all(_reading("x.jsonl", encoding="identity"), b'{"a":1}\n')[0].rows()
+
+
+def test_corrupt_compressed_data_is_an_integrity_error_not_a_network_one():
+    """Bytes that do not inflate fail as corrupt data, naming the coding, never as a network error."""
+    stored = bytearray(gzip.compress(b'{"a": 1}\n' * 1000))
+    stored[30:40] = b"\xff" * 10
+    with pytest.raises(IntegrityError, match="gzip") as info:
+        _feed_all(_reading("x.jsonl", encoding="gzip"), bytes(stored), step=4096)
+    assert not isinstance(info.value, ConnectionFailed)
+
+
+def test_reading_from_the_start_checks_content_md5():
+    """The stored bytes hash to the Content-MD5 or the read fails before its last batch."""
+    data = b'{"a": 1}\n{"a": 2}\n{"a": 3}\n'
+    good = hashlib.md5(data, usedforsecurity=False).digest()
+    assert 3 == sum(len(b) for b in _feed_all(_reading(md5=good, batch=10), data, step=4))
+    reading = _reading(md5=b"0" * 16, batch=10)
+    with pytest.raises(IntegrityError, match="Content-MD5"):
+        _feed_all(reading, data, step=4)
+
+
+def test_writing_csv_null_empty_string_and_new_fields():
+    """CSV out: NULL unquoted, '' quoted; a field outside the header is refused."""
+    writing = RecordWriting(
+        require_format("x.csv"), encoding="utf-8", delimiter=",", null_string=""
+    )
+    assert b'a,b\n1,\n2,""\n' == writing.encode([{"a": 1, "b": None}, {"a": 2, "b": ""}])
     with pytest.raises(ConfigError, match="not in the CSV header"):
-        encoder.encode([{"a": 2, "b": 3}])
+        writing.encode([{"a": 2, "c": 3}])
+
+
+def test_writing_continued_csv_writes_no_second_header():
+    """Continuing a CSV blob: records go under its header, which is not repeated."""
+    writing = RecordWriting(
+        require_format("x.csv"),
+        encoding="utf-8",
+        delimiter=",",
+        null_string="",
+        continuing=True,
+        csv_header=["b", "a"],
+    )
+    assert b"2,1\n" == writing.encode([{"a": 1, "b": 2}]) + writing.finish()
+
+
+def test_writing_compresses_by_suffix():
+    """out.jsonl.gz holds gzip bytes (one member per write) that decode to the records."""
+    writing = RecordWriting(
+        require_format("out.jsonl.gz"), encoding="utf-8", delimiter=",", null_string=""
+    )
+    stored = writing.encode([{"a": 1}]) + writing.encode([{"a": 2}]) + writing.finish()
+    assert stored[:2] == b"\x1f\x8b"
+    assert [{"a": 1}, {"a": 2}] == [
+        json.loads(line) for line in gzip.decompress(stored).splitlines()
+    ]
+    assert 2 == writing.count
+
+
+def test_formats_by_name():
+    """Suffixes give format and compression; unknown ones and Arrow are refused clearly."""
+    assert ("jsonl", "zstd") == astuple(require_format("a/e.ndjson.zst"))[:2]
+    assert ("csv", None, "\t") == astuple(require_format("t.tsv"))
+    assert "parquet" == require_format("x.bin", "parquet").fmt
+    for name in ("x.bin", "x.arrow", "x.gz"):
+        with pytest.raises(ConfigError, match="cannot tell"):
+            require_format(name)
+    with pytest.raises(ConfigError):
+        require_format("x.parquet.gz")
+
+
+# --- Parquet out ------------------------------------------------------------------------------
+
+
+def _parquet_rows(data: bytes):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(data))
+
+
+def _row_groups(pieces) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(pa.BufferReader(b"".join(pieces))).num_row_groups)
+
+
+def test_parquet_encoder_unifies_the_first_row_group():
+    """A column NULL at first and integer later, or int then float, makes one column."""
+    pytest.importorskip("pyarrow")
+    encoder = ParquetEncoder()
+    out = encoder.encode([{"a": None, "b": 1}]) + encoder.encode([{"a": 5, "b": 2.5}])
+    table = _parquet_rows(out + encoder.finish())
+    assert ("int64", "double") == (
+        str(table.schema.field("a").type),
+        str(table.schema.field("b").type),
+    )
+    assert [{"a": None, "b": 1.0}, {"a": 5, "b": 2.5}] == table.to_pylist()
+    assert 2 == encoder.count
+
+
+def test_parquet_encoder_names_the_column_that_does_not_fit():
+    """Types with no common Arrow type, or a late new column, fail naming the column."""
+    pytest.importorskip("pyarrow")
+    encoder = ParquetEncoder()
+    encoder.encode([{"id": 1, "when": "today"}])
+    with pytest.raises(ConfigError, match="'when'") as info:
+        encoder.encode([{"id": 2, "when": 3.5}]) + encoder.finish()
+    assert "when" == info.value.field
+    late = ParquetEncoder(row_group_size=1)
+    late.encode([{"id": 1}])
+    with pytest.raises(ConfigError, match="'extra'"):
+        late.encode([{"id": 2, "extra": "x"}])
+    fitting = ParquetEncoder(row_group_size=1)
+    fitting.encode([{"n": 1.5}])
+    fitting.encode([{"n": 2}])  # an integer fits a double column unchanged
+    with pytest.raises(ConfigError, match="'n'"):
+        fitting.encode([{"n": "three"}])
+
+
+def test_parquet_encoder_streams_row_groups():
+    """Bytes come out as row groups fill, before the end, and Arrow batches pass through."""
+    pa = pytest.importorskip("pyarrow")
+    encoder = ParquetEncoder(row_group_size=1000)
+    pieces = []
+    for start in range(0, 5000, 500):
+        batch = pa.record_batch({"n": list(range(start, start + 500))})
+        pieces.append(encoder.encode(batch))
+    pieces.append(encoder.finish())
+    assert sum(1 for piece in pieces[:-1] if piece) >= 4  # a row group every two batches
+    assert 5000 == encoder.count
+    table = _parquet_rows(b"".join(pieces))
+    assert (list(range(5000)), 5) == (table.column("n").to_pylist(), _row_groups(pieces))
+
+
+# --- the state a write commits ------------------------------------------------------------------
+
+
+class _Blob:
+    def __init__(self, etag="0x1", metadata=None, size=10):
+        self.etag = etag
+        self.metadata = metadata or {}
+        self.size = size
+        self.content_settings = type("S", (), {"content_type": "text/csv"})()
+
+
+def _plan(**options):
+    return WritePlan("out/x.jsonl", "application/x-ndjson", None, options.pop("overwrite", False))
+
+
+def test_state_round_trips_through_ascii_metadata():
+    """The state is base64url JSON under headwater_state, found only under its key."""
+    state = {"source": {"offset": 10, "name": "ü"}, "records": 3}
+    value = encode_state("k1", state)
+    assert value.isascii()
+    assert state == state_in({"headwater_state": value}, "k1", "b")
+    assert state_in({"headwater_state": value}, "k2", "b") is None
+    assert state_in({}, "k1", "b") is None
+    with pytest.raises(ConfigError, match="did not write"):
+        state_in({"headwater_state": "not base64 json"}, "k1", "b")
+
+
+def test_write_plan_creates_continues_or_refuses():
+    """New blob: create only; blob with this key's state: continue it; another blob: refuse."""
+    fresh = _plan().decide(None, state_key="k", state={})
+    assert (False, True) == (fresh.continuing, "match_condition" in fresh.conditions())
+    assert not fresh.one_request  # a copy's blob is written in blocks: it stays continuable
+    held = _Blob(metadata={"headwater_state": encode_state("k", {"s": 1}), "owner": "me"})
+    going_on = _plan().decide(held, state_key="k", state={}, seen='"0x1"')
+    assert (True, '"0x1"', False) == (going_on.continuing, going_on.etag, going_on.checksum)
+    assert {"owner": "me"} == going_on.kept
+    with pytest.raises(AlreadyExists):
+        _plan().decide(_Blob(), state_key="k", state={})
+    assert not _plan(overwrite=True).decide(_Blob(), state_key="k", state={}).continuing
+    assert _plan().decide(None, state_key=None, state=None).one_request
+
+
+def test_write_plan_refuses_a_blob_changed_since_its_state_was_read():
+    """Another commit since written_state (or a deleted blob) would repeat or lose records."""
+    held = _Blob(etag="0x2", metadata={"headwater_state": encode_state("k", {})})
+    for props, seen in ((held, '"0x1"'), (held, None), (None, '"0x1"'), (_Blob(), '"0x1"')):
+        with pytest.raises(IntegrityError, match="changed since"):
+            _plan(overwrite=True).decide(props, state_key="k", state={}, seen=seen)
+
+
+def test_write_plan_keeps_blocks_and_refuses_a_put_blob():
+    """The kept blocks must add up to the blob; a blob made by one Put Blob has none."""
+    plan = _plan()
+    plan.keep_blocks([("a", 4), ("b", 6)], 10)
+    assert ["a", "b"] == plan.base
+    with pytest.raises(ConfigError, match="not written as a list of blocks"):
+        plan.keep_blocks([], 10)
+
+
+def test_state_metadata_over_azure_limit_is_refused():
+    """A state that would take the metadata past 8 KiB fails before the commit, naming the limit."""
+    plan = _plan().decide(None, state_key="k", state={"source": {"cursor": "x" * 7000}})
+    with pytest.raises(ConfigError, match="8192") as info:
+        plan.commit_metadata()
+    assert "state" == info.value.field
+    small = _plan().decide(None, state_key="k", state={"source": {"cursor": 1}})
+    assert {"headwater_state"} == set(small.commit_metadata())
 
 
 # --- transfer bookkeeping ---------------------------------------------------------------
@@ -658,3 +946,17 @@ def test_translate_transport_errors():
     tls_cause = ssl.SSLCertVerificationError("certificate verify failed")
     tls = translate(ServiceRequestError("x", error=tls_cause), auth_field="account_key")
     assert "tls" == tls.category
+
+
+def test_translate_decoding_failure_is_not_a_network_error():
+    """A body whose Content-Encoding the transport could not undo is corrupt data, not a cut."""
+    from azure.core.exceptions import HttpResponseError
+    from urllib3.exceptions import DecodeError
+
+    cut = HttpResponseError("read failed", error=ConnectionResetError("reset"))
+    assert isinstance(translate(cut, auth_field="account_key"), ConnectionFailed)
+    bad = HttpResponseError("read failed", error=DecodeError("incorrect header check"))
+    error = translate(bad, auth_field="account_key", context="read 'x.jsonl'")
+    assert isinstance(error, IntegrityError)
+    assert not isinstance(error, ConnectionFailed)
+    assert "DecodeError" in error.message

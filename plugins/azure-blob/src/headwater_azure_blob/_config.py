@@ -153,10 +153,19 @@ class AzureBlobConfig(ConnectorConfig):
         description="Records per batch unless read() is given one.",
     )
     delimiter: str = Field(
-        default=",", min_length=1, max_length=1, description="CSV field delimiter."
+        default=",",
+        min_length=1,
+        max_length=1,
+        description="CSV field delimiter (when not set: ',', and a tab for .tsv blobs).",
     )
     encoding: str = Field(
         default="utf-8", description="Text encoding of CSV/JSON Lines blobs (ASCII-compatible)."
+    )
+    null_string: str = Field(
+        default="",
+        description="CSV: the unquoted text that means NULL (the same text quoted is a "
+        "string). The default, the empty field, is PostgreSQL's CSV convention: NULL is an "
+        'empty field, the empty string is "".',
     )
 
     @field_validator("container")

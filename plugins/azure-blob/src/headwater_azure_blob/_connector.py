@@ -15,6 +15,8 @@ Guarantees
       letter) is refused with `UnsafePath` before anything is downloaded.
     * ``write``/``upload`` stage blocks and commit them at the end, so the blob appears
       whole or not at all; an existing blob is refused unless ``overwrite`` is given.
+    * ``write(..., state_key=K, state=S)`` commits S in the blob's metadata with the blob
+      itself, and continues a blob that holds K's state (see `WritePlan`).
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import asyncio
 import builtins
 import contextlib
 import dataclasses
+import errno
 import functools
 import hashlib
 import io
+import itertools
 import mimetypes
 import os
 import threading
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Generator,
@@ -48,6 +53,7 @@ from headwater import (
     ConfigError,
     Connector,
     ConnectorError,
+    Estimate,
     FetchResult,
     HeadwaterError,
     IntegrityError,
@@ -69,26 +75,33 @@ from headwater_azure_blob._clients import (
 from headwater_azure_blob._config import AzureBlobConfig, config_from_url
 from headwater_azure_blob._errors import translate, translated
 from headwater_azure_blob._names import (
-    CONTENT_TYPES,
+    blob_format,
     clean_relative,
+    content_type_for,
     directory,
     format_of,
     normalize_etag,
     require_format,
 )
-from headwater_azure_blob._plan import BlobRef, FetchPlan, ReadPlan, Start
-from headwater_azure_blob._records import (
-    Batcher,
-    RecordEncoder,
-    decode_blob_chunks,
-    make_decoder,
+from headwater_azure_blob._plan import (
+    NOT_ASKED,
+    BlobRef,
+    FetchPlan,
+    ReadPlan,
+    Seen,
+    Start,
+    WritePlan,
+    state_in,
 )
+from headwater_azure_blob._records import BlobReading, CsvHeaderProbe, RecordWriting
 from headwater_azure_blob._transfer import BlockPlan, DownloadSink, Rechunker, check_md5
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
     from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
     from azure.storage.blob.aio import ContainerClient as AsyncContainerClient
+
+    from headwater.formats import FileFormat
 
 logger = get_logger("headwater.azure_blob")
 
@@ -123,6 +136,8 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             Capability.METADATA,
             Capability.WRITE,
             Capability.ARROW,
+            Capability.UPLOAD,
+            Capability.ATOMIC_STATE,
         }
     )
 
@@ -135,6 +150,8 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         self._aio_container: AsyncContainerClient | None = None
         self._aio_guard: asyncio.Task[None] | None = None
         self._aio_loop: asyncio.AbstractEventLoop | None = None
+        #: What `written_state` saw, by (stream, key): a continuing write requires it.
+        self._seen: dict[tuple[str, str], Seen] = {}
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> AzureBlobConnector:
@@ -331,9 +348,13 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             extra["content_md5"] = _b64(settings.content_md5)
         if settings.content_type:
             extra["content_type"] = settings.content_type
-        fmt = format_of(name)
-        if fmt:
-            extra["format"] = fmt
+        if settings.content_encoding:
+            extra["content_encoding"] = settings.content_encoding
+        found = blob_format(name)
+        if found is not None:
+            extra["format"] = found.fmt
+            if found.compression is not None:
+                extra["compression"] = found.compression
         return Item(name, "blob", size=entry.size, modified=entry.last_modified, extra=extra)
 
     # --- metadata -------------------------------------------------------------------------
@@ -386,8 +407,13 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         Download blob ``item`` to ``dest/item``: atomic, verified, resumable, never outside
         ``dest``. With ``overwrite=False`` an existing local file is refused.
 
+        The file holds the blob's stored bytes: one stored with ``Content-Encoding:
+        gzip`` is fetched compressed, verified against its size and Content-MD5.
+
         Raises:
             UnsafePath: the name would map outside ``dest``; nothing is downloaded.
+            ConfigError: a segment of the name is longer than the local file system
+                allows; nothing is requested.
             IntegrityError: Content-MD5/size mismatch, or the blob changed meanwhile.
             ConnectionFailed: the transfer kept failing without progress.
         """
@@ -397,7 +423,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         with self._errors(context):
             props = blob.get_blob_properties()
         plan = self._fetch_plan(item, props)
-        with atomic_file(target) as handle:
+        with _name_errors(item), atomic_file(target) as handle:
             sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
             try:
                 while missing := sink.missing():
@@ -434,7 +460,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         with self._errors(context):
             props = await blob.get_blob_properties()
         plan = self._fetch_plan(item, props)
-        async with _atomic_file_off_the_loop(target) as handle:
+        async with _atomic_file_off_the_loop(target, item) as handle:
             # The writer thread takes the disk writes and the MD5 off the event loop.
             sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
             try:
@@ -469,6 +495,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             raise ConfigError(f"{item!r} is a directory; fetch takes one blob", field="item")
         # Refuse unsafe names before any request: nothing may land outside dest.
         target = safe_destination(dest, item)
+        _check_name_lengths(item, target)
         if target.is_dir():
             raise AlreadyExists(f"{target} is a directory")
         if target.exists() and not overwrite:
@@ -514,7 +541,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
 
         Each batch holds records of one blob, and its state (blob, etag, byte offset or
         Parquet row, rows so far) resumes right after it. Parquet blobs yield
-        ``pyarrow.RecordBatch`` records (needs pyarrow). ``format`` overrides the suffix.
+        ``pyarrow.RecordBatch`` records (needs pyarrow). ``format`` overrides the suffix;
+        compression comes from the suffix (``.gz``, ``.zst``, ``.bz2``, ``.xz``) and from
+        the blob's ``Content-Encoding`` (gzip, zstd).
         """
         _no_options("read", options)
         plan = ReadPlan(stream, state, format)
@@ -550,8 +579,8 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             start = plan.start(ref)
             if start is None:
                 continue
-            fmt = plan.format_for(ref.name)
-            if fmt == "parquet":
+            file_format = plan.format_for(ref.name)
+            if file_format.fmt == "parquet":
                 parquet = iterate_in_thread(
                     functools.partial(self._read_parquet, self._container(), plan, ref, start, size)
                 )
@@ -560,17 +589,15 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                         plan.rows = int(batch.state["rows"])
                         yield batch
                 continue
-            decoder, batcher = self._decoder(plan, ref, start, fmt, size)
-            if start.offset >= ref.size:
-                continue
+            reading = self._reading(plan, ref, start, file_format, size)
             blob = container.get_blob_client(self._full(ref.name))
             with self._errors(f"read {ref.name!r}"):
-                async for chunk in _aranges(blob, start.offset, ref):
-                    for batch in batcher.add(decoder.feed(chunk), decoder):
+                async for chunk in _aranges(blob, reading.fetch_from, ref):
+                    for batch in reading.feed(chunk):
                         yield batch
-            for batch in [*batcher.add(decoder.finish(), decoder), *batcher.flush(decoder)]:
-                yield batch
-            plan.rows = batcher.rows
+                for batch in reading.finish():
+                    yield batch
+            plan.rows = reading.rows
         if not found:
             raise plan.nothing_found()
 
@@ -582,7 +609,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                     props = blob.get_blob_properties()
                 except _not_found_type():
                     return
-                yield BlobRef(plan.stream, int(props.size), normalize_etag(props.etag))
+                yield BlobRef.from_properties(plan.stream, props)
                 return
             for entry in container.list_blobs(
                 name_starts_with=self._full(plan.list_prefix) or None,
@@ -590,7 +617,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             ):
                 name = self._relative(entry.name)
                 if plan.wants(name):
-                    yield BlobRef(name, int(entry.size), normalize_etag(entry.etag))
+                    yield BlobRef.from_properties(name, entry)
 
     async def _amatching(
         self, container: AsyncContainerClient, plan: ReadPlan
@@ -602,7 +629,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                     props = await blob.get_blob_properties()
                 except _not_found_type():
                     return
-                yield BlobRef(plan.stream, int(props.size), normalize_etag(props.etag))
+                yield BlobRef.from_properties(plan.stream, props)
                 return
             async for entry in container.list_blobs(
                 name_starts_with=self._full(plan.list_prefix) or None,
@@ -610,89 +637,90 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             ):
                 name = self._relative(entry.name)
                 if plan.wants(name):
-                    yield BlobRef(name, int(entry.size), normalize_etag(entry.etag))
+                    yield BlobRef.from_properties(name, entry)
 
-    def _decoder(
-        self, plan: ReadPlan, ref: BlobRef, start: Start, fmt: str, size: int
-    ) -> tuple[Any, Batcher]:
-        decoder = make_decoder(
-            fmt,
-            ref.name,
-            start.offset,
+    def _delimiter(self, file_format: FileFormat) -> str:
+        """The configured delimiter when one was set, else the suffix's (tab for .tsv)."""
+        if "delimiter" in self.config.model_fields_set:
+            return self.config.delimiter
+        return file_format.delimiter or self.config.delimiter
+
+    def _reading(
+        self, plan: ReadPlan, ref: BlobRef, start: Start, file_format: FileFormat, size: int
+    ) -> BlobReading:
+        return BlobReading(
+            plan.stream,
+            ref,
+            start,
+            file_format,
+            rows=plan.rows,
+            batch_size=size,
             encoding=self.config.encoding,
-            delimiter=self.config.delimiter,
-            header=start.header if start.offset else None,
+            delimiter=self._delimiter(file_format),
+            null_string=self.config.null_string,
         )
-        return decoder, Batcher(plan.stream, ref.name, ref.etag, ref.size, plan.rows, size)
 
     def _read_blob(
         self, container: ContainerClient, plan: ReadPlan, ref: BlobRef, start: Start, size: int
     ) -> Generator[Batch, None, int]:
         """Yield the batches of one blob; return the running row count."""
-        fmt = plan.format_for(ref.name)
-        if fmt == "parquet":
+        file_format = plan.format_for(ref.name)
+        if file_format.fmt == "parquet":
             rows = plan.rows
             for batch in self._read_parquet(container, plan, ref, start, size):
                 rows = int(batch.state["rows"])
                 yield batch
             return rows
-        decoder, batcher = self._decoder(plan, ref, start, fmt, size)
-        if start.offset >= ref.size:
-            return plan.rows
+        reading = self._reading(plan, ref, start, file_format, size)
         blob = container.get_blob_client(self._full(ref.name))
         with self._errors(f"read {ref.name!r}"):
-            yield from decode_blob_chunks(decoder, batcher, _ranges(blob, start.offset, ref))
-        return batcher.rows
+            for chunk in _ranges(blob, reading.fetch_from, ref):
+                yield from reading.feed(chunk)
+            yield from reading.finish()
+        return reading.rows
 
     def _read_parquet(
         self, container: ContainerClient, plan: ReadPlan, ref: BlobRef, start: Start, size: int
     ) -> Iterator[Batch]:
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ConfigError(
-                f"{ref.name!r} is Parquet, which needs pyarrow",
-                field="format",
-                hint="pip install 'headwater-azure-blob[parquet]'",
-            ) from None
+        rows = plan.rows
         blob = container.get_blob_client(self._full(ref.name))
-        with self._errors(f"read {ref.name!r}"):
-            handle = _RangeReader(blob, ref.size, ref.etag)
-            parquet = pq.ParquetFile(handle)
-            skip = start.row
-            groups: builtins.list[int] = []
-            position = 0
-            for index in range(parquet.num_row_groups):
-                rows_in_group = parquet.metadata.row_group(index).num_rows
-                if skip >= rows_in_group and not groups:
-                    skip -= rows_in_group
-                    position += rows_in_group
-                    continue
-                groups.append(index)
-            rows = plan.rows
-            if not groups:
-                return
-            for record_batch in parquet.iter_batches(
-                batch_size=size, row_groups=groups, use_threads=False
-            ):
-                if skip:
-                    if record_batch.num_rows <= skip:
-                        skip -= record_batch.num_rows
-                        position += record_batch.num_rows
-                        continue
-                    record_batch = record_batch.slice(skip)
-                    position += skip
-                    skip = 0
-                position += record_batch.num_rows
-                rows += record_batch.num_rows
-                state: State = {
-                    "stream": plan.stream,
-                    "blob": ref.name,
-                    "etag": ref.etag,
-                    "row": position,
-                    "rows": rows,
-                }
-                yield Batch(plan.stream, record_batch, state)
+        for record_batch, position in _parquet_batches(blob, ref, start.row, size, self._errors):
+            rows += record_batch.num_rows
+            state: State = {
+                "stream": plan.stream,
+                "blob": ref.name,
+                "etag": ref.etag,
+                "row": position,
+                "rows": rows,
+            }
+            yield Batch(plan.stream, record_batch, state)
+
+    # --- estimate -----------------------------------------------------------------------
+
+    def estimate(self, stream: str, **options: Any) -> Estimate:
+        """
+        The stored bytes of the blob(s) ``stream`` names (summed over a directory or glob,
+        from one HEAD or the listing); rows are not known. Exact unless a blob is
+        compressed (by suffix or Content-Encoding), whose records take more bytes.
+        """
+        plan = self._estimate_plan(stream, options)
+        refs = builtins.list(self._matching(self._container(), plan))
+        return _estimate(plan, refs)
+
+    async def aestimate(self, stream: str, **options: Any) -> Estimate:
+        """Async twin of `estimate`."""
+        plan = self._estimate_plan(stream, options)
+        container = await self._acontainer()
+        refs = [ref async for ref in self._amatching(container, plan)]
+        return _estimate(plan, refs)
+
+    @staticmethod
+    def _estimate_plan(stream: str, options: dict[str, Any]) -> ReadPlan:
+        options = dict(options)
+        fmt = options.pop("format", None)
+        options.pop("batch_size", None)
+        _no_options("estimate", options)
+        return ReadPlan(stream, None, fmt)
 
     # --- write / upload -----------------------------------------------------------------
 
@@ -706,28 +734,64 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         format: str | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        state_key: str | None = None,
+        state: State | None = None,
         **options: Any,
     ) -> WriteResult:
         """
-        Write records to blob ``stream`` as JSON Lines or CSV (format from the suffix or
-        ``format``), streamed through a block upload: memory stays at about
-        ``block_size * (max_concurrency + 1)``, and the blob appears only when complete.
+        Write records to blob ``stream`` as JSON Lines, CSV or Parquet (format from the
+        suffix or ``format``; ``.gz``, ``.zst``, ``.bz2``, ``.xz`` compress), streamed
+        through a block upload: memory stays at about ``block_size * (max_concurrency +
+        1)`` (plus one row group for Parquet), and the blob appears only when complete.
 
         An existing blob is refused (`AlreadyExists`) unless ``overwrite=True`` (or
-        ``mode='overwrite'``). Content type and Content-MD5 are set.
+        ``mode='overwrite'``). Content type and Content-MD5 are set. Options: CSV
+        ``columns``; Parquet ``compression_codec`` and ``row_group_size``.
+
+        With ``state_key`` and ``state`` (what `headwater.copy` passes), ``state`` is
+        stored in the blob's metadata by the same commit, as it is when the last batch has
+        been consumed; a blob already holding a state under ``state_key`` is continued:
+        its records stay and the new ones follow (see `WritePlan`). A continuation given
+        no batch at all leaves the blob as it is.
         """
-        _no_options("write", options)
-        replace = _overwrite(overwrite, mode)
-        encoder = self._encoder(stream, format)
-        pieces = (encoder.encode(batch) for batch in batches)
-        self._put(
-            stream,
-            pieces,
-            overwrite=replace,
-            content_type=content_type or CONTENT_TYPES[encoder.fmt],
-            metadata=metadata,
-        )
-        return WriteResult(stream, encoder.count)
+        found, extra = _write_format(stream, format, options)
+        context = f"write {stream!r}"
+        blob = self._container().get_blob_client(self._full(stream))
+        plan = self._write_plan(stream, found, overwrite, mode, content_type, metadata)
+        props = None
+        if plan.needs_head(state_key):
+            with self._errors(context):
+                props = _head(blob)
+        plan = self._with_state(plan, props, state_key, state)
+        carried: Iterable[Any] = ()
+        header = None
+        if plan.continuing:
+            peeked = _peek(batches)
+            if peeked is None:
+                return WriteResult(stream, 0)
+            batches = peeked
+            ref = BlobRef.from_properties(stream, props)
+            if found.fmt == "parquet":
+                size = self.config.batch_size
+                carried = (b for b, _ in _parquet_batches(blob, ref, 0, size, self._errors))
+            else:
+                with self._errors(context):
+                    committed, _ = blob.get_block_list("committed")
+                plan.keep_blocks([(b.id, int(b.size)) for b in committed], ref.size)
+                if found.fmt == "csv":
+                    header = self._csv_header(blob, ref, found)
+        writing = self._writing(found, plan, extra, header)
+
+        def pieces() -> Iterator[bytes]:
+            for old in carried:
+                yield writing.carry(old)
+            for batch in batches:
+                yield writing.encode(batch)
+            yield writing.finish()
+
+        result = self._put(blob, stream, pieces(), plan)
+        self._committed(stream, plan, result)
+        return WriteResult(stream, writing.count)
 
     async def awrite(
         self,
@@ -740,29 +804,177 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         format: str | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        state_key: str | None = None,
+        state: State | None = None,
         **options: Any,
     ) -> WriteResult:
-        """Async twin of `write`; ``batches`` may be a sync or an async iterable."""
-        _no_options("write", options)
-        replace = _overwrite(overwrite, mode)
-        encoder = self._encoder(stream, format)
+        """
+        Async twin of `write`; ``batches`` may be a sync or an async iterable. Parquet and
+        compressed output are encoded in a worker thread.
+        """
+        found, extra = _write_format(stream, format, options)
+        context = f"write {stream!r}"
+        container = await self._acontainer()
+        blob = container.get_blob_client(self._full(stream))
+        plan = self._write_plan(stream, found, overwrite, mode, content_type, metadata)
+        props = None
+        if plan.needs_head(state_key):
+            with self._errors(context):
+                props = await _ahead(blob)
+        plan = self._with_state(plan, props, state_key, state)
+        source = _aiter_of(batches)
+        carried: AsyncGenerator[Any, None] | None = None
+        header = None
+        if plan.continuing:
+            peeked = await _apeek(source)
+            if peeked is None:
+                return WriteResult(stream, 0)
+            source = peeked
+            ref = BlobRef.from_properties(stream, props)
+            if found.fmt == "parquet":
+                sync_blob = self._container().get_blob_client(self._full(stream))
+                size = self.config.batch_size
+                carried = iterate_in_thread(
+                    lambda: (b for b, _ in _parquet_batches(sync_blob, ref, 0, size, self._errors))
+                )
+            else:
+                with self._errors(context):
+                    committed, _ = await blob.get_block_list("committed")
+                plan.keep_blocks([(b.id, int(b.size)) for b in committed], ref.size)
+                if found.fmt == "csv":
+                    header = await self._acsv_header(blob, ref, found)
+        writing = self._writing(found, plan, extra, header)
+        # Parquet and compression are CPU work: off the event loop.
+        offload = found.fmt == "parquet" or found.compression is not None
+
+        async def run(step: Any, *args: Any) -> bytes:
+            return await asyncio.to_thread(step, *args) if offload else bytes(step(*args))
 
         async def pieces() -> AsyncIterator[bytes]:
-            if isinstance(batches, AsyncIterable):
-                async for batch in batches:
-                    yield encoder.encode(batch)
-            else:
-                for batch in batches:
-                    yield encoder.encode(batch)
+            if carried is not None:
+                async with contextlib.aclosing(carried) as old:
+                    async for batch in old:
+                        yield await run(writing.carry, batch)
+            async for batch in source:
+                yield await run(writing.encode, batch)
+            yield await run(writing.finish)
 
-        await self._aput(
+        result = await self._aput(blob, stream, pieces(), plan)
+        self._committed(stream, plan, result)
+        return WriteResult(stream, writing.count)
+
+    def _write_plan(
+        self,
+        stream: str,
+        found: FileFormat,
+        overwrite: bool | str,
+        mode: str | None,
+        content_type: str | None,
+        metadata: dict[str, str] | None,
+    ) -> WritePlan:
+        return WritePlan(
             stream,
-            pieces(),
-            overwrite=replace,
-            content_type=content_type or CONTENT_TYPES[encoder.fmt],
-            metadata=metadata,
+            content_type or content_type_for(found),
+            metadata,
+            _overwrite(overwrite, mode),
+            checked=True,
         )
-        return WriteResult(stream, encoder.count)
+
+    def _with_state(
+        self, plan: WritePlan, props: Any | None, state_key: str | None, state: State | None
+    ) -> WritePlan:
+        seen: Seen = NOT_ASKED
+        if state_key is not None:
+            seen = self._seen.get((plan.name, state_key), NOT_ASKED)
+        return plan.decide(props, state_key=state_key, state=state, seen=seen)
+
+    def _committed(self, stream: str, plan: WritePlan, result: UploadResult) -> None:
+        if plan.state_key is not None:
+            # The blob now holds this key's state: a next write continues this version.
+            self._seen[(stream, plan.state_key)] = result.etag
+
+    def _writing(
+        self,
+        found: FileFormat,
+        plan: WritePlan,
+        options: dict[str, Any],
+        header: builtins.list[str] | None,
+    ) -> RecordWriting:
+        return RecordWriting(
+            found,
+            encoding=self.config.encoding,
+            delimiter=self._delimiter(found),
+            null_string=self.config.null_string,
+            columns=options.pop("columns", None),
+            continuing=plan.continuing,
+            csv_header=header,
+            parquet_options=options,
+        )
+
+    def _csv_probe(self, ref: BlobRef, found: FileFormat) -> CsvHeaderProbe:
+        return CsvHeaderProbe(
+            ref.name,
+            found,
+            ref.coding,
+            encoding=self.config.encoding,
+            delimiter=self._delimiter(found),
+        )
+
+    def _csv_header(
+        self, blob: BlobClient, ref: BlobRef, found: FileFormat
+    ) -> builtins.list[str] | None:
+        """The header of the CSV blob a write continues (its records must fit it)."""
+        probe = self._csv_probe(ref, found)
+        with self._errors(f"write {ref.name!r}"):
+            for chunk in _ranges(blob, 0, ref):
+                if probe.feed(chunk):
+                    return probe.header
+        probe.finish()
+        return probe.header
+
+    async def _acsv_header(
+        self, blob: Any, ref: BlobRef, found: FileFormat
+    ) -> builtins.list[str] | None:
+        """Async twin of `_csv_header`."""
+        probe = self._csv_probe(ref, found)
+        with self._errors(f"write {ref.name!r}"):
+            async for chunk in _aranges(blob, 0, ref):
+                if probe.feed(chunk):
+                    return probe.header
+        probe.finish()
+        return probe.header
+
+    # --- the state stored with a write ---------------------------------------------------
+
+    def written_state(self, stream: str, key: str) -> State | None:
+        """
+        The state committed by ``write(stream, ..., state_key=key, state=...)``: the
+        ``state`` when blob ``stream`` exists and its metadata holds one under ``key``,
+        else ``None``. A later write with that key continues the version read here, or
+        fails if the blob changed meanwhile.
+        """
+        clean_relative(stream, "stream")
+        blob = self._container().get_blob_client(self._full(stream))
+        with self._errors(f"written_state {stream!r}"):
+            props = _head(blob)
+        return self._remember(stream, key, props)
+
+    async def awritten_state(self, stream: str, key: str) -> State | None:
+        """Async twin of `written_state`."""
+        clean_relative(stream, "stream")
+        container = await self._acontainer()
+        blob = container.get_blob_client(self._full(stream))
+        with self._errors(f"written_state {stream!r}"):
+            props = await _ahead(blob)
+        return self._remember(stream, key, props)
+
+    def _remember(self, stream: str, key: str, props: Any | None) -> State | None:
+        state = state_in(props.metadata, key, stream) if props is not None else None
+        etag = normalize_etag(props.etag) if props is not None and state is not None else None
+        self._seen[(stream, key)] = etag
+        return state
+
+    # --- upload ----------------------------------------------------------------------------
 
     def upload(
         self,
@@ -784,16 +996,11 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             AlreadyExists: the blob exists and ``overwrite`` is false.
         """
         clean_relative(blob, "blob")
+        plan = WritePlan(blob, content_type or _guess_type(blob), metadata, overwrite, checksum)
+        client = self._container().get_blob_client(self._full(blob))
         with _open_source(source) as handle:
             pieces = iter(lambda: handle.read(self.config.block_size), b"")
-            return self._put(
-                blob,
-                pieces,
-                overwrite=overwrite,
-                content_type=content_type or _guess_type(blob),
-                metadata=metadata,
-                checksum=checksum,
-            )
+            return self._put(client, blob, pieces, plan)
 
     async def aupload(
         self,
@@ -807,6 +1014,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
     ) -> UploadResult:
         """Async twin of `upload` (file reads run in a worker thread)."""
         clean_relative(blob, "blob")
+        plan = WritePlan(blob, content_type or _guess_type(blob), metadata, overwrite, checksum)
+        container = await self._acontainer()
+        client = container.get_blob_client(self._full(blob))
         block_size = self.config.block_size
         with _open_source(source) as handle:
 
@@ -814,37 +1024,14 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 while data := await asyncio.to_thread(handle.read, block_size):
                     yield data
 
-            return await self._aput(
-                blob,
-                pieces(),
-                overwrite=overwrite,
-                content_type=content_type or _guess_type(blob),
-                metadata=metadata,
-                checksum=checksum,
-            )
-
-    def _encoder(self, stream: str, fmt: str | None) -> RecordEncoder:
-        clean_relative(stream, "stream")
-        return RecordEncoder(
-            require_format(stream, fmt),
-            encoding=self.config.encoding,
-            delimiter=self.config.delimiter,
-        )
+            return await self._aput(client, blob, pieces(), plan)
 
     def _put(
-        self,
-        name: str,
-        pieces: Iterable[bytes],
-        *,
-        overwrite: bool,
-        content_type: str | None,
-        metadata: dict[str, str] | None,
-        checksum: bool = True,
+        self, blob: BlobClient, name: str, pieces: Iterable[bytes], plan: WritePlan
     ) -> UploadResult:
         """The sync block upload: one request for small data, staged blocks otherwise."""
-        blob = self._container().get_blob_client(self._full(name))
         context = f"write {name!r}"
-        if not overwrite:
+        if not plan.checked and not plan.overwrite:
             with self._errors(context):
                 _refuse_existing(name, blob.exists())
         rechunker = Rechunker(self.config.block_size)
@@ -852,11 +1039,13 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         first = _first_blocks(rechunker, source)
         if first is None:
             data = rechunker.rest()
-            md5, options = _one_request(data, checksum, content_type, metadata, overwrite)
-            with self._errors(context), _exists_as_conflict(name):
-                result = blob.upload_blob(data, **options)
-            return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
-        plan = BlockPlan(checksum=checksum)
+            if plan.one_request:
+                md5, options = _one_request(data, plan)
+                with self._errors(context), _commit_errors(plan):
+                    result = blob.upload_blob(data, **options)
+                return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
+            first = [data] if data else []
+        blocks = BlockPlan(checksum=plan.checksum)
         limit = self.config.max_concurrency
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="headwater-upload") as pool:
             pending: set[Future[Any]] = set()
@@ -864,7 +1053,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 for block in _all_blocks(first, rechunker, source):
                     # Read and hash this block while the previous ones upload; then wait
                     # for a free connection.
-                    block_id = plan.next_block(block)
+                    block_id = blocks.next_block(block)
                     if len(pending) >= limit:
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         _raise_first(done)
@@ -874,36 +1063,22 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             finally:
                 for future in pending:
                     future.cancel()
-        md5 = plan.md5()
-        settings = _settings(content_type, md5)
-        with self._errors(context), _exists_as_conflict(name):
-            result = blob.commit_block_list(
-                _blocks(plan.ids),
-                content_settings=settings,
-                metadata=metadata,
-                **_create_only(overwrite),
-            )
-        return UploadResult(name, plan.size, normalize_etag(result["etag"]), _tag(md5))
+        md5 = blocks.md5()
+        commit = _commit_options(plan, blocks, md5)
+        with self._errors(context), _commit_errors(plan):
+            result = blob.commit_block_list(**commit)
+        return UploadResult(name, blocks.size, normalize_etag(result["etag"]), _tag(md5))
 
     def _stage(self, blob: BlobClient, block_id: str, data: bytes, context: str) -> None:
         with self._errors(context):
             blob.stage_block(block_id, data, length=len(data))
 
     async def _aput(
-        self,
-        name: str,
-        pieces: AsyncIterator[bytes],
-        *,
-        overwrite: bool,
-        content_type: str | None,
-        metadata: dict[str, str] | None,
-        checksum: bool = True,
+        self, blob: Any, name: str, pieces: AsyncIterator[bytes], plan: WritePlan
     ) -> UploadResult:
         """The async block upload (see `_put`); bodies go to aiohttp as streams."""
-        container = await self._acontainer()
-        blob = container.get_blob_client(self._full(name))
         context = f"write {name!r}"
-        if not overwrite:
+        if not plan.checked and not plan.overwrite:
             with self._errors(context):
                 _refuse_existing(name, await blob.exists())
         rechunker = Rechunker(self.config.block_size)
@@ -915,15 +1090,15 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 break
         if first is None:
             data = rechunker.rest()
-            if len(data) <= _AIOHTTP_BYTES_BODY_MAX:
-                md5, options = _one_request(data, checksum, content_type, metadata, overwrite)
-                with self._errors(context), _exists_as_conflict(name):
+            if plan.one_request and len(data) <= _AIOHTTP_BYTES_BODY_MAX:
+                md5, options = _one_request(data, plan)
+                with self._errors(context), _commit_errors(plan):
                     result = await blob.upload_blob(data, **options)
                 return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
             # The SDK's one-request upload sends bytes (see `_AIOHTTP_BYTES_BODY_MAX`):
             # stage the data as one block instead, one request more.
-            first = [data]
-        plan = BlockPlan(checksum=checksum)
+            first = [data] if data else []
+        plan_blocks = BlockPlan(checksum=plan.checksum)
         limit = self.config.max_concurrency
         pending: set[asyncio.Task[None]] = set()
 
@@ -936,7 +1111,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         async def submit(block: bytes) -> None:
             nonlocal pending
             # Hashing releases the GIL: off the event loop, overlapping the uploads.
-            block_id = await asyncio.to_thread(plan.next_block, block)
+            block_id = await asyncio.to_thread(plan_blocks.next_block, block)
             if len(pending) >= limit:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 _raise_first_task(done)
@@ -959,16 +1134,11 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-        md5 = plan.md5()
-        settings = _settings(content_type, md5)
-        with self._errors(context), _exists_as_conflict(name):
-            result = await blob.commit_block_list(
-                _blocks(plan.ids),
-                content_settings=settings,
-                metadata=metadata,
-                **_create_only(overwrite),
-            )
-        return UploadResult(name, plan.size, normalize_etag(result["etag"]), _tag(md5))
+        md5 = plan_blocks.md5()
+        commit = _commit_options(plan, plan_blocks, md5)
+        with self._errors(context), _commit_errors(plan):
+            result = await blob.commit_block_list(**commit)
+        return UploadResult(name, plan_blocks.size, normalize_etag(result["etag"]), _tag(md5))
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -1004,7 +1174,11 @@ class _RangeReader(io.RawIOBase):
         if length <= 0:
             return 0
         data = self._blob.download_blob(
-            offset=self._position, length=length, **_pinned(self._etag), max_concurrency=1
+            offset=self._position,
+            length=length,
+            **_pinned(self._etag),
+            max_concurrency=1,
+            decompress=False,
         ).readall()
         view[: len(data)] = data
         self._position += len(data)
@@ -1020,7 +1194,7 @@ def _ranges(blob: BlobClient, offset: int, ref: BlobRef) -> Iterator[bytes]:
     while offset < ref.size:
         length = min(READ_CHUNK, ref.size - offset)
         data = blob.download_blob(
-            offset=offset, length=length, **_pinned(ref.etag), max_concurrency=1
+            offset=offset, length=length, **_pinned(ref.etag), max_concurrency=1, decompress=False
         ).readall()
         if not data:
             raise IntegrityError(f"{ref.name!r} ended at byte {offset} of {ref.size}")
@@ -1033,13 +1207,75 @@ async def _aranges(blob: Any, offset: int, ref: BlobRef) -> AsyncIterator[bytes]
     while offset < ref.size:
         length = min(READ_CHUNK, ref.size - offset)
         downloader = await blob.download_blob(
-            offset=offset, length=length, **_pinned(ref.etag), max_concurrency=1
+            offset=offset, length=length, **_pinned(ref.etag), max_concurrency=1, decompress=False
         )
         data = await downloader.readall()
         if not data:
             raise IntegrityError(f"{ref.name!r} ended at byte {offset} of {ref.size}")
         offset += len(data)
         yield data
+
+
+def _parquet_batches(
+    blob: BlobClient,
+    ref: BlobRef,
+    skip: int,
+    size: int,
+    errors: Any,
+) -> Iterator[tuple[Any, int]]:
+    """
+    The record batches of Parquet blob ``ref`` from row ``skip`` on, each with the row
+    just after it; row groups before ``skip`` are not fetched.
+    """
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(
+            f"{ref.name!r} is Parquet, which needs pyarrow",
+            field="format",
+            hint="pip install 'headwater-azure-blob[parquet]'",
+        ) from None
+    if ref.coding is not None:
+        raise ConfigError(
+            f"Parquet blob {ref.name!r} is stored with Content-Encoding "
+            f"{ref.content_encoding!r}; Parquet is read by ranges, which that prevents",
+            field="content_encoding",
+            hint="store Parquet without a Content-Encoding (it compresses its own pages)",
+        )
+    with errors(f"read {ref.name!r}"):
+        handle = _RangeReader(blob, ref.size, ref.etag)
+        parquet = pq.ParquetFile(handle)
+        groups: builtins.list[int] = []
+        position = 0
+        for index in range(parquet.num_row_groups):
+            rows_in_group = parquet.metadata.row_group(index).num_rows
+            if skip >= rows_in_group and not groups:
+                skip -= rows_in_group
+                position += rows_in_group
+                continue
+            groups.append(index)
+        if not groups:
+            return
+        for record_batch in parquet.iter_batches(
+            batch_size=size, row_groups=groups, use_threads=False
+        ):
+            if skip:
+                if record_batch.num_rows <= skip:
+                    skip -= record_batch.num_rows
+                    position += record_batch.num_rows
+                    continue
+                record_batch = record_batch.slice(skip)
+                position += skip
+                skip = 0
+            position += record_batch.num_rows
+            yield record_batch, position
+
+
+def _estimate(plan: ReadPlan, refs: builtins.list[BlobRef]) -> Estimate:
+    if not refs:
+        raise plan.nothing_found()
+    exact = not any(ref.compressed for ref in refs)
+    return Estimate(bytes=sum(ref.size for ref in refs), exact=exact)
 
 
 def _pinned(etag: str) -> dict[str, Any]:
@@ -1055,23 +1291,28 @@ def _pinned(etag: str) -> dict[str, Any]:
 _AIOHTTP_BYTES_BODY_MAX: Final = 1 << 20
 
 
-def _one_request(
-    data: bytes,
-    checksum: bool,
-    content_type: str | None,
-    metadata: dict[str, str] | None,
-    overwrite: bool,
-) -> tuple[bytes | None, dict[str, Any]]:
+def _one_request(data: bytes, plan: WritePlan) -> tuple[bytes | None, dict[str, Any]]:
     """The MD5 (if asked for) and the ``upload_blob`` options of a one-request upload."""
-    md5 = hashlib.md5(data, usedforsecurity=False).digest() if checksum else None
+    md5 = hashlib.md5(data, usedforsecurity=False).digest() if plan.checksum else None
     options = {
         "length": len(data),
-        "overwrite": overwrite,
-        "content_settings": _settings(content_type, md5),
-        "metadata": metadata,
+        "overwrite": plan.overwrite,
+        "content_settings": _settings(plan.content_type, md5),
+        "metadata": plan.commit_metadata(),
         "max_concurrency": 1,
     }
     return md5, options
+
+
+def _commit_options(plan: WritePlan, blocks: BlockPlan, md5: bytes | None) -> dict[str, Any]:
+    """The ``commit_block_list`` arguments, built once every block is staged."""
+    return {
+        "block_list": plan.block_list(blocks.ids),
+        "content_settings": _settings(plan.content_type, md5),
+        # The state the caller filled in while the batches were consumed.
+        "metadata": plan.commit_metadata(),
+        **plan.conditions(),
+    }
 
 
 def _settings(content_type: str | None, md5: bytes | None) -> Any:
@@ -1084,20 +1325,6 @@ def _settings(content_type: str | None, md5: bytes | None) -> Any:
 
 def _tag(md5: bytes | None) -> str | None:
     return f"md5:{md5.hex()}" if md5 is not None else None
-
-
-def _blocks(ids: builtins.list[str]) -> builtins.list[Any]:
-    from azure.storage.blob import BlobBlock
-
-    return [BlobBlock(block_id) for block_id in ids]
-
-
-def _create_only(overwrite: bool) -> dict[str, Any]:
-    if overwrite:
-        return {}
-    from azure.core import MatchConditions
-
-    return {"match_condition": MatchConditions.IfMissing}
 
 
 def _refuse_existing(name: str, exists: bool) -> None:
@@ -1118,6 +1345,98 @@ def _exists_as_conflict(name: str) -> Iterator[None]:
         _refuse_existing(name, True)
     except AlreadyExists:
         _refuse_existing(name, True)
+
+
+@contextlib.contextmanager
+def _commit_errors(plan: WritePlan) -> Iterator[None]:
+    """What a failed precondition of the commit means: someone else's blob, or a change."""
+    if not plan.continuing:
+        with _exists_as_conflict(plan.name):
+            yield
+        return
+    try:
+        yield
+    except IntegrityError:
+        raise IntegrityError(
+            f"blob {plan.name!r} changed while this write continued it (another writer "
+            "committed to it); nothing was committed",
+            hint="run the copy again: it goes on from what the blob holds now",
+        ) from None
+
+
+def _head(blob: BlobClient) -> Any | None:
+    """The blob's properties, ``None`` when there is no such blob (a missing container raises)."""
+    try:
+        return blob.get_blob_properties()
+    except _not_found_type() as exc:
+        if _is_container_missing(exc):
+            raise
+        return None
+
+
+async def _ahead(blob: Any) -> Any | None:
+    """Async twin of `_head`."""
+    try:
+        return await blob.get_blob_properties()
+    except _not_found_type() as exc:
+        if _is_container_missing(exc):
+            raise
+        return None
+
+
+def _is_container_missing(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code)) == "ContainerNotFound"
+
+
+def _write_format(
+    stream: str, fmt: str | None, options: dict[str, Any]
+) -> tuple[FileFormat, dict[str, Any]]:
+    """The format of a write and its format options (unknown ones refused)."""
+    clean_relative(stream, "stream")
+    found = require_format(stream, fmt)
+    allowed = _WRITE_OPTIONS.get(found.fmt, frozenset())
+    _no_options("write", {k: v for k, v in options.items() if k not in allowed})
+    return found, dict(options)
+
+
+#: Options `write` takes per format.
+_WRITE_OPTIONS: Final = {
+    "csv": frozenset({"columns"}),
+    "parquet": frozenset({"compression_codec", "row_group_size"}),
+}
+
+
+def _peek(batches: Iterable[Any]) -> Iterator[Any] | None:
+    """The batches again, or ``None`` when there are none."""
+    iterator = iter(batches)
+    for first in iterator:
+        return itertools.chain([first], iterator)
+    return None
+
+
+async def _aiter_of(batches: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(batches, AsyncIterable):
+        async for batch in batches:
+            yield batch
+    else:
+        for batch in batches:
+            yield batch
+
+
+async def _apeek(source: AsyncIterator[Any]) -> AsyncIterator[Any] | None:
+    """Async twin of `_peek`."""
+    try:
+        first = await anext(source)
+    except StopAsyncIteration:
+        return None
+
+    async def again() -> AsyncIterator[Any]:
+        yield first
+        async for batch in source:
+            yield batch
+
+    return again()
 
 
 def _first_blocks(rechunker: Rechunker, source: Iterator[bytes]) -> builtins.list[bytes] | None:
@@ -1167,9 +1486,9 @@ def _open_source(source: Source) -> Iterator[IO[bytes]]:
 
 
 def _guess_type(name: str) -> str:
-    fmt = format_of(name)
-    if fmt is not None:
-        return CONTENT_TYPES[fmt]
+    found = blob_format(name)
+    if found is not None:
+        return content_type_for(found)
     guessed, _ = mimetypes.guess_type(name, strict=False)
     return guessed or "application/octet-stream"
 
@@ -1229,8 +1548,53 @@ async def _close_when_cancelled(service: Any, credential: Any) -> None:
             await credential.close()
 
 
+def _name_max(directory: Path) -> int:
+    """The longest file name, in bytes, the file system holding ``directory`` allows."""
+    where = directory
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    try:
+        return int(os.pathconf(where, "PC_NAME_MAX"))
+    except (AttributeError, ValueError, OSError):
+        return 255  # no pathconf (Windows) or no answer: the common limit
+
+
+def _check_name_lengths(item: str, target: Path) -> None:
+    """Refuse, before any request, a blob whose name has a segment too long for a file."""
+    limit = _name_max(target.parent)
+    for segment in item.split("/"):
+        length = len(os.fsencode(segment))
+        if length > limit:
+            raise ConfigError(
+                f"cannot fetch {item!r}: its name has a segment of {length} bytes, and the "
+                f"local file system allows {limit} bytes per name",
+                field="item",
+                hint="read() its records (which writes no file), or rename the blob",
+            )
+
+
+def _too_long(item: str, exc: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot fetch {item!r}: the local file system refuses the name of its temporary "
+        f"file ({os.strerror(exc.errno or errno.ENAMETOOLONG)})",
+        field="item",
+        hint="read() its records (which writes no file), or rename the blob",
+    )
+
+
+@contextlib.contextmanager
+def _name_errors(item: str) -> Iterator[None]:
+    """A temporary-file name the local system refuses, reported as one line."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise _too_long(item, exc) from None
+
+
 @contextlib.asynccontextmanager
-async def _atomic_file_off_the_loop(target: Path) -> AsyncIterator[IO[bytes]]:
+async def _atomic_file_off_the_loop(target: Path, item: str) -> AsyncIterator[IO[bytes]]:
     """
     `atomic_file` for async code: the fsync and rename of a completed download (which
     can take a while for a large file) run in a worker thread, not on the event loop.
@@ -1239,7 +1603,8 @@ async def _atomic_file_off_the_loop(target: Path) -> AsyncIterator[IO[bytes]]:
     even a cancelled task leaves no partial file behind.
     """
     manager = atomic_file(target)
-    handle = await asyncio.to_thread(manager.__enter__)
+    with _name_errors(item):
+        handle = await asyncio.to_thread(manager.__enter__)
     try:
         yield handle
     except BaseException as exc:

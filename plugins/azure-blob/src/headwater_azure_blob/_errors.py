@@ -40,6 +40,9 @@ _URL_QUERY: Final = re.compile(r"(?P<url>\b[a-z][a-z0-9+.\-]*://[^\s?'\"<>]+)\?[
 _BASE64_RUN: Final = re.compile(r"[A-Za-z0-9+/]{32,}={0,2}")
 _SAS_PARAMS: Final = re.compile(r"\b(?:sig|se|sp|sv|st|spr|srt|ss|skoid|sktid)=[^&\s'\"]+", re.I)
 _MAX_DETAIL: Final = 240
+#: Transport exceptions (urllib3, requests, aiohttp) for a body whose Content-Encoding
+#: could not be undone.
+_DECODING_ERRORS: Final = frozenset({"DecodeError", "ContentDecodingError", "ContentEncodingError"})
 
 
 def scrub(text: object) -> str:
@@ -93,6 +96,13 @@ def translate(
         if isinstance(inner, BaseException) and inner is not exc:
             if isinstance(inner, az.HttpResponseError) and inner.status_code is not None:
                 return _http_error(inner, where, auth_field)
+            if type(inner).__name__ in _DECODING_ERRORS:
+                # The transport could not undo a Content-Encoding: the data, not the network.
+                return IntegrityError(
+                    f"{where}the response body could not be decoded ({type(inner).__name__}: "
+                    f"{scrub(inner)})",
+                    hint="the blob's Content-Encoding does not match its bytes",
+                )
             return ConnectionFailed(
                 f"{where}the connection broke while receiving data ({type(inner).__name__})",
                 hint="the transfer is retried and resumed up to `retries` times",

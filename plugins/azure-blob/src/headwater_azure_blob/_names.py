@@ -1,5 +1,6 @@
 """
-Pure helpers for blob names: prefixes, globs, formats. No I/O, shared by both twins.
+Pure helpers for blob names: prefixes, globs, formats (from `headwater.formats`), content
+codings. No I/O, shared by both twins.
 """
 
 from __future__ import annotations
@@ -8,44 +9,97 @@ import re
 from typing import Final
 
 from headwater import ConfigError
+from headwater.formats import COMPRESSIONS, FORMATS, FileFormat, detect
 
-#: Suffix → record format understood by ``read``/``write``.
-FORMATS: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-#: Content types set on upload, by format.
+#: The record formats ``read`` and ``write`` handle (`headwater.formats` knows them all).
+SUPPORTED: Final = ("csv", "jsonl", "parquet")
+#: Content types set on write, by format, and by compression for compressed blobs (the
+#: type describes the stored bytes: ``out.jsonl.gz`` is a gzip file).
 CONTENT_TYPES: Final = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv",
     "parquet": "application/vnd.apache.parquet",
+    "gzip": "application/gzip",
+    "zstd": "application/zstd",
+    "bz2": "application/x-bzip2",
+    "xz": "application/x-xz",
 }
+#: ``Content-Encoding`` values a blob may be stored with → the compression that decodes it.
+CONTENT_ENCODINGS: Final = {"gzip": "gzip", "x-gzip": "gzip", "zstd": "zstd"}
 _GLOB_CHARS: Final = frozenset("*?[")
 
 
-def format_of(name: str) -> str | None:
-    """The record format of a blob name by suffix, or ``None``."""
-    dot = name.rfind(".")
-    if dot < 0 or "/" in name[dot:]:
+def _known_suffixes() -> str:
+    formats = sorted(s for s, fmt in FORMATS.items() if fmt in SUPPORTED)
+    return f"{', '.join(formats)}, optionally followed by {', '.join(sorted(COMPRESSIONS))}"
+
+
+def blob_format(name: str) -> FileFormat | None:
+    """The record format (and compression) a blob name implies, or ``None``."""
+    try:
+        found = detect(name)
+    except ConfigError:
         return None
-    return FORMATS.get(name[dot:].lower())
+    return found if found.fmt in SUPPORTED else None
 
 
-def require_format(name: str, explicit: str | None = None) -> str:
-    """The format to use for ``name``: ``explicit`` when given, else by suffix, else an error."""
-    if explicit is not None:
-        if explicit not in CONTENT_TYPES:
-            raise ConfigError(
-                f"unknown format {explicit!r} (known: {', '.join(sorted(CONTENT_TYPES))})",
-                field="format",
-            )
-        return explicit
-    fmt = format_of(name)
-    if fmt is None:
-        known = ", ".join(sorted(FORMATS))
+def format_of(name: str) -> str | None:
+    """The record format of a blob name by suffix (``events.jsonl.gz``: jsonl), or ``None``."""
+    found = blob_format(name)
+    return found.fmt if found is not None else None
+
+
+def require_format(name: str, explicit: str | None = None) -> FileFormat:
+    """
+    The format and compression to use for ``name``: ``explicit`` overrides the format its
+    suffix implies; the compression always comes from the suffix.
+    """
+    if explicit is not None and explicit not in SUPPORTED:
         raise ConfigError(
-            f"{name!r}: cannot tell the record format from the name (known suffixes: {known})",
+            f"unknown format {explicit!r} (known: {', '.join(SUPPORTED)})", field="format"
+        )
+    try:
+        found: FileFormat | None = detect(name, explicit)
+    except ConfigError as exc:
+        if exc.field != "format":
+            raise  # a compression that does not go with the format, say
+        found = None
+    if found is None or found.fmt not in SUPPORTED:
+        raise ConfigError(
+            f"{name!r}: cannot tell the record format from the name (known suffixes: "
+            f"{_known_suffixes()})",
             field="format",
             hint="pass format='jsonl', 'csv' or 'parquet'",
         )
-    return fmt
+    return found
+
+
+def content_type_for(found: FileFormat) -> str:
+    """The Content-Type of a blob written in ``found``'s format and compression."""
+    return CONTENT_TYPES[found.compression or found.fmt]
+
+
+def content_codec(value: str | None, name: str) -> str | None:
+    """
+    The compression that undoes a blob's ``Content-Encoding`` (``None``: stored as is).
+
+    Raises:
+        ConfigError: a coding this connector cannot decode, named.
+    """
+    codings = [c.strip().lower() for c in (value or "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in CONTENT_ENCODINGS:
+        return CONTENT_ENCODINGS[codings[0]]
+    known = ", ".join(sorted(CONTENT_ENCODINGS))
+    raise ConfigError(
+        f"blob {name!r} is stored with Content-Encoding {value!r}, which this connector "
+        f"cannot decode (it decodes {known})",
+        field="content_encoding",
+        hint="fetch() downloads the stored bytes as they are; decode them with a tool "
+        "that knows this coding",
+    )
 
 
 def is_glob(pattern: str) -> bool:

@@ -1,15 +1,30 @@
 """
 What an operation will do, decided without I/O: which blobs a read covers and where it
-resumes, what a fetch must verify and when an interrupted one gives up.
+resumes, what a fetch must verify and when an interrupted one gives up, what a write
+commits (a new blob, a replacement, or the continuation of a copy's blob, with the copy's
+state in the blob's metadata).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
-from typing import Any
+import json
+from typing import Any, Final, Literal
 
-from headwater import ConfigError, ConnectionFailed, HeadwaterError, State
+from headwater import (
+    AlreadyExists,
+    ConfigError,
+    ConnectionFailed,
+    HeadwaterError,
+    IntegrityError,
+    State,
+)
+from headwater.formats import FileFormat
 from headwater_azure_blob._names import (
+    blob_format,
+    content_codec,
     directory,
     format_of,
     glob_to_regex,
@@ -27,6 +42,36 @@ class BlobRef:
     name: str
     size: int
     etag: str
+    #: The blob's ``Content-Encoding`` property, as stored.
+    content_encoding: str | None = None
+    #: Its Content-MD5, when it has one.
+    md5: bytes | None = None
+
+    @classmethod
+    def from_properties(cls, name: str, props: Any) -> BlobRef:
+        """From the SDK's ``BlobProperties`` (a HEAD, or an entry of a listing)."""
+        settings = props.content_settings
+        md5 = settings.content_md5
+        return cls(
+            name,
+            int(props.size),
+            normalize_etag(props.etag),
+            settings.content_encoding or None,
+            bytes(md5) if md5 else None,
+        )
+
+    @property
+    def coding(self) -> str | None:
+        """The compression that undoes the Content-Encoding (``None``: stored as is)."""
+        return content_codec(self.content_encoding, self.name)
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the stored bytes are compressed (by Content-Encoding or by suffix)."""
+        if (self.content_encoding or "").strip().lower() not in ("", "identity"):
+            return True
+        found = blob_format(self.name)
+        return found is not None and found.compression is not None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,8 +148,8 @@ class ReadPlan:
             return self.format is not None or format_of(name) is not None
         return name == self.stream
 
-    def format_for(self, name: str) -> str:
-        """The record format of blob ``name``."""
+    def format_for(self, name: str) -> FileFormat:
+        """The record format (and compression) of blob ``name``."""
         return require_format(name, self.format)
 
     def start(self, blob: BlobRef) -> Start | None:
@@ -118,11 +163,6 @@ class ReadPlan:
                 f"blob {blob.name!r} changed since the state was saved (etag differs)",
                 field="state",
                 hint="start again without a state to read the new version",
-            )
-        if self.resume.offset > blob.size:
-            raise ConfigError(
-                f"state offset {self.resume.offset} is past the end of {blob.name!r}",
-                field="state",
             )
         return self.resume
 
@@ -191,4 +231,219 @@ class FetchPlan:
             "etag": self.etag,
             "match_condition": MatchConditions.IfNotModified,
             "max_concurrency": max_concurrency,
+            # The stored bytes, as Content-Length, Content-MD5 and the ranges count them:
+            # a blob stored with Content-Encoding: gzip is fetched compressed.
+            "decompress": False,
         }
+
+
+# --- writes: what one commit does -------------------------------------------------------
+
+#: The metadata entry holding the state a write commits (`Capability.ATOMIC_STATE`).
+STATE_METADATA_KEY: Final = "headwater_state"
+#: Azure's limit on a blob's metadata: every name and value together, in bytes.
+METADATA_LIMIT: Final = 8 * 1024
+#: Azure's limit on the committed blocks of one blob.
+MAX_BLOCKS: Final = 50_000
+
+#: What `written_state` saw for a (stream, key): the etag of the blob holding that key's
+#: state, ``None`` for no such state, `NOT_ASKED` when it was not asked.
+NOT_ASKED: Final = False
+Seen = str | None | Literal[False]
+
+
+def encode_state(key: str, state: State) -> str:
+    """The metadata value holding ``state`` under ``key``: base64url of a JSON object."""
+    from headwater.formats import json_default
+
+    text = json.dumps({"key": key, "state": state}, separators=(",", ":"), default=json_default)
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def state_in(metadata: dict[str, str] | None, key: str, name: str) -> State | None:
+    """
+    The state blob ``name``'s metadata holds under ``key``, or ``None``.
+
+    Raises:
+        ConfigError: the metadata entry is there but is not one this connector wrote.
+    """
+    value = next((v for k, v in (metadata or {}).items() if k.lower() == STATE_METADATA_KEY), None)
+    if value is None:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(value.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+        raise ConfigError(
+            f"blob {name!r} has a {STATE_METADATA_KEY} metadata entry that headwater did not write",
+            field="state",
+            hint="remove the entry, or write to another blob",
+        )
+    if data["key"] != key:
+        return None
+    state = data.get("state")
+    return state if isinstance(state, dict) else None
+
+
+@dataclasses.dataclass(slots=True)
+class WritePlan:
+    """
+    What the commit of one block upload does: create, replace or continue a blob, under
+    which condition, with which metadata and Content-MD5.
+
+    A write given ``state_key`` (`headwater.copy` into a blob) commits the state with the
+    blob (metadata `STATE_METADATA_KEY`), so the state exists exactly when the complete
+    blob does. When the blob already holds a state under that key, the write continues
+    it: a blob cannot be appended to, so the commit keeps the blob's committed blocks and
+    adds the new ones after them (Parquet, whose footer closes the file, is rewritten
+    whole, the old row groups first), conditional on the blob still being the version the
+    copy read its state from. No record is lost (the old ones stay) and none repeats
+    (the copy read on from the committed state).
+    """
+
+    name: str
+    content_type: str | None
+    metadata: dict[str, str] | None
+    overwrite: bool
+    checksum: bool = True
+    state_key: str | None = None
+    #: Filled in by the caller while the batches are consumed; encoded at the commit.
+    state: State | None = None
+    #: Whether the blob's existence was looked at already (writes); uploads check it.
+    checked: bool = False
+    continuing: bool = False
+    #: The version the commit requires (``If-Match``), for a continued blob.
+    etag: str | None = None
+    #: Committed blocks of the continued blob, kept in front of the new ones.
+    base: list[str] = dataclasses.field(default_factory=list)
+    #: The metadata of the continued blob (kept, with the new state).
+    kept: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def decide(
+        self,
+        props: Any | None,
+        *,
+        state_key: str | None,
+        state: State | None,
+        seen: Seen = NOT_ASKED,
+    ) -> WritePlan:
+        """
+        Decide from the blob's properties (``None``: no such blob) and from what
+        `written_state` saw for ``state_key``; returns this plan.
+
+        Raises:
+            AlreadyExists: the blob exists, holds no state under ``state_key`` and
+                ``overwrite`` is false.
+            IntegrityError: the blob changed since `written_state` read it (another copy
+                committed, or someone replaced or deleted it): continuing would repeat or
+                lose records.
+        """
+        if state_key is not None and not isinstance(state, dict):
+            raise ConfigError("write(state_key=...) needs state=... (a dict)", field="state")
+        self.checked = True
+        self.state_key, self.state = state_key, state
+        held = None
+        if state_key is not None and props is not None:
+            held = state_in(props.metadata, state_key, self.name)
+        etag = normalize_etag(props.etag) if props is not None else None
+        expected = etag if held is not None else None
+        if state_key is not None and seen is not NOT_ASKED and seen != expected:
+            raise IntegrityError(
+                f"blob {self.name!r} changed since this copy read its state from it "
+                "(another copy committed to it, or it was replaced or deleted); nothing "
+                "was written",
+                hint="run the copy again: it goes on from what the blob holds now",
+            )
+        if held is not None and props is not None:
+            self.continuing = True
+            self.etag = etag
+            self.checksum = False  # the MD5 of the kept blocks would take a download
+            self.kept = {
+                k: v for k, v in (props.metadata or {}).items() if k.lower() != STATE_METADATA_KEY
+            }
+        elif props is not None and not self.overwrite:
+            raise AlreadyExists(
+                f"blob {self.name!r} exists; refusing to overwrite it",
+                hint="pass overwrite=True (CLI: -O overwrite=true)",
+            )
+        return self
+
+    def needs_head(self, state_key: str | None) -> bool:
+        """Whether `decide` needs the blob's properties (a plain overwrite does not)."""
+        return state_key is not None or not self.overwrite
+
+    @property
+    def one_request(self) -> bool:
+        """
+        Whether small data may go in one Put Blob. Not with a state: a blob created so has
+        no block list, and a copy's blob must stay continuable.
+        """
+        return self.state_key is None and not self.continuing
+
+    def keep_blocks(self, committed: list[tuple[str, int]], size: int) -> None:
+        """
+        Keep the continued blob's committed blocks (``(id, size)`` in order).
+
+        Raises:
+            ConfigError: they do not add up to the blob (it was not written in blocks).
+        """
+        if sum(length for _, length in committed) != size:
+            raise ConfigError(
+                f"blob {self.name!r} was not written as a list of blocks, so it cannot be "
+                "continued",
+                field="dest_stream",
+                hint="copy into a new blob, or delete this one and copy again",
+            )
+        self.base = [block_id for block_id, _ in committed]
+
+    def block_list(self, ids: list[str]) -> list[Any]:
+        """The blocks to commit: the kept ones (committed), then the new ones."""
+        from azure.storage.blob import BlobBlock, BlockState
+
+        if len(self.base) + len(ids) > MAX_BLOCKS:
+            raise ConfigError(
+                f"blob {self.name!r} would have {len(self.base) + len(ids)} blocks, over "
+                f"Azure's {MAX_BLOCKS}",
+                hint="raise block_size, or copy into a new blob",
+            )
+        return [BlobBlock(i, state=BlockState.COMMITTED) for i in self.base] + [
+            BlobBlock(i) for i in ids
+        ]
+
+    def commit_metadata(self) -> dict[str, str] | None:
+        """
+        The metadata to commit: the user's (and a continued blob's), plus the state as it
+        is now (the caller has filled it in by the time the last batch is consumed).
+
+        Raises:
+            ConfigError: it exceeds Azure's metadata limit.
+        """
+        if self.state_key is None:
+            return self.metadata
+        assert self.state is not None
+        metadata = {**self.kept, **(self.metadata or {})}
+        metadata[STATE_METADATA_KEY] = encode_state(self.state_key, self.state)
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+        if size > METADATA_LIMIT:
+            raise ConfigError(
+                f"the state to store with blob {self.name!r} takes "
+                f"{len(metadata[STATE_METADATA_KEY])} bytes encoded; with the other metadata "
+                f"that is {size} bytes, over Azure's limit of {METADATA_LIMIT} bytes per blob; "
+                "nothing was committed",
+                field="state",
+                hint="the source's state is too large to keep in blob metadata; copy into a "
+                "file or another connector",
+            )
+        return metadata
+
+    def conditions(self) -> dict[str, Any]:
+        """The commit's precondition: the continued version, a new blob, or none."""
+        from azure.core import MatchConditions
+
+        if self.continuing:
+            assert self.etag is not None
+            return {"etag": self.etag, "match_condition": MatchConditions.IfNotModified}
+        if not self.overwrite:
+            return {"match_condition": MatchConditions.IfMissing}
+        return {}

@@ -1,201 +1,41 @@
 """
-Records in blobs, sans I/O: decoders that are *fed* bytes and encoders that *produce*
-them, so the sync and the async connector share every line of format logic.
+Records in blobs, sans I/O: what is particular to blobs around the shared format layer
+(`headwater.formats`, which decodes and encodes JSON Lines and CSV and (de)compresses),
+so the sync and the async connector share every line of it.
 
-Decoders track the byte offset just after each record; that offset (with the blob name
-and etag) is the resumable state, so a resumed read asks the service for the bytes from
-there on and never re-reads what was already delivered.
+Reading one blob (`BlobReading`): the stored bytes are undone in two steps, the blob's
+``Content-Encoding`` (gzip, zstd) and then the compression its suffix names
+(``events.jsonl.gz``), decoded into records and grouped into batches (`Batcher`). The
+offset in a state counts bytes after both steps. A blob stored as it is resumes with a
+ranged GET from that offset; a compressed one is read again from its first byte and the
+decoded bytes before the offset are skipped, so no record is ever yielded twice.
+
+Writing (`RecordWriting`): batches are encoded (JSON Lines, CSV, Parquet) and compressed
+by suffix into the bytes a block upload stages.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import hashlib
 from collections.abc import Iterable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from headwater import Batch, ConfigError, State
+from headwater import Batch, ConfigError, IntegrityError, State
+from headwater.formats import (
+    Codec,
+    CsvEncoder,
+    Decoded,
+    Decoder,
+    FileFormat,
+    JsonLinesEncoder,
+    compressor,
+    decompressor,
+    make_decoder,
+)
 
-#: (record, byte offset just after it)
-Decoded = tuple[dict[str, Any], int]
-
-_QUOTE: Final = ord('"')
-
-
-class _Lines:
-    """Cuts a byte stream into complete lines (``\n`` kept), lazily, without copying chunks."""
-
-    def __init__(self) -> None:
-        self.tail = b""
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        start = 0
-        if self.tail:
-            newline = data.find(b"\n")
-            if newline < 0:
-                self.tail += data
-                return
-            yield self.tail + data[: newline + 1]
-            self.tail = b""
-            start = newline + 1
-        while (newline := data.find(b"\n", start)) >= 0:
-            yield data[start : newline + 1]
-            start = newline + 1
-        self.tail = data[start:]
-
-    def rest(self) -> bytes:
-        tail, self.tail = self.tail, b""
-        return tail
-
-
-class JsonLinesDecoder:
-    """JSON Lines: one object per line; blank lines are skipped."""
-
-    def __init__(self, name: str, offset: int, encoding: str) -> None:
-        self.name = name
-        self.position = offset
-        self.encoding = encoding
-        self._lines = _Lines()
-
-    def feed(self, data: bytes) -> Iterator[Decoded]:
-        """Decode the complete lines in ``data`` (plus what was left from before), lazily."""
-        for line in self._lines.feed(data):
-            decoded = self._line(line)
-            if decoded is not None:
-                yield decoded
-
-    def finish(self) -> Iterator[Decoded]:
-        """Decode a last line without a trailing newline."""
-        tail = self._lines.rest()
-        if tail:
-            decoded = self._line(tail)
-            if decoded is not None:
-                yield decoded
-
-    def _line(self, line: bytes) -> Decoded | None:
-        start = self.position
-        self.position += len(line)
-        if not line.strip():
-            return None
-        try:
-            record = json.loads(line.decode(self.encoding))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"{self.name}: invalid JSON at byte {start}: {type(exc).__name__}"
-            ) from None
-        if not isinstance(record, dict):
-            raise ConfigError(
-                f"{self.name}: the line at byte {start} is a JSON "
-                f"{type(record).__name__}, expected an object"
-            )
-        return record, self.position
-
-
-class CsvDecoder:
-    """
-    CSV with a header row. Record boundaries are found on bytes: a line ends a record
-    when the quotes seen so far balance, so quoted fields may hold newlines.
-    """
-
-    #: Records parsed per csv.reader call: amortises its set-up, bounds what is held.
-    _GROUP: Final = 256
-
-    def __init__(
-        self,
-        name: str,
-        offset: int,
-        encoding: str,
-        delimiter: str,
-        header: list[str] | None,
-    ) -> None:
-        self.name = name
-        self.position = offset
-        self.encoding = encoding
-        self.delimiter = delimiter
-        self.header = header
-        self._lines = _Lines()
-        self._pending: list[bytes] = []
-        self._quotes = 0
-
-    def feed(self, data: bytes) -> Iterator[Decoded]:
-        """Decode the complete records in ``data`` (plus what was left from before), lazily."""
-        return self._records(self._lines.feed(data))
-
-    def finish(self) -> Iterator[Decoded]:
-        """Decode the last record (no trailing newline); refuse an unterminated quote."""
-        tail = self._lines.rest()
-        if tail:
-            yield from self._records(iter([tail]))
-        if self._pending:
-            raise ConfigError(f"{self.name}: unterminated quoted field at the end of the blob")
-
-    def _records(self, lines: Iterator[bytes]) -> Iterator[Decoded]:
-        texts: list[str] = []
-        ends: list[int] = []
-        for line in lines:
-            self._pending.append(line)
-            self._quotes += line.count(_QUOTE)
-            if self._quotes % 2:
-                continue  # inside a quoted field: the record goes on
-            raw = b"".join(self._pending)
-            self._pending.clear()
-            self._quotes = 0
-            self.position += len(raw)
-            try:
-                texts.append(raw.decode(self.encoding))
-            except UnicodeDecodeError:
-                raise ConfigError(
-                    f"{self.name}: bytes before offset {self.position} are not {self.encoding}"
-                ) from None
-            ends.append(self.position)
-            if len(texts) >= self._GROUP:
-                yield from self._parse(texts, ends)
-                texts, ends = [], []
-        yield from self._parse(texts, ends)
-
-    def _parse(self, texts: list[str], ends: list[int]) -> Iterator[Decoded]:
-        try:
-            rows = list(csv.reader(texts, delimiter=self.delimiter, strict=True))
-        except csv.Error as exc:
-            raise ConfigError(
-                f"{self.name}: malformed CSV near byte {ends[-1] if ends else self.position}: {exc}"
-            ) from None
-        for row, end in zip(rows, ends, strict=True):
-            if not row:
-                continue
-            if self.header is None:
-                self.header = row
-                continue
-            yield _row_to_record(self.header, row), end
-
-
-def _row_to_record(header: list[str], row: list[str]) -> dict[str, Any]:
-    width = len(header)
-    record: dict[str, Any] = dict(zip(header, row, strict=False))
-    if len(row) < width:
-        record.update(dict.fromkeys(header[len(row) :]))
-    elif len(row) > width:
-        record["_extra"] = row[width:]
-    return record
-
-
-Decoder = JsonLinesDecoder | CsvDecoder
-
-
-def make_decoder(
-    fmt: str,
-    name: str,
-    offset: int,
-    *,
-    encoding: str,
-    delimiter: str,
-    header: list[str] | None,
-) -> Decoder:
-    """A decoder for ``fmt`` (jsonl or csv) starting at byte ``offset`` of blob ``name``."""
-    if fmt == "jsonl":
-        return JsonLinesDecoder(name, offset, encoding)
-    return CsvDecoder(name, offset, encoding, delimiter, header)
+if TYPE_CHECKING:
+    from headwater_azure_blob._parquet import ParquetEncoder
+    from headwater_azure_blob._plan import BlobRef, Start
 
 
 class Batcher:
@@ -206,9 +46,7 @@ class Batcher:
     resumed read need not fetch the first line again).
     """
 
-    def __init__(
-        self, stream: str, blob: str, etag: str, size: int, rows: int, batch_size: int
-    ) -> None:
+    def __init__(self, stream: str, blob: str, etag: str, rows: int, batch_size: int) -> None:
         self.stream = stream
         self.blob = blob
         self.etag = etag
@@ -239,56 +77,244 @@ class Batcher:
             "offset": self._offset,
             "rows": self.rows,
         }
-        if isinstance(decoder, CsvDecoder) and decoder.header is not None:
-            state["header"] = decoder.header
+        header = getattr(decoder, "header", None)
+        if header is not None:
+            state["header"] = header
         return Batch(self.stream, records, state)
 
 
-def decode_blob_chunks(
-    decoder: Decoder, batcher: Batcher, chunks: Iterable[bytes]
-) -> Iterable[Batch]:
-    """The sync driver: feed ``chunks`` and yield batches as they fill."""
-    for chunk in chunks:
-        yield from batcher.add(decoder.feed(chunk), decoder)
-    yield from batcher.add(decoder.finish(), decoder)
-    yield from batcher.flush(decoder)
+#: Stored bytes of a compressed blob inflated per decompressor call.
+_INFLATE_SLICE: Final = 64 * 1024
 
 
-class RecordEncoder:
-    """Turns batches of dicts into JSON Lines or CSV bytes; counts the records."""
+class _Chain:
+    """Two codecs one after the other: the Content-Encoding, then the suffix's compression."""
 
-    def __init__(self, fmt: str, *, encoding: str, delimiter: str) -> None:
-        if fmt not in ("jsonl", "csv"):
-            raise ConfigError(
-                f"write supports jsonl and csv records, not {fmt!r}",
-                field="format",
-                hint="upload a Parquet file with upload()",
+    def __init__(self, first: Codec, second: Codec) -> None:
+        self._first = first
+        self._second = second
+
+    def process(self, data: bytes) -> bytes:
+        return self._second.process(self._first.process(data))
+
+    def flush(self) -> bytes:
+        return self._second.process(self._first.flush()) + self._second.flush()
+
+
+class BlobReading:
+    """
+    The records of one text blob (JSON Lines, CSV) from its stored bytes, fed as they
+    arrive: ``for chunk in ranged_gets(from_byte=reading.fetch_from): feed(chunk)``, then
+    `finish`.
+
+    When the read starts at the blob's first byte and the blob has a Content-MD5, the
+    stored bytes are hashed on the way and checked before the last batch is released,
+    so a corrupt blob fails (`IntegrityError`) instead of ending quietly.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        ref: BlobRef,
+        start: Start,
+        found: FileFormat,
+        *,
+        rows: int,
+        batch_size: int,
+        encoding: str,
+        delimiter: str,
+        null_string: str,
+    ) -> None:
+        self.name = ref.name
+        self.size = ref.size
+        self._coding = ref.coding
+        self._compression = found.compression
+        compressed = ref.coding is not None or found.compression is not None
+        self._compressed = compressed
+        if not compressed and start.offset > ref.size:
+            raise _past_the_end(start.offset, ref.name)
+        #: The stored byte the ranged GETs start from.
+        self.fetch_from = 0 if compressed else start.offset
+        self._skip = start.offset if compressed else 0
+        self._offset = start.offset
+        self._codec: Codec = _Chain(decompressor(ref.coding), decompressor(found.compression))
+        self._md5 = hashlib.md5(usedforsecurity=False) if ref.md5 and not self.fetch_from else None
+        self._expected_md5 = ref.md5
+        self.decoder = make_decoder(
+            found.fmt,
+            ref.name,
+            start.offset,
+            encoding=encoding,
+            delimiter=delimiter,
+            header=start.header if start.offset else None,
+            null_string=null_string,
+        )
+        self.batcher = Batcher(stream, ref.name, ref.etag, rows, batch_size)
+
+    @property
+    def rows(self) -> int:
+        """Rows of the stream read so far (before this blob, plus this blob's)."""
+        return self.batcher.rows
+
+    def feed(self, chunk: bytes) -> Iterator[Batch]:
+        """Take the next stored bytes; yield the batches they complete."""
+        if self._md5 is not None:
+            self._md5.update(chunk)
+        # Compressed data is inflated a slice at a time, so what one call holds in memory
+        # is a slice times the compression ratio, not the whole chunk's.
+        step = _INFLATE_SLICE if self.fetch_from == 0 and self._compressed else len(chunk)
+        for start in range(0, len(chunk), max(step, 1)):
+            data = self._skipped(self._undo(chunk[start : start + step], final=False))
+            if data:
+                yield from self.batcher.add(self.decoder.feed(data), self.decoder)
+
+    def finish(self) -> Iterator[Batch]:
+        """The records after the last stored byte, then the last partial batch."""
+        data = self._skipped(self._undo(b"", final=True))
+        if self._skip:
+            raise _past_the_end(self._offset, self.name)
+        self._check_md5()
+        if data:
+            yield from self.batcher.add(self.decoder.feed(data), self.decoder)
+        yield from self.batcher.add(self.decoder.finish(), self.decoder)
+        yield from self.batcher.flush(self.decoder)
+
+    def _undo(self, chunk: bytes, *, final: bool) -> bytes:
+        try:
+            return self._codec.flush() if final else self._codec.process(chunk)
+        except ConfigError:
+            raise  # the format layer's own message (a truncated member, say)
+        except Exception as exc:  # zlib.error, lzma.LZMAError, OSError, zstd.ZstdError
+            what = " then ".join(
+                f"{c} ({why})"
+                for c, why in ((self._coding, "Content-Encoding"), (self._compression, "suffix"))
+                if c is not None
             )
-        self.fmt = fmt
-        self.encoding = encoding
-        self.delimiter = delimiter
-        self.count = 0
-        self._header: list[str] | None = None
+            raise IntegrityError(
+                f"{self.name!r}: the stored bytes do not decode as {what}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                hint="the blob is corrupt, or its name or Content-Encoding does not say "
+                "how it is compressed",
+            ) from None
 
-    def encode(self, batch: Batch | list[dict[str, Any]]) -> bytes:
-        """The bytes for one batch of records."""
-        rows = batch.rows() if isinstance(batch, Batch) else batch
-        if self.fmt == "jsonl":
-            text = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
-            self.count += len(rows)
-            return text.encode(self.encoding)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=self.delimiter, lineterminator="\n")
-        for row in rows:
-            if self._header is None:
-                self._header = list(row)
-                writer.writerow(self._header)
-            unknown = set(row) - set(self._header)
-            if unknown:
-                raise ConfigError(
-                    f"record {self.count + 1} has field(s) {sorted(unknown)} "
-                    f"not in the CSV header {self._header}"
-                )
-            writer.writerow(["" if row.get(k) is None else row.get(k) for k in self._header])
-            self.count += 1
-        return buffer.getvalue().encode(self.encoding)
+    def _skipped(self, data: bytes) -> bytes:
+        if self._skip and data:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return b""
+            data, self._skip = data[self._skip :], 0
+        return data
+
+    def _check_md5(self) -> None:
+        if self._md5 is None or self._expected_md5 is None:
+            return
+        digest = self._md5.digest()
+        if digest != self._expected_md5:
+            raise IntegrityError(
+                f"{self.name!r}: Content-MD5 mismatch: the stored bytes read do not hash to "
+                "the blob's Content-MD5",
+                hint="the stored blob or its Content-MD5 property is corrupt; re-upload it",
+            )
+
+
+def _past_the_end(offset: int, name: str) -> ConfigError:
+    return ConfigError(
+        f"state offset {offset} is past the end of {name!r}",
+        field="state",
+        hint="start again without a state",
+    )
+
+
+class CsvHeaderProbe:
+    """
+    The header of an existing CSV blob (a continued write must not repeat it, and its
+    records must fit it), from its first stored bytes: feed chunks until `feed` is true.
+    """
+
+    def __init__(
+        self, name: str, found: FileFormat, coding: str | None, *, encoding: str, delimiter: str
+    ) -> None:
+        self._codec = _Chain(decompressor(coding), decompressor(found.compression))
+        self._decoder = make_decoder("csv", name, 0, encoding=encoding, delimiter=delimiter)
+
+    @property
+    def header(self) -> list[str] | None:
+        """The header, once found (``None`` for a blob without one: an empty blob)."""
+        header: list[str] | None = getattr(self._decoder, "header", None)
+        return header
+
+    def feed(self, chunk: bytes) -> bool:
+        """Take the next stored bytes; true once the header is known."""
+        for _record in self._decoder.feed(self._codec.process(chunk)):
+            break
+        return self.header is not None
+
+    def finish(self) -> None:
+        """The blob ended: decode what is left (a header without a newline)."""
+        for _record in self._decoder.feed(self._codec.flush()):
+            break
+        if self.header is None:
+            for _record in self._decoder.finish():
+                break
+
+
+class RecordWriting:
+    """
+    Batches → the stored bytes of a blob: encoded by format and compressed by suffix.
+
+    ``count`` is the number of records encoded. With ``csv_header`` (continuing a CSV
+    blob) the header is not written again and every record must fit it.
+    """
+
+    def __init__(
+        self,
+        found: FileFormat,
+        *,
+        encoding: str,
+        delimiter: str,
+        null_string: str,
+        columns: list[str] | None = None,
+        continuing: bool = False,
+        csv_header: list[str] | None = None,
+        parquet_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.fmt = found.fmt
+        self._codec = compressor(found.compression)
+        self._carried = 0
+        self.encoder: JsonLinesEncoder | CsvEncoder | ParquetEncoder
+        if found.fmt == "jsonl":
+            self.encoder = JsonLinesEncoder(encoding=encoding)
+        elif found.fmt == "csv":
+            if continuing and csv_header is not None:
+                columns = csv_header
+            self.encoder = CsvEncoder(
+                columns=columns,
+                encoding=encoding,
+                delimiter=delimiter,
+                null_string=null_string,
+                header=not (continuing and csv_header is not None),
+            )
+        else:
+            from headwater_azure_blob._parquet import ParquetEncoder
+
+            self.encoder = ParquetEncoder(**(parquet_options or {}))
+
+    @property
+    def count(self) -> int:
+        """Records encoded so far (those carried over from a rewritten blob not counted)."""
+        return self.encoder.count - self._carried
+
+    def carry(self, batch: Any) -> bytes:
+        """Encode a batch of the blob being rewritten (Parquet continued): not counted."""
+        before = self.encoder.count
+        data = self.encode(batch)
+        self._carried += self.encoder.count - before
+        return data
+
+    def encode(self, batch: Any) -> bytes:
+        """The stored bytes for one batch (may be empty while a compressor or Parquet buffers)."""
+        return self._codec.process(self.encoder.encode(batch))
+
+    def finish(self) -> bytes:
+        """The stored bytes that end the blob."""
+        return self._codec.process(self.encoder.finish()) + self._codec.flush()
