@@ -272,6 +272,9 @@ async def test_copy_continues_a_blob_without_repeating_a_record(
     if dest.endswith(".csv.bz2"):
         text = bz2.decompress(container.download_blob(dest).readall()).decode()
         assert 1 == text.count("id,v")
+    # Blocks kept: no Content-MD5 (fetch checks size and etag); Parquet rewritten: hashed.
+    md5 = container.get_blob_client(dest).get_blob_properties().content_settings.content_md5
+    assert (md5 is not None) == dest.endswith(".parquet")
 
 
 async def test_copy_trusts_the_blob_over_a_stale_state_file(mode, twin, container, tmp_path):
@@ -373,3 +376,25 @@ async def test_estimate_sums_the_stored_bytes(twin, container):
     assert (sizes, False) == (compressed.bytes, compressed.exact)
     with pytest.raises(NotFound):
         await estimate("e/none-*.csv")
+
+
+@pytest.mark.parametrize("dest", ["out/e.csv.gz", "out/e.parquet"])
+async def test_copy_of_an_empty_source_then_of_its_records(mode, twin, container, tmp_path, dest):
+    """An empty first copy commits an empty blob with its state; the next run fills it once."""
+    if dest.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "x.jsonl").write_text("")
+    source = headwater.connect("files", {"root": str(root)})
+    state_file = tmp_path / "copy.state"
+    first = await _copy(mode, source, "x.jsonl", twin.connector, dest, state_file=state_file)
+    assert 0 == first.records
+    assert _stored_state(container, dest)["key"] == json.loads(state_file.read_text())["key"]
+    records = [{"id": str(n), "v": f"v{n}"} for n in range(20)]
+    _files(tmp_path, records)
+    second = await _copy(mode, source, "x.jsonl", twin.connector, dest, state_file=state_file)
+    assert 20 == second.records
+    assert records == _rows(await twin.read(dest))
+    if dest.endswith(".csv.gz"):
+        assert 1 == gzip.decompress(container.download_blob(dest).readall()).count(b"id,v")

@@ -772,6 +772,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             batches = peeked
             ref = BlobRef.from_properties(stream, props)
             if found.fmt == "parquet":
+                plan.rewrite_whole()
                 size = self.config.batch_size
                 carried = (b for b, _ in _parquet_batches(blob, ref, 0, size, self._errors))
             else:
@@ -832,6 +833,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             source = peeked
             ref = BlobRef.from_properties(stream, props)
             if found.fmt == "parquet":
+                plan.rewrite_whole()
                 sync_blob = self._container().get_blob_client(self._full(stream))
                 size = self.config.batch_size
                 carried = iterate_in_thread(

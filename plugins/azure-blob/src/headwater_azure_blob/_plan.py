@@ -381,6 +381,11 @@ class WritePlan:
         """
         return self.state_key is None and not self.continuing
 
+    def rewrite_whole(self) -> None:
+        """The continued blob is written again whole (Parquet): every byte passes, so hash it."""
+        self.base = []
+        self.checksum = True
+
     def keep_blocks(self, committed: list[tuple[str, int]], size: int) -> None:
         """
         Keep the continued blob's committed blocks (``(id, size)`` in order).
