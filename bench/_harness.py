@@ -64,10 +64,14 @@ class Done:
     the worker stops the clock, then calls ``cleanup`` (deleting a downloaded file, say,
     costs more for a file already written to disk than for one still in the page cache,
     which would penalise the side that fsyncs).
+
+    ``peak_rss`` (bytes), when given, is reported instead of the worker's own: a case that
+    times a command measures the command's processes, not the worker that waits for them.
     """
 
     units: int
-    cleanup: Callable[[], None]
+    cleanup: Callable[[], None] = lambda: None
+    peak_rss: int | None = None
 
 
 @dataclasses.dataclass

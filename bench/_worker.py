@@ -35,6 +35,17 @@ def _cpu_seconds() -> float:
     return total
 
 
+def case_peak(result: object, own_kib: int, children_kib: int) -> int:
+    """
+    A case's peak RSS in bytes: the one its `Done` measured, or else the largest of this
+    process and its children (ru_maxrss is in KiB on Linux; cases that time a command run
+    it as a child process).
+    """
+    if isinstance(result, Done) and result.peak_rss is not None:
+        return result.peak_rss
+    return max(own_kib, children_kib) * 1024
+
+
 def main() -> None:
     spec = json.loads(sys.stdin.read())
     try:
@@ -55,11 +66,9 @@ def main() -> None:
     except ImportError as exc:
         print(json.dumps({"unavailable": str(exc)}))
         return
-    # ru_maxrss is in KiB on Linux. Cases that time a command run it as a child process,
-    # so the largest of this process and its children is the case's peak.
     own = _own_peak_kib()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    peak = max(own, children) * 1024
+    peak = case_peak(result, own, children)
     print(json.dumps({"seconds": seconds, "units": int(units), "peak_rss": peak, "cpu": cpu}))
 
 

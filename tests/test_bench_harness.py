@@ -38,3 +38,13 @@ def test_format_table_shows_median_cpu_per_round():
     assert "0.75" == row.split()[4]
     alone = Measurement("raw", seconds=1.0, units=100, cpu_seconds=0.25)
     assert 0.25 == alone.median_cpu
+
+
+def test_case_peak_prefers_what_the_case_measured():
+    """A Done with peak_rss reports the command's peak; anything else the worker's or children's."""
+    from bench._harness import Done
+    from bench._worker import case_peak
+
+    assert 7_000_000 == case_peak(Done(10, peak_rss=7_000_000), 50_000, 90_000)
+    assert 90_000 * 1024 == case_peak(Done(10), 50_000, 90_000)
+    assert 50_000 * 1024 == case_peak(10, 50_000, 20_000)
