@@ -162,7 +162,7 @@ class BlobReading:
             self._md5.update(chunk)
         # Compressed data is inflated a slice at a time, so what one call holds in memory
         # is a slice times the compression ratio, not the whole chunk's.
-        step = _INFLATE_SLICE if self.fetch_from == 0 and self._compressed else len(chunk)
+        step = _INFLATE_SLICE if self._compressed else len(chunk)
         for start in range(0, len(chunk), max(step, 1)):
             data = self._skipped(self._undo(chunk[start : start + step], final=False))
             if data:
