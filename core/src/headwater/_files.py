@@ -77,7 +77,11 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[b
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    # The temporary name is capped, so a target whose name is near the file system's
+    # limit (255 bytes on Linux) can still be written.
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name[:64]}.", suffix=".part", dir=target.parent
+    )
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -57,7 +57,9 @@ from headwater.formats import (
     FileFormat,
     JsonLinesEncoder,
     arrow_from_records,
+    cast_arrow_table,
     compressor,
+    unify_arrow_schemas,
 )
 
 #: The sink part of a copy state: JSON-serializable.
@@ -445,17 +447,19 @@ class ColumnarSink(FileSink):
         if table.num_rows == 0 and self._writer is not None:
             return
         if self._writer is not None and not table.schema.equals(self._schema):
-            unified = _unify([self._schema, table.schema])
+            unified = unify_arrow_schemas([self._schema, table.schema])
             if not unified.equals(self._schema):
                 # The file's schema cannot change once written: close this part; the
                 # parts are brought to the unified schema when they are joined.
                 self._close_part()
         if self._writer is None:
             self._schema = (
-                table.schema if self._schema is None else _unify([self._schema, table.schema])
+                table.schema
+                if self._schema is None
+                else unify_arrow_schemas([self._schema, table.schema])
             )
             self._open_part()
-        self._writer.write_table(_cast(table, self._schema))
+        self._writer.write_table(cast_arrow_table(table, self._schema))
         self.records += table.num_rows
 
     def _open_part(self) -> None:
@@ -525,7 +529,7 @@ class ColumnarSink(FileSink):
         import pyarrow.parquet as pq
 
         schemas = [self._read_schema(p) for p in inputs]
-        schema = _unify(schemas)
+        schema = unify_arrow_schemas(schemas)
         tmp = out.with_name(out.name + ".tmp")
         if self.format.fmt == "parquet":
             writer: Any = pq.ParquetWriter(
@@ -535,7 +539,7 @@ class ColumnarSink(FileSink):
                 for path in inputs:
                     source = pq.ParquetFile(path)
                     for group in range(source.num_row_groups):
-                        writer.write_table(_cast(source.read_row_group(group), schema))
+                        writer.write_table(cast_arrow_table(source.read_row_group(group), schema))
         else:
             with pa.ipc.new_file(str(tmp), schema) as ipc:
                 for path in inputs:
@@ -543,7 +547,7 @@ class ColumnarSink(FileSink):
                         reader = pa.ipc.open_file(source)
                         for index in range(reader.num_record_batches):
                             table = pa.Table.from_batches([reader.get_batch(index)])
-                            ipc.write_table(_cast(table, schema))
+                            ipc.write_table(cast_arrow_table(table, schema))
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, out)
@@ -594,72 +598,6 @@ class ColumnarSink(FileSink):
                     self._current.unlink()
         if not self.resumable and self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
-
-
-def _unify(schemas: list[Any]) -> Any:
-    import pyarrow as pa
-
-    try:
-        return pa.unify_schemas(schemas, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        names = {f.name for s in schemas for f in s}
-        column = next(
-            (
-                n
-                for n in names
-                if len({str(s.field(n).type) for s in schemas if n in s.names}) > 1
-                and _no_common_type(schemas, n)
-            ),
-            None,
-        )
-        where = f"column {column!r}: " if column else ""
-        types = (
-            " and ".join(sorted({str(s.field(column).type) for s in schemas if column in s.names}))
-            if column
-            else ""
-        )
-        raise ConfigError(
-            f"{where}the batches' types {types} have no common Arrow type "
-            f"({str(exc).splitlines()[0]})",
-            field=column,
-            hint="cast the column in the source (a query stream), or write JSON Lines",
-        ) from None
-
-
-def _no_common_type(schemas: list[Any], name: str) -> bool:
-    import pyarrow as pa
-
-    fields = [pa.schema([s.field(name)]) for s in schemas if name in s.names]
-    try:
-        pa.unify_schemas(fields, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return True
-    return False
-
-
-def _cast(table: Any, schema: Any) -> Any:
-    """``table`` in ``schema``: columns it lacks added as NULL, in the schema's order."""
-    import pyarrow as pa
-
-    if table.schema.equals(schema):
-        return table
-    columns = []
-    for field in schema:
-        if field.name in table.column_names:
-            column = table.column(field.name)
-            if not column.type.equals(field.type):
-                try:
-                    column = column.cast(field.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise ConfigError(
-                        f"column {field.name!r}: cannot store {column.type} values as "
-                        f"{field.type} ({str(exc).splitlines()[0]})",
-                        field=field.name,
-                    ) from None
-            columns.append(column)
-        else:
-            columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 class StdoutSink(FileSink):

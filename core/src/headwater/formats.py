@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPRESSIONS",
     "FORMATS",
+    "JSON_FIELD_METADATA",
+    "LINE_FORMATS",
+    "Codec",
     "CsvDecoder",
     "CsvEncoder",
     "Decoded",
@@ -65,12 +68,16 @@ __all__ = [
     "FileFormat",
     "JsonLinesDecoder",
     "JsonLinesEncoder",
+    "arrow_from_records",
+    "cast_arrow_table",
     "compressor",
+    "decode_stream",
     "decompressor",
     "detect",
     "json_default",
     "make_decoder",
     "records_of",
+    "unify_arrow_schemas",
 ]
 
 #: Suffix → record format.
@@ -907,3 +914,65 @@ def arrow_from_records(rows: list[dict[str, Any]]) -> Any:
         arrays.append(array)
         fields.append(pa.field(name, array.type, metadata=metadata))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def unify_arrow_schemas(schemas: list[Any]) -> Any:
+    """
+    One schema for all of ``schemas`` (permissive promotion: NULL-only columns take the
+    other type, numbers widen, columns missing from some schemas are kept).
+
+    Raises:
+        ConfigError: a column has no common type, named with its types.
+    """
+    import pyarrow as pa
+
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        detail = str(exc).splitlines()[0]
+    names = list(dict.fromkeys(name for schema in schemas for name in schema.names))
+    for name in names:
+        fields = [s.field(name) for s in schemas if name in s.names]
+        try:
+            pa.unify_schemas([pa.schema([f]) for f in fields], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            types = " and ".join(sorted({str(f.type) for f in fields}))
+            raise ConfigError(
+                f"column {name!r}: the batches hold {types} values, which have no common "
+                "Arrow type for one column",
+                field=name,
+                hint="cast the column in the source (a query stream), or write JSON Lines",
+            ) from None
+    raise ConfigError(f"the batches' schemas do not unify: {detail}")
+
+
+def cast_arrow_table(table: Any, schema: Any) -> Any:
+    """
+    ``table`` in ``schema``: columns in the schema's order, those it lacks added as NULL,
+    values cast only where no value changes.
+
+    Raises:
+        ConfigError: a column's values cannot be held by the schema's type (naming it).
+    """
+    import pyarrow as pa
+
+    if table.schema.equals(schema):
+        return table
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table.column(field.name)
+        if not column.type.equals(field.type):
+            try:
+                column = column.cast(field.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise ConfigError(
+                    f"column {field.name!r}: {column.type} values cannot be stored as "
+                    f"{field.type} ({str(exc).splitlines()[0]})",
+                    field=field.name,
+                    hint="cast the column in the source (a query stream), or write JSON Lines",
+                ) from None
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)

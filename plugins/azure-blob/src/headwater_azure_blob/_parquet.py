@@ -17,7 +17,12 @@ import io
 from typing import Any, Final
 
 from headwater import Batch, ConfigError
-from headwater.formats import arrow_from_records, records_of
+from headwater.formats import (
+    arrow_from_records,
+    cast_arrow_table,
+    records_of,
+    unify_arrow_schemas,
+)
 
 #: Arrow bytes buffered before a row group is written (with ``row_group_size`` rows,
 #: whichever comes first): what a write holds in memory beyond its upload blocks.
@@ -113,7 +118,7 @@ class ParquetEncoder:
         self._flush()
         if self._writer is None:
             # No records: the file still says what the columns were, if anyone said.
-            self._open(unify(self._schemas) if self._schemas else pa.schema([]))
+            self._open(unify_arrow_schemas(self._schemas) if self._schemas else pa.schema([]))
         self._writer.close()
         return self._spool.drain()
 
@@ -123,7 +128,7 @@ class ParquetEncoder:
         if not self._pending:
             return
         if self._writer is None:
-            schema = unify(self._schemas)
+            schema = unify_arrow_schemas(self._schemas)
             self._open(schema)
             self._pending = [_conform(t, schema, 0) for t in self._pending]
         table = pa.concat_tables(self._pending)
@@ -156,35 +161,6 @@ class ParquetEncoder:
         return arrow_from_records(rows) if rows else None
 
 
-def unify(schemas: list[Any]) -> Any:
-    """
-    One schema for all of ``schemas`` (permissive promotion).
-
-    Raises:
-        ConfigError: a column has no common type, named with its types.
-    """
-    import pyarrow as pa
-
-    try:
-        return pa.unify_schemas(schemas, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        detail = str(exc).splitlines()[0]
-    names = list(dict.fromkeys(name for schema in schemas for name in schema.names))
-    for name in names:
-        fields = [s.field(name) for s in schemas if name in s.names]
-        try:
-            pa.unify_schemas([pa.schema([f]) for f in fields], promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            types = " and ".join(sorted({str(f.type) for f in fields}))
-            raise ConfigError(
-                f"column {name!r}: the batches hold {types} values, which have no common "
-                "Arrow type for one Parquet column",
-                field=name,
-                hint="cast the column in the source, or write JSON Lines",
-            ) from None
-    raise ConfigError(f"the batches' schemas do not unify: {detail}")
-
-
 def _conform(table: Any, schema: Any, written: int) -> Any:
     """
     ``table`` in ``schema`` (columns in its order, missing ones NULL), values unchanged.
@@ -192,10 +168,6 @@ def _conform(table: Any, schema: Any, written: int) -> Any:
     Raises:
         ConfigError: a column the schema lacks, or values the schema's type cannot hold.
     """
-    import pyarrow as pa
-
-    if table.schema.equals(schema):
-        return table
     extra = [name for name in table.column_names if name not in schema.names]
     if extra:
         raise ConfigError(
@@ -204,22 +176,4 @@ def _conform(table: Any, schema: Any, written: int) -> Any:
             field=extra[0],
             hint="give every column in the first batches (NULL will do), or write JSON Lines",
         )
-    columns = []
-    for field in schema:
-        if field.name not in table.column_names:
-            columns.append(pa.nulls(table.num_rows, field.type))
-            continue
-        column = table.column(field.name)
-        if not column.type.equals(field.type):
-            try:
-                column = column.cast(field.type, safe=True)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise ConfigError(
-                    f"column {field.name!r}: {column.type} values cannot be stored in the "
-                    f"Parquet blob's {field.type} column, fixed by its first row group "
-                    f"({str(exc).splitlines()[0]})",
-                    field=field.name,
-                    hint="cast the column in the source, or write JSON Lines",
-                ) from None
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
+    return cast_arrow_table(table, schema)
