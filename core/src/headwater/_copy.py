@@ -409,8 +409,15 @@ class _Run:
             self.on_state(dict(self.state))
 
     def written_payload(self) -> dict[str, Any]:
-        """What the destination stores with the records (filled in as batches pass)."""
-        return {"format": STATE_FORMAT}
+        """
+        What the destination stores with the records: the state so far, updated as the
+        batches pass (a run that finds nothing new commits the state it started from).
+        """
+        return {
+            "format": STATE_FORMAT,
+            "source": self.state.get("source"),
+            "records": self.base_records,
+        }
 
     def result(self) -> CopyResult:
         return CopyResult(
@@ -425,6 +432,46 @@ def _head(batch: Batch, count: int) -> Batch:
     records = batch.records
     head = records[:count] if isinstance(records, list) else records.slice(0, count)
     return Batch(batch.stream, head, batch.state)
+
+
+def _start(
+    source: SourceLike,
+    stream: str | None,
+    dest: DestLike,
+    dest_stream: str | None,
+    *,
+    state_file: str | os.PathLike[str] | None,
+    state: dict[str, Any] | None,
+    on_state: Callable[[dict[str, Any]], None] | None,
+    limit: int | None,
+    batch_size: int | None,
+    read_options: dict[str, Any] | None,
+    write_options: dict[str, Any] | None,
+    format: str | None,
+    compression: str | None,
+    sink_options: dict[str, Any] | None,
+    checkpoint_seconds: float,
+    progress: Progress | None,
+    registry: Registry | None,
+) -> tuple[_Endpoints, _Run]:
+    """The endpoints and the run of one copy (the set-up `copy` and `acopy` share)."""
+    ends = _endpoints(
+        source, stream, dest, dest_stream,
+        resumable=state_file is not None or on_state is not None or state is not None,
+        fmt=format, compression=compression, sink_options=sink_options, registry=registry,
+        write_options=write_options,
+    )  # fmt: skip
+    try:
+        run = _Run(
+            ends, state=state, state_file=state_file, on_state=on_state, limit=limit,
+            batch_size=batch_size, read_options=dict(read_options or {}),
+            checkpoint_seconds=checkpoint_seconds, progress=progress,
+        )  # fmt: skip
+    except BaseException:
+        for connector in ends.owned:
+            connector.close()
+        raise
+    return ends, run
 
 
 # --- sync driver ----------------------------------------------------------------------------
@@ -479,18 +526,9 @@ def copy(
     Returns:
         A `CopyResult` with the records delivered and the final state.
     """
-    ends = _endpoints(
-        source, stream, dest, dest_stream,
-        resumable=state_file is not None or on_state is not None or state is not None,
-        fmt=format, compression=compression, sink_options=sink_options, registry=registry,
-        write_options=write_options,
-    )  # fmt: skip
+    # locals() is exactly the parameters here: copy and acopy share one set-up.
+    ends, run = _start(**locals())
     try:
-        run = _Run(
-            ends, state=state, state_file=state_file, on_state=on_state, limit=limit,
-            batch_size=batch_size, read_options=dict(read_options or {}),
-            checkpoint_seconds=checkpoint_seconds, progress=progress,
-        )  # fmt: skip
         if ends.sink is not None:
             _to_sink(run, ends.sink)
         else:
@@ -561,10 +599,11 @@ def _to_connector(run: _Run, write_options: dict[str, Any]) -> None:
 
     def batches() -> Iterator[Batch]:
         for batch in _batches(run):
-            yield batch
-            # The destination reads this when it commits, after the last batch.
+            # The destination reads this when it commits, after it has taken every batch
+            # handed to it: the state always describes the last one handed over.
             if "state" in options:
                 options["state"].update(source=batch.state, records=_records(run))
+            yield batch
 
     dest.write(stream, batches(), **options)
     run.committed(None, records=_records(run))
@@ -597,20 +636,10 @@ async def acopy(
     Async twin of `copy`: the source is read with ``aread`` and a connector destination
     written with ``awrite``; file writes and fsyncs run in a worker thread.
     """
-    ends = await asyncio.to_thread(
-        lambda: _endpoints(
-            source, stream, dest, dest_stream,
-            resumable=state_file is not None or on_state is not None or state is not None,
-            fmt=format, compression=compression, sink_options=sink_options, registry=registry,
-        write_options=write_options,
-        )
-    )  # fmt: skip
+    # locals() is exactly the parameters here: copy and acopy share one set-up.
+    arguments = locals()
+    ends, run = await asyncio.to_thread(lambda: _start(**arguments))
     try:
-        run = _Run(
-            ends, state=state, state_file=state_file, on_state=on_state, limit=limit,
-            batch_size=batch_size, read_options=dict(read_options or {}),
-            checkpoint_seconds=checkpoint_seconds, progress=progress,
-        )  # fmt: skip
         if ends.sink is not None:
             await _ato_sink(run, ends.sink)
         else:
@@ -675,9 +704,9 @@ async def _ato_connector(run: _Run, write_options: dict[str, Any]) -> None:
 
     async def batches() -> AsyncIterator[Batch]:
         async for batch in _abatches(run):
-            yield batch
             if "state" in options:
                 options["state"].update(source=batch.state, records=_records(run))
+            yield batch
 
     await dest.awrite(stream, batches(), **options)
     await asyncio.to_thread(run.committed, None, records=_records(run))
