@@ -21,7 +21,6 @@ import asyncio
 import builtins
 import collections
 import contextlib
-import itertools
 import logging
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     from headwater import Registry
     from headwater_postgres._plan import ReadPlan
     from headwater_postgres._sql import Column, QuerySource, Relation
+    from headwater_postgres._write import RowWriter
 
 __all__ = ["PostgresConfig", "PostgresConnector"]
 
@@ -59,7 +59,7 @@ logger.addFilter(RedactingFilter())
 
 #: The server-side cursor a read fetches from (one read at a time per pooled connection).
 _CURSOR = "headwater_read"
-_WRITE_OPTIONS = frozenset({"schema", "primary_key", "upsert_on", "mode"})
+_WRITE_OPTIONS = frozenset({"schema", "primary_key", "upsert_on", "mode", "text_values"})
 
 
 class PostgresConnector(Connector[PostgresConfig]):
@@ -734,17 +734,21 @@ class PostgresConnector(Connector[PostgresConfig]):
         **options: Any,
     ) -> WriteResult:
         """
-        Write records into a table with binary COPY, all in one transaction.
+        Write records into a table with COPY, all in one transaction.
 
-        Options: ``schema`` (column → Python type or PostgreSQL type name) creates the
-        table when it does not exist; ``primary_key`` (with ``schema``) declares its key;
-        ``upsert_on`` (column or columns with a unique index) updates rows whose key
-        exists instead of failing; ``mode="replace"`` empties the table first (in the
-        same transaction). A failure rolls everything back.
+        ``batches`` are lists of dicts, `Batch` objects, ``pyarrow.RecordBatch`` or
+        ``pyarrow.Table``. Options: ``schema`` (column → Python type or PostgreSQL type
+        name) creates the table when it does not exist; ``primary_key`` (with ``schema``)
+        declares its key; ``upsert_on`` (column or columns with a unique index) updates rows
+        whose key exists instead of failing; ``mode="replace"`` empties the table first (in
+        the same transaction); ``text_values=True`` says every value is its column type's
+        PostgreSQL text form (a CSV file's strings), parsed by the server. A failure rolls
+        everything back.
         """
         from headwater_postgres import _write
 
         spec = _write.WriteSpec.from_options(stream, options, _WRITE_OPTIONS)
+        writer: _write.RowWriter | None = None
         try:
             with self._connection() as conn, conn.transaction():
                 relation = self._relation(conn, stream)
@@ -757,27 +761,43 @@ class PostgresConnector(Connector[PostgresConfig]):
                 for statement in writer.before():
                     conn.execute(statement)
                 first, rest = _write.split_first(batches)
-                count = 0
-                if first:
+                if first is not None:
                     writer.start(first)
-                    from psycopg.copy import QueuedLibpqWriter
-
-                    # A worker thread sends while this one formats rows, so waiting for the
-                    # server (indexes, WAL) overlaps with our work instead of alternating.
-                    with (
-                        conn.cursor() as cur,
-                        cur.copy(writer.copy_sql, writer=QueuedLibpqWriter(cur)) as copy,
-                    ):
-                        writer.prepare(copy)
-                        for records in itertools.chain([first], rest):
-                            # deque(map(...), 0): the per-row loop runs in C.
-                            collections.deque(map(copy.write_row, writer.values(records)), 0)
-                            count += len(records)
+                    self._copy(conn, writer, first, rest)
                     for statement in writer.after():
                         conn.execute(statement)
         except Exception as exc:
-            raise self.translate_error(exc) from exc
-        return WriteResult(stream, count)
+            raise self._write_failure(exc, writer) from exc
+        return WriteResult(stream, writer.written)
+
+    @staticmethod
+    def _copy(
+        conn: psycopg.Connection[Any], writer: RowWriter, first: Any, rest: Iterator[Any]
+    ) -> None:
+        """COPY every batch: binary while it can be, then text to the end (see `_write`)."""
+        from psycopg.copy import QueuedLibpqWriter
+
+        pending = writer.prepare(first)
+        with conn.cursor() as cur:
+            while pending is not None:
+                # A worker thread sends while this one formats rows, so waiting for the
+                # server (indexes, WAL) overlaps with our work instead of alternating.
+                with cur.copy(writer.copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
+                    writer.begin(copy)
+                    text = pending.text
+                    while pending is not None and pending.text == text:
+                        # deque(map(...), 0): the per-row loop runs in C.
+                        collections.deque(map(copy.write_row, pending.rows), 0)
+                        writer.wrote(pending)
+                        pending = writer.prepare(next(rest, None))
+
+    def _write_failure(self, exc: Exception, writer: RowWriter | None) -> HeadwaterError:
+        """A write's failure, naming the record and column when it is about one value."""
+        if writer is not None:
+            found = writer.failure(exc, self._context(), self.target)
+            if found is not None:
+                return found
+        return self.translate_error(exc)
 
     async def awrite(
         self,
@@ -790,6 +810,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         from headwater_postgres import _write
 
         spec = _write.WriteSpec.from_options(stream, options, _WRITE_OPTIONS)
+        writer: _write.RowWriter | None = None
         try:
             async with self._aconnection() as conn, conn.transaction():
                 relation = await self._arelation(conn, stream)
@@ -803,25 +824,34 @@ class PostgresConnector(Connector[PostgresConfig]):
                 for statement in writer.before():
                     await conn.execute(statement)
                 first, rest = await _write.asplit_first(batches)
-                count = 0
-                if first:
+                if first is not None:
                     writer.start(first)
-                    async with conn.cursor() as cur, cur.copy(writer.copy_sql) as copy:
-                        writer.prepare(copy)
-                        records = first
-                        while True:
-                            for values in writer.values(records):
-                                await copy.write_row(values)
-                            count += len(records)
-                            try:
-                                records = await anext(rest)
-                            except StopAsyncIteration:
-                                break
+                    await self._acopy(conn, writer, first, rest)
                     for statement in writer.after():
                         await conn.execute(statement)
         except Exception as exc:
-            raise self.translate_error(exc) from exc
-        return WriteResult(stream, count)
+            raise self._write_failure(exc, writer) from exc
+        return WriteResult(stream, writer.written)
+
+    @staticmethod
+    async def _acopy(
+        conn: psycopg.AsyncConnection[Any],
+        writer: RowWriter,
+        first: Any,
+        rest: AsyncIterator[Any],
+    ) -> None:
+        """Async `_copy`."""
+        pending = writer.prepare(first)
+        async with conn.cursor() as cur:
+            while pending is not None:
+                async with cur.copy(writer.copy_sql) as copy:
+                    writer.begin(copy)
+                    text = pending.text
+                    while pending is not None and pending.text == text:
+                        for values in pending.rows:
+                            await copy.write_row(values)
+                        writer.wrote(pending)
+                        pending = writer.prepare(await anext(rest, None))
 
 
 # --- pure helpers ---------------------------------------------------------------------

@@ -35,21 +35,27 @@ as written.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
+import functools
+import itertools
 import json
 import json.encoder
 import json.scanner
+import operator
 import re
 import struct
 import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
 from psycopg import adapt, postgres
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
+from psycopg.types.string import StrBinaryDumper
 
 from headwater import ConfigError, loads_json
 
@@ -170,23 +176,59 @@ class IntervalTextLoader(adapt.Loader):
         return bytes(data).decode()
 
 
+class IntervalParts(typing.NamedTuple):
+    """An interval as PostgreSQL stores it (exact: months are not a number of days)."""
+
+    micros: int
+    days: int
+    months: int
+
+    @classmethod
+    def from_iso(cls, text: str) -> IntervalParts:
+        """From an ISO 8601 duration; ValueError if it is not one."""
+        return cls(*iso_to_interval(text))
+
+    @classmethod
+    def from_month_day_nano(cls, value: Any) -> IntervalParts:
+        """From Arrow's ``MonthDayNano``, nanoseconds rounded half-even as the server rounds."""
+        micros, rest = divmod(value.nanoseconds, 1000)
+        if rest > 500 or (rest == 500 and micros % 2):
+            micros += 1
+        return cls(micros, value.days, value.months)
+
+    def iso(self) -> str:
+        return interval_to_iso(self.micros, self.days, self.months)
+
+
 class _IntervalInput:
     """Marker type: registering a dumper for it puts that dumper in the by-OID table."""
 
 
 class IntervalBinaryDumper(adapt.Dumper):
-    """timedelta or ISO 8601 duration string → interval (binary), months kept exact."""
+    """timedelta, `IntervalParts` or ISO 8601 duration string → interval (binary)."""
 
     format = Format.BINARY
     oid = _TYPES["interval"].oid
 
     def dump(self, obj: Any) -> bytes:
+        if type(obj) is IntervalParts:
+            return _INTERVAL.pack(*obj)
         if isinstance(obj, dt.timedelta):
             micros = obj.seconds * 1_000_000 + obj.microseconds
             return _INTERVAL.pack(micros, obj.days, 0)
         if isinstance(obj, str):
             return _INTERVAL.pack(*iso_to_interval(obj))
         raise TypeError(f"cannot write {type(obj).__name__} to an interval column")
+
+
+class _BpcharInput:
+    """Marker type: puts `BpcharBinaryDumper` in the by-OID table used by COPY."""
+
+
+class BpcharBinaryDumper(StrBinaryDumper):
+    """str → char(n) (binary: the text; the server pads it). psycopg registers none."""
+
+    oid = _TYPES["bpchar"].oid
 
 
 # --- JSON: the hot spot of a dict read -----------------------------------------------------
@@ -281,23 +323,37 @@ class _JsonInput:
     """Marker type: puts `JsonBinaryDumper` in the by-OID table used by COPY."""
 
 
+class JsonText(str):
+    """
+    A str that already is JSON text, written as it is: the json/jsonb values of an Arrow
+    batch (headwater's Arrow reads carry json as strings) and of a ``text_values`` write.
+    A plain str in a json column is a JSON string value and is encoded.
+    """
+
+    __slots__ = ()
+
+
 class JsonbBinaryDumper(adapt.Dumper):
-    """Any JSON-able value → jsonb (binary: version byte + text)."""
+    """Any JSON-able value (or `JsonText`) → jsonb (binary: version byte + text)."""
 
     format = Format.BINARY
     oid = _TYPES["jsonb"].oid
 
     def dump(self, obj: Any) -> bytes:
+        if type(obj) is JsonText:
+            return b"\x01" + obj.encode()
         return b"\x01" + json_dumps(obj).encode()
 
 
 class JsonBinaryDumper(adapt.Dumper):
-    """Any JSON-able value → json (binary: the text)."""
+    """Any JSON-able value (or `JsonText`) → json (binary: the text)."""
 
     format = Format.BINARY
     oid = _TYPES["json"].oid
 
     def dump(self, obj: Any) -> bytes:
+        if type(obj) is JsonText:
+            return obj.encode()
         return json_dumps(obj).encode()
 
 
@@ -313,6 +369,7 @@ def build_adapters() -> AdaptersMap:
     adapters.register_dumper(_IntervalInput, IntervalBinaryDumper)
     adapters.register_dumper(_JsonbInput, JsonbBinaryDumper)
     adapters.register_dumper(_JsonInput, JsonBinaryDumper)
+    adapters.register_dumper(_BpcharInput, BpcharBinaryDumper)
     return adapters
 
 
@@ -354,92 +411,275 @@ def to_state_value(value: Any) -> Any:
 
 
 # --- writing ---------------------------------------------------------------------------
+#
+# A binary COPY is the fast way in, but its dumpers are chosen by column type and trust
+# the Python type they are given: a str reaches the integer dumper as a TypeError, a
+# "false" reaches the boolean dumper as TRUE, 2**40 reaches the int4 dumper as 0 (psycopg's
+# C dumpers do not range-check). So every batch is checked, one C-level pass per column
+# that has a rule below, against the values that column's binary dumper writes exactly;
+# a few text forms are converted on the client where Python's parser is a subset of the
+# server's (ISO 8601 strings, plain decimal numbers, UUIDs, bytea hex/base64). Any other
+# value makes the write switch to a text COPY (see `_write`), where the server parses
+# every value by its column type, exactly as an INSERT of that text would: a value it
+# cannot parse fails there, with the line and column in the error.
 
 
-def _to_decimal(value: Any) -> Any:
-    if isinstance(value, Decimal) or value is None:
-        return value
-    if isinstance(value, float):
+def bytea_from_text(value: str) -> bytes:
+    """bytea given as text: ``\\x`` hex (PostgreSQL's form) or base64 (headwater's JSON/CSV)."""
+    if value.startswith("\\x"):
+        return bytes.fromhex(value[2:])
+    # validate=True: text that is not base64 is an error, never some other bytes.
+    return base64.b64decode(value, validate=True)
+
+
+#: ``NOT_NONE(value)``: ``value is not None`` without a Python frame (for filter()).
+NOT_NONE: Final = functools.partial(operator.is_not, None)
+
+
+#: Plain decimal numbers, as both Python's Decimal and PostgreSQL's numeric read them.
+#: (Decimal alone also takes "1_000", non-ASCII digits and "sNaN", which numeric may not.)
+_NUMERIC_TEXT: Final = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*|NaN", re.A)
+
+
+def _numeric_from(value: Any) -> Decimal:
+    kind = type(value)
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("not a finite float")
         return Decimal(repr(value))
-    return Decimal(value)
+    if kind is str and _NUMERIC_TEXT.fullmatch(value):
+        return Decimal(value)
+    raise TypeError(kind.__name__)
 
 
-def _datetime_from(value: Any) -> Any:
-    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+def _iso_parser(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        # ASCII only: fromisoformat reads other scripts' digits, the server does not.
+        if type(value) is str and value.isascii():
+            return parse(value)
+        raise TypeError(type(value).__name__)
+
+    return convert
 
 
-def _date_from(value: Any) -> Any:
-    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+def _uuid_from(value: Any) -> uuid.UUID:
+    if type(value) is str and value.isascii() and not value.startswith("urn:"):
+        return uuid.UUID(value)
+    if type(value) is bytes and len(value) == 16:  # Arrow's fixed_size_binary(16)
+        return uuid.UUID(bytes=value)
+    raise TypeError(type(value).__name__)
 
 
-def _time_from(value: Any) -> Any:
-    return dt.time.fromisoformat(value) if isinstance(value, str) else value
+def _bytea_from(value: Any) -> bytes:
+    if type(value) is str:
+        return bytea_from_text(value)
+    raise TypeError(type(value).__name__)
 
 
-def _uuid_from(value: Any) -> Any:
-    return uuid.UUID(value) if isinstance(value, str) else value
+def _interval_from(value: Any) -> IntervalParts:
+    if type(value) is str:
+        return IntervalParts.from_iso(value)
+    raise TypeError(type(value).__name__)
 
 
-def _bytes_from(value: Any) -> Any:
-    if isinstance(value, str):
-        if value.startswith("\\x"):
-            return bytes.fromhex(value[2:])
-        raise TypeError("bytea values must be bytes (or a '\\x' hex string)")
-    return value
+def json_array(value: Any) -> list[Any]:
+    """
+    An array given as JSON text (``[1, null, 3]``: how headwater's CSV writer and Arrow
+    conversion store lists) → list; TypeError/ValueError for anything else. A PostgreSQL
+    array literal starts with ``{``, or with ``[`` only for bounds (``[1:2]={1,2}``),
+    which is not JSON: the two never meet.
+    """
+    if type(value) is str and value.startswith("["):
+        parsed = json_loads(value)
+        if type(parsed) is list:
+            return parsed
+    raise TypeError(type(value).__name__)
+
+
+#: Given a function returning a fresh iterable over a column's non-None values (at least
+#: one): whether the binary dumper writes them all exactly. Passes, not lists: C speed.
+Check = Callable[[Callable[[], Iterable[Any]]], bool]
+
+
+def _between(low: int, high: int) -> Check:
+    def check(values: Callable[[], Iterable[Any]]) -> bool:
+        return bool(low <= min(values()) and max(values()) <= high)
+
+    return check
+
+
+_FLOAT4_MAX: Final = 3.4028234663852886e38
+
+
+def _float4_fits(values: Callable[[], Iterable[Any]]) -> bool:
+    # The binary float4 dumper turns anything larger into an infinity without a word.
+    return not any(_FLOAT4_MAX < abs(v) < float("inf") for v in values())
+
+
+def _aware(values: Callable[[], Iterable[Any]]) -> bool:
+    return None not in set(map(operator.attrgetter("tzinfo"), values()))
+
+
+def _naive(values: Callable[[], Iterable[Any]]) -> bool:
+    return set(map(operator.attrgetter("tzinfo"), values())) == {None}
 
 
 _NONE = type(None)
 
-#: type name → (Python types written as they are, conversion for any other value).
-#: The conversion runs only for batches holding some other type (strings from a JSON
-#: file, floats from Arrow); checking a batch's types is one C-level pass per column.
-_COERCE: Final[Mapping[str, tuple[frozenset[type], Callable[[Any], Any]]]] = {
-    "numeric": (frozenset({Decimal, _NONE}), _to_decimal),
-    "timestamptz": (frozenset({dt.datetime, _NONE}), _datetime_from),
-    "timestamp": (frozenset({dt.datetime, _NONE}), _datetime_from),
-    "date": (frozenset({dt.date, _NONE}), _date_from),
-    "time": (frozenset({dt.time, _NONE}), _time_from),
-    "uuid": (frozenset({uuid.UUID, _NONE}), _uuid_from),
-    "bytea": (frozenset({bytes, _NONE}), _bytes_from),
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteRule:
+    """What a binary COPY takes for one column type (see the comment above)."""
+
+    #: Python types the binary dumper writes exactly as they are (None included).
+    native: frozenset[type]
+    #: For a value of any other type: the native value, or an exception (→ text COPY).
+    convert: Callable[[Any], Any] | None = None
+    #: Over the non-None (converted) values: whether the dumper writes them exactly.
+    check: Check | None = None
+    #: For an array type: the rule of its elements (no conversions inside arrays).
+    element: WriteRule | None = None
+
+
+def _rule(*native: type, convert: Any = None, check: Any = None) -> WriteRule:
+    return WriteRule(frozenset({*native, _NONE}), convert, check)
+
+
+_NUMBERS: Final = (int, bool)
+_RULES: Final[Mapping[str, WriteRule]] = {
+    "int2": _rule(*_NUMBERS, check=_between(-(2**15), 2**15 - 1)),
+    "int4": _rule(*_NUMBERS, check=_between(-(2**31), 2**31 - 1)),
+    # int8: a value beyond 64 bits raises OverflowError on the client (a clear error).
+    "int8": _rule(*_NUMBERS),
+    "float4": _rule(float, *_NUMBERS, check=_float4_fits),
+    "float8": _rule(float, *_NUMBERS),
+    "numeric": _rule(Decimal, int, convert=_numeric_from),
+    "bool": _rule(bool),
+    "date": _rule(dt.date, convert=_iso_parser(dt.date.fromisoformat)),
+    "time": _rule(dt.time, convert=_iso_parser(dt.time.fromisoformat)),
+    "timestamp": _rule(dt.datetime, convert=_iso_parser(dt.datetime.fromisoformat), check=_naive),
+    "timestamptz": _rule(dt.datetime, convert=_iso_parser(dt.datetime.fromisoformat), check=_aware),
+    "interval": _rule(dt.timedelta, IntervalParts, convert=_interval_from),
+    "uuid": _rule(uuid.UUID, convert=_uuid_from),
+    "bytea": _rule(bytes, bytearray, memoryview, convert=_bytea_from),
 }
 
-#: Scalar types a binary COPY can write directly (with the conversions above).
-_BINARY_WRITE: Final = frozenset(
-    _oids(
-        [
-            "int2",
-            "int4",
-            "int8",
-            "float4",
-            "float8",
-            "numeric",
-            "bool",
-            "text",
-            "varchar",
-            "bpchar",
-            "bytea",
-            "json",
-            "jsonb",
-            "date",
-            "time",
-            "timestamp",
-            "timestamptz",
-            "interval",
-            "uuid",
-        ]
-    )
-)
+#: Scalar types a binary COPY can write (with the rules above; text, varchar and char(n)
+#: take str, json and jsonb any JSON value or `JsonText`). Their arrays too.
+_BINARY_WRITE: Final = frozenset(_oids([*_RULES, "text", "varchar", "bpchar", "json", "jsonb"]))
 
 
-def coercer(type_oid: int) -> tuple[frozenset[type], Callable[[Any], Any]] | None:
-    """For a column of this scalar type: the types needing no conversion, and the conversion."""
-    info = _TYPES.get(type_oid)
-    return _COERCE.get(info.name) if info is not None else None
+def _rules_by_oid() -> dict[int, WriteRule]:
+    by_oid: dict[int, WriteRule] = {}
+    for name in [*_RULES, "text", "varchar", "bpchar", "json", "jsonb"]:
+        info = _TYPES[name]
+        element = _RULES.get(name)
+        if element is not None:
+            by_oid[info.oid] = element
+        by_oid[info.array_oid] = WriteRule(
+            frozenset({list, _NONE}), convert=json_array, element=element
+        )
+    return by_oid
+
+
+_RULES_BY_OID: Final = _rules_by_oid()
 
 
 def binary_writable(type_oids: list[int]) -> bool:
     """Whether a binary COPY can write every one of these column types."""
     return all(oid in _BINARY_WRITE for oid in type_oids)
+
+
+def write_rule(type_oid: int) -> WriteRule | None:
+    """The binary-COPY rule of a column type (None: its dumper takes any value given)."""
+    return _RULES_BY_OID.get(type_oid)
+
+
+def elements_fit(rule: WriteRule, arrays: Iterable[Any]) -> bool:
+    """Whether the binary array dumper writes these (non-None) array values exactly."""
+    if rule.element is None:
+        return True
+    level = arrays
+    while True:
+        flat = list(itertools.chain.from_iterable(level))
+        types = set(map(type, flat))
+        if list in types:
+            if types != {list}:  # ragged: a sub-array next to scalars or NULLs
+                return False
+            level = flat
+            continue
+        if not types <= rule.element.native:
+            return False
+        check = rule.element.check
+        if check is None or types <= {_NONE}:
+            return True
+        return check(functools.partial(filter, NOT_NONE, flat))
+
+
+def _json_fix(text_values: bool) -> tuple[frozenset[type], Callable[[Any], Any]]:
+    if text_values:
+        # A str is the column's text form: JSON text, written as it is.
+        return frozenset({JsonText, str, _NONE}), _json_text_or_encode
+    return frozenset({JsonText, _NONE}), _json_encode
+
+
+def _json_encode(value: Any) -> JsonText:
+    return value if type(value) is JsonText else JsonText(json_dumps(value))
+
+
+def _json_text_or_encode(value: Any) -> JsonText | str:
+    return value if isinstance(value, str) else JsonText(json_dumps(value))
+
+
+def _bytea_text(value: Any) -> Any:
+    return bytea_from_text(value) if type(value) is str else value
+
+
+def _no_bool(value: Any) -> Any:
+    # A text COPY writes True as "t", which no number column reads; binary wrote 1.
+    return int(value) if type(value) is bool else value
+
+
+def _interval_text(value: Any) -> Any:
+    return value.iso() if type(value) is IntervalParts else value
+
+
+def _uuid_text(value: Any) -> Any:
+    return _uuid_from(value) if type(value) is bytes else value
+
+
+def _array_text(value: Any) -> Any:
+    if type(value) is str and value.startswith("["):
+        try:
+            return json_array(value)
+        except (TypeError, ValueError):
+            return value  # "[1:2]={1,2}": the literal's bounds, for the server
+    return value
+
+
+def text_fix(
+    type_oid: int, *, text_values: bool
+) -> tuple[frozenset[type], Callable[[Any], Any]] | None:
+    """
+    For a text COPY into a column of this type: the Python types written as they are,
+    and the conversion for any other value (which psycopg would dump by its Python type
+    into a form the column does not read, or, for a json str, as its JSON text).
+    """
+    info = _TYPES.get(type_oid)
+    name = info.name if info is not None else None
+    if info is not None and type_oid == info.array_oid:
+        return frozenset({list, _NONE}), _array_text
+    if name in ("json", "jsonb"):
+        return _json_fix(text_values)
+    if name == "bytea":
+        return frozenset({bytes, bytearray, memoryview, _NONE}), _bytea_text
+    if name in ("int2", "int4", "int8", "float4", "float8", "numeric"):
+        return frozenset({int, float, Decimal, str, _NONE}), _no_bool
+    if name == "interval":
+        return frozenset({dt.timedelta, str, _NONE}), _interval_text
+    if name == "uuid":
+        return frozenset({uuid.UUID, str, _NONE}), _uuid_text
+    return None
 
 
 # --- declared schemas ------------------------------------------------------------------

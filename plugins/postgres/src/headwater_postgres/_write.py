@@ -1,5 +1,5 @@
 """
-Writes: the statements one ``write`` call runs, and rows → COPY values (pure logic).
+Writes: the statements one ``write`` call runs, and records → COPY rows (pure logic).
 
 The sync and async ``write`` run the same sequence inside one transaction::
 
@@ -7,32 +7,52 @@ The sync and async ``write`` run the same sequence inside one transaction::
     [TRUNCATE ...]                        mode="replace"
     [CREATE TEMP TABLE stage ...]         upsert_on: rows go to a stage first
     COPY target-or-stage (cols) FROM STDIN (FORMAT BINARY)
+    [COPY target-or-stage (cols) FROM STDIN]      from the first batch a binary COPY
+                                                  cannot write exactly (see `_values`)
     [INSERT INTO target SELECT DISTINCT ON (key) ... FROM stage ON CONFLICT (key) DO UPDATE]
 
-The columns written are those of the first record (missing keys in later records are
+The columns written are those of the first records (missing keys in later records are
 NULL; keys the table does not have are an error, raised before anything commits).
+Records come as lists of dicts, `headwater.Batch` objects, or Arrow record batches and
+tables (``pyarrow.RecordBatch`` / ``pyarrow.Table``, converted a column at a time).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
+import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
-from headwater import Batch, ConfigError
+from headwater import Batch, ConfigError, ConnectorError, HeadwaterError
 from headwater_postgres._sql import Relation, split_name
-from headwater_postgres._values import binary_writable, coercer, pg_type_for
+from headwater_postgres._values import (
+    JSON_OIDS,
+    NOT_NONE,
+    IntervalParts,
+    JsonText,
+    WriteRule,
+    binary_writable,
+    elements_fit,
+    pg_type_for,
+    text_fix,
+    write_rule,
+)
 
 CURRENT_SCHEMA = sql.SQL("SELECT current_schema()")
 
-_JSON_OIDS = frozenset({114, 3802})
+#: Rows per piece an Arrow table is cut into (one piece is converted at a time).
+ARROW_PIECE_ROWS: Final = 10_000
 
-Records = Batch | list[dict[str, Any]]
+Records = Batch | list[dict[str, Any]] | Any  # Any: pyarrow.RecordBatch / pyarrow.Table
+
+_NONE = type(None)
 
 
 def _names(value: Any, field: str) -> list[str] | None:
@@ -54,6 +74,7 @@ class WriteSpec:
     primary_key: list[str] | None = None
     upsert_on: list[str] | None = None
     mode: str = "append"
+    text_values: bool = False
 
     @classmethod
     def from_options(
@@ -80,12 +101,16 @@ class WriteSpec:
         primary_key = _names(options.get("primary_key"), "primary_key")
         if primary_key and schema and any(k not in schema for k in primary_key):
             raise ConfigError("primary_key names a column the schema lacks", field="primary_key")
+        text_values = options.get("text_values", False)
+        if not isinstance(text_values, bool):
+            raise ConfigError("text_values must be true or false", field="text_values")
         return cls(
             stream=stream,
             schema=dict(schema) if schema else None,
             primary_key=primary_key,
             upsert_on=_names(options.get("upsert_on"), "upsert_on"),
             mode=mode,
+            text_values=text_values,
         )
 
     def create_sql(self, current_schema_row: Sequence[Any] | None) -> sql.Composed:
@@ -118,6 +143,159 @@ class WriteSpec:
         )
 
 
+# --- records → columns -----------------------------------------------------------------------
+
+
+def _is_arrow(value: Any) -> bool:
+    return type(value).__module__.startswith("pyarrow")
+
+
+def _arrow_values(array: Any, oid: int) -> list[Any]:
+    """One Arrow column as the Python values a COPY of a column of type ``oid`` takes."""
+    import pyarrow as pa
+
+    storage = array.type
+    if isinstance(storage, pa.ExtensionType):
+        storage = storage.storage_type
+    if pa.types.is_dictionary(storage):
+        storage = storage.value_type
+    values: list[Any] = array.to_pylist()
+    if oid in JSON_OIDS and (
+        pa.types.is_string(storage)
+        or pa.types.is_large_string(storage)
+        or getattr(pa.types, "is_string_view", bool)(storage)  # pyarrow >= 16
+    ):
+        # headwater's Arrow reads carry json/jsonb as their text: JSON already.
+        return [None if v is None else JsonText(v) for v in values]
+    if pa.types.is_interval(storage):
+        return [None if v is None else IntervalParts.from_month_day_nano(v) for v in values]
+    return values
+
+
+class _Chunk:
+    """One batch of records as columns: values per column, and rows for COPY."""
+
+    count: int
+
+    def column(self, index: int) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def rows(self, patches: dict[int, list[Any]]) -> Iterator[Sequence[Any]]:
+        """Row tuples in column order, with the columns in ``patches`` replaced."""
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raise the records' shape error, if any (a fast path may have skipped it)."""
+
+
+class _DictChunk(_Chunk):
+    """
+    Dict records. The common case (every record has exactly the columns) reads each
+    column and builds each row tuple with C-level passes (``map(itemgetter, rows)``), made
+    one at a time as COPY consumes them: no Python code per row, and no second copy of
+    the batch alive (which would cost more in garbage-collector passes than in work).
+    """
+
+    def __init__(self, records: list[dict[str, Any]], columns: list[str]) -> None:
+        self.count = len(records)
+        self._records = records
+        self._columns = columns
+        self._tuples: list[tuple[Any, ...]] | None = None
+        try:
+            regular = set(map(len, records)) == {len(columns)}
+        except TypeError:  # a record without a length: no dict
+            regular = False
+        if not regular:
+            # Records with fewer keys (NULLs) or bad ones: one tuple per record, checked.
+            # (A record of the right length that is no dict, or has other keys, fails in
+            # itemgetter; `RowWriter.failure` then calls `validate` to say why.)
+            self._tuples = list(map(self._tuple, records))
+
+    def _tuple(self, record: Any) -> tuple[Any, ...]:
+        if not isinstance(record, dict):
+            raise ConfigError(f"records must be dicts, got {type(record).__name__}")
+        extra = record.keys() - set(self._columns)
+        if extra:
+            raise ConfigError(
+                f"a record has field(s) {sorted(extra)} that the first records did not have "
+                f"(columns: {self._columns})",
+                field="records",
+            )
+        return tuple(record.get(c) for c in self._columns)
+
+    def validate(self) -> None:
+        if self._tuples is None:
+            for record in self._records:
+                self._tuple(record)
+
+    def column(self, index: int) -> Iterable[Any]:
+        if self._tuples is not None:
+            return map(itemgetter(index), self._tuples)
+        return map(itemgetter(self._columns[index]), self._records)
+
+    def rows(self, patches: dict[int, list[Any]]) -> Iterator[Sequence[Any]]:
+        tuples: Iterable[Any]
+        if self._tuples is not None:
+            tuples = self._tuples
+        elif len(self._columns) == 1:
+            tuples = zip(map(itemgetter(self._columns[0]), self._records))
+        else:
+            tuples = map(itemgetter(*self._columns), self._records)
+        if not patches:
+            return iter(tuples)
+        return _patched(tuples, patches)
+
+
+def _patched(tuples: Iterable[Any], patches: dict[int, list[Any]]) -> Iterator[list[Any]]:
+    columns = list(patches.items())
+    for n, values in enumerate(tuples):
+        row = list(values)
+        for i, patch in columns:
+            row[i] = patch[n]
+        yield row
+
+
+class _ArrowChunk(_Chunk):
+    """An Arrow record batch: each column converted once (``to_pylist``), rows zipped."""
+
+    def __init__(self, batch: Any, columns: list[str], oids: list[int]) -> None:
+        names: list[str] = list(batch.schema.names)
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise ConfigError(
+                f"an Arrow batch has column(s) {unknown} that the first records did not have "
+                f"(columns: {columns})",
+                field="records",
+            )
+        self.count = int(batch.num_rows)
+        self._lists = [
+            _arrow_values(batch.column(names.index(name)), oid)
+            if name in names
+            else [None] * self.count
+            for name, oid in zip(columns, oids, strict=True)
+        ]
+
+    def column(self, index: int) -> Iterable[Any]:
+        return self._lists[index]
+
+    def rows(self, patches: dict[int, list[Any]]) -> Iterator[Sequence[Any]]:
+        return zip(*(patches.get(i, values) for i, values in enumerate(self._lists)), strict=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """One batch ready for COPY: its rows (made as COPY consumes them), and which COPY."""
+
+    rows: Iterator[Sequence[Any]]
+    count: int
+    #: True: the rows are for a text-format COPY, False: for a binary one.
+    text: bool
+
+
+#: What a COPY error's context says: ``COPY t, line 3, column n: "abc"``.
+_COPY_CONTEXT: Final = re.compile(r"^COPY .*?, line (?P<line>\d+)(?:, column (?P<rest>.*))?$")
+
+
 class RowWriter:
     """Turns records into COPY rows for one relation; see the module docstring."""
 
@@ -125,9 +303,19 @@ class RowWriter:
         self.spec = spec
         self.relation = relation
         self.columns: list[str] = []
+        #: Records handed to COPY so far (the write's result when it commits).
+        self.written = 0
+        #: Whether the COPY is (from now on) text format; it never goes back to binary.
+        self.text = spec.text_values
         self._stage = sql.Identifier(f"headwater_stage_{uuid.uuid4().hex[:12]}")
-        self._binary = True
         self._oids: list[int] = []
+        self._types: list[str] = []
+        self._rules: list[tuple[int, WriteRule]] = []
+        self._text_fixes: list[tuple[int, frozenset[type], Callable[[Any], Any]]] = []
+        self._segment_start = 0
+        self._batch_start = 0
+        self._chunk: _Chunk | None = None
+        self._patches: dict[int, list[Any]] = {}
 
     # --- statements -------------------------------------------------------------------
 
@@ -146,7 +334,7 @@ class RowWriter:
     @property
     def copy_sql(self) -> sql.Composed:
         target = self._stage if self.spec.upsert_on else self.relation.ident
-        fmt = sql.SQL(" (FORMAT BINARY)" if self._binary else "")
+        fmt = sql.SQL("" if self.text else " (FORMAT BINARY)")
         return sql.SQL("COPY {} ({}) FROM STDIN{}").format(
             target, sql.SQL(", ").join(map(sql.Identifier, self.columns)), fmt
         )
@@ -185,13 +373,17 @@ class RowWriter:
 
     # --- rows ---------------------------------------------------------------------------
 
-    def start(self, first: list[dict[str, Any]]) -> None:
+    def start(self, first: list[dict[str, Any]] | Any) -> None:
         """Fix the columns from the first records; check them against the table."""
         seen: dict[str, None] = {}
-        for record in first:
-            if not isinstance(record, dict):
-                raise ConfigError(f"records must be dicts, got {type(record).__name__}")
-            seen.update(dict.fromkeys(record))
+        if _is_arrow(first):
+            arrow: Any = first
+            seen.update(dict.fromkeys(arrow.schema.names))
+        else:
+            for record in first:
+                if not isinstance(record, dict):
+                    raise ConfigError(f"records must be dicts, got {type(record).__name__}")
+                seen.update(dict.fromkeys(record))
         by_name = {c.name: c for c in self.relation.columns}
         unknown = [c for c in seen if c not in by_name]
         if unknown:
@@ -208,121 +400,284 @@ class RowWriter:
         self.columns = list(seen)
         columns = [by_name[c] for c in self.columns]
         self._oids = [c.base_oid or c.type_oid for c in columns]
-        self._binary = binary_writable(self._oids)
+        self._types = [c.type for c in columns]
+        if not binary_writable(self._oids):
+            # enums, inet, ranges, ...: only their text form is known on the client.
+            self.text = True
+        self._rules = [
+            (i, rule) for i, oid in enumerate(self._oids) if (rule := write_rule(oid)) is not None
+        ]
+        self._text_fixes = [
+            (i, *fix)
+            for i, oid in enumerate(self._oids)
+            if (fix := text_fix(oid, text_values=self.spec.text_values)) is not None
+        ]
 
-    def prepare(self, copy: Any) -> None:
-        """Tell a binary COPY the column types (it carries none itself)."""
-        if self._binary:
+    def prepare(self, records: list[dict[str, Any]] | Any | None) -> Prepared | None:
+        """
+        The next batch's COPY rows (None: no batch). Decides the COPY format first: a
+        batch holding a value the binary COPY cannot write exactly turns the write into a
+        text COPY from this batch on (the caller starts a new COPY statement).
+        """
+        if records is None:
+            return None
+        chunk: _Chunk = (
+            _ArrowChunk(records, self.columns, self._oids)
+            if _is_arrow(records)
+            else _DictChunk(records, self.columns)
+        )
+        self._chunk, self._batch_start = chunk, self.written
+        patches = None if self.text else self._binary_patches(chunk)
+        if patches is None:
+            self.text = True
+            patches = self._text_patches(chunk)
+        self._patches = patches
+        return Prepared(chunk.rows(patches), chunk.count, self.text)
+
+    def begin(self, copy: Any) -> None:
+        """A COPY statement starts: tell a binary one the column types (it carries none)."""
+        self._segment_start = self.written
+        if not self.text:
             copy.set_types(self._oids)
 
-    def values(self, rows: list[dict[str, Any]]) -> Iterator[Sequence[Any]]:
+    def wrote(self, prepared: Prepared) -> None:
+        """The rows of ``prepared`` went to COPY."""
+        self.written += prepared.count
+
+    def _binary_patches(self, chunk: _Chunk) -> dict[int, list[Any]] | None:
         """
-        One tuple per record, in column order, with per-type conversions applied.
+        Per column, the values a binary COPY writes exactly (converted where needed), or
+        None when some value cannot be: a text COPY must take this batch.
 
-        The common case (every record has exactly the columns, values of the natural
-        Python types) runs as C-level passes over the batch, and the tuples are made one
-        at a time as COPY consumes them: no Python code per row, and no second copy of
-        the batch alive (which would cost more in garbage-collector passes than in work).
+        Text (rather than an error) because that makes the whole class of mismatches go
+        away: whatever the Python type of a value — a CSV's strings, a JSON file's ISO
+        dates, an Arrow int64 into an int4 column — the server parses its text form by
+        the column type, exactly as it would read it in an INSERT, and what it cannot
+        parse fails with the column and line in the error. Detecting per batch, not
+        just on the first, covers streams whose value types change part-way.
         """
-        cols = self.columns
-        width = len(cols)
-        getter = itemgetter(*cols)
-        fixes = self._fixes()
-        try:
-            if set(map(len, rows)) != {width}:
-                raise KeyError
-            needed = [
-                (i, fix)
-                for i, native, fix in fixes
-                if not set(map(type, map(itemgetter(cols[i]), rows))) <= native
-            ]
-        except (KeyError, TypeError):
-            return self._converted(map(self._slow_row, rows), fixes)
-        if needed:
-            return self._converted(map(getter, rows), [(i, (), fix) for i, fix in needed])
-        if width == 1:
-            return zip(map(getter, rows))
-        return map(getter, rows)
+        patches: dict[int, list[Any]] = {}
+        for i, rule in self._rules:
+            column: Callable[[], Iterable[Any]] = functools.partial(chunk.column, i)
+            if rule.check is not None or rule.element is not None:
+                # Several passes ahead: reading the values out of the records once is
+                # cheaper than once per pass (most of a pass is the dict lookups).
+                values = list(chunk.column(i))
+                column = functools.partial(iter, values)
+            types = set(map(type, column()))
+            if not types <= rule.native:
+                if rule.convert is None:
+                    return None
+                native, convert = rule.native, rule.convert
+                try:
+                    patch = [v if type(v) in native else convert(v) for v in column()]
+                except Exception:  # any value the client cannot convert: the server will
+                    return None
+                patches[i] = patch
+                types = set(map(type, patch))
+                column = functools.partial(iter, patch)
+            if types <= {_NONE} or (rule.check is None and rule.element is None):
+                continue
+            present = column if _NONE not in types else _present(column)
+            if rule.element is not None and not elements_fit(rule, present()):
+                return None
+            if rule.check is not None and not rule.check(present):
+                return None
+        return patches
 
-    @staticmethod
-    def _converted(
-        tuples: Iterable[Any], fixes: list[tuple[int, Any, Callable[[Any], Any]]]
-    ) -> Iterator[Sequence[Any]]:
-        for values in tuples:
-            row = list(values) if isinstance(values, tuple) else [values]
-            for i, _native, fix in fixes:
-                value = row[i]
-                if value is not None:
-                    row[i] = fix(value)
-            yield row
+    def _text_patches(self, chunk: _Chunk) -> dict[int, list[Any]]:
+        patches: dict[int, list[Any]] = {}
+        for i, native, fix in self._text_fixes:
+            if set(map(type, chunk.column(i))) <= native:
+                continue
+            values = list(chunk.column(i))
+            try:
+                patches[i] = [None if v is None else fix(v) for v in values]
+            except Exception as exc:
+                n = next(n for n, v in enumerate(values) if v is not None and _fails(fix, v))
+                raise self._value_error(self._batch_start + n + 1, i, values[n], exc) from None
+        return patches
 
-    def _slow_row(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        if not isinstance(row, dict):
-            raise ConfigError(f"records must be dicts, got {type(row).__name__}")
-        extra = row.keys() - set(self.columns)
-        if extra:
-            raise ConfigError(
-                f"a record has field(s) {sorted(extra)} that the first records did not have "
-                f"(columns: {self.columns})",
-                field="records",
-            )
-        return tuple(row.get(c) for c in self.columns)
+    # --- failures -------------------------------------------------------------------------
 
-    def _fixes(self) -> list[tuple[int, frozenset[type], Callable[[Any], Any]]]:
-        fixes: list[tuple[int, frozenset[type], Callable[[Any], Any]]] = []
-        for i, oid in enumerate(self._oids):
-            if self._binary:
-                found = coercer(oid)
-                if found is not None:
-                    fixes.append((i, *found))
-            elif oid in _JSON_OIDS:
-                # A text COPY dumps by Python type: JSON values need the Jsonb wrapper.
-                fixes.append((i, frozenset({type(None)}), Jsonb))
-        return fixes
+    def failure(self, exc: BaseException, context: Any, target: str) -> HeadwaterError | None:
+        """
+        ``exc`` said in terms of the records, when it is about one value: the record's
+        number in this write (1 = the first record), its column and the column's type.
+        ``context`` is the adapters' context (a connection or an AdaptersMap).
+        """
+        if isinstance(exc, HeadwaterError):
+            return None
+        import psycopg
+
+        if isinstance(exc, psycopg.Error) and exc.sqlstate is not None:
+            return self._server_failure(exc, target)
+        chunk = self._chunk
+        if chunk is None:
+            return None
+        if isinstance(exc, KeyError | TypeError):
+            try:
+                chunk.validate()  # records with other keys than the first ones' fail here
+            except ConfigError as shape:
+                return shape
+        if isinstance(exc, psycopg.OperationalError) or not isinstance(
+            exc, TypeError | ValueError | ArithmeticError | psycopg.Error
+        ):
+            return None
+        found = self._unwritable(chunk, context)
+        if found is None:
+            return None
+        n, i, value, error = found
+        return self._value_error(self._batch_start + n + 1, i, value, error)
+
+    def _server_failure(self, exc: Any, target: str) -> HeadwaterError | None:
+        sqlstate: str = exc.sqlstate
+        if not sqlstate.startswith(("22", "23")):
+            return None
+        context = (exc.diag.context or "").strip().splitlines()
+        match = _COPY_CONTEXT.match(context[0]) if context else None
+        if match is None:
+            return None
+        record = self._segment_start + int(match["line"])
+        where = f"record {record}"
+        rest = match["rest"] or ""
+        # The context names the column as it is, then ": value" in a text COPY: match
+        # it against our column names rather than parse a name that may hold ": ".
+        for i, name in sorted(enumerate(self.columns), key=lambda c: -len(c[1])):
+            if rest == name or rest.startswith(name + ": "):
+                where += f", column {name!r} ({self._types[i]})"
+                break
+        kind = "invalid data" if sqlstate.startswith("22") else "constraint violated"
+        primary = " ".join((exc.diag.message_primary or str(exc)).split())
+        return ConnectorError(
+            f"{target}: {kind} writing {self.relation.display}, {where}: {primary}",
+            hint=None
+            if self.spec.text_values or not sqlstate.startswith("22")
+            else "the server could not read the value as the column's type; nothing was written",
+        )
+
+    def _unwritable(self, chunk: _Chunk, context: Any) -> tuple[int, int, Any, Exception] | None:
+        """The first value of the batch that psycopg cannot dump for this COPY, if any."""
+        from psycopg.adapt import PyFormat, Transformer
+        from psycopg.pq import Format
+
+        formats = [PyFormat.TEXT if self.text else PyFormat.BINARY]
+        dumpers = []
+        for oid in self._oids:
+            tx = Transformer(context)
+            if not self.text:
+                tx.set_dumper_types([oid], Format.BINARY)
+            dumpers.append(tx)
+        for n, row in enumerate(chunk.rows(self._patches)):
+            for i, value in enumerate(row):
+                if value is None:
+                    continue
+                try:
+                    dumpers[i].dump_sequence([value], formats)
+                except Exception as exc:
+                    return n, i, value, exc
+        return None
+
+    def _value_error(self, record: int, index: int, value: Any, exc: Exception) -> ConnectorError:
+        kind = type(value).__name__
+        column = self.columns[index]
+        hint = (
+            "pass text_values=True when every value is the column type's text form "
+            "(a CSV file, say)"
+            if isinstance(value, str) and not self.spec.text_values
+            else f"give a value that a {self._types[index]} column takes"
+        )
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        return ConnectorError(
+            f"cannot write record {record} into {self.relation.display}: column {column!r} "
+            f"({self._types[index]}) cannot take the {kind} value given ({detail})",
+            field="records",
+            hint=hint,
+        )
 
 
-def records_of(batch: Records) -> list[dict[str, Any]]:
+def _present(column: Callable[[], Iterable[Any]]) -> Callable[[], Iterable[Any]]:
+    """A column's values without its NULLs, as a fresh iterable on every call."""
+    return lambda: filter(NOT_NONE, column())
+
+
+def _fails(fix: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        fix(value)
+    except Exception:
+        return True
+    return False
+
+
+# --- batches → records ---------------------------------------------------------------------
+
+
+def _pieces(batch: Records) -> list[Any]:
+    """The record lists / Arrow record batches of one input batch."""
     if isinstance(batch, Batch):
-        return batch.rows()
+        records: Any = batch.records
+        if isinstance(records, list) or _is_arrow(records):
+            return _pieces(records)
+        return [batch.rows()]
     if isinstance(batch, list):
-        return batch
-    raise ConfigError(f"write takes batches (lists of dicts), got {type(batch).__name__}")
+        return [batch]
+    if _is_arrow(batch):
+        import pyarrow as pa
+
+        if isinstance(batch, pa.RecordBatch):
+            return [batch]
+        if isinstance(batch, pa.Table):
+            pieces: list[Any] = batch.to_batches(max_chunksize=ARROW_PIECE_ROWS)
+            return pieces
+    raise ConfigError(
+        "write takes batches: lists of dicts, headwater.Batch, pyarrow.RecordBatch or "
+        f"pyarrow.Table; got {type(batch).__name__}"
+    )
 
 
-def split_first(
-    batches: Iterable[Records],
-) -> tuple[list[dict[str, Any]], Iterator[list[dict[str, Any]]]]:
-    """The first non-empty batch's records, and an iterator over the batches after it."""
-    it = iter(batches)
-    first: list[dict[str, Any]] = []
-    for batch in it:
-        first = records_of(batch)
-        if first:
-            break
-    return first, map(records_of, it)
+def _size(piece: Any) -> int:
+    return int(piece.num_rows) if _is_arrow(piece) else len(piece)
+
+
+def split_first(batches: Iterable[Records]) -> tuple[Any | None, Iterator[Any]]:
+    """The first non-empty piece of records (None: none), and an iterator over the rest."""
+    pieces = itertools.chain.from_iterable(map(_pieces, batches))
+    for piece in pieces:
+        if _size(piece):
+            return piece, pieces
+    return None, pieces
 
 
 async def asplit_first(
     batches: Iterable[Records] | AsyncIterable[Records],
-) -> tuple[list[dict[str, Any]], AsyncIterator[list[dict[str, Any]]]]:
+) -> tuple[Any | None, AsyncIterator[Any]]:
     """Async `split_first`."""
     if not isinstance(batches, AsyncIterable):
         first, rest = split_first(batches)
 
-        async def sync_rest() -> AsyncIterator[list[dict[str, Any]]]:
-            for records in rest:
-                yield records
+        async def sync_rest() -> AsyncIterator[Any]:
+            for piece in rest:
+                yield piece
 
         return first, sync_rest()
     ait = aiter(batches)
-    first = []
+    buffered: list[Any] = []
+    first = None
     async for batch in ait:
-        first = records_of(batch)
-        if first:
+        buffered = _pieces(batch)
+        while buffered:
+            piece = buffered.pop(0)
+            if _size(piece):
+                first = piece
+                break
+        if first is not None:
             break
 
-    async def async_rest() -> AsyncIterator[list[dict[str, Any]]]:
+    async def async_rest() -> AsyncIterator[Any]:
+        for piece in buffered:
+            yield piece
         async for batch in ait:
-            yield records_of(batch)
+            for piece in _pieces(batch):
+                yield piece
 
     return first, async_rest()
