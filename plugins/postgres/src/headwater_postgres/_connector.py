@@ -59,7 +59,9 @@ logger.addFilter(RedactingFilter())
 
 #: The server-side cursor a read fetches from (one read at a time per pooled connection).
 _CURSOR = "headwater_read"
-_WRITE_OPTIONS = frozenset({"schema", "primary_key", "upsert_on", "mode", "text_values"})
+_WRITE_OPTIONS = frozenset(
+    {"schema", "primary_key", "upsert_on", "mode", "text_values", "state_key", "state"}
+)
 
 
 class PostgresConnector(Connector[PostgresConfig]):
@@ -92,6 +94,7 @@ class PostgresConnector(Connector[PostgresConfig]):
             Capability.PARTITIONS,
             Capability.ARROW,
             Capability.UNORDERED,
+            Capability.ATOMIC_STATE,
         }
     )
     #: ``format="arrow"`` (through ADBC) and ``format="jsonl"`` (JSON made by the server).
@@ -742,8 +745,9 @@ class PostgresConnector(Connector[PostgresConfig]):
         declares its key; ``upsert_on`` (column or columns with a unique index) updates rows
         whose key exists instead of failing; ``mode="replace"`` empties the table first (in
         the same transaction); ``text_values=True`` says every value is its column type's
-        PostgreSQL text form (a CSV file's strings), parsed by the server. A failure rolls
-        everything back.
+        PostgreSQL text form (a CSV file's strings), parsed by the server;
+        ``state_key`` and ``state`` store that JSON state in ``headwater_state`` in the
+        same commit (see `written_state`). A failure rolls everything back.
         """
         from headwater_postgres import _write
 
@@ -766,6 +770,12 @@ class PostgresConnector(Connector[PostgresConfig]):
                     self._copy(conn, writer, first, rest)
                     for statement in writer.after():
                         conn.execute(statement)
+                if spec.state_key is not None:
+                    assert spec.state is not None  # WriteSpec checks both or neither
+                    if conn.execute(*_write.state_exists_query(relation.schema)).fetchone() is None:
+                        conn.execute(_write.create_state_sql(relation.schema))
+                    # Read now, after the last batch: the caller fills it in as they pass.
+                    conn.execute(*_write.store_state_query(relation, spec.state_key, spec.state))
         except Exception as exc:
             raise self._write_failure(exc, writer) from exc
         return WriteResult(stream, writer.written)
@@ -829,6 +839,14 @@ class PostgresConnector(Connector[PostgresConfig]):
                     await self._acopy(conn, writer, first, rest)
                     for statement in writer.after():
                         await conn.execute(statement)
+                if spec.state_key is not None:
+                    assert spec.state is not None  # WriteSpec checks both or neither
+                    exists = await conn.execute(*_write.state_exists_query(relation.schema))
+                    if await exists.fetchone() is None:
+                        await conn.execute(_write.create_state_sql(relation.schema))
+                    await conn.execute(
+                        *_write.store_state_query(relation, spec.state_key, spec.state)
+                    )
         except Exception as exc:
             raise self._write_failure(exc, writer) from exc
         return WriteResult(stream, writer.written)
@@ -852,6 +870,46 @@ class PostgresConnector(Connector[PostgresConfig]):
                             await copy.write_row(values)
                         writer.wrote(pending)
                         pending = writer.prepare(await anext(rest, None))
+
+    # --- state stored with writes ------------------------------------------------------------
+
+    def written_state(self, stream: str, key: str) -> State | None:
+        """
+        The state last committed by ``write(stream, ..., state_key=key, state=...)``, from
+        ``headwater_state`` in the table's schema; None when there is none (no such key
+        for this table, no state table, or no table).
+        """
+        from headwater_postgres import _write
+
+        try:
+            with self._connection() as conn:
+                relation = self._relation(conn, stream)
+                if relation is None:
+                    return None
+                if conn.execute(*_write.state_exists_query(relation.schema)).fetchone() is None:
+                    return None
+                row = conn.execute(*_write.read_state_query(relation, key)).fetchone()
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
+        return _write.state_from(row)
+
+    async def awritten_state(self, stream: str, key: str) -> State | None:
+        """Async twin of `written_state`."""
+        from headwater_postgres import _write
+
+        try:
+            async with self._aconnection() as conn:
+                relation = await self._arelation(conn, stream)
+                if relation is None:
+                    return None
+                exists = await conn.execute(*_write.state_exists_query(relation.schema))
+                if await exists.fetchone() is None:
+                    return None
+                cur = await conn.execute(*_write.read_state_query(relation, key))
+                row = await cur.fetchone()
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
+        return _write.state_from(row)
 
 
 # --- pure helpers ---------------------------------------------------------------------

@@ -10,6 +10,8 @@ The sync and async ``write`` run the same sequence inside one transaction::
     [COPY target-or-stage (cols) FROM STDIN]      from the first batch a binary COPY
                                                   cannot write exactly (see `_values`)
     [INSERT INTO target SELECT DISTINCT ON (key) ... FROM stage ON CONFLICT (key) DO UPDATE]
+    [CREATE TABLE IF NOT EXISTS schema.headwater_state ...; INSERT ... ON CONFLICT]
+                                          state_key/state: the state, in the same commit
 
 The columns written are those of the first records (missing keys in later records are
 NULL; keys the table does not have are an error, raised before anything commits).
@@ -30,7 +32,7 @@ from typing import Any, Final
 
 from psycopg import sql
 
-from headwater import Batch, ConfigError, ConnectorError, HeadwaterError
+from headwater import Batch, ConfigError, ConnectorError, HeadwaterError, State
 from headwater_postgres._sql import Relation, split_name
 from headwater_postgres._values import (
     JSON_OIDS,
@@ -40,12 +42,16 @@ from headwater_postgres._values import (
     WriteRule,
     binary_writable,
     elements_fit,
+    json_dumps,
     pg_type_for,
     text_fix,
     write_rule,
 )
 
 CURRENT_SCHEMA = sql.SQL("SELECT current_schema()")
+
+#: The table, in the target table's schema, holding states written with the data.
+STATE_TABLE: Final = "headwater_state"
 
 #: Rows per piece an Arrow table is cut into (one piece is converted at a time).
 ARROW_PIECE_ROWS: Final = 10_000
@@ -75,6 +81,10 @@ class WriteSpec:
     upsert_on: list[str] | None = None
     mode: str = "append"
     text_values: bool = False
+    state_key: str | None = None
+    #: The caller's dict, read only when the write commits (`headwater.copy` fills it in
+    #: as the batches pass).
+    state: State | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def from_options(
@@ -104,6 +114,18 @@ class WriteSpec:
         text_values = options.get("text_values", False)
         if not isinstance(text_values, bool):
             raise ConfigError("text_values must be true or false", field="text_values")
+        state_key, state = options.get("state_key"), options.get("state")
+        if (state_key is None) != (state is None):
+            missing = "state" if state is None else "state_key"
+            raise ConfigError(
+                f"write({'state_key' if state is None else 'state'}=...) needs {missing}=... "
+                "as well: a state is stored under a key",
+                field=missing,
+            )
+        if state_key is not None and (not isinstance(state_key, str) or not state_key):
+            raise ConfigError("state_key must be a non-empty string", field="state_key")
+        if state is not None and not isinstance(state, dict):
+            raise ConfigError("state must be a dict (JSON-serializable)", field="state")
         return cls(
             stream=stream,
             schema=dict(schema) if schema else None,
@@ -111,6 +133,8 @@ class WriteSpec:
             upsert_on=_names(options.get("upsert_on"), "upsert_on"),
             mode=mode,
             text_values=text_values,
+            state_key=state_key,
+            state=state,
         )
 
     def create_sql(self, current_schema_row: Sequence[Any] | None) -> sql.Composed:
@@ -141,6 +165,61 @@ class WriteSpec:
         return sql.SQL("CREATE TABLE {} ({})").format(
             sql.Identifier(schema_name, name), sql.SQL(", ").join(columns)
         )
+
+
+# --- the state stored with the data --------------------------------------------------------
+
+_STATE_EXISTS: Final = sql.SQL(
+    "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')"
+)
+
+
+def state_exists_query(schema: str) -> tuple[sql.SQL, tuple[str, str]]:
+    """Whether ``schema.headwater_state`` exists (a row when it does)."""
+    return _STATE_EXISTS, (schema, STATE_TABLE)
+
+
+def create_state_sql(schema: str) -> sql.Composed:
+    """The state table; only created when missing (creating needs CREATE on the schema)."""
+    return sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, stream text NOT NULL, "
+        "state jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
+    ).format(sql.Identifier(schema, STATE_TABLE))
+
+
+def store_state_query(
+    relation: Relation, key: str, state: State
+) -> tuple[sql.Composed, tuple[str, str, str]]:
+    """The upsert of ``state`` under ``key``; the state is serialized now."""
+    try:
+        text = json_dumps(state)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"state must be JSON-serializable: {exc}", field="state") from None
+    statement = sql.SQL(
+        "INSERT INTO {} (key, stream, state) VALUES (%s, %s, %s::jsonb) "
+        "ON CONFLICT (key) DO UPDATE SET stream = EXCLUDED.stream, state = EXCLUDED.state, "
+        "updated_at = now()"
+    ).format(sql.Identifier(relation.schema, STATE_TABLE))
+    return statement, (key, relation.display, text)
+
+
+def read_state_query(relation: Relation, key: str) -> tuple[sql.Composed, tuple[str, str]]:
+    """The state stored under ``key`` for this table (the stream is checked too)."""
+    statement = sql.SQL("SELECT state FROM {} WHERE key = %s AND stream = %s").format(
+        sql.Identifier(relation.schema, STATE_TABLE)
+    )
+    return statement, (key, relation.display)
+
+
+def state_from(row: Sequence[Any] | None) -> State | None:
+    """The state of a `read_state_query` row."""
+    if row is None:
+        return None
+    state = row[0]
+    if not isinstance(state, dict):
+        raise ConnectorError(f"{STATE_TABLE} holds a state that is not a JSON object")
+    return state
 
 
 # --- records → columns -----------------------------------------------------------------------
