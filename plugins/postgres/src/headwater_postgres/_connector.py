@@ -31,6 +31,7 @@ from headwater import (
     Capability,
     ConfigError,
     Connector,
+    Estimate,
     HeadwaterError,
     Item,
     NotFound,
@@ -910,6 +911,60 @@ class PostgresConnector(Connector[PostgresConfig]):
         except Exception as exc:
             raise self.translate_error(exc) from exc
         return _write.state_from(row)
+
+    # --- estimate ----------------------------------------------------------------------------
+
+    def estimate(self, stream: str, **options: Any) -> Estimate:
+        """
+        The size of a table from the catalog: rows from ``reltuples`` (scaled to the
+        table's current size, as the planner does) and bytes from
+        ``pg_total_relation_size``, both estimates. A table never analyzed has no
+        statistic: it is counted (``exact=True``) when it is small, else its rows are
+        unknown. Views, foreign tables and queries: unknown.
+        """
+        from headwater_postgres import _sql
+        from headwater_postgres._plan import check_options
+
+        check_options(options)
+        if _sql.is_query(stream):
+            return Estimate()
+        try:
+            with self._connection() as conn:
+                relation = self._relation(conn, stream)
+                if relation is None:
+                    raise self._missing(stream)
+                leaves = conn.execute(_sql.ESTIMATE_QUERY, {"oid": relation.oid}).fetchall()
+                guess = _sql.estimate_from(leaves)
+                if guess.count_needed:
+                    row = conn.execute(_sql.count_sql(relation)).fetchone()
+                    assert row is not None
+                    return Estimate(rows=row[0], bytes=guess.bytes, exact=True)
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
+        return Estimate(rows=guess.rows, bytes=guess.bytes)
+
+    async def aestimate(self, stream: str, **options: Any) -> Estimate:
+        """Async twin of `estimate`."""
+        from headwater_postgres import _sql
+        from headwater_postgres._plan import check_options
+
+        check_options(options)
+        if _sql.is_query(stream):
+            return Estimate()
+        try:
+            async with self._aconnection() as conn:
+                relation = await self._arelation(conn, stream)
+                if relation is None:
+                    raise self._missing(stream)
+                cur = await conn.execute(_sql.ESTIMATE_QUERY, {"oid": relation.oid})
+                guess = _sql.estimate_from(await cur.fetchall())
+                if guess.count_needed:
+                    row = await (await conn.execute(_sql.count_sql(relation))).fetchone()
+                    assert row is not None
+                    return Estimate(rows=row[0], bytes=guess.bytes, exact=True)
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
+        return Estimate(rows=guess.rows, bytes=guess.bytes)
 
 
 # --- pure helpers ---------------------------------------------------------------------

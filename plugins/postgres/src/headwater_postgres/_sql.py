@@ -293,3 +293,59 @@ def key_condition(
 def order_by(key: Sequence[Column], *, source: str | None = None) -> sql.Composed:
     idents = [sql.Identifier(source, c.name) if source else sql.Identifier(c.name) for c in key]
     return sql.SQL(", ").join(idents)
+
+
+# --- estimates -------------------------------------------------------------------------------
+
+#: The storage of a relation for `estimate`: itself, or a partitioned table's leaves.
+ESTIMATE_QUERY: Final = sql.SQL(
+    """
+SELECT c.relkind::text, c.reltuples::float8, c.relpages::bigint,
+       CASE WHEN c.relkind IN ('r', 'm') THEN pg_relation_size(c.oid) END,
+       CASE WHEN c.relkind IN ('r', 'm') THEN pg_total_relation_size(c.oid) END,
+       current_setting('block_size')::bigint
+  FROM pg_class c
+ WHERE c.relkind <> 'p'
+   AND c.oid IN (SELECT %(oid)s::oid
+                 UNION ALL
+                 SELECT t.relid FROM pg_partition_tree(%(oid)s::oid) t WHERE t.isleaf)
+"""
+)
+
+#: A table without statistics is counted when its heap is smaller than this.
+COUNT_LIMIT_BYTES: Final = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SizeGuess:
+    """What the catalog says about a relation's size."""
+
+    rows: int | None
+    bytes: int | None
+    #: No statistic, and small enough that ``count(*)`` is cheap: count it.
+    count_needed: bool = False
+
+
+def estimate_from(leaves: Sequence[Sequence[Any]]) -> SizeGuess:
+    """
+    Rows and bytes from `ESTIMATE_QUERY` rows. Rows scale ``reltuples`` by the heap's
+    current size over its size when last analyzed (``relpages``), as the planner does, so
+    a table that grew since is not under-counted. ``reltuples`` of -1 (never analyzed)
+    or 0 (analyzed empty, maybe filled since) is no statistic.
+    """
+    if not leaves or any(kind not in ("r", "m") for kind, *_ in leaves):
+        return SizeGuess(None, None)  # views and foreign tables: nothing cheap to say
+    total = sum(int(leaf[4] or 0) for leaf in leaves)
+    heap = sum(int(leaf[3] or 0) for leaf in leaves)
+    rows = 0.0
+    for _kind, reltuples, relpages, main, _total, block_size in leaves:
+        if reltuples <= 0:
+            return SizeGuess(None, total, count_needed=heap < COUNT_LIMIT_BYTES)
+        pages = (main or 0) / block_size
+        rows += reltuples * pages / relpages if relpages > 0 else reltuples
+    return SizeGuess(round(rows), total)
+
+
+def count_sql(relation: Relation) -> sql.Composed:
+    """``SELECT count(*)`` of a relation (quoted)."""
+    return sql.SQL("SELECT count(*) FROM {}").format(relation.ident)
