@@ -155,3 +155,16 @@ def test_detect_reads_format_and_compression_from_the_name():
         f.detect("x.dat")
     with pytest.raises(ConfigError, match="compress their own pages"):
         f.detect("x.parquet.gz")
+
+
+def test_json_lines_decoder_keeps_big_integers_beside_long_digit_strings():
+    """Integers beyond 64 bits stay exact; digit-heavy strings and float decimals do not slow it."""
+    lines = [
+        b'{"id": "3332880692313818482a", "x": 0.12345678901234567890}',
+        b'{"big": 123456789012345678901234567890, "neg": -98765432109876543210}',
+        b'{"list": [1, 18446744073709551616]}',
+    ]
+    got = _decode("jsonl", b"\n".join(lines) + b"\n")
+    assert [json.loads(line) for line in lines] == got
+    assert 123456789012345678901234567890 == got[1]["big"]
+    assert isinstance(got[2]["list"][1], int)

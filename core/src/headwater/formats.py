@@ -401,8 +401,40 @@ def _utf16_check(name: str, first: bytes, encoding: str) -> None:
         )
 
 
+#: Bytes after which a JSON integer token can start.
+_INTEGER_STARTS: Final = frozenset(b":,[ \t\r\n-")
+_DIGITS_AS_ZEROS: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_NINETEEN: Final = b"0" * 19
+
+
+def _may_hold_long_integer(chunk: bytes) -> bool:
+    """
+    Whether ``chunk`` may hold an integer beyond 64 bits, which orjson would turn into a
+    float: a run of 19 digits where an integer token can start. Runs inside strings
+    (after a quote) or after a point (a float's decimals, which orjson reads exactly) do
+    not count; each run is found with C-level searches, not a regex.
+    """
+    zeros = chunk.translate(_DIGITS_AS_ZEROS)
+    found = zeros.find(_NINETEEN)
+    while found >= 0:
+        if found == 0 or chunk[found - 1] in _INTEGER_STARTS:
+            return True
+        after = zeros.find(b" ", found)
+        if after < 0:
+            return False
+        found = zeros.find(_NINETEEN, after)
+    return False
+
+
 class JsonLinesDecoder:
-    """JSON Lines: one object per line; blank lines are skipped."""
+    """
+    JSON Lines: one object per line; blank lines are skipped.
+
+    The lines of a chunk are split in one C-level pass and, where orjson gives exactly
+    what ``json.loads`` gives (no run of 19 digits in the chunk, UTF-8), parsed by one
+    ``map`` of ``orjson.loads``: every line is still parsed on its own, so a line that
+    is not exactly one JSON object is an error naming its offset, never a misread.
+    """
 
     def __init__(self, name: str, offset: int = 0, encoding: str = "utf-8") -> None:
         from headwater._json import loads_json
@@ -410,34 +442,61 @@ class JsonLinesDecoder:
         self.name = name
         self.position = offset
         self.encoding = encoding
-        self._lines = _Lines()
+        self._tail = b""
         self._bom = _BomSkipper(offset, encoding)
         self._utf8 = codecs.lookup(encoding).name == "utf-8"
         self._loads = loads_json
 
     def feed(self, data: bytes) -> Iterator[Decoded]:
-        """Decode the complete lines in ``data`` (plus what was left from before), lazily."""
-        for line in self._lines.feed(data):
-            decoded = self._line(line)
-            if decoded is not None:
-                yield decoded
+        """Decode the complete lines in ``data`` (plus what was left from before)."""
+        if self._tail:
+            data = self._tail + data
+        cut = data.rfind(b"\n") + 1
+        self._tail = data[cut:]
+        if not cut:
+            return iter(())
+        return self._decode(data[:cut].split(b"\n")[:-1], data[:cut])
 
     def finish(self) -> Iterator[Decoded]:
         """Decode a last line without a trailing newline."""
-        tail = self._lines.rest()
-        if tail:
-            decoded = self._line(tail)
-            if decoded is not None:
-                yield decoded
+        tail, self._tail = self._tail, b""
+        if not tail:
+            return iter(())
+        return self._decode([tail], tail, newline=False)
 
-    def _line(self, raw: bytes) -> Decoded | None:
+    def _decode(
+        self, lines: list[bytes], chunk: bytes, *, newline: bool = True
+    ) -> Iterator[Decoded]:
         start = self.position
-        self.position += len(raw)
+        # Offsets count the bytes as they are in the file, byte-order mark included.
+        ends = list(itertools.accumulate((len(line) + newline for line in lines), initial=start))
+        self.position = ends[-1]
         if start == 0:
-            _utf16_check(self.name, raw, self.encoding)
-        line = self._bom.strip(raw)
-        if not line.strip():
+            _utf16_check(self.name, lines[0], self.encoding)
+            lines[0] = self._bom.strip(lines[0])
+        keep = [i for i, line in enumerate(lines) if line and not line.isspace()]
+        parsed = self._parse_all([lines[i] for i in keep], chunk)
+        # Line by line, lazily: the records before a bad line are delivered before its error.
+        records = (
+            parsed if parsed is not None else (self._parse_one(lines[i], ends[i]) for i in keep)
+        )
+        return zip(records, [ends[i + 1] for i in keep], strict=True)
+
+    def _parse_all(self, texts: list[bytes], chunk: bytes) -> list[Any] | None:
+        """Every line parsed by orjson, or None where the exact path must judge."""
+        if _orjson is None or not self._utf8:
             return None
+        if _may_hold_long_integer(chunk):
+            return None
+        try:
+            records = list(map(_orjson.loads, texts))
+        except _orjson.JSONDecodeError:
+            return None  # NaN, Infinity or invalid JSON: the line-by-line path decides
+        if not set(map(type, records)) <= {dict}:
+            return None
+        return records
+
+    def _parse_one(self, line: bytes, start: int) -> dict[str, Any]:
         try:
             record = self._loads(line if self._utf8 else line.decode(self.encoding))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -450,7 +509,7 @@ class JsonLinesDecoder:
                 f"{self.name}: the line at byte {start} is a JSON "
                 f"{type(record).__name__}, expected an object"
             )
-        return record, self.position
+        return record
 
 
 class CsvDecoder:
