@@ -135,10 +135,13 @@ def test_rest_to_postgres(pg, pg_admin, pg_schema, http_api, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["out/orders.jsonl", "out/orders.csv", "out/orders.parquet"])
-def test_postgres_to_blob_and_back(pg, pg_admin, orders, azurite, blob_service, name):
+def test_postgres_to_blob_and_back(pg, pg_admin, orders, azurite, name):
     """Postgres → a blob (JSON Lines, CSV, Parquet) → Postgres gives the table back."""
+    import uuid
+
     blob = pytest.importorskip("headwater_azure_blob")
-    container = blob_service.create_container(f"copy-{abs(hash(name)) % 10**8}")
+    service = azurite.service_client()
+    container = service.create_container(f"copy-{uuid.uuid4().hex[:12]}")
     connector = blob.AzureBlobConnector(
         {
             "account_url": azurite.blob_url,
@@ -153,6 +156,7 @@ def test_postgres_to_blob_and_back(pg, pg_admin, orders, azurite, blob_service, 
     finally:
         connector.close()
         container.delete_container()
+        service.close()
     assert _table(pg_admin, orders) == _table(pg_admin, target)
 
 

@@ -135,6 +135,10 @@ class Batch:
     stream: str
     records: list[dict[str, Any]] | pyarrow.RecordBatch | EncodedLines
     state: State
+    #: True when every value is the text form of its type, as a CSV file holds them
+    #: (``"12"``, ``"2026-01-02"``, ``"true"``): a destination with typed columns parses
+    #: them by column type (PostgreSQL: ``text_values``) instead of storing strings.
+    text: bool = False
 
     def __len__(self) -> int:
         if isinstance(self.records, list):

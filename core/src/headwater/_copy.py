@@ -431,7 +431,7 @@ class _Run:
 def _head(batch: Batch, count: int) -> Batch:
     records = batch.records
     head = records[:count] if isinstance(records, list) else records.slice(0, count)
-    return Batch(batch.stream, head, batch.state)
+    return Batch(batch.stream, head, batch.state, text=batch.text)
 
 
 def _start(

@@ -291,6 +291,8 @@ class FilesConnector(Connector[FilesConfig]):
             header=header,
             null_string=self.config.null_string,
         )
+        # CSV values are strings: the batches say so, for typed destinations.
+        text = file_format.fmt == "csv"
         with path.open("rb") as handle:
             skip = 0
             if file_format.compression is None:
@@ -307,11 +309,11 @@ class FilesConnector(Connector[FilesConfig]):
                 position = end
                 if len(batch) >= size:
                     rows += len(batch)
-                    yield Batch(stream, batch, self._state(stream, position, rows, decoder))
+                    yield Batch(stream, batch, self._state(stream, position, rows, decoder), text)
                     batch = []
             if batch:
                 rows += len(batch)
-                yield Batch(stream, batch, self._state(stream, position, rows, decoder))
+                yield Batch(stream, batch, self._state(stream, position, rows, decoder), text)
 
     @staticmethod
     def _state(stream: str, offset: int, rows: int, decoder: Any) -> State:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from headwater import Batch, ConfigError, IntegrityError, State
 from headwater.formats import (
     Codec,
+    CsvDecoder,
     CsvEncoder,
     Decoded,
     Decoder,
@@ -80,7 +81,8 @@ class Batcher:
         header = getattr(decoder, "header", None)
         if header is not None:
             state["header"] = header
-        return Batch(self.stream, records, state)
+        # CSV values are strings: the batch says so, for destinations with typed columns.
+        return Batch(self.stream, records, state, text=isinstance(decoder, CsvDecoder))
 
 
 #: Stored bytes of a compressed blob inflated per decompressor call.

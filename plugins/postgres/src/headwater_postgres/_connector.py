@@ -752,6 +752,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         """
         from headwater_postgres import _write
 
+        batches, options = _write.text_batches_as_text_values(batches, options)
         spec = _write.WriteSpec.from_options(stream, options, _WRITE_OPTIONS)
         writer: _write.RowWriter | None = None
         try:
@@ -820,6 +821,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         """Async twin of `write` (accepts a sync or an async iterable of batches)."""
         from headwater_postgres import _write
 
+        batches, options = await _write.atext_batches_as_text_values(batches, options)
         spec = _write.WriteSpec.from_options(stream, options, _WRITE_OPTIONS)
         writer: _write.RowWriter | None = None
         try:

@@ -718,6 +718,46 @@ def _size(piece: Any) -> int:
     return int(piece.num_rows) if _is_arrow(piece) else len(piece)
 
 
+def text_batches_as_text_values(
+    batches: Iterable[Records], options: dict[str, Any]
+) -> tuple[Iterable[Records], dict[str, Any]]:
+    """
+    A stream whose first batch says its values are text (``Batch.text``: a CSV source)
+    is written as ``text_values=True`` unless the caller said otherwise, so a CSV file
+    copied into a table is parsed by column type (a jsonb column's text as JSON, not as
+    a JSON string).
+    """
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
+        return (), options
+    if isinstance(first, Batch) and first.text and "text_values" not in options:
+        options = {**options, "text_values": True}
+    return itertools.chain([first], it), options
+
+
+async def atext_batches_as_text_values(
+    batches: Iterable[Records] | AsyncIterable[Records], options: dict[str, Any]
+) -> tuple[Iterable[Records] | AsyncIterable[Records], dict[str, Any]]:
+    """Async `text_batches_as_text_values` (for a sync or an async iterable)."""
+    if not isinstance(batches, AsyncIterable):
+        return text_batches_as_text_values(batches, options)
+    it = aiter(batches)
+    try:
+        first = await anext(it)
+    except StopAsyncIteration:
+        return (), options
+    if isinstance(first, Batch) and first.text and "text_values" not in options:
+        options = {**options, "text_values": True}
+
+    async def rest() -> AsyncIterator[Records]:
+        yield first
+        async for batch in it:
+            yield batch
+
+    return rest(), options
+
+
 def split_first(batches: Iterable[Records]) -> tuple[Any | None, Iterator[Any]]:
     """The first non-empty piece of records (None: none), and an iterator over the rest."""
     pieces = itertools.chain.from_iterable(map(_pieces, batches))
