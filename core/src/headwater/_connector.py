@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     import pyarrow
 
     from headwater._plugins import Registry
-    from headwater.formats import EncodedLines
+    from headwater.formats import CopyText, EncodedLines
 
 logger = get_logger("headwater.connector")
 
@@ -133,7 +133,7 @@ class Batch:
     """
 
     stream: str
-    records: list[dict[str, Any]] | pyarrow.RecordBatch | EncodedLines
+    records: list[dict[str, Any]] | pyarrow.RecordBatch | EncodedLines | CopyText
     state: State
     #: True when every value is the text form of its type, as a CSV file holds them
     #: (``"12"``, ``"2026-01-02"``, ``"true"``): a destination with typed columns parses
@@ -312,6 +312,10 @@ class Connector(Generic[ConfigT]):
     #: ``"arrow"`` (``pyarrow.RecordBatch``), ``"jsonl"`` (`headwater.formats.EncodedLines`).
     #: `headwater.copy` asks for the one its destination writes without converting.
     read_formats: ClassVar[frozenset[str]] = frozenset()
+    #: Batch forms ``write`` takes without converting them, named as in `read_formats`
+    #: (``"pgcopy"``: `headwater.formats.CopyText`). A copy between two connectors asks
+    #: the source for a form both name, so no value is built in Python on the way.
+    write_formats: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self, config: ConfigT | dict[str, Any], *, registry: Registry | None = None

@@ -254,8 +254,9 @@ def _negotiated(
 ) -> dict[str, Any]:
     """
     The read options, plus what lets this destination take the batches as they come:
-    Arrow for a Parquet or Arrow file, encoded lines for JSON Lines, and an unordered
-    read when no state will be kept (no resume, no limit: order cannot matter).
+    Arrow for a Parquet or Arrow file, encoded lines for JSON Lines, a form the source
+    reads and the destination writes natively (PostgreSQL to PostgreSQL: COPY text),
+    and an unordered read when no state will be kept (no resume, no limit).
     """
     options = dict(read_options)
     source = ends.source
@@ -263,6 +264,10 @@ def _negotiated(
         wanted = "arrow" if ends.sink.format.columnar else ends.sink.format.fmt
         if wanted in source.read_formats:
             options["format"] = wanted
+    elif "format" not in options and ends.dest is not None:
+        common = sorted(source.read_formats & ends.dest.write_formats)
+        if common:
+            options["format"] = common[0]
     if (
         not resumable
         and limit is None

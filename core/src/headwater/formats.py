@@ -60,6 +60,7 @@ __all__ = [
     "JSON_FIELD_METADATA",
     "LINE_FORMATS",
     "Codec",
+    "CopyText",
     "CsvDecoder",
     "CsvEncoder",
     "Decoded",
@@ -71,6 +72,7 @@ __all__ = [
     "arrow_from_records",
     "cast_arrow_table",
     "compressor",
+    "copy_text_field",
     "decode_stream",
     "decompressor",
     "detect",
@@ -220,6 +222,73 @@ class EncodedLines:
         rows = [record for record, _end in decoder.feed(self.data)]
         rows.extend(record for record, _end in decoder.finish())
         return rows
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CopyText:
+    """
+    Rows in PostgreSQL's COPY text format (tab-separated fields, ``\\N`` for NULL,
+    backslash escapes, each row ending in ``\\n``) with their column names: what one
+    database streams to another of the same kind without a value built in Python.
+    Anything else reads them as text records (`rows` of strings, `Batch.text`).
+    """
+
+    data: bytes
+    num_rows: int
+    columns: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def slice(self, offset: int, length: int) -> CopyText:
+        """``length`` rows from row ``offset`` on."""
+        lines = self.data.split(b"\n")[offset : offset + length]
+        return CopyText(b"".join(line + b"\n" for line in lines), len(lines), self.columns)
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        """The rows as records of strings (None for NULL)."""
+        rows = self.data.decode("utf-8").split("\n")[: self.num_rows]
+        return [
+            dict(zip(self.columns, map(copy_text_field, row.split("\t")), strict=True))
+            for row in rows
+        ]
+
+
+_COPY_ESCAPES: Final = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def copy_text_field(field: str) -> str | None:
+    """One field of PostgreSQL's COPY text format as its value (None for ``\\N``)."""
+    if field == "\\N":
+        return None
+    if "\\" not in field:
+        return field
+    out = []
+    i = 0
+    while i < len(field):
+        char = field[i]
+        if char != "\\" or i + 1 == len(field):
+            out.append(char)
+            i += 1
+            continue
+        nxt = field[i + 1]
+        if nxt in _COPY_ESCAPES:
+            out.append(_COPY_ESCAPES[nxt])
+            i += 2
+        elif nxt in "01234567":
+            digits = field[i + 1 : i + 4]
+            octal = len(digits) - len(digits.lstrip("01234567"))
+            out.append(chr(int(digits[:octal], 8)))
+            i += 1 + octal
+        elif nxt == "x" and i + 2 < len(field) and field[i + 2] in "0123456789abcdefABCDEF":
+            hexa = field[i + 2 : i + 4]
+            hexa = hexa if len(hexa) == 2 and hexa[1] in "0123456789abcdefABCDEF" else hexa[:1]
+            out.append(chr(int(hexa, 16)))
+            i += 2 + len(hexa)
+        else:
+            out.append(nxt)
+            i += 2
+    return "".join(out)
 
 
 def records_of(batch: Batch | list[dict[str, Any]] | Any) -> list[dict[str, Any]]:

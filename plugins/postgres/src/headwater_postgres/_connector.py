@@ -98,8 +98,10 @@ class PostgresConnector(Connector[PostgresConfig]):
             Capability.ATOMIC_STATE,
         }
     )
-    #: ``format="arrow"`` (through ADBC) and ``format="jsonl"`` (JSON made by the server).
-    read_formats = frozenset({"arrow", "jsonl"})
+    #: ``format="arrow"`` (through ADBC), ``"jsonl"`` (JSON made by the server) and
+    #: ``"pgcopy"`` (COPY text, which ``write`` takes as it is: PostgreSQL to PostgreSQL).
+    read_formats = frozenset({"arrow", "jsonl", "pgcopy"})
+    write_formats = frozenset({"pgcopy"})
 
     def __init__(
         self, config: PostgresConfig | dict[str, Any], *, registry: Registry | None = None
@@ -519,7 +521,13 @@ class PostgresConnector(Connector[PostgresConfig]):
                     stream, self._source(conn, stream), state, batch_size, options, upper
                 )
                 if plan.jsonl_copy is not None:
-                    yield from self._read_jsonl(conn, plan)
+                    yield from self._read_copy(conn, plan, plan.jsonl_copy, jsonl=True)
+                    return
+                if options.get("format") == "pgcopy":
+                    from psycopg import sql
+
+                    statement = sql.SQL("COPY ({}) TO STDOUT").format(plan.select)
+                    yield from self._read_copy(conn, plan, statement, jsonl=False)
                     return
                 if not arrow:
                     # format="jsonl" for a table whose JSON the server cannot make exactly
@@ -568,14 +576,18 @@ class PostgresConnector(Connector[PostgresConfig]):
                 yield cutter.batch(rows)
 
     @staticmethod
-    def _read_jsonl(conn: psycopg.Connection[Any], plan: ReadPlan) -> Iterator[Batch]:
+    def _read_copy(
+        conn: psycopg.Connection[Any], plan: ReadPlan, statement: sql.Composed, *, jsonl: bool
+    ) -> Iterator[Batch]:
         """
-        ``format="jsonl"``: the server writes each row's JSON (`_jsonl`) and streams it with
-        COPY; batches of those lines go out as they are.
+        Stream ``COPY (...) TO STDOUT`` rows into batches as they are: server-made JSON
+        Lines (``format="jsonl"``, `_jsonl`) or COPY text (``format="pgcopy"``, which a
+        PostgreSQL destination writes back with COPY: no value is built in Python).
 
         The COPY is read with libpq's own call per row (``get_copy_data``): psycopg's
         ``Copy`` iterator costs a Python generator round per row, which made the client,
         not the server, the limit (3.1 s against 2.1 s for 1M rows, README "Benchmarks").
+        The session settings fix the text forms (dates, intervals, time zone, floats).
         """
         from psycopg import errors, pq
 
@@ -583,19 +595,19 @@ class PostgresConnector(Connector[PostgresConfig]):
         from headwater_postgres._plan import BatchCutter
 
         cutter = BatchCutter(plan)
-        assert plan.jsonl_copy is not None
+        make_batch = cutter.jsonl_batch if jsonl else cutter.copy_text_batch
         with conn.transaction():
             for setting in SETTINGS:
                 conn.execute(setting)
             pgconn = conn.pgconn
-            pgconn.send_query(plan.jsonl_copy.as_bytes(conn))
+            pgconn.send_query(statement.as_bytes(conn))
             result = pgconn.get_result()
             if result is None or result.status != pq.ExecStatus.COPY_OUT:
                 _drain(pgconn)
                 raise errors.error_from_result(result, encoding=conn.info.encoding)  # type: ignore[arg-type]
             done = False
+            get = pgconn.get_copy_data
             try:
-                get = pgconn.get_copy_data
                 # memoryviews over the buffers libpq hands out (each owns its buffer).
                 rows: list[memoryview] = []
                 size = 0
@@ -607,7 +619,7 @@ class PostgresConnector(Connector[PostgresConfig]):
                     rows.append(data)
                     size += nbytes
                     if len(rows) >= limit_rows or size >= limit_bytes:
-                        yield cutter.jsonl_batch(rows)
+                        yield make_batch(rows)
                         rows, size = [], 0
                 result = pgconn.get_result()
                 _drain(pgconn)
@@ -615,7 +627,7 @@ class PostgresConnector(Connector[PostgresConfig]):
                     raise errors.error_from_result(result, encoding=conn.info.encoding)  # type: ignore[arg-type]
                 done = True
                 if rows:
-                    yield cutter.jsonl_batch(rows)
+                    yield make_batch(rows)
             finally:
                 if not done:
                     # The consumer stopped early (or a batch failed): stop the COPY so the
@@ -639,7 +651,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         """
         from headwater_postgres._plan import BatchCutter, check_options
 
-        if options.get("format") in ("arrow", "jsonl"):
+        if options.get("format") in ("arrow", "jsonl", "pgcopy"):
             async for batch in super().aread(stream, state, batch_size=batch_size, **options):
                 yield batch
             return
@@ -789,6 +801,13 @@ class PostgresConnector(Connector[PostgresConfig]):
         """COPY every batch: binary while it can be, then text to the end (see `_write`)."""
         from psycopg.copy import QueuedLibpqWriter
 
+        from headwater.formats import CopyText
+        from headwater_postgres._jsonl import SETTINGS
+
+        if isinstance(first, CopyText):
+            # The text forms were written under these settings (see `_read_copy`).
+            for setting in SETTINGS:
+                conn.execute(setting)
         pending = writer.prepare(first)
         with conn.cursor() as cur:
             while pending is not None:
@@ -798,8 +817,11 @@ class PostgresConnector(Connector[PostgresConfig]):
                     writer.begin(copy)
                     text = pending.text
                     while pending is not None and pending.text == text:
-                        # deque(map(...), 0): the per-row loop runs in C.
-                        collections.deque(map(copy.write_row, pending.rows), 0)
+                        if pending.data is not None:
+                            copy.write(pending.data)
+                        else:
+                            # deque(map(...), 0): the per-row loop runs in C.
+                            collections.deque(map(copy.write_row, pending.rows), 0)
                         writer.wrote(pending)
                         pending = writer.prepare(next(rest, None))
 
@@ -862,6 +884,12 @@ class PostgresConnector(Connector[PostgresConfig]):
         rest: AsyncIterator[Any],
     ) -> None:
         """Async `_copy`."""
+        from headwater.formats import CopyText
+        from headwater_postgres._jsonl import SETTINGS
+
+        if isinstance(first, CopyText):
+            for setting in SETTINGS:
+                await conn.execute(setting)
         pending = writer.prepare(first)
         async with conn.cursor() as cur:
             while pending is not None:
@@ -869,6 +897,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                     writer.begin(copy)
                     text = pending.text
                     while pending is not None and pending.text == text:
+                        if pending.data is not None:
+                            await copy.write(pending.data)
                         for values in pending.rows:
                             await copy.write_row(values)
                         writer.wrote(pending)

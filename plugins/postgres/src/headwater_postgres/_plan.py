@@ -134,6 +134,19 @@ class BatchCutter:
             plan.stream, EncodedLines(b"".join(rows), len(rows)), plan.state(key, self.rows)
         )
 
+    def copy_text_batch(self, rows: list[memoryview]) -> Batch:
+        """COPY text rows (each ending in a newline) and the state after them."""
+        from headwater.formats import CopyText, copy_text_field
+
+        plan = self.plan
+        self.rows += len(rows)
+        key = None
+        if plan.key_positions and plan.ordered:
+            fields = bytes(rows[-1]).rstrip(b"\n").split(b"\t")
+            key = [copy_text_field(fields[i].decode("utf-8")) for i in plan.key_positions]
+        records = CopyText(b"".join(rows), len(rows), plan.names)
+        return Batch(plan.stream, records, plan.state(key, self.rows), text=True)
+
     def arrow_state(self, key: Sequence[Any] | None, count: int) -> State:
         self.rows += count
         return self.plan.state(key, self.rows)
@@ -318,8 +331,10 @@ def check_options(options: dict[str, Any]) -> None:
             f"(known: {', '.join(sorted(READ_OPTIONS))})"
         )
     fmt = options.get("format", "dicts")
-    if fmt not in ("dicts", "arrow", "jsonl"):
-        raise ConfigError("read format must be 'dicts', 'arrow' or 'jsonl'", field="format")
+    if fmt not in ("dicts", "arrow", "jsonl", "pgcopy"):
+        raise ConfigError(
+            "read format must be 'dicts', 'arrow', 'jsonl' or 'pgcopy'", field="format"
+        )
     if not isinstance(options.get("ordered", True), bool):
         raise ConfigError("read option ordered must be true or false", field="ordered")
 

@@ -33,6 +33,7 @@ from typing import Any, Final
 from psycopg import sql
 
 from headwater import Batch, ConfigError, ConnectorError, HeadwaterError, State
+from headwater.formats import CopyText
 from headwater_postgres._sql import Relation, split_name
 from headwater_postgres._values import (
     JSON_OIDS,
@@ -369,6 +370,8 @@ class Prepared:
     count: int
     #: True: the rows are for a text-format COPY, False: for a binary one.
     text: bool
+    #: COPY text rows to send as they are (`CopyText` from another PostgreSQL read).
+    data: bytes | None = None
 
 
 #: What a COPY error's context says: ``COPY t, line 3, column n: "abc"``.
@@ -455,7 +458,11 @@ class RowWriter:
     def start(self, first: list[dict[str, Any]] | Any) -> None:
         """Fix the columns from the first records; check them against the table."""
         seen: dict[str, None] = {}
-        if _is_arrow(first):
+        if isinstance(first, CopyText):
+            # COPY text from another read: the server parses every value by column type.
+            seen.update(dict.fromkeys(first.columns))
+            self.text = True
+        elif _is_arrow(first):
             arrow: Any = first
             seen.update(dict.fromkeys(arrow.schema.names))
         else:
@@ -500,6 +507,14 @@ class RowWriter:
         """
         if records is None:
             return None
+        if isinstance(records, CopyText):
+            if list(records.columns) != self.columns:
+                raise ConfigError(
+                    f"COPY rows of columns {list(records.columns)} after rows of {self.columns}",
+                    field="records",
+                )
+            self._chunk, self._batch_start = None, self.written
+            return Prepared(iter(()), records.num_rows, True, data=records.data)
         chunk: _Chunk = (
             _ArrowChunk(records, self.columns, self._oids)
             if _is_arrow(records)
@@ -695,10 +710,10 @@ def _pieces(batch: Records) -> list[Any]:
     """The record lists / Arrow record batches of one input batch."""
     if isinstance(batch, Batch):
         records: Any = batch.records
-        if isinstance(records, list) or _is_arrow(records):
+        if isinstance(records, list | CopyText) or _is_arrow(records):
             return _pieces(records)
         return [batch.rows()]
-    if isinstance(batch, list):
+    if isinstance(batch, list | CopyText):
         return [batch]
     if _is_arrow(batch):
         import pyarrow as pa
