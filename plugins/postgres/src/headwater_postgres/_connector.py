@@ -813,7 +813,11 @@ class PostgresConnector(Connector[PostgresConfig]):
             while pending is not None:
                 # A worker thread sends while this one formats rows, so waiting for the
                 # server (indexes, WAL) overlaps with our work instead of alternating.
-                with cur.copy(writer.copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
+                # Not for COPY text passed through: there is no formatting to overlap, and
+                # psycopg's queue would hold up to 1,024 pieces of 128 KiB while the
+                # destination is slower than the source (memory grew with the row count).
+                queued = None if pending.data is not None else QueuedLibpqWriter(cur)
+                with cur.copy(writer.copy_sql, writer=queued) as copy:
                     writer.begin(copy)
                     text = pending.text
                     while pending is not None and pending.text == text:
