@@ -37,10 +37,12 @@ mark, so a figure at or below it is not the child's), else the largest ``VmHWM``
 ``/proc/PID/status`` every 10 ms while it ran. A pipeline reports the sum of its two
 processes' peaks. The Python cases report the worker process's peak, as elsewhere.
 
-What each side does is its own: the raw reads have no ORDER BY (headwater reads in key
-order, which it needs to resume); headwater writes files next to the output and renames
-them, fsyncing them (psql and ``write_table`` do not); psql's JSON has numerics as JSON
-numbers, headwater's as strings (exact). Output files go to a temporary directory and are
+What each side does is its own: neither side orders its read (headwater reads in key
+order only when it keeps a state or has a limit); headwater writes files next to the
+output and renames them, fsyncing them (psql and ``write_table`` do not); psql's JSON has
+numerics as JSON numbers, headwater's as strings (exact). headwater's JSON Lines are made
+by the server (``read(format="jsonl")``) and its PostgreSQL-to-PostgreSQL copy passes COPY
+text through (``format="pgcopy"``), as ``headwater.copy`` chooses by itself. Output files go to a temporary directory and are
 deleted after each case, off the clock.
 
 The server comes from ``HEADWATER_TEST_PG_DSN`` (default: the project's test server).
