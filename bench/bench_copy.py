@@ -42,8 +42,8 @@ order only when it keeps a state or has a limit); headwater writes files next to
 output and renames them, fsyncing them (psql and ``write_table`` do not); psql's JSON has
 numerics as JSON numbers, headwater's as strings (exact). headwater's JSON Lines are made
 by the server (``read(format="jsonl")``) and its PostgreSQL-to-PostgreSQL copy passes COPY
-text through (``format="pgcopy"``), as ``headwater.copy`` chooses by itself. Output files go to a temporary directory and are
-deleted after each case, off the clock.
+text through (``format="pgcopy"``), as ``headwater.copy`` chooses by itself. Output files
+go to a temporary directory and are deleted after each case, off the clock.
 
 The server comes from ``HEADWATER_TEST_PG_DSN`` (default: the project's test server).
 """
