@@ -385,3 +385,16 @@ def test_unknown_stream_and_options_are_config_errors(read, make_config):
     config = make_config(streams={"s": stream("cursor")})
     assert "streams: s" in str(read(config, "nope").error)
     assert isinstance(read(config, "s", bogus=1).error, ConfigError)
+
+
+def test_estimate_is_the_total_the_first_page_states(make_config, registry, http_api):
+    """A stream with a total_path estimates its size from one page; others are unknown."""
+    from headwater_rest import RestConnector
+
+    config = make_config(streams={"t": stream("offset+total"), "n": stream("offset")})
+    with RestConnector(config, registry=registry) as connector:
+        before = http_api.state.hits("/offset")
+        assert N == connector.estimate("t").rows
+        assert before + 1 == http_api.state.hits("/offset")
+        assert 7 == connector.estimate("t", max_records=7).rows
+        assert connector.estimate("n").rows is None

@@ -34,6 +34,7 @@ from headwater import (
     Capability,
     ConfigError,
     Connector,
+    Estimate,
     HeadwaterError,
     Item,
     RetryPolicy,
@@ -338,6 +339,25 @@ class RestConnector(Connector[RestConfig]):
             return
         run = _StreamRun(self, stream, config, state, size, limits)
         yield from run.sync()
+
+    def estimate(self, stream: str, **options: Any) -> Estimate:
+        """
+        The record count the stream's first page states (offset and page pagination with
+        a ``total_path``): one request. Other streams: unknown. Not exact: the API says it.
+        """
+        config = self._stream(stream)
+        strategy = self.strategy(config.pagination)
+        total = getattr(strategy, "total", None)
+        if config.parent is not None or total is None:
+            return Estimate()
+        if getattr(config.pagination, "total_path", None) is None:
+            return Estimate()
+        run = _StreamRun(self, stream, config, None, None, self._options(options))
+        response = self.http.fetch(run.spec(strategy.request(strategy.first())))
+        rows = total(response)
+        if rows is not None and run.max_records is not None:
+            rows = min(rows, run.max_records)
+        return Estimate(rows=rows)
 
     async def aread(
         self,

@@ -343,6 +343,10 @@ class OffsetLimit(Strategy):
             return None
         return _count(value_at(response.body, self.config.total_path))
 
+    def total(self, response: PageResponse) -> int | None:
+        """The record count a page states (``total_path``), for progress totals."""
+        return self._total(response)
+
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> Token | None:
@@ -386,6 +390,12 @@ class PageNumber(Strategy):
         if c.size_param and c.size:
             params[c.size_param] = c.size
         return PageRequest(params=params)
+
+    def total(self, response: PageResponse) -> int | None:
+        """The record count a page states (``total_path``), for progress totals."""
+        if not self.config.total_path:
+            return None
+        return _count(value_at(response.body, self.config.total_path))
 
     def _last(self, response: PageResponse) -> int | None:
         c = self.config
