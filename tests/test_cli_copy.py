@@ -180,3 +180,12 @@ def test_ctrl_c_says_where_the_state_is(tmp_path):
     assert 0 == subprocess.run(args, capture_output=True, timeout=120, check=False).returncode
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert list(range(200_000)) == ids
+
+
+def test_fetch_shows_bytes_with_a_total(tmp_path, data):
+    """fetch --progress draws a byte bar with the item's size as its total."""
+    (data / "big.bin").write_bytes(os.urandom(3_000_000))
+    proc = run("fetch", data.as_uri(), "big.bin", str(tmp_path / "out"), "--progress")
+    assert 0 == proc.returncode, proc.stderr
+    assert (data / "big.bin").read_bytes() == (tmp_path / "out" / "big.bin").read_bytes()
+    assert "3.00M/3.00M" in proc.stderr

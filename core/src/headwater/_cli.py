@@ -693,6 +693,12 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(count)
 
+    def set_position(self, done: int) -> None:
+        """Show ``done`` units done (for work measured from outside, as a growing file)."""
+        if self.bar is not None and done != self.bar.n:
+            self.bar.n = done
+            self.bar.refresh()
+
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -704,14 +710,70 @@ class _Progress:
 @click.argument("dest", type=click.Path(file_okay=False))
 @_config_option
 @click.option("--overwrite/--no-overwrite", default=False, help="Replace an existing local file.")
+@_progress_option
 def fetch(
-    source: str, item: str, dest: str, config_pairs: tuple[str, ...], overwrite: bool
+    source: str,
+    item: str,
+    dest: str,
+    config_pairs: tuple[str, ...],
+    overwrite: bool,
+    progress: bool | None,
 ) -> None:
     """Download ITEM from SOURCE into directory DEST (atomic, verified, never outside DEST)."""
-    with _open_source(source, _parse_assignments(config_pairs, "--config")) as connector:
+    with (
+        _open_source(source, _parse_assignments(config_pairs, "--config")) as connector,
+        _Progress(progress, item, unit="B") as bar,
+        _FetchWatcher(connector, item, dest, bar),
+    ):
         result = connector.fetch(item, dest, overwrite=overwrite)
+        bar.set_total(result.size)
+        bar.set_position(result.size)
     checksum = f" {result.checksum}" if result.checksum else ""
     click.echo(f"{result.path}\t{result.size} bytes{checksum}")
+
+
+class _FetchWatcher:
+    """
+    Bytes progress for ``fetch`` from outside the connector: every connector writes its
+    download to a temporary file beside the target (`atomic_file`, the contract says so),
+    and a thread reads its size a few times a second. Total from ``metadata``'s size.
+    """
+
+    def __init__(self, connector: Connector[Any], item: str, dest: str, bar: _Progress) -> None:
+        self.connector, self.item, self.dest, self.bar = connector, item, dest, bar
+        self._stop: Any = None
+        self._thread: Any = None
+
+    def __enter__(self) -> _FetchWatcher:
+        if self.bar.bar is None:
+            return self
+        import threading
+
+        from headwater._files import safe_destination, temporary_prefix
+
+        try:
+            target = safe_destination(self.dest, self.item)
+            size = self.connector.metadata(self.item).get("size")
+        except Exception:  # the fetch itself reports a bad name or a missing item
+            return self
+        self.bar.set_total(size if isinstance(size, int) else None)
+        pattern = f"{temporary_prefix(target)}*.part"
+        self._stop = threading.Event()
+
+        def watch() -> None:
+            while not self._stop.wait(0.2):
+                sizes = [p.stat().st_size for p in target.parent.glob(pattern) if p.exists()]
+                if sizes:
+                    self.bar.set_position(max(sizes))
+
+        self._thread = threading.Thread(target=watch, name="headwater-fetch-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
 
 
 @cli.command()

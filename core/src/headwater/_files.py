@@ -68,6 +68,15 @@ def safe_destination(dest: str | os.PathLike[str], name: str) -> Path:
     )
 
 
+def temporary_prefix(target: Path) -> str:
+    """
+    How the temporary file of `atomic_file` for ``target`` starts (it ends in ``.part``).
+    Capped, so a target whose name is near the file system's limit (255 bytes on Linux)
+    can still be written.
+    """
+    return f".{target.name[:64]}."
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[bytes]]:
     """
@@ -77,10 +86,8 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[b
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name is capped, so a target whose name is near the file system's
-    # limit (255 bytes on Linux) can still be written.
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name[:64]}.", suffix=".part", dir=target.parent
+        prefix=temporary_prefix(target), suffix=".part", dir=target.parent
     )
     try:
         with os.fdopen(fd, mode) as handle:
