@@ -136,3 +136,36 @@ def test_copy_between_postgres_tables_uses_copy_text(pg, pg_admin, pg_schema, tm
         "ON src.id = dst.id WHERE src::text IS DISTINCT FROM dst::text"
     ).fetchone()
     assert (0,) == different
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "pgcopy"])
+def test_unordered_big_table_read_on_two_connections_has_every_row_once(
+    pg, pg_admin, pg_schema, fmt
+):
+    """A table over the parallel threshold is read in page ranges: every row exactly once."""
+    from headwater_postgres import _connector
+
+    pg_admin.execute(
+        f'CREATE TABLE "{pg_schema}".wide AS SELECT g AS id, repeat(md5(g::text), 8) AS pad '
+        "FROM generate_series(1, 60000) g"
+    )
+    pages = pg_admin.execute(f"SELECT pg_relation_size('\"{pg_schema}\".wide') / 8192").fetchone()[
+        0
+    ]
+    assert pages >= _connector.PARALLEL_MIN_PAGES / 4  # a real multi-page table
+    original = _connector.PARALLEL_MIN_PAGES
+    _connector.PARALLEL_MIN_PAGES = 8
+    try:
+        stream = f"{pg_schema}.wide"
+        ids = [
+            r["id"] for r in rows_of(pg.read(stream, format=fmt, ordered=False, batch_size=1000))
+        ]
+        assert 60000 == len(ids)
+        assert list(range(1, 60001)) == sorted(int(i) for i in ids)
+        # Stopping early cancels both streams; the pool's connections stay usable.
+        reader = pg.read(stream, format=fmt, ordered=False, batch_size=100)
+        assert 100 == len(next(reader))
+        reader.close()
+        assert 3 == len(rows_of(pg.read(f"select id from {stream} where id <= 3", format=fmt)))
+    finally:
+        _connector.PARALLEL_MIN_PAGES = original

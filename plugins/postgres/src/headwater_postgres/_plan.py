@@ -47,6 +47,18 @@ READ_OPTIONS = frozenset({"columns", "cursor_field", "key", "format", "batch_byt
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class _CopyParts:
+    """The pieces a COPY of the read is built from (`ReadPlan.copy_sql`)."""
+
+    select_items: sql.Composable
+    source: sql.Composable
+    where: tuple[sql.Composable, ...]
+    order: sql.Composable | None
+    #: The table's oid, or None for a query.
+    table_oid: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReadPlan:
     """One read: the statement, the types to load, and how to cut batches."""
 
@@ -65,11 +77,38 @@ class ReadPlan:
     batch_bytes: int
     #: True for a query, whose row width no statistics give: measure it on the first rows.
     measure_width: bool
-    #: ``COPY (SELECT <one JSON text per row> ...) TO STDOUT`` for ``format="jsonl"``;
-    #: None when not asked for, or when a column's JSON cannot be built in SQL.
-    jsonl_copy: sql.Composed | None = None
+    #: One row's JSON text for ``format="jsonl"`` (`_jsonl`); None when not asked for,
+    #: or when a column's JSON cannot be built in SQL.
+    json_items: sql.Composable | None = None
     #: False for ``ordered=False``: no ORDER BY, and states that cannot be resumed from.
     ordered: bool = True
+    copy_parts: _CopyParts | None = None
+
+    def copy_sql(self, *, jsonl: bool, pages: tuple[int, int | None] | None = None) -> sql.Composed:
+        """
+        ``COPY (SELECT ...) TO STDOUT`` of this read: server-made JSON (``jsonl``) or the
+        columns as COPY text; ``pages`` = (first, end) limits it to those heap pages of
+        the table (a TID range scan), for reading one table on several connections.
+        """
+        from headwater_postgres._jsonl import COPY_OPTIONS
+
+        parts = self.copy_parts
+        assert parts is not None
+        items = self.json_items if jsonl else parts.select_items
+        assert items is not None
+        conditions = list(parts.where)
+        if pages is not None:
+            first, end = pages
+            conditions.append(sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)")))
+            if end is not None:
+                conditions.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({end},0)")))
+        query = sql.SQL("SELECT {} FROM {}").format(items, parts.source)
+        if conditions:
+            query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(conditions))
+        if parts.order is not None:
+            query = sql.SQL("{} ORDER BY {}").format(query, parts.order)
+        options = COPY_OPTIONS if jsonl else sql.SQL("")
+        return sql.SQL("COPY ({}) TO STDOUT {}").format(query, options)
 
     @property
     def resumable(self) -> bool:
@@ -256,20 +295,13 @@ def build_plan(
     )
     if conditions:
         query_sql = sql.SQL("{} WHERE {}").format(query_sql, sql.SQL(" AND ").join(conditions))
-    jsonl_copy = None
+    json_items = None
     if jsonl:
         from headwater_postgres import _jsonl
 
         expression = _jsonl.json_expression(chosen, source=alias)
         if expression is not None and (not ordered or _jsonl.keys_supported(keys)):
-            json_sql = sql.SQL("SELECT {} FROM {}").format(expression, from_clause)
-            if conditions:
-                json_sql = sql.SQL("{} WHERE {}").format(
-                    json_sql, sql.SQL(" AND ").join(conditions)
-                )
-            if keys and ordered:
-                json_sql = sql.SQL("{} ORDER BY {}").format(json_sql, order_by(keys, source=alias))
-            jsonl_copy = sql.SQL("COPY ({}) TO STDOUT {}").format(json_sql, _jsonl.COPY_OPTIONS)
+            json_items = expression
     if keys and ordered:
         query_sql = sql.SQL("{} ORDER BY {}").format(query_sql, order_by(keys, source=alias))
 
@@ -289,8 +321,15 @@ def build_plan(
         rows_before=rows_before,
         batch_bytes=batch_bytes,
         measure_width=not isinstance(source, Relation),
-        jsonl_copy=jsonl_copy,
+        json_items=json_items,
         ordered=ordered,
+        copy_parts=_CopyParts(
+            select_items=select_list(chosen, source=alias),
+            source=from_clause,
+            where=tuple(conditions),
+            order=order_by(keys, source=alias) if keys and ordered else None,
+            table_oid=source.oid if isinstance(source, Relation) else None,
+        ),
     )
 
 
