@@ -274,3 +274,17 @@ def test_connectors_opened_by_copy_are_closed_when_it_fails(tmp_path, monkeypatc
     with pytest.raises(headwater.ConfigError, match="cannot tell the record format"):
         headwater.copy(tmp_path / "x.jsonl", None, tmp_path / "x.unknown")
     assert ["files"] == closed
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_an_output_name_near_the_file_system_limit_can_be_written(tmp_path, source, suffix):
+    """Staging names stay short: a 250-byte output name is written and resumed."""
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    out = tmp_path / ("n" * (250 - len(suffix)) + suffix)
+    state = tmp_path / "s.json"
+    headwater.copy(source, "events.jsonl", out, state_file=state, limit=5, batch_size=5)
+    headwater.copy(source, "events.jsonl", out, state_file=state, batch_size=5)
+    rows = [r for b in FilesConnector({"root": tmp_path}).read(out.name) for r in b.rows()]
+    assert list(range(25)) == [r["id"] for r in rows]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "s.json", "src"])

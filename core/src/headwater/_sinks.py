@@ -45,12 +45,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from headwater._files import temporary_prefix
 from headwater.errors import ConfigError
 from headwater.formats import (
     CsvEncoder,
@@ -64,6 +66,19 @@ from headwater.formats import (
 
 #: The sink part of a copy state: JSON-serializable.
 Position = dict[str, Any]
+
+
+def _beside(path: Path, kind: str) -> Path:
+    """
+    The working file or directory ``kind`` of a copy into ``path``, in the same directory:
+    always the same for the same target (a resume finds it again), and short enough for
+    a target whose name is near the file system's limit.
+    """
+    name = path.name
+    if len(name.encode()) > 64:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        name = f"{name[:32]}~{digest}"
+    return path.with_name(f".{name}.{kind}")
 
 
 def fsync_directory(path: Path) -> None:
@@ -223,7 +238,7 @@ class LineSink(FileSink):
         )
 
     def _staging_name(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.headwater-partial")
+        return _beside(self.path, "headwater-partial")
 
     def open(self, committed: Position | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +280,9 @@ class LineSink(FileSink):
             handle = open(target, "wb")  # noqa: SIM115 - kept open across calls
         else:
             fd, name = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".headwater-partial", dir=self.path.parent
+                prefix=temporary_prefix(self.path),
+                suffix=".headwater-partial",
+                dir=self.path.parent,
             )
             handle = os.fdopen(fd, "wb")
             target = Path(name)
@@ -382,10 +399,10 @@ class ColumnarSink(FileSink):
         self._finished: Position | None = None
 
     def _staging_dir(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.headwater-parts")
+        return _beside(self.path, "headwater-parts")
 
     def _merge_name(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.headwater-merge")
+        return _beside(self.path, "headwater-merge")
 
     def open(self, committed: Position | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -397,7 +414,7 @@ class ColumnarSink(FileSink):
             else:
                 self._dir = Path(
                     tempfile.mkdtemp(
-                        prefix=f".{self.path.name}.",
+                        prefix=temporary_prefix(self.path),
                         suffix=".headwater-parts",
                         dir=self.path.parent,
                     )
