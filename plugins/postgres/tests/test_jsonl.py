@@ -141,7 +141,7 @@ def test_copy_between_postgres_tables_uses_copy_text(pg, pg_admin, pg_schema, tm
 @pytest.mark.parametrize("fmt", ["jsonl", "pgcopy"])
 def test_unordered_big_table_read_on_two_connections_has_every_row_once(
     pg, pg_admin, pg_schema, fmt
-):
+):  # pgcopy reads one stream; it is checked the same way
     """A table over the parallel threshold is read in page ranges: every row exactly once."""
     from headwater_postgres import _connector
 
