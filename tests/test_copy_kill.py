@@ -78,7 +78,7 @@ def _kill_and_resume(args: list[str], kills: int, rng: random.Random, span: floa
     env = dict(os.environ)
     delays = []
     for _ in range(kills):
-        delay = rng.uniform(0.1, 1.0) * span
+        delay = rng.uniform(0.05, 0.8) * span
         with subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         ) as process:
