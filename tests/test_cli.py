@@ -58,6 +58,8 @@ def test_help_lists_every_command():
         "read",
         "fetch",
         "write",
+        "copy",
+        "upload",
         "sources",
         "secrets",
         "new-plugin",
@@ -67,6 +69,8 @@ def test_help_lists_every_command():
         ["sources", "--help"],
         ["secrets", "--help"],
         ["read", "--help"],
+        ["copy", "--help"],
+        ["upload", "--help"],
         ["connectors", "show", "--help"],
     ):
         assert run(*sub).returncode == 0
