@@ -503,7 +503,7 @@ def copy_command(
 
     \b
     headwater copy warehouse public.orders orders.parquet
-    headwater copy warehouse public.orders az://acct/bucket orders/2026.jsonl.gz
+    headwater copy warehouse public.orders az://exports orders/2026.jsonl.gz
     headwater copy events.csv - warehouse public.events     (a local file as the source)
 
     With --state FILE the copy resumes exactly: into a file, after the last checkpoint;
