@@ -344,11 +344,42 @@ class _Run:
             self.state["key"] = uuid.uuid4().hex
             self.commit_local()
 
-    def adopt_written(self, written: State | None) -> None:
-        """The destination's committed state is the truth (see the module docstring)."""
+    def write_options(self, write_options: dict[str, Any], written: State | None) -> dict[str, Any]:
+        """
+        The destination's write options: for a resumable copy, the state the destination
+        committed last (``written``, the truth: see the module docstring) is adopted, and
+        ``state_key``/``state`` ask it to commit the new one with the records. That state
+        starts as the state so far (a run finding nothing new commits it again) and is
+        updated by `hand_over` as batches pass.
+        """
+        options = dict(write_options)
+        if not (self.resumable and self.state.get("key")):
+            return options
         written = written or {}
         self.state["source"] = written.get("source")
         self.state["records"] = self.base_records = int(written.get("records") or 0)
+        payload = {"format": STATE_FORMAT, "source": self.state["source"], "records": self.records}
+        options.update(state_key=self.state["key"], state=payload)
+        return options
+
+    def hand_over(self, batch: Batch, options: dict[str, Any]) -> Batch:
+        """
+        ``batch``, about to go to the destination. Its state goes into the payload the
+        destination reads when it commits, after taking every batch handed to it, so the
+        payload always describes the last one handed over.
+        """
+        if "state" in options:
+            options["state"].update(source=batch.state, records=self.records)
+        return batch
+
+    def sink_position(self, sink: FileSink) -> Position | None:
+        """The committed position to open ``sink`` from; None for a new output file."""
+        committed = self.state.get("sink")
+        if sink.continues(committed):
+            return committed
+        # Another output than last time (or none): the source goes on, the file is new.
+        self.state["sink"] = None
+        return None
 
     # --- reading ------------------------------------------------------------------------
 
@@ -397,11 +428,16 @@ class _Run:
     def due(self) -> bool:
         return self.resumable and time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
 
-    def committed(self, position: Position | None, *, records: int | None = None) -> None:
+    @property
+    def records(self) -> int:
+        """Records the state covers once everything accepted so far is committed."""
+        return self.base_records + self.delivered
+
+    def committed(self, position: Position | None) -> None:
         """Record that the data up to the last accepted batch is durable, and save it."""
         if self.pending is not None:
             self.state["source"] = self.pending
-        self.state["records"] = records if records is not None else self.state.get("records", 0)
+        self.state["records"] = self.records
         if position is not None:
             self.state["sink"] = position
         self.last_checkpoint = time.monotonic()
@@ -412,17 +448,6 @@ class _Run:
             save_state(self.state_file, self.state)
         if self.on_state is not None:
             self.on_state(dict(self.state))
-
-    def written_payload(self) -> dict[str, Any]:
-        """
-        What the destination stores with the records: the state so far, updated as the
-        batches pass (a run that finds nothing new commits the state it started from).
-        """
-        return {
-            "format": STATE_FORMAT,
-            "source": self.state.get("source"),
-            "records": self.base_records,
-        }
 
     def result(self) -> CopyResult:
         return CopyResult(
@@ -567,28 +592,17 @@ def _batches(run: _Run) -> Iterator[Batch]:
 
 
 def _to_sink(run: _Run, sink: FileSink) -> None:
-    committed = run.state.get("sink")
-    if not sink.continues(committed):
-        committed = None
-        if run.state.get("sink") is not None:
-            # Another output than last time: the source goes on, the new file starts empty.
-            run.state["sink"] = None
-    sink.open(committed)
+    sink.open(run.sink_position(sink))
     try:
         for batch in _batches(run):
             sink.write(batch)
             if run.due():
-                run.committed(sink.checkpoint(), records=_records(run))
-        run.committed(sink.finish(), records=_records(run))
-        position = sink.publish()
-        run.committed(position, records=_records(run))
+                run.committed(sink.checkpoint())
+        run.committed(sink.finish())
+        run.committed(sink.publish())
     except BaseException:
         sink.abort()
         raise
-
-
-def _records(run: _Run) -> int:
-    return run.base_records + run.delivered
 
 
 def _to_connector(run: _Run, write_options: dict[str, Any]) -> None:
@@ -596,22 +610,11 @@ def _to_connector(run: _Run, write_options: dict[str, Any]) -> None:
     assert dest is not None
     assert stream is not None
     run.check_destination()
-    options = dict(write_options)
-    if run.resumable and run.state.get("key"):
-        run.adopt_written(dest.written_state(stream, run.state["key"]))
-        payload = run.written_payload()
-        options.update(state_key=run.state["key"], state=payload)
-
-    def batches() -> Iterator[Batch]:
-        for batch in _batches(run):
-            # The destination reads this when it commits, after it has taken every batch
-            # handed to it: the state always describes the last one handed over.
-            if "state" in options:
-                options["state"].update(source=batch.state, records=_records(run))
-            yield batch
-
-    dest.write(stream, batches(), **options)
-    run.committed(None, records=_records(run))
+    key = run.state.get("key")
+    written = dest.written_state(stream, key) if run.resumable and key else None
+    options = run.write_options(write_options, written)
+    dest.write(stream, (run.hand_over(b, options) for b in _batches(run)), **options)
+    run.committed(None)
 
 
 # --- async driver ---------------------------------------------------------------------------
@@ -677,21 +680,14 @@ async def _abatches(run: _Run) -> AsyncIterator[Batch]:
 
 
 async def _ato_sink(run: _Run, sink: FileSink) -> None:
-    committed = run.state.get("sink")
-    if not sink.continues(committed):
-        committed = None
-        run.state["sink"] = None
-    await asyncio.to_thread(sink.open, committed)
+    await asyncio.to_thread(sink.open, run.sink_position(sink))
     try:
         async for batch in _abatches(run):
             await asyncio.to_thread(sink.write, batch)
             if run.due():
-                position = await asyncio.to_thread(sink.checkpoint)
-                await asyncio.to_thread(run.committed, position, records=_records(run))
-        position = await asyncio.to_thread(sink.finish)
-        await asyncio.to_thread(run.committed, position, records=_records(run))
-        position = await asyncio.to_thread(sink.publish)
-        await asyncio.to_thread(run.committed, position, records=_records(run))
+                await asyncio.to_thread(lambda: run.committed(sink.checkpoint()))
+        await asyncio.to_thread(lambda: run.committed(sink.finish()))
+        await asyncio.to_thread(lambda: run.committed(sink.publish()))
     except BaseException:
         await asyncio.to_thread(sink.abort)
         raise
@@ -702,16 +698,13 @@ async def _ato_connector(run: _Run, write_options: dict[str, Any]) -> None:
     assert dest is not None
     assert stream is not None
     await asyncio.to_thread(run.check_destination)
-    options = dict(write_options)
-    if run.resumable and run.state.get("key"):
-        run.adopt_written(await dest.awritten_state(stream, run.state["key"]))
-        options.update(state_key=run.state["key"], state=run.written_payload())
+    key = run.state.get("key")
+    written = await dest.awritten_state(stream, key) if run.resumable and key else None
+    options = run.write_options(write_options, written)
 
     async def batches() -> AsyncIterator[Batch]:
         async for batch in _abatches(run):
-            if "state" in options:
-                options["state"].update(source=batch.state, records=_records(run))
-            yield batch
+            yield run.hand_over(batch, options)
 
     await dest.awrite(stream, batches(), **options)
-    await asyncio.to_thread(run.committed, None, records=_records(run))
+    await asyncio.to_thread(run.committed, None)
