@@ -76,3 +76,27 @@ def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
             if end == len(text):
                 return value
     return json.loads(text)
+
+
+#: Bytes after which a JSON integer token can start.
+_INTEGER_STARTS: Final = frozenset(b":,[ \t\r\n-")
+
+
+def may_hold_long_integer(chunk: bytes) -> bool:
+    """
+    Whether ``chunk`` (many documents) may hold an integer beyond 64 bits, which orjson
+    would turn into a float: a run of 19 digits where an integer token can start. Runs
+    inside strings (after a quote) or after a point (a float's decimals, which orjson
+    reads exactly) do not count, unlike `_has_long_digit_run`'s whole-document rule;
+    each run is found with C-level searches, not a regex.
+    """
+    zeros = chunk.translate(_DIGITS_AS_ZEROS)
+    found = zeros.find(_NINETEEN_DIGITS)
+    while found >= 0:
+        if found == 0 or chunk[found - 1] in _INTEGER_STARTS:
+            return True
+        after = zeros.find(b" ", found)
+        if after < 0:
+            return False
+        found = zeros.find(_NINETEEN_DIGITS, after)
+    return False

@@ -81,6 +81,17 @@ def _beside(path: Path, kind: str) -> Path:
     return path.with_name(f".{name}.{kind}")
 
 
+def arrow_file_schema(path: Path, file_format: FileFormat) -> Any:
+    """The schema of a Parquet or Arrow IPC file (from its footer, no data read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if file_format.fmt == "parquet":
+        return pq.read_schema(path)
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).schema
+
+
 def fsync_directory(path: Path) -> None:
     """Make a rename or a new file in ``path`` durable (no-op where directories can't be opened)."""
     try:
@@ -545,7 +556,7 @@ class ColumnarSink(FileSink):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schemas = [self._read_schema(p) for p in inputs]
+        schemas = [arrow_file_schema(p, self.format) for p in inputs]
         schema = unify_arrow_schemas(schemas)
         tmp = out.with_name(out.name + ".tmp")
         if self.format.fmt == "parquet":
@@ -569,15 +580,6 @@ class ColumnarSink(FileSink):
             os.fsync(handle.fileno())
         os.replace(tmp, out)
         fsync_directory(out.parent)
-
-    def _read_schema(self, path: Path) -> Any:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.format.fmt == "parquet":
-            return pq.read_schema(path)
-        with pa.memory_map(str(path)) as source:
-            return pa.ipc.open_file(source).schema
 
     def publish(self) -> Position:
         assert self._finished is not None, "publish() before finish()"

@@ -49,6 +49,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from headwater._json import may_hold_long_integer
 from headwater.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -470,31 +471,6 @@ def _utf16_check(name: str, first: bytes, encoding: str) -> None:
         )
 
 
-#: Bytes after which a JSON integer token can start.
-_INTEGER_STARTS: Final = frozenset(b":,[ \t\r\n-")
-_DIGITS_AS_ZEROS: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-_NINETEEN: Final = b"0" * 19
-
-
-def _may_hold_long_integer(chunk: bytes) -> bool:
-    """
-    Whether ``chunk`` may hold an integer beyond 64 bits, which orjson would turn into a
-    float: a run of 19 digits where an integer token can start. Runs inside strings
-    (after a quote) or after a point (a float's decimals, which orjson reads exactly) do
-    not count; each run is found with C-level searches, not a regex.
-    """
-    zeros = chunk.translate(_DIGITS_AS_ZEROS)
-    found = zeros.find(_NINETEEN)
-    while found >= 0:
-        if found == 0 or chunk[found - 1] in _INTEGER_STARTS:
-            return True
-        after = zeros.find(b" ", found)
-        if after < 0:
-            return False
-        found = zeros.find(_NINETEEN, after)
-    return False
-
-
 class JsonLinesDecoder:
     """
     JSON Lines: one object per line; blank lines are skipped.
@@ -555,7 +531,7 @@ class JsonLinesDecoder:
         """Every line parsed by orjson, or None where the exact path must judge."""
         if _orjson is None or not self._utf8:
             return None
-        if _may_hold_long_integer(chunk):
+        if may_hold_long_integer(chunk):
             return None
         try:
             records = list(map(_orjson.loads, texts))
@@ -814,7 +790,7 @@ class JsonLinesEncoder:
 
 try:
     import orjson as _orjson
-except ImportError:  # optional: the stdlib path is complete
+except ImportError:  # optional, as in headwater._json: the stdlib path is complete
     _orjson = None  # type: ignore[assignment,unused-ignore]
 
 #: A raw newline between the records of one orjson array (orjson never writes one itself:

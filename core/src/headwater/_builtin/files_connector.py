@@ -41,7 +41,7 @@ from headwater._connector import (
     WriteResult,
 )
 from headwater._files import atomic_file, safe_destination
-from headwater._sinks import FileSink, make_sink
+from headwater._sinks import FileSink, arrow_file_schema, make_sink
 from headwater.errors import (
     AlreadyExists,
     ConfigError,
@@ -225,7 +225,7 @@ class FilesConnector(Connector[FilesConfig]):
             first = next(self.read(item, batch_size=1), None)
             meta["columns"] = list(first.rows()[0]) if first and len(first) else []
         else:
-            schema = _arrow_schema(path, known)
+            schema = arrow_file_schema(path, known)
             meta["columns"] = schema.names
             meta["schema"] = {f.name: str(f.type) for f in schema}
         return meta
@@ -470,16 +470,6 @@ class FilesConnector(Connector[FilesConfig]):
             "bytes": path.stat().st_size,
             "columns": columns,
         }
-
-
-def _arrow_schema(path: Path, file_format: FileFormat) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if file_format.fmt == "parquet":
-        return pq.read_schema(path)
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_file(source).schema
 
 
 def _arrow_batches(path: Path, file_format: FileFormat, skip: int, size: int) -> Iterator[Any]:
