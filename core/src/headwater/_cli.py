@@ -536,7 +536,7 @@ def copy_command(
 def _run_copy(
     source: Any,
     stream: str | None,
-    dest: str,
+    dest: Any,
     dest_stream: str | None,
     *,
     state_file: str | None,
@@ -549,8 +549,12 @@ def _run_copy(
     compression: str | None = None,
     sink_options: dict[str, Any] | None = None,
     checkpoint_seconds: float = 1.0,
+    summary: bool = True,
 ) -> None:
-    """One `headwater.copy` with a progress bar, a summary line and Ctrl-C reporting."""
+    """
+    One `headwater.copy` (into a file name, a sink, or a source's DEST_STREAM) with a
+    progress bar, a summary line on stderr and Ctrl-C reporting.
+    """
     from headwater._copy import copy
 
     destination: Any = dest
@@ -561,7 +565,7 @@ def _run_copy(
     try:
         with bar:
             if stream is not None and bar.enabled:
-                bar.set_total(_estimate_rows(source, stream, read_options))
+                bar.set_total(_estimate_rows(source, stream))
             result = copy(
                 source, stream, destination, dest_stream,
                 state_file=state_file, limit=limit, batch_size=batch_size,
@@ -574,10 +578,11 @@ def _run_copy(
     finally:
         if dest_stream is not None:
             destination.close()
-    click.echo(f"copied {result.records} records to {result.destination}", err=True)
+    if summary:
+        click.echo(f"copied {result.records} records to {result.destination}", err=True)
 
 
-def _estimate_rows(source: Any, stream: str, read_options: dict[str, Any]) -> int | None:
+def _estimate_rows(source: Any, stream: str) -> int | None:
     """A row total for the progress bar when the connector can tell cheaply."""
     from headwater._connector import Connector
 
@@ -619,7 +624,6 @@ def _read_to_stdout(
     Records as JSON Lines or CSV on stdout. A pipe cannot be made durable, so with
     --state the state is saved after each batch has been flushed to the reader.
     """
-    from headwater._copy import copy
     from headwater._sinks import StdoutSink
     from headwater.errors import ConfigError
 
@@ -627,18 +631,12 @@ def _read_to_stdout(
     if fmt not in ("jsonl", "csv"):
         raise ConfigError(f"--format {fmt} needs -o FILE", field="output")
     sink = StdoutSink(sys.stdout.buffer, fmt, options=sink_options)
-    bar = _Progress(progress, stream, unit=" rec")
     try:
-        with bar:
-            if bar.enabled:
-                bar.set_total(_estimate_rows(connector, stream, read_options))
-            copy(
-                connector, stream, sink,
-                state_file=state_file, limit=limit, batch_size=batch_size,
-                read_options=read_options, progress=bar, checkpoint_seconds=0.0,
-            )  # fmt: skip
-    except KeyboardInterrupt:
-        _interrupted(state_file)
+        _run_copy(
+            connector, stream, sink, None,
+            state_file=state_file, limit=limit, batch_size=batch_size, progress=progress,
+            read_options=read_options, checkpoint_seconds=0.0, summary=False,
+        )  # fmt: skip
     except BrokenPipeError:
         # `read ... | head`: the reader took what it wanted. Point stdout at /dev/null so
         # the interpreter's last flush does not fail again, and end successfully (click
