@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import Case, Done, Scenario, imports
+from bench.bench_postgres import _admin, make_table
 
 DSN = os.environ.get("HEADWATER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 SCHEMA = "headwater_bench_copy"
@@ -106,23 +107,8 @@ _ARROW = ("pyarrow", "pyarrow.parquet", "adbc_driver_postgresql.dbapi")
 # --- set-up / tear-down ------------------------------------------------------------------
 
 
-def _admin() -> Any:
-    import psycopg
-
-    return psycopg.connect(DSN, autocommit=True)
-
-
 def _make_table(name: str, rows: int) -> str:
-    table = f"{SCHEMA}.{name}"
-    with _admin() as conn:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(_DDL.format(t=table))
-        if rows:
-            conn.execute(_FILL.format(t=table, n=rows))
-            # Hint bits and statistics now, so the first case does not pay for them.
-            conn.execute(f"VACUUM ANALYZE {table}")
-    return table
+    return make_table(name, rows, schema=SCHEMA, ddl=_DDL, fill=_FILL)
 
 
 def _outdir() -> str:

@@ -70,16 +70,27 @@ def _admin() -> Any:
     return psycopg.connect(DSN, autocommit=True)
 
 
-def _make_table(name: str, rows: int) -> str:
-    table = f"{SCHEMA}.{name}"
+def make_table(
+    name: str, rows: int, *, schema: str = SCHEMA, ddl: str = _DDL, fill: str = _FILL
+) -> str:
+    """
+    ``schema.name`` created afresh from ``ddl`` and filled with ``rows`` rows by ``fill``
+    (both formatted with ``t`` and ``n``), vacuumed and analyzed so the first case does
+    not pay for hint bits and statistics. The benchmarks' own names only.
+    """
+    table = f"{schema}.{name}"
     with _admin() as conn:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(_DDL.format(t=table))
+        conn.execute(ddl.format(t=table))
         if rows:
-            conn.execute(_FILL.format(t=table, n=rows))
+            conn.execute(fill.format(t=table, n=rows))
             conn.execute(f"VACUUM ANALYZE {table}")
     return table
+
+
+def _make_table(name: str, rows: int) -> str:
+    return make_table(name, rows)
 
 
 # --- set-up / tear-down ------------------------------------------------------------------
