@@ -80,7 +80,7 @@ def test_plugins_json_reports_every_status(plugin_venv: Path, tmp_path: Path) ->
     data = json.loads(proc.stdout)
     keys = {
         "name", "distribution", "version", "api", "status", "error",
-        "connectors", "hooks", "import_time", "builtin",
+        "connectors", "hooks", "import_time", "builtin", "warnings",
     }  # fmt: skip
     assert all(keys == set(item) for item in data)
     infos = {item["name"]: item for item in data}

@@ -115,6 +115,11 @@ class UrlPluginFirst(UrlPlugin):
         return self.answer if url.startswith(self.prefix) else None
 
 
+def provides(*ids: str) -> ConnectorsPlugin:
+    """A plugin providing these connector ids (never imported): URL hooks may answer them."""
+    return ConnectorsPlugin(*(ConnectorRef(cid, "nowhere:C") for cid in ids))
+
+
 def private(*plugins: object, **kwargs: Any) -> Registry:
     """A registry that ignores installed plugins and the process environment."""
     return Registry(autoload=False, plugins=plugins, environ={}, **kwargs)
@@ -440,7 +445,10 @@ def test_hook_register_auth_schemes(caplog: pytest.LogCaptureFixture) -> None:
 def test_hook_connector_for_url() -> None:
     """The first plugin (pluggy order, tryfirst respected) to claim a URL wins; same as pm.hook."""
     registry = private(
-        UrlPluginFirst("x://", "first"), UrlPlugin("x://", "plain"), UrlPlugin("y://", "why")
+        UrlPluginFirst("x://", "first"),
+        UrlPlugin("x://", "plain"),
+        UrlPlugin("y://", "why"),
+        provides("first", "plain", "why"),
     )
     assert "first" == registry.connector_for_url("x://host/path")
     assert registry.pm.hook.connector_for_url(url="x://host/path") == registry.connector_for_url(
@@ -452,7 +460,9 @@ def test_hook_connector_for_url() -> None:
 
 def test_connector_for_url_follows_registration_order() -> None:
     """Without tryfirst, pluggy asks the last-registered plugin first; the registry agrees."""
-    registry = private(UrlPlugin("x://", "early"), UrlPlugin("x://", "late"))
+    registry = private(
+        provides("early", "late"), UrlPlugin("x://", "early"), UrlPlugin("x://", "late")
+    )
     assert registry.pm.hook.connector_for_url(url="x://a") == registry.connector_for_url("x://a")
     assert "late" == registry.connector_for_url("x://a")
 

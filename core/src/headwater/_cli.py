@@ -172,20 +172,51 @@ def plugins(as_json: bool) -> None:
     for info in infos:
         if info.error:
             click.echo(f"  {info.name}: {info.error}", err=info.status != "blocked")
+        for warning in info.warnings:
+            click.echo(f"  {info.name}: warning: {warning}", err=True)
+
+
+#: The variables headwater reads itself: settings, never secrets, so doctor shows them.
+_DOCTOR_PLAIN_ENV = frozenset(
+    {
+        "HEADWATER_DISABLE_PLUGIN_AUTOLOAD",
+        "HEADWATER_DISABLE_PLUGINS",
+        "HEADWATER_PLUGINS",
+        "HEADWATER_STRICT_PLUGINS",
+        "HEADWATER_SOURCES_FILE",
+    }
+)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def doctor(as_json: bool) -> None:
-    """Plugins with their hooks and errors, plus the environment; exit 3 if a plugin failed."""
+    """
+    Plugins with their hooks and errors, plus the environment; exit 3 if a plugin failed
+    or two plugins claim one connector id. HEADWATER_* variables other than headwater's
+    own settings are shown by name only (value masked).
+    """
     import platform
 
+    from headwater._redact import MASK
     from headwater._version import API_VERSION, __version__
 
     _quiet_plugin_warnings()
     registry = _registry()
     infos = registry.plugins()
-    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("HEADWATER_")}
+    # HEADWATER_* variables may hold anything a user put there (a password for an env:
+    # reference, say): only the ones headwater itself reads, which hold no secret, are
+    # shown with their values; every other one by name, its value masked.
+    env = {
+        k: (v if k in _DOCTOR_PLAIN_ENV else MASK)
+        for k, v in sorted(os.environ.items())
+        if k.startswith("HEADWATER_")
+    }
+    conflicts = {
+        cid: [e.origin for e in entries]
+        for cid, entries in registry.connectors().items()
+        if len(entries) > 1
+    }
     report = {
         "headwater": __version__,
         "plugin_api": API_VERSION,
@@ -193,6 +224,7 @@ def doctor(as_json: bool) -> None:
         "platform": platform.platform(),
         "environment": env,
         "plugins": [info.to_dict() for info in infos],
+        "conflicts": conflicts,
     }
     bad = [i for i in infos if i.status in ("failed", "incompatible")]
     if as_json:
@@ -210,7 +242,11 @@ def doctor(as_json: bool) -> None:
                 click.echo(f"  import time: {info.import_time * 1000:.1f} ms")
             if info.error:
                 click.echo(f"  error: {info.error}")
-    if bad:
+            for warning in info.warnings:
+                click.echo(f"  warning: {warning}")
+        for cid, origins in conflicts.items():
+            click.echo(f"conflict: connector id {cid!r} is provided by {' and '.join(origins)}")
+    if bad or conflicts:
         sys.exit(EXIT_UNHEALTHY)
 
 

@@ -17,11 +17,14 @@ Environment variables, read when a registry first loads:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import importlib
 import importlib.metadata
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -56,7 +59,10 @@ BUILTIN_PLUGINS: Final = (
     ("headwater.files", "headwater._builtin.files"),
 )
 
-PluginStatus = Literal["ok", "failed", "blocked", "incompatible"]
+#: ``warning``: loaded and used, but something in it is probably a mistake (see ``warnings``).
+PluginStatus = Literal["ok", "warning", "failed", "blocked", "incompatible"]
+#: Statuses whose plugin's hooks are called.
+_USABLE: Final = frozenset({"ok", "warning"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,6 +105,8 @@ class PluginInfo:
     #: Seconds spent importing the entry-point module.
     import_time: float | None = None
     builtin: bool = False
+    #: Probable mistakes that do not stop the plugin (a misspelt hook name).
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -187,7 +195,77 @@ def _is_connector_class(item: type) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return redact(f"{type(exc).__name__}: {exc}".splitlines()[0])
+    # One line, but the whole reason: pluggy puts the part that matters (which argument
+    # of a hookimpl the spec lacks) on the lines after the hook name.
+    lines = [line.strip() for line in f"{type(exc).__name__}: {exc}".splitlines()]
+    return redact("; ".join(line for line in lines if line))
+
+
+class _SigintWatch:
+    """
+    Tells a real Ctrl-C of the host from a `KeyboardInterrupt` plugin code raised itself.
+
+    While plugin code runs in the main thread, SIGINT goes through a handler that notes
+    its arrival before calling the previous one. Python delivers signals to the main
+    thread only, so elsewhere (and when SIGINT is not Python's to handle) no interrupt can
+    be real.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[_SigintWatch]:
+        previous = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is not threading.main_thread() or not callable(previous):
+            yield self
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self.received = True
+            previous(signum, frame)
+
+        try:
+            signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not allowed here (an embedding interpreter): nothing to tell
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            # Put back what was there, unless plugin code replaced the handler itself.
+            if signal.getsignal(signal.SIGINT) is handler:
+                signal.signal(signal.SIGINT, previous)
+
+    def is_host_interrupt(self, exc: BaseException) -> bool:
+        """Whether ``exc`` must propagate: a real Ctrl-C (or an exception a host must see)."""
+        if isinstance(exc, KeyboardInterrupt):
+            return self.received
+        # SystemExit, GeneratorExit and other BaseExceptions raised by plugin code are
+        # the plugin's failure: no plugin gets to end the host process.
+        return False
+
+
+def _refuse_wrappers(pm: pluggy.PluginManager, name: str) -> None:
+    """
+    Refuse hook wrappers: headwater calls each implementation on its own (so one failing
+    plugin costs only itself), so a wrapper would never wrap anything.
+    """
+    plugin = pm.get_plugin(name)
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == name and (impl.wrapper or impl.hookwrapper):
+                raise PluginError(
+                    f"hook {caller.name} is declared with wrapper=True/hookwrapper=True; "
+                    "headwater calls every implementation on its own and supports no wrappers"
+                )
+
+
+def _contained(exc: BaseException) -> BaseException:
+    """What a plugin raised, as an `Exception` (a plugin's SystemExit is not the host's)."""
+    if isinstance(exc, Exception):
+        return exc
+    return PluginError(f"{type(exc).__name__} raised by plugin code ({exc or 'no detail'})")
 
 
 class Registry:
@@ -269,8 +347,40 @@ class Registry:
             if self._autoload:
                 self._load_entry_points()
             self._loaded = True
+        self._check_hook_names()
+
+    def _check_hook_names(self) -> None:
+        """
+        Record each plugin's hooks, and warn about a hook headwater will never call.
+
+        A hookimpl without a spec may belong to hooks another plugin declares later (the
+        REST connector adds its pagination hooks on first use), so only a near-miss of a
+        declared hook name counts: that is a misspelling, and the plugin silently does
+        less than its author thinks.
+        """
+        declared = [name for name in dir(self._pm.hook) if not name.startswith("_")]
+        declared = [
+            name
+            for name in declared
+            if getattr(self._pm.hook, name).spec is not None  # has a spec
+        ]
         for info in self._records.values():
             info.hooks = self._hooks_of(info.name)
+            plugin = self._pm.get_plugin(info.name)
+            if plugin is None:
+                continue
+            warnings = []
+            for caller in self._pm.get_hookcallers(plugin) or []:
+                if caller.spec is not None:
+                    continue
+                close = difflib.get_close_matches(caller.name, declared, n=1, cutoff=0.8)
+                if close:
+                    warnings.append(
+                        f"unknown hook {caller.name!r} is never called (did you mean {close[0]!r}?)"
+                    )
+            info.warnings = warnings
+            if info.status in _USABLE:
+                info.status = "warning" if warnings else "ok"
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object without an entry point; returns its name."""
@@ -284,6 +394,11 @@ class Registry:
         registered = self._pm.register(plugin, name=name)
         if registered is None:
             raise PluginError(f"plugin {name or plugin!r} is blocked or already registered")
+        try:
+            _refuse_wrappers(self._pm, registered)
+        except PluginError:
+            self._pm.unregister(name=registered)
+            raise
         self._records[registered] = PluginInfo(
             name=registered,
             distribution=None,
@@ -339,18 +454,25 @@ class Registry:
                 self._fail(record, PluginIncompatible(problem))
                 continue
             started = time.perf_counter()
+            watch = _SigintWatch()
             try:
-                module = ep.load()
-            except Exception as exc:
+                with watch.watching():
+                    module = ep.load()
+            except BaseException as exc:
+                if watch.is_host_interrupt(exc):
+                    raise
                 record.import_time = time.perf_counter() - started
-                self._fail(record, exc, f"failed to import {ep.value}")
+                self._fail(record, _contained(exc), f"failed to import {ep.value}")
                 continue
             record.import_time = time.perf_counter() - started
             try:
                 if self._pm.is_registered(module):
                     raise PluginError(f"module {ep.value} is already registered")
                 self._pm.register(module, name=ep.name)
+                _refuse_wrappers(self._pm, ep.name)
             except Exception as exc:
+                if self._pm.is_registered(module):
+                    self._pm.unregister(module)
                 self._fail(record, exc, "invalid hook implementations")
 
     def _fail(self, record: PluginInfo, exc: BaseException, context: str | None = None) -> None:
@@ -393,18 +515,23 @@ class Registry:
                 name=impl.plugin_name, distribution=None, version=None, api=None, status="ok"
             )
             self._records.setdefault(impl.plugin_name, record)
-            if record.status != "ok":
+            if record.status not in _USABLE:
                 continue
+            watch = _SigintWatch()
             try:
-                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            except Exception as exc:
-                self._fail(record, exc, f"hook {hook_name} raised")
+                with watch.watching():
+                    result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except BaseException as exc:
+                if watch.is_host_interrupt(exc):
+                    raise
+                self._fail(record, _contained(exc), f"hook {hook_name} raised")
                 continue
             yield record, result
 
     def plugins(self) -> list[PluginInfo]:
         """Every plugin seen: built-in, explicit and entry points, with status and connectors."""
         self.connectors()  # fills in each plugin's connector ids (and hook failures)
+        self._check_hook_names()  # specs added since loading (a plugin's own hooks) count
         return sorted(self._records.values(), key=lambda r: (not r.builtin, r.name))
 
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -486,9 +613,13 @@ class Registry:
         provider = entry.provider
         if isinstance(provider, type):
             return provider
+        watch = _SigintWatch()
         try:
-            cls = provider.load()
-        except Exception as exc:
+            with watch.watching():
+                cls = provider.load()
+        except BaseException as exc:
+            if watch.is_host_interrupt(exc):
+                raise
             raise PluginLoadError(
                 f"connector {connector_id!r} from {entry.origin}: cannot import "
                 f"{provider.target} ({_describe(exc)})"
@@ -502,9 +633,20 @@ class Registry:
 
     def connector_for_url(self, url: str) -> str:
         """The connector id that handles ``url`` (the first plugin to claim it wins)."""
-        for _record, result in self._call_each("connector_for_url", url=url):
-            if result is not None:
-                return str(result)
+        for record, result in self._call_each("connector_for_url", url=url):
+            if result is None:
+                continue
+            if isinstance(result, str) and result in self.connectors():
+                return result
+            # A plugin claiming URLs for a connector nobody provides would break every
+            # URL (tryfirst): it is that plugin's failure, and the next plugin answers.
+            self._fail(
+                record,
+                PluginError(
+                    f"hook connector_for_url returned {result!r}, which is not an installed "
+                    "connector id"
+                ),
+            )
         scheme = url.split("://", 1)[0] if "://" in url else url
         raise UnknownConnector(
             f"no installed connector handles URLs like {scheme}://…",

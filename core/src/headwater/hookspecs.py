@@ -53,6 +53,9 @@ class _TypedHookimpl:
         tryfirst: bool = False,
         trylast: bool = False,
         specname: str | None = None,
+        optionalhook: bool = False,
+        hookwrapper: bool = False,
+        wrapper: bool = False,
     ) -> Callable[[F], F]: ...
 
     def __call__(
@@ -62,8 +65,21 @@ class _TypedHookimpl:
         tryfirst: bool = False,
         trylast: bool = False,
         specname: str | None = None,
+        optionalhook: bool = False,
+        hookwrapper: bool = False,
+        wrapper: bool = False,
     ) -> F | Callable[[F], F]:
-        return _impl(function, tryfirst=tryfirst, trylast=trylast, specname=specname)
+        # Every pluggy option is accepted, so a plugin using one imports cleanly; the
+        # registry then refuses wrappers with a message naming the plugin and the hook.
+        return _impl(
+            function,
+            tryfirst=tryfirst,
+            trylast=trylast,
+            specname=specname,
+            optionalhook=optionalhook,
+            hookwrapper=hookwrapper,
+            wrapper=wrapper,
+        )
 
 
 #: Decorate a plugin's hook implementations: ``@headwater.hookimpl``.
