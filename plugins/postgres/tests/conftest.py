@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,16 @@ async def apg(pg_dsn: str, app_name: str) -> AsyncIterator[PostgresConnector]:
         yield connector
     finally:
         await connector.aclose()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The type matrix's counts per path (exact / error / changed), when it ran."""
+    import sys
+
+    module = sys.modules.get("plugins.postgres.tests.test_type_matrix")
+    summary = getattr(module, "summary_lines", None)
+    lines = summary() if summary is not None else []
+    if lines:
+        terminalreporter.section("type matrix")
+        for line in lines:
+            terminalreporter.write_line(line)
