@@ -378,27 +378,18 @@ class PostgresConnector(Connector[PostgresConfig]):
             hint='`headwater ls` lists tables; quote mixed-case names: schema."Table"',
         )
 
-    @staticmethod
-    def _describe_sql(query: str) -> sql.Composed:
-        from psycopg import sql
-
-        return sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(sql.SQL(query))
-
     def _query_columns(self, conn: psycopg.Connection[Any], query: str) -> list[Column]:
-        from headwater_postgres._sql import TYPE_NAMES
+        # Checked as one statement and described read-only, rolled back (`_query`).
+        from headwater_postgres import _query
 
-        cur = conn.execute(self._describe_sql(query))
-        oids = [d.type_code for d in cur.description or ()]
-        info = {r[0]: (r[1], r[2]) for r in conn.execute(TYPE_NAMES, {"oids": oids})}
-        return _columns_from(cur.description or (), info)
+        timeout = self.config.statement_timeout
+        return _query.describe(conn, _query.query_text(query), statement_timeout=timeout)
 
     async def _aquery_columns(self, conn: psycopg.AsyncConnection[Any], query: str) -> list[Column]:
-        from headwater_postgres._sql import TYPE_NAMES
+        from headwater_postgres import _query
 
-        cur = await conn.execute(self._describe_sql(query))
-        oids = [d.type_code for d in cur.description or ()]
-        rows = await (await conn.execute(TYPE_NAMES, {"oids": oids})).fetchall()
-        return _columns_from(cur.description or (), {r[0]: (r[1], r[2]) for r in rows})
+        timeout = self.config.statement_timeout
+        return await _query.adescribe(conn, _query.query_text(query), statement_timeout=timeout)
 
     def list(self, path: str | None = None) -> Iterator[Item]:
         """
@@ -548,24 +539,27 @@ class PostgresConnector(Connector[PostgresConfig]):
             raise self.translate_error(exc) from exc
 
     def _source(self, conn: psycopg.Connection[Any], stream: str) -> Relation | QuerySource | None:
+        from headwater_postgres._query import query_text
         from headwater_postgres._sql import QuerySource, is_query
 
         if is_query(stream):
-            return QuerySource(stream, tuple(self._query_columns(conn, stream)))
+            return QuerySource(query_text(stream), tuple(self._query_columns(conn, stream)))
         return self._relation(conn, stream)
 
     async def _asource(
         self, conn: psycopg.AsyncConnection[Any], stream: str
     ) -> Relation | QuerySource | None:
+        from headwater_postgres._query import query_text
         from headwater_postgres._sql import QuerySource, is_query
 
         if is_query(stream):
-            return QuerySource(stream, tuple(await self._aquery_columns(conn, stream)))
+            return QuerySource(query_text(stream), tuple(await self._aquery_columns(conn, stream)))
         return await self._arelation(conn, stream)
 
     @staticmethod
     def _read_rows(conn: psycopg.Connection[Any], plan: ReadPlan) -> Iterator[Batch]:
         from headwater_postgres._plan import BatchCutter
+        from headwater_postgres._query import read_transaction
 
         cutter = BatchCutter(plan)
         # A server-side cursor fetched in binary: psycopg builds each batch of rows in
@@ -574,7 +568,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         # by the batch.
         # The cursor lives in a transaction (pooled connections are in autocommit),
         # planned for reading every row rather than for a fast first row.
-        with conn.transaction(), conn.cursor(name=_CURSOR, binary=True) as cur:
+        with read_transaction(conn), conn.cursor(name=_CURSOR, binary=True) as cur:
             conn.execute("SET LOCAL cursor_tuple_fraction = 1")
             cur.execute(plan.select)
             while rows := cur.fetchmany(cutter.size):
@@ -592,10 +586,11 @@ class PostgresConnector(Connector[PostgresConfig]):
         """
         from headwater_postgres._jsonl import SETTINGS
         from headwater_postgres._plan import BatchCutter
+        from headwater_postgres._query import read_transaction
 
         cutter = BatchCutter(plan)
         make_batch = cutter.jsonl_batch if jsonl else cutter.copy_text_batch
-        with conn.transaction():
+        with read_transaction(conn):
             for setting in SETTINGS:
                 conn.execute(setting)
             for rows in _copy_rows(conn, statement, cutter.size, plan.batch_bytes):
@@ -648,6 +643,7 @@ class PostgresConnector(Connector[PostgresConfig]):
 
         from headwater_postgres._jsonl import SETTINGS
         from headwater_postgres._plan import BatchCutter
+        from headwater_postgres._query import read_transaction
 
         cutter = BatchCutter(plan)
         make_batch = cutter.jsonl_batch if jsonl else cutter.copy_text_batch
@@ -669,8 +665,7 @@ class PostgresConnector(Connector[PostgresConfig]):
 
         def stream(index: int, connection: psycopg.Connection[Any]) -> None:
             try:
-                with connection.transaction():
-                    connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                with read_transaction(connection, isolation="REPEATABLE READ"):
                     if index == 0:
                         found = connection.execute("SELECT pg_export_snapshot()").fetchone()
                         assert found is not None
@@ -741,6 +736,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         Lines reads run the sync read in a thread).
         """
         from headwater_postgres._plan import BatchCutter, check_options
+        from headwater_postgres._query import aread_transaction
 
         if options.get("format") in ("arrow", "jsonl", "pgcopy"):
             async for batch in super().aread(stream, state, batch_size=batch_size, **options):
@@ -753,7 +749,7 @@ class PostgresConnector(Connector[PostgresConfig]):
                 source = await self._asource(conn, stream)
                 plan = self._plan(stream, source, state, batch_size, options, upper)
                 cutter = BatchCutter(plan)
-                async with conn.transaction(), conn.cursor(name=_CURSOR, binary=True) as cur:
+                async with aread_transaction(conn), conn.cursor(name=_CURSOR, binary=True) as cur:
                     await conn.execute("SET LOCAL cursor_tuple_fraction = 1")
                     await cur.execute(plan.select)
                     while rows := await cur.fetchmany(cutter.size):
@@ -768,6 +764,9 @@ class PostgresConnector(Connector[PostgresConfig]):
         extra = {}
         if self.config.password is not None:
             extra["password"] = self.secret("password")
+        # The driver reads in a transaction of its own: make every one of them read-only.
+        options = self.config.connect_kwargs().get("options") or ""
+        extra["options"] = f"{options} -c default_transaction_read_only=on".strip()
         return make_conninfo(self._conninfo(), **extra)
 
     # --- partitions ----------------------------------------------------------------------
@@ -1116,7 +1115,8 @@ def _copy_rows(
     from psycopg import errors, pq
 
     pgconn = conn.pgconn
-    pgconn.send_query(statement.as_bytes(conn))
+    # The extended protocol runs one statement only, whatever the text holds.
+    pgconn.send_query_params(statement.as_bytes(conn), None)
     result = pgconn.get_result()
     if result is None or result.status != pq.ExecStatus.COPY_OUT:
         _drain(pgconn)
@@ -1155,25 +1155,6 @@ def _drain(pgconn: Any) -> None:
     """Consume the results libpq still holds, so the connection is idle again."""
     while pgconn.get_result() is not None:
         pass
-
-
-def _columns_from(description: Sequence[Any], info: dict[int, tuple[str, int]]) -> list[Column]:
-    from headwater_postgres._sql import Column
-
-    names = [d.name for d in description]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise ConfigError(f"the query returns two columns named {dup!r}; alias one of them")
-    return [
-        Column(
-            name=d.name,
-            type_oid=d.type_code,
-            base_oid=info.get(d.type_code, ("text", 0))[1],
-            type=info.get(d.type_code, ("text", 0))[0],
-            nullable=True,
-        )
-        for d in description
-    ]
 
 
 def _items(schemas: Sequence[Any], rows: Sequence[Any]) -> Iterator[Item]:

@@ -162,6 +162,11 @@ def translate(exc: BaseException, *, target: str) -> HeadwaterError:
             f"{target}: {_RETRYABLE_STATES[sqlstate]}: {message}",
             hint="retry; a read resumes exactly from the last batch's state",
         )
+    from headwater_postgres._query import refusal
+
+    refused = refusal(exc)
+    if refused is not None:
+        return refused
     if sqlstate == "57014":
         return ServerError(
             f"{target}: statement cancelled ({message})",

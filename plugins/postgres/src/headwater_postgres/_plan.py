@@ -27,6 +27,7 @@ from typing import Any
 from psycopg import sql
 
 from headwater import Batch, ConfigError, State
+from headwater_postgres._query import subquery
 from headwater_postgres._sql import (
     Column,
     QuerySource,
@@ -258,7 +259,8 @@ def build_plan(
     else:
         all_columns = source.columns
         primary_key = ()
-        from_clause = sql.SQL("({}) AS {}").format(sql.SQL(source.query), sql.Identifier("q"))
+        # On lines of its own: a query's trailing ``--`` comment must not eat the bracket.
+        from_clause = sql.SQL("{} AS {}").format(subquery(source.query), sql.Identifier("q"))
         alias = "q"
         width = None
     keys = _key_columns(all_columns, primary_key, key=key, cursor_field=cursor_field, stream=stream)

@@ -1,0 +1,216 @@
+"""
+The one way a read touches the server: read-only, one statement per call, rolled back.
+
+A stream that is a SQL query is the user's text, so everything that runs it (read,
+describe, metadata, the COPY and Arrow reads) goes through here:
+
+* the text is first checked by the server's own parser, as a prepared statement sent
+  with the extended protocol: that protocol takes exactly one statement, so
+  ``select 1) q; DROP TABLE t; select (1`` is refused before anything runs, and a text
+  that is valid only once wrapped in ``SELECT ... FROM (...)`` is refused too;
+* a describe runs inside a ``READ ONLY`` transaction that is always rolled back, under
+  a ``statement_timeout``;
+* a read's transaction is ``READ ONLY`` and rolled back as well (nothing a read does is
+  worth committing), so a data-modifying ``WITH`` fails instead of writing.
+
+Writing is what ``write`` is for. Table reads use the same read-only transaction: a read
+never needs more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from psycopg import sql
+
+from headwater import ConfigError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from headwater_postgres._sql import Column
+
+#: Seconds a describe may take at most (the configured statement_timeout when lower).
+#: A describe only parses and plans, but parsing waits for locks on the tables it names.
+DESCRIBE_TIMEOUT: Final = 30.0
+
+#: Prefix of the prepared statement that checks a query's text (dropped right after;
+#: PREPARE outlives a rollback, so each check has its own name and a leftover of a
+#: cancelled one never blocks the next).
+_CHECK_PREFIX: Final = "headwater_query_check_"
+
+_KINDS: Final = "one SELECT, WITH, VALUES or TABLE statement"
+_HINT: Final = "a query stream only reads; write with `headwater write` / connector.write()"
+
+#: A query stream: starts with one of these keywords (optionally after an opening bracket).
+_FIRST_WORD: Final = re.compile(r"^\s*\(*\s*(select|with|values|table)\b", re.IGNORECASE)
+
+
+def query_text(stream: str) -> str:
+    """
+    The query of a stream, as it is wrapped in ``SELECT ... FROM (...)``: trailing
+    semicolons and blanks dropped (``select 1;`` is one statement, but not inside brackets).
+    """
+    text = stream.strip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    if not _FIRST_WORD.match(text):
+        raise ConfigError(f"a query stream must be {_KINDS}", field="stream", hint=_HINT)
+    return text
+
+
+def subquery(query: str) -> sql.Composed:
+    """``(\\n query \\n)``: on lines of its own, so a trailing ``--`` comment stays inside."""
+    return sql.SQL("(\n{}\n)").format(sql.SQL(query))
+
+
+def _check_sql(query: str) -> tuple[sql.Composed, sql.Composed]:
+    """``PREPARE`` of the bare text (parsed, never run) and its ``DEALLOCATE``."""
+    name = sql.Identifier(_CHECK_PREFIX + uuid.uuid4().hex)
+    return (
+        sql.SQL("PREPARE {} AS\n{}").format(name, sql.SQL(query)),
+        sql.SQL("DEALLOCATE {}").format(name),
+    )
+
+
+def describe_sql(query: str) -> sql.Composed:
+    return sql.SQL("SELECT * FROM {} AS q LIMIT 0").format(subquery(query))
+
+
+def _timeout_ms(configured: float | None) -> int:
+    seconds = DESCRIBE_TIMEOUT if configured is None else min(configured, DESCRIBE_TIMEOUT)
+    return max(1, round(seconds * 1000))
+
+
+def _read_only(timeout_ms: int | None) -> list[sql.Composed]:
+    statements = [sql.SQL("SET TRANSACTION READ ONLY").format()]
+    if timeout_ms is not None:
+        statements.append(
+            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
+        )
+    return statements
+
+
+def refusal(exc: BaseException) -> ConfigError | None:
+    """
+    A clear error for a query the server refused because of what it is (several
+    statements, or a write in a read-only transaction); None for any other failure.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    primary = str(getattr(diag, "message_primary", None) or exc).strip()
+    if sqlstate == "42601" and "multiple commands" in primary:
+        return ConfigError(
+            f"a query stream must be {_KINDS}; this text holds several", field="stream", hint=_HINT
+        )
+    if sqlstate == "25006" or (sqlstate == "0A000" and "data-modifying" in primary):
+        return ConfigError(
+            f"a query stream must be {_KINDS} that only reads; the server refused: {primary}",
+            field="stream",
+            hint=_HINT,
+        )
+    return None
+
+
+@contextlib.contextmanager
+def read_transaction(
+    conn: psycopg.Connection[Any], *, timeout_ms: int | None = None, isolation: str | None = None
+) -> Iterator[None]:
+    """
+    A ``READ ONLY`` transaction that is rolled back however the block ends.
+    ``isolation`` (e.g. ``REPEATABLE READ``) is set first, as PostgreSQL requires.
+    """
+    with conn.transaction(force_rollback=True):
+        if isolation is not None:
+            conn.execute(sql.SQL("SET TRANSACTION ISOLATION LEVEL {}").format(sql.SQL(isolation)))
+        for statement in _read_only(timeout_ms):
+            conn.execute(statement)
+        yield
+
+
+@contextlib.asynccontextmanager
+async def aread_transaction(
+    conn: psycopg.AsyncConnection[Any], *, timeout_ms: int | None = None
+) -> AsyncIterator[None]:
+    """Async `read_transaction`."""
+    async with conn.transaction(force_rollback=True):
+        for statement in _read_only(timeout_ms):
+            await conn.execute(statement)
+        yield
+
+
+def describe(
+    conn: psycopg.Connection[Any], query: str, *, statement_timeout: float | None
+) -> list[Column]:
+    """
+    The result columns of ``query``: checked as one statement by the server's parser,
+    then described with ``LIMIT 0``, both read-only, rolled back, under a timeout.
+    Every statement goes with the extended protocol (``binary=True``: psycopg sends
+    parameterless text with the simple protocol, which runs several statements).
+    """
+    from headwater_postgres._sql import TYPE_NAMES
+
+    try:
+        with read_transaction(conn, timeout_ms=_timeout_ms(statement_timeout)):
+            cur = conn.cursor(binary=True)
+            prepare, deallocate = _check_sql(query)
+            cur.execute(prepare, binary=True)
+            cur.execute(deallocate, binary=True)
+            cur.execute(describe_sql(query), binary=True)
+            description = list(cur.description or ())
+            oids = [d.type_code for d in description]
+            info = {r[0]: (r[1], r[2]) for r in conn.execute(TYPE_NAMES, {"oids": oids})}
+    except Exception as exc:
+        refused = refusal(exc)
+        if refused is not None:
+            raise refused from None
+        raise
+    return columns_from(description, info)
+
+
+async def adescribe(
+    conn: psycopg.AsyncConnection[Any], query: str, *, statement_timeout: float | None
+) -> list[Column]:
+    """Async `describe`."""
+    from headwater_postgres._sql import TYPE_NAMES
+
+    try:
+        async with aread_transaction(conn, timeout_ms=_timeout_ms(statement_timeout)):
+            cur = conn.cursor(binary=True)
+            prepare, deallocate = _check_sql(query)
+            await cur.execute(prepare, binary=True)
+            await cur.execute(deallocate, binary=True)
+            await cur.execute(describe_sql(query), binary=True)
+            description = list(cur.description or ())
+            oids = [d.type_code for d in description]
+            rows = await (await conn.execute(TYPE_NAMES, {"oids": oids})).fetchall()
+    except Exception as exc:
+        refused = refusal(exc)
+        if refused is not None:
+            raise refused from None
+        raise
+    return columns_from(description, {r[0]: (r[1], r[2]) for r in rows})
+
+
+def columns_from(description: Sequence[Any], info: dict[int, tuple[str, int]]) -> list[Column]:
+    """Columns of a query's result from its description and the catalog's type names."""
+    from headwater_postgres._sql import Column
+
+    names = [d.name for d in description]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(f"the query returns two columns named {dup!r}; alias one of them")
+    return [
+        Column(
+            name=d.name,
+            type_oid=d.type_code,
+            base_oid=info.get(d.type_code, ("text", 0))[1],
+            type=info.get(d.type_code, ("text", 0))[0],
+            nullable=True,
+        )
+        for d in description
+    ]
