@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fix_postgres",
     "tests.fix_http",
     "tests.fix_azurite",
+    "tests.fix_oidc",
 ]

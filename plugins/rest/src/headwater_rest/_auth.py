@@ -18,28 +18,33 @@ This module imports httpx at the top; only the connector imports it, never ``hoo
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import hashlib
 import json
 import math
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, Final
+from urllib.parse import quote_plus
 
 import httpx
 
 from headwater import (
-    AuthFailed,
     ConfigError,
-    ConnectorError,
+    HeadwaterError,
     Secret,
-    error_for_status,
     get_logger,
-    parse_retry_after,
+    is_loopback,
+    redact,
     register_secret,
 )
 from headwater_rest.__about__ import __version__
+from headwater_rest._errors import TokenEndpointError
+from headwater_rest._http import TokenStep, TokenTransport
 
 logger = get_logger("headwater_rest.auth")
 
@@ -159,39 +164,130 @@ class KeyringTokenCache(TokenCache):
             logger.debug("token cache: cannot store in keyring (%s)", type(exc).__name__)
 
 
+#: Authorization server metadata by issuer, fetched once per process (RFC 8414).
+_METADATA: dict[str, dict[str, Any]] = {}
+_METADATA_LOCK = threading.Lock()
+
+#: ``client_auth`` → the RFC 8414 / OpenID name servers list in their metadata.
+_METHOD_NAMES: Final = {
+    "basic": "client_secret_basic",
+    "basic_unencoded": "client_secret_basic",
+    "body": "client_secret_post",
+    "client_secret_jwt": "client_secret_jwt",
+    "private_key_jwt": "private_key_jwt",
+}
+_ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: Lifetime of a client assertion: long enough for clock skew, short against replay.
+_ASSERTION_SECONDS: Final = 60
+#: How much of the server's error_description is shown.
+_DESCRIPTION_CHARS: Final = 200
+
+
+def forget_metadata() -> None:
+    """Forget every cached authorization server metadata document (tests use this)."""
+    with _METADATA_LOCK:
+        _METADATA.clear()
+
+
+def well_known_urls(issuer: str) -> list[str]:
+    """
+    Where ``issuer``'s metadata may be: RFC 8414's ``/.well-known/oauth-authorization-server``
+    (inserted before the issuer's path), then OpenID Connect Discovery's
+    ``/.well-known/openid-configuration`` (appended to it).
+    """
+    url = httpx.URL(issuer)
+    path = url.path.rstrip("/")
+    origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+    return [
+        f"{origin}/.well-known/oauth-authorization-server{path}",
+        f"{origin}{path}/.well-known/openid-configuration",
+    ]
+
+
+def basic_credentials(client_id: str, secret: str, *, encode: bool = True) -> str:
+    """
+    The ``Authorization`` value of client_secret_basic. RFC 6749 §2.3.1: the id and the
+    secret are each ``application/x-www-form-urlencoded`` first (so ``+ % : /`` survive);
+    ``encode=False`` sends them as written, for servers that do not decode.
+    """
+    if encode:
+        client_id, secret = quote_plus(client_id, safe=""), quote_plus(secret, safe="")
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")
+
+
+def _load_signing_key(pem: str, algorithm: str) -> Any:
+    """The private key in ``pem``, checked against ``algorithm`` (never shown in errors)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.encode("utf-8"), password=None)
+    except (ValueError, TypeError) as exc:
+        reason = "it is encrypted" if "encrypted" in str(exc).lower() else "it is not PEM"
+        raise ConfigError(
+            f"auth.private_key is not a usable PEM private key ({reason})",
+            field="auth.private_key",
+            hint="give an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)",
+        ) from None
+    wanted: type[Any] = ec.EllipticCurvePrivateKey if algorithm == "ES256" else rsa.RSAPrivateKey
+    if not isinstance(key, wanted) or (
+        isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name != "secp256r1"
+    ):
+        kind = "a P-256 EC key" if algorithm == "ES256" else "an RSA key"
+        raise ConfigError(
+            f"auth.algorithm {algorithm} needs {kind}, and auth.private_key is not one",
+            field="auth.algorithm",
+            hint="RS256 / PS256 sign with RSA keys, ES256 with P-256 keys",
+        )
+    return key
+
+
 class _OAuth2(httpx.Auth):
     """Shared machinery of the OAuth2 grants: cache, lock, expiry, 401 → refresh once."""
 
-    #: The config field blamed when the token endpoint refuses us.
-    secret_field = "auth.client_secret"  # noqa: S105  a field name
+    #: The config field blamed when the token endpoint refuses the grant itself.
+    grant_field = "auth.client_secret"
 
     def __init__(
         self,
         *,
-        token_url: str,
+        token_url: str | None,
         secret: SecretGetter,
         client_id: str | None,
         has_client_secret: bool,
+        issuer: str | None = None,
         scope: str | None = None,
         audience: str | None = None,
         client_auth: str = "basic",
+        private_key: Any = None,
+        key_id: str | None = None,
+        algorithm: str = "RS256",
+        assertion_audience: str = "token_url",
         leeway: float = 30.0,
         extra_params: Mapping[str, str] | None = None,
         cache: TokenCache | None = None,
         subject: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if token_url is None and issuer is None:
+            raise ConfigError("give auth.token_url or auth.issuer", field="auth.token_url")
         self.token_url = token_url
+        self.issuer = issuer
         self._secret = secret
         self.client_id = client_id
         self._has_client_secret = has_client_secret
         self.scope = scope
         self.audience = audience
         self.client_auth = client_auth
+        self._private_key = private_key
+        self.key_id = key_id
+        self.algorithm = algorithm
+        self.assertion_audience = assertion_audience
         self.leeway = leeway
         self.extra_params = dict(extra_params or {})
         self._cache = cache or TokenCache()
         self._clock = clock
+        self._transport = TokenTransport()
         self._token: str | None = None
         self._expires_at = 0.0
         self._renew_at = 0.0
@@ -207,7 +303,7 @@ class _OAuth2(httpx.Auth):
         self._cache_key = hashlib.sha256(
             "\0".join(
                 [
-                    token_url,
+                    token_url or f"issuer:{issuer}",
                     client_id or "",
                     scope or "",
                     audience or "",
@@ -218,7 +314,12 @@ class _OAuth2(httpx.Auth):
         ).hexdigest()[:32]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(token_url={self.token_url!r}, client_id={self.client_id!r})"
+        where = f"token_url={self.token_url!r}" if self.token_url else f"issuer={self.issuer!r}"
+        return f"{type(self).__name__}({where}, client_id={self.client_id!r})"
+
+    def bind_transport(self, transport: Any) -> None:
+        """Send token requests with the connector's TLS settings, timeouts and retries."""
+        self._transport = transport
 
     # --- the token, sans-I/O ----------------------------------------------------------------
 
@@ -252,7 +353,24 @@ class _OAuth2(httpx.Auth):
     def _grant(self) -> dict[str, str]:
         raise NotImplementedError
 
-    def _token_request(self) -> httpx.Request:
+    def _assertion(self, token_url: str, key: Any, algorithm: str) -> str:
+        """An RFC 7523 client assertion: fresh ``jti``, short-lived, for this server."""
+        import jwt
+
+        now = int(time.time())
+        audience = self.issuer if self.assertion_audience == "issuer" else token_url
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": audience,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "exp": now + _ASSERTION_SECONDS,
+        }
+        headers = {"kid": self.key_id} if self.key_id else None
+        return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+    def _token_request(self, token_url: str) -> httpx.Request:
         form = {**self._grant(), **self.extra_params}
         if self.scope:
             form["scope"] = self.scope
@@ -260,15 +378,71 @@ class _OAuth2(httpx.Auth):
             form["audience"] = self.audience
         headers = {"Accept": "application/json", "User-Agent": f"headwater-rest/{__version__}"}
         client_secret = self._secret("client_secret") if self._has_client_secret else None
-        if self.client_auth == "basic" and self.client_id and client_secret is not None:
-            basic = httpx.BasicAuth(self.client_id, client_secret)
-            headers["Authorization"] = basic._auth_header
+        method = self.client_auth
+        if method in ("basic", "basic_unencoded") and self.client_id and client_secret is not None:
+            headers["Authorization"] = basic_credentials(
+                self.client_id, client_secret, encode=method == "basic"
+            )
+        elif method in ("client_secret_jwt", "private_key_jwt") and self.client_id:
+            if method == "client_secret_jwt":
+                assertion = self._assertion(token_url, (client_secret or "").encode(), "HS256")
+            else:
+                assertion = self._assertion(token_url, self._private_key, self.algorithm)
+            form["client_id"] = self.client_id
+            form["client_assertion_type"] = _ASSERTION_TYPE
+            form["client_assertion"] = assertion
         else:
             if self.client_id:
                 form["client_id"] = self.client_id
             if client_secret is not None:
                 form["client_secret"] = client_secret
-        return httpx.Request("POST", self.token_url, data=form, headers=headers)
+        return httpx.Request("POST", token_url, data=form, headers=headers)
+
+    def _refused(self, status: int, data: Any) -> HeadwaterError:
+        """The error for a token endpoint's refusal, saying what the server said (RFC 6749 §5.2)."""
+        error = data.get("error") if isinstance(data, dict) else None
+        error = error if isinstance(error, str) and 0 < len(error) < 60 else None
+        description = data.get("error_description") if isinstance(data, dict) else None
+        said = ""
+        if error:
+            said = f": {error}"
+            if isinstance(description, str) and description.strip():
+                text = " ".join(description.split())
+                if len(text) > _DESCRIPTION_CHARS:
+                    text = text[: _DESCRIPTION_CHARS - 1] + "…"
+                said += f" ({redact(text)})"
+        path = httpx.URL(self.token_url or "").path
+        message = f"token endpoint {path} refused the request ({status}){said}"
+        field, hint = self._blame(error, description if isinstance(description, str) else "")
+        return TokenEndpointError(message, field=field, hint=hint)
+
+    def _blame(self, error: str | None, description: str) -> tuple[str, str]:
+        """The config field and hint for a token endpoint error code."""
+        jwt_method = self.client_auth in ("client_secret_jwt", "private_key_jwt")
+        if error == "invalid_scope":
+            return "auth.scope", "request only scopes this client may have (check auth.scope)"
+        if error == "invalid_client":
+            if self.client_auth == "private_key_jwt":
+                return (
+                    "auth.private_key",
+                    "check client_id, that the server has this key's public half "
+                    "(key_id, algorithm), and assertion_audience",
+                )
+            if jwt_method:
+                return "auth.client_secret", "check client_id, client_secret and assertion_audience"
+            return "auth.client_secret", "check client_id and client_secret"
+        if error == "invalid_request" and "encoded" in description:
+            return (
+                "auth.client_auth",
+                "the server decodes client credentials as RFC 6749 says: use client_auth: basic",
+            )
+        if error == "unauthorized_client":
+            return "auth.client_id", "the server does not allow this grant for this client_id"
+        if error == "invalid_target":
+            return "auth.extra_params", "check the resource / audience asked for"
+        if error == "unsupported_grant_type":
+            return "auth.type", "the server does not offer this grant type"
+        return self.grant_field, "check client_id, the client secret or refresh token, and scope"
 
     def _accept(self, response: httpx.Response) -> str:
         """Read a token response; raise a headwater error for a refusal."""
@@ -277,20 +451,14 @@ class _OAuth2(httpx.Auth):
             data = response.json()
         except ValueError:
             data = None
-        if status >= 400 or not isinstance(data, dict) or not data.get("access_token"):
-            error = data.get("error") if isinstance(data, dict) else None
-            what = f" ({error})" if isinstance(error, str) and len(error) < 60 else ""
-            message = f"token endpoint {httpx.URL(self.token_url).path} returned {status}{what}"
-            if status in (400, 401, 403):
-                raise AuthFailed(
-                    f"{message}: the credentials were refused",
-                    field=self.secret_field,
-                    hint="check client_id, the client secret or refresh token, and scope",
-                )
-            if status < 400:
-                raise ConnectorError(f"{message} without an access_token")
-            raise error_for_status(
-                status, message, retry_after=parse_retry_after(response.headers.get("retry-after"))
+        if status >= 400:
+            raise self._refused(status, data)
+        if not isinstance(data, dict) or not data.get("access_token"):
+            path = httpx.URL(self.token_url or "").path
+            raise TokenEndpointError(
+                f"token endpoint {path} returned {status} without an access_token",
+                field="auth.token_url",
+                hint="check that auth.token_url is the server's token endpoint",
             )
         token = str(data["access_token"])
         register_secret(token)
@@ -309,12 +477,114 @@ class _OAuth2(httpx.Auth):
     def _rotated(self, data: Mapping[str, Any]) -> None:
         """Hook for grants whose response carries a new refresh token."""
 
-    def _exchange(self) -> Generator[httpx.Request, httpx.Response, str]:
-        """Fetch a new token: yields the token request, receives its (read) response."""
+    def _discover(self) -> Generator[TokenStep, httpx.Response, None]:
+        """Learn the token endpoint from the issuer's metadata (cached per process)."""
+        assert self.issuer is not None
+        with _METADATA_LOCK:
+            metadata = _METADATA.get(self.issuer)
+        if metadata is None:
+            tried: list[str] = []
+            for url in well_known_urls(self.issuer):
+                response = yield TokenStep(
+                    url,
+                    functools.partial(
+                        httpx.Request, "GET", url, headers={"Accept": "application/json"}
+                    ),
+                    f"authorization server metadata {httpx.URL(url).path}",
+                    "auth.issuer",
+                )
+                try:
+                    data = response.json() if response.status_code == 200 else None
+                except ValueError:
+                    data = None
+                if isinstance(data, dict):
+                    metadata = data
+                    break
+                tried.append(f"{httpx.URL(url).path}: {response.status_code}")
+            if metadata is None:
+                raise ConfigError(
+                    f"no authorization server metadata for issuer {self.issuer} "
+                    f"({'; '.join(tried)})",
+                    field="auth.issuer",
+                    hint="check auth.issuer, or give auth.token_url instead",
+                )
+            with _METADATA_LOCK:
+                _METADATA[self.issuer] = metadata
+        self._use_metadata(metadata)
+
+    def _use_metadata(self, metadata: Mapping[str, Any]) -> None:
+        assert self.issuer is not None
+        said = metadata.get("issuer")
+        if not isinstance(said, str) or said.rstrip("/") != self.issuer.rstrip("/"):
+            raise ConfigError(
+                f"the metadata found for auth.issuer {self.issuer} names issuer {said!r}",
+                field="auth.issuer",
+                hint="set auth.issuer to exactly the issuer the server names (RFC 8414 §3.3)",
+            )
+        endpoint = metadata.get("token_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"the metadata of issuer {self.issuer} has no token_endpoint",
+                field="auth.issuer",
+                hint="give auth.token_url instead",
+            )
+        url = httpx.URL(endpoint)
+        if url.scheme == "http" and not is_loopback(url.host):
+            raise ConfigError(
+                f"issuer {self.issuer} names a plain-http token endpoint ({url.host})",
+                field="auth.issuer",
+                hint="the token endpoint must use https (plain http only to localhost)",
+            )
+        methods = metadata.get("token_endpoint_auth_methods_supported")
+        wanted = _METHOD_NAMES.get(self.client_auth, self.client_auth)
+        if isinstance(methods, list) and methods and wanted not in methods:
+            accepted = ", ".join(str(m) for m in methods)
+            raise ConfigError(
+                f"the authorization server does not accept {wanted} (it accepts: {accepted})",
+                field="auth.client_auth",
+                hint="choose a client_auth the server accepts",
+            )
+        self.token_url = endpoint
+
+    def _exchange(self) -> Generator[TokenStep, httpx.Response, str]:
+        """Fetch a new token: yields each request to send, receives its (read) response."""
+        if self.token_url is None:
+            yield from self._discover()
+        token_url = self.token_url
+        assert token_url is not None
         self.fetches += 1
-        logger.debug("fetching an OAuth2 token from %s", httpx.URL(self.token_url).path)
-        response = yield self._token_request()
+        logger.debug("fetching an OAuth2 token from %s", httpx.URL(token_url).path)
+        response = yield TokenStep(
+            token_url,
+            functools.partial(self._token_request, token_url),
+            f"token endpoint {httpx.URL(token_url).path}",
+            # A token endpoint found through discovery is the issuer's.
+            "auth.issuer" if self.issuer else "auth.token_url",
+        )
         return self._accept(response)
+
+    def _fetch(self) -> str:
+        """Run `_exchange` with blocking I/O."""
+        flow = self._exchange()
+        with self._transport.client() as client:
+            step = next(flow)
+            while True:
+                try:
+                    step = flow.send(self._transport.send(client, step))
+                except StopIteration as done:
+                    return str(done.value)
+
+    async def _afetch(self) -> str:
+        """Run `_exchange` with async I/O."""
+        flow = self._exchange()
+        async with self._transport.aclient() as client:
+            step = next(flow)
+            while True:
+                response = await self._transport.asend(client, step)
+                try:
+                    step = flow.send(response)
+                except StopIteration as done:
+                    return str(done.value)
 
     # --- httpx flows ------------------------------------------------------------------------
 
@@ -330,7 +600,7 @@ class _OAuth2(httpx.Auth):
             with self._lock:
                 token = self._valid()
                 if token is None:
-                    token = yield from self._sync_exchange()
+                    token = self._fetch()
         self._apply(request, token)
         response = yield request
         if response.status_code != 401:
@@ -341,21 +611,9 @@ class _OAuth2(httpx.Auth):
             self.invalidate(token)
             fresh = self._valid()
             if fresh is None or fresh == token:
-                fresh = yield from self._sync_exchange()
+                fresh = self._fetch()
         self._apply(request, fresh)
         yield request
-
-    def _sync_exchange(self) -> Generator[httpx.Request, httpx.Response, str]:
-        flow = self._exchange()
-        token_request = next(flow)
-        while True:
-            response = yield token_request
-            response.read()
-            try:
-                token_request = flow.send(response)
-            except StopIteration as done:
-                token: str = done.value
-                return token
 
     def _alock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -373,17 +631,7 @@ class _OAuth2(httpx.Auth):
             async with self._alock():
                 token = self._valid()
                 if token is None:
-                    # An async generator cannot `yield from`: drive the exchange inline.
-                    flow = self._exchange()
-                    step = next(flow)
-                    while True:
-                        answer = yield step
-                        await answer.aread()
-                        try:
-                            step = flow.send(answer)
-                        except StopIteration as done:
-                            token = str(done.value)
-                            break
+                    token = await self._afetch()
         self._apply(request, token)
         response = yield request
         if response.status_code != 401:
@@ -392,16 +640,7 @@ class _OAuth2(httpx.Auth):
             self.invalidate(token)
             fresh = self._valid()
             if fresh is None or fresh == token:
-                flow = self._exchange()
-                step = next(flow)
-                while True:
-                    answer = yield step
-                    await answer.aread()
-                    try:
-                        step = flow.send(answer)
-                    except StopIteration as done:
-                        fresh = str(done.value)
-                        break
+                fresh = await self._afetch()
         self._apply(request, fresh)
         yield request
 
@@ -416,7 +655,7 @@ class ClientCredentials(_OAuth2):
 class RefreshToken(_OAuth2):
     """OAuth2 refresh-token grant, saving a rotated refresh token through ``on_rotate``."""
 
-    secret_field = "auth.refresh_token"  # noqa: S105  a field name
+    grant_field = "auth.refresh_token"
 
     def __init__(self, *, on_rotate: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -427,6 +666,15 @@ class RefreshToken(_OAuth2):
         if self._refresh_token is None:
             self._refresh_token = self._secret("refresh_token")
         return {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+
+    def _blame(self, error: str | None, description: str) -> tuple[str, str]:
+        if error == "invalid_grant":
+            return (
+                "auth.refresh_token",
+                "the refresh token was revoked, expired or already used: sign in again to get "
+                "a new one and store it where auth.refresh_token points",
+            )
+        return super()._blame(error, description)
 
     def _rotated(self, data: Mapping[str, Any]) -> None:
         new = data.get("refresh_token")
@@ -442,14 +690,27 @@ def _oauth_common(config: Mapping[str, Any], secret: SecretGetter) -> dict[str, 
     cache: TokenCache | None = (
         KeyringTokenCache() if config.get("token_cache") == "keyring" else None
     )
+    client_auth = str(config.get("client_auth") or "basic")
+    algorithm = str(config.get("algorithm") or "RS256")
+    private_key = None
+    if client_auth == "private_key_jwt":
+        # Resolved and parsed now, so a missing or unusable key fails at connect time.
+        private_key = _load_signing_key(secret("private_key"), algorithm)
+    if client_auth in ("client_secret_jwt", "private_key_jwt") and not config.get("client_id"):
+        raise ConfigError(f"client_auth: {client_auth} needs client_id", field="auth.client_id")
     return {
-        "token_url": str(config["token_url"]),
+        "token_url": config.get("token_url"),
+        "issuer": config.get("issuer"),
         "secret": secret,
         "client_id": config.get("client_id"),
         "has_client_secret": config.get("client_secret") is not None,
         "scope": config.get("scope"),
         "audience": config.get("audience"),
-        "client_auth": config.get("client_auth", "basic"),
+        "client_auth": client_auth,
+        "private_key": private_key,
+        "key_id": config.get("key_id"),
+        "algorithm": algorithm,
+        "assertion_audience": str(config.get("assertion_audience") or "token_url"),
         "leeway": float(config.get("leeway", 30.0)),
         "extra_params": config.get("extra_params") or {},
         "cache": cache,
@@ -457,16 +718,22 @@ def _oauth_common(config: Mapping[str, Any], secret: SecretGetter) -> dict[str, 
 
 
 def make_client_credentials(config: Mapping[str, Any], secret: SecretGetter) -> httpx.Auth:
-    """``type: oauth2_client_credentials`` — token_url, client_id, client_secret, scope, ..."""
+    """``type: oauth2_client_credentials`` — token_url or issuer, client_id, client_auth, ..."""
     if not config.get("client_id"):
         raise ConfigError("oauth2_client_credentials needs client_id", field="auth.client_id")
-    # Resolve now so a missing secret fails at connect time, not at the first request.
-    secret("client_secret")
-    return ClientCredentials(**_oauth_common(config, secret))
+    common = _oauth_common(config, secret)
+    if common["has_client_secret"]:
+        # Resolve now so a missing secret fails at connect time, not at the first request.
+        secret("client_secret")
+    elif config.get("client_auth") != "private_key_jwt":
+        raise ConfigError(
+            "oauth2_client_credentials needs client_secret", field="auth.client_secret"
+        )
+    return ClientCredentials(**common)
 
 
 def make_refresh_token(config: Mapping[str, Any], secret: SecretGetter) -> httpx.Auth:
-    """``type: oauth2_refresh_token`` — token_url, refresh_token, client_id, client_secret, ..."""
+    """``type: oauth2_refresh_token`` — token_url or issuer, refresh_token, client_id, ..."""
     first = secret("refresh_token")
     source = config.get("refresh_token")
     reference = source.reference if isinstance(source, Secret) else None

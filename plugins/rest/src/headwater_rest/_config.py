@@ -99,6 +99,17 @@ def resolve_values(
     }
 
 
+def resolve_client_cert(
+    tls: TlsSettings | None, resolvers: Mapping[str, CredentialResolver]
+) -> tuple[str, str | None] | None:
+    """``tls``'s client certificate and key PEM, resolved at connect time (``None``: no mTLS)."""
+    if tls is None:
+        return None
+    cert = tls.client_cert.resolve("tls.client_cert", resolvers)
+    key = tls.client_key.resolve("tls.client_key", resolvers) if tls.client_key else None
+    return cert, key
+
+
 # --- auth ----------------------------------------------------------------------------------
 
 
@@ -139,16 +150,55 @@ class BasicAuth(_Model):
     password: Secret = Field(description="Password (a literal or a secret reference).")
 
 
+#: ``client_auth`` values: how the client authenticates to the token endpoint.
+ClientAuthMethod = Literal[
+    "basic", "basic_unencoded", "body", "client_secret_jwt", "private_key_jwt"
+]
+
+
 class _OAuth2Base(_Model):
-    token_url: str = Field(description="The authorization server's token endpoint (https).")
+    token_url: str | None = Field(
+        default=None,
+        description="The authorization server's token endpoint (https). Give this or issuer.",
+    )
+    issuer: str | None = Field(
+        default=None,
+        description="The authorization server's issuer URL, instead of token_url: the token "
+        "endpoint and the client authentication methods it accepts are read from its metadata "
+        "(/.well-known/oauth-authorization-server, else /.well-known/openid-configuration), "
+        "once per process.",
+    )
     scope: str | None = Field(default=None, description="Space-separated scopes to request.")
     audience: str | None = Field(
         default=None, description="``audience`` parameter, if the server needs one."
     )
-    client_auth: Literal["basic", "body"] = Field(
+    client_auth: ClientAuthMethod = Field(
         default="basic",
-        description="How the client authenticates to the token endpoint: HTTP basic "
-        "(client_secret_basic) or form fields (client_secret_post).",
+        description="How the client authenticates to the token endpoint: ``basic`` "
+        "(client_secret_basic: id and secret form-urlencoded, then HTTP basic, as RFC 6749 "
+        "§2.3.1 says), ``basic_unencoded`` (HTTP basic with id and secret as written, for a "
+        "server that does not decode them), ``body`` (client_secret_post: form fields), "
+        "``client_secret_jwt`` (an HS256 assertion signed with client_secret) or "
+        "``private_key_jwt`` (an assertion signed with private_key; RFC 7523).",
+    )
+    private_key: Secret | None = Field(
+        default=None,
+        description="PEM private key signing the private_key_jwt assertion (a secret "
+        "reference: ``file:``, ``keyring:``, ``env:``).",
+    )
+    key_id: str | None = Field(
+        default=None,
+        description="``kid`` of private_key as registered with the server (private_key_jwt).",
+    )
+    algorithm: Literal["RS256", "PS256", "ES256"] = Field(
+        default="RS256",
+        description="Signing algorithm of the private_key_jwt assertion (RS256 and PS256 need "
+        "an RSA key, ES256 a P-256 key); client_secret_jwt always signs with HS256.",
+    )
+    assertion_audience: Literal["token_url", "issuer"] = Field(
+        default="token_url",
+        description="``aud`` of a client assertion: the token endpoint URL, or the issuer "
+        "(for servers that ask for it; needs issuer).",
     )
     leeway: float = Field(
         default=30.0,
@@ -165,10 +215,22 @@ class _OAuth2Base(_Model):
         default_factory=dict, description="Additional form fields for the token request."
     )
 
-    @field_validator("token_url")
+    @field_validator("token_url", "issuer")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        return _check_http_url(value)
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @model_validator(mode="after")
+    def _endpoint_and_method(self) -> _OAuth2Base:
+        if (self.token_url is None) == (self.issuer is None):
+            raise ValueError("give token_url or issuer (one of them)")
+        if self.client_auth == "private_key_jwt" and self.private_key is None:
+            raise ValueError("client_auth: private_key_jwt needs private_key")
+        if self.private_key is not None and self.client_auth != "private_key_jwt":
+            raise ValueError("private_key is used only with client_auth: private_key_jwt")
+        if self.assertion_audience == "issuer" and self.issuer is None:
+            raise ValueError("assertion_audience: issuer needs issuer")
+        return self
 
 
 class ClientCredentialsAuth(_OAuth2Base):
@@ -176,9 +238,17 @@ class ClientCredentialsAuth(_OAuth2Base):
 
     type: Literal["oauth2_client_credentials"] = "oauth2_client_credentials"
     client_id: str = Field(description="OAuth2 client id (not secret).")
-    client_secret: Secret = Field(
-        description="OAuth2 client secret (a literal or a secret reference)."
+    client_secret: Secret | None = Field(
+        default=None,
+        description="OAuth2 client secret (a literal or a secret reference); not used with "
+        "private_key_jwt.",
     )
+
+    @model_validator(mode="after")
+    def _needs_a_credential(self) -> ClientCredentialsAuth:
+        if self.client_secret is None and self.client_auth != "private_key_jwt":
+            raise ValueError(f"client_auth: {self.client_auth} needs client_secret")
+        return self
 
 
 class RefreshTokenAuth(_OAuth2Base):
@@ -198,6 +268,12 @@ class RefreshTokenAuth(_OAuth2Base):
         default=None, description="OAuth2 client id, if the server needs one."
     )
     client_secret: Secret | None = Field(default=None, description="OAuth2 client secret, if any.")
+
+    @model_validator(mode="after")
+    def _jwt_needs_a_secret(self) -> RefreshTokenAuth:
+        if self.client_auth == "client_secret_jwt" and self.client_secret is None:
+            raise ValueError("client_auth: client_secret_jwt needs client_secret")
+        return self
 
 
 #: Keys of a plugin scheme's settings shown as written; every other string is masked.
@@ -556,6 +632,20 @@ class RateLimit(_Model):
         return max(gaps)
 
 
+class TlsSettings(_Model):
+    """Mutual TLS: the client certificate presented to the API and the token endpoint."""
+
+    client_cert: Secret = Field(
+        description="PEM client certificate (chain), a secret reference (``file:``, "
+        "``keyring:``, ``env:``) or a literal."
+    )
+    client_key: Secret | None = Field(
+        default=None,
+        description="PEM private key of client_cert (a secret reference); omit when "
+        "client_cert holds the key too.",
+    )
+
+
 # --- the connector config ------------------------------------------------------------------
 
 
@@ -589,6 +679,10 @@ class RestConfig(ConnectorConfig):
         default=True,
         description="TLS verification: true (system CAs), or the path of a CA bundle. "
         "Setting false is refused unless allow_insecure is also set.",
+    )
+    tls: TlsSettings | None = Field(
+        default=None,
+        description="Mutual TLS (a client certificate and key) for the API and the token endpoint.",
     )
     allow_insecure: bool = Field(
         default=False,

@@ -52,6 +52,7 @@ from headwater_rest._config import (
     RestConfig,
     StreamConfig,
     has_credentials,
+    resolve_client_cert,
     resolve_values,
 )
 from headwater_rest._paginate import (
@@ -144,6 +145,7 @@ class RestConnector(Connector[RestConfig]):
         for field, url in (
             ("base_url", c.base_url),
             ("auth.token_url", getattr(c.auth, "token_url", None)),
+            ("auth.issuer", getattr(c.auth, "issuer", None)),
         ):
             if not isinstance(url, str):
                 continue
@@ -171,6 +173,7 @@ class RestConnector(Connector[RestConfig]):
                         self._make_auth(),
                         headers=resolve_values(self.config.headers, "headers", resolvers),
                         params=resolve_values(self.config.params, "params", resolvers),
+                        client_cert=resolve_client_cert(self.config.tls, resolvers),
                     )
         return self._http_obj
 

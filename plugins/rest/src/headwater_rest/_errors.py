@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headwater import Category, ConnectorError
+from headwater import AuthFailed, Category, ConnectorError
 
 
 class PaginationError(ConnectorError):
@@ -21,3 +21,15 @@ class OriginRefused(ConnectorError):
     """
 
     category = Category.CONFIG
+
+
+class TokenEndpointError(AuthFailed):
+    """
+    The OAuth2 authorization server (token endpoint or its metadata) refused us or could
+    not be reached. It is an auth failure of its own, kept apart from the API's: retries
+    and the circuit breaker of the token endpoint already ran, so it is not retried again
+    and does not count against the API origin's breaker.
+    """
+
+    category = Category.AUTH
+    retryable = False

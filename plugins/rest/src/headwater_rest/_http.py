@@ -17,11 +17,12 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -44,8 +45,8 @@ from headwater import (
     redact,
 )
 from headwater_rest.__about__ import __version__
-from headwater_rest._config import RestConfig, has_credentials
-from headwater_rest._errors import OriginRefused
+from headwater_rest._config import BreakerSettings, RestConfig, has_credentials
+from headwater_rest._errors import OriginRefused, TokenEndpointError
 from headwater_rest._paginate import PageResponse
 
 if TYPE_CHECKING:
@@ -242,8 +243,12 @@ def _host_of(exc: httpx.HTTPError) -> str:
 
 
 @contextlib.contextmanager
-def map_errors(what: str) -> Iterator[None]:
-    """Translate httpx exceptions raised inside to headwater errors (the one place that does)."""
+def map_errors(what: str, *, url_field: str = "base_url") -> Iterator[None]:
+    """
+    Translate httpx exceptions raised inside to headwater errors (the one place that does).
+    ``url_field`` is the config field naming the URL that failed (``auth.token_url`` for
+    the token endpoint), blamed when the host cannot be resolved or reached.
+    """
     try:
         yield
     except HeadwaterError:
@@ -269,19 +274,20 @@ def map_errors(what: str) -> Iterator[None]:
             raise TLSFailure(
                 f"{what}: TLS{to} failed ({_reason(exc)})",
                 field="verify",
-                hint="check the server certificate, or give the CA bundle in verify",
+                hint="check the server certificate, or give the CA bundle in verify "
+                "(and tls.client_cert if the server asks for a client certificate)",
             ) from None
         if _caused_by(exc, socket.gaierror):
             name = host.rpartition(":")[0] or "the host"
             raise ConnectionFailed(
                 f"{what}: cannot resolve {name} ({_reason(exc)})",
-                field="base_url",
-                hint="check the host name in base_url, and DNS",
+                field=url_field,
+                hint=f"check the host name in {url_field}, and DNS",
             ) from None
         raise ConnectionFailed(
             f"{what}: cannot connect{to} ({_reason(exc)})",
-            field="base_url",
-            hint="check base_url, DNS and that the service is running",
+            field=url_field,
+            hint=f"check {url_field}, DNS and that the service is running",
         ) from None
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
         raise ConnectionFailed(f"{what}: the connection dropped ({_reason(exc)})") from None
@@ -346,6 +352,146 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
+def load_client_cert(context: ssl.SSLContext, cert_pem: str, key_pem: str | None) -> None:
+    """
+    Make ``context`` (one of this connector's own) present a client certificate.
+
+    ``load_cert_chain`` reads only files, and the certificate and key come from secret
+    references (keyring, env), so they are written to a private temporary directory
+    (mode 0700, files 0600) that is removed as soon as they are loaded.
+    """
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="headwater-mtls-") as directory:
+        cert_file = Path(directory) / "client.crt"
+        key_file = Path(directory) / "client.key" if key_pem else None
+        for path, text in ((cert_file, cert_pem), (key_file, key_pem)):
+            if path is not None and text is not None:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    out.write(text)
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            # The reason names the failing step (PEM lib, key values mismatch), never the key.
+            field = "tls.client_key" if "key" in str(exc).lower() else "tls.client_cert"
+            raise ConfigError(
+                f"cannot load the TLS client certificate and key ({_reason(exc)})",
+                field=field,
+                hint="tls.client_cert must be a PEM certificate and tls.client_key its PEM "
+                "private key (unencrypted)",
+            ) from None
+
+
+# --- the token endpoint ------------------------------------------------------------------------
+
+#: Statuses of a token endpoint worth another try (the server is busy or restarting).
+_TRANSIENT: Final = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenStep:
+    """One request of an OAuth2 exchange (metadata or token), built afresh for each try."""
+
+    #: Where it goes (the breaker is chosen by its origin).
+    url: str
+    #: Builds the request: a new client assertion (fresh ``jti``) on every try.
+    build: Callable[[], httpx.Request]
+    #: ``token endpoint /token`` for messages.
+    what: str
+    #: The config field naming the URL (``auth.token_url``, ``auth.issuer``).
+    field: str
+
+
+class TokenTransport:
+    """
+    Sends the requests of an OAuth2 exchange with their own circuit breaker (keyed by the
+    authorization server's origin, apart from the API's even on the same origin) and the
+    connector's retry policy, blaming failures on the auth fields. What escapes is a
+    `TokenEndpointError` (or a `ConfigError`), never retried again by the API request
+    that needed the token, and never counted against the API's breaker.
+    """
+
+    def __init__(
+        self,
+        client_options: Callable[[], dict[str, Any]] | None = None,
+        policy: RetryPolicy | None = None,
+        breaker: BreakerSettings | None = None,
+    ) -> None:
+        self._options = client_options or (
+            lambda: {"headers": {"User-Agent": USER_AGENT}, "trust_env": True}
+        )
+        self.policy = policy or RetryPolicy()
+        self._breaker = breaker or BreakerSettings()
+
+    def breaker(self, url: str | httpx.URL) -> CircuitBreaker:
+        """The process-wide breaker of the authorization server at ``url``."""
+        return breaker_for(
+            "token endpoint " + origin_text(origin_of(url)),
+            failure_threshold=self._breaker.failure_threshold,
+            reset_timeout=self._breaker.reset_timeout,
+        )
+
+    def client(self) -> httpx.Client:
+        """A client for one exchange (token requests are rare: a few per token lifetime)."""
+        return httpx.Client(**{**self._options(), "follow_redirects": False})
+
+    def aclient(self) -> httpx.AsyncClient:
+        """The async twin of `client`."""
+        return httpx.AsyncClient(**{**self._options(), "follow_redirects": False})
+
+    @staticmethod
+    def _checked(step: TokenStep, response: httpx.Response) -> httpx.Response:
+        if response.status_code in _TRANSIENT:
+            raise error_for_status(
+                response.status_code,
+                f"{step.what} returned {response.status_code}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        return response
+
+    @staticmethod
+    def _blame(step: TokenStep, exc: HeadwaterError) -> HeadwaterError:
+        if isinstance(exc, TokenEndpointError | ConfigError):
+            return exc
+        return TokenEndpointError(
+            exc.message,
+            field=exc.field if exc.field and exc.field.startswith("auth") else step.field,
+            hint=exc.hint or f"check {step.field} and that the authorization server is up",
+        )
+
+    def send(self, client: httpx.Client, step: TokenStep) -> httpx.Response:
+        """Send ``step`` with retries and the breaker; the read response (any status < 500)."""
+
+        def attempt() -> httpx.Response:
+            with map_errors(step.what, url_field=step.field):
+                response = client.send(step.build())
+                response.read()
+            return self._checked(step, response)
+
+        breaker = self.breaker(step.url)
+        try:
+            return self.policy.call(lambda: breaker.call(attempt))
+        except HeadwaterError as exc:
+            raise self._blame(step, exc) from None
+
+    async def asend(self, client: httpx.AsyncClient, step: TokenStep) -> httpx.Response:
+        """The async twin of `send`."""
+
+        async def attempt() -> httpx.Response:
+            with map_errors(step.what, url_field=step.field):
+                response = await client.send(step.build())
+                await response.aread()
+            return self._checked(step, response)
+
+        breaker = self.breaker(step.url)
+        try:
+            return await self.policy.acall(lambda: breaker.acall(attempt))
+        except HeadwaterError as exc:
+            raise self._blame(step, exc) from None
+
+
 # --- the rate limit ----------------------------------------------------------------------------
 
 
@@ -385,10 +531,14 @@ class Http:
         *,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
+        client_cert: tuple[str, str | None] | None = None,
     ) -> None:
         self.config = config
         self.endpoint = Endpoint(config, headers=headers, params=params)
         self.auth = auth
+        #: ``(certificate PEM, key PEM or None)`` for mutual TLS (``tls``), resolved.
+        self._client_cert = client_cert
+        self._verify: bool | ssl.SSLContext | None = None
         r = config.retry
         self.policy = RetryPolicy(
             attempts=r.attempts,
@@ -409,6 +559,11 @@ class Http:
             )
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        # OAuth2 schemes send their token requests themselves (own breaker, retries and
+        # errors), with this connector's TLS settings, timeouts and retry policy.
+        bind = getattr(auth, "bind_transport", None)
+        if callable(bind):
+            bind(TokenTransport(self.client_options, self.policy, config.breaker))
 
     def breaker(self, url: str) -> CircuitBreaker:
         """The process-wide breaker of ``url``'s origin."""
@@ -419,22 +574,39 @@ class Http:
             reset_timeout=b.reset_timeout,
         )
 
-    def _client_options(self) -> dict[str, Any]:
+    def _verification(self) -> bool | ssl.SSLContext:
         c = self.config
-        t = c.timeouts
+        # With a client certificate the context is this connector's own (the cached ones
+        # are shared by every connector of the process); without, the shared one.
+        make = _ssl_context if self._client_cert is None else _ssl_context.__wrapped__
         verify: bool | ssl.SSLContext = False
         if c.verify is True:
-            verify = _ssl_context(None)
+            verify = make(None)
         elif c.verify is not False:
             path = c.verify.expanduser()
             if not path.is_file():
                 raise ConfigError(f"CA bundle {str(path)!r} does not exist", field="verify")
             try:
-                verify = _ssl_context(str(path.resolve()))
+                verify = make(str(path.resolve()))
             except (ssl.SSLError, OSError) as exc:
                 raise ConfigError(
                     f"cannot load CA bundle {str(path)!r}: {_reason(exc)}", field="verify"
                 ) from None
+        if self._client_cert is not None:
+            if not isinstance(verify, ssl.SSLContext):
+                verify = ssl.create_default_context()
+                verify.check_hostname = False
+                verify.verify_mode = ssl.CERT_NONE
+            load_client_cert(verify, *self._client_cert)
+        return verify
+
+    def client_options(self) -> dict[str, Any]:
+        """The options of every httpx client of this connector (API and token endpoint)."""
+        c = self.config
+        t = c.timeouts
+        if self._verify is None:
+            self._verify = self._verification()
+        verify = self._verify
         return {
             "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
             "timeout": httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
@@ -454,7 +626,7 @@ class Http:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(**self._client_options())
+                    self._client = httpx.Client(**self.client_options())
         return self._client
 
     def _pace(self) -> float:
@@ -523,7 +695,7 @@ class Http:
         operation opens one (cheap: the TLS context is cached) and closes it at the end;
         its requests, concurrent pages included, share its connection pool.
         """
-        return httpx.AsyncClient(**self._client_options())
+        return httpx.AsyncClient(**self.client_options())
 
     async def _asend_once(
         self, client: httpx.AsyncClient, out: Outgoing
