@@ -98,9 +98,11 @@ class PostgresConnector(Connector[PostgresConfig]):
             Capability.ATOMIC_STATE,
         }
     )
-    #: ``format="arrow"`` (through ADBC), ``"jsonl"`` (JSON made by the server) and
-    #: ``"pgcopy"`` (COPY text, which ``write`` takes as it is: PostgreSQL to PostgreSQL).
-    read_formats = frozenset({"arrow", "jsonl", "pgcopy"})
+    #: ``format="arrow"`` (through ADBC), ``"jsonl"`` (JSON made by the server),
+    #: ``"pgcopy"`` (COPY text, which ``write`` takes as it is: PostgreSQL to PostgreSQL)
+    #: and ``"csv"`` (the same COPY text batches: every value in its PostgreSQL text form,
+    #: which a CSV file holds exactly and ``write`` parses back by column type).
+    read_formats = frozenset({"arrow", "jsonl", "pgcopy", "csv"})
     write_formats = frozenset({"pgcopy"})
 
     def __init__(
@@ -512,7 +514,7 @@ class PostgresConnector(Connector[PostgresConfig]):
                     stream, self._source(conn, stream), state, batch_size, options, upper
                 )
                 fmt = options.get("format")
-                if fmt == "pgcopy" or (fmt == "jsonl" and plan.json_items is not None):
+                if fmt in ("pgcopy", "csv") or (fmt == "jsonl" and plan.json_items is not None):
                     jsonl = fmt == "jsonl"
                     # COPY text goes into another database, whose one COPY is the limit:
                     # a second source process would only take CPU from it (0.96x -> 0.75x
@@ -738,7 +740,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         from headwater_postgres._plan import BatchCutter, check_options
         from headwater_postgres._query import aread_transaction
 
-        if options.get("format") in ("arrow", "jsonl", "pgcopy"):
+        if options.get("format") in ("arrow", "jsonl", "pgcopy", "csv"):
             async for batch in super().aread(stream, state, batch_size=batch_size, **options):
                 yield batch
             return

@@ -359,6 +359,17 @@ def _check_state(state: State, stream: str, keys: Sequence[Column]) -> int:
     last = state["last"]
     if not isinstance(last, list) or len(last) != len(keys):
         raise ConfigError("the state's last key is malformed", field="state")
+    nulls = [k.name for k, v in zip(keys, last, strict=True) if v is None]
+    if nulls:
+        # Rows whose key is NULL cannot be told apart (NULLs are never equal, a unique
+        # index allows many): how many of them were read, the state cannot say.
+        raise ConfigError(
+            f"the state of {stream!r} cannot be resumed: the read stopped at a row whose key "
+            f"column {nulls[0]!r} is NULL, and rows sharing a NULL key cannot be told apart",
+            field="key",
+            hint="page on a NOT NULL column (a primary key), or read the stream again "
+            "from the start without the state",
+        )
     rows = state.get("rows", 0)
     return rows if isinstance(rows, int) else 0
 
@@ -372,9 +383,9 @@ def check_options(options: dict[str, Any]) -> None:
             f"(known: {', '.join(sorted(READ_OPTIONS))})"
         )
     fmt = options.get("format", "dicts")
-    if fmt not in ("dicts", "arrow", "jsonl", "pgcopy"):
+    if fmt not in ("dicts", "arrow", "jsonl", "pgcopy", "csv"):
         raise ConfigError(
-            "read format must be 'dicts', 'arrow', 'jsonl' or 'pgcopy'", field="format"
+            "read format must be 'dicts', 'arrow', 'jsonl', 'pgcopy' or 'csv'", field="format"
         )
     if not isinstance(options.get("ordered", True), bool):
         raise ConfigError("read option ordered must be true or false", field="ordered")
