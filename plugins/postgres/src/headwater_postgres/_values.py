@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-from psycopg import adapt, postgres
+from psycopg import DataError, adapt, postgres
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 from psycopg.types.string import StrBinaryDumper
@@ -229,6 +229,149 @@ class BpcharBinaryDumper(StrBinaryDumper):
     """str → char(n) (binary: the text; the server pads it). psycopg registers none."""
 
     oid = _TYPES["bpchar"].oid
+
+
+# --- dates and times Python cannot hold ---------------------------------------------------
+#
+# PostgreSQL's date and timestamp types reach from 4713 BC to far past year 9999 and
+# have ±infinity; its time has 24:00:00. Python's date, datetime and time hold none of
+# these, and psycopg refuses the whole row (DataError). A valid table must stay
+# readable, so such a value is read as the text PostgreSQL prints for it (DateStyle
+# ISO, UTC: "0044-03-15 BC", "10000-01-01", "infinity", "24:00:00"), which `write`
+# hands back to the server to parse. The fast C loaders stay in place: a batch is only
+# loaded again, with `SAFE_TEMPORAL`, when one of its values failed them.
+
+_DAYS_400_YEARS: Final = 146_097  # the Gregorian calendar repeats every 400 years
+_MICROS_PER_DAY: Final = 86_400_000_000
+_INT32: Final = struct.Struct("!i")
+_INT64: Final = struct.Struct("!q")
+
+
+def _pg_date_text(days: int) -> tuple[str, bool]:
+    """(``YYYY-MM-DD``, BC?) for days since 2000-01-01, in the proleptic Gregorian calendar."""
+    cycles, rest = divmod(days, _DAYS_400_YEARS)
+    day = dt.date(2000, 1, 1) + dt.timedelta(days=rest)
+    year = day.year + 400 * cycles  # astronomical: 0 is 1 BC
+    bc = year <= 0
+    return f"{1 - year if bc else year:04d}-{day.month:02d}-{day.day:02d}", bc
+
+
+def _pg_time_text(micros: int) -> str:
+    seconds, fraction = divmod(micros, 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    text = f"{hour:02d}:{minute:02d}:{second:02d}"
+    return text + f".{fraction:06d}".rstrip("0") if fraction else text
+
+
+def pg_date_text(days: int) -> str:
+    """A binary date (days since 2000-01-01) as PostgreSQL prints it (DateStyle ISO)."""
+    if days == 2**31 - 1:
+        return "infinity"
+    if days == -(2**31):
+        return "-infinity"
+    text, bc = _pg_date_text(days)
+    return text + " BC" if bc else text
+
+
+def pg_timestamp_text(micros: int, *, utc: bool) -> str:
+    """A binary timestamp (µs since 2000-01-01) as PostgreSQL prints it (ISO, UTC)."""
+    if micros == 2**63 - 1:
+        return "infinity"
+    if micros == -(2**63):
+        return "-infinity"
+    days, rest = divmod(micros, _MICROS_PER_DAY)
+    date, bc = _pg_date_text(days)
+    text = f"{date} {_pg_time_text(rest)}{'+00' if utc else ''}"
+    return text + " BC" if bc else text
+
+
+class _TemporalFallback(adapt.Loader):
+    """psycopg's loader for the type, and PostgreSQL's text for what it refuses."""
+
+    format = Format.BINARY
+
+    def __init__(self, oid: int, context: adapt.AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        fast = postgres.adapters.get_loader(oid, Format.BINARY)
+        assert fast is not None
+        self._fast = fast(oid, context)
+
+    def load(self, data: adapt.Buffer) -> Any:
+        try:
+            return self._fast.load(data)
+        except (DataError, ValueError, OverflowError):
+            return self.text(bytes(data))
+
+    def text(self, data: bytes) -> str:
+        raise NotImplementedError
+
+
+class DateFallbackLoader(_TemporalFallback):
+    def text(self, data: bytes) -> str:
+        return pg_date_text(_INT32.unpack(data)[0])
+
+
+class TimestampFallbackLoader(_TemporalFallback):
+    def text(self, data: bytes) -> str:
+        return pg_timestamp_text(_INT64.unpack(data)[0], utc=False)
+
+
+class TimestamptzFallbackLoader(_TemporalFallback):
+    def text(self, data: bytes) -> str:
+        return pg_timestamp_text(_INT64.unpack(data)[0], utc=True)
+
+
+class TimeFallbackLoader(_TemporalFallback):
+    def text(self, data: bytes) -> str:
+        return _pg_time_text(_INT64.unpack(data)[0])  # only 24:00:00 fails
+
+
+_FALLBACKS: Final = {
+    "date": DateFallbackLoader,
+    "timestamp": TimestampFallbackLoader,
+    "timestamptz": TimestamptzFallbackLoader,
+    "time": TimeFallbackLoader,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _FallbackContext:
+    adapters: AdaptersMap
+    connection: Any
+
+
+def _reload(cur: Any) -> list[tuple[Any, ...]]:
+    """The cursor's last fetched result, loaded again with the fallback loaders."""
+    from psycopg.adapt import Transformer
+
+    adapters = AdaptersMap(cur.adapters)
+    for name, loader in _FALLBACKS.items():
+        adapters.register_loader(name, loader)
+    tx = Transformer(_FallbackContext(adapters, cur.connection))
+    result = cur.pgresult
+    tx.set_pgresult(result)
+    return tx.load_rows(0, result.ntuples, tuple)
+
+
+def fetch_rows(cur: Any, size: int) -> list[tuple[Any, ...]]:
+    """``cur.fetchmany(size)``, with dates and times Python cannot hold as text."""
+    try:
+        return cur.fetchmany(size)  # type: ignore[no-any-return]
+    except DataError:
+        if cur.pgresult is None:
+            raise
+        return _reload(cur)
+
+
+async def afetch_rows(cur: Any, size: int) -> list[tuple[Any, ...]]:
+    """Async `fetch_rows`."""
+    try:
+        return await cur.fetchmany(size)  # type: ignore[no-any-return]
+    except DataError:
+        if cur.pgresult is None:
+            raise
+        return _reload(cur)
 
 
 # --- JSON: the hot spot of a dict read -----------------------------------------------------
