@@ -562,6 +562,7 @@ class PostgresConnector(Connector[PostgresConfig]):
     def _read_rows(conn: psycopg.Connection[Any], plan: ReadPlan) -> Iterator[Batch]:
         from headwater_postgres._plan import BatchCutter
         from headwater_postgres._query import read_transaction
+        from headwater_postgres._values import fetch_rows
 
         cutter = BatchCutter(plan)
         # A server-side cursor fetched in binary: psycopg builds each batch of rows in
@@ -573,7 +574,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         with read_transaction(conn), conn.cursor(name=_CURSOR, binary=True) as cur:
             conn.execute("SET LOCAL cursor_tuple_fraction = 1")
             cur.execute(plan.select)
-            while rows := cur.fetchmany(cutter.size):
+            while rows := fetch_rows(cur, cutter.size):
                 yield cutter.batch(rows)
 
     @staticmethod
@@ -739,6 +740,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         """
         from headwater_postgres._plan import BatchCutter, check_options
         from headwater_postgres._query import aread_transaction
+        from headwater_postgres._values import afetch_rows
 
         if options.get("format") in ("arrow", "jsonl", "pgcopy", "csv"):
             async for batch in super().aread(stream, state, batch_size=batch_size, **options):
@@ -754,7 +756,7 @@ class PostgresConnector(Connector[PostgresConfig]):
                 async with aread_transaction(conn), conn.cursor(name=_CURSOR, binary=True) as cur:
                     await conn.execute("SET LOCAL cursor_tuple_fraction = 1")
                     await cur.execute(plan.select)
-                    while rows := await cur.fetchmany(cutter.size):
+                    while rows := await afetch_rows(cur, cutter.size):
                         yield cutter.batch(rows)
         except Exception as exc:
             raise self.translate_error(exc) from exc
