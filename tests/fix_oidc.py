@@ -40,15 +40,15 @@ RESOURCE = "https://api.headwater.test/"
 
 #: Credentials that need form-urlencoding in a Basic header (RFC 6749 §2.3.1).
 BASIC_ID = "svc:reader"
-BASIC_SECRET = "s3cr+t%2F/with=pad%zz"  # noqa: S105  test credential
+BASIC_SECRET = "s3cr+t%2F/with=pad%zz"
 POST_ID = "post-client"
-POST_SECRET = "post+secret%/=value"  # noqa: S105
+POST_SECRET = "post+secret%/=value"
 #: client_secret_jwt: HS256 needs a secret of at least 32 bytes.
 JWT_SECRET_ID = "jwt-secret-client"
-JWT_SECRET = "hs256+shared%secret/that=is-long-enough-0123456789"  # noqa: S105
+JWT_SECRET = "hs256+shared%secret/that=is-long-enough-0123456789"
 KEY_ID = "key-jwt-client"
 REFRESH_ID = "refresh-client"
-REFRESH_SECRET = "refresh+secret/=%"  # noqa: S105
+REFRESH_SECRET = "refresh+secret/=%"
 #: Every secret the fixture hands out; no test output may contain any of them.
 OIDC_SECRETS = (BASIC_SECRET, POST_SECRET, JWT_SECRET, REFRESH_SECRET)
 

@@ -1,0 +1,437 @@
+"""
+OAuth2 against a real, OpenID-certified authorization server (oidc-provider, started by
+tests/fix_oidc.py): every client authentication method, credentials that need encoding,
+3-second tokens, rotating refresh tokens, discovery, and what the user sees on failure.
+No token endpoint here is hand-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headwater import AuthFailed, ConfigError
+from headwater._retry import breaker_for
+from headwater_rest import RestConnector
+from headwater_rest._auth import forget_metadata, well_known_urls
+from headwater_rest._errors import TokenEndpointError
+from headwater_rest._http import origin_of, origin_text
+from tests.fix_oidc import (
+    BASIC_ID,
+    BASIC_SECRET,
+    JWT_SECRET,
+    JWT_SECRET_ID,
+    KEY_ID,
+    OIDC_SECRETS,
+    POST_ID,
+    POST_SECRET,
+    REFRESH_ID,
+    REFRESH_SECRET,
+    RESOURCE,
+    OidcServer,
+)
+from tests.fix_services import free_port
+
+ALL_IDS = list(range(1, 51))
+FAST_RETRY = {"attempts": 2, "initial": 0.0, "maximum": 0.01, "jitter": 0.0, "timeout": 10}
+STREAM = {
+    "path": "/items",
+    "records": "items",
+    "pagination": {"type": "page", "total_pages_path": "total_pages"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _oidc_secrets_nowhere(caplog: pytest.LogCaptureFixture, oidc_server: OidcServer):
+    """No client secret or private key of the server's clients may reach any log."""
+    forget_metadata()
+    yield
+    pem_bodies = [oidc_server.keys.rsa_pem.splitlines()[5], oidc_server.keys.ec_pem.splitlines()[2]]
+    assert [] == [s for s in [*OIDC_SECRETS, *pem_bodies] if s in caplog.text]
+
+
+@pytest.fixture
+def env_secrets(monkeypatch: pytest.MonkeyPatch, oidc_server: OidcServer) -> None:
+    monkeypatch.setenv("HW_OIDC_BASIC_SECRET", BASIC_SECRET)
+    monkeypatch.setenv("HW_OIDC_POST_SECRET", POST_SECRET)
+    monkeypatch.setenv("HW_OIDC_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("HW_OIDC_REFRESH_SECRET", REFRESH_SECRET)
+    monkeypatch.setenv("HW_OIDC_RSA_KEY", oidc_server.keys.rsa_pem)
+    monkeypatch.setenv("HW_OIDC_EC_KEY", oidc_server.keys.ec_pem)
+
+
+def config(server: OidcServer, auth: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    auth = {"token_url": server.token_url, **auth} if "issuer" not in auth else auth
+    return {
+        "base_url": server.api_url,
+        "auth": auth,
+        "streams": {"items": STREAM, **overrides.pop("streams", {})},
+        "retry": FAST_RETRY,
+        "timeouts": {"connect": 2, "read": 10, "write": 5, "pool": 5},
+        **overrides,
+    }
+
+
+AUTH_METHODS = {
+    "client_secret_basic": {
+        "type": "oauth2_client_credentials",
+        "client_id": BASIC_ID,
+        "client_secret": "env:HW_OIDC_BASIC_SECRET",
+    },
+    "client_secret_post": {
+        "type": "oauth2_client_credentials",
+        "client_id": POST_ID,
+        "client_secret": "env:HW_OIDC_POST_SECRET",
+        "client_auth": "body",
+    },
+    "client_secret_jwt": {
+        "type": "oauth2_client_credentials",
+        "client_id": JWT_SECRET_ID,
+        "client_secret": "env:HW_OIDC_JWT_SECRET",
+        "client_auth": "client_secret_jwt",
+    },
+    "private_key_jwt-RS256": {
+        "type": "oauth2_client_credentials",
+        "client_id": KEY_ID,
+        "client_auth": "private_key_jwt",
+        "private_key": "env:HW_OIDC_RSA_KEY",
+        "key_id": "rsa",
+    },
+    "private_key_jwt-PS256": {
+        "type": "oauth2_client_credentials",
+        "client_id": KEY_ID,
+        "client_auth": "private_key_jwt",
+        "private_key": "env:HW_OIDC_RSA_KEY",
+        "key_id": "rsa",
+        "algorithm": "PS256",
+    },
+    "private_key_jwt-ES256": {
+        "type": "oauth2_client_credentials",
+        "client_id": KEY_ID,
+        "client_auth": "private_key_jwt",
+        "private_key": "env:HW_OIDC_EC_KEY",
+        "key_id": "ec",
+        "algorithm": "ES256",
+    },
+}
+
+
+@pytest.mark.parametrize("method", list(AUTH_METHODS))
+def test_each_client_auth_method_reads_every_record(read, oidc_server, env_secrets, method):
+    """client_secret_basic here has an id with ``:`` and a secret with ``+ % / =``."""
+    outcome = read(config(oidc_server, AUTH_METHODS[method]), "items")
+    assert outcome.error is None, outcome.error
+    assert ALL_IDS == outcome.ids
+
+
+def test_unencoded_basic_credentials_show_the_servers_reason(read, oidc_server, env_secrets):
+    """The pre-RFC behaviour, kept as an explicit setting: the server says why it refuses."""
+    auth = {**AUTH_METHODS["client_secret_basic"], "client_auth": "basic_unencoded"}
+    outcome = read(config(oidc_server, auth), "items")
+    error = outcome.error
+    assert isinstance(error, TokenEndpointError)
+    assert "invalid_request" in str(error)
+    assert "not properly encoded" in str(error)
+    assert "auth.client_auth" == error.field
+    assert "client_auth: basic" in (error.hint or "")
+    assert [] == outcome.records
+
+
+def test_invalid_scope_names_auth_scope(read, oidc_server, env_secrets):
+    auth = {**AUTH_METHODS["client_secret_post"], "scope": "api:admin"}
+    error = read(config(oidc_server, auth), "items").error
+    assert isinstance(error, TokenEndpointError)
+    assert "invalid_scope" in str(error)
+    assert "requested scope is not allowed" in str(error)
+    assert "auth.scope" == error.field
+
+
+def test_wrong_secret_is_invalid_client_with_nothing_secret_shown(read, oidc_server, monkeypatch):
+    wrong = "wrong+secret%value/=="
+    monkeypatch.setenv("HW_OIDC_BASIC_SECRET", wrong)
+    outcome = read(config(oidc_server, AUTH_METHODS["client_secret_basic"]), "items")
+    error = outcome.error
+    assert isinstance(error, AuthFailed)
+    assert "invalid_client" in str(error)
+    assert "auth.client_secret" == error.field
+    shown = f"{error} {error.hint} {error!r}"
+    assert wrong not in shown
+    assert BASIC_SECRET not in shown
+
+
+def test_unreachable_token_endpoint_is_blamed_on_token_url_not_the_api(
+    oidc_server, env_secrets, registry
+):
+    dead = f"http://127.0.0.1:{free_port()}/token"
+    cfg = config(oidc_server, {**AUTH_METHODS["client_secret_post"], "token_url": dead})
+    with RestConnector(cfg, registry=registry) as connector:
+        with pytest.raises(TokenEndpointError) as caught:
+            list(connector.read("items"))
+        result = connector.check()
+    assert "cannot connect" in str(caught.value)
+    assert "/token" in str(caught.value)
+    assert "auth.token_url" == caught.value.field
+    assert "auth.token_url" == result.field
+    assert "auth" == result.category
+    # Only the token endpoint failed: the API's breaker counted nothing.
+    api = breaker_for(origin_text(origin_of(oidc_server.api_url)))
+    assert ("closed", 0) == (api.state, api.failures)
+
+
+def test_token_expiring_mid_read_is_renewed_and_nothing_is_lost(read, oidc_server, env_secrets):
+    """Five pages of 0.9 s outlast a 3-second token."""
+    before = oidc_server.grants(POST_ID)
+    stream = {**STREAM, "params": {"delay_ms": 900}}
+    outcome = read(
+        config(oidc_server, AUTH_METHODS["client_secret_post"], streams={"items": stream}), "items"
+    )
+    assert outcome.error is None, outcome.error
+    assert ALL_IDS == outcome.ids
+    assert oidc_server.grants(POST_ID) - before >= 2
+
+
+def test_one_token_for_concurrent_readers(oidc_server, env_secrets, registry):
+    before = oidc_server.grants(JWT_SECRET_ID)
+    cfg = config(oidc_server, AUTH_METHODS["client_secret_jwt"])
+    results: list[list[Any]] = []
+    with RestConnector(cfg, registry=registry) as connector:
+
+        def work() -> None:
+            results.append([r["id"] for b in connector.read("items") for r in b.rows()])
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert [ALL_IDS] * 8 == results
+    assert 1 == oidc_server.grants(JWT_SECRET_ID) - before
+
+
+def test_resource_indicator_through_extra_params(read, oidc_server, env_secrets):
+    stream = {**STREAM, "path": "/resource-items"}
+    auth = {**AUTH_METHODS["client_secret_post"], "extra_params": {"resource": RESOURCE}}
+    outcome = read(config(oidc_server, auth, streams={"r": stream}), "r")
+    assert outcome.error is None, outcome.error
+    assert ALL_IDS == outcome.ids
+    # Without it the token is not for this API (the check is real).
+    refused = read(
+        config(oidc_server, AUTH_METHODS["client_secret_post"], streams={"r": stream}), "r"
+    )
+    assert "403" in str(refused.error)
+
+
+# --- discovery ----------------------------------------------------------------------------------
+
+
+def test_issuer_alone_finds_the_token_endpoint_once_per_process(read, oidc_server, env_secrets):
+    auth = {**AUTH_METHODS["client_secret_jwt"], "issuer": oidc_server.issuer}
+
+    def metadata_requests() -> int:
+        paths = oidc_server.stats()["paths"]
+        return sum(n for path, n in paths.items() if path.startswith("/.well-known/"))
+
+    seen = metadata_requests()
+    for _ in range(2):
+        outcome = read(config(oidc_server, auth), "items")
+        assert outcome.error is None, outcome.error
+        assert ALL_IDS == outcome.ids
+    assert 1 == metadata_requests() - seen
+
+
+def test_metadata_locations_follow_rfc_8414_then_openid_discovery():
+    assert [
+        "https://as.example/.well-known/oauth-authorization-server/tenant/x",
+        "https://as.example/tenant/x/.well-known/openid-configuration",
+    ] == well_known_urls("https://as.example/tenant/x/")
+
+
+def test_issuer_with_private_key_jwt_and_issuer_audience(read, oidc_server, env_secrets):
+    auth = {
+        **AUTH_METHODS["private_key_jwt-RS256"],
+        "issuer": oidc_server.issuer,
+        "assertion_audience": "issuer",
+    }
+    outcome = read(config(oidc_server, auth), "items")
+    assert outcome.error is None, outcome.error
+    assert ALL_IDS == outcome.ids
+
+
+def test_issuer_without_metadata_is_a_clear_config_error(read, oidc_server, env_secrets):
+    auth = {**AUTH_METHODS["client_secret_post"], "issuer": oidc_server.issuer + "/nowhere"}
+    error = read(config(oidc_server, auth), "items").error
+    assert isinstance(error, ConfigError)
+    assert "auth.issuer" == error.field
+    assert "no authorization server metadata" in str(error)
+    assert "404" in str(error)
+
+
+def test_issuer_mismatch_is_a_clear_config_error(read, oidc_server, env_secrets):
+    # The same server under another name: its metadata names 127.0.0.1, not localhost.
+    other_name = oidc_server.issuer.replace("127.0.0.1", "localhost")
+    auth = {**AUTH_METHODS["client_secret_post"], "issuer": other_name}
+    error = read(config(oidc_server, auth), "items").error
+    assert isinstance(error, ConfigError)
+    assert "auth.issuer" == error.field
+    assert oidc_server.issuer in str(error)
+
+
+# --- refresh tokens -------------------------------------------------------------------------------
+
+
+def refresh_auth(reference: str) -> dict[str, Any]:
+    return {
+        "type": "oauth2_refresh_token",
+        "client_id": REFRESH_ID,
+        "client_secret": "env:HW_OIDC_REFRESH_SECRET",
+        "refresh_token": reference,
+    }
+
+
+def test_rotated_refresh_token_carries_over_to_the_next_process(oidc_server, env_secrets, tmp_path):
+    token_file = tmp_path / "refresh-token"
+    first = oidc_server.new_refresh_token()
+    token_file.write_text(first)
+    cfg = config(oidc_server, refresh_auth(f"file:{token_file}"))
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from headwater_rest import RestConnector
+        with RestConnector(json.loads(sys.argv[1])) as connector:
+            ids = [r["id"] for b in connector.read("items") for r in b.rows()]
+        print(json.dumps(ids))
+        """
+    )
+    seen = [first]
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(cfg)],
+            capture_output=True, text=True, timeout=120, check=False, env=os.environ.copy(),
+        )  # fmt: skip
+        assert 0 == proc.returncode, proc.stderr[-2000:]
+        assert ALL_IDS == json.loads(proc.stdout.splitlines()[-1])
+        rotated = token_file.read_text()
+        assert rotated not in seen  # the server rotated it, and it was written back
+        seen.append(rotated)
+        assert rotated not in proc.stdout + proc.stderr
+    assert 0o600 == token_file.stat().st_mode & 0o777
+
+
+def test_revoked_refresh_token_names_the_fix_and_shows_nothing(
+    read, oidc_server, env_secrets, tmp_path
+):
+    token = oidc_server.new_refresh_token()
+    oidc_server.revoke(token)
+    token_file = tmp_path / "refresh-token"
+    token_file.write_text(token)
+    outcome = read(config(oidc_server, refresh_auth(f"file:{token_file}")), "items")
+    error = outcome.error
+    assert isinstance(error, TokenEndpointError)
+    assert "invalid_grant" in str(error)
+    assert "auth.refresh_token" == error.field
+    assert "sign in again" in (error.hint or "")
+    shown = f"{error} {error.hint} {error!r}"
+    assert token not in shown
+    assert REFRESH_SECRET not in shown
+    assert token == token_file.read_text()  # nothing was written over it
+
+
+# --- keys from the keyring ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def memory_keyring():
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    class Backend(KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.store: dict[tuple[str, str], str] = {}
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return self.store.get((service, username))
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            self.store[(service, username)] = password
+
+        def delete_password(self, service: str, username: str) -> None:
+            self.store.pop((service, username), None)
+
+    previous = keyring.get_keyring()
+    backend = Backend()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_private_key_jwt_with_a_key_from_the_keyring(read, oidc_server, memory_keyring):
+    memory_keyring.set_password("headwater-test-oidc", "signing-key", oidc_server.keys.ec_pem)
+    auth = {
+        **AUTH_METHODS["private_key_jwt-ES256"],
+        "private_key": "keyring:headwater-test-oidc/signing-key",
+    }
+    outcome = read(config(oidc_server, auth), "items")
+    assert outcome.error is None, outcome.error
+    assert ALL_IDS == outcome.ids
+
+
+def test_private_key_that_does_not_fit_the_algorithm_is_a_config_error(
+    read, oidc_server, env_secrets
+):
+    auth = {**AUTH_METHODS["private_key_jwt-RS256"], "algorithm": "ES256"}
+    error = read(config(oidc_server, auth), "items").error
+    assert isinstance(error, ConfigError)
+    assert "auth.algorithm" == error.field
+
+
+def test_key_unknown_to_the_server_is_invalid_client_on_private_key(
+    read, oidc_server, env_secrets, tmp_path
+):
+    from tests.fix_oidc import ClientKeys
+
+    stranger = tmp_path / "stranger.pem"
+    stranger.write_text(ClientKeys.generate().rsa_pem)
+    auth = {**AUTH_METHODS["private_key_jwt-RS256"], "private_key": f"file:{stranger}"}
+    error = read(config(oidc_server, auth), "items").error
+    assert isinstance(error, TokenEndpointError)
+    assert "invalid_client" in str(error)
+    assert "auth.private_key" == error.field
+
+
+# --- nothing private of other libraries -----------------------------------------------------------
+
+
+def test_no_private_attribute_of_another_library_is_used():
+    """``httpx.BasicAuth(...)._auth_header`` and the like break on any upgrade."""
+    import re
+
+    source = Path(__file__).parent.parent / "src" / "headwater_rest"
+    # obj._name where obj is not self/cls/a module of ours: private access to a foreign object.
+    access = re.compile(r"(?<![\w.])(?!self\b|cls\b)([A-Za-z_][\w.]*?)\.(_[a-z]\w*)\b")
+    texts = {path: path.read_text() for path in sorted(source.glob("*.py"))}
+    # Our own classes' private members are ours to use.
+    ours = {m for text in texts.values() for m in re.findall(r"^class (\w+)", text, re.M)}
+    found = []
+    for path in texts:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            for match in access.finditer(code):
+                owner, attribute = match.groups()
+                first = owner.split(".")[0]
+                if first in {"self", "cls", "headwater", "headwater_rest"} | ours:
+                    continue
+                found.append(f"{path.name}:{number}: {owner}.{attribute}")
+    assert [] == found
