@@ -21,6 +21,8 @@ import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -302,3 +304,85 @@ def format_table(scenario: Scenario, results: list[Measurement]) -> str:
         line = f"{m.label:<34} {rate:>14,.0f} {ratio:>8} {in_rounds:>8} {cpu:>7} {rss:>12}"
         lines.append(line + (f"  {against}" if paired else ""))
     return "\n".join(lines)
+
+
+# --- commands as cases -------------------------------------------------------------------
+
+
+def vm_hwm_kib(pid: int | str) -> int | None:
+    """A process's peak RSS so far (``VmHWM``, KiB), or ``None`` once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    out: str  # the last command's stdout
+    err: str  # every command's stderr
+    peak_rss: int  # bytes: the sum of each process's peak
+
+
+def run_commands(*commands: list[str]) -> Ran:
+    """
+    Run a command, or several as a shell pipeline does; fail with the error's last line.
+
+    The peak RSS is each process's own (``ru_maxrss``, or ``VmHWM`` sampled while it runs
+    where ``ru_maxrss`` holds the high-water mark it inherited from this process), summed.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        procs: list[subprocess.Popen[bytes]] = []
+        stdin: Any = subprocess.DEVNULL
+        for position, argv in enumerate(commands):
+            last = position == len(commands) - 1
+            stdout = out if last else subprocess.PIPE
+            procs.append(subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=err))
+            if stdin is not subprocess.DEVNULL:
+                stdin.close()  # the reader holds it now: the writer sees EPIPE if it exits
+            stdin = procs[-1].stdout
+        # A child starts with its spawner's high-water mark.
+        floor = vm_hwm_kib("self") or 0
+        polled = {proc.pid: 0 for proc in procs}
+        running = set(polled)
+        stop = threading.Event()
+
+        def sample() -> None:
+            while True:
+                for pid in list(running):
+                    kib = vm_hwm_kib(pid)
+                    if kib is not None and pid in running:
+                        polled[pid] = max(polled[pid], kib)
+                if stop.wait(0.01):
+                    return
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        peaks = []
+        try:
+            for proc in procs:
+                _, status, usage = os.wait4(proc.pid, 0)
+                running.discard(proc.pid)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                maxrss = usage.ru_maxrss
+                peaks.append(maxrss if maxrss > floor or not polled[proc.pid] else polled[proc.pid])
+        finally:
+            stop.set()
+            sampler.join()
+        out.seek(0)
+        err.seek(0)
+        ran = Ran(
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            sum(peaks) * 1024,
+        )
+    for argv, proc in zip(commands, procs, strict=True):
+        if proc.returncode:
+            lines = ran.err.strip().splitlines() or ["(no output)"]
+            name = pathlib.Path(argv[0]).name
+            raise RuntimeError(f"{name} exited {proc.returncode}: {lines[-1]}")
+    return ran

@@ -10,7 +10,14 @@ Scenarios (full size / ``--quick``):
 * download it at concurrency 1 and 4: ``download_blob().readinto(file)`` vs ``fetch`` /
   ``afetch`` (temp file + rename, size/etag/Content-MD5 verified);
 * fetch a 1 GiB blob (full size only) to show that peak RSS does not grow with blob size;
-* list 10,000 blobs (200): ``ContainerClient.list_blobs`` vs ``list(recursive=True)``.
+* list 10,000 blobs (200): ``ContainerClient.list_blobs`` vs ``list(recursive=True)``;
+* read a 1 GiB ``.jsonl.gz`` blob (1 MiB) as records (issue 22): ``gzip -dc FILE | wc -l``
+  on a local copy of the same file is the baseline the issue names; beside it the raw SDK
+  streaming the blob through ``zlib`` and ``orjson.loads`` per line (what a hand-written
+  Python reader does at best), ``read()`` of the blob, and ``read()`` of the local copy
+  with the ``files`` connector (the same format layer without the network). Every case
+  counts what it read and checks the count. ``gzip | wc`` only counts lines; the others
+  make a Python dict of every record, which is what ``read`` delivers.
 
 The async twins are compared with the same calls on the SDK's aio client (the "ratio
 against" column), the sync methods with the sync client.
@@ -151,6 +158,23 @@ def scenarios(quick: bool) -> list[Scenario]:
                 repeat=repeat,
             )
         )
+    out.append(
+        Scenario(
+            f"azure-blob: read a {'1 MiB' if quick else '1 GiB'} .jsonl.gz blob (records)",
+            [
+                Case("gzip -dc | wc -l", f"{here}:gzip_count"),
+                Case("raw SDK + zlib + orjson", f"{here}:raw_read_jsonl_gz"),
+                Case("headwater read()", f"{here}:hw_read_jsonl_gz"),
+                Case("files read() (local copy)", f"{here}:files_read_jsonl_gz"),
+            ],
+            baseline="gzip -dc | wc -l",
+            setup=f"{here}:setup_jsonl_gz",
+            teardown=f"{here}:teardown",
+            goal=0.8,
+            unit="records",
+            repeat=1 if quick else 3,
+        )
+    )
     count_label = "200" if quick else "10,000"
     out.append(
         Scenario(
@@ -284,6 +308,50 @@ def setup_download(quick: bool) -> dict[str, Any]:
 def setup_download_1g(quick: bool) -> dict[str, Any]:
     """A 1 GiB blob with Content-MD5."""
     return _setup_blob(1024 * MiB)
+
+
+_JSONL_GZ = "events.jsonl.gz"
+
+
+def _write_jsonl_gz(path: Path, compressed: int) -> int:
+    """
+    JSON Lines records of ten fields (ints, a float, strings, a timestamp, a bool, an
+    object, a date, a uuid), gzip level 6 (gzip's default), until the file holds
+    ``compressed`` bytes; returns the record count.
+    """
+    import gzip
+
+    records = 0
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out:
+        while raw.tell() < compressed:
+            lines = []
+            for i in range(records, records + 10_000):
+                h = format(i * 2654435761 % 2**64, "016x")
+                lines.append(
+                    f'{{"id":{i},"n":{i % 1000},"x":{i / 3!r},"amount":"{i // 100}.{i % 100:02d}",'
+                    f'"s":"{h}","ts":"2024-01-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:'
+                    f'{i % 60:02d}+00:00","flag":{"true" if i % 2 else "false"},'
+                    f'"j":{{"k":{i % 7},"tag":"v{i % 13}"}},"d":"2000-01-{i % 28 + 1:02d}",'
+                    f'"u":"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[1:4]}-{h}{h[:4]}"}}\n'
+                )
+            out.write("".join(lines).encode())
+            records += len(lines)
+    return records
+
+
+def setup_jsonl_gz(quick: bool) -> dict[str, Any]:
+    """A ``.jsonl.gz`` blob and a local copy of the same file."""
+    url = _endpoint()
+    work = Path(tempfile.mkdtemp(prefix="hw-bench-az-"))
+    path = work / _JSONL_GZ
+    records = _write_jsonl_gz(path, MiB if quick else 1024 * MiB)
+    container = _new_container(url)
+    blob = _service(url, max_block_size=BLOCK, max_single_put_size=BLOCK).get_blob_client(
+        container, _JSONL_GZ
+    )
+    with path.open("rb") as handle:
+        blob.upload_blob(handle, length=path.stat().st_size, max_concurrency=4)
+    return {"url": url, "container": container, "work": str(work), "records": records}
 
 
 def setup_list(quick: bool) -> dict[str, Any]:
@@ -591,3 +659,58 @@ def hw_alist(url: str, container: str, count: int, **_: Any) -> int:
     listed = asyncio.run(run())
     assert listed == count
     return listed
+
+
+# --- reading a compressed JSON Lines blob --------------------------------------------------
+
+
+def _counted(records: int, got: int) -> Done:
+    if got != records:
+        raise RuntimeError(f"read {got} records, the file holds {records}")
+    return Done(got)
+
+
+def gzip_count(work: str, records: int, **_: Any) -> Done:
+    """``gzip -dc FILE | wc -l`` on the local copy (the issue's baseline)."""
+    from bench._harness import run_commands
+
+    gzip, wc = shutil.which("gzip"), shutil.which("wc")
+    if gzip is None or wc is None:
+        raise ImportError("gzip and wc are needed")  # the worker reports it as unavailable
+    ran = run_commands([gzip, "-dc", str(Path(work, _JSONL_GZ))], [wc, "-l"])
+    done = _counted(records, int(ran.out.split()[0]))
+    return Done(done.units, peak_rss=ran.peak_rss)
+
+
+def raw_read_jsonl_gz(url: str, container: str, records: int, **_: Any) -> Done:
+    """The SDK's download stream through zlib, ``orjson.loads`` per line."""
+    import zlib
+
+    import orjson
+
+    blob = _service(url, max_chunk_get_size=CHUNK).get_blob_client(container, _JSONL_GZ)
+    inflate = zlib.decompressobj(wbits=31)  # gzip header and trailer
+    tail, count = b"", 0
+    for chunk in blob.download_blob(max_concurrency=1).chunks():
+        lines = (tail + inflate.decompress(chunk)).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            orjson.loads(line)
+        count += len(lines)
+    if not inflate.eof or tail:
+        raise RuntimeError("the gzip stream ended early")
+    return _counted(records, count)
+
+
+def hw_read_jsonl_gz(url: str, container: str, records: int, **_: Any) -> Done:
+    """AzureBlobConnector.read of the blob: records (dicts), decompressed by suffix."""
+    with _connector(url, container) as connector:
+        return _counted(records, sum(len(batch) for batch in connector.read(_JSONL_GZ)))
+
+
+def files_read_jsonl_gz(work: str, records: int, **_: Any) -> Done:
+    """The files connector's read of the local copy (format layer, no network)."""
+    import headwater
+
+    with headwater.connect("files", root=work) as connector:
+        return _counted(records, sum(len(batch) for batch in connector.read(_JSONL_GZ)))

@@ -51,19 +51,16 @@ The server comes from ``HEADWATER_TEST_PG_DSN`` (default: the project's test ser
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._harness import Case, Done, Scenario, imports
+from bench._harness import Case, Done, Scenario, imports, run_commands
 from bench.bench_postgres import _admin, make_table
 
 DSN = os.environ.get("HEADWATER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -161,80 +158,6 @@ def _psql(dsn: str, command: str) -> list[str]:
     return [psql, "-X", "-v", "ON_ERROR_STOP=1", dsn, "-c", command]
 
 
-def _vm_hwm_kib(pid: int | str) -> int | None:
-    """A process's peak RSS so far (``VmHWM``, KiB), or ``None`` once it has exited."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Ran:
-    out: str  # the last command's stdout
-    err: str  # every command's stderr
-    peak_rss: int  # bytes: the sum of each process's peak (see the module docstring)
-
-
-def _run(*commands: list[str]) -> _Ran:
-    """Run a command, or several as a shell pipeline does; fail with the error's last line."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        procs: list[subprocess.Popen[bytes]] = []
-        stdin: Any = subprocess.DEVNULL
-        for position, argv in enumerate(commands):
-            last = position == len(commands) - 1
-            stdout = out if last else subprocess.PIPE
-            procs.append(subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=err))
-            if stdin is not subprocess.DEVNULL:
-                stdin.close()  # the reader holds it now: the writer sees EPIPE if it exits
-            stdin = procs[-1].stdout
-        # A child starts with its spawner's high-water mark (see the module docstring).
-        floor = _vm_hwm_kib("self") or 0
-        polled = {proc.pid: 0 for proc in procs}
-        running = set(polled)
-        stop = threading.Event()
-
-        def sample() -> None:
-            while True:
-                for pid in list(running):
-                    kib = _vm_hwm_kib(pid)
-                    if kib is not None and pid in running:
-                        polled[pid] = max(polled[pid], kib)
-                if stop.wait(0.01):
-                    return
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        peaks = []
-        try:
-            for proc in procs:
-                _, status, usage = os.wait4(proc.pid, 0)
-                running.discard(proc.pid)
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                maxrss = usage.ru_maxrss
-                peaks.append(maxrss if maxrss > floor or not polled[proc.pid] else polled[proc.pid])
-        finally:
-            stop.set()
-            sampler.join()
-        out.seek(0)
-        err.seek(0)
-        ran = _Ran(
-            out.read().decode(errors="replace"),
-            err.read().decode(errors="replace"),
-            sum(peaks) * 1024,
-        )
-    for argv, proc in zip(commands, procs, strict=True):
-        if proc.returncode:
-            lines = ran.err.strip().splitlines() or ["(no output)"]
-            name = Path(argv[0]).name
-            raise RuntimeError(f"{name} exited {proc.returncode}: {lines[-1]}")
-    return ran
-
-
 def _count(pattern: str, text: str) -> int:
     """The record count a command printed (psql's ``COPY n``, headwater's ``copied n``)."""
     found = re.findall(pattern, text)
@@ -317,12 +240,12 @@ def psql_jsonl(dsn: str, table: str, rows: int, out: str, **_: Any) -> Done:
     """``psql -c "\\copy (select row_to_json(t) from t) to 'FILE'"``: one psql process."""
     path = Path(out, "psql.jsonl")
     query = f"\\copy (select row_to_json(t) from {table} t) to '{path}'"  # noqa: S608
-    ran = _run(_psql(dsn, query))
+    ran = run_commands(_psql(dsn, query))
     return _file_done(rows, path, _count(r"COPY (\d+)", ran.out), ran.peak_rss)
 
 
 def _cli_read(dsn: str, table: str, rows: int, path: Path, *options: str) -> Done:
-    ran = _run([*_headwater(), "read", dsn, table, "-o", str(path), *options])
+    ran = run_commands([*_headwater(), "read", dsn, table, "-o", str(path), *options])
     return _file_done(rows, path, _count(r"copied (\d+) records", ran.err), ran.peak_rss)
 
 
@@ -433,7 +356,7 @@ def headwater_copy_parquet_arrow_warm(dsn: str, table: str, rows: int, out: str,
 
 def _psql_pipe(dsn: str, table: str, dest: str, rows: int, options: str = "") -> Done:
     def work() -> Done:
-        ran = _run(
+        ran = run_commands(
             _psql(dsn, f"\\copy (select * from {table}) to stdout{options}"),  # noqa: S608
             _psql(dsn, f"\\copy {dest} from stdin{options}"),
         )
@@ -454,7 +377,7 @@ def psql_pipe_binary(dsn: str, table: str, dest: str, rows: int, **_: Any) -> Do
 
 def _cli_copy(dsn: str, table: str, dest: str, rows: int) -> Done:
     def work() -> Done:
-        ran = _run([*_headwater(), "copy", dsn, table, dsn, dest])
+        ran = run_commands([*_headwater(), "copy", dsn, table, dsn, dest])
         counted = _count(r"copied (\d+) records", ran.err)
         return _table_done(dsn, dest, rows, counted, ran.peak_rss)
 
