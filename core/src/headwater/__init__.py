@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from headwater._redact import redact as redact
     from headwater._redact import get_logger as get_logger
     from headwater._redact import register_secret as register_secret
+    from headwater._redact import is_credential_name as is_credential_name
     from headwater._retry import CircuitBreaker as CircuitBreaker
     from headwater._retry import RetryPolicy as RetryPolicy
     from headwater._retry import parse_retry_after as parse_retry_after
@@ -148,6 +149,7 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "hookspec",
+    "is_credential_name",
     "is_loopback",
     "is_retryable",
     "iterate_in_thread",
@@ -191,6 +193,7 @@ _LAZY: dict[str, str] = {
     "redact": "headwater._redact",
     "get_logger": "headwater._redact",
     "register_secret": "headwater._redact",
+    "is_credential_name": "headwater._redact",
     "CircuitBreaker": "headwater._retry",
     "RetryPolicy": "headwater._retry",
     "parse_retry_after": "headwater._retry",

@@ -39,9 +39,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from headwater._redact import get_logger, redact
+from headwater._redact import MASK, get_logger, redact
 from headwater._secrets import Secret
 from headwater.errors import (
     Category,
@@ -264,6 +264,43 @@ class ConnectorConfig(BaseModel):
         extra="forbid", frozen=True, arbitrary_types_allowed=False, hide_input_in_errors=True
     )
 
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            scrubbed = _scrubbed(exc)
+        else:
+            return
+        raise scrubbed  # outside the except: the original stays out of __context__
+
+    @classmethod
+    def model_validate(
+        cls,
+        obj: Any,
+        *,
+        strict: bool | None = None,
+        extra: Any = None,
+        from_attributes: bool | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """Pydantic's `model_validate`, whose errors never carry the input (see `_scrubbed`)."""
+        kwargs = {"extra": extra} if extra is not None else {}
+        try:
+            return super().model_validate(
+                obj,
+                strict=strict,
+                from_attributes=from_attributes,
+                context=context,
+                by_alias=by_alias,
+                by_name=by_name,
+                **kwargs,
+            )
+        except ValidationError as exc:
+            scrubbed = _scrubbed(exc)
+        raise scrubbed
+
     def sanitized(self) -> dict[str, Any]:
         """The config as JSON-friendly data with literal secrets masked (references kept)."""
         return self.model_dump(mode="json", exclude_none=True)
@@ -276,6 +313,25 @@ class ConnectorConfig(BaseModel):
             if _mentions_secret(info.annotation):
                 names.append(name)
         return names
+
+
+def _scrubbed(exc: ValidationError) -> ValidationError:
+    """
+    ``exc`` without what was given: pydantic keeps each error's ``input`` (in
+    ``errors()``, ``json()``) even with ``hide_input_in_errors``, and an input may be a URL
+    with its password or a token. Types, locations and (redacted) messages stay.
+    """
+    from pydantic_core import PydanticCustomError
+
+    details: list[Any] = [
+        {
+            "type": PydanticCustomError(error["type"], redact(error["msg"]).replace("{", "{{")),
+            "loc": error["loc"],
+            "input": MASK,
+        }
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    return ValidationError.from_exception_data(exc.title, details, hide_input=True)
 
 
 def _mentions_secret(annotation: Any) -> bool:
@@ -631,21 +687,21 @@ def validate_config(
     model: type[ConnectorConfig], data: dict[str, Any], *, connector_id: str
 ) -> ConnectorConfig:
     """Validate ``data`` into ``model``, turning pydantic's report into one-line `ConfigError`."""
-    from pydantic import ValidationError
-
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        more = len(exc.errors()) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        where = f"field {field!r}" if field else "config"
-        raise ConfigError(
-            f"{connector_id} config: {where}: {first['msg']}{suffix}",
-            field=field,
-            hint=f"see `headwater connectors show {connector_id}` for the config schema",
-        ) from None
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    # Raised outside the except, so the ValidationError is not kept as __context__.
+    first = errors[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    more = len(errors) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    where = f"field {field!r}" if field else "config"
+    raise ConfigError(
+        redact(f"{connector_id} config: {where}: {first['msg']}{suffix}"),
+        field=field,
+        hint=f"see `headwater connectors show {connector_id}` for the config schema",
+    )
 
 
 async def iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T, None]:

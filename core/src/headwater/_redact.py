@@ -4,7 +4,9 @@ Process-wide redaction of secret values.
 Every secret headwater resolves is remembered here (in memory only) so that any text
 headwater writes — log records, exception messages, reprs, CLI output — can be scrubbed
 of it, even when a driver echoes the secret back in its own error text. URLs with a
-password in their userinfo part are masked as well, resolved or not.
+password in their userinfo part are masked as well, resolved or not, and so are the
+values of credential-named query parameters (`is_credential_name`, the one rule headwater
+uses wherever it must guess from a name).
 """
 
 from __future__ import annotations
@@ -24,16 +26,63 @@ _lock = threading.Lock()
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
-# scheme://user:password@host -> scheme://user:***@host
+# scheme://user:password@host -> scheme://user:***@host. The password runs to the first
+# "@" (as libpq reads it) and may hold any character but whitespace: "/", "?" and "#"
+# included, which urllib would take for the end of the host part. Masking a little too
+# much of an odd URL in a message is the safe way to be wrong.
 _URL_PASSWORD = re.compile(
-    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^@\s/]+)(?P<at>@)"
+    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^@\s]+)(?P<at>@)"
 )
-# Query parameters that carry credentials in URLs (Azure SAS "sig", OAuth tokens).
-_URL_SECRET_PARAM = re.compile(
-    r"(?P<key>[?&](?:sig|signature|access_token|token|api_key|apikey|key|password|client_secret)=)"
-    r"(?P<val>[^&\s#]+)",
+# Query parameters of URLs in text; masked when `is_credential_name` says so.
+_URL_PARAM = re.compile(r"(?P<key>[?&;](?P<name>[^=&;\s#?]+)=)(?P<val>[^&;\s#]*)")
+
+# --- which names carry credentials ---------------------------------------------------------
+
+#: Anywhere in a name (``X-Auth-Token``, ``sslpassword``, ``AccessKey``).
+_CREDENTIAL_PART: Final = re.compile(
+    r"auth|token|secret|passw|passphrase|cookie|session|signature|credential"
+    r"|apikey|appkey|accesskey|privatekey|masterkey",
     re.IGNORECASE,
 )
+#: Words of a name (``x-api-key`` → x, api, key) that make it a credential.
+_CREDENTIAL_WORDS: Final = frozenset({"key", "sig", "pwd", "pw", "pass", "sas", "otp", "jwt"})
+#: Whole names that are credentials in the APIs that use them (``?appid=`` of
+#: OpenWeatherMap, Azure Functions' ``?code=``).
+_CREDENTIAL_NAMES: Final = frozenset({"code", "appid"})
+#: A "key" after one of these names a record or an ordering, not a secret.
+_PLAIN_KEY_KINDS: Final = frozenset(
+    {
+        "sort", "partition", "primary", "foreign", "idempotency", "cache", "row", "order",
+        "group", "public", "hash", "lookup", "search", "object", "range", "dedup", "dedupe",
+        "unique", "natural", "shard", "routing", "index", "cursor", "page", "next", "start",
+    }
+)  # fmt: skip
+_WORD: Final = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+
+
+def is_credential_name(name: str) -> bool:
+    """
+    Whether a header, query parameter or setting called ``name`` probably carries a
+    credential: ``Authorization``, ``X-API-Key``, ``DD-APPLICATION-KEY``, ``X-Master-Key``,
+    ``access_token``, ``sig``, ``sslpassword``, ``appid``, ``code``, ... but not
+    ``sort_key`` or ``primary_key``.
+
+    A guess by name, wrong in the safe direction when unsure (an unknown ``*_key`` is a
+    credential). Configs that know better say so explicitly (see the REST connector's
+    ``{secret: ...}`` / ``{plain: ...}`` values).
+    """
+    if _CREDENTIAL_PART.search(name):
+        return True
+    words = [w.lower() for w in _WORD.findall(name)]
+    if "".join(words) in _CREDENTIAL_NAMES:
+        return True
+    for index, word in enumerate(words):
+        if word == "key":
+            if index == 0 or words[index - 1] not in _PLAIN_KEY_KINDS:
+                return True
+        elif word in _CREDENTIAL_WORDS:
+            return True
+    return False
 
 
 def register_secret(value: str) -> None:
@@ -58,8 +107,14 @@ def redact(text: str) -> str:
     if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: f"{m['pre']}{MASK}{m['at']}", text)
     if "=" in text:
-        text = _URL_SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+        text = _URL_PARAM.sub(_mask_param, text)
     return text
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    if match["val"] and is_credential_name(match["name"]):
+        return f"{match['key']}{MASK}"
+    return match[0]
 
 
 def _forget_all() -> None:

@@ -44,7 +44,7 @@ from pydantic import BaseModel
 
 from headwater._connector import Connector, ConnectorConfig, validate_config
 from headwater._files import atomic_file
-from headwater._redact import get_logger
+from headwater._redact import get_logger, is_credential_name
 from headwater._secrets import Secret
 from headwater.errors import ConfigError, HeadwaterError, SourceError
 
@@ -58,11 +58,6 @@ __all__ = ["Source", "SourceRegistry", "default_sources_path"]
 logger = get_logger("headwater.sources")
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-#: Keys that probably hold a secret; used to mask a source whose connector is not installed.
-_SECRETISH_KEY: Final = re.compile(
-    r"pass|secret|token|credential|api_?key|access_?key|account_?key|sas|signature|auth",
-    re.IGNORECASE,
-)
 _HEADER: Final = (
     "# headwater named sources. Secret fields hold references only\n"
     "# (env:NAME, file:PATH, keyring:SERVICE/USER), never values.\n\n"
@@ -163,7 +158,7 @@ def _mask_by_key(node: Any, secretish: bool = False) -> Any:
     """Mask literal-looking strings under secret-sounding keys (fallback, in place)."""
     if isinstance(node, dict):
         for key, value in node.items():
-            node[key] = _mask_by_key(value, secretish or bool(_SECRETISH_KEY.search(str(key))))
+            node[key] = _mask_by_key(value, secretish or is_credential_name(str(key)))
         return node
     if isinstance(node, list):
         return [_mask_by_key(item, secretish) for item in node]
@@ -177,6 +172,9 @@ def _secrets_in(value: Any, path: ConfigPath = ()) -> Iterator[tuple[ConfigPath,
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
             yield from _secrets_in(getattr(value, name, None), (*path, name))
+        # Extra fields (a plugin auth scheme's settings) may be secrets too.
+        for name, item in (value.model_extra or {}).items():
+            yield from _secrets_in(item, (*path, name))
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from _secrets_in(item, (*path, str(key)))
@@ -488,6 +486,39 @@ class SourceRegistry:
         return cls, model
 
     @staticmethod
+    def _check_faithful(
+        connector: str,
+        cls: type[Connector[Any]],
+        model: ConnectorConfig,
+        stored: dict[str, Any],
+    ) -> None:
+        """
+        Refuse to save what would not read back as the same config.
+
+        What is stored is the config's dump, which masks for display whatever a config
+        model does not know to be a reference; a dump that lost something (a setting
+        shown as ``***``) must fail here, not reach the connector later as ``***``.
+        """
+        try:
+            again = cls.Config.model_validate(stored)
+        except Exception:
+            again = None
+        if again != model:
+            changed = sorted(
+                key
+                for key in {*stored, *model.model_dump(mode="json", exclude_defaults=True)}
+                if again is None or getattr(again, key, None) != getattr(model, key, None)
+            )
+            fields = ", ".join(changed) or "config"
+            raise ConfigError(
+                f"{connector} config: field(s) {fields} would not be saved as given "
+                "(the saved form reads back differently)",
+                field=changed[0] if changed else None,
+                hint="a value the connector cannot tell from a secret must be a secret "
+                "reference, or be marked as plain where the connector allows it",
+            )
+
+    @staticmethod
     def _check_name(name: str) -> None:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigError(
@@ -529,6 +560,7 @@ class SourceRegistry:
         cls, model = self._validate(connector, config)
         stored = model.model_dump(mode="json", exclude_defaults=True)
         _check_tomlable(stored, ())
+        self._check_faithful(connector, cls, model, stored)
         if not replace and name in self._current():
             raise self._exists(name)
         if test:

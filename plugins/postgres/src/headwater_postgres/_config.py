@@ -191,6 +191,13 @@ class PostgresConfig(ConnectorConfig):
         scheme = urlsplit(value).scheme.lower()
         if scheme not in ("postgresql", "postgres"):
             raise ValueError("url must start with postgresql:// or postgres://")
+        # A bad port is found here, named, rather than as urllib's ValueError later.
+        netloc = value.partition("://")[2].split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+        for one in netloc.split(","):
+            port = one.rpartition("]")[2] if one.startswith("[") else one
+            _, colon, digits = port.rpartition(":")
+            if colon and digits and not (digits.isdigit() and 0 < int(digits) <= 65535):
+                raise ValueError("the URL's port must be a number from 1 to 65535")
         return value
 
     @model_validator(mode="after")
@@ -285,20 +292,46 @@ def split_url_password(url: str) -> tuple[str, str | None]:
     """
     ``postgresql://u:pw@h/db`` → (``postgresql://u@h/db``, ``pw``); the password unquoted.
 
-    Only the first ``:`` of the userinfo separates user and password, so a reference such
-    as ``env:PGPASSWORD`` may be written as the password unencoded.
+    The userinfo is found as libpq finds it, not as `urllib.parse` does: it is everything
+    before the first ``@`` met before any ``/``, so a password may hold ``?`` and ``#``
+    (urllib would end the host part there and leave the password in the URL). Only the
+    first ``:`` of the userinfo separates user and password, so a reference such as
+    ``env:PGPASSWORD`` may be written as the password unencoded. A password holding
+    ``/`` cannot be written unencoded (libpq would read ``user:pa`` as host and port), so
+    such a URL is refused rather than guessed at.
+
+    Raises:
+        ValueError: a ``user:pass/word@host`` URL; the message never holds the URL.
     """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" not in netloc:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url, None
-    userinfo, _, hostport = netloc.rpartition("@")
+    slash, at = rest.find("/"), rest.find("@")
+    if at == -1 or (slash != -1 and slash < at):
+        if at != -1 and _looks_like_userinfo(rest[:slash]):
+            raise ValueError(
+                "the URL's password seems to hold '/', which ends the host part of a URL: "
+                "percent-encode it (/ as %2F; also ? as %3F, # as %23, @ as %40), or give "
+                "it in `password`"
+            )
+        return url, None
+    userinfo, hostpart = rest[:at], rest[at + 1 :]
     if ":" not in userinfo:
         return url, None
     user, _, password = userinfo.partition(":")
-    new_netloc = f"{user}@{hostport}" if user else hostport
-    clean = urlunsplit((parts.scheme, new_netloc, parts.path, parts.query, parts.fragment))
+    # Re-encoded, so the URL left behind parses the same way for urllib and libpq.
+    user = quote(unquote(user), safe="")
+    clean = f"{scheme}://{user}@{hostpart}" if user else f"{scheme}://{hostpart}"
     return clean, unquote(password)
+
+
+def _looks_like_userinfo(hostport: str) -> bool:
+    """``user:pa`` before a ``/`` whose port is no number: a password cut short by ``/``."""
+    for one in hostport.split(","):
+        host, colon, port = one.rpartition(":") if not one.endswith("]") else ("", "", "")
+        if colon and not host.endswith("]") and host.count(":") == 0 and not port.isdigit():
+            return True
+    return False
 
 
 def url_with_password(url: str, password: str) -> str:

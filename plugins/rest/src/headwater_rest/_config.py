@@ -8,10 +8,9 @@ configuration reference; every field carries a description.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -20,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     Tag,
     field_validator,
     model_serializer,
@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from headwater import ConfigError, ConnectorConfig, CredentialResolver, Secret
+from headwater import is_credential_name as _core_is_credential_name
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -37,47 +38,82 @@ class _Model(BaseModel):
 
 # --- headers and query parameters that carry credentials ------------------------------------
 
-#: Header and parameter names that carry credentials (``Authorization``, ``X-API-Key``,
-#: ``Cookie``, ``access_token``, ``sig``, ...). Their values are secrets.
-_CREDENTIAL_NAME = re.compile(
-    r"auth|token|secret|passw|cookie|session|signature|credential"
-    # "key" alone or as a kind of key; not every *_key (sort_key, partition_key).
-    r"|^key$|(?:api|access|account|private|subscription|secret|client)[-_]?key|^sig$",
-    re.IGNORECASE,
-)
-
 
 def is_credential_name(name: str) -> bool:
-    """Whether a header or query parameter called ``name`` carries a credential."""
-    return _CREDENTIAL_NAME.search(name) is not None
+    """
+    Whether a header or query parameter called ``name`` carries a credential: core's
+    rule (`headwater.is_credential_name`), the one the redactor uses too.
+    """
+    return _core_is_credential_name(name)
+
+
+#: A value marked explicitly, whatever its name says: ``{secret: VALUE}`` / ``{plain: VALUE}``.
+_MARKS: Final = ("secret", "plain")
+
+
+def _mark_of(value: Any) -> tuple[str, Any] | None:
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((mark, inner),) = value.items()
+        if mark in _MARKS:
+            return mark, inner
+    return None
+
+
+def _secret_or_plain(value: Any, *, secret_by_default: bool) -> Any:
+    """One value as the config holds it: a `Secret`, or the plain value."""
+    marked = _mark_of(value)
+    if marked is not None:
+        mark, value = marked
+        if mark == "plain":
+            return value
+        secret_by_default = True
+    if secret_by_default and (isinstance(value, str | Secret) or callable(value)):
+        return Secret.parse(value)
+    return value
 
 
 def _secrets_by_name(values: Any) -> Any:
-    """Make the values of credential-named entries `Secret` s (before validation)."""
+    """Make the values of credential-named or ``{secret: ...}`` entries `Secret` s."""
     if not isinstance(values, Mapping):
         return values
     return {
-        name: (
-            Secret.parse(value)
-            if isinstance(name, str)
-            and is_credential_name(name)
-            and (isinstance(value, str) or callable(value))
-            else value
+        name: _secret_or_plain(
+            value, secret_by_default=isinstance(name, str) and is_credential_name(name)
         )
         for name, value in values.items()
     }
 
 
+def _dump_marked(value: Any, secret_by_default: bool) -> Any:
+    """The inverse of `_secret_or_plain`: a marker wherever the name alone would mislead."""
+    if isinstance(value, Secret):
+        return value.display() if secret_by_default else {"secret": value.display()}
+    if secret_by_default and isinstance(value, str):
+        return {"plain": value}
+    return value
+
+
+def _dump_by_name(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _dump_marked(v, is_credential_name(name)) for name, v in values.items()}
+
+
 #: Header values; a credential-named one (see `is_credential_name`) is a `Secret`.
-Headers = Annotated[dict[str, str | Secret], BeforeValidator(_secrets_by_name)]
+Headers = Annotated[
+    dict[str, str | Secret], BeforeValidator(_secrets_by_name), PlainSerializer(_dump_by_name)
+]
 #: Query parameters; a credential-named one is a `Secret`.
-Params = Annotated[dict[str, str | int | float | bool | Secret], BeforeValidator(_secrets_by_name)]
+Params = Annotated[
+    dict[str, str | int | float | bool | Secret],
+    BeforeValidator(_secrets_by_name),
+    PlainSerializer(_dump_by_name),
+]
 
 _CREDENTIAL_NOTE = (
-    " Values of credential-named entries (Authorization, Cookie, key, api_key, names with "
-    "token, secret, password, auth, session, signature) are secrets: they accept secret "
-    "references, are masked when shown, and count as credentials (never over plain http "
-    "to a non-loopback host)."
+    " Values of credential-named entries (Authorization, Cookie, key, api_key, X-Master-Key, "
+    "appid, code, sig, names with token, secret, password, auth, session, signature) are "
+    "secrets: they accept secret references, are masked when shown, and count as "
+    "credentials (never over plain http to a non-loopback host). Mark any value "
+    "explicitly with {secret: VALUE} or {plain: VALUE} to override the name's guess."
 )
 
 
@@ -276,40 +312,59 @@ class RefreshTokenAuth(_OAuth2Base):
         return self
 
 
-#: Keys of a plugin scheme's settings shown as written; every other string is masked.
+#: Keys of a plugin scheme's settings that are plain unless marked; other strings are secrets.
 _PLAIN_SUFFIXES = ("type", "url", "id", "name", "scope", "location", "audience", "region")
+
+
+def _plugin_secret_by_default(key: str) -> bool:
+    return not key.lower().endswith(_PLAIN_SUFFIXES)
 
 
 class PluginAuth(BaseModel):
     """
     An auth scheme provided by another plugin (``register_auth_schemes``).
 
-    Its settings are passed to the plugin's factory as written; secret references are
-    resolved by the factory through ``secret(field)``. Which fields are secret is the
-    plugin's business, so for display every string value is masked except secret
-    references and fields whose names end in ``url``, ``id``, ``name``, ``scope``, ...
+    Which settings are secret is the plugin's business, so every string setting is a
+    `Secret` (a reference, or a literal that a sources file refuses) except those whose
+    names end in ``url``, ``id``, ``name``, ``scope``, ... and those written
+    ``{plain: VALUE}``; ``{secret: VALUE}`` makes any setting secret. The factory gets the
+    settings as written; it resolves secret ones through ``secret(field)``.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     type: str = Field(min_length=1, description="The scheme name a plugin registered.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return {
+            key: value
+            if key == "type" or not isinstance(key, str)
+            else _secret_or_plain(value, secret_by_default=_plugin_secret_by_default(key))
+            for key, value in data.items()
+        }
+
     def settings(self) -> dict[str, Any]:
-        """The settings minus ``type``, as written."""
-        return dict(self.model_extra or {})
+        """The settings minus ``type``, as written (a secret as its reference or literal)."""
+        written: dict[str, Any] = {}
+        for key, value in (self.model_extra or {}).items():
+            if isinstance(value, Secret) and not value.is_callable:
+                # A literal is handed over as it was before it became a Secret (and is
+                # registered with the redactor on the way).
+                value = value.reference or value.resolve(f"auth.{key}", {})
+            written[key] = value
+        return written
 
     @model_serializer(mode="plain")
-    def _sanitized(self) -> dict[str, Any]:
+    def _dump(self) -> dict[str, Any]:
+        # The sanitized view is also what a sources file stores: secrets as references
+        # (a literal is refused before saving) and markers wherever the name would mislead.
         shown: dict[str, Any] = {"type": self.type}
-        for key, value in self.settings().items():
-            if isinstance(value, Secret):
-                shown[key] = value.display()
-            elif isinstance(value, str) and not key.lower().endswith(_PLAIN_SUFFIXES):
-                shown[key] = Secret.parse(value).display()
-            elif isinstance(value, str | int | float | bool) or value is None:
-                shown[key] = value
-            else:
-                shown[key] = "***"
+        for key, value in (self.model_extra or {}).items():
+            shown[key] = _dump_marked(value, _plugin_secret_by_default(key))
         return shown
 
 
@@ -775,9 +830,16 @@ class RestConfig(ConnectorConfig):
 
 
 def _check_http_url(value: str) -> str:
+    # Messages never quote the value: a URL may carry a password or a token.
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s):// URL")
+        raise ValueError("not an http(s):// URL (scheme://host[:port][/path])")
+    try:
+        # urllib checks the port only when asked. This also catches "https://u:pa/ss@h",
+        # whose "password" urllib takes for a port, as RFC 3986 says.
+        parts.port  # noqa: B018
+    except ValueError:
+        raise ValueError("the URL's port must be a number from 0 to 65535") from None
     if parts.username or parts.password:
         raise ValueError("put credentials in auth, not in the URL")
     if parts.query or parts.fragment:
