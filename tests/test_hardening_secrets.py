@@ -239,3 +239,10 @@ def test_validation_errors_carry_no_input(model: type[Any], data: dict[str, Any]
     chain = "".join(traceback.format_exception(error))
     assert "S3cretPw" not in str(error) + chain
     assert error.__context__ is None
+
+
+def test_postgres_url_query_credentials_are_refused():
+    """sslpassword in the URL query would be saved and shown with the URL: refused, unquoted."""
+    with pytest.raises(ValidationError, match="sslpassword carries a credential") as info:
+        PostgresConfig(url="postgresql://u@h/db?sslpassword=S3cretPw")
+    assert "S3cretPw" not in str(info.value) + info.value.json()

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from headwater import ConnectorConfig, Secret
+from headwater import ConnectorConfig, Secret, is_credential_name
 from headwater_postgres.__about__ import __version__
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -216,6 +216,14 @@ class PostgresConfig(ConnectorConfig):
             query = dict(parse_qsl(urlsplit(self.url).query))
             if "password" in query:
                 raise ValueError("put the password in `password`, not in the URL query")
+            secret = sorted(name for name in query if is_credential_name(name))
+            if secret:
+                # sslpassword and the like would be saved, shown and logged with the URL.
+                raise ValueError(
+                    f"the URL's query parameter {secret[0]} carries a credential, which a URL "
+                    "would show and a sources file would store; put it in a libpq service "
+                    "file (service=NAME in the URL) instead"
+                )
             for name in _URL_PARAM_FIELDS:
                 if name in _DEFAULTED_URL_PARAMS and name not in self.model_fields_set:
                     continue  # a default: the URL's value stands (see connect_kwargs)
