@@ -5,6 +5,13 @@ Every message is one readable line and never contains a secret: messages pass th
 the process-wide redactor when the exception is built, so a secret resolved earlier in
 the process is replaced by ``***`` even if a driver echoed it back.
 
+The exception chain is as clean: a headwater error's ``__cause__`` and ``__context__``
+read as `RedactedError` copies of the driver's exceptions (type name, redacted message,
+traceback), never as the driver's objects, whose messages, URLs and response objects may
+hold a secret. ``traceback.format_exception``, ``logging.exception`` and a program that
+walks the chain all see the copies, whichever way the error was raised (``from exc``,
+``from None`` or inside an ``except`` block).
+
 Tree::
 
     HeadwaterError
@@ -83,6 +90,95 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
+_CAUSE: Any = BaseException.__dict__["__cause__"]
+_CONTEXT: Any = BaseException.__dict__["__context__"]
+
+
+def _clean_chain(value: BaseException | None, seen: dict[int, BaseException]) -> Any:
+    """``value`` as a chain may show it: headwater errors as they are, others copied."""
+    if value is None or isinstance(value, HeadwaterError | RedactedError):
+        return value
+    if id(value) in seen:
+        return seen[id(value)]
+    copy = RedactedError(value)
+    seen[id(value)] = copy
+    # The copy's own chain is copied now (not when read), so no slot of it ever holds a
+    # driver's exception. Setting __cause__ also sets __suppress_context__: restore it.
+    suppress = value.__suppress_context__
+    _CAUSE.__set__(copy, _clean_chain(_CAUSE.__get__(value), seen))
+    _CONTEXT.__set__(copy, _clean_chain(_CONTEXT.__get__(value), seen))
+    copy.__suppress_context__ = suppress
+    return copy
+
+
+def _chain_link(slot: Any, doc: str) -> Any:
+    """
+    A property in place of BaseException's ``__cause__`` / ``__context__``.
+
+    The interpreter fills the slots of a raised exception directly (``raise ... from``,
+    implicit chaining), past any Python code; every Python reader (the traceback module,
+    logging, a program) goes through this property, which replaces a driver's exception
+    in the slot by its redacted copy before handing it out.
+    """
+
+    def get(self: BaseException) -> BaseException | None:
+        raw = slot.__get__(self)
+        clean = _clean_chain(raw, {})
+        if clean is not raw:
+            suppress = self.__suppress_context__
+            slot.__set__(self, clean)
+            self.__suppress_context__ = suppress
+        return clean  # type: ignore[no-any-return]
+
+    def set_(self: BaseException, value: BaseException | None) -> None:
+        suppress = self.__suppress_context__
+        slot.__set__(self, _clean_chain(value, {}))
+        # Assigning __cause__ means "show the cause, not the context", as it does natively.
+        self.__suppress_context__ = True if slot is _CAUSE else suppress
+
+    return property(get, set_, doc=doc)
+
+
+class RedactedError(Exception):
+    """
+    A redacted copy of a driver's exception in the chain of a headwater error: the
+    original's type name (``original_type``) and its message with every secret masked,
+    with the original's traceback. Nothing else of the original is kept.
+    """
+
+    __cause__ = _chain_link(_CAUSE, "The cause, redacted.")
+    __context__ = _chain_link(_CONTEXT, "The context, redacted.")
+
+    def __init__(self, original: BaseException) -> None:
+        from headwater._redact import redact
+
+        kind = type(original)
+        self.original_type = f"{kind.__module__}.{kind.__qualname__}"
+        try:
+            text = str(original)
+        except Exception:  # a broken __str__ must not hide the error being reported
+            text = "<message unavailable>"
+        self.message = redact(text)
+        super().__init__(self.message)
+        self.__traceback__ = original.__traceback__
+
+    def __str__(self) -> str:
+        return f"{self.original_type}: {self.message}" if self.message else self.original_type
+
+    def __repr__(self) -> str:
+        return f"RedactedError({self.original_type}, {self.message!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_redacted, (self.original_type, self.message))
+
+
+def _rebuild_redacted(original_type: str, message: str) -> RedactedError:
+    err = RedactedError.__new__(RedactedError)
+    Exception.__init__(err, message)
+    err.original_type, err.message = original_type, message
+    return err
+
+
 class HeadwaterError(Exception):
     """
     Base of every error headwater raises.
@@ -97,6 +193,10 @@ class HeadwaterError(Exception):
     category: ClassVar[Category | None] = None
     #: Whether trying again later may succeed (the shared retry policy reads this).
     retryable: ClassVar[bool] = False
+
+    # The chain a program or a traceback sees holds redacted copies only (module docstring).
+    __cause__ = _chain_link(_CAUSE, "The cause, as a redacted copy (`RedactedError`).")
+    __context__ = _chain_link(_CONTEXT, "The context, as a redacted copy (`RedactedError`).")
 
     def __init__(self, message: str, *, field: str | None = None, hint: str | None = None) -> None:
         from headwater._redact import redact
@@ -125,6 +225,43 @@ def _rebuild(
     err = cls.__new__(cls)
     HeadwaterError.__init__(err, message, field=field, hint=hint)
     return err
+
+
+def _scrub_chain(value: BaseException | None) -> None:
+    """Read every link of ``value``'s chain through Python: headwater errors clean theirs."""
+    seen: set[int] = set()
+    pending = [value]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        pending += [exc.__cause__, exc.__context__]
+
+
+def _install_excepthook() -> None:
+    """
+    Python 3.11 and 3.12 print an uncaught exception in C, reading the chain's slots
+    directly, not through the properties above: until then a slot may still hold the
+    driver's exception. The default hook is wrapped to clean the chain first (a hook a
+    program installed itself prints with the traceback module, which reads the properties).
+    """
+    import sys
+
+    if sys.excepthook is not sys.__excepthook__:
+        return
+    default = sys.__excepthook__
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        try:
+            _scrub_chain(value)
+        finally:
+            default(kind, value, tb)
+
+    sys.excepthook = excepthook
+
+
+_install_excepthook()
 
 
 class ConfigError(HeadwaterError):
