@@ -42,6 +42,7 @@ import itertools
 import json
 import lzma
 import math
+import re
 import sys
 import uuid
 import zlib
@@ -188,6 +189,47 @@ def json_default(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     raise TypeError(f"cannot write a {type(value).__name__} value as JSON")
+
+
+class JsonText(str):
+    """
+    A str that already is JSON text: a json column's document as written (key order,
+    duplicate keys, the digits of its numbers). Writers keep it a document: JSON Lines
+    embeds it, CSV writes its text, Arrow stores it as a string marked as JSON; a
+    database writer stores the text as it is. A plain str in a JSON column is a JSON
+    string value.
+    """
+
+    __slots__ = ()
+
+
+def dumps_document(value: Any, default: Any = json_default) -> str:
+    """
+    The JSON text of a document (an object, array or scalar) whose numbers may be
+    ``decimal.Decimal``: written as JSON numbers with every digit (``2.50`` stays
+    ``2.50``), where `json_default` writes a Decimal on its own as a string. This is how
+    a JSON value read exactly (numbers a float would change kept as Decimal) goes back.
+    """
+    marks: list[str] = []
+    token = uuid.uuid4().hex
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, decimal.Decimal):
+            if not item.is_finite():
+                raise ValueError(f"{item} is not a JSON number")
+            marks.append(f"{item:f}")  # positional, as PostgreSQL's numeric prints
+            return f"{token}{len(marks) - 1}"
+        if isinstance(item, dict):
+            return {key: walk(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [walk(inner) for inner in item]
+        return item
+
+    text = json.dumps(walk(value), default=default, ensure_ascii=False)
+    if not marks:
+        return text
+    # The token is a fresh random hex string: no other string of the document holds it.
+    return re.sub(f'"{token}(\\d+)"', lambda match: marks[int(match[1])], text)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -777,15 +819,39 @@ class JsonLinesEncoder:
         data = _orjson_lines(rows) if self._fast else None
         if data is None:
             try:
-                data = ("\n".join(map(self._dumps, rows)) + "\n").encode(self.encoding)
+                data = ("\n".join(map(self._row, rows)) + "\n").encode(self.encoding)
             except TypeError as exc:
                 raise ConfigError(f"cannot write a record as JSON: {exc}") from None
         self.count += len(rows)
         return data
 
+    def _row(self, row: dict[str, Any]) -> str:
+        """
+        One record's line; a `JsonText` value is written as the document it holds, a
+        document (object or array) with its Decimals as numbers (`dumps_document`).
+        """
+        if not isinstance(row, dict) or not any(
+            type(value) in (JsonText, dict, list) for value in row.values()
+        ):
+            return self._dumps(row)
+        parts = []
+        for key, value in row.items():
+            if type(value) is JsonText:
+                # Raw tabs and newlines only sit between tokens: spaces keep the document.
+                text = value.translate(_JSON_SPACES)
+            elif type(value) in (dict, list):
+                text = dumps_document(value)
+            else:
+                text = self._dumps(value)
+            parts.append(f"{self._dumps(key)}:{text}")
+        return "{" + ",".join(parts) + "}"
+
     def finish(self) -> bytes:
         """Bytes that end the file (none for JSON Lines)."""
         return b""
+
+
+_JSON_SPACES: Final = str.maketrans("\t\n\r", "   ")
 
 
 try:
@@ -821,8 +887,10 @@ def _orjson_lines(rows: list[dict[str, Any]]) -> bytes | None:
 def _all_finite(values: list[Any]) -> bool:
     """
     No NaN or infinite float among ``values`` or inside their lists, tuples and objects,
-    and no value of a type orjson would hand to `json_default` with floats inside.
+    and no value of a type orjson would hand to `json_default` with floats inside, and
+    no Decimal inside a document (orjson would write it as a string).
     """
+    nested_level = False
     while values:
         kinds = set(map(type, values))
         if float in kinds or not kinds <= _SCALARS:
@@ -837,6 +905,8 @@ def _all_finite(values: list[Any]) -> bool:
         if not containers <= _CONTAINERS:
             return False  # a set or an object of its own: let the stdlib path judge
         nested: list[Any] = []
+        if nested_level and decimal.Decimal in kinds:
+            return False  # a number kept exact inside a document: written as a number
         if dict in containers:
             nested.extend(
                 itertools.chain.from_iterable(
@@ -847,6 +917,7 @@ def _all_finite(values: list[Any]) -> bool:
             if kind in containers:
                 nested.extend(itertools.chain.from_iterable(filter(kind.__instancecheck__, values)))
         values = nested
+        nested_level = True
     return True
 
 
@@ -966,7 +1037,7 @@ def _csv_text(value: Any) -> str | None:
     if isinstance(value, int | float):
         return repr(value) if isinstance(value, float) else str(value)
     if isinstance(value, dict | list):
-        return json.dumps(value, default=json_default, ensure_ascii=False)
+        return dumps_document(value)
     converted = json_default(value)
     return converted if isinstance(converted, str) else json.dumps(converted)
 
@@ -999,12 +1070,21 @@ def arrow_from_records(rows: list[dict[str, Any]]) -> Any:
         values = [row.get(name) for row in rows]
         kinds = set(map(type, values))
         metadata = None
-        if dict in kinds or list in kinds:
+        if dict in kinds or list in kinds or JsonText in kinds:
             values = [
-                None if v is None else json.dumps(v, default=json_default, ensure_ascii=False)
+                None if v is None else v if type(v) is JsonText else dumps_document(v)
                 for v in values
             ]
             metadata = JSON_FIELD_METADATA
+        elif str in kinds and kinds & _TEMPORAL:
+            # Dates a source could only give as text ("infinity", BC, year 10000) beside
+            # ones Python holds: the column as ISO text, which a database parses back.
+            values = [v.isoformat() if type(v) in _TEMPORAL else v for v in values]
+        elif decimal.Decimal in kinds and not _one_decimal_type(values):
+            # NaN and infinities have no Arrow decimal, and one Arrow decimal type has
+            # one scale ("1.50" beside "2.125" would come back as "1.500"): the column
+            # as the numbers' text, every digit kept.
+            values = [str(v) if type(v) is decimal.Decimal else v for v in values]
         try:
             array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
@@ -1018,6 +1098,18 @@ def arrow_from_records(rows: list[dict[str, Any]]) -> Any:
         arrays.append(array)
         fields.append(pa.field(name, array.type, metadata=metadata))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+_TEMPORAL: Final = frozenset({datetime.date, datetime.datetime, datetime.time})
+
+
+def _one_decimal_type(values: list[Any]) -> bool:
+    """Whether Arrow holds these Decimals exactly in one decimal type (finite, one scale)."""
+    decimals = [v for v in values if type(v) is decimal.Decimal]
+    if not all(v.is_finite() for v in decimals):
+        return False
+    exponents = {v.as_tuple().exponent for v in decimals}
+    return len(exponents) <= 1 and all(len(v.as_tuple().digits) <= 76 for v in decimals)
 
 
 def unify_arrow_schemas(schemas: list[Any]) -> Any:

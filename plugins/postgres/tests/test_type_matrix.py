@@ -47,9 +47,12 @@ class Family:
     values: tuple[str, ...]
 
 
-_ALL_BYTES = "(SELECT string_agg(set_byte('\\x00'::bytea, 0, i), ''::bytea) FROM generate_series(0, 255) i)"
+_ALL_BYTES = (
+    "(SELECT string_agg(set_byte('\\x00'::bytea, 0, i), ''::bytea) FROM generate_series(0, 255) i)"
+)
 
-#: The 42 families of issue 24. Values are SQL expressions (cast to the column type by
+#: The 42 families of issue 24 and two more (numeric scales, which one Arrow decimal type
+#: cannot hold together, and a numeric(p,s)). Values are SQL expressions (cast to the column type by
 #: the INSERT); every table also gets a NULL row.
 FAMILIES: tuple[Family, ...] = (
     Family("int2", "smallint", ("-32768", "32767", "0")),
@@ -64,6 +67,12 @@ FAMILIES: tuple[Family, ...] = (
             "'NaN'", "'Infinity'", "'-Infinity'", "'1.50'", "'0'", "'-0.000'",
         ),
     ),
+    Family(
+        "numeric_scales",
+        "numeric",
+        ("'1.50'", "'2.125'", "'-0.000'", "'12345678901234567890123456789012345678901234567890.5'"),
+    ),
+    Family("numeric_fixed", "numeric(12,2)", ("'1.50'", "'-9999999999.99'", "'0'")),
     Family("float4", "real", ("'NaN'", "'Infinity'", "'-Infinity'", "'-0'", "'1.4e-45'", "'3.4028235e38'", "'0.1'")),
     Family(
         "float8",
@@ -203,9 +212,7 @@ def matrix(pg_dsn: str) -> Iterator[Matrix]:
                     )
                     rows = [*family.values, "NULL"]
                     enum = ", 'happy'" if extra else ""
-                    values = ", ".join(
-                        f"({n}{enum}, {value})" for n, value in enumerate(rows, 1)
-                    )
+                    values = ", ".join(f"({n}{enum}, {value})" for n, value in enumerate(rows, 1))
                     admin.execute(f"INSERT INTO {table} VALUES {values}")
             connector = PostgresConnector({"url": pg_dsn, "application_name": "hw-matrix"})
             try:
@@ -299,7 +306,9 @@ def summary_lines() -> list[str]:
     """The counts per path and placement (for the terminal summary)."""
     if not RESULTS:
         return []
-    lines = [f"{'path':<14} {'placement':<9} {'exact':>5} {'error':>5} {'changed':>7} {'crash':>5}  of"]
+    lines = [
+        f"{'path':<14} {'placement':<9} {'exact':>5} {'error':>5} {'changed':>7} {'crash':>5}  of"
+    ]
     for path in PATHS:
         for placement in PLACEMENTS:
             counts = RESULTS[path][placement]

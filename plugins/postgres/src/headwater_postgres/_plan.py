@@ -36,7 +36,7 @@ from headwater_postgres._sql import (
     order_by,
     select_list,
 )
-from headwater_postgres._values import JSON_OIDS, json_column, to_state_value
+from headwater_postgres._values import JSON_OID, JSONB_OID, JsonText, json_column, to_state_value
 
 #: Rows fetched first from a query stream, whose row width no statistics tell: its
 #: later batches are sized from what these rows measured (see `BatchCutter`). Few, so
@@ -67,7 +67,8 @@ class ReadPlan:
     #: ``SELECT ...`` with every value inlined as a quoted literal.
     select: sql.Composed
     names: tuple[str, ...]
-    #: Positions of the json/jsonb columns, which arrive as text (see `select_list`).
+    #: Positions of the jsonb columns, which arrive as text (see `select_list`) and are
+    #: parsed a batch at a time.
     json_positions: tuple[int, ...]
     #: Positions of the key columns in a row; empty when the read cannot resume.
     key_positions: tuple[int, ...]
@@ -81,6 +82,10 @@ class ReadPlan:
     #: One row's JSON text for ``format="jsonl"`` (`_jsonl`); None when not asked for,
     #: or when a column's JSON cannot be built in SQL.
     json_items: sql.Composable | None = None
+    #: Positions of the json columns: their text is the value (`JsonText`), since json,
+    #: unlike jsonb, keeps the document as written (key order, duplicate keys, spaces,
+    #: the digits of each number), which no parsed value holds.
+    json_text_positions: tuple[int, ...] = ()
     #: False for ``ordered=False``: no ORDER BY, and states that cannot be resumed from.
     ordered: bool = True
     copy_parts: _CopyParts | None = None
@@ -157,6 +162,12 @@ class BatchCutter:
             values = json_column([row[position] for row in rows])
             for record, value in zip(records, values, strict=True):
                 record[name] = value
+        for position in plan.json_text_positions:
+            name = self._names[position]
+            for record in records:
+                text = record[name]
+                if text is not None:
+                    record[name] = JsonText(text)
         return Batch(plan.stream, records, plan.state(key, self.rows))
 
     def jsonl_batch(self, rows: list[memoryview]) -> Batch:
@@ -315,7 +326,10 @@ def build_plan(
         select=query_sql,
         names=names,
         json_positions=tuple(
-            i for i, c in enumerate(chosen) if (c.base_oid or c.type_oid) in JSON_OIDS
+            i for i, c in enumerate(chosen) if (c.base_oid or c.type_oid) == JSONB_OID
+        ),
+        json_text_positions=tuple(
+            i for i, c in enumerate(chosen) if (c.base_oid or c.type_oid) == JSON_OID
         ),
         key_positions=positions,
         key_names=tuple(k.name for k in keys),

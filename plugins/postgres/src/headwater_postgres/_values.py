@@ -58,6 +58,8 @@ from psycopg.pq import Format
 from psycopg.types.string import StrBinaryDumper
 
 from headwater import ConfigError, loads_json
+from headwater import formats
+from headwater.formats import dumps_document
 
 _TYPES = postgres.types
 
@@ -103,6 +105,8 @@ TEXT_OID: Final = 25
 TEXT_ARRAY_OID: Final = 1009
 #: json and jsonb (scalars): read as text and parsed a batch at a time (see `BatchCutter`).
 JSON_OIDS: Final = frozenset({114, 3802})
+JSON_OID: Final = 114
+JSONB_OID: Final = 3802
 
 # --- intervals as ISO 8601 -------------------------------------------------------------
 
@@ -398,11 +402,40 @@ def json_column(texts: list[str | None]) -> list[Any]:
         return [None if t is None else next(present) for t in texts]
     if not texts:
         return []
+    if "null" in texts:
+        # The document null is not SQL NULL: it reads as its JSON text (a `JsonText`),
+        # which `write` stores as the document null again, where None would be NULL.
+        parsed = json_column([t for t in texts if t != "null"]) if texts.count("null") < len(texts) else []
+        rest = iter(parsed)
+        return [JSON_NULL if t == "null" else next(rest) for t in texts]
     joined = ("[" + ",".join(texts) + "]").encode()  # type: ignore[arg-type]  # no None
     parsed = json_loads(joined)
     if len(parsed) != len(texts):  # a "value" that was not one: parse them one by one
         return [json_loads(text) for text in texts]  # type: ignore[arg-type]  # no None
+    # A float changes a number whose digits it cannot hold ("2.50", "0.1000000000000000055",
+    # "12345678901234567890.5"). jsonb prints its documents in the form json_dumps writes,
+    # so a batch whose text may hold a fraction or exponent is checked by writing it
+    # again; one that differs is parsed value by value with `loads_exact_json`.
+    if _MAY_HOLD_FLOAT.search(joined) and json_dumps(parsed) != "[" + ", ".join(texts) + "]":  # type: ignore[arg-type]
+        return [loads_exact_json(text) for text in texts]  # type: ignore[arg-type]  # no None
     return parsed  # type: ignore[no-any-return]  # "[...]" is a list
+
+
+#: A digit followed by a point or an exponent: where a JSON text may hold a float.
+_MAY_HOLD_FLOAT: Final = re.compile(rb"\d[.eE]")
+
+
+def _exact_number(text: str) -> float | Decimal:
+    number = float(text)
+    return number if repr(number) == text else Decimal(text)
+
+
+def loads_exact_json(text: str | bytes) -> Any:
+    """
+    A JSON value with every number exact: a float where the float writes the same
+    text again, a `decimal.Decimal` otherwise (`json_dumps` writes it back as a number).
+    """
+    return json.loads(text, parse_float=_exact_number)
 
 
 class JsonbBinaryLoader(adapt.Loader):
@@ -452,10 +485,15 @@ _ENCODE: Final = (
 
 
 def json_dumps(value: Any) -> str:
-    """JSON text for a value (the fast path of jsonb / json writes)."""
-    if _ENCODE is None:  # pragma: no cover - CPython has the C encoder
-        return json.dumps(value, ensure_ascii=False)
-    return "".join(_ENCODE(value, 0))
+    """JSON text for a value (the fast path of jsonb / json writes); Decimals as numbers."""
+    try:
+        if _ENCODE is None:  # pragma: no cover - CPython has the C encoder
+            return json.dumps(value, ensure_ascii=False)
+        return "".join(_ENCODE(value, 0))
+    except TypeError:
+        # A Decimal (a number `loads_exact_json` kept exact), or a value JSON has no
+        # form for, which dumps_document refuses with the same TypeError.
+        return dumps_document(value, default=_not_json)
 
 
 class _JsonbInput:
@@ -466,14 +504,14 @@ class _JsonInput:
     """Marker type: puts `JsonBinaryDumper` in the by-OID table used by COPY."""
 
 
-class JsonText(str):
-    """
-    A str that already is JSON text, written as it is: the json/jsonb values of an Arrow
-    batch (headwater's Arrow reads carry json as strings) and of a ``text_values`` write.
-    A plain str in a json column is a JSON string value and is encoded.
-    """
+#: A str that already is JSON text, written as it is (`headwater.formats.JsonText`): a
+#: json column's document in a dict read, the json/jsonb values of an Arrow batch and of a
+#: ``text_values`` write. A plain str in a json column is a JSON string value (encoded).
+JsonText = formats.JsonText
 
-    __slots__ = ()
+
+#: The JSON document null of a json/jsonb column in a dict read (None is SQL NULL).
+JSON_NULL: Final = JsonText("null")
 
 
 class JsonbBinaryDumper(adapt.Dumper):
