@@ -532,7 +532,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                     # as a dict read's: dict batches, which a JSON Lines sink encodes.
                     yield from self._read_rows(conn, plan)
                     return
-                select = plan.select.as_string(conn)
+                assert plan.arrow_select is not None
+                select = plan.arrow_select.as_string(conn)
             # The ADBC driver has its own connection; ours is back in the pool by now.
             from headwater_postgres._arrow import read_arrow
 

@@ -173,7 +173,13 @@ def json_expression(columns: Sequence[Column], *, source: str | None) -> sql.Com
     """
     parts: list[sql.Composable] = []
     for index, col in enumerate(columns):
-        ident = sql.Identifier(source, col.name) if source else sql.Identifier(col.name)
+        ident: sql.Composable = (
+            sql.Identifier(source, col.name) if source else sql.Identifier(col.name)
+        )
+        if col.type.endswith("[]"):
+            from headwater_postgres._plan import array_guard
+
+            ident = array_guard(col, ident, arrow=False)
         value = _value(col, ident)
         if value is None:
             return None

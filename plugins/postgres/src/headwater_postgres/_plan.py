@@ -79,6 +79,8 @@ class ReadPlan:
     batch_bytes: int
     #: True for a query, whose row width no statistics give: measure it on the first rows.
     measure_width: bool
+    #: The statement of ``format="arrow"`` (arrays the ADBC driver would flatten refused).
+    arrow_select: sql.Composed | None = None
     #: One row's JSON text for ``format="jsonl"`` (`_jsonl`); None when not asked for,
     #: or when a column's JSON cannot be built in SQL.
     json_items: sql.Composable | None = None
@@ -303,11 +305,15 @@ def build_plan(
     if upper is not None:
         conditions.append(key_condition(keys, upper, source=alias, op="<="))
 
-    query_sql: sql.Composed = sql.SQL("SELECT {} FROM {}").format(
-        select_list(chosen, source=alias), from_clause
-    )
-    if conditions:
-        query_sql = sql.SQL("{} WHERE {}").format(query_sql, sql.SQL(" AND ").join(conditions))
+    def statement(items: sql.Composable) -> sql.Composed:
+        query = sql.SQL("SELECT {} FROM {}").format(items, from_clause)
+        if conditions:
+            query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(conditions))
+        if keys and ordered:
+            query = sql.SQL("{} ORDER BY {}").format(query, order_by(keys, source=alias))
+        return query
+
+    query_sql = statement(_read_items(chosen, alias, arrow=False))
     json_items = None
     if jsonl:
         from headwater_postgres import _jsonl
@@ -315,8 +321,6 @@ def build_plan(
         expression = _jsonl.json_expression(chosen, source=alias)
         if expression is not None and (not ordered or _jsonl.keys_supported(keys)):
             json_items = expression
-    if keys and ordered:
-        query_sql = sql.SQL("{} ORDER BY {}").format(query_sql, order_by(keys, source=alias))
 
     rows_per_batch = batch_size
     if width:
@@ -324,6 +328,7 @@ def build_plan(
     return ReadPlan(
         stream=stream,
         select=query_sql,
+        arrow_select=statement(_read_items(chosen, alias, arrow=True)),
         names=names,
         json_positions=tuple(
             i for i, c in enumerate(chosen) if (c.base_oid or c.type_oid) == JSONB_OID
@@ -347,6 +352,51 @@ def build_plan(
             table_oid=source.oid if isinstance(source, Relation) else None,
         ),
     )
+
+
+def array_guard(col: Column, ident: sql.Composable, *, arrow: bool) -> sql.Composable:
+    """
+    ``ident`` of an array column, failing the read on a value the reader would change
+    (instead of changing it): a lower bound other than 1 (``'[0:1]={7,8}'``), which a
+    list cannot hold, and for Arrow any array of more than one dimension, which the
+    ADBC driver flattens (``{{1,2},{3,4}}`` → ``[1,2,3,4]``). The error is a cast of a
+    message (with the start of the value) to the column's type, made per row so the
+    planner cannot fold it; PostgreSQL prints any non-1 lower bound as ``[m:n]=``.
+    """
+    if arrow:
+        condition = "array_ndims({0}) > 1 OR array_lower({0}, 1) <> 1"
+        cannot = "a multi-dimensional array or one whose lower bound is not 1, which Arrow"
+        fix = 'read it with format="dicts" (more dimensions) or "csv" / "pgcopy" (any)'
+    else:
+        condition = "array_lower({0}, 1) <> 1 OR array_ndims({0}) > 1 AND left({0}::text, 1) = '['"
+        cannot = "an array whose lower bound is not 1, which a list"
+        fix = 'read it with format="csv" or "pgcopy" (PostgreSQL\'s text form keeps bounds)'
+    message = (
+        f"headwater: column {col.name!r} ({col.type}) holds {cannot} cannot hold; {fix}. Value: "
+    )
+    return sql.SQL(
+        "CASE WHEN " + condition + " THEN ({1} || left({0}::text, 40))::{2} ELSE {0} END"
+    ).format(ident, sql.Literal(message), sql.SQL(col.type))
+
+
+def _read_items(columns: Sequence[Column], alias: str | None, *, arrow: bool) -> sql.Composed:
+    """`select_list` with every array column behind `array_guard`."""
+    from headwater_postgres._values import load_oid
+
+    parts: list[sql.Composable] = []
+    for col in columns:
+        if not col.type.endswith("[]"):
+            parts.append(select_list([col], source=alias))
+            continue
+        ident = sql.Identifier(alias, col.name) if alias else sql.Identifier(col.name)
+        guarded = array_guard(col, ident, arrow=arrow)
+        _oid, cast = load_oid(col.type_oid, col.base_oid)
+        parts.append(
+            sql.SQL("({})::text[] AS {}" if cast else "{} AS {}").format(
+                guarded, sql.Identifier(col.name)
+            )
+        )
+    return sql.SQL(", ").join(parts)
 
 
 def _check_state(state: State, stream: str, keys: Sequence[Column]) -> int:

@@ -362,8 +362,10 @@ def fetch_rows(cur: Any, size: int) -> list[tuple[Any, ...]]:
     """``cur.fetchmany(size)``, with dates and times Python cannot hold as text."""
     try:
         return cur.fetchmany(size)  # type: ignore[no-any-return]
-    except DataError:
-        if cur.pgresult is None:
+    except DataError as exc:
+        # Only a value psycopg could not load (no SQLSTATE: raised on the client, after
+        # the rows arrived); a server error is the read's failure.
+        if exc.sqlstate is not None or cur.pgresult is None:
             raise
         return _reload(cur)
 
@@ -372,8 +374,10 @@ async def afetch_rows(cur: Any, size: int) -> list[tuple[Any, ...]]:
     """Async `fetch_rows`."""
     try:
         return await cur.fetchmany(size)  # type: ignore[no-any-return]
-    except DataError:
-        if cur.pgresult is None:
+    except DataError as exc:
+        # Only a value psycopg could not load (no SQLSTATE: raised on the client, after
+        # the rows arrived); a server error is the read's failure.
+        if exc.sqlstate is not None or cur.pgresult is None:
             raise
         return _reload(cur)
 
