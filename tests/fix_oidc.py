@@ -219,6 +219,7 @@ class OidcServer:
         response.raise_for_status()
 
     def stop(self) -> None:
+        """Stop the process (if this object started it) and remove its files."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -226,6 +227,8 @@ class OidcServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

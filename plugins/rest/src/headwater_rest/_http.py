@@ -208,14 +208,19 @@ def _allowed_entry(entry: str) -> tuple[str | None, str, int | None]:
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     """Whether ``exc`` or an exception in its chain is a ``kind`` (httpx wraps httpcore's)."""
+    return _cause_of(exc, kind) is not None
+
+
+def _cause_of(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first ``kind`` in ``exc``'s chain (``exc`` included), if any."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, kind):
-            return True
+            return current
         current = current.__cause__ or current.__context__
-    return False
+    return None
 
 
 def _is_tls(exc: BaseException) -> bool:
@@ -240,6 +245,13 @@ def _host_of(exc: httpx.HTTPError) -> str:
         return ""
     _, host, port = origin_of(url)
     return f"{host}:{port}"
+
+
+def _scheme_of(exc: httpx.HTTPError) -> str:
+    try:
+        return exc.request.url.scheme
+    except RuntimeError:  # httpx raised it outside a request
+        return ""
 
 
 @contextlib.contextmanager
@@ -290,9 +302,36 @@ def map_errors(what: str, *, url_field: str = "base_url") -> Iterator[None]:
             hint=f"check {url_field}, DNS and that the service is running",
         ) from None
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
-        raise ConnectionFailed(f"{what}: the connection dropped ({_reason(exc)})") from None
+        if _caused_by(exc, ssl.SSLError):
+            raise _tls_refusal(what, _cause_of(exc, ssl.SSLError) or exc) from None
+        hint = None
+        if _scheme_of(exc) == "https":
+            # The async stack loses the TLS alert when the server hangs up on a client
+            # without a certificate: all that is left is a dropped connection.
+            hint = "if the server wants a client certificate, set tls.client_cert"
+        raise ConnectionFailed(
+            f"{what}: the connection dropped ({_reason(exc)})", hint=hint
+        ) from None
+    except ssl.SSLError as exc:
+        # Now and then the async stack lets the TLS alert through unwrapped.
+        raise _tls_refusal(what, exc) from None
     except httpx.HTTPError as exc:
         raise ConnectorError(f"{what}: {type(exc).__name__} ({_reason(exc)})") from None
+
+
+def _tls_refusal(what: str, exc: BaseException) -> TLSFailure:
+    """A TLS error after the handshake: the server refused us (often: no client certificate)."""
+    # With TLS 1.3 a server refusing a client without a certificate says so only after
+    # the handshake, on the first read: "tlsv13 alert certificate required".
+    reason = _reason(exc)
+    wants_cert = "CERTIFICATE_REQUIRED" in reason.upper()
+    return TLSFailure(
+        f"{what}: TLS failed ({reason})",
+        field="tls.client_cert" if wants_cert else "verify",
+        hint="the server asks for a client certificate: set tls.client_cert and tls.client_key"
+        if wants_cert
+        else "check the server certificate and tls settings",
+    )
 
 
 def status_error(sent: Outgoing, response: httpx.Response) -> HeadwaterError:
@@ -453,11 +492,12 @@ class TokenTransport:
 
     @staticmethod
     def _blame(step: TokenStep, exc: HeadwaterError) -> HeadwaterError:
-        if isinstance(exc, TokenEndpointError | ConfigError):
+        if isinstance(exc, TokenEndpointError | ConfigError | TLSFailure):
             return exc
         return TokenEndpointError(
             exc.message,
-            field=exc.field if exc.field and exc.field.startswith("auth") else step.field,
+            # base_url is not at fault for the token endpoint; tls.*, verify may be.
+            field=exc.field if exc.field and exc.field != "base_url" else step.field,
             hint=exc.hint or f"check {step.field} and that the authorization server is up",
         )
 
