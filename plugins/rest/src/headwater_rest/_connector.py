@@ -52,6 +52,7 @@ from headwater_rest._config import (
     RestConfig,
     StreamConfig,
     has_credentials,
+    is_credential_name,
     resolve_client_cert,
     resolve_values,
 )
@@ -518,7 +519,22 @@ class _StreamRun:
             return
         raw = state.get("position")
         if raw is not None:
-            self.position = Position.from_state(raw)
+            self.position = Position.from_state(raw).with_params(
+                self.params, added_by_auth=self._auth_params(), stream=self.name
+            )
+
+    def _auth_params(self) -> frozenset[str]:
+        """Query parameters the auth adds to every request (``api_key`` in the query)."""
+        auth = self.connector.config.auth
+        if auth.type == "api_key" and getattr(auth, "location", "header") == "query":
+            return frozenset({str(getattr(auth, "name", None) or "X-API-Key")})
+        return frozenset()
+
+    def _is_secret_param(self, name: str) -> bool:
+        """Whether a next URL's parameter is a credential, kept out of states."""
+        if name in self.config.params:  # the config's own marking: {secret:} / {plain:}
+            return isinstance(self.config.params[name], Secret)
+        return is_credential_name(name) or name in self._auth_params()
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -556,7 +572,7 @@ class _StreamRun:
     def _state(self, position: Position | None) -> State:
         state: State = {
             "stream": self.name,
-            "position": position.to_state() if position is not None else None,
+            "position": position.to_state(self._is_secret_param) if position is not None else None,
             "done": position is None,
         }
         if self.config.incremental is not None:

@@ -36,7 +36,7 @@ from collections.abc import (
     Mapping,
 )
 from typing import Any, TypeAlias
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from headwater import ConfigError, get_logger
 from headwater_rest._config import (
@@ -74,28 +74,90 @@ class PageResponse:
     body: Any
 
 
+def without_params(url: str, is_secret: Callable[[str], bool]) -> tuple[str, list[str]]:
+    """``url`` without the query parameters ``is_secret`` names, and their names."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    removed = sorted({name for name, _ in pairs if is_secret(name)})
+    if not removed:
+        return url, []
+    kept = [(name, value) for name, value in pairs if name not in removed]
+    return urlunsplit(parts._replace(query=urlencode(kept))), removed
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Position:
     """A record's place in the stream: the page's token and how many records of it to skip."""
 
     token: Token
     skip: int = 0
+    #: Credential parameters taken out of the token's URL when it was saved (`to_state`):
+    #: the config must give them back on resume (`with_params`).
+    stripped: tuple[str, ...] = ()
 
-    def to_state(self) -> dict[str, Any]:
-        """The JSON-able form kept in a batch state."""
-        return {"token": self.token, "skip": self.skip}
+    def to_state(self, is_secret: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        """
+        The JSON-able form kept in a batch state. A next URL loses its credential
+        parameters (``is_secret``; an API may put ``access_token=...`` in the links it
+        sends): states are files, never a place for a secret. Their names are kept.
+        """
+        token = self.token
+        stripped = set(self.stripped)
+        url = token.get("url")
+        if is_secret is not None and isinstance(url, str):
+            clean, removed = without_params(url, is_secret)
+            if removed:
+                token = {**token, "url": clean}
+                stripped.update(removed)
+        state: dict[str, Any] = {"token": token, "skip": self.skip}
+        if stripped:
+            state["stripped"] = sorted(stripped)
+        return state
 
     @classmethod
     def from_state(cls, data: Any) -> Position:
         """Inverse of `to_state`; raises `ConfigError` on anything else."""
+        stripped = data.get("stripped", []) if isinstance(data, dict) else None
         if (
             not isinstance(data, dict)
             or not isinstance(data.get("token"), dict)
             or not isinstance(data.get("skip", 0), int)
             or data.get("skip", 0) < 0
+            or not isinstance(stripped, list)
+            or not all(isinstance(name, str) for name in stripped)
         ):
             raise ConfigError("state position is not a rest-connector position", field="state")
-        return cls(dict(data["token"]), int(data.get("skip", 0)))
+        return cls(dict(data["token"]), int(data.get("skip", 0)), tuple(stripped))
+
+    def with_params(
+        self, values: Mapping[str, Any], *, added_by_auth: frozenset[str], stream: str
+    ) -> Position:
+        """
+        This position with its stripped parameters given back from the config: from
+        ``values`` (the stream's params), or left to the auth that adds them to every
+        request (``added_by_auth``). A parameter neither gives is refused: the resumed
+        request would go out without it.
+        """
+        if not self.stripped:
+            return self
+        missing = [n for n in self.stripped if n not in values and n not in added_by_auth]
+        if missing:
+            raise ConfigError(
+                f"stream {stream!r}: the saved next URL carried the credential parameter(s) "
+                f"{', '.join(missing)}, which a state never keeps, and the config does not "
+                "give them",
+                field="state",
+                hint=f"set streams.{stream}.params.{missing[0]} (a secret reference), or read "
+                "the stream from the start without the state",
+            )
+        url = self.token.get("url")
+        restore = {n: values[n] for n in self.stripped if n in values and n not in added_by_auth}
+        if not isinstance(url, str) or not restore:
+            return dataclasses.replace(self, stripped=())
+        parts = urlsplit(url)
+        query = [*parse_qsl(parts.query, keep_blank_values=True), *restore.items()]
+        token = {**self.token, "url": urlunsplit(parts._replace(query=urlencode(query)))}
+        return Position(token, self.skip)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -601,6 +663,15 @@ def page_flow(
         response = yield strategy.request(token)
         assert response is not None, "the driver must answer a PageRequest with a PageResponse"
         records = select(response.body)
+        if skip > len(records):
+            # Beyond the page: reading on would deliver nothing from it and exit 0.
+            raise ConfigError(
+                f"the state's position skips {skip} records of the page at "
+                f"{_describe(token)}, which holds {len(records)}: the data is not what the "
+                "state was saved from",
+                field="state",
+                hint="read the stream from the start without the state",
+            )
         _refuse_repeat(strategy, token, records, previous)
         previous = records
         nxt, broken = _advance(strategy, token, response, records, seen)
