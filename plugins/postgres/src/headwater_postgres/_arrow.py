@@ -5,7 +5,19 @@ The ADBC driver reads the server's binary COPY output straight into Arrow buffer
 so no Python object is built per value. The statement is the read plan's (same key
 order, same resumption condition), and each batch's state is taken from its last row,
 so Arrow and dict reads of a stream share states. Arrow types are the driver's mapping
-(e.g. numeric → string, jsonb → string), not the dict mapping.
+(e.g. numeric → string, jsonb → string), not the dict mapping, checked and corrected
+where the driver's would change a value (`checked_batch`):
+
+* oid: uint32 (the driver gives int32, so 4294967295 arrived as -1);
+* date / timestamp / timestamptz: ±infinity as the type's extreme values (date32
+  2**31-1 / -2**31 days, timestamp 2**63-1 / -2**63 µs), which `write` turns back into
+  ±infinity (the driver shifts the server's 2000-based values to 1970 and so wraps
+  them); a timestamp past year 292277 wraps too and is refused, naming the column;
+* interval: its ISO 8601 duration as a string (field metadata ``headwater.type:
+  interval``), which Parquet stores and `write` reads (Arrow's month_day_nano has no
+  Parquet type);
+* arrays of more than one dimension or with a lower bound other than 1, which the
+  driver flattens or refuses, are refused by the statement (`_plan.array_guard`).
 """
 
 from __future__ import annotations
@@ -13,8 +25,89 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from headwater import Batch, ConfigError
+from headwater import Batch, ConfigError, ConnectorError
 from headwater_postgres._plan import BatchCutter, ReadPlan
+from headwater_postgres._values import IntervalParts
+
+#: Days and microseconds from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
+DATE_SHIFT = 10_957
+TIMESTAMP_SHIFT = 946_684_800_000_000
+#: The earliest date PostgreSQL holds (4714-11-24 BC), in days and µs since 1970: any
+#: value below is one the driver wrapped.
+_PG_MIN_DAYS = -2_440_588
+_PG_MIN_MICROS = _PG_MIN_DAYS * 86_400_000_000
+_POSTGRES_TYPE = b"POSTGRESQL:type"
+INTERVAL_METADATA = {b"headwater.type": b"interval"}
+
+
+def checked_batch(batch: Any) -> Any:
+    """``batch`` with the driver's values corrected as the module docstring says."""
+    import pyarrow as pa
+
+    fields, columns = [], []
+    changed = False
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        new_field, new_column = _checked(field, column)
+        changed = changed or new_column is not column
+        fields.append(new_field)
+        columns.append(new_column)
+    if not changed:
+        return batch
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields, batch.schema.metadata))
+
+
+def _checked(field: Any, column: Any) -> tuple[Any, Any]:
+    import pyarrow as pa
+
+    kind = field.type
+    pg_type = (field.metadata or {}).get(_POSTGRES_TYPE, b"").decode()
+    if pa.types.is_date32(kind):
+        return field, _infinities(field, column, pa.int32(), 32, DATE_SHIFT, _PG_MIN_DAYS, pg_type)
+    if pa.types.is_timestamp(kind) and kind.unit == "us":
+        shift, low = TIMESTAMP_SHIFT, _PG_MIN_MICROS
+        return field, _infinities(field, column, pa.int64(), 64, shift, low, pg_type)
+    if pa.types.is_interval(kind):
+        texts = [
+            None if v is None else IntervalParts.from_month_day_nano(v).iso()
+            for v in column.to_pylist()
+        ]
+        metadata = {**(field.metadata or {}), **INTERVAL_METADATA}
+        return pa.field(field.name, pa.string(), field.nullable, metadata), pa.array(
+            texts, pa.string()
+        )
+    if pa.types.is_int32(kind) and pg_type == "oid":
+        return field.with_type(pa.uint32()), column.view(pa.uint32())
+    return field, column
+
+
+def _infinities(
+    field: Any, column: Any, ints: Any, bits: int, shift: int, low: int, pg_type: str
+) -> Any:
+    """A date32 / timestamp[us] column with the driver's wrapped infinities corrected."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = column.view(ints)
+    smallest = pc.min(values).as_py()
+    if smallest is None or smallest >= low:
+        return column  # the common case: one pass, nothing to correct
+    top, bottom = 2 ** (bits - 1) - 1, -(2 ** (bits - 1))
+    # The server's infinity (the largest integer) plus the shift wraps to bottom+shift-1;
+    # -infinity (the smallest) plus the shift is bottom+shift.
+    positive = pc.equal(values, pa.scalar(bottom + shift - 1, ints))
+    negative = pc.equal(values, pa.scalar(bottom + shift, ints))
+    wrapped = pc.and_(pc.less(values, pa.scalar(low, ints)), pc.invert(pc.or_(positive, negative)))
+    if pc.any(wrapped).as_py():
+        raise ConnectorError(
+            f"column {field.name!r} ({pg_type or field.type}) holds a timestamp after year "
+            "292277, which Arrow's timestamp cannot hold (the ADBC driver would wrap it)",
+            field=field.name,
+            hint='read it with format="dicts", "jsonl" or "csv", which carry it as text',
+        )
+    corrected = pc.if_else(
+        positive, pa.scalar(top, ints), pc.if_else(negative, pa.scalar(bottom, ints), values)
+    )
+    return corrected.view(column.type)
 
 
 def read_arrow(uri: str, select: str, plan: ReadPlan) -> Iterator[Batch]:
@@ -43,4 +136,4 @@ def read_arrow(uri: str, select: str, plan: ReadPlan) -> Iterator[Batch]:
                     if plan.key_positions
                     else None
                 )
-                yield Batch(plan.stream, piece, cutter.arrow_state(key, n))
+                yield Batch(plan.stream, checked_batch(piece), cutter.arrow_state(key, n))

@@ -260,7 +260,8 @@ def _pg_date_text(days: int) -> tuple[str, bool]:
     return f"{1 - year if bc else year:04d}-{day.month:02d}-{day.day:02d}", bc
 
 
-def _pg_time_text(micros: int) -> str:
+def pg_time_text(micros: int) -> str:
+    """A binary time (µs since midnight, 24:00:00 included) as PostgreSQL prints it."""
     seconds, fraction = divmod(micros, 1_000_000)
     minutes, second = divmod(seconds, 60)
     hour, minute = divmod(minutes, 60)
@@ -286,7 +287,7 @@ def pg_timestamp_text(micros: int, *, utc: bool) -> str:
         return "-infinity"
     days, rest = divmod(micros, _MICROS_PER_DAY)
     date, bc = _pg_date_text(days)
-    text = f"{date} {_pg_time_text(rest)}{'+00' if utc else ''}"
+    text = f"{date} {pg_time_text(rest)}{'+00' if utc else ''}"
     return text + " BC" if bc else text
 
 
@@ -328,7 +329,7 @@ class TimestamptzFallbackLoader(_TemporalFallback):
 
 class TimeFallbackLoader(_TemporalFallback):
     def text(self, data: bytes) -> str:
-        return _pg_time_text(_INT64.unpack(data)[0])  # only 24:00:00 fails
+        return pg_time_text(_INT64.unpack(data)[0])  # only 24:00:00 fails
 
 
 _FALLBACKS: Final = {

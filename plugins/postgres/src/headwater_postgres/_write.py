@@ -22,6 +22,7 @@ tables (``pyarrow.RecordBatch`` / ``pyarrow.Table``, converted a column at a tim
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import itertools
 import re
@@ -44,6 +45,9 @@ from headwater_postgres._values import (
     binary_writable,
     elements_fit,
     json_dumps,
+    pg_date_text,
+    pg_time_text,
+    pg_timestamp_text,
     pg_type_for,
     text_fix,
     write_rule,
@@ -239,6 +243,10 @@ def _arrow_values(array: Any, oid: int) -> list[Any]:
         storage = storage.storage_type
     if pa.types.is_dictionary(storage):
         storage = storage.value_type
+    if array.type == storage:  # plain (no extension, no dictionary): look at the integers
+        temporal = _temporal_values(array, storage)
+        if temporal is not None:
+            return temporal
     values: list[Any] = array.to_pylist()
     if oid in JSON_OIDS and (
         pa.types.is_string(storage)
@@ -250,6 +258,68 @@ def _arrow_values(array: Any, oid: int) -> list[Any]:
     if pa.types.is_interval(storage):
         return [None if v is None else IntervalParts.from_month_day_nano(v) for v in values]
     return values
+
+
+#: Python's date / datetime / time range, in days and µs since 1970 (Arrow's epoch).
+_PY_DAYS: Final = (-719_162, 2_932_896)
+_PY_MICROS: Final = (-62_135_596_800_000_000, 253_402_300_799_999_999)
+_DAY_MICROS: Final = 86_400_000_000
+_UNIX_DATE: Final = dt.date(1970, 1, 1)
+_UNIX: Final = dt.datetime(1970, 1, 1)  # noqa: DTZ001 - naive on purpose: timestamp
+_UNIX_UTC: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _temporal_values(array: Any, storage: Any) -> list[Any] | None:
+    """
+    A date32 / timestamp[us] / time64[us] column holding values Python's types cannot
+    (BC, after 9999, ±infinity as the type's extreme values, time 24:00) as Python
+    values where they can be and PostgreSQL's text elsewhere, which a text COPY parses;
+    None when every value fits (``to_pylist`` is exact then). ``to_pylist`` would raise
+    on the others, or for a time of 24:00 silently give 00:00.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from headwater_postgres._arrow import DATE_SHIFT, TIMESTAMP_SHIFT
+
+    if pa.types.is_date32(storage):
+        low, high = _PY_DAYS
+        ints = array.view(pa.int32())
+    elif pa.types.is_timestamp(storage) and storage.unit == "us":
+        low, high = _PY_MICROS
+        ints = array.view(pa.int64())
+    elif pa.types.is_time64(storage) and storage.unit == "us":
+        low, high = 0, _DAY_MICROS - 1
+        ints = array.view(pa.int64())
+    else:
+        return None
+    bounds = pc.min_max(ints).as_py()
+    if bounds["min"] is None or (low <= bounds["min"] and bounds["max"] <= high):
+        return None
+    out: list[Any] = []
+    for value in ints.to_pylist():
+        if value is None:
+            out.append(None)
+        elif pa.types.is_date32(storage):
+            if low <= value <= high:
+                out.append(_UNIX_DATE + dt.timedelta(days=value))
+            elif value in (2**31 - 1, -(2**31)):
+                out.append("infinity" if value > 0 else "-infinity")
+            else:
+                out.append(pg_date_text(value - DATE_SHIFT))
+        elif pa.types.is_timestamp(storage):
+            utc = storage.tz is not None
+            if low <= value <= high:
+                out.append((_UNIX_UTC if utc else _UNIX) + dt.timedelta(microseconds=value))
+            elif value in (2**63 - 1, -(2**63)):
+                out.append("infinity" if value > 0 else "-infinity")
+            else:
+                out.append(pg_timestamp_text(value - TIMESTAMP_SHIFT, utc=utc))
+        elif value <= high:
+            out.append((_UNIX + dt.timedelta(microseconds=value)).time())
+        else:
+            out.append(pg_time_text(value))
+    return out
 
 
 class _Chunk:
