@@ -142,3 +142,34 @@ def scan(*texts: object) -> list[str]:
 def secrets_in() -> Callable[..., list[str]]:
     """``secrets_in(*texts)`` → the known secrets found in them."""
     return scan
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[Any]:
+    """A dict-backed keyring backend, installed as the process's keyring for one test."""
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    class Backend(KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.store: dict[tuple[str, str], str] = {}
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return self.store.get((service, username))
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            self.store[(service, username)] = password
+
+        def delete_password(self, service: str, username: str) -> None:
+            self.store.pop((service, username), None)
+
+    previous = keyring.get_keyring()
+    backend = Backend()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.set_keyring(previous)

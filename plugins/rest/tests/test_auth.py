@@ -222,44 +222,6 @@ def test_rotated_refresh_token_is_saved_atomically(read, make_config, http_api, 
     assert rotated not in caplog.text
 
 
-class _MemoryKeyring:
-    """A dict-backed keyring backend."""
-
-    def __init__(self) -> None:
-        from keyring.backend import KeyringBackend
-
-        class Backend(KeyringBackend):
-            priority = 1  # type: ignore[assignment]
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.store: dict[tuple[str, str], str] = {}
-
-            def get_password(self, service: str, username: str) -> str | None:
-                return self.store.get((service, username))
-
-            def set_password(self, service: str, username: str, password: str) -> None:
-                self.store[(service, username)] = password
-
-            def delete_password(self, service: str, username: str) -> None:
-                self.store.pop((service, username), None)
-
-        self.backend = Backend()
-
-
-@pytest.fixture
-def memory_keyring():
-    import keyring
-
-    previous = keyring.get_keyring()
-    memory = _MemoryKeyring().backend
-    keyring.set_keyring(memory)
-    try:
-        yield memory
-    finally:
-        keyring.set_keyring(previous)
-
-
 def test_keyring_token_cache_is_shared_between_connectors(
     read, make_config, http_api, memory_keyring
 ):

@@ -18,7 +18,9 @@ from tests.fix_http import (
 )
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-NAMES = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
+#: Examples that need a real authorization server (discovery, signed assertions).
+OIDC_EXAMPLES = ["oauth2_private_key_jwt.yaml"]
+NAMES = sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name not in OIDC_EXAMPLES)
 
 
 @pytest.fixture
@@ -55,7 +57,7 @@ def expected(stream: str) -> list[object]:
 
 def test_there_is_an_example_per_auth_scheme():
     """API key, bearer, basic, OAuth2 client credentials and refresh token each have one."""
-    kinds = {RestConfig.from_yaml(EXAMPLES / name).auth.type for name in NAMES}
+    kinds = {RestConfig.from_yaml(EXAMPLES / name).auth.type for name in NAMES + OIDC_EXAMPLES}
     assert {
         "api_key",
         "bearer",
@@ -90,5 +92,35 @@ def test_example_reads_every_stream(read, example, name):
 def test_example_checks_ok(example, registry, name):
     """check() passes for every example."""
     with RestConnector(example(name), registry=registry) as connector:
+        result = connector.check()
+    assert (True, None) == (result.ok, result.category)
+
+
+@pytest.fixture
+def oidc_example(oidc_server, memory_keyring):
+    """Load an example with the imaginary API and issuer replaced by oidc-provider."""
+    from tests.fix_oidc import KEY_ID
+
+    memory_keyring.set_password("example-api", "signing-key", oidc_server.keys.rsa_pem)
+
+    def load(name: str) -> RestConfig:
+        text = (EXAMPLES / name).read_text()
+        text = text.replace("https://api.example.com/v1", oidc_server.api_url)
+        text = text.replace("https://login.example.com", oidc_server.issuer)
+        text = text.replace("example-key-client", KEY_ID).replace("example-key", "rsa")
+        return RestConfig.from_yaml(text)
+
+    return load
+
+
+@pytest.mark.parametrize("name", OIDC_EXAMPLES)
+def test_authorization_server_example_reads_and_checks(read, oidc_example, registry, name):
+    """The examples for a real authorization server read every record and check ok."""
+    config = oidc_example(name)
+    for stream in config.streams:
+        outcome = read(config, stream)
+        assert outcome.error is None, (stream, outcome.error)
+        assert list(range(1, 51)) == [r["id"] for r in outcome.records]
+    with RestConnector(config, registry=registry) as connector:
         result = connector.check()
     assert (True, None) == (result.ok, result.category)
