@@ -555,3 +555,148 @@ def test_mutual_tls_key_that_does_not_fit_is_a_config_error(read, oidc_server, e
     assert isinstance(error, ConfigError)
     assert error.field in ("tls.client_key", "tls.client_cert")
     assert "BEGIN" not in str(error)
+
+
+# --- pure logic: what goes out, what is shown -----------------------------------------------------
+
+
+def test_basic_credentials_are_form_urlencoded_before_base64():
+    import base64
+
+    from headwater_rest._auth import basic_credentials
+
+    header = basic_credentials("svc:reader", "a+b %2F/c=")
+    assert "svc%3Areader:a%2Bb+%252F%2Fc%3D" == base64.b64decode(header[6:]).decode()
+    raw = basic_credentials("svc:reader", "a+b", encode=False)
+    assert "svc:reader:a+b" == base64.b64decode(raw[6:]).decode()
+
+
+def test_client_assertion_claims_and_a_short_hs256_secret(caplog):
+    """Fresh jti per request, iat/exp, aud = token endpoint; a short secret is said once."""
+    import jwt
+
+    from headwater_rest._auth import make_client_credentials
+
+    secrets = {"client_secret": "short-secret"}
+    auth = make_client_credentials(
+        {
+            "token_url": "https://as.example/oauth/token",
+            "client_id": "cid",
+            "client_secret": "env:X",
+            "client_auth": "client_secret_jwt",
+        },
+        secrets.__getitem__,
+    )
+    assert 1 == sum("RFC 7518" in r.getMessage() for r in caplog.records)
+    claims = []
+    for _ in range(2):
+        request = auth._token_request(
+            "https://as.example/oauth/token"
+        )  # pytest: warnings are errors
+        form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+        assert (
+            "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+            == form["client_assertion_type"]
+        )
+        assert "client_secret" not in form
+        with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):  # decoding here, not ours
+            claims.append(
+                jwt.decode(
+                    form["client_assertion"],
+                    b"short-secret",
+                    algorithms=["HS256"],
+                    audience="https://as.example/oauth/token",
+                )
+            )
+    assert claims[0]["jti"] != claims[1]["jti"]
+    for c in claims:
+        assert ("cid", "cid") == (c["iss"], c["sub"])
+        assert 0 < c["exp"] - c["iat"] <= 60
+
+
+def test_error_description_is_shortened_and_masked():
+    import httpx
+
+    from headwater import register_secret
+    from headwater_rest._auth import ClientCredentials
+
+    leaked = "leaked-Xy7-secret-value"
+    register_secret(leaked)
+    auth = ClientCredentials(
+        token_url="https://as.example/token",
+        secret=lambda field: "s",
+        client_id="cid",
+        has_client_secret=True,
+    )
+    response = httpx.Response(
+        401, json={"error": "invalid_client", "error_description": f"{leaked} " + "x" * 900}
+    )
+    with pytest.raises(TokenEndpointError) as caught:
+        auth._accept(response)
+    message = str(caught.value)
+    assert "invalid_client" in message
+    assert leaked not in message
+    assert len(message) < 300
+    assert "auth.client_secret" == caught.value.field
+
+
+def test_metadata_without_the_chosen_method_is_a_config_error():
+    from headwater_rest._auth import ClientCredentials
+
+    auth = ClientCredentials(
+        token_url=None,
+        issuer="https://as.example",
+        secret=lambda field: "s",
+        client_id="cid",
+        has_client_secret=True,
+        client_auth="body",
+    )
+    with pytest.raises(ConfigError) as caught:
+        auth._use_metadata(
+            {
+                "issuer": "https://as.example",
+                "token_endpoint": "https://as.example/token",
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            }
+        )
+    assert "auth.client_auth" == caught.value.field
+    assert "private_key_jwt" in str(caught.value)
+
+
+def test_plain_http_issuer_is_refused(registry):
+    cfg = {
+        "base_url": "https://api.example.com",
+        "auth": {**AUTH_METHODS["client_secret_post"], "issuer": "http://as.example.com"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        RestConnector(cfg, registry=registry)
+    assert "auth.issuer" == caught.value.field
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        (
+            {"type": "oauth2_client_credentials", "client_id": "c", "client_secret": "s"},
+            "token_url or issuer",
+        ),
+        (
+            {
+                "type": "oauth2_client_credentials",
+                "client_id": "c",
+                "token_url": "https://a/t",
+                "client_auth": "private_key_jwt",
+            },
+            "needs private_key",
+        ),
+        (
+            {"type": "oauth2_client_credentials", "client_id": "c", "token_url": "https://a/t"},
+            "needs client_secret",
+        ),
+    ],
+)
+def test_incomplete_oauth_settings_are_refused(auth, message, registry):
+    with pytest.raises(ConfigError) as caught:
+        RestConnector({"base_url": "https://api.example.com", "auth": auth}, registry=registry)
+    assert message in str(caught.value)
+    assert (caught.value.field or "").startswith("auth")

@@ -26,6 +26,7 @@ import math
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, Final
@@ -368,7 +369,13 @@ class _OAuth2(httpx.Auth):
             "exp": now + _ASSERTION_SECONDS,
         }
         headers = {"kid": self.key_id} if self.key_id else None
-        return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+        with warnings.catch_warnings():
+            # A short client secret is the server's choice, said once at connect time
+            # (`_oauth_common`); PyJWT would warn on every token request.
+            short = getattr(getattr(jwt, "warnings", None), "InsecureKeyLengthWarning", None)
+            if short is not None:
+                warnings.simplefilter("ignore", short)
+            return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
 
     def _token_request(self, token_url: str) -> httpx.Request:
         form = {**self._grant(), **self.extra_params}
@@ -696,6 +703,14 @@ def _oauth_common(config: Mapping[str, Any], secret: SecretGetter) -> dict[str, 
     if client_auth == "private_key_jwt":
         # Resolved and parsed now, so a missing or unusable key fails at connect time.
         private_key = _load_signing_key(secret("private_key"), algorithm)
+    if client_auth == "client_secret_jwt" and config.get("client_secret") is not None:
+        size = len(secret("client_secret").encode("utf-8"))
+        if size < 32:
+            logger.warning(
+                "auth.client_secret is %d bytes; HS256 client assertions want at least 32 "
+                "(RFC 7518 §3.2): ask the server for a longer secret",
+                size,
+            )
     if client_auth in ("client_secret_jwt", "private_key_jwt") and not config.get("client_id"):
         raise ConfigError(f"client_auth: {client_auth} needs client_id", field="auth.client_id")
     return {
