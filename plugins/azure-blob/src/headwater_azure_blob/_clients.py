@@ -151,7 +151,33 @@ def _connection_string(secret: Callable[[str], str]) -> str:
     for match in _CS_SECRETS.finditer(value):
         register_secret(match.group(1).strip())
         _register_signature(match.group(1).strip())
+    key = re.search(r"(?:^|;)\s*AccountKey\s*=\s*([^;]+)", value, re.I)
+    if key is not None:
+        _check_key(key.group(1).strip(), "connection_string", "its AccountKey")
     return value
+
+
+def _check_key(key: str, field: str, what: str) -> str:
+    """
+    An account key is base64 (64 bytes, 88 characters): anything else is refused here,
+    naming the field. The SDK would only fail when signing the first request, with an
+    error that reads like an Azure AD token failure.
+    """
+    import base64
+    import binascii
+
+    try:
+        decoded = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if not decoded:
+        raise ConfigError(
+            f"{what} is not a storage account key: not valid base64",
+            field=field,
+            hint="copy the key from the portal's Access keys (88 characters ending in ==), "
+            "or use sas_token / identity",
+        )
+    return key
 
 
 @contextlib.contextmanager
@@ -174,7 +200,7 @@ def _endpoint_credential(
     if config.account_key is not None:
         return endpoint, {
             "account_name": config.resolved_account_name,
-            "account_key": secret("account_key"),
+            "account_key": _check_key(secret("account_key"), "account_key", "account_key"),
         }
     if config.sas_token is not None:
         from azure.core.credentials import AzureSasCredential

@@ -172,9 +172,10 @@ class AzureBlobConfig(ConnectorConfig):
     @classmethod
     def _container_name(cls, value: str) -> str:
         if not _CONTAINER.match(value):
+            # The value is not repeated: a misplaced secret must not travel in the error.
             raise ValueError(
-                f"{value!r} is not a valid container name (3-63 lowercase letters, digits and "
-                "single hyphens, starting and ending with a letter or digit)"
+                f"not a valid container name ({len(value)} characters given; 3-63 lowercase "
+                "letters, digits and single hyphens, starting and ending with a letter or digit)"
             )
         return value
 
@@ -354,7 +355,10 @@ def config_from_url(
     data["prefix"] = unquote(path.lstrip("/"))
     data.update(overrides)
     has_auth = any(data.get(name) is not None for name in AUTH_FIELDS)
-    has_account = data.get("account_url") is not None or data.get("account_name") is not None
+    # A connection string names the account itself.
+    has_account = any(
+        data.get(name) is not None for name in ("account_url", "account_name", "connection_string")
+    )
     if not has_account and not has_auth and env.get("AZURE_STORAGE_CONNECTION_STRING"):
         data["connection_string"] = "env:AZURE_STORAGE_CONNECTION_STRING"
         return data

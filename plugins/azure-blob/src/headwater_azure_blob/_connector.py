@@ -496,6 +496,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         # Refuse unsafe names before any request: nothing may land outside dest.
         target = safe_destination(dest, item)
         _check_name_lengths(item, target)
+        _check_no_file_above(item, Path(dest), target)
         if target.is_dir():
             raise AlreadyExists(f"{target} is a directory")
         if target.exists() and not overwrite:
@@ -1572,6 +1573,23 @@ def _check_name_lengths(item: str, target: Path) -> None:
                 f"local file system allows {limit} bytes per name",
                 field="item",
                 hint="read() its records (which writes no file), or rename the blob",
+            )
+
+
+def _check_no_file_above(item: str, dest: Path, target: Path) -> None:
+    """
+    Refuse, before any request, a blob whose local directory is a file already: blobs
+    ``dir`` and ``dir/child.txt`` both exist in a container, but not both on a disk.
+    """
+    root = dest.resolve()
+    for parent in target.parents:
+        if parent == root or root not in parent.parents:
+            return
+        if parent.exists() and not parent.is_dir():
+            raise AlreadyExists(
+                f"cannot fetch {item!r}: {parent} is a file (another blob's), so it cannot "
+                "also be the directory this blob goes in",
+                hint="fetch one of the two blobs into another directory",
             )
 
 
