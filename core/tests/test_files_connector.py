@@ -353,7 +353,7 @@ def test_invalid_json_error_names_byte_offset(root):
     assert [{"a": 1}, {"a": "ü"}] == [next(batches).rows()[0], next(batches).rows()[0]]
     with pytest.raises(headwater.ConfigError) as info:
         next(batches)
-    assert f"bad.jsonl: invalid JSON at byte {len(good)}:" in str(info.value)
+    assert f"bad.jsonl: invalid JSON at byte {len(good)} (line 3):" in str(info.value)
     assert "\n" not in str(info.value)
 
 

@@ -354,7 +354,7 @@ def ls(source: str, path: str | None, config_pairs: tuple[str, ...], as_json: bo
             else:
                 size = "" if item.size is None else str(item.size)
                 modified = item.modified.isoformat(timespec="seconds") if item.modified else ""
-                click.echo(f"{item.kind:<10} {size:>12}  {modified:<25} {item.name}")
+                click.echo(f"{item.kind:<10} {size:>12}  {modified:<25} {_printable(item.name)}")
 
 
 _read_option = click.option(
@@ -763,7 +763,7 @@ def fetch(
         bar.set_total(result.size)
         bar.set_position(result.size)
     checksum = f" {result.checksum}" if result.checksum else ""
-    click.echo(f"{result.path}\t{result.size} bytes{checksum}")
+    click.echo(f"{_printable(str(result.path))}\t{result.size} bytes{checksum}")
 
 
 class _FetchWatcher:
@@ -1077,6 +1077,24 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
                 "  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
             )
         )
+
+
+def _printable(name: str) -> str:
+    """
+    ``name`` safe to print on a terminal: control and format characters (escape
+    sequences, newlines, bidirectional overrides) written as ``\\x1b``, ``\\n``,
+    ``\\u202e``, so a remote item's name can neither drive the terminal nor fake lines.
+    """
+    if name.isprintable():
+        return name
+    import unicodedata
+
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if not ch.isprintable() and unicodedata.category(ch) != "Zs"
+        else ch
+        for ch in name
+    )
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -174,6 +174,73 @@ def _exception_texts(exc: BaseException) -> list[str]:
     return texts
 
 
+def _failing_variants(connector: Connector[Any]) -> list[tuple[str, Connector[Any]]]:
+    """
+    Copies of ``connector`` that cannot work, made from its config: every secret wrong;
+    the server at a closed port of this machine (``port``/``host`` fields, URLs); every
+    path missing. Each with a label saying what was broken.
+    """
+    import secrets as random
+    import socket
+    import tempfile
+    from urllib.parse import urlsplit, urlunsplit
+
+    from pydantic import BaseModel
+
+    from headwater._secrets import Secret
+
+    wrong = Secret.literal_value(f"headwater-contract-wrong-{random.token_hex(8)}")
+
+    def with_wrong_secrets(value: Any) -> tuple[Any, bool]:
+        if isinstance(value, Secret):
+            return wrong, True
+        if isinstance(value, BaseModel):
+            updates = {}
+            for name in type(value).model_fields:
+                new, changed = with_wrong_secrets(getattr(value, name, None))
+                if changed:
+                    updates[name] = new
+            return (value.model_copy(update=updates), True) if updates else (value, False)
+        if isinstance(value, dict):
+            pairs = {key: with_wrong_secrets(item) for key, item in value.items()}
+            if any(changed for _new, changed in pairs.values()):
+                return {key: new for key, (new, _c) in pairs.items()}, True
+        return value, False
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # free once the socket is closed: nobody listens
+    config = connector.config
+    fields = type(config).model_fields
+    unreachable: dict[str, Any] = {}
+    missing: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(config, name, None)
+        if name == "port" and isinstance(value, int) and not isinstance(value, bool):
+            unreachable["port"] = closed
+            if "host" in fields:
+                unreachable["host"] = "127.0.0.1"
+        elif isinstance(value, str) and "://" in value:
+            parts = urlsplit(value)
+            if parts.hostname and parts.scheme != "file":
+                user, at, _hostport = parts.netloc.rpartition("@")
+                netloc = f"{user}{at}127.0.0.1:{closed}"
+                unreachable[name] = urlunsplit(parts._replace(netloc=netloc))
+        elif isinstance(value, Path):
+            missing[name] = Path(tempfile.gettempdir()) / f"headwater-contract-{closed}-missing"
+
+    configs: list[tuple[str, Any]] = []
+    bad, changed = with_wrong_secrets(config)
+    if changed:
+        configs.append(("every secret wrong", bad))
+    if unreachable:
+        label = f"{', '.join(sorted(unreachable))} at a closed port"
+        configs.append((label, config.model_copy(update=unreachable)))
+    if missing:
+        configs.append((f"{', '.join(sorted(missing))} missing", config.model_copy(update=missing)))
+    return [(label, type(connector)(made, registry=connector.registry)) for label, made in configs]
+
+
 def _find_leaks(texts: Mapping[str, str], secrets: Sequence[str]) -> list[str]:
     return [where for where, text in texts.items() for value in secrets if value in text]
 
@@ -362,6 +429,11 @@ class ConnectorContract:
     url_example: ClassVar[str | None] = None
     #: Field names (dotted for nested) that look like secrets but are not.
     not_secret_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Why check() cannot be made to fail, for a connector that has no
+    #: ``bad_credentials_connector`` and whose config gives the suite nothing to break
+    #: (no secret, no port or URL, no path). Without a failing case a check() that
+    #: always passes, or raises instead of reporting, would go unnoticed.
+    check_cannot_fail: ClassVar[str | None] = None
 
     # --- fixtures the author provides ------------------------------------------------------
 
@@ -655,6 +727,57 @@ class ConnectorContract:
         leaks = _find_leaks(texts, secrets)
         if leaks:
             _fail("check with bad credentials", f"the secret appears in {', '.join(leaks)}")
+
+    def test_contract_check_fails_when_it_should(
+        self, connector: Connector[Any], bad_credentials_connector: Connector[Any] | None
+    ) -> None:
+        """
+        Without a ``bad_credentials_connector``, the suite breaks the connector itself (a
+        wrong secret, a closed port, a missing path): check() must report ok=False with a
+        category, not pass and not raise.
+        """
+        from headwater._connector import CheckResult
+        from headwater.errors import Category
+
+        self._contract_require(connector, "check")
+        if bad_credentials_connector is not None:
+            return  # test_contract_check_reports_bad_credentials exercises a failing check
+        variants = _failing_variants(connector)
+        if not variants:
+            if self.check_cannot_fail:
+                pytest.skip(f"check_cannot_fail: {self.check_cannot_fail}")
+            _fail(
+                "failing check",
+                "nothing shows that check() can fail: the config holds no secret, port, URL "
+                "or path the suite could break; provide a `bad_credentials_connector` "
+                "fixture, or set check_cannot_fail = '<why>' on the test class",
+            )
+        for label, broken in variants:
+            try:
+                try:
+                    result = broken.check()
+                except Exception as exc:
+                    _fail(
+                        "failing check",
+                        f"check() with {label} raised {type(exc).__name__} instead of "
+                        "returning CheckResult(ok=False, ...): let the base class call "
+                        "check_connection() and map driver errors in translate_error()",
+                    )
+            finally:
+                broken.close()
+            if not isinstance(result, CheckResult):
+                _fail("failing check", f"check() with {label} returned {_short(result)}")
+            if result.ok:
+                _fail(
+                    "failing check",
+                    f"check() with {label} returned ok=True: check must reach the source "
+                    "and verify the credentials",
+                )
+            if not isinstance(result.category, Category):
+                _fail(
+                    "failing check",
+                    f"check() with {label} failed without a Category (got {result.category!r})",
+                )
 
     # --- secrets never shown -----------------------------------------------------------------
 

@@ -82,7 +82,8 @@ def load_state(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically and durably (temp file, fsync, rename)."""
-    with atomic_file(path) as handle:
+    # private: a state may name tables, paths and positions only its owner should read.
+    with atomic_file(path, private=True) as handle:
         handle.write(json.dumps(state, default=json_default).encode("utf-8"))
 
 

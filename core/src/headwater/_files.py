@@ -5,7 +5,8 @@ Local-file helpers every connector that downloads or writes files must use.
   the destination directory, refusing names that would escape it.
 * `atomic_file` writes to a temporary file in the target's directory and renames it into
   place only when the body finished without error, so the final path never holds a
-  partial file.
+  partial file. Data gets the permissions any new file would (the umask decides; a
+  replaced file keeps its own); ``private=True`` (state and sources files) makes it 0600.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -77,18 +79,44 @@ def temporary_prefix(target: Path) -> str:
     return f".{target.name[:64]}."
 
 
+def create_temporary(target: Path, suffix: str, *, private: bool = False) -> tuple[int, str]:
+    """
+    Create a new temporary file beside ``target`` (``O_EXCL``, a random name); returns its
+    descriptor and path.
+
+    Its permissions are those of any new file — ``0666`` less the umask, applied by the
+    kernel — or, when ``target`` exists, ``target``'s own, so renaming it into place
+    changes the data only; ``private`` makes it ``0600`` whatever the umask.
+    (`tempfile.mkstemp` would make every file 0600, a surprise for data meant to be shared.)
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        name = target.parent / f"{temporary_prefix(target)}{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(name, flags, 0o600 if private else 0o666)
+        except FileExistsError:
+            continue
+        break
+    if not private and hasattr(os, "fchmod"):
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, stat.S_IMODE(os.stat(target).st_mode))
+    return fd, str(name)
+
+
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[bytes]]:
+def atomic_file(
+    path: str | os.PathLike[str], mode: str = "wb", *, private: bool = False
+) -> Iterator[IO[bytes]]:
     """
     Open a temporary file beside ``path``; on success fsync and rename it to ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched. The
+    file gets the permissions a new file would (see `create_temporary`); pass
+    ``private=True`` for one that only its owner may read (state, credentials).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=temporary_prefix(target), suffix=".part", dir=target.parent
-    )
+    fd, tmp_name = create_temporary(target, ".part", private=private)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

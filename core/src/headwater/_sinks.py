@@ -52,7 +52,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from headwater._files import temporary_prefix
+from headwater._files import create_temporary, temporary_prefix
 from headwater.errors import ConfigError
 from headwater.formats import (
     CsvEncoder,
@@ -261,7 +261,14 @@ class LineSink(FileSink):
             committed = self._complete_publish(committed)
         staged = committed.get("staging") is not None
         target = self.path.with_name(committed["staging"]) if staged else self.path
-        length = int(committed.get("bytes", 0))
+        length = committed.get("bytes", 0)
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            # A state file is a file a person can edit: never truncate to a made-up size.
+            raise ConfigError(
+                "the state's sink position (bytes) must be a whole number >= 0",
+                field="state",
+                hint="start the copy again without the state file (or with a new one)",
+            )
         try:
             handle = open(target, "r+b")  # noqa: SIM115 - kept open across calls
         except FileNotFoundError:
@@ -290,11 +297,7 @@ class LineSink(FileSink):
             target = self._staging_name()
             handle = open(target, "wb")  # noqa: SIM115 - kept open across calls
         else:
-            fd, name = tempfile.mkstemp(
-                prefix=temporary_prefix(self.path),
-                suffix=".headwater-partial",
-                dir=self.path.parent,
-            )
+            fd, name = create_temporary(self.path, ".headwater-partial")
             handle = os.fdopen(fd, "wb")
             target = Path(name)
         self._handle, self._file, self._staged = handle, target, True

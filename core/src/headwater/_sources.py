@@ -631,10 +631,13 @@ class SourceRegistry:
             yield document
             text = _HEADER + tomli_w.dumps(document)
             try:
-                # atomic_file: temp file beside the target (mkstemp: mode 0600), fsync, rename.
-                with atomic_file(self._path) as handle:
+                # atomic_file: temp file beside the target (mode 0600), fsync, rename. A
+                # symlinked sources file (kept in a dotfiles repository, say) is written
+                # where the link points, and stays a link.
+                target = Path(os.path.realpath(self._path))
+                with atomic_file(target, private=True) as handle:
                     handle.write(text.encode("utf-8"))
-                _fsync_directory(directory)
+                _fsync_directory(target.parent)
             except OSError as exc:
                 raise SourceError(
                     f"cannot write sources file {self._path}: {exc.strerror or type(exc).__name__}"

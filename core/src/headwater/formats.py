@@ -533,6 +533,8 @@ class JsonLinesDecoder:
         self._bom = _BomSkipper(offset, encoding)
         self._utf8 = codecs.lookup(encoding).name == "utf-8"
         self._loads = loads_json
+        # Lines before the next chunk, to name a bad line by number (unknown on a resume).
+        self._lines: int | None = 0 if offset == 0 else None
 
     def feed(self, data: bytes) -> Iterator[Decoded]:
         """Decode the complete lines in ``data`` (plus what was left from before)."""
@@ -563,9 +565,17 @@ class JsonLinesDecoder:
             lines[0] = self._bom.strip(lines[0])
         keep = [i for i, line in enumerate(lines) if line and not line.isspace()]
         parsed = self._parse_all([lines[i] for i in keep], chunk)
+        first = self._lines
+        if self._lines is not None:
+            self._lines += len(lines)
         # Line by line, lazily: the records before a bad line are delivered before its error.
         records = (
-            parsed if parsed is not None else (self._parse_one(lines[i], ends[i]) for i in keep)
+            parsed
+            if parsed is not None
+            else (
+                self._parse_one(lines[i], ends[i], None if first is None else first + i + 1)
+                for i in keep
+            )
         )
         return zip(records, [ends[i + 1] for i in keep], strict=True)
 
@@ -583,12 +593,19 @@ class JsonLinesDecoder:
             return None
         return records
 
-    def _parse_one(self, line: bytes, start: int) -> dict[str, Any]:
+    def _parse_one(self, line: bytes, start: int, number: int | None = None) -> dict[str, Any]:
+        where = f"byte {start}" + (f" (line {number})" if number is not None else "")
         try:
             record = self._loads(line if self._utf8 else line.decode(self.encoding))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:
             raise ConfigError(
-                f"{self.name}: invalid JSON at byte {start}: {type(exc).__name__}: "
+                f"{self.name}: the line at {where} is not {self.encoding} text",
+                field="encoding",
+                hint="give the file's encoding (the files connector's encoding, e.g. latin-1)",
+            ) from None
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self.name}: invalid JSON at {where}: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]}"
             ) from None
         if not isinstance(record, dict):
@@ -597,6 +614,14 @@ class JsonLinesDecoder:
                 f"{type(record).__name__}, expected an object"
             )
         return record
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class CsvDecoder:
@@ -631,6 +656,12 @@ class CsvDecoder:
         self._bom = _BomSkipper(offset, encoding)
         self._pending: list[bytes] = []
         self._quotes = 0
+        # Where the record being gathered began, to name it if its quote never closes:
+        # a line number when reading from the start, else the byte offset.
+        self._lines_seen = 0
+        self._pending_line = 0
+        self._pending_offset = offset
+        self._from_start = offset == 0
 
     def feed(self, data: bytes) -> Iterator[Decoded]:
         """Decode the complete records in ``data`` (plus what was left from before), lazily."""
@@ -642,14 +673,28 @@ class CsvDecoder:
         if tail:
             yield from self._records(iter([tail]))
         if self._pending:
-            raise ConfigError(f"{self.name}: unterminated quoted field at the end of the file")
+            where = (
+                f"line {self._pending_line}"
+                if self._from_start
+                else f"the record at byte {self._pending_offset}"
+            )
+            raise ConfigError(
+                f"{self.name}: {where}: a quoted field opened there is never closed (the "
+                "file ends inside it), so the rows after it cannot be told apart",
+                hint='close the quote, or double a quote that is part of the value ("")',
+            )
 
     def _records(self, lines: Iterator[bytes]) -> Iterator[Decoded]:
         raws: list[bytes] = []
         ends: list[int] = []
+        firsts: list[int] = []
         for line in lines:
             if self.position == 0 and not self._pending:
                 _utf16_check(self.name, line, self.encoding)
+            if not self._pending:
+                self._pending_line = self._lines_seen + 1
+                self._pending_offset = self.position
+            self._lines_seen += 1
             self._pending.append(line)
             self._quotes += line.count(_QUOTE)
             if self._quotes % 2:
@@ -660,20 +705,25 @@ class CsvDecoder:
             self.position += len(raw)
             raws.append(self._bom.strip(raw))
             ends.append(self.position)
+            firsts.append(self._pending_line)
             if len(raws) >= self._GROUP:
-                yield from self._parse(raws, ends)
-                raws, ends = [], []
-        yield from self._parse(raws, ends)
+                yield from self._parse(raws, ends, firsts)
+                raws, ends, firsts = [], [], []
+        yield from self._parse(raws, ends, firsts)
 
-    def _parse(self, raws: list[bytes], ends: list[int]) -> Iterator[Decoded]:
+    def _parse(self, raws: list[bytes], ends: list[int], firsts: list[int]) -> Iterator[Decoded]:
         if not raws:
             return
         try:
             texts = [raw.decode(self.encoding) for raw in raws]
         except UnicodeDecodeError:
+            bad = next(i for i, raw in enumerate(raws) if not _decodes(raw, self.encoding))
+            start = ends[bad] - len(raws[bad])
+            where = f"line {firsts[bad]} (byte {start})" if self._from_start else f"byte {start}"
             raise ConfigError(
-                f"{self.name}: bytes before offset {ends[-1]} are not {self.encoding}",
+                f"{self.name}: the record at {where} is not {self.encoding} text",
                 field="encoding",
+                hint="give the file's encoding (the files connector's encoding, e.g. latin-1)",
             ) from None
         try:
             rows = list(csv.reader(texts, delimiter=self.delimiter, strict=True))

@@ -105,6 +105,22 @@ def _known(name: str) -> FileFormat | None:
         return None
 
 
+def _state_count(state: State, key: str, stream: str, default: int | None = 0) -> int:
+    """
+    A position from a saved state: a whole number >= 0, or a clear error (a state file
+    is a file a person can edit; a negative offset must not reach ``seek``).
+    """
+    value = state.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"state is not a files-connector state for stream {stream!r}: {key} must be a "
+            "whole number >= 0",
+            field="state",
+            hint="start again without the state file (or with a new one)",
+        )
+    return value
+
+
 class FilesConnector(Connector[FilesConfig]):
     """JSON Lines, CSV, Parquet and Arrow files in a local directory."""
 
@@ -261,17 +277,13 @@ class FilesConnector(Connector[FilesConfig]):
             raise ConfigError(
                 f"state is not a files-connector state for stream {stream!r}", field="state"
             )
-        rows_before = int(state.get("rows", 0)) if state else 0
+        rows_before = _state_count(state, "rows", stream) if state else 0
         if file_format.columnar:
             yield from self._read_columnar(path, file_format, stream, state, size, rows_before)
             return
         offset = 0
         if state:
-            if not isinstance(state.get("offset"), int):
-                raise ConfigError(
-                    f"state is not a files-connector state for stream {stream!r}", field="state"
-                )
-            offset = state["offset"]
+            offset = _state_count(state, "offset", stream, default=None)
             if file_format.compression is None and offset > path.stat().st_size:
                 raise ConfigError(
                     f"state offset {offset} is past the end of {stream!r}; the file was "
@@ -349,11 +361,7 @@ class FilesConnector(Connector[FilesConfig]):
     ) -> Iterator[Batch]:
         skip = 0
         if state:
-            skip = state.get("row", -1)
-            if not isinstance(skip, int) or skip < 0:
-                raise ConfigError(
-                    f"state is not a files-connector state for stream {stream!r}", field="state"
-                )
+            skip = _state_count(state, "row", stream, default=None)
         position = skip
         for record_batch in _arrow_batches(path, file_format, skip, size):
             position += record_batch.num_rows

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from headwater import (
     Batch,
@@ -464,6 +464,21 @@ class PostgresConnector(Connector[PostgresConfig]):
 
     # --- read ----------------------------------------------------------------------------
 
+    def _batch_bytes(self, value: Any) -> int:
+        """The ``batch_bytes`` read option, checked as the config field of that name is."""
+        if value is None:
+            return self.config.batch_bytes
+        from pydantic import TypeAdapter, ValidationError
+
+        field = type(self.config).model_fields["batch_bytes"]
+        try:
+            checked: int = TypeAdapter(Annotated[int, field]).validate_python(value)
+        except ValidationError as exc:
+            problem = exc.errors(include_input=False, include_url=False)[0]["msg"]
+        else:
+            return checked
+        raise ConfigError(f"read option batch_bytes: {problem}", field="batch_bytes")
+
     def _plan(
         self,
         stream: str,
@@ -482,7 +497,7 @@ class PostgresConnector(Connector[PostgresConfig]):
             source,
             state,
             batch_size=batch_size or self.config.batch_size,
-            batch_bytes=int(options.get("batch_bytes") or self.config.batch_bytes),
+            batch_bytes=self._batch_bytes(options.get("batch_bytes")),
             columns=as_names(options.get("columns")),
             cursor_field=options.get("cursor_field"),
             key=as_names(options.get("key")),
