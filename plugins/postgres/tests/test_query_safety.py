@@ -34,6 +34,7 @@ ENTRY_POINTS: dict[str, Callable[[PostgresConnector, str], Any]] = {
     "read_key": lambda c, q: rows_of(c.read(q, key="a")),
     "read_jsonl": lambda c, q: rows_of(c.read(q, format="jsonl")),
     "read_pgcopy": lambda c, q: rows_of(c.read(q, format="pgcopy")),
+    "read_csv": lambda c, q: rows_of(c.read(q, format="csv")),
     "read_unordered_jsonl": lambda c, q: rows_of(c.read(q, format="jsonl", ordered=False)),
     "read_arrow": lambda c, q: list(c.read(q, format="arrow")),
     "metadata": lambda c, q: c.metadata(q),
@@ -100,7 +101,7 @@ def test_a_writing_function_is_refused_in_the_read(pg, pg_admin, pg_schema, vict
     pg_admin.execute(
         f"CREATE FUNCTION {fn}() RETURNS int LANGUAGE sql AS 'DELETE FROM {victim}; SELECT 1'"
     )
-    for fmt in ("dicts", "jsonl", "pgcopy", "arrow"):
+    for fmt in ("dicts", "jsonl", "pgcopy", "csv", "arrow"):
         with pytest.raises(HeadwaterError):
             rows_of(pg.read(f"select {fn}() as a", format=fmt))
         _still_there(pg_admin, victim)
