@@ -1129,7 +1129,7 @@ def arrow_from_records(rows: list[dict[str, Any]]) -> Any:
         elif str in kinds and kinds & _TEMPORAL:
             # Dates a source could only give as text ("infinity", BC, year 10000) beside
             # ones Python holds: the column as ISO text, which a database parses back.
-            values = [v.isoformat() if type(v) in _TEMPORAL else v for v in values]
+            values = [v.isoformat() if isinstance(v, _TEMPORAL_TYPES) else v for v in values]
         elif decimal.Decimal in kinds and not _one_decimal_type(values):
             # NaN and infinities have no Arrow decimal, and one Arrow decimal type has
             # one scale ("1.50" beside "2.125" would come back as "1.500"): the column
@@ -1151,6 +1151,7 @@ def arrow_from_records(rows: list[dict[str, Any]]) -> Any:
 
 
 _TEMPORAL: Final = frozenset({datetime.date, datetime.datetime, datetime.time})
+_TEMPORAL_TYPES: Final = (datetime.date, datetime.time)
 
 
 def _one_decimal_type(values: list[Any]) -> bool:

@@ -243,13 +243,33 @@ def test_declared_type_injection_refused():
     ids=["empty", "plain", "nulls", "only-nulls", "long-integer", "refused"],
 )
 def test_json_column_equals_json_loads_per_value(texts):
-    """A batch of json texts parses to what json.loads gives each (None stays None)."""
+    """
+    A batch of json texts parses to what json.loads gives each (None stays None), but
+    the document null, which reads as its text ("null", a JsonText) so that it stays
+    apart from SQL NULL.
+    """
     import json
 
     from headwater_postgres._values import json_column
 
-    expected = [None if t is None else json.loads(t) for t in texts]
+    expected = [None if t is None else "null" if t == "null" else json.loads(t) for t in texts]
     assert repr(expected) == repr(json_column(list(texts)))
+
+
+def test_json_column_keeps_numbers_a_float_would_change():
+    """jsonb text whose numbers a float would change parses to Decimals, written back as is."""
+    from decimal import Decimal
+
+    from headwater_postgres._values import json_column, json_dumps
+
+    texts = ['{"x": 2.50, "y": 0.1}', "12345678901234567890.123", "[1.5, 1e-05]", "7"]
+    values = json_column(texts)
+    assert [{"x": Decimal("2.50"), "y": 0.1}, Decimal("12345678901234567890.123")] == values[:2]
+    assert isinstance(values[0]["y"], float)
+    assert [1.5, 1e-05] == values[2]
+    assert ['{"x": 2.50, "y": 0.1}', "12345678901234567890.123"] == list(
+        map(json_dumps, values[:2])
+    )
 
 
 def test_measured_width_counts_text_and_binary_lengths():

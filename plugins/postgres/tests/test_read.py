@@ -96,9 +96,12 @@ def test_json_values_are_exact(pg, pg_admin, pg_schema, column):
         return
     assert server_text == {i: v if type(v) is JsonText else json_dumps(v) for i, v in got.items()}
     assert 123456789012345678901234567890 == got[0]["big"]
-    assert Decimal("2.50") == got[7]["x"] and isinstance(got[7]["x"], Decimal)
-    assert 0.1 == got[7]["y"] and isinstance(got[7]["y"], float)
-    assert got[8] == "null" and isinstance(got[8], JsonText)  # the document null
+    assert Decimal("2.50") == got[7]["x"]
+    assert isinstance(got[7]["x"], Decimal)
+    assert 0.1 == got[7]["y"]
+    assert isinstance(got[7]["y"], float)
+    assert got[8] == "null"
+    assert isinstance(got[8], JsonText)
 
 
 async def test_async_read_equals_sync(pg, apg, pg_admin, pg_schema):

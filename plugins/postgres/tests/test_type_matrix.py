@@ -185,6 +185,15 @@ EXPECTED_ERRORS: dict[tuple[str, str], str] = {
     ("int_2d", "parquet_arrow"): _DIMS,
 }
 
+#: (family, path) → why the path still changes values (a known defect, kept visible: the
+#: case is an expected failure, and fails when it passes, so the entry must go).
+KNOWN_CHANGES: dict[tuple[str, str], str] = {
+    ("json", "jsonl"): "the JSON Lines reader parses a json document (duplicate keys, spacing, "
+    "digits and 1e400 are lost), and null documents read back as SQL NULL",
+    ("jsonb", "jsonl"): "the JSON Lines reader parses numbers as floats (2.50 -> 2.5, "
+    "12345678901234567890.123 loses digits), and the null document reads back as SQL NULL",
+}
+
 #: Outcomes of this run, for the terminal summary: path → placement → outcome → families.
 RESULTS: dict[str, dict[str, dict[str, list[str]]]] = collections.defaultdict(
     lambda: collections.defaultdict(lambda: collections.defaultdict(list))
@@ -305,6 +314,10 @@ def test_type_matrix(matrix: Matrix, family: Family, path: str, placement: str, 
     RESULTS[path][placement][outcome].append(family.name)
     if path == "adbc":
         return  # the peer: counted, not judged
+    known = KNOWN_CHANGES.get((family.name, path))
+    if known is not None:
+        assert outcome != "exact", f"{family.name} via {path} is exact now: drop KNOWN_CHANGES"
+        pytest.xfail(known)
     assert outcome not in ("changed", "crash"), f"{family.name} via {path} ({placement}): {detail}"
     if outcome == "error":
         reason = EXPECTED_ERRORS.get((family.name, path))

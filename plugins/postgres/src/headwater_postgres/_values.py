@@ -53,12 +53,12 @@ from decimal import Decimal
 from typing import Any, Final
 
 from psycopg import DataError, adapt, postgres
+from psycopg.abc import AdaptContext
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 from psycopg.types.string import StrBinaryDumper
 
-from headwater import ConfigError, loads_json
-from headwater import formats
+from headwater import ConfigError, formats, loads_json
 from headwater.formats import dumps_document
 
 _TYPES = postgres.types
@@ -296,7 +296,7 @@ class _TemporalFallback(adapt.Loader):
 
     format = Format.BINARY
 
-    def __init__(self, oid: int, context: adapt.AdaptContext | None = None) -> None:
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
         super().__init__(oid, context)
         fast = postgres.adapters.get_loader(oid, Format.BINARY)
         assert fast is not None
@@ -410,7 +410,11 @@ def json_column(texts: list[str | None]) -> list[Any]:
     if "null" in texts:
         # The document null is not SQL NULL: it reads as its JSON text (a `JsonText`),
         # which `write` stores as the document null again, where None would be NULL.
-        parsed = json_column([t for t in texts if t != "null"]) if texts.count("null") < len(texts) else []
+        parsed = (
+            json_column([t for t in texts if t != "null"])
+            if texts.count("null") < len(texts)
+            else []
+        )
         rest = iter(parsed)
         return [JSON_NULL if t == "null" else next(rest) for t in texts]
     joined = ("[" + ",".join(texts) + "]").encode()  # type: ignore[arg-type]  # no None

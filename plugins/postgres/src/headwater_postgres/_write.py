@@ -265,8 +265,8 @@ _PY_DAYS: Final = (-719_162, 2_932_896)
 _PY_MICROS: Final = (-62_135_596_800_000_000, 253_402_300_799_999_999)
 _DAY_MICROS: Final = 86_400_000_000
 _UNIX_DATE: Final = dt.date(1970, 1, 1)
-_UNIX: Final = dt.datetime(1970, 1, 1)  # noqa: DTZ001 - naive on purpose: timestamp
-_UNIX_UTC: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_UNIX: Final = dt.datetime(1970, 1, 1)
+_UNIX_UTC: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _temporal_values(array: Any, storage: Any) -> list[Any] | None:
