@@ -700,3 +700,55 @@ def test_incomplete_oauth_settings_are_refused(auth, message, registry):
         RestConnector({"base_url": "https://api.example.com", "auth": auth}, registry=registry)
     assert message in str(caught.value)
     assert (caught.value.field or "").startswith("auth")
+
+
+def test_cli_debug_output_holds_no_secret(oidc_server, env_secrets, tmp_path, monkeypatch):
+    """``headwater --debug check / read``, refused and accepted: no secret in any output."""
+    env = {**os.environ, "HEADWATER_SOURCES_FILE": str(tmp_path / "sources.toml")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "headwater", *args],
+            capture_output=True, text=True, timeout=120, check=False, env=env,
+        )  # fmt: skip
+
+    for name, auth in (
+        ("basic", AUTH_METHODS["client_secret_basic"]),
+        ("keyjwt", AUTH_METHODS["private_key_jwt-RS256"]),
+    ):
+        cfg = config(oidc_server, auth)
+        added = cli("sources", "add", name, "rest", "--no-test", "--config-json", json.dumps(cfg))
+        assert 0 == added.returncode, added.stderr
+    outputs = []
+    for name in ("basic", "keyjwt"):
+        check = cli("--debug", "check", name)
+        assert 0 == check.returncode, check.stdout + check.stderr
+        read = cli("--debug", "read", name, "items")
+        assert 0 == read.returncode, read.stderr[-2000:]
+        assert ALL_IDS == [json.loads(line)["id"] for line in read.stdout.splitlines()]
+        outputs += [check.stdout, check.stderr, read.stderr]
+    env["HW_OIDC_BASIC_SECRET"] = "wrong+secret/%="
+    refused = cli("--debug", "read", "basic", "items")
+    assert 1 == refused.returncode
+    assert "invalid_client" in refused.stderr
+    outputs += [refused.stdout, refused.stderr]
+    text = "\n".join(outputs)
+    pem_lines = [line for line in oidc_server.keys.rsa_pem.splitlines() if "-----" not in line]
+    assert [] == [s for s in [*OIDC_SECRETS, "wrong+secret/%=", *pem_lines] if s in text]
+
+
+def test_dump_without_defaults_reads_back_as_the_same_config():
+    """A saved source leaves defaults out; auth and pagination must still name their type."""
+    from headwater_rest import RestConfig
+
+    model = RestConfig.model_validate(
+        {
+            "base_url": "https://api.example.com",
+            "auth": {**AUTH_METHODS["private_key_jwt-ES256"], "issuer": "https://as.example"},
+            "streams": {"items": STREAM},
+        }
+    )
+    saved = model.model_dump(mode="json", exclude_defaults=True)
+    assert "oauth2_client_credentials" == saved["auth"]["type"]
+    assert "page" == saved["streams"]["items"]["pagination"]["type"]
+    assert model == RestConfig.model_validate(saved)

@@ -20,6 +20,7 @@ from pydantic import (
     Discriminator,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     Tag,
     field_validator,
     model_serializer,
@@ -34,6 +35,21 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 class _Model(BaseModel):
     model_config = _FROZEN
+
+
+class _Tagged(_Model):
+    """
+    A member of a union told apart by ``type`` (auth schemes, pagination styles). Its dump
+    always names its ``type``, even where defaults are left out (a saved source), so the
+    dump reads back as the same member instead of an unknown plugin's.
+    """
+
+    @model_serializer(mode="wrap")
+    def _with_type(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            return {"type": getattr(self, "type"), **data}  # noqa: B009  declared by subclasses
+        return data
 
 
 # --- headers and query parameters that carry credentials ------------------------------------
@@ -149,20 +165,20 @@ def resolve_client_cert(
 # --- auth ----------------------------------------------------------------------------------
 
 
-class NoAuth(_Model):
+class NoAuth(_Tagged):
     """No credentials (public APIs)."""
 
     type: Literal["none"] = "none"
 
 
-class BearerAuth(_Model):
+class BearerAuth(_Tagged):
     """``Authorization: Bearer <token>`` with a static token."""
 
     type: Literal["bearer"] = "bearer"
     token: Secret = Field(description="The bearer token (a literal or a secret reference).")
 
 
-class ApiKeyAuth(_Model):
+class ApiKeyAuth(_Tagged):
     """An API key sent in a header or a query parameter."""
 
     type: Literal["api_key"] = "api_key"
@@ -178,7 +194,7 @@ class ApiKeyAuth(_Model):
     )
 
 
-class BasicAuth(_Model):
+class BasicAuth(_Tagged):
     """HTTP basic authentication."""
 
     type: Literal["basic"] = "basic"
@@ -192,7 +208,7 @@ ClientAuthMethod = Literal[
 ]
 
 
-class _OAuth2Base(_Model):
+class _OAuth2Base(_Tagged):
     token_url: str | None = Field(
         default=None,
         description="The authorization server's token endpoint (https). Give this or issuer.",
@@ -398,7 +414,7 @@ AuthConfig = Annotated[
 # --- pagination ----------------------------------------------------------------------------
 
 
-class _PaginationBase(_Model):
+class _PaginationBase(_Tagged):
     stop_on_empty: bool = Field(
         default=True,
         description="End the stream at the first page without records, whatever the "
