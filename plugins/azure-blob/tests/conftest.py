@@ -117,3 +117,21 @@ def mode(request: pytest.FixtureRequest) -> str:
 def twin(mode: str, make_twin: Callable[..., Twin]) -> Twin:
     """The connector on the test's container, driven through the ``mode`` API."""
     return make_twin()
+
+
+@pytest.fixture
+def expired_sas(azurite: Any, container: Any) -> str:
+    """A SAS of the test's container (read, list) that expired an hour ago, properly signed."""
+    import datetime as dt
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    now = dt.datetime.now(dt.UTC)
+    return generate_container_sas(
+        azurite.account_name,
+        container.container_name,
+        account_key=azurite.account_key,
+        permission=ContainerSasPermissions(read=True, list=True),
+        start=now - dt.timedelta(hours=2),
+        expiry=now - dt.timedelta(hours=1),
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import os
 from urllib.parse import parse_qs, quote
 
@@ -35,18 +34,8 @@ async def test_wrong_key_in_a_connection_string(make_twin, azurite, container):
     assert [] == _leaks(chain_texts(caught.value), wrong_key, azurite.account_key)
 
 
-async def test_expired_sas(make_twin, azurite, container):
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-    now = dt.datetime.now(dt.UTC)
-    sas = generate_container_sas(
-        azurite.account_name,
-        container.container_name,
-        account_key=azurite.account_key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        start=now - dt.timedelta(hours=2),
-        expiry=now - dt.timedelta(hours=1),
-    )
+async def test_expired_sas(make_twin, expired_sas):
+    sas = expired_sas
     signature = parse_qs(sas)["sig"][0]
     twin = make_twin(account_key=None, sas_token=sas)
     for call in (twin.list, lambda: twin.read("x.csv")):

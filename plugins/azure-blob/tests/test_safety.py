@@ -321,21 +321,11 @@ async def test_wrong_key_is_auth_and_never_shown(make_twin, azurite, container, 
     assert [] == _files_under(tmp_path)
 
 
-async def test_expired_sas_is_auth_and_never_shown(make_twin, azurite, container, caplog):
+async def test_expired_sas_is_auth_and_never_shown(make_twin, expired_sas, caplog):
     """An expired SAS: check() says auth on sas_token; its signature appears nowhere."""
     from urllib.parse import parse_qs
 
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-    now = dt.datetime.now(dt.UTC)
-    sas = generate_container_sas(
-        azurite.account_name,
-        container.container_name,
-        account_key=azurite.account_key,
-        permission=ContainerSasPermissions(read=True, list=True),
-        start=now - dt.timedelta(hours=2),
-        expiry=now - dt.timedelta(hours=1),
-    )
+    sas = expired_sas
     signature = parse_qs(sas)["sig"][0]
     caplog.set_level(logging.DEBUG)
     twin = make_twin(account_key=None, sas_token=sas)
