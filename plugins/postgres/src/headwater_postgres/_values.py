@@ -12,14 +12,22 @@ numeric                        decimal.Decimal (exact; never a float)
 boolean                        bool
 text, varchar, char, name      str
 bytea                          bytes
-json, jsonb                    the parsed value (dict, list, str, int, float, bool, None)
+jsonb                          the parsed value (dict, list, str, int, float, bool);
+                               Decimal for a number a float would change; the
+                               document null as JsonText("null") (None is SQL NULL)
+json                           JsonText: the document as written (key order,
+                               duplicate keys, spacing, digits)
 date / time                    datetime.date / datetime.time
 timestamp                      naive datetime.datetime
 timestamptz                    aware datetime.datetime in UTC
+(what Python cannot hold:      str, the server's text: "0044-03-15 BC", "infinity",
+BC, year > 9999, ±infinity,    "10000-01-01 00:00:00+00", "24:00:00")
+time 24:00)
 interval                       str, ISO 8601 duration ("P1Y2M3DT4H5M6.5S"): exact,
                                unlike a timedelta, which has no months
 uuid                           uuid.UUID
-arrays of the above            list (nested for multi-dimensional arrays)
+arrays of the above            list (nested for multi-dimensional arrays); a lower
+                               bound other than 1 fails the read (`_plan.array_guard`)
 anything else                  str: the server's text form (enums, inet, money,
                                geometric, range, PostGIS, ...)
 NULL                           None
