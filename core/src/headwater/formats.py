@@ -679,8 +679,8 @@ class CsvDecoder:
                 else f"the record at byte {self._pending_offset}"
             )
             raise ConfigError(
-                f"{self.name}: {where}: a quoted field opened there is never closed (the "
-                "file ends inside it), so the rows after it cannot be told apart",
+                f"{self.name}: {where}: unterminated quoted field (the quote opened there "
+                "is never closed), so the rows after it cannot be told apart",
                 hint='close the quote, or double a quote that is part of the value ("")',
             )
 
