@@ -6,7 +6,6 @@ import os
 import pickle
 import subprocess
 import sys
-import textwrap
 import uuid
 
 import pytest
@@ -105,21 +104,33 @@ def test_redacted_copies_pickle(secret):
     assert (copy.original_type, str(copy)) == (again.original_type, str(again))
 
 
-def test_uncaught_error_printed_by_the_interpreter_is_clean():
-    """The default excepthook (C code on 3.11/3.12) prints the same clean chain."""
+_FAIL = """
+def fail():
+    try:
+        raise ValueError("driver said " + secret)
+    except ValueError as exc:
+        raise ConnectorError("the call failed") from exc
+"""
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_uncaught_error_printed_by_the_interpreter_is_clean(where):
+    """The default excepthooks (C code on 3.11/3.12) print the same clean chain."""
     secret = f"s-{uuid.uuid4().hex}"
-    script = textwrap.dedent(
-        """
-        import os
-        from headwater._redact import register_secret
-        from headwater.errors import ConnectorError
-        secret = os.environ["HW_TEST_SECRET"]
-        register_secret(secret)
-        try:
-            raise ValueError("driver said " + secret)
-        except ValueError as exc:
-            raise ConnectorError("the call failed") from exc
-        """
+    run = (
+        "fail()"
+        if where == "main"
+        else (
+            "import threading\nt = threading.Thread(target=fail)\nt.start()\nt.join()\n"
+            "raise SystemExit(1)"
+        )
+    )
+    script = (
+        "import os\n"
+        "from headwater._redact import register_secret\n"
+        "from headwater.errors import ConnectorError\n"
+        "secret = os.environ['HW_TEST_SECRET']\n"
+        "register_secret(secret)\n" + _FAIL + run + "\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script],

@@ -241,24 +241,35 @@ def _scrub_chain(value: BaseException | None) -> None:
 
 def _install_excepthook() -> None:
     """
-    Python 3.11 and 3.12 print an uncaught exception in C, reading the chain's slots
-    directly, not through the properties above: until then a slot may still hold the
-    driver's exception. The default hook is wrapped to clean the chain first (a hook a
-    program installed itself prints with the traceback module, which reads the properties).
+    Python 3.11 and 3.12 print an uncaught exception (of the program or of a thread) in
+    C, reading the chain's slots directly, not through the properties above: until then a
+    slot may still hold the driver's exception. The default hooks are wrapped to clean
+    the chain first (a hook a program installed itself prints with the traceback module,
+    which reads the properties).
     """
     import sys
+    import threading
 
-    if sys.excepthook is not sys.__excepthook__:
-        return
-    default = sys.__excepthook__
+    if sys.excepthook is sys.__excepthook__:
+        default = sys.__excepthook__
 
-    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        try:
-            _scrub_chain(value)
-        finally:
-            default(kind, value, tb)
+        def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+            try:
+                _scrub_chain(value)
+            finally:
+                default(kind, value, tb)
 
-    sys.excepthook = excepthook
+        sys.excepthook = excepthook
+    if threading.excepthook is threading.__excepthook__:
+        thread_default = threading.__excepthook__
+
+        def thread_excepthook(args: Any) -> None:
+            try:
+                _scrub_chain(args.exc_value)
+            finally:
+                thread_default(args)
+
+        threading.excepthook = thread_excepthook
 
 
 _install_excepthook()
