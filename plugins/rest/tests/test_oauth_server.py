@@ -149,6 +149,7 @@ def test_unencoded_basic_credentials_show_the_servers_reason(read, oidc_server, 
 
 
 def test_invalid_scope_names_auth_scope(read, oidc_server, env_secrets):
+    """A scope the client may not have: the server's invalid_scope, blamed on auth.scope."""
     auth = {**AUTH_METHODS["client_secret_post"], "scope": "api:admin"}
     error = read(config(oidc_server, auth), "items").error
     assert isinstance(error, TokenEndpointError)
@@ -158,6 +159,7 @@ def test_invalid_scope_names_auth_scope(read, oidc_server, env_secrets):
 
 
 def test_wrong_secret_is_invalid_client_with_nothing_secret_shown(read, oidc_server, monkeypatch):
+    """A wrong secret: invalid_client on auth.client_secret, neither secret shown."""
     wrong = "wrong+secret%value/=="
     monkeypatch.setenv("HW_OIDC_BASIC_SECRET", wrong)
     outcome = read(config(oidc_server, AUTH_METHODS["client_secret_basic"]), "items")
@@ -173,6 +175,7 @@ def test_wrong_secret_is_invalid_client_with_nothing_secret_shown(read, oidc_ser
 def test_unreachable_token_endpoint_is_blamed_on_token_url_not_the_api(
     oidc_server, env_secrets, registry
 ):
+    """A dead token endpoint: an auth failure on auth.token_url; the API's breaker stays closed."""
     dead = f"http://127.0.0.1:{free_port()}/token"
     cfg = config(oidc_server, {**AUTH_METHODS["client_secret_post"], "token_url": dead})
     with RestConnector(cfg, registry=registry) as connector:
@@ -202,6 +205,7 @@ def test_token_expiring_mid_read_is_renewed_and_nothing_is_lost(read, oidc_serve
 
 
 def test_one_token_for_concurrent_readers(oidc_server, env_secrets, registry):
+    """Eight threads reading through one connector get one token from the server."""
     before = oidc_server.grants(JWT_SECRET_ID)
     cfg = config(oidc_server, AUTH_METHODS["client_secret_jwt"])
     results: list[list[Any]] = []
@@ -220,6 +224,7 @@ def test_one_token_for_concurrent_readers(oidc_server, env_secrets, registry):
 
 
 def test_resource_indicator_through_extra_params(read, oidc_server, env_secrets):
+    """An RFC 8707 resource in extra_params gives a token the resource's API accepts."""
     stream = {**STREAM, "path": "/resource-items"}
     auth = {**AUTH_METHODS["client_secret_post"], "extra_params": {"resource": RESOURCE}}
     outcome = read(config(oidc_server, auth, streams={"r": stream}), "r")
@@ -236,6 +241,7 @@ def test_resource_indicator_through_extra_params(read, oidc_server, env_secrets)
 
 
 def test_issuer_alone_finds_the_token_endpoint_once_per_process(read, oidc_server, env_secrets):
+    """issuer: alone finds the token endpoint; two connectors fetch the metadata once."""
     auth = {**AUTH_METHODS["client_secret_jwt"], "issuer": oidc_server.issuer}
 
     def metadata_requests() -> int:
@@ -251,6 +257,7 @@ def test_issuer_alone_finds_the_token_endpoint_once_per_process(read, oidc_serve
 
 
 def test_metadata_locations_follow_rfc_8414_then_openid_discovery():
+    """RFC 8414 inserts the well-known segment before the issuer's path; OIDC appends it."""
     assert [
         "https://as.example/.well-known/oauth-authorization-server/tenant/x",
         "https://as.example/tenant/x/.well-known/openid-configuration",
@@ -258,6 +265,7 @@ def test_metadata_locations_follow_rfc_8414_then_openid_discovery():
 
 
 def test_issuer_with_private_key_jwt_and_issuer_audience(read, oidc_server, env_secrets):
+    """private_key_jwt with the issuer as the assertion's audience is accepted."""
     auth = {
         **AUTH_METHODS["private_key_jwt-RS256"],
         "issuer": oidc_server.issuer,
@@ -269,6 +277,7 @@ def test_issuer_with_private_key_jwt_and_issuer_audience(read, oidc_server, env_
 
 
 def test_issuer_without_metadata_is_a_clear_config_error(read, oidc_server, env_secrets):
+    """No metadata at either location: a config error on auth.issuer naming both answers."""
     auth = {**AUTH_METHODS["client_secret_post"], "issuer": oidc_server.issuer + "/nowhere"}
     error = read(config(oidc_server, auth), "items").error
     assert isinstance(error, ConfigError)
@@ -279,6 +288,7 @@ def test_issuer_without_metadata_is_a_clear_config_error(read, oidc_server, env_
 
 def test_issuer_mismatch_is_a_clear_config_error(read, oidc_server, env_secrets):
     # The same server under another name: its metadata names 127.0.0.1, not localhost.
+    """Metadata naming another issuer is refused (RFC 8414 §3.3) on auth.issuer."""
     other_name = oidc_server.issuer.replace("127.0.0.1", "localhost")
     auth = {**AUTH_METHODS["client_secret_post"], "issuer": other_name}
     error = read(config(oidc_server, auth), "items").error
@@ -300,6 +310,7 @@ def refresh_auth(reference: str) -> dict[str, Any]:
 
 
 def test_rotated_refresh_token_carries_over_to_the_next_process(oidc_server, env_secrets, tmp_path):
+    """Each process's rotated refresh token is written back (0600) and used by the next."""
     token_file = tmp_path / "refresh-token"
     first = oidc_server.new_refresh_token()
     token_file.write_text(first)
@@ -331,6 +342,7 @@ def test_rotated_refresh_token_carries_over_to_the_next_process(oidc_server, env
 def test_revoked_refresh_token_names_the_fix_and_shows_nothing(
     read, oidc_server, env_secrets, tmp_path
 ):
+    """A revoked refresh token: invalid_grant on auth.refresh_token, the fix named, nothing shown."""
     token = oidc_server.new_refresh_token()
     oidc_server.revoke(token)
     token_file = tmp_path / "refresh-token"
@@ -351,6 +363,7 @@ def test_revoked_refresh_token_names_the_fix_and_shows_nothing(
 
 
 def test_private_key_jwt_with_a_key_from_the_keyring(read, oidc_server, memory_keyring):
+    """private_key: keyring:... signs assertions the server accepts."""
     memory_keyring.set_password("headwater-test-oidc", "signing-key", oidc_server.keys.ec_pem)
     auth = {
         **AUTH_METHODS["private_key_jwt-ES256"],
@@ -364,6 +377,7 @@ def test_private_key_jwt_with_a_key_from_the_keyring(read, oidc_server, memory_k
 def test_private_key_that_does_not_fit_the_algorithm_is_a_config_error(
     read, oidc_server, env_secrets
 ):
+    """An RSA key with algorithm ES256 is a config error on auth.algorithm."""
     auth = {**AUTH_METHODS["private_key_jwt-RS256"], "algorithm": "ES256"}
     error = read(config(oidc_server, auth), "items").error
     assert isinstance(error, ConfigError)
@@ -373,6 +387,7 @@ def test_private_key_that_does_not_fit_the_algorithm_is_a_config_error(
 def test_key_unknown_to_the_server_is_invalid_client_on_private_key(
     read, oidc_server, env_secrets, tmp_path
 ):
+    """A key the server does not know: invalid_client, blamed on auth.private_key."""
     from tests.fix_oidc import ClientKeys
 
     stranger = tmp_path / "stranger.pem"
@@ -505,6 +520,7 @@ def mtls(tmp_path, oidc_server):
 def test_mutual_tls_for_the_api_and_the_token_endpoint(
     read, mode, oidc_server, env_secrets, mtls, monkeypatch
 ):
+    """Without a client certificate nothing passes; with tls.client_cert both clients present it."""
     proxy, certs = mtls
     monkeypatch.setenv("HW_OIDC_CLIENT_KEY", (certs / "client.key").read_text())
     auth = {**AUTH_METHODS["client_secret_post"], "token_url": proxy.url + "/token"}
@@ -537,6 +553,7 @@ def test_mutual_tls_for_the_api_and_the_token_endpoint(
 
 
 def test_mutual_tls_key_that_does_not_fit_is_a_config_error(read, oidc_server, env_secrets, mtls):
+    """A key that is not the certificate's: a config error on tls.*, no key shown."""
     proxy, certs = mtls
     from tests.fix_certs import make_client_cert
 
@@ -561,6 +578,7 @@ def test_mutual_tls_key_that_does_not_fit_is_a_config_error(read, oidc_server, e
 
 
 def test_basic_credentials_are_form_urlencoded_before_base64():
+    """client_secret_basic encodes id and secret (RFC 6749 §2.3.1); basic_unencoded does not."""
     import base64
 
     from headwater_rest._auth import basic_credentials
@@ -615,6 +633,7 @@ def test_client_assertion_claims_and_a_short_hs256_secret(caplog):
 
 
 def test_error_description_is_shortened_and_masked():
+    """The server's error_description is shown shortened and with secrets masked."""
     import httpx
 
     from headwater import register_secret
@@ -641,6 +660,7 @@ def test_error_description_is_shortened_and_masked():
 
 
 def test_metadata_without_the_chosen_method_is_a_config_error():
+    """Metadata not listing the chosen client_auth is a config error naming what it accepts."""
     from headwater_rest._auth import ClientCredentials
 
     auth = ClientCredentials(
@@ -664,6 +684,7 @@ def test_metadata_without_the_chosen_method_is_a_config_error():
 
 
 def test_plain_http_issuer_is_refused(registry):
+    """A plain-http issuer off loopback is refused before anything is sent."""
     cfg = {
         "base_url": "https://api.example.com",
         "auth": {**AUTH_METHODS["client_secret_post"], "issuer": "http://as.example.com"},
@@ -696,6 +717,7 @@ def test_plain_http_issuer_is_refused(registry):
     ],
 )
 def test_incomplete_oauth_settings_are_refused(auth, message, registry):
+    """Missing token_url/issuer, private_key or client_secret: config errors on auth."""
     with pytest.raises(ConfigError) as caught:
         RestConnector({"base_url": "https://api.example.com", "auth": auth}, registry=registry)
     assert message in str(caught.value)
