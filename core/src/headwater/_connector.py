@@ -265,6 +265,7 @@ class ConnectorConfig(BaseModel):
     )
 
     def __init__(self, /, **data: Any) -> None:
+        _complete(type(self))
         try:
             super().__init__(**data)
         except ValidationError as exc:
@@ -287,6 +288,7 @@ class ConnectorConfig(BaseModel):
     ) -> Self:
         """Pydantic's `model_validate`, whose errors never carry the input (see `_scrubbed`)."""
         kwargs = {"extra": extra} if extra is not None else {}
+        _complete(cls)
         try:
             return super().model_validate(
                 obj,
@@ -313,6 +315,16 @@ class ConnectorConfig(BaseModel):
             if _mentions_secret(info.annotation):
                 names.append(name)
         return names
+
+
+def _complete(model: type[BaseModel]) -> None:
+    """
+    Finish a model whose annotations named something not yet defined, looking names up
+    where the caller of ``__init__``/``model_validate`` is — as pydantic itself would,
+    had these overrides not put a frame in between.
+    """
+    if not model.__pydantic_complete__:
+        model.model_rebuild(raise_errors=False, _parent_namespace_depth=4)
 
 
 def _scrubbed(exc: ValidationError) -> ValidationError:
