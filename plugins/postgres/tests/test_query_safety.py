@@ -172,3 +172,22 @@ def test_reads_leave_no_prepared_statement(pg, victim):
     with pg._connection() as conn:
         rows = conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
     assert not [r for r in rows if r[0].startswith("headwater")]
+
+
+def test_cli_read_of_the_injection_leaves_the_table(pg_dsn, pg_admin, victim):
+    """`headwater read <pg> "<injection>"` fails in one line and drops nothing."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "headwater", "read", pg_dsn, _injection(victim)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(os.environ),
+    )
+    assert 0 != proc.returncode
+    assert "Traceback" not in proc.stderr
+    _still_there(pg_admin, victim)
