@@ -246,3 +246,15 @@ def test_postgres_url_query_credentials_are_refused():
     with pytest.raises(ValidationError, match="sslpassword carries a credential") as info:
         PostgresConfig(url="postgresql://u@h/db?sslpassword=S3cretPw")
     assert "S3cretPw" not in str(info.value) + info.value.json()
+
+
+def test_refusal_of_a_guessed_secret_says_how_to_mark_it_plain(rest_sources: SourceRegistry):
+    """auth.org=acme-corp of a plugin scheme: refused, with the way to say it is no secret."""
+    auth = {"type": "org_key", "org": "acme-corp", "key": "env:X"}
+    with pytest.raises(ConfigError) as info:
+        rest_sources.add("api", "rest", _rest(auth))
+    assert "auth.org" == info.value.field
+    assert "auth.org.plain=VALUE" in (info.value.hint or "")
+    with pytest.raises(ConfigError) as declared:
+        rest_sources.add("api", "rest", _rest({"type": "bearer", "token": "Lit3ral"}))
+    assert "plain" not in (declared.value.hint or "")

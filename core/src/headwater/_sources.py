@@ -183,6 +183,22 @@ def _secrets_in(value: Any, path: ConfigPath = ()) -> Iterator[tuple[ConfigPath,
             yield from _secrets_in(item, (*path, index))
 
 
+def _declared_field(model: BaseModel, path: ConfigPath) -> bool:
+    """Whether ``path`` ends at a field the config's models declare (not a map key or extra)."""
+    node: Any = model
+    for step in path[:-1]:
+        if isinstance(node, BaseModel) and isinstance(step, str):
+            node = getattr(node, step, None)
+        elif isinstance(node, Mapping | list | tuple):
+            try:
+                node = node[step]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                return False
+        else:
+            return False
+    return isinstance(node, BaseModel) and path[-1] in type(node).model_fields
+
+
 def _dotted(path: ConfigPath) -> str:
     return ".".join(str(step) for step in path)
 
@@ -464,11 +480,19 @@ class SourceRegistry:
                     hint=_REFERENCE_HINT,
                 )
             if secret.is_literal or secret.reference is None:
+                hint = _REFERENCE_HINT
+                if not _declared_field(model, path):
+                    # A secret by its name or a plugin's rule, not by the config's schema:
+                    # the value may be no secret at all, and the config can say so.
+                    hint += (
+                        f"; if it is no secret, mark it plain where the connector allows "
+                        f"(rest: {field}.plain=VALUE, or {{plain: VALUE}})"
+                    )
                 raise ConfigError(
                     f"secret field {field!r} holds a literal value; the sources file stores "
                     "secret references only",
                     field=field,
-                    hint=_REFERENCE_HINT,
+                    hint=hint,
                 )
             if known is None:
                 known = dict(self.registry.credential_resolvers())
