@@ -258,3 +258,12 @@ def test_refusal_of_a_guessed_secret_says_how_to_mark_it_plain(rest_sources: Sou
     with pytest.raises(ConfigError) as declared:
         rest_sources.add("api", "rest", _rest({"type": "bearer", "token": "Lit3ral"}))
     assert "plain" not in (declared.value.hint or "")
+
+
+def test_json_validation_errors_carry_no_input():
+    """model_validate_json of a config: the error's input is masked too."""
+    with pytest.raises(ValidationError) as info:
+        PostgresConfig.model_validate_json(
+            '{"url": "postgresql://h/db", "connect_timeout": "S3cretPw"}'
+        )
+    assert "S3cretPw" not in repr(info.value.errors()) + info.value.json()

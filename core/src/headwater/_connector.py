@@ -303,6 +303,16 @@ class ConnectorConfig(BaseModel):
             scrubbed = _scrubbed(exc)
         raise scrubbed
 
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """Pydantic's `model_validate_json`, whose errors never carry the input."""
+        _complete(cls)
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as exc:
+            scrubbed = _scrubbed(exc)
+        raise scrubbed
+
     def sanitized(self) -> dict[str, Any]:
         """The config as JSON-friendly data with literal secrets masked (references kept)."""
         return self.model_dump(mode="json", exclude_none=True)
