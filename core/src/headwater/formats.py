@@ -887,8 +887,7 @@ class JsonLinesEncoder:
         parts = []
         for key, value in row.items():
             if type(value) is JsonText:
-                # Raw tabs and newlines only sit between tokens: spaces keep the document.
-                text = value.translate(_JSON_SPACES)
+                text = _carried_document(key, value)
             elif type(value) in (dict, list):
                 text = dumps_document(value)
             else:
@@ -901,7 +900,27 @@ class JsonLinesEncoder:
         return b""
 
 
-_JSON_SPACES: Final = str.maketrans("\t\n\r", "   ")
+def _carried_document(key: str, text: JsonText) -> str:
+    """
+    A `JsonText` as a JSON Lines value, if a reader gets it back as written: parsing the
+    line and writing the value again must give the same text. A document with duplicate
+    keys, other spacing, digits a float changes (``2.50``) or ``null`` (which reads back
+    as a missing value) would come back changed: refused, naming the field.
+    """
+    try:
+        same = text != "null" and json.dumps(json.loads(text), ensure_ascii=False) == text
+    except ValueError:
+        same = False
+    if not same:
+        raise ConfigError(
+            f"field {key!r} holds JSON text that a JSON Lines file cannot carry as written "
+            f"({text[:40]!r}: spacing, duplicate keys, number digits or null would change "
+            "when read back)",
+            field=key,
+            hint="write CSV, Parquet or COPY text (PostgreSQL to PostgreSQL), which keep it; "
+            "or read the column as jsonb (a query with ::jsonb)",
+        )
+    return text
 
 
 try:

@@ -13,6 +13,13 @@ from plugins.postgres.tests.pg_helpers import make_types_table, rows_of
 from headwater import ConfigError
 from headwater.formats import EncodedLines, JsonLinesEncoder
 
+#: The types table's columns but the json one, which JSON Lines takes from dict reads
+#: (see test_json_column_goes_through_jsonl_only_as_written).
+NOT_JSON = [
+    "id", "small", "int", "big", "real_", "dbl", "num", "flag", "txt", "vc", "ch", "bin",
+    "jsb", "d", "tm", "ts", "tstz", "iv", "u", "ints", "texts", "grid", "addr", "mood",
+]  # fmt: skip
+
 
 def _parsed(data: bytes) -> list[Any]:
     return [json.loads(line) for line in data.splitlines()]
@@ -44,8 +51,8 @@ def test_server_json_equals_the_dict_reads_json(pg, pg_admin, pg_schema):
     pg_admin.execute(
         f'INSERT INTO "{pg_schema}".types (id, dbl, real_) VALUES (4, 2166, 0.1), (5, 1e16, -0)'
     )
-    from_dicts = _parsed(JsonLinesEncoder().encode(rows_of(pg.read(table))))
-    batches = list(pg.read(table, format="jsonl", batch_size=2))
+    from_dicts = _parsed(JsonLinesEncoder().encode(rows_of(pg.read(table, columns=NOT_JSON))))
+    batches = list(pg.read(table, format="jsonl", batch_size=2, columns=NOT_JSON))
     assert all(isinstance(b.records, EncodedLines) for b in batches)
     from_server = _parsed(b"".join(b.records.data for b in batches))  # type: ignore[union-attr]
     assert len(from_dicts) == len(from_server)
@@ -93,14 +100,35 @@ def test_unordered_read_has_every_row_and_refuses_to_resume(pg, pg_admin, pg_sch
             list(pg.read(stream, batches[0].state))
 
 
+def test_json_column_goes_through_jsonl_only_as_written(tmp_path, pg, pg_admin, pg_schema):
+    """
+    A json column (its text is the value) is read as dicts for JSON Lines: documents
+    that read back as written are embedded, any other is refused naming the field.
+    """
+    import headwater
+
+    pg_admin.execute(f'CREATE TABLE "{pg_schema}".j (id int PRIMARY KEY, doc json)')
+    pg_admin.execute(
+        f"""INSERT INTO "{pg_schema}".j VALUES (1, '{{"b": 1, "a": [true, null]}}'), (2, NULL)"""
+    )
+    headwater.copy(pg, f"{pg_schema}.j", tmp_path / "ok.jsonl")
+    assert [{"id": 1, "doc": {"b": 1, "a": [True, None]}}, {"id": 2, "doc": None}] == sorted(
+        _parsed((tmp_path / "ok.jsonl").read_bytes()), key=lambda r: r["id"]
+    )
+    pg_admin.execute(f"""INSERT INTO "{pg_schema}".j VALUES (3, '{{"a":1, "a":2}}')""")
+    with pytest.raises(ConfigError, match="field 'doc' holds JSON text"):
+        headwater.copy(pg, f"{pg_schema}.j", tmp_path / "refused.jsonl")
+    assert not (tmp_path / "refused.jsonl").exists()
+
+
 def test_copy_to_jsonl_uses_the_server_and_matches_a_dict_copy(tmp_path, pg, pg_admin, pg_schema):
     """headwater.copy into .jsonl asks for server-made lines; the file equals the dict path's values."""
     import headwater
 
     table = make_types_table(pg_admin, pg_schema)
     fast, slow = tmp_path / "fast.jsonl", tmp_path / "slow.jsonl"
-    headwater.copy(pg, table, fast)
-    headwater.copy(pg, table, slow, read_options={"format": "dicts"})
+    headwater.copy(pg, table, fast, read_options={"columns": NOT_JSON})
+    headwater.copy(pg, table, slow, read_options={"format": "dicts", "columns": NOT_JSON})
     a, b = _parsed(fast.read_bytes()), _parsed(slow.read_bytes())
     key = lambda r: r["id"]  # noqa: E731 - the unordered read may differ in order
     assert all(_same(x, y) for x, y in zip(sorted(a, key=key), sorted(b, key=key), strict=True))

@@ -16,7 +16,8 @@ real, double precision         number; NaN, Infinity, -Infinity as Python's json
                                them (``extra_float_digits`` 1: the shortest exact form)
 numeric                        string with every digit ("1.50")
 text, varchar, char(n), name   string
-json                           the document (whitespace between tokens aside)
+json                           (read as dicts: the JSON Lines encoder writes a
+                               document that reads back as written, refuses others)
 jsonb                          the document
 bytea                          base64 string
 date, time, timestamp(tz)      ISO 8601 string (timestamptz in UTC; the fraction of a
@@ -152,8 +153,10 @@ def _value(col: Column, ident: sql.Composable) -> sql.Composable | None:
     if oid == _JSONB:
         return sql.SQL("{}::text").format(ident)
     if oid == _JSON:
-        # Raw tabs and newlines can only sit between tokens: spaces keep the document.
-        return sql.SQL("translate({}::text, E'\\n\\r\\t', '   ')").format(ident)
+        # A json document is its text (duplicate keys, spacing, digits), which a JSON
+        # Lines reader parses into something else: read as dicts (JsonText), whose
+        # encoder writes a document only where parsing it gives that text back.
+        return None
     if oid == _BYTEA:
         return sql.SQL("'\"' || translate(encode({}, 'base64'), E'\\n', '') || '\"'").format(ident)
     if oid in _ARRAYS_TO_JSON:
