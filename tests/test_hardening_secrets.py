@@ -267,3 +267,32 @@ def test_json_validation_errors_carry_no_input():
             '{"url": "postgresql://h/db", "connect_timeout": "S3cretPw"}'
         )
     assert "S3cretPw" not in repr(info.value.errors()) + info.value.json()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"headers": {"X-Master-Key": "abcd1234"}},
+        {"headers": {"DD-APPLICATION-KEY": "abcd1234"}},
+        {"params": {"appid": "abcd1234"}},
+        {"params": {"code": "abcd1234"}},
+        {"headers": {"X-Tenant-Pin": {"secret": "abcd1234"}}},
+    ],
+)
+def test_newly_guessed_or_marked_credentials_never_go_over_plain_http(values: dict[str, Any]):
+    """Such values count as credentials: refused over plain http to a non-loopback host."""
+    from headwater_rest._connector import RestConnector
+
+    config = {"base_url": "http://api.example.com", "streams": {"s": {"path": "/x"}}, **values}
+    with pytest.raises(ConfigError, match="plain http") as info:
+        RestConnector(config)
+    assert "abcd1234" not in str(info.value)
+
+
+def test_marked_plain_value_may_go_over_plain_http():
+    """{plain: ...} says the value is no credential: plain http is then allowed."""
+    from headwater_rest._connector import RestConnector
+
+    config = {"base_url": "http://api.example.com", "params": {"code": {"plain": "US"}}}
+    with RestConnector(config) as connector:
+        assert "US" == connector.config.params["code"]
