@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from plugins.postgres.tests.pg_helpers import make_types_table, rows_of
 
-from headwater import ConfigError
+from headwater import ConfigError, HeadwaterError
 from headwater.formats import EncodedLines, JsonLinesEncoder
 
 #: The types table's columns but the json one, which JSON Lines takes from dict reads
@@ -119,6 +119,28 @@ def test_json_column_goes_through_jsonl_only_as_written(tmp_path, pg, pg_admin, 
     with pytest.raises(ConfigError, match="field 'doc' holds JSON text"):
         headwater.copy(pg, f"{pg_schema}.j", tmp_path / "refused.jsonl")
     assert not (tmp_path / "refused.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("doc", "refused"),
+    [
+        ('{"x": 2.50}', "the number 2.50"),
+        ("12345678901234567890.123", "the number 12345678901234567890.123"),
+        ("null", "the JSON document null"),
+        ('{"x": 0.1, "y": 1.0, "z": -0.5, "n": 10, "s": "2.50 and 12345678901234567.5"}', None),
+    ],
+    ids=["scale", "digits", "null", "exact"],
+)
+def test_jsonb_through_jsonl_is_exact_or_refused(pg, pg_admin, pg_schema, doc, refused):
+    """A jsonb document a JSON Lines reader would change is refused naming the column."""
+    pg_admin.execute(f'CREATE TABLE "{pg_schema}".j (id int PRIMARY KEY, doc jsonb)')
+    pg_admin.execute(f'INSERT INTO "{pg_schema}".j VALUES (1, %s), (2, NULL)', (doc,))
+    if refused is None:
+        (batch,) = list(pg.read(f"{pg_schema}.j", format="jsonl"))
+        assert [json.loads(doc), None] == [r["doc"] for r in batch.rows()]
+        return
+    with pytest.raises(HeadwaterError, match=f"column 'doc' \\(jsonb\\) holds {refused}"):
+        list(pg.read(f"{pg_schema}.j", format="jsonl"))
 
 
 def test_copy_to_jsonl_uses_the_server_and_matches_a_dict_copy(tmp_path, pg, pg_admin, pg_schema):

@@ -151,7 +151,17 @@ def _value(col: Column, ident: sql.Composable) -> sql.Composable | None:
     if oid in _TO_JSON:
         return sql.SQL("to_json({})::text").format(ident)
     if oid == _JSONB:
-        return sql.SQL("{}::text").format(ident)
+        # The document null would read back as SQL NULL (JSON Lines has one null):
+        # refused, naming the column (a per-row cast the planner cannot fold).
+        message = (
+            f"headwater: column {col.name!r} (jsonb) holds the JSON document null, which a "
+            'JSON Lines file cannot tell from NULL; read it with format="csv" or write '
+            "Parquet. Value: "
+        )
+        return sql.SQL(
+            "CASE WHEN jsonb_typeof({0}) = 'null' THEN (({1} || {0}::text)::int[])::text "
+            "ELSE {0}::text END"
+        ).format(ident, sql.Literal(message))
     if oid == _JSON:
         # A json document is its text (duplicate keys, spacing, digits), which a JSON
         # Lines reader parses into something else: read as dicts (JsonText), whose

@@ -20,13 +20,14 @@ A read without a key (a view or query with no ``key``/``cursor_field``) has
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, Final
 
 from psycopg import sql
 
-from headwater import Batch, ConfigError, State
+from headwater import Batch, ConfigError, ConnectorError, State
 from headwater_postgres._query import subquery
 from headwater_postgres._sql import (
     Column,
@@ -84,6 +85,9 @@ class ReadPlan:
     #: One row's JSON text for ``format="jsonl"`` (`_jsonl`); None when not asked for,
     #: or when a column's JSON cannot be built in SQL.
     json_items: sql.Composable | None = None
+    #: The jsonb columns of a ``format="jsonl"`` read, whose numbers are checked
+    #: (`check_jsonb_numbers`).
+    jsonb_names: tuple[str, ...] = ()
     #: Positions of the json columns: their text is the value (`JsonText`), since json,
     #: unlike jsonb, keeps the document as written (key order, duplicate keys, spaces,
     #: the digits of each number), which no parsed value holds.
@@ -183,9 +187,10 @@ class BatchCutter:
         if plan.key_names and plan.ordered:
             last = loads_json(rows[-1])
             key = [last[name] for name in plan.key_names]
-        return Batch(
-            plan.stream, EncodedLines(b"".join(rows), len(rows)), plan.state(key, self.rows)
-        )
+        data = b"".join(rows)
+        if plan.jsonb_names:
+            check_jsonb_numbers(data, plan.jsonb_names)
+        return Batch(plan.stream, EncodedLines(data, len(rows)), plan.state(key, self.rows))
 
     def copy_text_batch(self, rows: list[memoryview]) -> Batch:
         """COPY text rows (each ending in a newline) and the state after them."""
@@ -203,6 +208,56 @@ class BatchCutter:
     def arrow_state(self, key: Sequence[Any] | None, count: int) -> State:
         self.rows += count
         return self.plan.state(key, self.rows)
+
+
+#: Number tokens a float may change, as jsonb prints numbers (positional, never with an
+#: exponent): a fraction with trailing zeros beyond a single ".0" ("2.50", "1.00"), and
+#: 16 or more digits around a point ("12345678901234567890.123"). Matches inside strings
+#: only cost the exact check below.
+_FLOAT_MAY_CHANGE: Final = re.compile(
+    rb"\.(?:\d*[1-9]0+|00+)(?![0-9])|(?=[0-9.]{17})[0-9]+\.[0-9]+"
+)
+
+
+def check_jsonb_numbers(data: bytes, names: Sequence[str]) -> None:
+    """
+    Refuse server-made JSON Lines whose jsonb documents hold a number a JSON Lines
+    reader would change (a float holds neither "2.50"'s scale nor 17 digits), naming the
+    column: the line is exact, but what reads it back is not. A quick search of the
+    batch first; lines are parsed (numbers kept exact) only when it finds a candidate.
+    """
+    if _FLOAT_MAY_CHANGE.search(data) is None:
+        return
+    from headwater_postgres._values import loads_exact_json
+
+    for line in data.splitlines():
+        record = loads_exact_json(line)
+        for name in names:
+            found = _inexact_number(record.get(name))
+            if found is not None:
+                raise ConnectorError(
+                    f"column {name!r} (jsonb) holds the number {found} that a JSON Lines "
+                    "reader would change (a float cannot hold its digits)",
+                    field=name,
+                    hint='read it with format="csv" or write Parquet, which keep it; or '
+                    "keep such numbers as strings in the document",
+                )
+
+
+def _inexact_number(value: Any) -> str | None:
+    """The first Decimal inside a document parsed by `loads_exact_json`, as text."""
+    from decimal import Decimal
+
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Decimal):
+            return f"{item:f}"
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
 
 
 def measured_width(rows: Sequence[Sequence[Any]]) -> int:
@@ -343,6 +398,9 @@ def build_plan(
         batch_bytes=batch_bytes,
         measure_width=not isinstance(source, Relation),
         json_items=json_items,
+        jsonb_names=tuple(c.name for c in chosen if (c.base_oid or c.type_oid) == JSONB_OID)
+        if json_items is not None
+        else (),
         ordered=ordered,
         copy_parts=_CopyParts(
             select_items=select_list(chosen, source=alias),
