@@ -296,3 +296,15 @@ def test_marked_plain_value_may_go_over_plain_http():
     config = {"base_url": "http://api.example.com", "params": {"code": {"plain": "US"}}}
     with RestConnector(config) as connector:
         assert "US" == connector.config.params["code"]
+
+
+def test_hand_written_url_password_is_masked_in_every_view(tmp_path: Path):
+    """A password typed into a sources file by hand never shows in repr() or sanitized()."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        '[sources.pg]\nconnector = "nosuch"\n'
+        '[sources.pg.config]\nurl = "postgresql://u:Zq9/LEAK@h/db"\n'
+    )
+    registry = SourceRegistry(sources, registry=Registry(autoload=False, environ={}))
+    source = registry.get("pg")
+    assert "LEAK" not in repr(source) + repr(source.sanitized()) + repr(registry.list())

@@ -44,7 +44,7 @@ from pydantic import BaseModel
 
 from headwater._connector import Connector, ConnectorConfig, validate_config
 from headwater._files import atomic_file
-from headwater._redact import get_logger, is_credential_name
+from headwater._redact import get_logger, is_credential_name, redact
 from headwater._secrets import Secret
 from headwater.errors import ConfigError, HeadwaterError, SourceError
 
@@ -117,6 +117,9 @@ class Source:
         else:
             for path in self.secret_paths:
                 _mask_at(config, path)
+        # Whatever a hand-edited file holds elsewhere (a URL with its password) is
+        # scrubbed as any text headwater shows.
+        config = _redacted(config)
         return {
             "name": self.name,
             "connector": self.connector,
@@ -152,6 +155,16 @@ def _mask_at(config: Any, path: ConfigPath) -> None:
     )
     if present:
         node[last] = _display(node[last])
+
+
+def _redacted(node: Any) -> Any:
+    if isinstance(node, str):
+        return redact(node)
+    if isinstance(node, dict):
+        return {key: _redacted(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_redacted(item) for item in node]
+    return node
 
 
 def _mask_by_key(node: Any, secretish: bool = False) -> Any:
