@@ -308,3 +308,17 @@ def test_hand_written_url_password_is_masked_in_every_view(tmp_path: Path):
     registry = SourceRegistry(sources, registry=Registry(autoload=False, environ={}))
     source = registry.get("pg")
     assert "LEAK" not in repr(source) + repr(source.sanitized()) + repr(registry.list())
+
+
+def test_numeric_credentials_are_secrets():
+    """appid: 12345 (a number in YAML) and {secret: 12345} are secrets, not plain numbers."""
+    config = RestConfig.model_validate(
+        {
+            "base_url": "https://api.example.com",
+            "params": {"appid": 98765432, "x": {"secret": 12345678}, "page": 2},
+        }
+    )
+    assert isinstance(config.params["appid"], headwater.Secret)
+    assert isinstance(config.params["x"], headwater.Secret)
+    assert 2 == config.params["page"]
+    assert "98765432" not in repr(config) + config.model_dump_json()

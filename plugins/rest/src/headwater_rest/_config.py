@@ -85,6 +85,9 @@ def _secret_or_plain(value: Any, *, secret_by_default: bool) -> Any:
         secret_by_default = True
     if secret_by_default and (isinstance(value, str | Secret) or callable(value)):
         return Secret.parse(value)
+    if secret_by_default and isinstance(value, int | float) and not isinstance(value, bool):
+        # A numeric key (``appid: 12345``) is a credential too; it is sent as text anyway.
+        return Secret.literal_value(str(value))
     return value
 
 
