@@ -6,7 +6,8 @@ one line; ``--debug`` adds the (redacted) traceback. Imports are deferred into t
 commands so ``headwater --help`` and ``headwater connectors`` start fast.
 
 Exit codes: 0 success; 1 error; 2 usage error; 3 a check found the source unhealthy
-(or ``doctor`` found a failed plugin); 130 interrupted.
+(or ``doctor`` found a failed plugin, or a connector id two plugins claim); 130
+interrupted.
 """
 
 from __future__ import annotations
