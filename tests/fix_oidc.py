@@ -13,7 +13,6 @@ A certified OAuth 2.0 authorization server (panva's ``oidc-provider``, from npm)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -27,6 +26,8 @@ from typing import Any
 
 import pytest
 
+# The same cross-process install lock as Azurite's (npm into a shared cache directory).
+from tests.fix_azurite import _install_lock
 from tests.fix_services import service_unavailable
 
 OIDC_PROVIDER_VERSION = "9"
@@ -89,21 +90,6 @@ def ensure_installed(directory: Path) -> Path:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise OidcUnavailable(f"npm install oidc-provider@{OIDC_PROVIDER_VERSION}: {tail}")
     return directory
-
-
-@contextlib.contextmanager
-def _install_lock(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock
-        yield
-        return
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclasses.dataclass
