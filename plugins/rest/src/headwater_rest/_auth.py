@@ -9,8 +9,11 @@ The OAuth2 schemes share one token per auth object (so per connector): the first
 request that needs a token fetches it while concurrent requests wait on a lock (a
 thread lock for sync requests, an asyncio lock per event loop for async ones), the token
 is reused until shortly before it expires, and a 401 from the API refreshes it once and
-replays the request once. The token exchange itself is written once, sans-I/O, as the
-generator `_OAuth2._exchange`, which both httpx auth flows drive.
+replays the request once. The token exchange itself (discovery from ``issuer``, then
+the token request with its client authentication) is written once, sans-I/O, as the
+generator `_OAuth2._exchange`; `_OAuth2._fetch` and `_OAuth2._afetch` drive it through
+the connector's `TokenTransport`, which sends those requests with their own breaker
+and retries, so an authorization server's failure is never counted as the API's.
 
 This module imports httpx at the top; only the connector imports it, never ``hooks``.
 """
