@@ -198,3 +198,36 @@ def test_doctor_exits_3_on_a_duplicated_connector_id(site: Path) -> None:
         cid: sorted(origins) for cid, origins in conflicts.items()
     }
     assert 0 == _doctor(site, HEADWATER_PLUGINS="good").returncode
+
+
+def test_cli_survives_a_plugin_exiting_at_import(tmp_path: Path) -> None:
+    """`headwater connectors` still works and `plugins` names the plugin that called exit."""
+    site = tmp_path / "site"
+    good_dist().install_unpacked(site)
+    _plugin("exits", "import sys\nsys.exit(0)\n").install_unpacked(site)
+    _plugin(
+        "typo",
+        "from headwater import hookimpl\n\n@hookimpl\ndef register_conectors():\n    return []\n",
+    ).install_unpacked(site)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
+    environ.update(
+        PYTHONPATH=os.pathsep.join([str(site), environ.get("PYTHONPATH", "")]),
+        HEADWATER_PLUGINS="good,exits,typo",
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "headwater", *args],
+            env=environ, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    listed = cli("connectors")
+    assert 0 == listed.returncode, listed.stderr
+    assert "good" in listed.stdout
+    plugins = cli("plugins")
+    assert 0 == plugins.returncode
+    assert (
+        "exits: failed to import hwtest_exits.hooks: SystemExit raised by plugin code"
+        in plugins.stderr
+    )
+    assert "typo: warning: unknown hook 'register_conectors'" in plugins.stderr
