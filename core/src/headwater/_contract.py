@@ -227,7 +227,9 @@ def _failing_variants(connector: Connector[Any]) -> list[tuple[str, Connector[An
                 netloc = f"{user}{at}127.0.0.1:{closed}"
                 unreachable[name] = urlunsplit(parts._replace(netloc=netloc))
         elif isinstance(value, Path):
-            missing[name] = Path(tempfile.gettempdir()) / f"headwater-contract-{closed}-missing"
+            # In a directory that does not exist either, so nothing gets created there.
+            gone = Path(tempfile.gettempdir()) / f"headwater-contract-{random.token_hex(8)}"
+            missing[name] = gone / value.name if value.name else gone
 
     configs: list[tuple[str, Any]] = []
     bad, changed = with_wrong_secrets(config)
