@@ -197,6 +197,15 @@ def test_unreachable_token_endpoint_is_blamed_on_token_url_not_the_api(
     assert ("closed", 0) == (api.state, api.failures)
 
 
+def test_wrong_token_url_is_blamed_on_token_url(read, oidc_server, env_secrets):
+    """A token URL where the server has no endpoint: auth.token_url, not the secret."""
+    auth = {**AUTH_METHODS["client_secret_post"], "token_url": oidc_server.issuer + "/oauth/tokn"}
+    error = read(config(oidc_server, auth), "items").error
+    assert isinstance(error, TokenEndpointError)
+    assert "404" in str(error)
+    assert "auth.token_url" == error.field
+
+
 def test_token_expiring_mid_read_is_renewed_and_nothing_is_lost(read, oidc_server, env_secrets):
     """Five pages of 0.9 s outlast a 3-second token."""
     before = oidc_server.grants(POST_ID)

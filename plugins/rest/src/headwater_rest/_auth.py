@@ -422,6 +422,14 @@ class _OAuth2(httpx.Auth):
                     text = text[: _DESCRIPTION_CHARS - 1] + "…"
                 said += f" ({redact(text)})"
         path = httpx.URL(self.token_url or "").path
+        if error is None and status in (404, 405):
+            # Nothing that speaks OAuth2 answered there: the URL is wrong, not the secret.
+            field = "auth.issuer" if self.issuer else "auth.token_url"
+            return TokenEndpointError(
+                f"token endpoint {path} returned {status}: no token endpoint there",
+                field=field,
+                hint=f"check {field}",
+            )
         message = f"token endpoint {path} refused the request ({status}){said}"
         field, hint = self._blame(error, description if isinstance(description, str) else "")
         return TokenEndpointError(message, field=field, hint=hint)
