@@ -219,3 +219,14 @@ def test_unordered_big_table_read_on_two_connections_has_every_row_once(
         assert 3 == len(rows_of(pg.read(f"select id from {stream} where id <= 3", format=fmt)))
     finally:
         _connector.PARALLEL_MIN_PAGES = original
+
+
+def test_jsonb_number_check_looks_only_at_jsonb_numbers():
+    """Float columns ('":' before them) and numeric strings pass; jsonb's (' ' or '[') are checked."""
+    from headwater_postgres._plan import check_jsonb_numbers
+
+    fine = b'{"x":0.30000000000000004,"n":"2.50","s":"a 2.50 b","j": {"a": [0.1, 1.0, 10]}}\n'
+    check_jsonb_numbers(fine, ["j"])
+    for doc in (b'{"a": 2.50}', b"[1.00]", b"12345678901234567.5", b'{"a": [-0.10]}'):
+        with pytest.raises(HeadwaterError, match="column 'j'"):
+            check_jsonb_numbers(b'{"id":1,"j": ' + doc + b"}\n", ["j"])

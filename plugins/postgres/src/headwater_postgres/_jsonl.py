@@ -197,6 +197,11 @@ def json_expression(columns: Sequence[Column], *, source: str | None) -> sql.Com
         if value is None:
             return None
         prefix = ("{" if index == 0 else ",") + json.dumps(col.name, ensure_ascii=False) + ":"
+        if (col.base_oid or col.type_oid) == _JSONB:
+            # A space before a jsonb document: its numbers are the only ones on the line
+            # that follow a space or "[" (jsonb prints ", " and ": "), which lets
+            # `_plan.check_jsonb_numbers` search a batch for them in one regex pass.
+            prefix += " "
         parts.append(sql.Literal(prefix))
         parts.append(sql.SQL("coalesce({}, 'null')").format(value))
     parts.append(sql.Literal("}" if columns else "{}"))
