@@ -309,6 +309,15 @@ def test_issuer_without_metadata_is_a_clear_config_error(read, oidc_server, env_
     assert "404" in str(error)
 
 
+def test_unreachable_issuer_is_blamed_on_auth_issuer(read, oidc_server, env_secrets):
+    """An issuer nobody answers for: an auth failure on auth.issuer, not on base_url."""
+    auth = {**AUTH_METHODS["client_secret_post"], "issuer": f"http://127.0.0.1:{free_port()}"}
+    error = read(config(oidc_server, auth), "items").error
+    assert isinstance(error, TokenEndpointError)
+    assert "cannot connect" in str(error)
+    assert "auth.issuer" == error.field
+
+
 def test_issuer_mismatch_is_a_clear_config_error(read, oidc_server, env_secrets):
     # The same server under another name: its metadata names 127.0.0.1, not localhost.
     """Metadata naming another issuer is refused (RFC 8414 §3.3) on auth.issuer."""
