@@ -207,8 +207,9 @@ def test_wrong_token_url_is_blamed_on_token_url(read, oidc_server, env_secrets):
 
 
 def test_token_expiring_mid_read_is_renewed_and_nothing_is_lost(read, oidc_server, env_secrets):
-    """Five pages of 0.9 s outlast a 3-second token."""
+    """Five pages of 0.9 s outlast a 3-second token: renewed before it expires, no 401."""
     before = oidc_server.grants(POST_ID)
+    refused_before = oidc_server.stats()["api"].get("401", 0)
     stream = {**STREAM, "params": {"delay_ms": 900}}
     outcome = read(
         config(oidc_server, AUTH_METHODS["client_secret_post"], streams={"items": stream}), "items"
@@ -216,6 +217,8 @@ def test_token_expiring_mid_read_is_renewed_and_nothing_is_lost(read, oidc_serve
     assert outcome.error is None, outcome.error
     assert ALL_IDS == outcome.ids
     assert oidc_server.grants(POST_ID) - before >= 2
+    # Renewed ahead of expiry (leeway), not after the API refused an expired token.
+    assert refused_before == oidc_server.stats()["api"].get("401", 0)
 
 
 def test_one_token_for_concurrent_readers(oidc_server, env_secrets, registry):
@@ -241,6 +244,31 @@ def test_one_token_for_concurrent_readers(oidc_server, env_secrets, registry):
     assert fetches == issued
     # One token for all eight threads: a second one only if the read outlived the first
     # (3-second tokens, renewed a tenth of their lifetime early, on a busy machine).
+    assert issued <= 1 + int(elapsed / (TOKEN_TTL * 0.9))
+    if elapsed < TOKEN_TTL * 0.9:
+        assert 1 == issued
+
+
+def test_one_token_for_concurrent_async_readers(oidc_server, env_secrets, registry):
+    """Eight concurrent aread()s on one connector and event loop share one token."""
+    import asyncio
+
+    before = oidc_server.grants(POST_ID)
+    cfg = config(oidc_server, AUTH_METHODS["client_secret_post"])
+
+    async def run() -> list[list[Any]]:
+        async with RestConnector(cfg, registry=registry) as connector:
+
+            async def one() -> list[Any]:
+                return [r["id"] async for b in connector.aread("items") for r in b.rows()]
+
+            return list(await asyncio.gather(*(one() for _ in range(8))))
+
+    started = time.monotonic()
+    results = asyncio.run(run())
+    elapsed = time.monotonic() - started
+    assert [ALL_IDS] * 8 == results
+    issued = oidc_server.grants(POST_ID) - before
     assert issued <= 1 + int(elapsed / (TOKEN_TTL * 0.9))
     if elapsed < TOKEN_TTL * 0.9:
         assert 1 == issued
@@ -369,6 +397,8 @@ def test_rotated_refresh_token_carries_over_to_the_next_process(oidc_server, env
         seen.append(rotated)
         assert rotated not in proc.stdout + proc.stderr
     assert 0o600 == token_file.stat().st_mode & 0o777
+    # Written by rename from a temporary file beside it, which is gone.
+    assert ["refresh-token"] == sorted(p.name for p in tmp_path.iterdir())
 
 
 def test_revoked_refresh_token_names_the_fix_and_shows_nothing(
