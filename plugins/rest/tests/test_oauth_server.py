@@ -192,9 +192,12 @@ def test_unreachable_token_endpoint_is_blamed_on_token_url_not_the_api(
     assert "auth.token_url" == caught.value.field
     assert "auth.token_url" == result.field
     assert "auth" == result.category
-    # Only the token endpoint failed: the API's breaker counted nothing.
+    # Only the token endpoint failed: the API's breaker counted nothing; the token
+    # endpoint's own breaker counted its failed tries.
     api = breaker_for(origin_text(origin_of(oidc_server.api_url)))
     assert ("closed", 0) == (api.state, api.failures)
+    token = breaker_for("token endpoint " + origin_text(origin_of(dead)))
+    assert token.failures >= 2
 
 
 def test_wrong_token_url_is_blamed_on_token_url(read, oidc_server, env_secrets):
