@@ -189,11 +189,15 @@ def json_expression(columns: Sequence[Column], *, source: str | None) -> sql.Com
         ident: sql.Composable = (
             sql.Identifier(source, col.name) if source else sql.Identifier(col.name)
         )
-        if col.type.endswith("[]"):
-            from headwater_postgres._plan import array_guard
-
-            ident = array_guard(col, ident, arrow=False)
         value = _value(col, ident)
+        if value is not None and col.type.endswith("[]"):
+            from headwater_postgres._plan import BOUNDS_CONDITION
+
+            # An array a JSON array cannot hold (a lower bound other than 1) as its
+            # text, a string, as the dict read gives it; `write` hands it to the server.
+            value = sql.SQL(
+                "CASE WHEN " + BOUNDS_CONDITION + " THEN to_json({0}::text)::text ELSE {1} END"
+            ).format(ident, value)
         if value is None:
             return None
         prefix = ("{" if index == 0 else ",") + json.dumps(col.name, ensure_ascii=False) + ":"

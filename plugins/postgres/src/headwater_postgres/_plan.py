@@ -20,9 +20,11 @@ A read without a key (a view or query with no ``key``/``cursor_field``) has
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Sequence
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, Final
 
 from psycopg import sql
@@ -88,6 +90,9 @@ class ReadPlan:
     #: The jsonb columns of a ``format="jsonl"`` read, whose numbers are checked
     #: (`check_jsonb_numbers`).
     jsonb_names: tuple[str, ...] = ()
+    #: (column position, position of its `bounds_text`) of each array column of a dict
+    #: read: the text replaces the list where one is given.
+    array_text_positions: tuple[tuple[int, int], ...] = ()
     #: Positions of the json columns: their text is the value (`JsonText`), since json,
     #: unlike jsonb, keeps the document as written (key order, duplicate keys, spaces,
     #: the digits of each number), which no parsed value holds.
@@ -168,6 +173,13 @@ class BatchCutter:
             values = json_column([row[position] for row in rows])
             for record, value in zip(records, values, strict=True):
                 record[name] = value
+        for position, text_position in plan.array_text_positions:
+            texts = list(map(itemgetter(text_position), rows))
+            if texts.count(None) < len(texts):  # some array a list cannot hold
+                name = self._names[position]
+                for record, text in zip(records, texts, strict=True):
+                    if text is not None:
+                        record[name] = text
         for position in plan.json_text_positions:
             name = self._names[position]
             for record in records:
@@ -400,6 +412,13 @@ def build_plan(
         json_positions=tuple(
             i for i, c in enumerate(chosen) if (c.base_oid or c.type_oid) == JSONB_OID
         ),
+        array_text_positions=tuple(
+            zip(
+                [i for i, c in enumerate(chosen) if c.type.endswith("[]")],
+                itertools.count(len(chosen)),
+                strict=False,
+            )
+        ),
         json_text_positions=tuple(
             i for i, c in enumerate(chosen) if (c.base_oid or c.type_oid) == JSON_OID
         ),
@@ -436,9 +455,9 @@ def array_guard(col: Column, ident: sql.Composable, *, arrow: bool) -> sql.Compo
     if arrow:
         condition = "array_ndims({0}) > 1 OR array_lower({0}, 1) <> 1"
         cannot = "a multi-dimensional array or one whose lower bound is not 1, which Arrow"
-        fix = 'read it with format="dicts" (more dimensions) or "csv" / "pgcopy" (any)'
+        fix = 'read it with format="dicts" or "jsonl" (more dimensions, bounds as text) or "csv"'
     else:
-        condition = "array_lower({0}, 1) <> 1 OR array_ndims({0}) > 1 AND left({0}::text, 1) = '['"
+        condition = BOUNDS_CONDITION
         cannot = "an array whose lower bound is not 1, which a list"
         fix = 'read it with format="csv" or "pgcopy" (PostgreSQL\'s text form keeps bounds)'
     message = (
@@ -449,24 +468,42 @@ def array_guard(col: Column, ident: sql.Composable, *, arrow: bool) -> sql.Compo
     ).format(ident, sql.Literal(message), sql.SQL(col.type))
 
 
-def _read_items(columns: Sequence[Column], alias: str | None, *, arrow: bool) -> sql.Composed:
-    """`select_list` with every array column behind `array_guard`."""
-    from headwater_postgres._values import load_oid
+#: True for an array value with a lower bound other than 1, in any dimension (PostgreSQL
+#: prints the bounds, "[0:1]=", exactly then); a list cannot hold it.
+BOUNDS_CONDITION = "array_lower({0}, 1) <> 1 OR array_ndims({0}) > 1 AND left({0}::text, 1) = '['"
 
+
+def bounds_text(ident: sql.Composable) -> sql.Composed:
+    """The array's text where a list cannot hold it (`BOUNDS_CONDITION`), else NULL."""
+    return sql.SQL("CASE WHEN " + BOUNDS_CONDITION + " THEN {0}::text END").format(ident)
+
+
+def _read_items(columns: Sequence[Column], alias: str | None, *, arrow: bool) -> sql.Composed:
+    """
+    `select_list`, Arrow's array columns behind `array_guard`; for a dict read, after
+    the columns, one more per array column: its text where a list cannot hold the value
+    (`bounds_text`), which `BatchCutter` puts in the record instead.
+    """
     parts: list[sql.Composable] = []
+    texts: list[sql.Composable] = []
     for col in columns:
         if not col.type.endswith("[]"):
             parts.append(select_list([col], source=alias))
             continue
         ident = sql.Identifier(alias, col.name) if alias else sql.Identifier(col.name)
-        guarded = array_guard(col, ident, arrow=arrow)
+        if not arrow:
+            parts.append(select_list([col], source=alias))
+            texts.append(bounds_text(ident))
+            continue
+        from headwater_postgres._values import load_oid
+
         _oid, cast = load_oid(col.type_oid, col.base_oid)
         parts.append(
             sql.SQL("({})::text[] AS {}" if cast else "{} AS {}").format(
-                guarded, sql.Identifier(col.name)
+                array_guard(col, ident, arrow=True), sql.Identifier(col.name)
             )
         )
-    return sql.SQL(", ").join(parts)
+    return sql.SQL(", ").join([*parts, *texts])
 
 
 def _check_state(state: State, stream: str, keys: Sequence[Column]) -> int:

@@ -26,8 +26,9 @@ time 24:00)
 interval                       str, ISO 8601 duration ("P1Y2M3DT4H5M6.5S"): exact,
                                unlike a timedelta, which has no months
 uuid                           uuid.UUID
-arrays of the above            list (nested for multi-dimensional arrays); a lower
-                               bound other than 1 fails the read (`_plan.array_guard`)
+arrays of the above            list (nested for multi-dimensional arrays); one with
+                               a lower bound other than 1: str, the server's text
+                               ("[0:1]={7,8}"; see `_plan.bounds_text`)
 anything else                  str: the server's text form (enums, inet, money,
                                geometric, range, PostGIS, ...)
 NULL                           None
