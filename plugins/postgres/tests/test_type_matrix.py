@@ -51,8 +51,8 @@ _ALL_BYTES = (
     "(SELECT string_agg(set_byte('\\x00'::bytea, 0, i), ''::bytea) FROM generate_series(0, 255) i)"
 )
 
-#: The 42 families of issue 24 and two more (numeric scales, which one Arrow decimal type
-#: cannot hold together, and a numeric(p,s)). Values are SQL expressions (cast to the column type by
+#: The 42 families of issue 24 and four more (numeric scales, which one Arrow decimal type
+#: cannot hold together, a numeric(p,s), and arrays of dates and times Python cannot hold). Values are SQL expressions (cast to the column type by
 #: the INSERT); every table also gets a NULL row.
 FAMILIES: tuple[Family, ...] = (
     Family("int2", "smallint", ("-32768", "32767", "0")),
@@ -151,6 +151,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("int_bounds", "integer[]", ("'[0:1]={7,8}'", "'[-2:-1]={1,2}'", "'{1}'")),
     Family("text_array", "text[]", ("$${\"a b\",\"c,d\",NULL,\"NULL\",\"\",\"\\\\\",\"q\\\"\"}$$", "'{}'")),
     Family("float_array", "double precision[]", ("'{NaN,Infinity,-0,0.1,5e-324}'", "'{NULL}'")),
+    Family(
+        "date_array",
+        "date[]",
+        ("'{infinity,-infinity,\"0044-03-15 BC\",2024-02-29,10000-01-01,NULL}'", "'{}'"),
+    ),
+    Family("time_array", "time[]", ("'{24:00,00:00,13:14:15.5}'",)),
     Family("inet", "inet", ("'192.168.0.1'", "'::1'", "'10.0.0.0/8'", "'2001:db8::1/64'")),
     Family("cidr", "cidr", ("'10.0.0.0/8'", "'2001:db8::/32'")),
     Family("macaddr", "macaddr", ("'08:00:2b:01:02:03'", "'ff:ff:ff:ff:ff:ff'")),

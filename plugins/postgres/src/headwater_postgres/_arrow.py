@@ -77,6 +77,20 @@ def _checked(field: Any, column: Any) -> tuple[Any, Any]:
         )
     if pa.types.is_int32(kind) and pg_type == "oid":
         return field.with_type(pa.uint32()), column.view(pa.uint32())
+    if pa.types.is_list(kind) and (
+        pa.types.is_date32(kind.value_type)
+        or (pa.types.is_timestamp(kind.value_type) and kind.value_type.unit == "us")
+    ):
+        # date[] / timestamp[]: the same correction on the elements.
+        whole = pa.concat_arrays([column])  # offset 0: values and offsets line up
+        _, values = _checked(
+            pa.field(field.name, kind.value_type, True, field.metadata), whole.values
+        )
+        if values is whole.values:
+            return field, column
+        return field, pa.ListArray.from_arrays(
+            whole.offsets, values, type=kind, mask=whole.is_null()
+        )
     return field, column
 
 

@@ -856,6 +856,36 @@ def _array_text(value: Any) -> Any:
     return value
 
 
+_TEMPORAL_NAMES: Final = frozenset({"date", "time", "timestamp", "timestamptz"})
+
+
+def _temporal_array_text(value: Any) -> Any:
+    """A list of dates/times and their text forms as a PostgreSQL array literal."""
+    if type(value) is not list:
+        return _array_text(value)
+    flat: list[Any] = list(value)
+    kinds: set[type] = set()
+    while flat:
+        kinds.update(map(type, flat))
+        flat = [inner for item in flat if type(item) is list for inner in item]
+    if len(kinds - {list, _NONE}) <= 1:
+        return value  # one element type: psycopg dumps it
+    return _array_literal(value)
+
+
+def _array_literal(value: list[Any]) -> str:
+    items = []
+    for item in value:
+        if item is None:
+            items.append("NULL")
+        elif type(item) is list:
+            items.append(_array_literal(item))
+        else:
+            text = item.isoformat() if isinstance(item, dt.date | dt.time) else str(item)
+            items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(items) + "}"
+
+
 def text_fix(
     type_oid: int, *, text_values: bool
 ) -> tuple[frozenset[type], Callable[[Any], Any]] | None:
@@ -867,6 +897,10 @@ def text_fix(
     info = _TYPES.get(type_oid)
     name = info.name if info is not None else None
     if info is not None and type_oid == info.array_oid:
+        if name in _TEMPORAL_NAMES:
+            # Every list is looked at: one may mix dates with the text of dates Python
+            # cannot hold ("infinity"), which psycopg cannot dump as one array.
+            return frozenset({_NONE}), _temporal_array_text
         return frozenset({list, _NONE}), _array_text
     if name in ("json", "jsonb"):
         return _json_fix(text_values)

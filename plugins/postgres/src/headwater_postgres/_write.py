@@ -247,6 +247,15 @@ def _arrow_values(array: Any, oid: int) -> list[Any]:
         temporal = _temporal_values(array, storage)
         if temporal is not None:
             return temporal
+        if pa.types.is_list(storage):
+            whole = pa.concat_arrays([array])  # offset 0: values and offsets line up
+            elements = _temporal_values(whole.values, storage.value_type)
+            if elements is not None:
+                offsets = whole.offsets.to_pylist()
+                return [
+                    None if null else elements[offsets[i] : offsets[i + 1]]
+                    for i, null in enumerate(whole.is_null().to_pylist())
+                ]
     values: list[Any] = array.to_pylist()
     if oid in JSON_OIDS and (
         pa.types.is_string(storage)
