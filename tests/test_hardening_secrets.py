@@ -180,7 +180,11 @@ def test_credential_names_are_guessed(name: str):
     assert "S3cretValue" not in redact(f"https://h/x?{name}=S3cretValue&q=1")
 
 
-@pytest.mark.parametrize("name", ["sort_key", "primary_key", "page", "limit", "publicKey"])
+@pytest.mark.parametrize(
+    "name",
+    ["sort_key", "primary_key", "page", "limit", "publicKey", "pageToken", "next_page_token",
+     "pagination_token", "continuation-token", "syncToken", "author", "authors"],
+)  # fmt: skip
 def test_plain_names_are_not_guessed(name: str):
     assert not headwater.is_credential_name(name)
 

@@ -57,6 +57,15 @@ _PLAIN_KEY_KINDS: Final = frozenset(
         "unique", "natural", "shard", "routing", "index", "cursor", "page", "next", "start",
     }
 )  # fmt: skip
+#: A "token" after one of these names a place in a paged stream (``pageToken``,
+#: ``next_token``, ``continuationToken``): an API makes it and puts it in next links, so
+#: a state must keep it (a stripped one could not be given back from the config).
+_PLAIN_TOKEN_KINDS: Final = frozenset(
+    {"page", "next", "pagination", "continuation", "continue", "sync", "cursor", "resume",
+     "delta", "skip"}
+)  # fmt: skip
+#: Words that merely start like a credential part ("auth").
+_PLAIN_WORDS: Final = frozenset({"author", "authors", "authored", "authority"})
 _WORD: Final = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 
@@ -65,15 +74,24 @@ def is_credential_name(name: str) -> bool:
     Whether a header, query parameter or setting called ``name`` probably carries a
     credential: ``Authorization``, ``X-API-Key``, ``DD-APPLICATION-KEY``, ``X-Master-Key``,
     ``access_token``, ``sig``, ``sslpassword``, ``appid``, ``code``, ... but not
-    ``sort_key`` or ``primary_key``.
+    ``sort_key``, ``primary_key``, a page token (``pageToken``, ``next_token``) or
+    ``author``.
 
     A guess by name, wrong in the safe direction when unsure (an unknown ``*_key`` is a
     credential). Configs that know better say so explicitly (see the REST connector's
     ``{secret: ...}`` / ``{plain: ...}`` values).
     """
-    if _CREDENTIAL_PART.search(name):
-        return True
     words = [w.lower() for w in _WORD.findall(name)]
+    plain = {
+        index
+        for index, word in enumerate(words)
+        if word in _PLAIN_WORDS
+        or (word == "token" and index > 0 and words[index - 1] in _PLAIN_TOKEN_KINDS)
+    }
+    # Without plain words the name is searched as written ("sslpassword" is one word).
+    rest = "".join(w for i, w in enumerate(words) if i not in plain) if plain else name
+    if _CREDENTIAL_PART.search(rest):
+        return True
     if "".join(words) in _CREDENTIAL_NAMES:
         return True
     for index, word in enumerate(words):
