@@ -203,6 +203,10 @@ class JsonText(str):
     __slots__ = ()
 
 
+#: Raw tabs and newlines sit only between a JSON document's tokens: spaces keep it.
+_JSON_SPACES: Final = str.maketrans("\t\n\r", "   ")
+
+
 def dumps_document(value: Any, default: Any = json_default) -> str:
     """
     The JSON text of a document (an object, array or scalar) whose numbers may be
@@ -218,6 +222,12 @@ def dumps_document(value: Any, default: Any = json_default) -> str:
             if not item.is_finite():
                 raise ValueError(f"{item} is not a JSON number")
             marks.append(f"{item:f}")  # positional, as PostgreSQL's numeric prints
+            return f"{token}{len(marks) - 1}"
+        if type(item) is JsonText:
+            if item == "null":
+                # Inside a list a null element is NULL: the document null would be one.
+                raise ValueError("the JSON document null inside a list cannot be told from NULL")
+            marks.append(item.translate(_JSON_SPACES))  # a document: embedded as it is
             return f"{token}{len(marks) - 1}"
         if isinstance(item, dict):
             return {key: walk(inner) for key, inner in item.items()}
@@ -889,7 +899,10 @@ class JsonLinesEncoder:
             if type(value) is JsonText:
                 text = _carried_document(key, value)
             elif type(value) in (dict, list):
-                text = dumps_document(value)
+                try:
+                    text = dumps_document(value)
+                except ValueError as exc:
+                    raise ConfigError(f"field {key!r}: {exc}", field=key) from None
             else:
                 text = self._dumps(value)
             parts.append(f"{self._dumps(key)}:{text}")
@@ -1140,10 +1153,17 @@ def arrow_from_records(rows: list[dict[str, Any]]) -> Any:
         kinds = set(map(type, values))
         metadata = None
         if dict in kinds or list in kinds or JsonText in kinds:
-            values = [
-                None if v is None else v if type(v) is JsonText else dumps_document(v)
-                for v in values
-            ]
+            try:
+                values = [
+                    None if v is None else v if type(v) is JsonText else dumps_document(v)
+                    for v in values
+                ]
+            except (TypeError, ValueError) as exc:  # NaN in a list of numerics, say
+                raise ConfigError(
+                    f"column {name!r} holds a list or object that JSON cannot hold ({exc})",
+                    field=name,
+                    hint="write JSON Lines or CSV, or cast the column in the source",
+                ) from None
             metadata = JSON_FIELD_METADATA
         elif str in kinds and kinds & _TEMPORAL:
             # Dates a source could only give as text ("infinity", BC, year 10000) beside

@@ -51,8 +51,9 @@ _ALL_BYTES = (
     "(SELECT string_agg(set_byte('\\x00'::bytea, 0, i), ''::bytea) FROM generate_series(0, 255) i)"
 )
 
-#: The 42 families of issue 24 and four more (numeric scales, which one Arrow decimal type
-#: cannot hold together, a numeric(p,s), and arrays of dates and times Python cannot hold). Values are SQL expressions (cast to the column type by
+#: The 42 families of issue 24 and twelve more (numeric scales, which one Arrow decimal type
+#: cannot hold together, a numeric(p,s), arrays of dates, times, jsonb, numeric, bytea,
+#: interval and uuid, a daterange, tsquery and macaddr8). Values are SQL expressions (cast to the column type by
 #: the INSERT); every table also gets a NULL row.
 FAMILIES: tuple[Family, ...] = (
     Family("int2", "smallint", ("-32768", "32767", "0")),
@@ -157,6 +158,14 @@ FAMILIES: tuple[Family, ...] = (
         ("'{infinity,-infinity,\"0044-03-15 BC\",2024-02-29,10000-01-01,NULL}'", "'{}'"),
     ),
     Family("time_array", "time[]", ("'{24:00,00:00,13:14:15.5}'",)),
+    Family("jsonb_array", "jsonb[]", ("$${\"{\\\"x\\\": 2.50}\",\"null\",NULL,\"1\"}$$",)),
+    Family("numeric_array", "numeric[]", ("'{1.50,NaN,-Infinity,NULL,12345678901234567890.5}'",)),
+    Family("bytea_array", "bytea[]", ("ARRAY['\\x00ff'::bytea, NULL, '\\x']",)),
+    Family("interval_array", "interval[]", ("'{\"1 mon 2 days\",NULL,\"-1 sec\"}'",)),
+    Family("uuid_array", "uuid[]", ("'{00000000-0000-0000-0000-000000000000,NULL}'",)),
+    Family("daterange", "daterange", ("'[2024-01-01,infinity)'", "'empty'", "'(,2024-01-01]'")),
+    Family("tsquery", "tsquery", ("'fat & (rat | cat)'", "''")),
+    Family("macaddr8", "macaddr8", ("'08:00:2b:01:02:03:04:05'",)),
     Family("inet", "inet", ("'192.168.0.1'", "'::1'", "'10.0.0.0/8'", "'2001:db8::1/64'")),
     Family("cidr", "cidr", ("'10.0.0.0/8'", "'2001:db8::/32'")),
     Family("macaddr", "macaddr", ("'08:00:2b:01:02:03'", "'ff:ff:ff:ff:ff:ff'")),
@@ -190,6 +199,9 @@ EXPECTED_ERRORS: dict[tuple[str, str], str] = {
     "(duplicate keys, spacing, digits, null) is refused",
     ("jsonb", "jsonl"): "a JSON Lines reader changes the document null (to NULL) and numbers a "
     "float cannot hold (2.50, 17 digits): refused",
+    ("jsonb_array", "jsonl"): "the document null beside NULL elements: refused",
+    ("jsonb_array", "parquet_rows"): "the document null beside NULL elements: refused",
+    ("numeric_array", "parquet_rows"): "NaN inside a list has no JSON form: refused",
     ("int_2d", "arrow"): _DIMS,
     ("int_2d", "parquet_arrow"): _DIMS,
 }

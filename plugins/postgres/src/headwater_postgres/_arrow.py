@@ -77,6 +77,12 @@ def _checked(field: Any, column: Any) -> tuple[Any, Any]:
         )
     if pa.types.is_int32(kind) and pg_type == "oid":
         return field.with_type(pa.uint32()), column.view(pa.uint32())
+    if pa.types.is_list(kind) and pa.types.is_interval(kind.value_type):
+        whole = pa.concat_arrays([column])  # offset 0: values and offsets line up
+        _, texts = _checked(pa.field(field.name, kind.value_type), whole.values)
+        strings = pa.ListArray.from_arrays(whole.offsets, texts, mask=whole.is_null())
+        metadata = {**(field.metadata or {}), **INTERVAL_METADATA}
+        return pa.field(field.name, strings.type, field.nullable, metadata), strings
     if pa.types.is_list(kind) and (
         pa.types.is_date32(kind.value_type)
         or (pa.types.is_timestamp(kind.value_type) and kind.value_type.unit == "us")

@@ -113,6 +113,7 @@ _ARRAYS_TO_JSON: Final = frozenset(
     )
 )
 _NUMERIC_ARRAY: Final = _array_oid("numeric")
+_JSONB_ARRAY: Final = _array_oid("jsonb")
 #: Arrays read natively as dicts whose JSON the server would write differently.
 _UNSUPPORTED_ARRAYS: Final = frozenset(map(_array_oid, ["float4", "float8", "bytea", "json"]))
 #: Key types whose JSON value is also their text input (a resumable state must cast back).
@@ -169,6 +170,16 @@ def _value(col: Column, ident: sql.Composable) -> sql.Composable | None:
         return None
     if oid == _BYTEA:
         return sql.SQL("'\"' || translate(encode({}, 'base64'), E'\\n', '') || '\"'").format(ident)
+    if oid == _JSONB_ARRAY:
+        message = (
+            f"headwater: column {col.name!r} (jsonb[]) holds the JSON document null, which a "
+            'JSON Lines file cannot tell from a NULL element; read it with format="csv". '
+            "Value: "
+        )
+        return sql.SQL(
+            "CASE WHEN 'null'::jsonb = ANY({0}) THEN (({1} || left({0}::text, 40))::int[])::text "
+            "ELSE to_json({0})::text END"
+        ).format(ident, sql.Literal(message))
     if oid in _ARRAYS_TO_JSON:
         return sql.SQL("to_json({})::text").format(ident)
     if oid == _NUMERIC_ARRAY:
@@ -201,7 +212,7 @@ def json_expression(columns: Sequence[Column], *, source: str | None) -> sql.Com
         if value is None:
             return None
         prefix = ("{" if index == 0 else ",") + json.dumps(col.name, ensure_ascii=False) + ":"
-        if (col.base_oid or col.type_oid) == _JSONB:
+        if (col.base_oid or col.type_oid) in (_JSONB, _JSONB_ARRAY):
             # A space before a jsonb document: its numbers are the only ones on the line
             # that follow a space or "[" (jsonb prints ", " and ": "), which lets
             # `_plan.check_jsonb_numbers` search a batch for them in one regex pass.

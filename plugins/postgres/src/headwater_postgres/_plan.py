@@ -39,7 +39,14 @@ from headwater_postgres._sql import (
     order_by,
     select_list,
 )
-from headwater_postgres._values import JSON_OID, JSONB_OID, JsonText, json_column, to_state_value
+from headwater_postgres._values import (
+    JSON_OID,
+    JSONB_ARRAY_OID,
+    JSONB_OID,
+    JsonText,
+    json_column,
+    to_state_value,
+)
 
 #: Rows fetched first from a query stream, whose row width no statistics tell: its
 #: later batches are sized from what these rows measured (see `BatchCutter`). Few, so
@@ -429,7 +436,9 @@ def build_plan(
         batch_bytes=batch_bytes,
         measure_width=not isinstance(source, Relation),
         json_items=json_items,
-        jsonb_names=tuple(c.name for c in chosen if (c.base_oid or c.type_oid) == JSONB_OID)
+        jsonb_names=tuple(
+            c.name for c in chosen if (c.base_oid or c.type_oid) in (JSONB_OID, JSONB_ARRAY_OID)
+        )
         if json_items is not None
         else (),
         ordered=ordered,

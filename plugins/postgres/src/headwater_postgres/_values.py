@@ -114,6 +114,9 @@ TEXT_OID: Final = 25
 TEXT_ARRAY_OID: Final = 1009
 #: json and jsonb (scalars): read as text and parsed a batch at a time (see `BatchCutter`).
 JSON_OIDS: Final = frozenset({114, 3802})
+#: json[] and jsonb[].
+JSON_ARRAY_OIDS: Final = frozenset({199, 3807})
+JSONB_ARRAY_OID: Final = 3807
 JSON_OID: Final = 114
 JSONB_OID: Final = 3802
 
@@ -466,7 +469,12 @@ class JsonbBinaryLoader(adapt.Loader):
             from psycopg import DataError
 
             raise DataError("unknown jsonb binary format")
-        return loads_json(memoryview(data)[1:])
+        return json_document(bytes(data[1:]).decode())
+
+
+def json_document(text: str) -> Any:
+    """One jsonb document's value as `json_column` gives it (exact numbers, null apart)."""
+    return json_column([text])[0]
 
 
 class JsonLoader(adapt.Loader):
@@ -476,10 +484,13 @@ class JsonLoader(adapt.Loader):
         return json_loads(data)
 
 
-class JsonBinaryLoader(JsonLoader):
-    """json (binary: the text itself) → Python value."""
+class JsonBinaryLoader(adapt.Loader):
+    """json (binary: the text itself) → `JsonText`, as a json column reads (json[] elements)."""
 
     format = Format.BINARY
+
+    def load(self, data: adapt.Buffer) -> Any:
+        return JsonText(bytes(data).decode())
 
 
 def _not_json(value: Any) -> Any:
@@ -859,6 +870,32 @@ def _array_text(value: Any) -> Any:
 _TEMPORAL_NAMES: Final = frozenset({"date", "time", "timestamp", "timestamptz"})
 
 
+def _bytea_array_text(value: Any) -> Any:
+    """bytea[] elements given as text (base64 or ``\\x`` hex, as JSON writes bytes) → bytes."""
+    if type(value) is not list:
+        value = _array_text(value)  # a JSON array's text (a Parquet column) or a literal
+        if type(value) is not list:
+            return value
+    return [_bytea_array_text(item) if type(item) is list else _bytea_text(item) for item in value]
+
+
+def _json_array_literal(value: Any) -> Any:
+    """
+    A json[]/jsonb[] value for a text COPY: a list of documents (JsonText as it is, any
+    other value encoded) as an array literal; a str is a literal already.
+    """
+    if type(value) is not list:
+        return value
+    items = []
+    for item in value:
+        if item is None:
+            items.append("NULL")
+        else:
+            text = item if type(item) is JsonText else json_dumps(item)
+            items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return "{" + ",".join(items) + "}"
+
+
 def _temporal_array_text(value: Any) -> Any:
     """A list of dates/times and their text forms as a PostgreSQL array literal."""
     if type(value) is not list:
@@ -901,6 +938,10 @@ def text_fix(
             # Every list is looked at: one may mix dates with the text of dates Python
             # cannot hold ("infinity"), which psycopg cannot dump as one array.
             return frozenset({_NONE}), _temporal_array_text
+        if name == "bytea":
+            return frozenset({_NONE}), _bytea_array_text
+        if name in ("json", "jsonb"):
+            return frozenset({_NONE}), _json_array_literal
         return frozenset({list, _NONE}), _array_text
     if name in ("json", "jsonb"):
         return _json_fix(text_values)

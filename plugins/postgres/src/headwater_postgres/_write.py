@@ -37,6 +37,7 @@ from headwater import Batch, ConfigError, ConnectorError, HeadwaterError, State
 from headwater.formats import CopyText
 from headwater_postgres._sql import Relation, split_name
 from headwater_postgres._values import (
+    JSON_ARRAY_OIDS,
     JSON_OIDS,
     NOT_NONE,
     IntervalParts,
@@ -239,7 +240,7 @@ def _arrow_values(array: Any, oid: int) -> list[Any]:
     import pyarrow as pa
 
     storage = array.type
-    if isinstance(storage, pa.ExtensionType):
+    if isinstance(storage, pa.BaseExtensionType):
         storage = storage.storage_type
     if pa.types.is_dictionary(storage):
         storage = storage.value_type
@@ -264,6 +265,14 @@ def _arrow_values(array: Any, oid: int) -> list[Any]:
     ):
         # headwater's Arrow reads carry json/jsonb as their text: JSON already.
         return [None if v is None else JsonText(v) for v in values]
+    element = storage.value_type if pa.types.is_list(storage) else None
+    if isinstance(element, pa.BaseExtensionType):  # the driver's arrow.json (canonical)
+        element = element.storage_type
+    if oid in JSON_ARRAY_OIDS and element is not None and pa.types.is_string(element):
+        # json[] / jsonb[] from the ADBC driver: lists of the documents' text.
+        return [
+            None if v is None else [None if d is None else JsonText(d) for d in v] for v in values
+        ]
     if pa.types.is_interval(storage):
         return [None if v is None else IntervalParts.from_month_day_nano(v) for v in values]
     return values
