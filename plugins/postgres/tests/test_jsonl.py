@@ -230,3 +230,19 @@ def test_jsonb_number_check_looks_only_at_jsonb_numbers():
     for doc in (b'{"a": 2.50}', b"[1.00]", b"12345678901234567.5", b'{"a": [-0.10]}'):
         with pytest.raises(HeadwaterError, match="column 'j'"):
             check_jsonb_numbers(b'{"id":1,"j": ' + doc + b"}\n", ["j"])
+
+
+def test_jsonb_beside_a_json_column_is_checked_too(tmp_path, pg, pg_admin, pg_schema):
+    """A table JSON Lines takes from dict reads (a json column) has its jsonb checked alike."""
+    import headwater
+
+    pg_admin.execute(f'CREATE TABLE "{pg_schema}".m (id int PRIMARY KEY, doc json, b jsonb)')
+    pg_admin.execute(f"""INSERT INTO "{pg_schema}".m VALUES (1, '[1, 2]', '{{"x": 0.5}}')""")
+    headwater.copy(pg, f"{pg_schema}.m", tmp_path / "ok.jsonl")
+    assert [{"id": 1, "doc": [1, 2], "b": {"x": 0.5}}] == _parsed(
+        (tmp_path / "ok.jsonl").read_bytes()
+    )
+    for doc, found in (('{"x": 2.50}', "the number 2.50"), ("null", "the JSON document null")):
+        pg_admin.execute(f'UPDATE "{pg_schema}".m SET b = %s', (doc,))
+        with pytest.raises(HeadwaterError, match=f"column 'b' \\(jsonb\\) holds {found}"):
+            headwater.copy(pg, f"{pg_schema}.m", tmp_path / "refused.jsonl")

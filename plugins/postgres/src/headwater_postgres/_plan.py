@@ -100,6 +100,9 @@ class ReadPlan:
     #: (column position, position of its `bounds_text`) of each array column of a dict
     #: read: the text replaces the list where one is given.
     array_text_positions: tuple[tuple[int, int], ...] = ()
+    #: The jsonb / jsonb[] columns of a ``format="jsonl"`` read made from dicts (a table
+    #: the server cannot write JSON for): checked as `check_jsonb_numbers` checks lines.
+    jsonl_dict_checks: tuple[str, ...] = ()
     #: Positions of the json columns: their text is the value (`JsonText`), since json,
     #: unlike jsonb, keeps the document as written (key order, duplicate keys, spaces,
     #: the digits of each number), which no parsed value holds.
@@ -187,6 +190,9 @@ class BatchCutter:
                 for record, text in zip(records, texts, strict=True):
                     if text is not None:
                         record[name] = text
+        for name in plan.jsonl_dict_checks:
+            for record in records:
+                _refuse_inexact(name, record[name])
         for position in plan.json_text_positions:
             name = self._names[position]
             for record in records:
@@ -267,12 +273,23 @@ def check_jsonb_numbers(data: bytes, names: Sequence[str]) -> None:
             found = _inexact_number(record.get(name))
             if found is not None:
                 raise ConnectorError(
-                    f"column {name!r} (jsonb) holds the number {found} that a JSON Lines "
+                    f"column {name!r} (jsonb) holds {found} that a JSON Lines "
                     "reader would change (a float cannot hold its digits)",
                     field=name,
                     hint='read it with format="csv" or write Parquet, which keep it; or '
                     "keep such numbers as strings in the document",
                 )
+
+
+def _refuse_inexact(name: str, value: Any) -> None:
+    """`check_jsonb_numbers` for a dict read's jsonb value on its way to JSON Lines."""
+    found = _inexact_number(value)
+    if found is not None:
+        raise ConnectorError(
+            f"column {name!r} (jsonb) holds {found} that a JSON Lines reader would change",
+            field=name,
+            hint='read it with format="csv" or write Parquet, which keep it',
+        )
 
 
 def _inexact_number(value: Any) -> str | None:
@@ -282,8 +299,10 @@ def _inexact_number(value: Any) -> str | None:
     pending = [value]
     while pending:
         item = pending.pop()
+        if type(item) is JsonText and item == "null":
+            return "the JSON document null"
         if isinstance(item, Decimal):
-            return f"{item:f}"
+            return f"the number {item:f}"
         if isinstance(item, dict):
             pending.extend(item.values())
         elif isinstance(item, list):
@@ -436,6 +455,11 @@ def build_plan(
         batch_bytes=batch_bytes,
         measure_width=not isinstance(source, Relation),
         json_items=json_items,
+        jsonl_dict_checks=tuple(
+            c.name for c in chosen if (c.base_oid or c.type_oid) in (JSONB_OID, JSONB_ARRAY_OID)
+        )
+        if jsonl and json_items is None
+        else (),
         jsonb_names=tuple(
             c.name for c in chosen if (c.base_oid or c.type_oid) in (JSONB_OID, JSONB_ARRAY_OID)
         )
