@@ -1,0 +1,281 @@
+"""
+Types between Arrow and DuckDB, kept exact both ways (pure logic over pyarrow).
+
+Reading: DuckDB exports most types to Arrow exactly. A few it does not (a UHUGEINT
+above 2^127 comes out negative, a TIMETZ loses its offset, BIT and BIGNUM become opaque
+bytes): those columns are read as DuckDB's text for them (`read_item`). JSON columns are
+strings marked with `headwater.formats.JSON_FIELD_METADATA`.
+
+Writing: batches are scanned by DuckDB as Arrow (no Python object per value). Before
+that, `prepare_arrow` refuses what DuckDB would change: decimals beyond 38 digits,
+nanoseconds in a duration or interval (DuckDB's INTERVAL holds microseconds), and
+`check_target` compares each incoming column's DuckDB type with the table's column and
+allows only conversions that keep every value (same type, wider integers, wider
+decimals, ...). Anything else is an error naming the column, never a silent cast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Final
+
+from headwater import ConfigError
+from headwater.formats import JSON_FIELD_METADATA
+from headwater_duckdb._sql import Column, quote_ident
+
+#: DuckDB types whose Arrow export changes values; read as their text form instead.
+TEXT_READ_TYPES: Final = frozenset(
+    {"UHUGEINT", "TIME WITH TIME ZONE", "TIMETZ", "BIT", "BITSTRING", "BIGNUM", "VARINT"}
+)
+
+_HINT: Final = "cast the column in the source (a query stream) to a type DuckDB holds"
+
+
+def read_item(column: Column) -> str:
+    """The select-list item that reads ``column`` exactly into Arrow."""
+    ident = quote_ident(column.name)
+    if column.type.upper() in TEXT_READ_TYPES:
+        return f"CAST({ident} AS VARCHAR) AS {ident}"
+    return ident
+
+
+def mark_json(batch: Any, json_positions: tuple[int, ...]) -> Any:
+    """``batch`` with its JSON columns' fields marked as JSON text (no data copied)."""
+    if not json_positions:
+        return batch
+    import pyarrow as pa
+
+    fields = list(batch.schema)
+    for i in json_positions:
+        fields[i] = fields[i].with_metadata(JSON_FIELD_METADATA)
+    return pa.RecordBatch.from_arrays(batch.columns, schema=pa.schema(fields))
+
+
+def is_json_type(type_name: str) -> bool:
+    return type_name.upper() == "JSON"
+
+
+# --- writing: what DuckDB's Arrow scan would change -------------------------------------------
+
+
+def prepare_arrow(table: Any) -> Any:
+    """
+    ``table`` (a ``pyarrow.Table`` or ``RecordBatch``) as DuckDB can scan it without
+    changing a value; decimal256 columns that fit 38 digits become decimal128.
+
+    Raises:
+        ConfigError: a column holds values DuckDB cannot keep exactly (naming it).
+    """
+    import pyarrow as pa
+
+    columns = list(table.columns)
+    fields = list(table.schema)
+    changed = False
+    for i, field in enumerate(fields):
+        kind = field.type
+        if pa.types.is_decimal(kind) and kind.bit_width > 128:
+            if kind.precision > 38:
+                raise ConfigError(
+                    f"column {field.name!r} holds decimals of up to {kind.precision} digits; "
+                    "DuckDB's DECIMAL holds at most 38",
+                    field=field.name,
+                    hint="write the column as text (cast it in the source), or to a "
+                    "destination with wider numbers (PostgreSQL numeric)",
+                )
+            target = pa.decimal128(kind.precision, kind.scale)
+            columns[i] = columns[i].cast(target)
+            fields[i] = field.with_type(target)
+            changed = True
+        elif pa.types.is_duration(kind) and kind.unit == "ns":
+            if _any(_sub_micro(columns[i].cast(pa.int64()))):
+                raise _nanos(field.name, "durations")
+        elif pa.types.is_interval(kind):
+            # No compute kernel reads an interval's parts; interval columns are rare.
+            nanos = [v.nanoseconds for v in columns[i].to_pylist() if v is not None]
+            if any(n % 1000 for n in nanos):
+                raise _nanos(field.name, "intervals")
+    if not changed:
+        return table
+    schema = pa.schema(fields, metadata=table.schema.metadata)
+    if isinstance(table, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _sub_micro(nanos: Any) -> Any:
+    """Whether each value has a part below a microsecond (integer division truncates)."""
+    import pyarrow.compute as pc
+
+    return pc.not_equal(pc.multiply(pc.divide(nanos, 1000), 1000), nanos)
+
+
+def _any(mask: Any) -> bool:
+    import pyarrow.compute as pc
+
+    return bool(pc.any(mask).as_py())
+
+
+def _nanos(name: str, what: str) -> ConfigError:
+    return ConfigError(
+        f"column {name!r} holds {what} with nanoseconds; DuckDB's INTERVAL holds microseconds",
+        field=name,
+        hint="round the column to microseconds in the source, or write it as text",
+    )
+
+
+# --- writing: incoming type against the table's column --------------------------------------
+
+_INTEGERS: Final = {
+    "TINYINT": (True, 8),
+    "SMALLINT": (True, 16),
+    "INTEGER": (True, 32),
+    "BIGINT": (True, 64),
+    "HUGEINT": (True, 128),
+    "UTINYINT": (False, 8),
+    "USMALLINT": (False, 16),
+    "UINTEGER": (False, 32),
+    "UBIGINT": (False, 64),
+    "UHUGEINT": (False, 128),
+}
+#: Decimal digits an integer type needs at most.
+_DIGITS: Final = {8: 3, 16: 5, 32: 10, 64: 20, 128: 39}
+_DECIMAL: Final = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+#: Widenings that keep every value: (from, to).
+_WIDER: Final = frozenset(
+    {
+        ("FLOAT", "DOUBLE"),
+        ("TIMESTAMP_S", "TIMESTAMP"),
+        ("TIMESTAMP_MS", "TIMESTAMP"),
+        ("TIMESTAMP_S", "TIMESTAMP_NS"),
+        ("TIMESTAMP_MS", "TIMESTAMP_NS"),
+        ("TIMESTAMP", "TIMESTAMP_NS"),
+        ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS"),
+        ("TIME", "TIME_NS"),
+        ("VARCHAR", "JSON"),
+        ("JSON", "VARCHAR"),
+        ("BLOB", "BLOB"),
+    }
+)
+#: Text DuckDB parses strictly into these (an invalid value is an error, not a guess).
+_STRICT_FROM_TEXT: Final = frozenset({"UUID", "JSON", "DATE", "BOOLEAN"})
+
+
+def _integer(name: str) -> tuple[bool, int] | None:
+    return _INTEGERS.get(name)
+
+
+def _decimal(name: str) -> tuple[int, int] | None:
+    match = _DECIMAL.match(name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def widens(source: str, target: str) -> bool:
+    """Whether DuckDB type ``source`` converts to ``target`` keeping every value."""
+    source, target = source.upper(), target.upper()
+    if source == target or source == '"NULL"' or source == "NULL":
+        return True
+    if (source, target) in _WIDER or (target.startswith("ENUM(") and source == "VARCHAR"):
+        # VARCHAR into ENUM: DuckDB refuses a value that is no member.
+        return True
+    a, b = _integer(source), _integer(target)
+    if a and b:
+        (a_signed, a_bits), (b_signed, b_bits) = a, b
+        if a_signed == b_signed:
+            return b_bits >= a_bits
+        return b_signed and b_bits > a_bits
+    d = _decimal(target)
+    if a and d:
+        precision, scale = d
+        return precision - scale >= _DIGITS[a[1]]
+    c = _decimal(source)
+    if c and d:
+        return d[1] >= c[1] and d[0] - d[1] >= c[0] - c[1]
+    if a and target == "DOUBLE":
+        return a[1] <= 32
+    if c and target == "DOUBLE":
+        return c[0] <= 15
+    return False
+
+
+def _numeric(name: str) -> bool:
+    return _integer(name) is not None or _decimal(name) is not None or name in ("FLOAT", "DOUBLE")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ValueCheck:
+    """A column whose values must be checked before they are cast into the table."""
+
+    column: str
+    #: ``"integer_text"``: text into an integer column; ``"round_trip"``: a numeric type
+    #: into a narrower one (each value must come back equal from the target type).
+    kind: str
+    source: str
+    target: str
+
+
+def check_target(
+    incoming: list[tuple[str, str]],
+    columns: dict[str, str],
+    *,
+    text: bool,
+    table: str,
+) -> list[ValueCheck]:
+    """
+    Check each incoming ``(column, DuckDB type)`` against the table's ``columns``
+    (name → type; matched case-insensitively as DuckDB does). Returns the columns whose
+    values must be checked one by one (a BIGINT batch into an INTEGER column is fine
+    when every value fits; `Writer.insert` checks in SQL before inserting).
+
+    Raises:
+        ConfigError: an unknown column, or a type the column's cannot hold exactly.
+    """
+    by_lower = {name.lower(): (name, kind) for name, kind in columns.items()}
+    checks: list[ValueCheck] = []
+    for name, kind in incoming:
+        found = by_lower.get(name.lower())
+        if found is None:
+            raise ConfigError(
+                f"{table} has no column {name!r} (it has {', '.join(columns)})",
+                field=name,
+                hint="add the column to the table, or leave the field out of the records",
+            )
+        source, target = kind.upper(), found[1].upper()
+        if widens(source, target):
+            continue
+        if text and source == "VARCHAR":
+            # Text forms of values (a CSV): DuckDB parses them by column type. Integers
+            # are checked first, since DuckDB would round '1.5' to 2.
+            if _integer(target) is not None:
+                checks.append(ValueCheck(name, "integer_text", source, target))
+            continue
+        if source == "VARCHAR" and target in _STRICT_FROM_TEXT:
+            continue
+        if _numeric(source) and _numeric(target):
+            checks.append(ValueCheck(name, "round_trip", kind, found[1]))
+            continue
+        raise ConfigError(
+            f"column {name!r}: the records hold {kind} values and {table}.{found[0]} is "
+            f"{found[1]}; DuckDB would change them, so nothing was written",
+            field=name,
+            hint=f"give the column a type that holds {kind} values exactly, or {_HINT}",
+        )
+    return checks
+
+
+def create_type(kind: str, field: Any, *, from_records: bool) -> str:
+    """
+    The column type a new table gets for an incoming column: DuckDB's type of the Arrow
+    column, JSON for JSON text, and for records converted from dicts (whose decimal
+    precision is inferred from one batch's values) DECIMAL(38, scale), so the next
+    batches' larger values fit.
+    """
+    if field is not None and field.metadata and dict(field.metadata) == JSON_FIELD_METADATA:
+        return "JSON"
+    upper = kind.upper()
+    if upper in ('"NULL"', "NULL"):
+        return "VARCHAR"
+    decimal = _decimal(upper)
+    if decimal and from_records:
+        return f"DECIMAL(38,{decimal[1]})"
+    return kind
