@@ -18,19 +18,23 @@ numeric                        string with every digit ("1.50")
 text, varchar, char(n), name   string
 json                           (read as dicts: the JSON Lines encoder writes a
                                document that reads back as written, refuses others)
-jsonb                          the document
+jsonb, jsonb[]                 the document(s), after a space; one holding the
+                               document null (JSON Lines has one null for it and
+                               NULL) fails the read, and so does a number a float
+                               cannot hold (`_plan.check_jsonb_numbers`)
 bytea                          base64 string
 date, time, timestamp(tz)      ISO 8601 string (timestamptz in UTC; the fraction of a
                                second without trailing zeros, "13:14:15.5", where
                                Python writes "13:14:15.500000": the same time)
 interval                       ISO 8601 duration string
 uuid                           string
-arrays of the above            arrays (nested for multi-dimensional ones)
+arrays of the above            arrays (nested for multi-dimensional ones); one with
+                               a lower bound other than 1 as its text, a string
 anything else                  the server's text form, as a string
 =============================  =====================================================
 
 A table holding a column this mapping cannot express in SQL (floats inside arrays, bytea
-or json arrays) is read as dicts instead, which a JSON Lines sink encodes on the client.
+or json arrays, json) is read as dicts instead, which a JSON Lines sink encodes on the client.
 The COPY is in CSV format with a quote and a delimiter byte that JSON text never holds
 raw (control characters are escaped in JSON strings), so every output row is exactly one
 JSON text and a newline: nothing to unescape.
