@@ -1,7 +1,8 @@
 """
 Kill-and-resume: a copy SIGKILLed at random points and run again ends with output equal
 to the source, record for record (no duplicate, none missing), for every file sink and
-for a connector destination (PostgreSQL, whose write commits the copy state with the rows).
+for connector destinations (PostgreSQL and DuckDB, whose writes commit the copy state with
+the rows).
 
 The points are random; the seed is in every failure message (``HEADWATER_KILL_SEED``
 replays one).
@@ -169,6 +170,37 @@ def test_postgres_destination_survives_sigkill(tmp_path, pg_dsn, pg_admin, pg_sc
         delays += _kill_and_resume(args, kills=2, rng=rng, span=span)
     rows = pg_admin.execute(f"SELECT id, name, amount, maybe FROM {table} ORDER BY id").fetchall()  # noqa: S608 - the test's own schema
     got = [dict(zip(("id", "name", "amount", "maybe"), row, strict=True)) for row in rows]
+    message = f"seed {SEED}, killed after {delays} s of runs taking {span:.2f} s"
+    assert delays, f"no run was killed before it finished ({message})"
+    assert len(records) == len(got), message
+    assert records == got, message
+
+
+def test_duckdb_destination_survives_sigkill(tmp_path) -> None:
+    """A copy into a DuckDB file killed at random points and resumed holds every record once."""
+    duckdb_plugin = pytest.importorskip("headwater_duckdb")
+    rng = random.Random(f"{SEED}-duckdb")
+    records = _source(tmp_path / "src")
+    path = tmp_path / "local.db"
+    common = ["--batch-size", "500", "--limit", "4000", "-W", "create=true", "-W", "primary_key=id"]
+    args = [
+        "copy", (tmp_path / "src").as_uri(), "events.jsonl", f"duckdb:///{path}", "events",
+        "--state", str(tmp_path / "copy.state"), *common,
+    ]  # fmt: skip
+
+    def timing(attempt: int) -> list[str]:
+        return [
+            "copy", (tmp_path / "src").as_uri(), "events.jsonl",
+            f"duckdb:///{tmp_path / f'timing{attempt}.db'}", "events", *common,
+        ]  # fmt: skip
+
+    span = _timed(timing)
+    # Several limited runs, each one write transaction, killed at random points.
+    delays: list[float] = []
+    for _ in range(RECORDS // 4000):
+        delays += _kill_and_resume(args, kills=2, rng=rng, span=span)
+    with duckdb_plugin.DuckDBConnector({"path": str(path)}) as duck:
+        got = [row for batch in duck.read("events") for row in batch.rows()]
     message = f"seed {SEED}, killed after {delays} s of runs taking {span:.2f} s"
     assert delays, f"no run was killed before it finished ({message})"
     assert len(records) == len(got), message

@@ -345,3 +345,12 @@ def test_connectors_of_one_process_share_a_file(db_path):
             check = other.check()
             assert not check.ok
             assert ("config", "access") == (check.category, check.field)
+
+
+def test_duplicate_keys_say_so_and_write_nothing(duck):
+    """Appending a key the table holds fails with DuckDB's reason and an upsert hint."""
+    duck.write("k", [[{"id": 1, "v": "a"}]], create=True, primary_key="id")
+    with pytest.raises(headwater.ConnectorError, match=r"(?i)duplicate key") as failure:
+        duck.write("k", [[{"id": 2, "v": "b"}], [{"id": 1, "v": "c"}]])
+    assert "upsert_on" in (failure.value.hint or "")
+    assert [{"id": 1, "v": "a"}] == _rows(duck, "k")

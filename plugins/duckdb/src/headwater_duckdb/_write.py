@@ -213,7 +213,10 @@ class Writer:
             raise _unscannable(self.cur, piece.table, exc) from None
 
     def unregister(self) -> None:
-        self.cur.unregister(BATCH_VIEW)
+        # After a failed statement DuckDB refuses even this (the transaction is aborted);
+        # the failure that matters is already on its way up, and the cursor is closed next.
+        with contextlib.suppress(Exception):
+            self.cur.unregister(BATCH_VIEW)
 
     # --- creating the table ---------------------------------------------------------------
 
