@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from headwater import Registry
     from headwater_duckdb._plan import ReadPlan
     from headwater_duckdb._sql import Column, QuerySource, Relation
+    from headwater_duckdb._write import WriteSpec
 
 __all__ = ["DuckDBConfig", "DuckDBConnector"]
 
@@ -440,7 +441,10 @@ class DuckDBConnector(Connector[DuckDBConfig]):
             raise self.translate_error(exc) from exc
         return WriteResult(stream, written)
 
-    def _write(self, cur: duckdb.DuckDBPyConnection, spec: Any, batches: Iterable[Any]) -> int:
+    def _write(
+        self, cur: duckdb.DuckDBPyConnection, spec: WriteSpec, batches: Iterable[Any]
+    ) -> int:
+        """The statements of one write, in the caller's transaction; returns the rows written."""
         from headwater_duckdb import _sql, _write
 
         writer = _write.Writer(cur, spec)
