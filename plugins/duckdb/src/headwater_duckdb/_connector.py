@@ -125,7 +125,10 @@ class DuckDBConnector(Connector[DuckDBConfig]):
         return Path(self.config.path).expanduser()
 
     def _open(self, *, write: bool) -> duckdb.DuckDBPyConnection:
-        """The connector's connection, opened (or reopened read-write) as needed."""
+        """
+        The connector's connection, opened (or reopened read-write) as needed. Called with
+        ``self._lock`` held, so no cursor is taken from a connection being replaced.
+        """
         import duckdb
 
         config = self.config
@@ -135,59 +138,57 @@ class DuckDBConnector(Connector[DuckDBConfig]):
                 "writing needs access 'auto' or 'read_write'",
                 field="access",
             )
-        with self._lock:
-            if self._closed:
-                raise ConfigError("this duckdb connector is closed")
-            if self._db is not None and not (write and self._read_only):
-                return self._db
-            if self._db is not None:
-                if self._active:
-                    raise ConfigError(
-                        f"duckdb: {self.target} is open read-only for a read in progress; a "
-                        "write meanwhile needs the file opened read-write from the start",
-                        field="access",
-                        hint="use access='read_write' for a connector that reads and writes "
-                        "at the same time",
-                    )
-                self._db.close()
-                self._db = None
-            read_only = not config.in_memory and (
-                config.access == "read_only" or (config.access == "auto" and not write)
-            )
-            database = str(config.path)
-            if not config.in_memory:
-                path = self._file()
-                if not path.exists() and not write:
-                    raise NotFound(
-                        f"no DuckDB file {self.target}",
-                        field="path",
-                        hint="check the path; a write creates the file",
-                    )
-                if not path.parent.is_dir():
-                    raise NotFound(
-                        f"no directory {path.parent} for the DuckDB file {self.target}",
-                        field="path",
-                    )
-                database = str(path)
-            settings = config.duckdb_settings()
-            try:
-                self._db = duckdb.connect(database, read_only=read_only, config=settings)
-            except duckdb.ConnectionException:
-                if not (read_only and config.access == "auto"):
-                    raise
-                # Another connector of this process has the file open read-write, so this
-                # process holds its lock already: share that database instead.
-                self._db = duckdb.connect(database, read_only=False, config=settings)
-                read_only = False
-            self._read_only = read_only
+        if self._closed:
+            raise ConfigError("this duckdb connector is closed")
+        if self._db is not None and not (write and self._read_only):
             return self._db
+        if self._db is not None:
+            if self._active:
+                raise ConfigError(
+                    f"duckdb: {self.target} is open read-only for a read in progress; a "
+                    "write meanwhile needs the file opened read-write from the start",
+                    field="access",
+                    hint="use access='read_write' for a connector that reads and writes "
+                    "at the same time",
+                )
+            self._db.close()
+            self._db = None
+        read_only = not config.in_memory and (
+            config.access == "read_only" or (config.access == "auto" and not write)
+        )
+        database = str(config.path)
+        if not config.in_memory:
+            path = self._file()
+            if not path.exists() and not write:
+                raise NotFound(
+                    f"no DuckDB file {self.target}",
+                    field="path",
+                    hint="check the path; a write creates the file",
+                )
+            if not path.parent.is_dir():
+                raise NotFound(
+                    f"no directory {path.parent} for the DuckDB file {self.target}",
+                    field="path",
+                )
+            database = str(path)
+        settings = config.duckdb_settings()
+        try:
+            self._db = duckdb.connect(database, read_only=read_only, config=settings)
+        except duckdb.ConnectionException:
+            if not (read_only and config.access == "auto"):
+                raise
+            # Another connector of this process has the file open read-write, so this
+            # process holds its lock already: share that database instead.
+            self._db = duckdb.connect(database, read_only=False, config=settings)
+            read_only = False
+        self._read_only = read_only
+        return self._db
 
     @contextlib.contextmanager
     def _cursor(self, *, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor (a connection of its own to the database), closed afterwards."""
-        db = self._open(write=write)
         with self._lock:
-            cur = db.cursor()
+            cur = self._open(write=write).cursor()
             self._active += 1
         try:
             yield cur
