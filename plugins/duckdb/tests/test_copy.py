@@ -235,3 +235,16 @@ def _comparable(value: Any) -> Any:
         # Every digit compared (the column's type is asserted on its own).
         return str(value)
     return value
+
+
+async def test_async_copy_resumes_like_the_sync_one(pg, orders, tmp_path):
+    """acopy (awritten_state, awrite from an async stream) stops and resumes exactly too."""
+    path, state = tmp_path / "local.db", tmp_path / "copy.state"
+    options = {"create": True, "primary_key": "id"}
+    async with DuckDBConnector({"path": str(path)}) as duck:
+        first = await headwater.acopy(
+            pg, orders, duck, "orders", state_file=state, limit=600, write_options=options
+        )
+        rest = await headwater.acopy(pg, orders, duck, "orders", state_file=state)
+    assert (600, ROWS - 600) == (first.records, rest.records)
+    assert _postgres_rows(pg, orders) == _duck_rows(path)
