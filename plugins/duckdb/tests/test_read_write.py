@@ -380,3 +380,19 @@ def test_every_key_type_resumes_exactly(db_path, duck_type, values):
         for index, batch in enumerate(batches):
             rest = [repr(r) for r in _rows(duck, "k", batch.state, key="k")]
             assert everything[index + 1 :] == rest
+
+
+def test_query_streams_reach_nothing_but_the_database(duck, tmp_path):
+    """By default a query cannot read other files; external_access=true allows it."""
+    duck.write("t", [[{"id": 1}]], create=True)
+    duck.close()
+    other = tmp_path / "other.csv"
+    other.write_text("secret\nvalue\n")
+    query = f"SELECT * FROM read_csv('{other}')"
+    with DuckDBConnector({"path": str(duck.config.path)}) as reader:
+        with pytest.raises(headwater.PermissionDenied) as failure:
+            list(reader.read(query))
+        assert "external_access" == failure.value.field
+    open_reader = DuckDBConnector({"path": str(duck.config.path), "external_access": True})
+    with open_reader:
+        assert [{"secret": "value"}] == _rows(open_reader, query)

@@ -58,6 +58,13 @@ class DuckDBConfig(ConnectorConfig):
         le=1024,
         description="DuckDB worker threads; DuckDB's default (every core) when not set.",
     )
+    external_access: bool = Field(
+        default=False,
+        description="Whether SQL this connector runs (query streams) may reach beyond the "
+        "database file: read other files or URLs with DuckDB's table functions (read_csv, "
+        "read_parquet, httpfs), attach databases, install or load extensions. Off by "
+        "default, so a query stream reads this database and nothing else.",
+    )
     memory_limit: str | None = Field(
         default=None,
         pattern=r"^\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*$",
@@ -80,6 +87,8 @@ class DuckDBConfig(ConnectorConfig):
     def duckdb_settings(self) -> dict[str, Any]:
         """``duckdb.connect(config=...)``: only what was set, so equal configs share a database."""
         config: dict[str, Any] = {}
+        if not self.external_access:
+            config["enable_external_access"] = False
         if self.threads is not None:
             config["threads"] = self.threads
         if self.memory_limit is not None:

@@ -63,6 +63,13 @@ def translate(exc: BaseException, *, target: str) -> HeadwaterError:
         )
     if isinstance(exc, duckdb.CatalogException):
         return NotFound(f"duckdb: {message}", field="stream")
+    if isinstance(exc, duckdb.PermissionException) and "disabled by configuration" in str(exc):
+        return PermissionDenied(
+            f"duckdb: {message}",
+            field="external_access",
+            hint="a query stream reads this database only; set external_access=true to let "
+            "it read other files and URLs",
+        )
     if isinstance(exc, duckdb.PermissionException):
         return PermissionDenied(f"duckdb: {message}", field="path")
     if isinstance(exc, duckdb.ParserException | duckdb.BinderException):
