@@ -237,7 +237,19 @@ def test_text_batches_are_parsed_by_column_type(duck):
     )
     with pytest.raises(ConfigError, match="not an integer"):
         duck.write("typed", [Batch("f.csv", [{"id": "1.5"}], {}, text=True)])
-    assert 1 == len(_rows(duck, "typed"))
+    for x in ("1.255", "12345.5", "1e2"):
+        with pytest.raises(ConfigError, match="without rounding") as failure:
+            duck.write("typed", [Batch("f.csv", [{"id": "8", "x": x}], {}, text=True)])
+        assert "x" == failure.value.field
+    duck.write("typed", [Batch("f.csv", [{"id": "9", "x": "-0.5"}], {}, text=True)])
+    assert [decimal.Decimal("1.25"), decimal.Decimal("-0.50")] == [
+        r["x"] for r in _rows(duck, "typed")
+    ]
+    # A bytea's text (\\x00ff) is not DuckDB's (\\x00 per byte): refused, not misread.
+    duck.write("blobs", [], schema={"b": "BLOB"})
+    with pytest.raises(ConfigError, match="text form") as failure:
+        duck.write("blobs", [Batch("f.csv", [{"b": "\\x00ff"}], {}, text=True)])
+    assert "b" == failure.value.field
 
 
 def test_state_is_committed_with_the_rows(duck):

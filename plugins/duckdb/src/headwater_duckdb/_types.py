@@ -159,6 +159,22 @@ _WIDER: Final = frozenset(
 )
 #: Text DuckDB parses strictly into these (an invalid value is an error, not a guess).
 _STRICT_FROM_TEXT: Final = frozenset({"UUID", "JSON", "DATE", "BOOLEAN"})
+#: Column types whose text form DuckDB parses as other systems write it (a CSV's values).
+_TEXT_PARSED: Final = frozenset(
+    {
+        *_STRICT_FROM_TEXT,
+        "VARCHAR",
+        "DOUBLE",
+        "FLOAT",
+        "TIME",
+        "TIME_NS",
+        "TIMESTAMP",
+        "TIMESTAMP_S",
+        "TIMESTAMP_MS",
+        "TIMESTAMP_NS",
+        "TIMESTAMP WITH TIME ZONE",
+    }
+)
 
 
 def _integer(name: str) -> tuple[bool, int] | None:
@@ -207,8 +223,9 @@ class ValueCheck:
     """A column whose values must be checked before they are cast into the table."""
 
     column: str
-    #: ``"integer_text"``: text into an integer column; ``"round_trip"``: a numeric type
-    #: into a narrower one (each value must come back equal from the target type).
+    #: ``"integer_text"`` / ``"decimal_text"``: text into an integer / decimal column
+    #: (no rounding allowed); ``"round_trip"``: a numeric type into a narrower one (each
+    #: value must come back equal from the target type).
     kind: str
     source: str
     target: str
@@ -244,10 +261,21 @@ def check_target(
         if widens(source, target):
             continue
         if text and source == "VARCHAR":
-            # Text forms of values (a CSV): DuckDB parses them by column type. Integers
-            # are checked first, since DuckDB would round '1.5' to 2.
+            # Text forms of values (a CSV): DuckDB parses them by column type, where its
+            # text form is the common one. Integers and decimals are checked first, since
+            # DuckDB would round '1.5' into an INTEGER and '1.255' into a DECIMAL(5,2).
             if _integer(target) is not None:
                 checks.append(ValueCheck(name, "integer_text", source, target))
+            elif _decimal(target) is not None:
+                checks.append(ValueCheck(name, "decimal_text", source, target))
+            elif target not in _TEXT_PARSED and not target.startswith("ENUM("):
+                raise ConfigError(
+                    f"column {name!r}: the records hold text and {table}.{found[0]} is "
+                    f"{found[1]}, whose text form in DuckDB may differ from the source's "
+                    "(a bytea's \\x00ff, an array's {1,2}), so nothing was written",
+                    field=name,
+                    hint="load the column as VARCHAR and convert it with SQL in DuckDB",
+                )
             continue
         if source == "VARCHAR" and target in _STRICT_FROM_TEXT:
             continue

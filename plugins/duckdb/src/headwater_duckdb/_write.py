@@ -351,6 +351,16 @@ class Writer:
             # DuckDB would round '1.5' to 2.
             wrong = f"NOT regexp_full_match(trim({ident}), '[+-]?[0-9]+')"
             why = "is not an integer"
+        elif check.kind == "decimal_text":
+            # At most the column's scale of digits after the point (no rounding), and in
+            # range (TRY_CAST gives NULL when the integer part is too long).
+            scale = check.target.rstrip(")").rsplit(",", 1)[-1].strip()
+            pattern = f"[+-]?[0-9]*(\\.[0-9]{{0,{int(scale)}}})?"
+            wrong = (
+                f"NOT regexp_full_match(trim({ident}), '{pattern}') "
+                f"OR TRY_CAST({ident} AS {check.target}) IS NULL"
+            )
+            why = f"does not fit {check.target} without rounding"
         else:
             # Each value must come back equal from the target type: out of range, or
             # rounded (a decimal's digits, a float's precision), it would not.
