@@ -408,3 +408,29 @@ def test_query_streams_reach_nothing_but_the_database(duck, tmp_path):
     open_reader = DuckDBConnector({"path": str(duck.config.path), "external_access": True})
     with open_reader:
         assert [{"secret": "value"}] == _rows(open_reader, query)
+
+
+@pytest.mark.parametrize(
+    ("column_type", "good", "bad"),
+    [
+        ("DATE", ["2026-03-04", "infinity"], ["2026-03-04 10:00", "2026-03-04T00:00:00Z"]),
+        ("TIMESTAMP", ["2026-03-04 05:06:07.123456", "2026-03-04"], ["2026-03-04 05:06:07+02"]),
+        ("TIMESTAMP", ["2026-03-04T05:06:07"], ["2026-03-04 05:06:07.1234567"]),
+        (
+            "TIMESTAMPTZ",
+            ["2026-03-04 05:06:07.5+05:30", "2026-03-04T05:06:07Z"],
+            ["2026-03-04 05:06"],
+        ),
+        ("TIME", ["23:59:59.999999"], ["12:00:00+02", "12:00:00.0000001"]),
+    ],
+)
+def test_temporal_text_is_taken_only_whole(duck, column_type, good, bad):
+    """DuckDB's casts cut a date's time, a timestamp's offset or digits: such text is refused."""
+    duck.write("tt", [], schema={"v": column_type})
+    for text in (True, False):
+        duck.write("tt", [Batch("f.csv", [{"v": v} for v in good], {}, text=text)])
+        for value in bad:
+            with pytest.raises(ConfigError, match="cutting") as failure:
+                duck.write("tt", [Batch("f.csv", [{"v": value}], {}, text=text)])
+            assert "v" == failure.value.field
+    assert 2 * len(good) == sum(len(b) for b in duck.read("tt", format="arrow"))

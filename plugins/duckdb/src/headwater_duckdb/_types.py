@@ -158,23 +158,37 @@ _WIDER: Final = frozenset(
     }
 )
 #: Text DuckDB parses strictly into these (an invalid value is an error, not a guess).
-_STRICT_FROM_TEXT: Final = frozenset({"UUID", "JSON", "DATE", "BOOLEAN"})
-#: Column types whose text form DuckDB parses as other systems write it (a CSV's values).
-_TEXT_PARSED: Final = frozenset(
-    {
-        *_STRICT_FROM_TEXT,
-        "VARCHAR",
-        "DOUBLE",
-        "FLOAT",
-        "TIME",
-        "TIME_NS",
-        "TIMESTAMP",
-        "TIMESTAMP_S",
-        "TIMESTAMP_MS",
-        "TIMESTAMP_NS",
-        "TIMESTAMP WITH TIME ZONE",
-    }
-)
+_STRICT_FROM_TEXT: Final = frozenset({"UUID", "JSON", "BOOLEAN"})
+
+_DAY = r"[0-9]{4,}-[0-9]{2}-[0-9]{2}"
+_INFINITY = r"|[+-]?infinity"
+
+
+def _clock(digits: int) -> str:
+    fraction = rf"(\.[0-9]{{1,{digits}}})?" if digits else ""
+    return rf"[0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}{fraction})?"
+
+
+#: The text a temporal column takes (regexp_full_match, after trim): what DuckDB's cast
+#: would otherwise cut silently is refused (a time of day for a DATE, a zone offset for a
+#: TIMESTAMP or TIME, digits beyond the type's precision).
+_TEXT_PATTERNS: Final = {
+    "DATE": rf"{_DAY}{_INFINITY}",
+    "TIME": _clock(6),
+    "TIME_NS": _clock(9),
+    "TIMESTAMP_S": rf"{_DAY}([ T]{_clock(0)})?{_INFINITY}",
+    "TIMESTAMP_MS": rf"{_DAY}([ T]{_clock(3)})?{_INFINITY}",
+    "TIMESTAMP": rf"{_DAY}([ T]{_clock(6)})?{_INFINITY}",
+    "TIMESTAMP_NS": rf"{_DAY}([ T]{_clock(9)})?{_INFINITY}",
+    "TIMESTAMP WITH TIME ZONE": (
+        rf"{_DAY}([ T]{_clock(6)})? ?(Z|[+-][0-9]{{2}}(:?[0-9]{{2}}(:?[0-9]{{2}})?)?){_INFINITY}"
+    ),
+}
+
+
+def text_pattern(target: str) -> str:
+    """The `_TEXT_PATTERNS` entry of a column type."""
+    return _TEXT_PATTERNS[target.upper()]
 
 
 def _integer(name: str) -> tuple[bool, int] | None:
@@ -224,8 +238,9 @@ class ValueCheck:
 
     column: str
     #: ``"integer_text"`` / ``"decimal_text"``: text into an integer / decimal column
-    #: (no rounding allowed); ``"round_trip"``: a numeric type into a narrower one (each
-    #: value must come back equal from the target type).
+    #: (no rounding allowed); ``"pattern_text"``: text into a temporal column (the exact
+    #: shape only, `_TEXT_PATTERNS`); ``"round_trip"``: a numeric type into a narrower one
+    #: (each value must come back equal from the target type).
     kind: str
     source: str
     target: str
@@ -260,6 +275,14 @@ def check_target(
         source, target = kind.upper(), found[1].upper()
         if widens(source, target):
             continue
+        if source == "VARCHAR" and (target in _STRICT_FROM_TEXT or target.startswith("ENUM(")):
+            continue
+        if source == "VARCHAR" and target in _TEXT_PATTERNS:
+            # DuckDB's casts cut what they do not hold: a date's time of day, a
+            # timestamp's zone offset or its 7th fractional digit. Only text of the exact
+            # shape passes.
+            checks.append(ValueCheck(name, "pattern_text", source, target))
+            continue
         if text and source == "VARCHAR":
             # Text forms of values (a CSV): DuckDB parses them by column type, where its
             # text form is the common one. Integers and decimals are checked first, since
@@ -268,7 +291,7 @@ def check_target(
                 checks.append(ValueCheck(name, "integer_text", source, target))
             elif _decimal(target) is not None:
                 checks.append(ValueCheck(name, "decimal_text", source, target))
-            elif target not in _TEXT_PARSED and not target.startswith("ENUM("):
+            elif target not in ("DOUBLE", "FLOAT"):
                 raise ConfigError(
                     f"column {name!r}: the records hold text and {table}.{found[0]} is "
                     f"{found[1]}, whose text form in DuckDB may differ from the source's "
@@ -276,8 +299,6 @@ def check_target(
                     field=name,
                     hint="load the column as VARCHAR and convert it with SQL in DuckDB",
                 )
-            continue
-        if source == "VARCHAR" and target in _STRICT_FROM_TEXT:
             continue
         if _numeric(source) and _numeric(target):
             checks.append(ValueCheck(name, "round_trip", kind, found[1]))

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, Final
 from headwater import Batch, ConfigError, NotFound, State
 from headwater.formats import arrow_from_records, json_default
 from headwater_duckdb._sql import STATE_TABLE, Relation, one, qualified, quote_ident, run
-from headwater_duckdb._types import ValueCheck, check_target, create_type, prepare_arrow
+from headwater_duckdb._types import (
+    ValueCheck,
+    check_target,
+    create_type,
+    prepare_arrow,
+    text_pattern,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -361,6 +367,10 @@ class Writer:
                 f"OR TRY_CAST({ident} AS {check.target}) IS NULL"
             )
             why = f"does not fit {check.target} without rounding"
+        elif check.kind == "pattern_text":
+            pattern = text_pattern(check.target).replace("'", "''")
+            wrong = f"NOT regexp_full_match(trim({ident}), '{pattern}')"
+            why = f"is not {check.target} text DuckDB reads without cutting part of it"
         else:
             # Each value must come back equal from the target type: out of range, or
             # rounded (a decimal's digits, a float's precision), it would not.
