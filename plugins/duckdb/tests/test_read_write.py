@@ -434,3 +434,19 @@ def test_temporal_text_is_taken_only_whole(duck, column_type, good, bad):
                 duck.write("tt", [Batch("f.csv", [{"v": value}], {}, text=text)])
             assert "v" == failure.value.field
     assert 2 * len(good) == sum(len(b) for b in duck.read("tt", format="arrow"))
+
+
+def test_copy_between_tables_of_one_file(db_path, tmp_path):
+    """One file as source and destination (two connectors, one process), resumably."""
+    with DuckDBConnector({"path": str(db_path)}) as setup:
+        setup.write(
+            "a", [[{"id": i, "v": f"v{i}"} for i in range(30)]], create=True, primary_key="id"
+        )
+    state = tmp_path / "copy.state"
+    url = f"duckdb:///{db_path}"
+    options = {"create": True, "primary_key": "id"}
+    first = headwater.copy(url, "a", url, "b", state_file=state, limit=10, write_options=options)
+    rest = headwater.copy(url, "a", url, "b", state_file=state)
+    assert (10, 20) == (first.records, rest.records)
+    with DuckDBConnector({"path": str(db_path)}) as duck:
+        assert _rows(duck, "a") == _rows(duck, "b")
