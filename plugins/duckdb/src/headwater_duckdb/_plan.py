@@ -152,7 +152,8 @@ def build_plan(
     params: list[Any] = []
     rows_before = 0
     if cursor_field:
-        conditions.append(f"{quote_ident(keys[0].name)} IS NOT NULL")
+        (cursor,) = _by_name(all_columns, [cursor_field], stream, "cursor_field")
+        conditions.append(f"{quote_ident(cursor.name)} IS NOT NULL")
     if state:
         rows_before = _check_state(state, stream, keys)
         left = ", ".join(quote_ident(k.name) for k in keys)
