@@ -450,3 +450,12 @@ def test_copy_between_tables_of_one_file(db_path, tmp_path):
     assert (10, 20) == (first.records, rest.records)
     with DuckDBConnector({"path": str(db_path)}) as duck:
         assert _rows(duck, "a") == _rows(duck, "b")
+
+
+def test_cursor_field_skips_null_cursors_whatever_the_key_order(duck):
+    """Rows whose cursor is NULL are skipped, also when key= lists the cursor second."""
+    start = datetime.datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [{"id": i, "at": None if i % 2 else start} for i in range(6)]
+    duck.write("c", [rows], create=True, primary_key="id")
+    for options in ({"cursor_field": "at"}, {"cursor_field": "at", "key": ["id", "at"]}):
+        assert [0, 2, 4] == [r["id"] for r in _rows(duck, "c", **options)]
