@@ -214,8 +214,10 @@ def test_a_failing_write_changes_nothing(duck, db_path):
         (pa.array([1_001], pa.duration("ns")), "nanoseconds"),
         (pa.array([pa.MonthDayNano([0, 0, 1])], pa.month_day_nano_interval()), "nanoseconds"),
         (pa.array([0x3C00], pa.uint16()).view(pa.float16()), "cannot store"),
+        (pa.array([[0, 1_000, 1_001]], pa.list_(pa.duration("ns"))), "nanoseconds"),
+        (pa.array([{"d": 7}], pa.struct([("d", pa.duration("ns"))])), "nanoseconds"),
     ],
-    ids=["decimal256", "duration-ns", "interval-ns", "float16"],
+    ids=["decimal256", "duration-ns", "interval-ns", "float16", "list-ns", "struct-ns"],
 )
 def test_values_duckdb_cannot_hold_are_errors_naming_the_column(duck, column, match):
     """A value DuckDB would change is refused with the column named, nothing written."""

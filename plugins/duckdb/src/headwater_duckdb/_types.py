@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 from typing import Any, Final
 
 from headwater import ConfigError
@@ -87,20 +88,54 @@ def prepare_arrow(table: Any) -> Any:
             columns[i] = columns[i].cast(target)
             fields[i] = field.with_type(target)
             changed = True
-        elif pa.types.is_duration(kind) and kind.unit == "ns":
-            if _any(_sub_micro(columns[i].cast(pa.int64()))):
-                raise _nanos(field.name, "durations")
-        elif pa.types.is_interval(kind):
-            # No compute kernel reads an interval's parts; interval columns are rare.
-            nanos = [v.nanoseconds for v in columns[i].to_pylist() if v is not None]
-            if any(n % 1000 for n in nanos):
-                raise _nanos(field.name, "intervals")
+        else:
+            for leaf in _leaves(columns[i]):
+                _check_leaf(field.name, leaf)
     if not changed:
         return table
     schema = pa.schema(fields, metadata=table.schema.metadata)
     if isinstance(table, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(columns, schema=schema)
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _leaves(array: Any) -> Iterator[Any]:
+    """The arrays of a column and, inside lists, maps and structs, of its children."""
+    import pyarrow as pa
+
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    for chunk in chunks:
+        yield chunk
+        kind = chunk.type
+        if (
+            pa.types.is_list(kind)
+            or pa.types.is_large_list(kind)
+            or pa.types.is_fixed_size_list(kind)
+            or pa.types.is_map(kind)
+        ):
+            yield from _leaves(chunk.flatten())
+        elif pa.types.is_struct(kind):
+            for index in range(kind.num_fields):
+                yield from _leaves(chunk.field(index))
+
+
+def _check_leaf(name: str, array: Any) -> None:
+    """Refuse values of ``array`` (part of column ``name``) that DuckDB would change."""
+    import pyarrow as pa
+
+    kind = array.type
+    if pa.types.is_decimal(kind) and kind.bit_width > 128:
+        # Top-level columns were converted to decimal128 above; a nested one DuckDB
+        # cannot scan at all (the probe in `_write` names it).
+        return
+    if pa.types.is_duration(kind) and kind.unit == "ns":
+        if _any(_sub_micro(array.cast(pa.int64()))):
+            raise _nanos(name, "durations")
+    elif pa.types.is_interval(kind):
+        # No compute kernel reads an interval's parts; interval columns are rare.
+        nanos = [v.nanoseconds for v in array.to_pylist() if v is not None]
+        if any(n % 1000 for n in nanos):
+            raise _nanos(name, "intervals")
 
 
 def _sub_micro(nanos: Any) -> Any:
