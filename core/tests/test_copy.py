@@ -288,3 +288,17 @@ def test_an_output_name_near_the_file_system_limit_can_be_written(tmp_path, sour
     rows = [r for b in FilesConnector({"root": tmp_path}).read(out.name) for r in b.rows()]
     assert list(range(25)) == [r["id"] for r in rows]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "s.json", "src"])
+
+
+@pytest.mark.parametrize(
+    "dest", ["duckdb:///local.db", "duckdb:///out.jsonl", "postgresql://u:pw@db.example/wh"]
+)
+def test_a_url_destination_without_its_stream_is_refused(tmp_path, source, dest, monkeypatch):
+    """A URL is a connector, not a file name: without DEST_STREAM nothing is written
+    (it used to become a local path such as ``duckdb:/local.db``)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(headwater.ConfigError, match="is a URL") as info:
+        headwater.copy(source, "events.jsonl", dest)
+    assert "dest_stream" == info.value.field
+    assert "pw@" not in str(info.value)
+    assert ["src"] == sorted(p.name for p in tmp_path.iterdir())

@@ -544,8 +544,8 @@ def copy_command(
     headwater copy events.csv - warehouse public.events     (a local file as the source)
 
     With --state FILE the copy resumes exactly: into a file, after the last checkpoint;
-    into a connector that commits state with its data (postgres, azure-blob), after the
-    last committed write.
+    into a connector that commits state with its data (postgres, azure-blob, duckdb:
+    `headwater connectors show ID` lists atomic_state), after the last committed write.
     """
     overrides = _parse_assignments(config_pairs, "--config")
     read_options = _parse_assignments(read_option_pairs, "--read-option")

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater._connector import Batch, Capability, Connector, State
 from headwater._files import atomic_file
+from headwater._redact import redact
 from headwater._sinks import FileSink, Position, make_sink
 from headwater.errors import ConfigError, ConnectorError
 from headwater.formats import detect, json_default
@@ -192,6 +193,16 @@ def _open_endpoints(
     if isinstance(dest, Connector):
         target = dest
     elif dest_stream is None:
+        if "://" in os.fspath(dest):
+            # A URL names a connector; as a file name it would become a path such as
+            # "duckdb:/local.db" beside the user's files.
+            raise ConfigError(
+                f"{redact(os.fspath(dest))!r} is a URL: copying into a connector needs "
+                "the stream to write (a table, a blob name)",
+                field="dest_stream",
+                hint="give DEST_STREAM after DEST (Python: dest_stream=...), or a local "
+                "file name as DEST",
+            )
         local = Path(dest)
     else:
         target = _open_connector(os.fspath(dest), registry)
