@@ -228,6 +228,9 @@ HEAVY = (
     "httpx",
     "aiohttp",
     "pyarrow",
+    "duckdb",
+    "jwt",
+    "cryptography",
     "keyring",
     "tqdm",
 )
