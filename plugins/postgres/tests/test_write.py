@@ -113,10 +113,13 @@ def test_round_trip_binary_only_types(pg, pg_admin, pg_schema):
     )
 
 
-def test_missing_table_without_schema_is_not_found(pg, pg_schema):
-    """Writing to a missing table without a schema fails as not_found."""
+def test_missing_table_without_schema_or_records_is_not_found(pg, pg_schema):
+    """
+    Writing no records to a missing table without a schema fails as not_found: there is
+    nothing to infer its columns from (with records, see test_service's inference tests).
+    """
     with pytest.raises(NotFound):
-        pg.write(f"{pg_schema}.nothing", [[{"a": 1}]])
+        pg.write(f"{pg_schema}.nothing", [[]])
 
 
 def test_atomic_write_leaves_table_unchanged(pg, pg_admin, pg_schema):

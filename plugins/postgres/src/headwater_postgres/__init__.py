@@ -16,13 +16,21 @@ from headwater_postgres.__about__ import __version__
 if TYPE_CHECKING:
     from headwater_postgres._connector import PostgresConfig as PostgresConfig
     from headwater_postgres._connector import PostgresConnector as PostgresConnector
+    from headwater_postgres._service import ExecuteResult as ExecuteResult
 
-__all__ = ["PostgresConfig", "PostgresConnector", "__version__"]
+__all__ = ["ExecuteResult", "PostgresConfig", "PostgresConnector", "__version__"]
+
+
+_HOMES = {
+    "PostgresConfig": "headwater_postgres._connector",
+    "PostgresConnector": "headwater_postgres._connector",
+    "ExecuteResult": "headwater_postgres._service",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("PostgresConfig", "PostgresConnector"):
-        value = getattr(importlib.import_module("headwater_postgres._connector"), name)
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
         # Tracebacks and reprs name the public package, not the private module.
         value.__module__ = __name__
         globals()[name] = value

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from headwater import Registry
     from headwater_postgres._plan import ReadPlan
+    from headwater_postgres._service import ExecuteResult
     from headwater_postgres._sql import Column, QuerySource, Relation
     from headwater_postgres._write import RowWriter
 
@@ -117,6 +118,9 @@ class PostgresConnector(Connector[PostgresConfig]):
         self._alock_loop: asyncio.AbstractEventLoop | None = None
         self._adapters: AdaptersMap | None = None
         self._pending: set[Any] = set()
+        from headwater_postgres._service import track
+
+        track(self)
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> PostgresConnector:
@@ -183,6 +187,20 @@ class PostgresConnector(Connector[PostgresConfig]):
             "open": False,
         }
 
+    def _forget_pools_after_fork(self) -> builtins.list[Any]:
+        """
+        In the child of ``os.fork()``: drop the parent's pools (returned, to be kept
+        unclosed: see `_service._INHERITED`) so the first use opens the child's own.
+        The locks are new too: another thread of the parent may have held one.
+        """
+        inherited = [p for p in (self._pool, self._apool) if p is not None]
+        self._lock = threading.Lock()
+        self._pool = None
+        self._apool = self._apool_loop = None
+        self._alock = self._alock_loop = None
+        self._pending = set()
+        return inherited
+
     # --- pools ----------------------------------------------------------------------------
 
     def _get_pool(self) -> ConnectionPool[Any]:
@@ -195,8 +213,13 @@ class PostgresConnector(Connector[PostgresConfig]):
                 # One direct connection first: a wrong password or host fails now with
                 # the server's reason, instead of as a pool timeout 30 s later.
                 self._direct().close()
+                # check: a connection that broke while idle (backend terminated, server
+                # restarted, network cut) is replaced on checkout, never handed out.
                 pool: ConnectionPool[Any] = ConnectionPool(
-                    self._conninfo(), kwargs=self._connect_args, **self._pool_options()
+                    self._conninfo(),
+                    kwargs=self._connect_args,
+                    check=ConnectionPool.check_connection,
+                    **self._pool_options(),
                 )
                 pool.open(wait=False)
                 self._pool = pool
@@ -247,7 +270,10 @@ class PostgresConnector(Connector[PostgresConfig]):
                 old, old_loop = self._apool, self._apool_loop
                 await (await self._adirect()).close()
                 pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                    self._conninfo(), kwargs=self._connect_args, **self._pool_options()
+                    self._conninfo(),
+                    kwargs=self._connect_args,
+                    check=AsyncConnectionPool.check_connection,
+                    **self._pool_options(),
                 )
                 await pool.open(wait=False)
                 self._apool, self._apool_loop = pool, loop
@@ -317,6 +343,18 @@ class PostgresConnector(Connector[PostgresConfig]):
         if self._apool is not None:
             stats["async"] = self._apool.get_stats()
         return stats
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """
+        The open pools (``sync`` / ``async``; none before first use) in the shape of every
+        headwater connector's ``stats()``: ``size``, ``in_use``, ``idle``, ``waiting``,
+        ``opened``, ``closed``, ``errors``, plus ``lost`` (broken connections replaced),
+        ``min_size``, ``max_size`` and ``requests``. JSON-ready, for health endpoints.
+        `pool_stats` gives psycopg_pool's own counters.
+        """
+        from headwater_postgres._service import pool_stats
+
+        return {name: pool_stats(raw) for name, raw in self.pool_stats().items()}
 
     def release(self) -> None:
         with self._lock:
@@ -864,11 +902,13 @@ class PostgresConnector(Connector[PostgresConfig]):
 
         ``batches`` are lists of dicts, `Batch` objects, ``pyarrow.RecordBatch`` or
         ``pyarrow.Table``. Options: ``schema`` (column → Python type or PostgreSQL type
-        name) creates the table when it does not exist; ``primary_key`` (with ``schema``)
-        declares its key; ``upsert_on`` (column or columns with a unique index) updates rows
-        whose key exists instead of failing; ``mode="replace"`` empties the table first (in
-        the same transaction); ``text_values=True`` says every value is its column type's
-        PostgreSQL text form (a CSV file's strings), parsed by the server;
+        name) creates the table when it does not exist (without it, a missing table is
+        created with column types inferred from the first batch: see the README);
+        ``primary_key`` declares the created table's key; ``upsert_on`` (column or columns
+        with a unique index) updates rows whose key exists instead of failing;
+        ``mode="replace"`` empties the table first (in the same transaction);
+        ``text_values=True`` says every value is its column type's PostgreSQL text form
+        (a CSV file's strings), parsed by the server;
         ``state_key`` and ``state`` store that JSON state in ``headwater_state`` in the
         same commit (see `written_state`). A failure rolls everything back.
         """
@@ -880,15 +920,20 @@ class PostgresConnector(Connector[PostgresConfig]):
         try:
             with self._connection() as conn, conn.transaction():
                 relation = self._relation(conn, stream)
+                split = None
                 if relation is None:
-                    conn.execute(spec.create_sql(conn.execute(_write.CURRENT_SCHEMA).fetchone()))
+                    if spec.schema is None:
+                        # No declared schema: the column types come from the first records.
+                        split = _write.split_first(batches)
+                    current = conn.execute(_write.CURRENT_SCHEMA).fetchone()
+                    conn.execute(spec.create_sql(current, split[0] if split else None))
                     relation = self._relation(conn, stream)
                     if relation is None:  # pragma: no cover - created just above
                         raise self._missing(stream)
                 writer = _write.RowWriter(spec, relation)
                 for statement in writer.before():
                     conn.execute(statement)
-                first, rest = _write.split_first(batches)
+                first, rest = split or _write.split_first(batches)
                 if first is not None:
                     writer.start(first)
                     self._copy(conn, writer, first, rest)
@@ -963,16 +1008,19 @@ class PostgresConnector(Connector[PostgresConfig]):
         try:
             async with self._aconnection() as conn, conn.transaction():
                 relation = await self._arelation(conn, stream)
+                split = None
                 if relation is None:
+                    if spec.schema is None:
+                        split = await _write.asplit_first(batches)
                     current = await (await conn.execute(_write.CURRENT_SCHEMA)).fetchone()
-                    await conn.execute(spec.create_sql(current))
+                    await conn.execute(spec.create_sql(current, split[0] if split else None))
                     relation = await self._arelation(conn, stream)
                     if relation is None:  # pragma: no cover - created just above
                         raise self._missing(stream)
                 writer = _write.RowWriter(spec, relation)
                 for statement in writer.before():
                     await conn.execute(statement)
-                first, rest = await _write.asplit_first(batches)
+                first, rest = split or await _write.asplit_first(batches)
                 if first is not None:
                     writer.start(first)
                     await self._acopy(conn, writer, first, rest)
@@ -1017,6 +1065,87 @@ class PostgresConnector(Connector[PostgresConfig]):
                             await copy.write_row(values)
                         writer.wrote(pending)
                         pending = writer.prepare(await anext(rest, None))
+
+    # --- execute: DDL and DML the caller writes -----------------------------------------------
+
+    def execute(self, sql: str | Any, params: Any = None) -> ExecuteResult:
+        """
+        Run one SQL statement (DDL or DML) in a transaction of its own and commit it.
+
+        ``params`` (a sequence for ``%s`` placeholders, a mapping for ``%(name)s``) are
+        always sent to the server as bound parameters, never formatted into the text; the
+        statement goes with the extended protocol, which takes exactly one statement, so
+        ``"...; DROP TABLE t"`` is refused. Reads stay with `read`, which never writes.
+        Returns the rows affected (-1 for DDL) and the server's command tag.
+        """
+        from headwater_postgres._service import ExecuteResult, check_params, check_sql
+
+        check_sql(sql)
+        check_params(params)
+        try:
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+                # prepare=False: one-off statements, not worth a server-side plan each.
+                cur.execute(sql, params, prepare=False, binary=True)
+                return ExecuteResult(cur.rowcount, cur.statusmessage)
+        except Exception as exc:
+            raise self._execute_error(exc) from exc
+
+    def executemany(self, sql: str | Any, seq_of_params: Iterable[Any]) -> ExecuteResult:
+        """
+        Run one statement for every parameter set, all in one transaction (committed
+        together, or rolled back together on the first failure). psycopg pipelines the
+        statements: one round trip for the lot, not one per set.
+        ``rowcount`` sums the rows of every set; ``statements`` counts the sets.
+        """
+        from headwater_postgres._service import ExecuteResult, check_params, check_sql
+
+        check_sql(sql)
+        sets = builtins.list(seq_of_params)
+        for params in sets:
+            check_params(params)
+        if not sets:
+            return ExecuteResult(0, None, 0)
+        try:
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.executemany(sql, sets)
+                return ExecuteResult(cur.rowcount, cur.statusmessage, len(sets))
+        except Exception as exc:
+            raise self._execute_error(exc) from exc
+
+    async def aexecute(self, sql: str | Any, params: Any = None) -> ExecuteResult:
+        """Async twin of `execute`, on psycopg's async connection."""
+        from headwater_postgres._service import ExecuteResult, check_params, check_sql
+
+        check_sql(sql)
+        check_params(params)
+        try:
+            async with self._aconnection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(sql, params, prepare=False, binary=True)
+                return ExecuteResult(cur.rowcount, cur.statusmessage)
+        except Exception as exc:
+            raise self._execute_error(exc) from exc
+
+    async def aexecutemany(self, sql: str | Any, seq_of_params: Iterable[Any]) -> ExecuteResult:
+        """Async twin of `executemany`."""
+        from headwater_postgres._service import ExecuteResult, check_params, check_sql
+
+        check_sql(sql)
+        sets = builtins.list(seq_of_params)
+        for params in sets:
+            check_params(params)
+        if not sets:
+            return ExecuteResult(0, None, 0)
+        try:
+            async with self._aconnection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(sql, sets)
+                return ExecuteResult(cur.rowcount, cur.statusmessage, len(sets))
+        except Exception as exc:
+            raise self._execute_error(exc) from exc
+
+    def _execute_error(self, exc: Exception) -> HeadwaterError:
+        from headwater_postgres._service import execute_error
+
+        return execute_error(exc, target=self.target)
 
     # --- state stored with writes ------------------------------------------------------------
 

@@ -143,16 +143,29 @@ class WriteSpec:
             state=state,
         )
 
-    def create_sql(self, current_schema_row: Sequence[Any] | None) -> sql.Composed:
-        """``CREATE TABLE`` from the declared schema; NotFound-style error without one."""
-        if not self.schema:
+    def create_sql(
+        self, current_schema_row: Sequence[Any] | None, first: Any | None = None
+    ) -> sql.Composed:
+        """
+        ``CREATE TABLE`` from the declared schema, or else from the types of the first
+        records (``first``: `_infer`); NotFound when there is neither.
+        """
+        schema = self.schema
+        if not schema and first is not None and not isinstance(first, CopyText):
+            schema = infer_columns(first)
+            missing = [k for k in self.primary_key or () if k not in schema]
+            if missing:
+                raise ConfigError(
+                    f"primary_key names {missing[0]!r}, which the records do not have",
+                    field="primary_key",
+                )
+        if not schema:
             from headwater import NotFound
 
-            raise NotFound(
-                f"no table {self.stream!r}",
-                field="stream",
-                hint="create it first, or pass schema={column: type} to create it",
-            )
+            hint = "create it first, or pass schema={column: type} to create it"
+            if isinstance(first, CopyText):
+                hint = "COPY text carries no types: " + hint
+            raise NotFound(f"no table {self.stream!r}", field="stream", hint=hint)
         schema_name, name = split_name(self.stream)
         if schema_name is None:
             schema_name = current_schema_row[0] if current_schema_row else None
@@ -160,7 +173,7 @@ class WriteSpec:
             raise ConfigError("no current schema to create the table in; qualify the name")
         columns: list[sql.Composable] = [
             sql.SQL("{} {}").format(sql.Identifier(col), sql.SQL(pg_type_for(declared, col)))
-            for col, declared in self.schema.items()
+            for col, declared in schema.items()
         ]
         if self.primary_key:
             columns.append(
@@ -171,6 +184,18 @@ class WriteSpec:
         return sql.SQL("CREATE TABLE {} ({})").format(
             sql.Identifier(schema_name, name), sql.SQL(", ").join(columns)
         )
+
+
+def infer_columns(first: Any) -> dict[str, str]:
+    """Column types of a table created from its first records (see `_infer`)."""
+    from headwater_postgres._infer import infer_arrow_columns, infer_dict_columns
+
+    if _is_arrow(first):
+        return infer_arrow_columns(first.schema)
+    for record in first:
+        if not isinstance(record, dict):
+            raise ConfigError(f"records must be dicts, got {type(record).__name__}")
+    return infer_dict_columns(first)
 
 
 # --- the state stored with the data --------------------------------------------------------
