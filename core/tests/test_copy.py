@@ -302,3 +302,40 @@ def test_a_url_destination_without_its_stream_is_refused(tmp_path, source, dest,
     assert "dest_stream" == info.value.field
     assert "pw@" not in str(info.value)
     assert ["src"] == sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_objects_stay_objects_through_parquet_and_back(tmp_path, source):
+    """JSON Lines → Parquet → JSON Lines: an object or list comes back as itself (it
+    came back as the string of its JSON text, exit 0), the document null apart from NULL."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = [
+        {"id": 1, "o": {"a": [1, 2.5], "b": "x"}},
+        {"id": 2, "o": None},
+        {"id": 3, "o": [{"c": None}]},
+    ]
+    root = tmp_path / "src"
+    write_jsonl(root / "nested.jsonl", rows)
+    headwater.copy(source, "nested.jsonl", root / "nested.parquet")
+    assert pq.read_schema(root / "nested.parquet").field("o").metadata == {
+        b"headwater.type": b"json"
+    }
+    headwater.copy(source, "nested.parquet", tmp_path / "back.jsonl")
+    assert rows == read_jsonl(tmp_path / "back.jsonl")
+    from headwater.formats import JSON_NULL, arrow_rows
+
+    table = headwater.formats.arrow_from_records([{"j": JSON_NULL}, {"j": None}])
+    assert [{"j": JSON_NULL}, {"j": None}] == arrow_rows(table)
+
+
+def test_arrow_values_python_cannot_hold_are_named(tmp_path):
+    """A nanosecond timestamp has no Python datetime: a clear error naming the column
+    (it was pyarrow's raw ValueError), never a value cut to microseconds."""
+    pa = pytest.importorskip("pyarrow")
+    batch = pa.record_batch(
+        [pa.array([1, 2]), pa.array([1_000_000_001, None], pa.timestamp("ns"))],
+        names=["id", "at"],
+    )
+    with pytest.raises(headwater.ConfigError, match="'at'") as info:
+        Batch("s", batch, {}).rows()
+    assert "at" == info.value.field
+    assert "timestamp[ns]" in str(info.value)

@@ -154,6 +154,10 @@ class Batch:
         """The records as dicts (converted from Arrow when needed)."""
         if isinstance(self.records, list):
             return self.records
+        if hasattr(self.records, "schema"):  # Arrow: JSON columns parsed, errors named
+            from headwater.formats import arrow_rows
+
+            return arrow_rows(self.records)
         rows: list[dict[str, Any]] = self.records.to_pylist()
         return rows
 

@@ -60,6 +60,7 @@ __all__ = [
     "COMPRESSIONS",
     "FORMATS",
     "JSON_FIELD_METADATA",
+    "JSON_NULL",
     "LINE_FORMATS",
     "Codec",
     "CopyText",
@@ -72,6 +73,7 @@ __all__ = [
     "JsonLinesDecoder",
     "JsonLinesEncoder",
     "arrow_from_records",
+    "arrow_rows",
     "cast_arrow_table",
     "compressor",
     "copy_text_field",
@@ -1128,6 +1130,49 @@ def _csv_text(value: Any) -> str | None:
 
 #: Field metadata marking an Arrow string column whose values are JSON text.
 JSON_FIELD_METADATA: Final = {b"headwater.type": b"json"}
+
+
+#: The JSON document ``null`` in a JSON column, kept apart from SQL NULL (``None``).
+JSON_NULL: Final = JsonText("null")
+
+
+def arrow_rows(data: Any) -> list[dict[str, Any]]:
+    """
+    The records of a ``pyarrow.RecordBatch`` or ``Table`` as dicts (what `Batch.rows`
+    gives). A column marked as JSON (`JSON_FIELD_METADATA`, as `arrow_from_records` and
+    the sinks store objects and lists) comes back as the values it holds, not as their
+    text, so JSON Lines → Parquet → JSON Lines keeps an object an object; the document
+    ``null`` is `JSON_NULL`, apart from NULL.
+
+    Raises:
+        ConfigError: a value Python cannot hold (a timestamp with nanoseconds, a date
+            after year 9999), naming the column and its type, where pyarrow would raise
+            its own error or a conversion would change the value.
+    """
+    from headwater._json import loads_json
+
+    schema = data.schema
+    columns = []
+    for index, name in enumerate(schema.names):
+        field = schema.field(index)
+        try:
+            values = data.column(index).to_pylist()
+        except (ValueError, OverflowError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise ConfigError(
+                f"column {name!r} ({field.type}) holds a value Python cannot hold: "
+                f"{str(exc).splitlines()[0][:200]}",
+                field=name,
+                hint="copy it into Parquet or Arrow (they keep Arrow's types), or cast the "
+                "column in the source",
+            ) from None
+        if field.metadata and field.metadata.get(b"headwater.type") == b"json":
+            values = [
+                None if v is None else JSON_NULL if v == "null" else loads_json(v) for v in values
+            ]
+        columns.append(values)
+    if not columns:
+        return [{} for _ in range(data.num_rows)]
+    return [dict(zip(schema.names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def arrow_from_records(rows: list[dict[str, Any]]) -> Any:
