@@ -540,7 +540,7 @@ JsonText = formats.JsonText
 
 
 #: The JSON document null of a json/jsonb column in a dict read (None is SQL NULL).
-JSON_NULL: Final = JsonText("null")
+JSON_NULL: Final = formats.JSON_NULL
 
 
 class JsonbBinaryDumper(adapt.Dumper):
