@@ -57,6 +57,9 @@ if TYPE_CHECKING:
     from headwater._sources import Source as Source
     from headwater._sources import SourceRegistry as SourceRegistry
     from headwater._sources import default_sources_path as default_sources_path
+    from headwater._store import MemorySourceStore as MemorySourceStore
+    from headwater._store import SourceStore as SourceStore
+    from headwater._store import TomlSourceStore as TomlSourceStore
     from headwater._version import API_VERSION as API_VERSION
     from headwater.errors import AlreadyExists as AlreadyExists
     from headwater.errors import AuthFailed as AuthFailed
@@ -113,6 +116,7 @@ __all__ = [
     "IntegrityError",
     "Item",
     "KeyringUnavailable",
+    "MemorySourceStore",
     "NotFound",
     "NotSupported",
     "Partition",
@@ -130,8 +134,10 @@ __all__ = [
     "Source",
     "SourceError",
     "SourceRegistry",
+    "SourceStore",
     "State",
     "TLSFailure",
+    "TomlSourceStore",
     "UnknownConnector",
     "UnsafePath",
     "WriteResult",
@@ -205,6 +211,9 @@ _LAZY: dict[str, str] = {
     "Source": "headwater._sources",
     "SourceRegistry": "headwater._sources",
     "default_sources_path": "headwater._sources",
+    "MemorySourceStore": "headwater._store",
+    "SourceStore": "headwater._store",
+    "TomlSourceStore": "headwater._store",
     "API_VERSION": "headwater._version",
     "AlreadyExists": "headwater.errors",
     "AuthFailed": "headwater.errors",

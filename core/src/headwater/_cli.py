@@ -946,6 +946,17 @@ def sources() -> None:
 )
 @click.option("--config-json", help="The whole config as a JSON object.")
 @click.option("--description", default="", help="Free text shown by `sources list`.")
+@click.option("--owner", default="", help="Who answers for the source (shown; filterable).")
+@click.option(
+    "--environment", default="", help="prod, staging, ... (shown; `sources list` filters on it)."
+)
+@click.option(
+    "--label",
+    "label_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A label (repeatable), shown by `sources show`; `sources list --label` filters on it.",
+)
 @click.option("--test/--no-test", "test", default=False, help="Check the connection before saving.")
 @click.option("--replace", is_flag=True, help="Replace an existing source of that name.")
 def sources_add(
@@ -954,10 +965,13 @@ def sources_add(
     config_pairs: tuple[str, ...],
     config_json: str | None,
     description: str,
+    owner: str,
+    environment: str,
+    label_pairs: tuple[str, ...],
     test: bool,
     replace: bool,
 ) -> None:
-    """Save source NAME using connector CONNECTOR."""
+    """Save source NAME using connector CONNECTOR; owner, environment and labels describe it."""
     config: dict[str, Any] = {}
     if config_json:
         try:
@@ -966,17 +980,55 @@ def sources_add(
             raise click.BadParameter(str(exc), param_hint="--config-json") from None
     config.update(_parse_assignments(config_pairs, "--config"))
     registry = _sources()
-    registry.add(name, connector_id, config, description=description, test=test, replace=replace)
+    registry.add(
+        name,
+        connector_id,
+        config,
+        description=description,
+        owner=owner,
+        environment=environment,
+        labels=_labels(label_pairs),
+        test=test,
+        replace=replace,
+    )
     click.echo(f"saved source {name!r} ({connector_id}) in {registry.path}")
 
 
+def _labels(pairs: tuple[str, ...]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--label")
+        labels[key] = value
+    return labels
+
+
 @sources.command("list")
+@click.option("--owner", help="Only sources with this owner.")
+@click.option("--environment", help="Only sources of this environment.")
+@click.option(
+    "--label",
+    "label_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only sources with this label (repeatable: all must match).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def sources_list(as_json: bool) -> None:
-    """Saved sources."""
-    items = _sources().list()
+def sources_list(
+    owner: str | None, environment: str | None, label_pairs: tuple[str, ...], as_json: bool
+) -> None:
+    """Saved sources, optionally filtered by owner, environment and labels."""
+    items = _sources().list(owner=owner, environment=environment, labels=_labels(label_pairs))
     if as_json:
         _echo_json([s.sanitized() for s in items])
+        return
+    # The owner and environment columns appear once any listed source has them.
+    if any(s.owner or s.environment for s in items):
+        _table(
+            ("name", "connector", "environment", "owner", "description"),
+            [(s.name, s.connector, s.environment, s.owner, s.description) for s in items],
+        )
         return
     _table(
         ("name", "connector", "description"), [(s.name, s.connector, s.description) for s in items]
@@ -986,7 +1038,7 @@ def sources_list(as_json: bool) -> None:
 @sources.command("show")
 @click.argument("name")
 def sources_show(name: str) -> None:
-    """A saved source's config, secrets shown as references (never values)."""
+    """A saved source's config and metadata, secrets shown as references (never values)."""
     _echo_json(_sources().show(name))
 
 

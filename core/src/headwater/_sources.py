@@ -1,5 +1,10 @@
 """
-Named sources: a connector id plus its config, saved under a name in a TOML file.
+Named sources: a connector id plus its config, saved under a name in a store.
+
+The store is the TOML file below by default (`TomlSourceStore`, what the CLI uses), or
+any `SourceStore` — `MemorySourceStore` for a service that has no file. Each source may
+carry descriptive metadata (``owner``, ``environment``, ``labels``) for people and for
+filtering; it never affects the connection.
 
 The file holds secret *references* only (``env:NAME``, ``file:PATH``,
 ``keyring:SERVICE/USER``, or a scheme a plugin registers). `SourceRegistry.add` refuses
@@ -9,10 +14,15 @@ written to disk. The file looks like::
     [sources.warehouse]
     connector = "postgres"
     description = "the reporting replica"
+    owner = "data-platform"
+    environment = "prod"
 
     [sources.warehouse.config]
     host = "db.internal"
     password = "keyring:warehouse/reporter"
+
+    [sources.warehouse.labels]
+    team = "finance"
 
 A `SourceRegistry` is safe to share between threads. One re-entrant lock guards the
 caches and every write; writers also take an advisory lock on ``<file>.lock`` (POSIX) so
@@ -25,27 +35,24 @@ are picked up. Comments in a hand-edited file are not preserved by a write.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-import contextlib
 import copy
 import dataclasses
 import os
 import re
-import sys
 import threading
 import time
-import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import tomli_w
 from pydantic import BaseModel
 
-from headwater._connector import Connector, ConnectorConfig, validate_config
-from headwater._files import atomic_file
+from headwater._connector import CheckResult, Connector, ConnectorConfig, validate_config
 from headwater._redact import get_logger, is_credential_name, redact
 from headwater._secrets import Secret
+from headwater._store import Entries, SourceStore, TomlSourceStore
 from headwater.errors import ConfigError, HeadwaterError, SourceError
 
 if TYPE_CHECKING:
@@ -58,12 +65,10 @@ __all__ = ["Source", "SourceRegistry", "default_sources_path"]
 logger = get_logger("headwater.sources")
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_HEADER: Final = (
-    "# headwater named sources. Secret fields hold references only\n"
-    "# (env:NAME, file:PATH, keyring:SERVICE/USER), never values.\n\n"
-)
+_LABEL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]*")
 _REFERENCE_HINT: Final = (
     "store it with `headwater secrets set SERVICE USER` and use keyring:SERVICE/USER, "
+    "or `headwater secrets set --store encrypted NAME` and use encrypted:NAME, "
     "or use env:NAME or file:PATH"
 )
 #: Above this many cached metadata entries, expired ones are swept on insert.
@@ -102,6 +107,12 @@ class Source:
     connector: str
     config: dict[str, Any]
     description: str = ""
+    #: Who answers for the source (a team, a person); descriptive only.
+    owner: str = dataclasses.field(default="", kw_only=True)
+    #: Which environment it belongs to (``prod``, ``staging``); descriptive only.
+    environment: str = dataclasses.field(default="", kw_only=True)
+    #: Free key/value labels for filtering (``team=finance``); descriptive only.
+    labels: dict[str, str] = dataclasses.field(default_factory=dict, kw_only=True)
     #: Where the config's `Secret` values sit, as found by validating it against the
     #: connector's model; ``None`` when unknown (connector not installed, invalid config),
     #: in which case `sanitized` masks by key name instead.
@@ -110,7 +121,10 @@ class Source:
     )
 
     def sanitized(self) -> dict[str, Any]:
-        """Name, connector, description and config, with every secret shown via `Secret.display`."""
+        """
+        Name, connector, description, owner, environment, labels and config, with every
+        secret shown via `Secret.display`.
+        """
         config = copy.deepcopy(self.config)
         if self.secret_paths is None:
             _mask_by_key(config)
@@ -120,19 +134,43 @@ class Source:
         # Whatever a hand-edited file holds elsewhere (a URL with its password) is
         # scrubbed as any text headwater shows.
         config = _redacted(config)
-        return {
+        view: dict[str, Any] = {
             "name": self.name,
             "connector": self.connector,
             "description": self.description,
-            "config": config,
         }
+        # Descriptive metadata only when set, so a plain source's view stays as it was.
+        if self.owner:
+            view["owner"] = redact(self.owner)
+        if self.environment:
+            view["environment"] = redact(self.environment)
+        if self.labels:
+            view["labels"] = _redacted(self.labels)
+        view["config"] = config
+        return view
+
+    def matches(
+        self,
+        *,
+        owner: str | None = None,
+        environment: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Whether the source has this owner, environment and every one of these labels."""
+        if owner is not None and self.owner != owner:
+            return False
+        if environment is not None and self.environment != environment:
+            return False
+        return all(self.labels.get(key) == value for key, value in (labels or {}).items())
 
     def __repr__(self) -> str:
         # The config is shown sanitized: a hand-edited file might hold a literal secret.
         view = self.sanitized()
         return (
             f"Source(name={self.name!r}, connector={self.connector!r}, "
-            f"description={self.description!r}, config={view['config']!r})"
+            f"description={self.description!r}, owner={view.get('owner', '')!r}, "
+            f"environment={view.get('environment', '')!r}, labels={view.get('labels', {})!r}, "
+            f"config={view['config']!r})"
         )
 
 
@@ -232,36 +270,6 @@ def _check_tomlable(value: Any, path: ConfigPath) -> None:
             _check_tomlable(item, (*path, index))
 
 
-@contextlib.contextmanager
-def _interprocess_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``path`` (created if needed), against other processes."""
-    if sys.platform == "win32":
-        # No flock on Windows: only the in-process lock applies there.
-        yield
-        return
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on Windows.
-    if sys.platform == "win32":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the data itself is synced
-    finally:
-        os.close(fd)
-
-
 @dataclasses.dataclass(slots=True)
 class _Live:
     source: Source
@@ -275,41 +283,52 @@ class _Cached:
     value: dict[str, Any]
 
 
-_StatKey = tuple[int, int, int, int]
-
-
 class SourceRegistry:
     """
-    Named sources saved in a TOML file, and the live connectors opened for them.
+    Named sources kept in a store, and the live connectors opened for them.
 
     Args:
-        path: the sources file; `default_sources_path` when omitted.
+        path: the sources file (a `TomlSourceStore`); `default_sources_path` when neither
+            ``path`` nor ``store`` is given.
+        store: where sources are kept instead of a file: a `MemorySourceStore`, or any
+            `SourceStore` (a table in the service's own database, say).
         registry: the plugin registry connectors come from; the process-wide one
             (`headwater.get_registry`) when omitted, looked up on first use.
-        metadata_ttl: seconds a `metadata` answer is reused.
+        metadata_ttl: seconds a `metadata` answer (or a `cache_metadata` entry without a
+            ``ttl`` of its own) is reused; ``0`` turns the read-through cache off.
         clock: monotonic clock for the metadata cache (tests inject a fake one).
 
-    Use it as a context manager, or call `close_all`, to close the live connectors.
+    Every method has an ``a``-prefixed async twin (`aadd`, `aconnector`, `atest`,
+    `aremove`, `aclose_all`, `ametadata`) that runs it in a worker thread, so an asyncio
+    service's event loop never waits on a file, a lock or a connection.
+
+    Use it as a context manager (sync or async), or call `close_all`, to close the live
+    connectors.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
         *,
+        store: SourceStore | None = None,
         registry: Registry | None = None,
         metadata_ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if metadata_ttl < 0:
             raise ValueError("metadata_ttl must be >= 0")
-        self._path = Path(path).expanduser() if path is not None else default_sources_path()
+        if store is not None and path is not None:
+            raise ValueError("pass path= or store=, not both")
+        if store is None:
+            store = TomlSourceStore(path if path is not None else default_sources_path())
+        self._store: SourceStore = store
         self._registry = registry
         self._metadata_ttl = metadata_ttl
         self._clock = clock
         self._lock = threading.RLock()
-        # Parsed file, and the stat key it was parsed at (None: file absent).
+        # Parsed entries, and the store version they were parsed at.
         self._sources: dict[str, Source] = {}
-        self._stat_key: _StatKey | None = None
+        self._version: Hashable = None
         self._loaded = False
         self._live: dict[str, _Live] = {}
         # One lock per name so that exactly one thread builds a source's connector.
@@ -321,9 +340,14 @@ class SourceRegistry:
     # --- basics ------------------------------------------------------------------------------
 
     @property
-    def path(self) -> Path:
-        """The sources file."""
-        return self._path
+    def store(self) -> SourceStore:
+        """Where the sources are kept."""
+        return self._store
+
+    @property
+    def path(self) -> Path | None:
+        """The sources file, or ``None`` when the store is not a TOML file."""
+        return self._store.path if isinstance(self._store, TomlSourceStore) else None
 
     @property
     def registry(self) -> Registry:
@@ -335,7 +359,9 @@ class SourceRegistry:
         return self._registry
 
     def __repr__(self) -> str:
-        return f"<SourceRegistry path={str(self._path)!r} live={len(self._live)}>"
+        path = self.path
+        where = f"path={str(path)!r}" if path is not None else f"store={self._store!r}"
+        return f"<SourceRegistry {where} live={len(self._live)}>"
 
     def __enter__(self) -> SourceRegistry:
         return self
@@ -348,51 +374,23 @@ class SourceRegistry:
     ) -> None:
         self.close_all()
 
-    # --- reading the file --------------------------------------------------------------------
+    async def __aenter__(self) -> SourceRegistry:
+        return self
 
-    def _stat(self) -> _StatKey | None:
-        try:
-            st = self._path.stat()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise SourceError(
-                f"cannot read sources file {self._path}: {exc.strerror or type(exc).__name__}"
-            ) from None
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose_all()
 
-    def _read_document(self) -> dict[str, Any]:
-        """Parse the file now (an absent file is an empty document)."""
-        try:
-            raw = self._path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise SourceError(
-                f"cannot read sources file {self._path}: {exc.strerror or type(exc).__name__}"
-            ) from None
-        try:
-            document = tomllib.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise SourceError(
-                f"sources file {self._path} is not valid UTF-8",
-                hint="fix or delete the file; it is plain TOML",
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            # The decoder's message says where: "Invalid value (at line 3, column 9)".
-            raise SourceError(
-                f"sources file {self._path} is not valid TOML: {exc}",
-                hint="fix the file by hand or delete it; it is plain TOML",
-            ) from None
-        sources = document.get("sources", {})
-        if not isinstance(sources, dict):
-            raise SourceError(f"sources file {self._path}: 'sources' must be a table")
-        return document
+    # --- reading the store -------------------------------------------------------------------
 
-    def _parse_sources(self, document: Mapping[str, Any]) -> dict[str, Source]:
+    def _parse_sources(self, entries: Mapping[str, Any]) -> dict[str, Source]:
         parsed: dict[str, Source] = {}
-        for name, entry in document.get("sources", {}).items():
-            where = f"sources file {self._path}: source {name!r}"
+        for name, entry in entries.items():
+            where = f"{self._store.location}: source {name!r}"
             if not isinstance(entry, dict):
                 raise SourceError(f"{where} must be a table")
             connector = entry.get("connector")
@@ -401,14 +399,23 @@ class SourceRegistry:
             config = entry.get("config", {})
             if not isinstance(config, dict):
                 raise SourceError(f"{where}: config must be a table")
-            description = entry.get("description", "")
-            if not isinstance(description, str):
-                raise SourceError(f"{where}: description must be a string")
+            texts = {}
+            for key in ("description", "owner", "environment"):
+                value = entry.get(key, "")
+                if not isinstance(value, str):
+                    raise SourceError(f"{where}: {key} must be a string")
+                texts[key] = value
+            labels = entry.get("labels", {})
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise SourceError(f"{where}: labels must be a table of strings")
             parsed[name] = Source(
                 name,
                 connector,
                 config,
-                description,
+                texts["description"],
+                owner=texts["owner"],
+                environment=texts["environment"],
+                labels=dict(labels),
                 secret_paths=self._secret_paths(connector, config),
             )
         return parsed
@@ -423,13 +430,12 @@ class SourceRegistry:
         return frozenset(path for path, _secret in _secrets_in(model))
 
     def _current(self) -> dict[str, Source]:
-        """The sources, re-read if the file changed since it was last parsed."""
+        """The sources, re-read if the store changed since it was last parsed."""
         with self._lock:
-            key = self._stat()
-            if not self._loaded or key != self._stat_key:
-                document = self._read_document()
-                self._sources = self._parse_sources(document)
-                self._stat_key = key
+            version = self._store.version()
+            if not self._loaded or version != self._version:
+                self._sources = self._parse_sources(self._store.read())
+                self._version = version
                 self._loaded = True
             return self._sources
 
@@ -441,7 +447,7 @@ class SourceRegistry:
         source = sources.get(name)
         if source is None:
             raise self._unknown(name, sources)
-        return dataclasses.replace(source, config=copy.deepcopy(source.config))
+        return _copied(source)
 
     def _unknown(self, name: str, sources: Iterable[str]) -> SourceError:
         names = sorted(sources)
@@ -452,17 +458,27 @@ class SourceRegistry:
                 hint="`headwater sources list` shows the saved sources",
             )
         return SourceError(
-            f"no source named {name!r}: no sources are saved in {self._path}",
+            f"no source named {name!r}: no sources are saved in {self._store.location}",
             field="name",
             hint="add one with `headwater sources add NAME CONNECTOR ...`",
         )
 
-    def list(self) -> builtins.list[Source]:
-        """Every saved source, sorted by name."""
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        environment: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[Source]:
+        """
+        Every saved source, sorted by name; only those with this ``owner``, this
+        ``environment`` and all of these ``labels`` when given.
+        """
         sources = self._current()
         return [
-            dataclasses.replace(s, config=copy.deepcopy(s.config))
+            _copied(s)
             for _name, s in sorted(sources.items())
+            if s.matches(owner=owner, environment=environment, labels=labels)
         ]
 
     def show(self, name: str) -> dict[str, Any]:
@@ -573,6 +589,9 @@ class SourceRegistry:
         config: Mapping[str, Any],
         *,
         description: str = "",
+        owner: str = "",
+        environment: str = "",
+        labels: Mapping[str, str] | None = None,
         test: bool = False,
         replace: bool = False,
     ) -> Source:
@@ -584,16 +603,25 @@ class SourceRegistry:
             connector: the connector id (``files``, ``postgres``, ...).
             config: the connector's config; `Secret` fields must be references.
             description: one line shown by ``headwater sources list``.
+            owner: who answers for the source (descriptive; `list` filters on it).
+            environment: ``prod``, ``staging``, ... (descriptive; `list` filters on it).
+            labels: key/value labels (descriptive; `list` filters on them).
             test: connect and run the connector's check first; nothing is saved if it fails.
             replace: overwrite an existing source of that name (its live connector is closed).
 
         Raises:
-            ConfigError: invalid name or config, or a literal/callable secret.
+            ConfigError: invalid name, config or metadata, or a literal/callable secret.
             SourceError: the name exists (without ``replace``), or the connection test failed.
         """
         self._check_name(name)
-        if not isinstance(description, str):
-            raise ConfigError("description must be a string", field="description")
+        for field, value in (
+            ("description", description),
+            ("owner", owner),
+            ("environment", environment),
+        ):
+            if not isinstance(value, str):
+                raise ConfigError(f"{field} must be a string", field=field)
+        label_map = self._check_labels(labels)
         cls, model = self._validate(connector, config)
         stored = model.model_dump(mode="json", exclude_defaults=True)
         _check_tomlable(stored, ())
@@ -603,22 +631,53 @@ class SourceRegistry:
         if test:
             self._test(name, cls, model)
         entry: dict[str, Any] = {"connector": connector}
-        if description:
-            entry["description"] = description
+        for key, text in (
+            ("description", description),
+            ("owner", owner),
+            ("environment", environment),
+        ):
+            if text:
+                entry[key] = text
+        if label_map:
+            entry["labels"] = label_map
         entry["config"] = stored
+
+        def change(entries: Entries) -> None:
+            if name in entries and not replace:
+                raise self._exists(name)
+            entries[name] = entry
+
         with self._lock:
-            with self._writing() as document:
-                sources = document.setdefault("sources", {})
-                if name in sources and not replace:
-                    raise self._exists(name)
-                sources[name] = entry
+            self._saved(self._store.update(change))
             saved = self._sources[name]
         self._forget(name)
-        return dataclasses.replace(saved, config=copy.deepcopy(saved.config))
+        return _copied(saved)
+
+    @staticmethod
+    def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+        if labels is None:
+            return {}
+        if not isinstance(labels, Mapping):
+            raise ConfigError("labels must be a mapping of strings to strings", field="labels")
+        for key, value in labels.items():
+            if not isinstance(key, str) or not _LABEL.fullmatch(key):
+                raise ConfigError(
+                    f"invalid label name {key!r}: use letters, digits, '_', '.', '/' and '-'",
+                    field="labels",
+                )
+            if not isinstance(value, str):
+                raise ConfigError(f"label {key!r} must be a string", field=f"labels.{key}")
+        return dict(sorted(labels.items()))
+
+    def _saved(self, entries: Entries) -> None:
+        """Adopt the entries a store just saved (caller holds ``self._lock``)."""
+        self._sources = self._parse_sources(entries)
+        self._version = self._store.version()
+        self._loaded = True
 
     def _exists(self, name: str) -> SourceError:
         return SourceError(
-            f"a source named {name!r} already exists in {self._path}",
+            f"a source named {name!r} already exists in {self._store.location}",
             field="name",
             hint="pass replace=True (`--replace`) to overwrite it, or choose another name",
         )
@@ -640,48 +699,36 @@ class SourceRegistry:
 
     def remove(self, name: str) -> None:
         """Delete a saved source and close its live connector; `SourceError` if unknown."""
-        with self._lock, self._writing() as document:
-            sources = document.get("sources", {})
-            if name not in sources:
-                raise self._unknown(name, sources)
-            del sources[name]
+
+        def change(entries: Entries) -> None:
+            if name not in entries:
+                raise self._unknown(name, entries)
+            del entries[name]
+
+        with self._lock:
+            self._saved(self._store.update(change))
         self._forget(name)
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[dict[str, Any]]:
+    def test(self, name: str) -> CheckResult:
         """
-        Yield the freshly read document to change; write it back atomically on success.
+        The connector's check of source ``name``, as a `CheckResult` (never raises for a
+        failed connection).
 
-        The caller holds ``self._lock``; the inter-process lock is taken here, and the
-        file is always re-read under it so another writer's change is never lost.
+        Uses the live connector when there is one (no new connection is opened for a
+        health endpoint polled every few seconds); otherwise a connector is opened for
+        the check and closed again. A source whose saved config no longer validates
+        raises `ConfigError`; an unknown name raises `SourceError`.
         """
-        directory = self._path.parent
+        source = self.get(name)
+        with self._lock:
+            live = self._reusable(name, source)
+        if live is not None:
+            return live.check()
+        probe = self._build(source)
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise SourceError(
-                f"cannot create {directory}: {exc.strerror or type(exc).__name__}"
-            ) from None
-        lock_path = self._path.with_name(self._path.name + ".lock")
-        with _interprocess_lock(lock_path):
-            document = self._read_document()
-            yield document
-            text = _HEADER + tomli_w.dumps(document)
-            try:
-                # atomic_file: temp file beside the target (mode 0600), fsync, rename. A
-                # symlinked sources file (kept in a dotfiles repository, say) is written
-                # where the link points, and stays a link.
-                target = Path(os.path.realpath(self._path))
-                with atomic_file(target, private=True) as handle:
-                    handle.write(text.encode("utf-8"))
-                _fsync_directory(target.parent)
-            except OSError as exc:
-                raise SourceError(
-                    f"cannot write sources file {self._path}: {exc.strerror or type(exc).__name__}"
-                ) from None
-            self._sources = self._parse_sources(document)
-            self._stat_key = self._stat()
-            self._loaded = True
+            return probe.check()
+        finally:
+            self._close_quietly(name, probe)
 
     def _forget(self, name: str) -> None:
         """Drop ``name``'s live connector and cached metadata (after replace/remove)."""
@@ -750,36 +797,101 @@ class SourceRegistry:
             cls, model = self._validate(source.connector, source.config)
         except ConfigError as exc:
             raise ConfigError(
-                f"source {source.name!r} in {self._path}: {exc.message}",
+                f"source {source.name!r} in {self._store.location}: {exc.message}",
                 field=exc.field,
                 hint=exc.hint,
             ) from None
         return cls(model, registry=self.registry)
 
-    def metadata(self, name: str, item: str) -> dict[str, Any]:
-        """
-        ``connector(name).metadata(item)``, reused for ``metadata_ttl`` seconds.
+    # --- metadata cache ------------------------------------------------------------------------
 
-        Replacing or removing the source (or editing it in the file) drops its cached answers.
+    def metadata(self, name: str, item: str, *, ttl: float | None = None) -> dict[str, Any]:
+        """
+        ``connector(name).metadata(item)``, reused for ``ttl`` seconds (the registry's
+        ``metadata_ttl`` when omitted): a read-through cache over `cached_metadata`.
+
+        Replacing or removing the source (or editing it in the store) drops its cached answers.
         """
         source = self.get(name)
-        key = (name, item)
+        hit = self._lookup(name, item, source)
+        if hit is not None:
+            return hit
         with self._lock:
-            cached = self._metadata.get(key)
-            if cached is not None and cached.source == source and self._clock() < cached.expires:
-                return copy.deepcopy(cached.value)
             generation = self._generation.get(name, 0)
         value = self.connector(name).metadata(item)
-        with self._lock:
-            if self._metadata_ttl > 0 and self._generation.get(name, 0) == generation:
-                now = self._clock()
-                if len(self._metadata) >= _METADATA_SWEEP:
-                    for stale in [k for k, c in self._metadata.items() if c.expires <= now]:
-                        del self._metadata[stale]
-                self._metadata[key] = _Cached(
-                    now + self._metadata_ttl, source, copy.deepcopy(value)
-                )
+        self._put(name, item, source, value, ttl, generation)
         return value
+
+    def cache_metadata(
+        self, name: str, item: str, value: Mapping[str, Any], *, ttl: float | None = None
+    ) -> None:
+        """
+        Store ``value`` as the metadata of ``item`` in source ``name`` (a copy is kept).
+
+        It is answered by `cached_metadata` and `metadata` for ``ttl`` seconds (the
+        registry's ``metadata_ttl`` when omitted). `SourceError` if ``name`` is unknown.
+        """
+        source = self.get(name)
+        with self._lock:
+            generation = self._generation.get(name, 0)
+        self._put(name, item, source, dict(value), ttl, generation)
+
+    def cached_metadata(self, name: str, item: str) -> dict[str, Any] | None:
+        """The cached metadata of ``item`` in source ``name``, or ``None`` (absent or expired)."""
+        try:
+            source = self.get(name)
+        except SourceError:
+            return None
+        return self._lookup(name, item, source)
+
+    def clear_metadata(self, name: str | None = None, item: str | None = None) -> int:
+        """
+        Drop cached metadata: of one ``item`` of source ``name``, of every item of ``name``,
+        or everything (no arguments). Returns how many entries were dropped.
+        """
+        if name is None and item is not None:
+            raise ValueError("clear_metadata(item=...) needs the source name too")
+        with self._lock:
+            doomed = [
+                key
+                for key in self._metadata
+                if (name is None or key[0] == name) and (item is None or key[1] == item)
+            ]
+            for key in doomed:
+                del self._metadata[key]
+        return len(doomed)
+
+    def _lookup(self, name: str, item: str, source: Source) -> dict[str, Any] | None:
+        with self._lock:
+            cached = self._metadata.get((name, item))
+            if cached is None:
+                return None
+            if cached.source != source or self._clock() >= cached.expires:
+                del self._metadata[(name, item)]
+                return None
+            return copy.deepcopy(cached.value)
+
+    def _put(
+        self,
+        name: str,
+        item: str,
+        source: Source,
+        value: dict[str, Any],
+        ttl: float | None,
+        generation: int,
+    ) -> None:
+        seconds = self._metadata_ttl if ttl is None else ttl
+        if seconds < 0:
+            raise ValueError("ttl must be >= 0")
+        with self._lock:
+            # A source replaced or removed meanwhile: the answer belongs to the old one.
+            if seconds == 0 or self._generation.get(name, 0) != generation:
+                return
+            now = self._clock()
+            if len(self._metadata) >= _METADATA_SWEEP:
+                for stale in [k for k, c in self._metadata.items() if c.expires <= now]:
+                    del self._metadata[stale]
+            self._metadata[(name, item)] = _Cached(now + seconds, source, copy.deepcopy(value))
 
     def close_all(self) -> None:
         """
@@ -802,3 +914,86 @@ class SourceRegistry:
                 logger.warning("closing the connector of source %s failed: %s", name, message)
         if first is not None:
             raise first
+
+    # --- async twins: each runs its sync method in a worker thread --------------------------
+    # The registry is thread-safe, and building a connector, reading or writing the store
+    # and checking a connection may all block; the event loop must not.
+
+    async def aadd(
+        self,
+        name: str,
+        connector: str,
+        config: Mapping[str, Any],
+        *,
+        description: str = "",
+        owner: str = "",
+        environment: str = "",
+        labels: Mapping[str, str] | None = None,
+        test: bool = False,
+        replace: bool = False,
+    ) -> Source:
+        """Async twin of `add` (with ``test=True``, the connection test runs too)."""
+        return await asyncio.to_thread(
+            lambda: self.add(
+                name,
+                connector,
+                config,
+                description=description,
+                owner=owner,
+                environment=environment,
+                labels=labels,
+                test=test,
+                replace=replace,
+            )
+        )
+
+    async def aconnector(self, name: str) -> Connector[Any]:
+        """Async twin of `connector`: the live connector for ``name``."""
+        return await asyncio.to_thread(self.connector, name)
+
+    async def atest(self, name: str) -> CheckResult:
+        """
+        Async twin of `test`; a live connector is checked with its own `acheck` (a natively
+        async connector does not use a thread for it).
+        """
+        source = await asyncio.to_thread(self.get, name)
+        with self._lock:
+            live = self._reusable(name, source)
+        if live is not None:
+            return await live.acheck()
+        return await asyncio.to_thread(self.test, name)
+
+    async def aremove(self, name: str) -> None:
+        """Async twin of `remove` (closes the source's live connector)."""
+        await asyncio.to_thread(self.remove, name)
+
+    async def ametadata(self, name: str, item: str, *, ttl: float | None = None) -> dict[str, Any]:
+        """Async twin of `metadata`."""
+        return await asyncio.to_thread(lambda: self.metadata(name, item, ttl=ttl))
+
+    async def aclose_all(self) -> None:
+        """
+        Async twin of `close_all`: every live connector is closed with its `aclose`;
+        the first failure is raised after all were tried.
+        """
+        with self._lock:
+            live = list(self._live.items())
+            self._live.clear()
+            self._metadata.clear()
+        first: Exception | None = None
+        for name, entry in live:
+            try:
+                await entry.connector.aclose()
+            except Exception as exc:
+                first = first or exc
+                message = exc.message if isinstance(exc, HeadwaterError) else type(exc).__name__
+                logger.warning("closing the connector of source %s failed: %s", name, message)
+        if first is not None:
+            raise first
+
+
+def _copied(source: Source) -> Source:
+    """A copy of ``source`` the caller may change without changing the registry's."""
+    return dataclasses.replace(
+        source, config=copy.deepcopy(source.config), labels=dict(source.labels)
+    )
