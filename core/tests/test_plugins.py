@@ -360,7 +360,7 @@ def test_hook_register_credential_resolvers() -> None:
             return {"vault": resolve}
 
     registry = private(EchoPlugin(), VaultPlugin())
-    assert {"env", "file", "keyring", "vault"} == set(registry.credential_resolvers())
+    assert {"env", "file", "keyring", "encrypted", "vault"} == set(registry.credential_resolvers())
     connector = registry.connect("echo", {"token": "vault:db/password"})
     assert [] == seen  # parsing the config resolved nothing
     assert "value-of-db/password" == connector.secret("token")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from headwater._connector import WriteResult as WriteResult
     from headwater._connector import iterate_in_thread as iterate_in_thread
     from headwater._copy import CopyResult as CopyResult
+    from headwater._encrypted import EncryptedSecrets as EncryptedSecrets
     from headwater._copy import acopy as acopy
     from headwater._copy import copy as copy
     from headwater._files import atomic_file as atomic_file
@@ -110,6 +111,7 @@ __all__ = [
     "CredentialError",
     "CredentialResolver",
     "DuplicateConnector",
+    "EncryptedSecrets",
     "Estimate",
     "FetchResult",
     "HeadwaterError",
@@ -181,6 +183,7 @@ _LAZY: dict[str, str] = {
     "State": "headwater._connector",
     "WriteResult": "headwater._connector",
     "CopyResult": "headwater._copy",
+    "EncryptedSecrets": "headwater._encrypted",
     "acopy": "headwater._copy",
     "copy": "headwater._copy",
     "atomic_file": "headwater._files",

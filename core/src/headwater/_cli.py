@@ -1055,40 +1055,143 @@ def sources_remove(name: str) -> None:
 
 @cli.group()
 def secrets() -> None:
-    """Store secrets in the OS keyring; configs then say keyring:SERVICE/USERNAME."""
+    """
+    Store secrets; configs then reference them instead of holding them.
+
+    \b
+    --store keyring (default): the OS keyring; reference keyring:SERVICE/USERNAME.
+    --store encrypted: a Fernet-encrypted file for servers without a keyring
+      (pip install 'headwater[encrypted]'); reference encrypted:NAME. Its key comes from
+      HEADWATER_SECRETS_KEY or HEADWATER_SECRETS_KEY_FILE (see `secrets new-key`), the
+      file is HEADWATER_SECRETS_FILE (default: encrypted-secrets.json in headwater's
+      config directory).
+    """
 
 
-@secrets.command("set")
-@click.argument("service")
-@click.argument("username")
-@click.option("--stdin", "from_stdin", is_flag=True, help="Read the secret from stdin (one line).")
-def secrets_set(service: str, username: str, from_stdin: bool) -> None:
-    """Store the secret for SERVICE/USERNAME (prompted without echo)."""
-    from headwater._resolvers import keyring_set, split_keyring_reference
+_store_option = click.option(
+    "--store",
+    type=click.Choice(["keyring", "encrypted"]),
+    default="keyring",
+    show_default=True,
+    help="The OS keyring, or the encrypted file (for servers without a keyring).",
+)
+
+
+def _secret_target(store: str, service: str, username: str | None) -> str:
+    """The reference for SERVICE [USERNAME] in ``store``; checks the arguments."""
+    from headwater._resolvers import split_keyring_reference
     from headwater.errors import ConfigError
 
+    if store == "encrypted":
+        # NAME, or SERVICE USERNAME stored as SERVICE/USERNAME.
+        return f"encrypted:{service}/{username}" if username else f"encrypted:{service}"
+    if username is None:
+        raise click.UsageError("the keyring store needs SERVICE and USERNAME")
     split_keyring_reference(f"{service}/{username}")
     if "/" in service:
         raise ConfigError("SERVICE may not contain '/'", field="service")
+    return f"keyring:{service}/{username}"
+
+
+@secrets.command("set")
+@click.argument("service", metavar="SERVICE|NAME")
+@click.argument("username", required=False)
+@_store_option
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the secret from stdin (one line).")
+def secrets_set(service: str, username: str | None, store: str, from_stdin: bool) -> None:
+    """
+    Store a secret (prompted without echo): SERVICE USERNAME in the keyring, or NAME in
+    the encrypted store (`--store encrypted`).
+    """
+    from headwater.errors import ConfigError
+
+    reference = _secret_target(store, service, username)
     if from_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     else:
         value = click.prompt("secret", hide_input=True, confirmation_prompt=True, err=True)
     if not value:
         raise ConfigError("refusing to store an empty secret")
-    keyring_set(service, username, value)
-    click.echo(f"stored; reference it as keyring:{service}/{username}")
+    if store == "encrypted":
+        from headwater._encrypted import EncryptedSecrets
+
+        EncryptedSecrets().set(reference.removeprefix("encrypted:"), value)
+    else:
+        from headwater._resolvers import keyring_set
+
+        assert username is not None
+        keyring_set(service, username, value)
+    click.echo(f"stored; reference it as {reference}")
 
 
 @secrets.command("delete")
-@click.argument("service")
-@click.argument("username")
-def secrets_delete(service: str, username: str) -> None:
-    """Delete the secret for SERVICE/USERNAME from the OS keyring."""
-    from headwater._resolvers import keyring_delete
+@click.argument("service", metavar="SERVICE|NAME")
+@click.argument("username", required=False)
+@_store_option
+def secrets_delete(service: str, username: str | None, store: str) -> None:
+    """Delete the secret for SERVICE USERNAME (keyring) or NAME (`--store encrypted`)."""
+    reference = _secret_target(store, service, username)
+    if store == "encrypted":
+        from headwater._encrypted import EncryptedSecrets
 
-    keyring_delete(service, username)
-    click.echo(f"deleted keyring:{service}/{username}")
+        EncryptedSecrets().delete(reference.removeprefix("encrypted:"))
+    else:
+        from headwater._resolvers import keyring_delete
+
+        assert username is not None
+        keyring_delete(service, username)
+    click.echo(f"deleted {reference}")
+
+
+@secrets.command("list")
+def secrets_list() -> None:
+    """The names in the encrypted store (never values; no key needed)."""
+    from headwater._encrypted import EncryptedSecrets
+
+    for name in EncryptedSecrets().names():
+        click.echo(f"encrypted:{name}")
+
+
+@secrets.command("new-key")
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the key (a new file, mode 0600); the key is never printed.",
+)
+def secrets_new_key(key_file: str) -> None:
+    """Write a new random Fernet key for the encrypted store to a new file."""
+    from headwater._encrypted import KEY_FILE_VARIABLE, write_key_file
+
+    path = write_key_file(key_file)
+    click.echo(f"wrote a new key to {path}; use it with {KEY_FILE_VARIABLE}={path}")
+
+
+@secrets.command("rotate")
+@click.option(
+    "--new-key-file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The new key (first line used; see `secrets new-key`).",
+)
+def secrets_rotate(new_key_file: str) -> None:
+    """
+    Re-encrypt every value of the encrypted store with a new key.
+
+    The current key comes from HEADWATER_SECRETS_KEY / HEADWATER_SECRETS_KEY_FILE as
+    usual; nothing changes if a value cannot be decrypted with it. Afterwards point
+    HEADWATER_SECRETS_KEY_FILE at the new key (or give NEW,OLD while processes move over).
+    """
+    from pathlib import Path
+
+    from headwater._encrypted import EncryptedSecrets, read_key_file
+    from headwater.errors import ConfigError
+
+    keys = read_key_file(Path(new_key_file))
+    if not keys:
+        raise ConfigError(f"{new_key_file} holds no key", field="new_key_file")
+    count = EncryptedSecrets().rotate(keys[0])
+    click.echo(f"re-encrypted {count} secret(s) with the key in {new_key_file}")
 
 
 # --- plugin authoring ---------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """
-Core's own secret-reference resolvers: ``env:``, ``file:`` and ``keyring:``.
+Core's own secret-reference resolvers: ``env:``, ``file:``, ``keyring:`` and ``encrypted:``.
 
 Kept apart from `headwater._secrets` (which needs pydantic) so registering them costs
 nothing; ``keyring`` itself is imported only when a keyring reference is resolved, and
 every keyring call runs under a timeout because keyring can block forever on a headless
-machine waiting for an unlock prompt nobody will answer.
+machine waiting for an unlock prompt nobody will answer. ``encrypted:`` needs no keyring:
+its store (and the optional ``cryptography`` package) is imported only when one is resolved.
 """
 
 from __future__ import annotations
@@ -153,3 +154,11 @@ def keyring_delete(service: str, username: str) -> None:
         raise
     except Exception as exc:
         raise _keyring_errors(exc, what) from None
+
+
+def resolve_encrypted(name: str) -> str:
+    """``encrypted:NAME`` — a value in the encrypted secret store (`headwater._encrypted`)."""
+    # Imported here: the store needs the optional cryptography package only when used.
+    from headwater._encrypted import EncryptedSecrets
+
+    return EncryptedSecrets().get(name)

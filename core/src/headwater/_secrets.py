@@ -5,8 +5,9 @@ A config field typed `Secret` accepts
 
 * a literal string (``"hunter2"``),
 * a reference ``SCHEME:REST`` whose scheme has a registered resolver — core ships
-  ``env:NAME``, ``file:PATH`` and ``keyring:SERVICE/USERNAME``; plugins add more through
-  the ``register_credential_resolvers`` hook,
+  ``env:NAME``, ``file:PATH``, ``keyring:SERVICE/USERNAME`` and ``encrypted:NAME`` (the
+  Fernet-encrypted store of `headwater._encrypted`, for servers without a keyring);
+  plugins add more through the ``register_credential_resolvers`` hook,
 * in Python, a callable returning the secret (called again for every new connection, so
   rotation works).
 

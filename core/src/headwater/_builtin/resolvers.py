@@ -1,11 +1,11 @@
-"""The ``env:``, ``file:`` and ``keyring:`` secret-reference schemes."""
+"""The ``env:``, ``file:``, ``keyring:`` and ``encrypted:`` secret-reference schemes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from headwater._resolvers import resolve_env, resolve_file, resolve_keyring
+from headwater._resolvers import resolve_encrypted, resolve_env, resolve_file, resolve_keyring
 
 if TYPE_CHECKING:
     from headwater._secrets import CredentialResolver
@@ -14,4 +14,9 @@ from headwater.hookspecs import hookimpl
 
 @hookimpl
 def register_credential_resolvers() -> Mapping[str, CredentialResolver]:
-    return {"env": resolve_env, "file": resolve_file, "keyring": resolve_keyring}
+    return {
+        "env": resolve_env,
+        "file": resolve_file,
+        "keyring": resolve_keyring,
+        "encrypted": resolve_encrypted,
+    }
