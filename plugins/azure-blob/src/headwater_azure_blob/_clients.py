@@ -223,11 +223,11 @@ def _register_signature(token: str) -> None:
 def _identity_credential(
     config: AzureBlobConfig, secret: Callable[[str], str], *, aio: bool
 ) -> Any:
+    import importlib
+
     try:
-        if aio:
-            import azure.identity.aio as identity
-        else:
-            import azure.identity as identity
+        # One name for either module: the sync and aio credentials share their names.
+        identity: Any = importlib.import_module("azure.identity.aio" if aio else "azure.identity")
     except ImportError:
         raise ConfigError(
             f"identity={config.identity!r} needs azure-identity",

@@ -209,6 +209,40 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         """Azure SDK exceptions → headwater errors (see ``_errors.translate``)."""
         return translate(exc, auth_field=self.config.auth_field)
 
+    def filesystem(self) -> Any:
+        """
+        An fsspec filesystem (adlfs, under fsspec's ``DirFileSystem``) rooted at this
+        source's container and prefix, with the source's credential resolved by
+        headwater: ``pandas.read_parquet("daily/x.parquet", filesystem=fs)``,
+        ``pyarrow.dataset.dataset("daily/", filesystem=fs)``, dask. Needs
+        ``headwater-azure-blob[fsspec]``. The filesystem is adlfs's own (writes through
+        it overwrite; no etag pinning): the connector's guarantees are for its own
+        operations. Each call makes a new filesystem; it holds the credential, as a
+        client does, so pickling it (dask does, to ship it to workers) carries it too.
+        """
+        self._ensure_open()
+        from headwater_azure_blob._fsspec import build_filesystem
+
+        with translated(self.config.auth_field, "connect"):
+            return build_filesystem(self.config, self.secret)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """
+        The HTTP connection pools of the open clients (``sync`` / ``async``; none before
+        first use), in the shape of every headwater connector's ``stats()``: ``size``,
+        ``in_use``, ``idle``, ``waiting``, ``max_size``, and for the sync client ``opened``
+        and ``requests``. What the HTTP libraries do not count (closings, errors, and for
+        aiohttp connections made) is absent, not 0: see the README.
+        """
+        from headwater_azure_blob._stats import async_stats, sync_stats
+
+        stats: dict[str, dict[str, int]] = {}
+        if self._sync is not None:
+            stats["sync"] = sync_stats(self._sync)
+        if self._aio is not None:
+            stats["async"] = async_stats(self._aio)
+        return stats
+
     def release(self) -> None:
         """Close the sync client; close the aio client too when its loop allows it."""
         sync, self._sync, self._sync_container = self._sync, None, None
