@@ -152,6 +152,21 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         self._aio_loop: asyncio.AbstractEventLoop | None = None
         #: What `written_state` saw, by (stream, key): a continuing write requires it.
         self._seen: dict[tuple[str, str], Seen] = {}
+        from headwater_azure_blob._fork import track
+
+        track(self)
+
+    def _forget_clients_after_fork(self) -> builtins.list[Any]:
+        """
+        In the child of ``os.fork()``: drop the parent's clients (returned, to be kept
+        unclosed: see `_fork`) so the first use makes the child's own. The lock is new:
+        another thread of the parent may have held it.
+        """
+        inherited = [c for c in (self._sync, self._aio, self._aio_guard) if c is not None]
+        self._lock = threading.Lock()
+        self._sync = self._sync_container = None
+        self._aio = self._aio_container = self._aio_guard = self._aio_loop = None
+        return inherited
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> AzureBlobConnector:
