@@ -36,6 +36,7 @@ from headwater import hookspecs
 from headwater._redact import get_logger, redact
 from headwater._version import API_VERSION, __version__
 from headwater.errors import (
+    ConfigError,
     DuplicateConnector,
     PluginError,
     PluginIncompatible,
@@ -714,7 +715,26 @@ class Registry:
         A connector for ``target``: a connector id with ``config``, or a URL.
 
         ``connect("files", {"root": "data"})`` / ``connect("postgresql://u@h/db")``.
+        ``env_prefix="BILLING_"`` (and optionally ``env_file=".env"``) also reads the config
+        from ``BILLING_*`` environment variables (``__`` nests: ``BILLING_AUTH__TOKEN``);
+        ``config`` and keywords win over them (see `headwater._settings`).
         """
+        env_prefix = options.pop("env_prefix", None)
+        env_file = options.pop("env_file", None)
+        if env_prefix is not None or env_file is not None:
+            if "://" in target or env_prefix is None:
+                raise ConfigError(
+                    "env_prefix= (and env_file=) apply to a connector id, not a URL; "
+                    "env_file= needs env_prefix=",
+                    field="env_prefix",
+                    hint='connect("rest", env_prefix="BILLING_")',
+                )
+            from headwater._settings import config_from_env, merge_config
+
+            cls = self.connector_class(target)
+            found = config_from_env(cls.Config, prefix=env_prefix, env_file=env_file)
+            config = merge_config(found, {**dict(config or {}), **options})
+            options = {}
         if "://" in target:
             connector_id = self.connector_for_url(target)
             cls = self.connector_class(connector_id)
