@@ -65,6 +65,9 @@ class CountingConnector(Connector[CountConfig]):
             raise SourceError(f"no directory {self.config.root}", field="root")
         return "directory present"
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"pool": {"size": 1, "in_use": 0}}
+
     def metadata(self, item: str) -> dict[str, Any]:
         with self._counter_lock:
             type(self).metadata_calls += 1
@@ -363,3 +366,20 @@ def test_per_call_ttl_of_the_read_through_cache(
     with pytest.raises(ValueError, match="ttl"):
         reg.cache_metadata("a", "x", {}, ttl=-1)
     reg.close_all()
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+
+async def test_stats_per_live_source(reg: SourceRegistry, tmp_path: Path) -> None:
+    """stats() aggregates the live connectors that count their pools; opens nothing."""
+    reg.add("a", "counting", {"root": str(tmp_path)})
+    reg.add("b", "counting", {"root": str(tmp_path)})
+    reg.add("plain", "files", {"root": str(tmp_path)})
+    assert {} == reg.stats()
+    assert 0 == CountingConnector.built
+    reg.connector("a")
+    reg.connector("plain")  # no stats(): absent
+    assert {"a": {"pool": {"size": 1, "in_use": 0}}} == await reg.astats()
+    reg.remove("a")
+    assert {} == reg.stats()

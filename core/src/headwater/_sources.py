@@ -915,6 +915,23 @@ class SourceRegistry:
         if first is not None:
             raise first
 
+    def stats(self) -> dict[str, Any]:
+        """
+        Pool statistics per source: ``{name: connector.stats()}`` for every live connector
+        that has a ``stats()`` method (PostgreSQL, azure-blob, ...).
+
+        Sources without a live connector are absent (nothing was opened for them, and
+        nothing is opened here), as are live connectors that keep no pool to count.
+        """
+        with self._lock:
+            live = [(name, entry.connector) for name, entry in sorted(self._live.items())]
+        result: dict[str, Any] = {}
+        for name, connector in live:
+            stats = getattr(connector, "stats", None)
+            if callable(stats) and not connector.closed:
+                result[name] = stats()
+        return result
+
     # --- async twins: each runs its sync method in a worker thread --------------------------
     # The registry is thread-safe, and building a connector, reading or writing the store
     # and checking a connection may all block; the event loop must not.
@@ -970,6 +987,10 @@ class SourceRegistry:
     async def ametadata(self, name: str, item: str, *, ttl: float | None = None) -> dict[str, Any]:
         """Async twin of `metadata`."""
         return await asyncio.to_thread(lambda: self.metadata(name, item, ttl=ttl))
+
+    async def astats(self) -> dict[str, Any]:
+        """Async twin of `stats`."""
+        return await asyncio.to_thread(self.stats)
 
     async def aclose_all(self) -> None:
         """
