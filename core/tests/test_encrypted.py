@@ -82,6 +82,15 @@ def test_wrong_key_is_a_clear_error_without_values(store: EncryptedSecrets) -> N
     assert wrong not in text
 
 
+def test_set_with_another_key_is_refused(store: EncryptedSecrets) -> None:
+    """Adding a value with a key that cannot read the store changes nothing."""
+    store.set("a", VALUE)
+    before = store.path.read_bytes()
+    with pytest.raises(CredentialError, match="not the key"):
+        EncryptedSecrets(store.path, key=generate_key()).set("b", OTHER)
+    assert before == store.path.read_bytes()
+
+
 def test_malformed_key_is_refused_without_echo(tmp_path: Path) -> None:
     """A key that is no Fernet key is named as such, not echoed."""
     bad = "not-a-fernet-key-but-a-secret-typo"

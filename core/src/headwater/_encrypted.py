@@ -235,6 +235,14 @@ class EncryptedSecrets:
         token = fernet.encrypt(value.encode("utf-8")).decode("ascii")
         with self._locked():
             secrets = self._read()
+            # A store readable by one key only: a value added with another key would be
+            # unreadable to every process holding the store's key.
+            others = [t for n, t in secrets.items() if n != name]
+            if others:
+                try:
+                    fernet.decrypt(others[0].encode("ascii"))
+                except _cryptography().InvalidToken:
+                    raise self._wrong_key(f"the store {self._path}") from None
             secrets[name] = token
             self._write(secrets)
 
