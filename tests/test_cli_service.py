@@ -62,3 +62,11 @@ def test_sources_owner_environment_labels(env: dict[str, str], tmp_path: Path) -
     bad = run("sources", "list", "--label", "nokey", env=env)
     assert 2 == bad.returncode
     assert "KEY=VALUE" in bad.stderr
+
+
+def test_doctor_masks_the_encrypted_store_key(env: dict[str, str]) -> None:
+    """HEADWATER_SECRETS_KEY is a secret: `doctor` names it but never shows it."""
+    key = "ZmFrZS1rZXktZm9yLWRvY3Rvci10ZXN0LW9ubHktMzI="
+    proc = run("doctor", "--json", env={**env, "HEADWATER_SECRETS_KEY": key})
+    assert key not in proc.stdout + proc.stderr
+    assert "HEADWATER_SECRETS_KEY" in json.loads(proc.stdout)["environment"]
