@@ -172,3 +172,15 @@ def test_existing_table_and_declared_schema_are_unchanged(pg, pg_admin, pg_schem
     pg.write(f"{pg_schema}.t", [[{"v": 1}]], schema={"v": "smallint"})
     pg.write(f"{pg_schema}.t", [[{"v": 2}]])
     assert _types(pg_admin, pg_schema, "t") == {"v": "smallint"}
+
+
+def test_inferred_table_with_hostile_names_is_created_literally(pg, pg_admin, pg_schema):
+    """Table and column names from the records are identifiers, never SQL."""
+    pg_admin.execute(f'CREATE TABLE "{pg_schema}".y (id int)')
+    hostile = 'x"; DROP TABLE y; --'
+    name = f'{pg_schema}."{hostile.replace(chr(34), chr(34) * 2)}"'
+    pg.write(name, [[{'c"); DROP TABLE y; --': 1}]])
+    assert _types(pg_admin, pg_schema, hostile.replace('"', '""')) == {
+        'c"); DROP TABLE y; --': "bigint"
+    }
+    assert pg_admin.execute(f'SELECT count(*) FROM "{pg_schema}".y').fetchone() == (0,)
