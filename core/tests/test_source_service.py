@@ -383,3 +383,17 @@ async def test_stats_per_live_source(reg: SourceRegistry, tmp_path: Path) -> Non
     assert {"a": {"pool": {"size": 1, "in_use": 0}}} == await reg.astats()
     reg.remove("a")
     assert {} == reg.stats()
+
+
+async def test_atest_without_live_connector_closes_its_probe(
+    reg: SourceRegistry, tmp_path: Path
+) -> None:
+    """atest opens a connector only when none is live, and closes it (async) afterwards."""
+    await reg.aadd("a", "counting", {"root": str(tmp_path)})
+    result = await reg.atest("a")
+    assert result.ok
+    assert "directory present" == result.message
+    assert 1 == CountingConnector.built
+    assert {} == reg.stats()  # nothing left live
+    reg.add("gone", "counting", {"root": str(tmp_path / "missing")})
+    assert not (await reg.atest("gone")).ok

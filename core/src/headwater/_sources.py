@@ -970,15 +970,24 @@ class SourceRegistry:
 
     async def atest(self, name: str) -> CheckResult:
         """
-        Async twin of `test`; a live connector is checked with its own `acheck` (a natively
-        async connector does not use a thread for it).
+        Async twin of `test`; the check runs through the connector's `acheck` (a natively
+        async connector needs no thread for it), and a connector opened for it is closed
+        with `aclose`.
         """
         source = await asyncio.to_thread(self.get, name)
         with self._lock:
             live = self._reusable(name, source)
         if live is not None:
             return await live.acheck()
-        return await asyncio.to_thread(self.test, name)
+        probe = await asyncio.to_thread(self._build, source)
+        try:
+            return await probe.acheck()
+        finally:
+            try:
+                await probe.aclose()
+            except Exception as exc:
+                message = exc.message if isinstance(exc, HeadwaterError) else type(exc).__name__
+                logger.warning("closing the connector of source %s failed: %s", name, message)
 
     async def aremove(self, name: str) -> None:
         """Async twin of `remove` (closes the source's live connector)."""
