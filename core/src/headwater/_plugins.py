@@ -774,5 +774,10 @@ def set_registry(registry: Registry | None) -> Registry | None:
 
 
 def connect(target: str, config: Mapping[str, Any] | None = None, **options: Any) -> Connector[Any]:
-    """A connector for a connector id plus config, or a URL, from the process-wide registry."""
+    """
+    A connector for a connector id plus config, or a URL, from the process-wide registry.
+
+    ``env_prefix=`` (and ``env_file=``) read the config from the environment too: see
+    `Registry.connect`.
+    """
     return get_registry().connect(target, config, **options)

@@ -298,9 +298,10 @@ class SourceRegistry:
             ``ttl`` of its own) is reused; ``0`` turns the read-through cache off.
         clock: monotonic clock for the metadata cache (tests inject a fake one).
 
-    Every method has an ``a``-prefixed async twin (`aadd`, `aconnector`, `atest`,
-    `aremove`, `aclose_all`, `ametadata`) that runs it in a worker thread, so an asyncio
-    service's event loop never waits on a file, a lock or a connection.
+    The methods that may block have an ``a``-prefixed async twin (`aadd`, `aconnector`,
+    `atest`, `aremove`, `ametadata`, `astats`, `aclose_all`) that runs the work in a
+    worker thread (or the connector's own async method), so an asyncio service's event
+    loop never waits on a file, a lock or a connection.
 
     Use it as a context manager (sync or async), or call `close_all`, to close the live
     connectors.
