@@ -70,3 +70,11 @@ def test_doctor_masks_the_encrypted_store_key(env: dict[str, str]) -> None:
     proc = run("doctor", "--json", env={**env, "HEADWATER_SECRETS_KEY": key})
     assert key not in proc.stdout + proc.stderr
     assert "HEADWATER_SECRETS_KEY" in json.loads(proc.stdout)["environment"]
+
+
+def test_doctor_shows_where_the_encrypted_store_and_its_key_file_are(env: dict[str, str]) -> None:
+    """The two paths are settings a user checks with doctor; only the key itself is masked."""
+    paths = {"HEADWATER_SECRETS_FILE": "store.json", "HEADWATER_SECRETS_KEY_FILE": "key.txt"}
+    proc = run("doctor", "--json", env={**env, **paths})
+    shown = json.loads(proc.stdout)["environment"]
+    assert all(shown[name] == value for name, value in paths.items()), shown

@@ -185,6 +185,8 @@ _DOCTOR_PLAIN_ENV = frozenset(
         "HEADWATER_PLUGINS",
         "HEADWATER_STRICT_PLUGINS",
         "HEADWATER_SOURCES_FILE",
+        "HEADWATER_SECRETS_FILE",  # where the encrypted store is: a path, not its key
+        "HEADWATER_SECRETS_KEY_FILE",
     }
 )
 
