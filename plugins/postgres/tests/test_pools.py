@@ -7,6 +7,8 @@ import multiprocessing
 import time
 from typing import Any
 
+import pytest
+
 from headwater_postgres import PostgresConnector
 
 _PID = "SELECT pg_backend_pid() AS pid"
@@ -137,5 +139,39 @@ def test_fork_child_reconnects_and_parent_keeps_its_sessions(pg_dsn, pg_admin, p
         assert before <= _sessions(pg_admin, app_name)
         assert _backend(connector) == parent_pid
         assert _rows(connector, table, key="id") == [*expected, {"id": 101}]
+    finally:
+        connector.close()
+
+
+def test_stats_waiting_and_errors(pg_dsn, app_name):
+    """
+    A request waiting for the only pooled connection shows in `waiting`; one that timed
+    out waiting, in `errors`.
+    """
+    import threading
+
+    from headwater import ConnectionFailed
+
+    connector = PostgresConnector(
+        {"url": pg_dsn, "application_name": app_name, "pool_max_size": 1, "pool_timeout": 2.0}
+    )
+    try:
+        reading = connector.read("SELECT generate_series(1, 10) AS n", key="n", batch_size=2)
+        next(reading)  # holds the only connection
+        with pytest.raises(ConnectionFailed) as info:
+            connector.execute("SELECT 1")
+        assert info.value.field == "pool_timeout"
+        assert connector.stats()["sync"]["errors"] >= 1
+
+        waiter = threading.Thread(target=connector.execute, args=("SELECT pg_sleep(0)",))
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while connector.stats()["sync"]["waiting"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert connector.stats()["sync"]["waiting"] == 1
+        reading.close()  # gives the connection back: the waiting request gets it
+        waiter.join(10)
+        assert not waiter.is_alive()
+        assert connector.stats()["sync"]["waiting"] == 0
     finally:
         connector.close()

@@ -352,9 +352,13 @@ class PostgresConnector(Connector[PostgresConfig]):
         ``min_size``, ``max_size`` and ``requests``. JSON-ready, for health endpoints.
         `pool_stats` gives psycopg_pool's own counters.
         """
-        from headwater_postgres._service import pool_stats
+        from headwater_postgres._service import live_waiting, pool_stats
 
-        return {name: pool_stats(raw) for name, raw in self.pool_stats().items()}
+        stats: dict[str, dict[str, int]] = {}
+        for name, pool in (("sync", self._pool), ("async", self._apool)):
+            if pool is not None:
+                stats[name] = pool_stats(pool.get_stats(), waiting=live_waiting(pool))
+        return stats
 
     def release(self) -> None:
         with self._lock:

@@ -121,7 +121,26 @@ def execute_error(exc: BaseException, *, target: str) -> HeadwaterError:
 # --- pool statistics ----------------------------------------------------------------------
 
 
-def pool_stats(raw: dict[str, int]) -> dict[str, int]:
+def live_waiting(pool: Any) -> int | None:
+    """
+    Requests waiting for a connection now. psycopg_pool's ``requests_waiting`` also counts
+    requests that already gave up (timed out) until a connection is returned; its queue's
+    entries tell them apart (read defensively: None when a release moves them).
+    """
+    waiting = getattr(pool, "_waiting", None)
+    if waiting is None:
+        return None
+    try:
+        return sum(
+            1
+            for client in list(waiting)
+            if getattr(client, "conn", None) is None and getattr(client, "error", None) is None
+        )
+    except Exception:
+        return None
+
+
+def pool_stats(raw: dict[str, int], *, waiting: int | None = None) -> dict[str, int]:
     """
     psycopg_pool's ``get_stats()`` in the uniform shape, its own counters kept beside.
 
@@ -130,6 +149,7 @@ def pool_stats(raw: dict[str, int]) -> dict[str, int]:
     expired, idle-shrunk, broken and bad returns all end up here); ``errors`` adds failed
     connection attempts and failed requests (timeouts, too many waiting); ``lost`` is
     connections found broken (on checkout, when ``check`` runs, or when returned).
+    ``waiting`` is `live_waiting` when given.
     """
     size = raw.get("pool_size", 0)
     idle = raw.get("pool_available", 0)
@@ -138,7 +158,7 @@ def pool_stats(raw: dict[str, int]) -> dict[str, int]:
         "size": size,
         "in_use": max(0, size - idle),
         "idle": idle,
-        "waiting": raw.get("requests_waiting", 0),
+        "waiting": raw.get("requests_waiting", 0) if waiting is None else waiting,
         "opened": opened,
         "closed": max(0, opened - size),
         "errors": raw.get("connections_errors", 0) + raw.get("requests_errors", 0),
