@@ -121,3 +121,13 @@ def test_closed_connector_and_plain_http_are_refused(parquet_source):
     remote = {**parquet_source, "account_url": "http://example.invalid", "account_name": "acct"}
     with pytest.raises(ConfigError, match="plain http"):
         AzureBlobConnector(remote).filesystem()
+    key = parquet_source["account_key"]
+    remote_cs = {
+        "connection_string": f"DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={key};"
+        "BlobEndpoint=http://example.invalid/acct;",
+        "container": parquet_source["container"],
+    }
+    with pytest.raises(ConfigError, match="plain http") as info:
+        AzureBlobConnector(remote_cs).filesystem()
+    assert info.value.field == "connection_string"
+    assert key not in str(info.value)

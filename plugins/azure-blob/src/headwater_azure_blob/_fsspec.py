@@ -39,6 +39,7 @@ def build_filesystem(config: AzureBlobConfig, secret: Callable[[str], str]) -> A
     from headwater_azure_blob._clients import (
         _connection_string,
         _endpoint_credential,
+        _malformed_connection_string,
         protect_sdk_logs,
         refuse_plain_http,
     )
@@ -52,7 +53,14 @@ def build_filesystem(config: AzureBlobConfig, secret: Callable[[str], str]) -> A
         "read_timeout": math.ceil(config.read_timeout),
     }
     if config.connection_string is not None:
-        options["connection_string"] = _connection_string(secret)
+        from azure.storage.blob import BlobServiceClient
+
+        value = _connection_string(secret)
+        with _malformed_connection_string():
+            # Parsed by the SDK (no request) for the endpoint it names.
+            endpoint = BlobServiceClient.from_connection_string(value).url
+        refuse_plain_http(endpoint, config)
+        options["connection_string"] = value
     else:
         endpoint, credential = _endpoint_credential(config, secret, aio=True)
         refuse_plain_http(endpoint, config)
