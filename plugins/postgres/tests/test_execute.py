@@ -130,3 +130,21 @@ async def test_async_execute_and_executemany(apg, pg_admin, pg_schema):
         await apg.aexecute("SELECT 1; SELECT 2")
     assert info.value.field == "sql"
     assert "async" in apg.stats()
+
+
+def test_composed_sql_is_taken_and_other_types_refused(pg, pg_admin, pg_schema):
+    """psycopg.sql objects compose identifiers safely; bytes or None are not SQL text."""
+    from psycopg import sql
+
+    name = 'odd "name"'
+    statement = sql.SQL("CREATE TABLE {} (v int)").format(sql.Identifier(pg_schema, name))
+    assert pg.execute(statement).status == "CREATE TABLE"
+    found = pg_admin.execute(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+        (pg_schema, name),
+    ).fetchone()
+    assert found == (1,)
+    for wrong in (b"SELECT 1", None):
+        with pytest.raises(ConfigError) as info:
+            pg.execute(wrong)
+        assert info.value.field == "sql"
