@@ -20,7 +20,14 @@ from tests.fix_http import (
 EXAMPLES = Path(__file__).parent.parent / "examples"
 #: Examples that need a real authorization server (discovery, signed assertions).
 OIDC_EXAMPLES = ["oauth2_private_key_jwt.yaml"]
-NAMES = sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name not in OIDC_EXAMPLES)
+#: Examples for an API with its own conventions, run by test_conventions.py against a
+#: server that answers as that API does (GitHub's GraphQL).
+CONVENTION_EXAMPLES = ["graphql.yaml"]
+NAMES = sorted(
+    p.name
+    for p in EXAMPLES.glob("*.yaml")
+    if p.name not in OIDC_EXAMPLES and p.name not in CONVENTION_EXAMPLES
+)
 
 
 @pytest.fixture

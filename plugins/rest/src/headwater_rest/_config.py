@@ -8,6 +8,7 @@ configuration reference; every field carries a description.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -414,15 +415,105 @@ AuthConfig = Annotated[
 ]
 
 
+# --- paths into JSON ------------------------------------------------------------------------
+
+#: The path language, as documented in the README and quoted in errors.
+PATH_LANGUAGE: Final = (
+    "a dotted path (data.items, data.-1.id: negative indexes count from the end) or the "
+    "JSONPath subset $, .name, ['name'], [index] (negative too) and, for records only, a "
+    "final [*] or .*"
+)
+
+_PATH_TOKEN: Final = re.compile(
+    r"""\.?(?P<name>[^.\[\]'"*$@?()]+)"""
+    r"""|\[(?P<index>-?\d+)\]"""
+    r"""|\[(?P<quote>['"])(?P<key>[^'"]*)(?P=quote)\]"""
+)
+
+
+def parse_path(path: str, *, wildcard: bool = False) -> list[str]:
+    """
+    ``path`` as its steps (``"$.data[-1]['id']"`` → ``["data", "-1", "id"]``, ``[]`` for
+    the root). Anything outside the documented language (slices, filters, recursive
+    descent, unions, a wildcard other than a final one where ``wildcard`` allows it)
+    raises `ValueError`: such a path would otherwise find nothing, silently.
+    """
+    text = path.strip()
+    if text.startswith("$"):
+        text = text[1:]
+    if wildcard:
+        for tail in ("[*]", ".*"):
+            if text.endswith(tail):
+                text = text[: -len(tail)]
+                break
+    steps: list[str] = []
+    pos = 0
+    while pos < len(text):
+        if text.startswith("..", pos):
+            raise ValueError(
+                f"path {path!r}: recursive descent (..) is not supported; {PATH_LANGUAGE}"
+            )
+        match = _PATH_TOKEN.match(text, pos)
+        if match is None or (pos > 0 and match.group("name") and text[pos] != "."):
+            rest = text[pos:]
+            if re.match(r"\[-?\d*:", rest):
+                what = "a slice"
+            elif rest.startswith("[?"):
+                what = "a filter"
+            elif "*" in rest[:3]:
+                what = "a wildcard"
+            else:
+                what = repr(rest[:12])
+            hint = ""
+            if re.match(r"\[-1:\]", rest):
+                hint = " (for the last item write .-1 or [-1])"
+            raise ValueError(f"path {path!r}: {what} is not supported{hint}; {PATH_LANGUAGE}")
+        steps.append(match.group("name") or match.group("index") or match.group("key") or "")
+        pos = match.end()
+    return steps
+
+
+def _checked_path(value: str | None, *, wildcard: bool = False) -> str | None:
+    if value is not None:
+        parse_path(value, wildcard=wildcard)
+    return value
+
+
 # --- pagination ----------------------------------------------------------------------------
+
+
+#: Where pagination parameters go: ``inject`` of every style.
+Inject = Literal["query", "body", "header"]
+_INJECT_DESCRIPTION: Final = (
+    "Where the pagination parameters go: ``query`` parameters, the JSON ``body`` (the "
+    "parameter name is then a dotted path into it, ``start_cursor`` or ``variables.after``; "
+    "the first request's body is the stream's json; needs method: POST) or request "
+    "``header`` s."
+)
 
 
 class _PaginationBase(_Tagged):
     stop_on_empty: bool = Field(
         default=True,
         description="End the stream at the first page without records, whatever the "
-        "response says about more pages.",
+        "response says about more pages; but an empty page that says more follow "
+        "(has_more_path true, or a total beyond what was read) without a cursor to them is "
+        "a PaginationError, not an end.",
     )
+    inject: Inject = Field(default="query", description=_INJECT_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _paths(self) -> _PaginationBase:
+        # Every *_path setting is in the path language, or the config does not load.
+        for name in type(self).model_fields:
+            if name.endswith("_path"):
+                value = getattr(self, name)
+                if isinstance(value, str):
+                    try:
+                        parse_path(value)
+                    except ValueError as exc:
+                        raise ValueError(f"{name}: {exc}") from None
+        return self
 
 
 class NoPagination(_PaginationBase):
@@ -510,7 +601,16 @@ class PageNumberPagination(_PaginationBase):
         return self
 
 
-class NextUrlPagination(_PaginationBase):
+class _UrlPagination(_PaginationBase):
+    @field_validator("inject")
+    @classmethod
+    def _query_only(cls, value: str) -> str:
+        if value != "query":
+            raise ValueError("inject: the next page's URL carries its own position; use query")
+        return value
+
+
+class NextUrlPagination(_UrlPagination):
     """The response body carries the URL of the next page."""
 
     type: Literal["next_url"] = "next_url"
@@ -519,7 +619,7 @@ class NextUrlPagination(_PaginationBase):
     )
 
 
-class LinkHeaderPagination(_PaginationBase):
+class LinkHeaderPagination(_UrlPagination):
     """The RFC 8288 ``Link`` response header names the next page (``rel="next"``)."""
 
     type: Literal["link"] = "link"
@@ -533,6 +633,7 @@ class PluginPagination(BaseModel):
 
     type: str = Field(min_length=1, description="The style name a plugin registered.")
     stop_on_empty: bool = Field(default=True, description="End the stream at an empty page.")
+    inject: Inject = Field(default="query", description=_INJECT_DESCRIPTION)
 
     def settings(self) -> dict[str, Any]:
         """The style's settings minus ``type``, as written."""
@@ -573,6 +674,12 @@ class IncrementalConfig(_Model):
     initial: str | int | float | None = Field(
         default=None, description="Value sent on the very first run; omit to send nothing."
     )
+
+    @field_validator("field")
+    @classmethod
+    def _field_path(cls, value: str) -> str:
+        parse_path(value)
+        return value
 
 
 class ParentConfig(_Model):
@@ -640,6 +747,20 @@ class StreamConfig(_Model):
     def _one_key(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("records")
+    @classmethod
+    def _records_path(cls, value: str | None) -> str | None:
+        return _checked_path(value, wildcard=True)
+
+    @model_validator(mode="after")
+    def _body_needs_post(self) -> StreamConfig:
+        if self.pagination.inject == "body":
+            if self.method != "POST":
+                raise ValueError("pagination.inject: body needs method: POST (a JSON body)")
+            if self.json_body is not None and not isinstance(self.json_body, dict):
+                raise ValueError("pagination.inject: body needs json to be an object")
+        return self
+
     @field_validator("path")
     @classmethod
     def _relative(cls, value: str) -> str:
@@ -672,6 +793,31 @@ class RetrySettings(_Model):
     timeout: float = Field(
         default=120.0, gt=0, description="Give up retrying one request after this long."
     )
+    statuses: list[int] = Field(
+        default_factory=lambda: [408, 429, 502, 503, 504],
+        description="HTTP statuses tried again (add 500 for an API whose 500s are passing). "
+        "A 403 that announces an exhausted rate limit counts as a 429.",
+    )
+    max_rate_limit_wait: float = Field(
+        default=900.0,
+        ge=0,
+        description="Longest wait, in seconds, for an announced rate-limit reset; a longer "
+        "one ends the read with a rate_limited error saying when the limit resets (the "
+        "saved state resumes there).",
+    )
+    rate_limit_reset: Literal["auto", "epoch", "delta"] = Field(
+        default="auto",
+        description="How X-RateLimit-Reset is read: epoch seconds (GitHub), delta seconds, "
+        "or auto (values past 10^9 are epoch seconds). RateLimit-Reset is always delta.",
+    )
+
+    @field_validator("statuses")
+    @classmethod
+    def _http_statuses(cls, value: list[int]) -> list[int]:
+        bad = [s for s in value if not 400 <= s <= 599]
+        if bad:
+            raise ValueError(f"not an HTTP error status (400-599): {bad[0]}")
+        return value
 
 
 class BreakerSettings(_Model):

@@ -549,13 +549,21 @@ class _StreamRun:
         params: dict[str, Any] = dict(self.params)
         if c.incremental is not None and self.since is not None:
             params[c.incremental.param] = self.since
-        params.update(request.params)
+        body = c.json_body
+        headers = self.headers
+        inject = c.pagination.inject
+        if inject == "query":
+            params.update(request.params)
+        elif inject == "header":
+            headers = {**headers, **{k: str(v) for k, v in request.params.items()}}
+        elif request.params:
+            body = with_values(body, request.params)
         return RequestSpec(
             method=c.method,
             path=self.path,
             params=params,
-            json=c.json_body,
-            headers=self.headers,
+            json=body,
+            headers=headers,
         )
 
     def flow(self) -> PageFlow:
@@ -769,6 +777,28 @@ def _pagination_styles(registry: Registry) -> dict[str, Any]:
                 continue
             styles[name] = factory
     return styles
+
+
+def with_values(body: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    A copy of the JSON ``body`` (an object, or ``None`` for ``{}``) with each dotted name
+    of ``values`` set (``variables.after`` sets ``after`` inside ``variables``, creating
+    the objects on the way). The stream's own body is never changed.
+    """
+    import copy
+
+    result: dict[str, Any] = copy.deepcopy(body) if isinstance(body, dict) else {}
+    for name, value in values.items():
+        *parents, last = name.split(".")
+        target = result
+        for part in parents:
+            child = target.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                target[part] = child
+            target = child
+        target[last] = value
+    return result
 
 
 def _fill_path(template: str, path_vars: tuple[str, Mapping[str, Any]]) -> str:

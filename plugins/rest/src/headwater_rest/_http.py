@@ -35,6 +35,7 @@ from headwater import (
     ConnectorError,
     HeadwaterError,
     NotFound,
+    RateLimited,
     RetryPolicy,
     TLSFailure,
     breaker_for,
@@ -43,6 +44,13 @@ from headwater import (
     loads_json,
     parse_retry_after,
     redact,
+)
+from headwater._ratelimit import (
+    RateBudget,
+    RateLimitInfo,
+    Slot,
+    is_rate_limited,
+    parse_rate_limit,
 )
 from headwater_rest.__about__ import __version__
 from headwater_rest._config import BreakerSettings, RestConfig, has_credentials
@@ -334,18 +342,46 @@ def _tls_refusal(what: str, exc: BaseException) -> TLSFailure:
     )
 
 
-def status_error(sent: Outgoing, response: httpx.Response) -> HeadwaterError:
-    """The headwater error for an HTTP error response."""
+def status_error(
+    sent: Outgoing,
+    response: httpx.Response,
+    *,
+    retry_statuses: frozenset[int] | None = None,
+    info: RateLimitInfo | None = None,
+) -> HeadwaterError:
+    """
+    The headwater error for an HTTP error response. ``retry_statuses`` (``retry.statuses``)
+    decides which are retried; ``info`` is the response's rate-limit headers.
+    """
     status = response.status_code
     message = f"{sent.what} returned {status} {response.reason_phrase}".rstrip()
     detail = _detail(response)
     if detail:
         message += f": {detail}"
+    if info is None:
+        info = parse_rate_limit(response.headers)
     if status == 404:
-        return NotFound(message, field="path", hint="check base_url and the stream's path")
-    field = "auth" if status in (401, 403) else None
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
-    return error_for_status(status, message, retry_after=retry_after, field=field)
+        error: HeadwaterError = NotFound(
+            message, field="path", hint="check base_url and the stream's path"
+        )
+    elif is_rate_limited(status, info):
+        # GitHub's primary limit is a 403 with X-RateLimit-Remaining: 0: a limit to wait
+        # out, not a permission problem. The wait itself is the rate budget's (it holds
+        # every reader until the reset), so the retry adds only its jitter.
+        error = RateLimited(
+            message,
+            retry_after=0.0 if info.wait is not None else None,
+            hint="the API's rate limit is exhausted; the read waits for its reset",
+        )
+    else:
+        field = "auth" if status in (401, 403) else None
+        error = error_for_status(status, message, retry_after=info.retry_after, field=field)
+    if retry_statuses is not None and status != 404:
+        limited = isinstance(error, RateLimited)
+        wanted = status in retry_statuses or (limited and 429 in retry_statuses)
+        # The instance overrides its class's flag (the retry policy reads the instance).
+        error.retryable = wanted  # type: ignore[misc]
+    return error
 
 
 def _detail(response: httpx.Response) -> str:
@@ -589,6 +625,10 @@ class Http:
         )
         interval = config.rate_limit.interval if config.rate_limit else 0.0
         self.limiter = RateLimiter(interval) if interval > 0 else None
+        # What the API announces (RateLimit / X-RateLimit headers): one budget per origin,
+        # shared by every reader of this connector, threads and async tasks alike.
+        self._budgets: dict[Origin, RateBudget] = {}
+        self.retry_statuses = frozenset(r.statuses)
         if config.verify is False:
             # allow_insecure makes this possible, not quiet: whoever runs the job sees that
             # a man in the middle would go unnoticed.
@@ -672,6 +712,53 @@ class Http:
     def _pace(self) -> float:
         return self.limiter.reserve() if self.limiter is not None else 0.0
 
+    def budget(self, url: str) -> RateBudget:
+        """The rate-limit budget of ``url``'s origin (this connector's, shared by its readers)."""
+        origin = origin_of(url)
+        with self._lock:
+            budget = self._budgets.get(origin)
+            if budget is None:
+                budget = RateBudget(jitter=self.config.retry.jitter)
+                self._budgets[origin] = budget
+            return budget
+
+    def _slot(self, budget: RateBudget, what: str) -> Slot:
+        """The next slot of ``budget``; a wait beyond retry.max_rate_limit_wait ends the read."""
+        slot = budget.reserve()
+        limit = self.config.retry.max_rate_limit_wait
+        if slot.wait > limit:
+            resets = time.time() + slot.wait
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(resets))
+            error = RateLimited(
+                f"{what}: the API's rate limit is exhausted until {when} "
+                f"({slot.wait:.0f} s, more than retry.max_rate_limit_wait: {limit:g}); "
+                "the saved state resumes from this page",
+                field="retry.max_rate_limit_wait",
+                hint="run again after the reset, or raise retry.max_rate_limit_wait",
+            )
+            error.retryable = False  # type: ignore[misc]  # waiting is what was refused
+            raise error
+        return slot
+
+    def _checked(
+        self, budget: RateBudget, slot: Slot, sent: Outgoing, response: httpx.Response
+    ) -> PageResponse:
+        """Report ``response`` to the budget; its JSON, or the error for its status."""
+        info = parse_rate_limit(response.headers, reset_style=self.config.retry.rate_limit_reset)
+        status = response.status_code
+        limited = status >= 400 and is_rate_limited(status, info)
+        budget.done(slot, info, limited=limited)
+        if limited:
+            logger.info(
+                "%s: rate limited (%d); waiting %s",
+                sent.what,
+                status,
+                f"{info.wait:.1f} s for the reset" if info.wait is not None else "a back-off",
+            )
+        if status >= 400:
+            raise status_error(sent, response, retry_statuses=self.retry_statuses, info=info)
+        return PageResponse(str(response.url), response.headers, parse_body(sent, response))
+
     def _send_once(self, out: Outgoing) -> tuple[Outgoing, httpx.Response]:
         client = self.client
         for _ in range(MAX_REDIRECTS + 1):
@@ -689,15 +776,21 @@ class Http:
         first = self.endpoint.build(spec)
         breaker = self.breaker(first.url)
 
+        budget = self.budget(first.url)
+
         def attempt() -> PageResponse:
-            delay = self._pace()
-            if delay > 0:
-                time.sleep(delay)
-            with map_errors(first.what):
-                sent, response = self._send_once(first)
-                if response.status_code >= 400:
-                    raise status_error(sent, response)
-                return PageResponse(str(response.url), response.headers, parse_body(sent, response))
+            while not (slot := self._slot(budget, first.what)).go:
+                time.sleep(slot.wait)
+            try:
+                delay = self._pace()
+                if delay > 0:
+                    time.sleep(delay)
+                with map_errors(first.what):
+                    sent, response = self._send_once(first)
+            except BaseException:
+                budget.done(slot, None)
+                raise
+            return self._checked(budget, slot, sent, response)
 
         return (policy or self.policy).call(lambda: breaker.call(attempt))
 
@@ -757,15 +850,21 @@ class Http:
         first = self.endpoint.build(spec)
         breaker = self.breaker(first.url)
 
+        budget = self.budget(first.url)
+
         async def attempt() -> PageResponse:
-            delay = self._pace()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            with map_errors(first.what):
-                sent, response = await self._asend_once(client, first)
-                if response.status_code >= 400:
-                    raise status_error(sent, response)
-                return PageResponse(str(response.url), response.headers, parse_body(sent, response))
+            while not (slot := self._slot(budget, first.what)).go:
+                await asyncio.sleep(slot.wait)
+            try:
+                delay = self._pace()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                with map_errors(first.what):
+                    sent, response = await self._asend_once(client, first)
+            except BaseException:
+                budget.done(slot, None)
+                raise
+            return self._checked(budget, slot, sent, response)
 
         return await (policy or self.policy).acall(lambda: breaker.acall(attempt))
 

@@ -23,9 +23,9 @@ mid-page and concurrent fetching are written once, in `page_flow`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
-import re
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -47,6 +47,7 @@ from headwater_rest._config import (
     NoPagination,
     OffsetPagination,
     PageNumberPagination,
+    parse_path,
 )
 from headwater_rest._errors import PaginationError
 
@@ -193,17 +194,24 @@ PageFlow: TypeAlias = Generator[Step, PageResponse | None, None]
 
 # --- reading values out of bodies ------------------------------------------------------------
 
-_JSONPATH_PREFIX = re.compile(r"^\$\.?")
-_JSONPATH_WILDCARD = re.compile(r"(\[\*\]|\.\*)$")
+
+@functools.lru_cache(maxsize=256)
+def _steps(path: str) -> tuple[str, ...]:
+    try:
+        return tuple(parse_path(path, wildcard=True))
+    except ValueError as exc:
+        # Config paths are checked when the config loads; this is a plugin's path.
+        raise ConfigError(str(exc)) from None
 
 
 def split_path(path: str | None) -> list[str]:
-    """``"$.data.items[*]"`` / ``"data.items"`` → ``["data", "items"]`` (``[]`` for the root)."""
+    """
+    ``"$.data.items[*]"`` / ``"data.items"`` → ``["data", "items"]`` (``[]`` for the root).
+    A path outside the language (`parse_path`) is a `ConfigError`, never "nothing found".
+    """
     if not path:
         return []
-    path = _JSONPATH_WILDCARD.sub("", _JSONPATH_PREFIX.sub("", path.strip()))
-    path = re.sub(r"\[(\d+)\]", r".\1", path)
-    return [part for part in path.split(".") if part]
+    return list(_steps(path))
 
 
 _MISSING = object()
@@ -297,6 +305,15 @@ class Strategy:
         """A second identity learnt from the response (its URL, for URL-following strategies)."""
         return None
 
+    def says_more(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> bool:
+        """
+        Whether the response itself says more pages follow (``has_more``, a total or page
+        count beyond this page). An empty page that says so does not end the stream.
+        """
+        return False
+
     def plan(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> list[Token]:
@@ -340,24 +357,51 @@ class CursorInBody(_CursorStrategy):
     def __init__(self, config: CursorPagination) -> None:
         super().__init__(config)
 
+    def says_more(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> bool:
+        path = self.config.has_more_path
+        return path is not None and _truthy(value_at(response.body, path))
+
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> Token | None:
-        cursor = value_at(response.body, self.config.cursor_path)
-        if self.config.has_more_path is not None:
-            has_more = value_at(response.body, self.config.has_more_path)
-            if not has_more:
+        c = self.config
+        cursor = value_at(response.body, c.cursor_path)
+        if c.has_more_path is not None:
+            if not self.says_more(token, response, records):
                 return None
-            if cursor in (None, ""):
-                logger.warning(
-                    "%s says more pages follow but gives no cursor at %s; ending the stream",
-                    self.config.has_more_path,
-                    self.config.cursor_path,
+            if cursor in (None, "", [], {}) or isinstance(cursor, bool):
+                # Ending here would report a complete read with pages missing.
+                raise PaginationError(
+                    f"the page at {_describe(token)} says more pages follow "
+                    f"({c.has_more_path} is true) but has no cursor at {c.cursor_path}; "
+                    "the records before it were delivered, and the saved state resumes at "
+                    "this page",
+                    field="pagination.cursor_path",
+                    hint="check cursor_path against the response (for the last record's id: "
+                    "data.-1.id), or report the API's missing cursor to its owner",
                 )
-                return None
-        if cursor in (None, "") or isinstance(cursor, dict | list | bool):
+        if cursor in (None, ""):
             return None
+        if isinstance(cursor, dict | list) and c.inject == "body":
+            # A structured position (Elasticsearch's search_after) goes back as JSON.
+            return {"cursor": cursor}
+        if isinstance(cursor, dict | list | bool):
+            raise PaginationError(
+                f"the page at {_describe(token)} has a {type(cursor).__name__} at "
+                f"{c.cursor_path}, not a cursor",
+                field="pagination.cursor_path",
+                hint="point cursor_path at the cursor's text or number",
+            )
         return {"cursor": str(cursor)}
+
+
+def _truthy(value: Any) -> bool:
+    """A has_more flag: JSON true, or the text "true" some APIs send."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 class CursorInHeader(_CursorStrategy):
@@ -409,10 +453,18 @@ class OffsetLimit(Strategy):
         """The record count a page states (``total_path``), for progress totals."""
         return self._total(response)
 
+    def says_more(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> bool:
+        total = self._total(response)
+        return total is not None and int(token["offset"]) + len(records) < total
+
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> Token | None:
         if not records:
+            if self.says_more(token, response, records):
+                raise _empty_but_more(token, f"{self.config.total_path} says more remain")
             return None
         # Advance by what came back, not by what was asked: a server that caps the page
         # size below `limit` must not make us skip records.
@@ -471,10 +523,18 @@ class PageNumber(Strategy):
                 return c.start + math.ceil(total / c.size) - 1
         return None
 
+    def says_more(
+        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
+    ) -> bool:
+        last = self._last(response)
+        return last is not None and int(token["page"]) < last
+
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> Token | None:
         if not records:
+            if self.says_more(token, response, records):
+                raise _empty_but_more(token, "the page count or total says more remain")
             return None
         page = int(token["page"]) + 1
         last = self._last(response)
@@ -496,6 +556,15 @@ class PageNumber(Strategy):
 
     def expected(self, token: Token) -> int | None:
         return self.config.size
+
+
+def _empty_but_more(token: Token, why: str) -> PaginationError:
+    return PaginationError(
+        f"the page at {_describe(token)} is empty but {why}; the records before it were "
+        "delivered, and the saved state resumes at this page",
+        hint="the API's total may be out of date; if it is only an estimate, remove "
+        "total_path (the stream then ends at the first short page)",
+    )
 
 
 class _FollowUrl(Strategy):
@@ -717,7 +786,12 @@ def page_flow(
                         f"{want} were expected; the server caps the page size",
                         hint="lower the page size (limit/size) or set concurrency: 1",
                     )
-                nxt = plan[index + 1] if records or not strategy.stop_on_empty else None
+                if not records and strategy.stop_on_empty:
+                    # An empty page where the plan (a total) promised more: not an end.
+                    page = limits.cut(records, Position(planned), Position(planned))
+                    yield dataclasses.replace(page, limited=True)
+                    raise _empty_but_more(planned, "the total says more remain")
+                nxt = plan[index + 1]
             else:
                 nxt, broken = _advance(strategy, planned, response, records, seen)
                 if broken is not None:
@@ -789,10 +863,18 @@ def _advance(
     for key in (current, via):
         if key is not None:
             seen.add(key)
-    if not records and strategy.stop_on_empty:
+    empty_end = not records and strategy.stop_on_empty
+    if empty_end and not strategy.says_more(token, response, records):
         return None, None
-    nxt = strategy.next_token(token, response, records)
-    if nxt is None:
+    try:
+        nxt = strategy.next_token(token, response, records)
+    except PaginationError as exc:
+        # The API says more pages follow but gives no way to them: this page's records
+        # are delivered first, then the read fails instead of ending "complete".
+        return None, exc
+    if nxt is None or empty_end:
+        # An empty page ends the stream even when it says more and links on
+        # (stop_on_empty): an API that says "more" forever must not read forever.
         return None, None
     key = strategy.key(nxt)
     if key is None:
