@@ -176,9 +176,13 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/offset":  # offset/limit with a total (windows of the limit above)
             offset = int(query.get("offset", 0))
             limit = int(query.get("limit", PAGE))
-            self._send(
-                200, {"data": RECORDS[offset : offset + limit], "total": len(RECORDS)}, headers
-            )
+            total = int(query.get("claimed_total", len(RECORDS)))
+            self._send(200, {"data": RECORDS[offset : offset + limit], "total": total}, headers)
+        elif path == "/_search":  # Elasticsearch-style from/size in the POST body
+            start = int((body or {}).get("from", 0))
+            size = int((body or {}).get("size", PAGE))
+            hits = {"total": {"value": len(RECORDS)}, "hits": RECORDS[start : start + size]}
+            self._send(200, {"hits": hits}, headers)
         else:
             self._send(404, {"message": "not found"})
 
@@ -413,6 +417,43 @@ def test_cursor_path_that_finds_nothing_while_has_more_is_an_error(api, registry
     assert IDS[:5] == outcome.ids
 
 
+def test_a_total_beyond_the_records_is_an_error_not_an_end(api, registry, mode):
+    """An empty page where total_path says 5 more remain: PaginationError, exit != 0."""
+    stream = {
+        "path": "/offset",
+        "params": {"claimed_total": 30},
+        "records": "data",
+        "pagination": {"type": "offset", "limit": 5, "total_path": "total"},
+    }
+    outcome = run(mode, registry, config(api, stream))
+    assert isinstance(outcome.error, PaginationError)
+    assert '"offset": 25' in str(outcome.error)
+    assert IDS == outcome.ids
+    assert outcome.states[-1]["done"] is False
+
+
+def test_offset_in_the_post_body(api, registry, mode):
+    """inject: body works for every style: Elasticsearch's from/size."""
+    stream = {
+        "path": "/_search",
+        "method": "POST",
+        "json": {"query": {"match_all": {}}},
+        "records": "hits.hits",
+        "pagination": {
+            "type": "offset",
+            "inject": "body",
+            "offset_param": "from",
+            "limit_param": "size",
+            "limit": 10,
+            "total_path": "hits.total.value",
+        },
+    }
+    outcome = run(mode, registry, config(api, stream))
+    assert outcome.error is None
+    assert IDS == outcome.ids
+    assert [(b["from"], b["size"]) for _, _, b in api.requests] == [(0, 10), (10, 10), (20, 10)]
+
+
 # --- rate limits -------------------------------------------------------------------------------
 
 
@@ -538,3 +579,18 @@ def test_graphql_example_reads_every_issue(api, registry, mode, monkeypatch):
     afters = [body["variables"]["after"] for _, _, body in api.requests]
     assert afters == [None, "r005", "r010", "r015", "r020"]
     assert all(body["variables"]["owner"] == "octocat" for _, _, body in api.requests)
+
+
+def test_concurrent_pages_of_one_stream_share_the_budget(api, registry, mode):
+    """Offset pages fetched 8 at a time stay within the announced limit too."""
+    api.limit = Limit("ietf", per_window=3, window=1.0, exhausted=False)
+    stream = {
+        "path": "/offset",
+        "records": "data",
+        "pagination": {"type": "offset", "limit": 5, "total_path": "total", "concurrency": 8},
+    }
+    outcome = run(mode, registry, config(api, stream))
+    assert outcome.error is None
+    assert IDS == outcome.ids
+    assert 0 == api.limit.limited
+    assert max(api.limit.counts.values()) <= 3
