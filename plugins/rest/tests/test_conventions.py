@@ -365,8 +365,7 @@ def test_paths_outside_the_language_are_refused_at_load(api, registry, field, pa
     stream = {**STRIPE, "pagination": {**STRIPE["pagination"], field: path}}
     with pytest.raises(ConfigError) as caught:
         RestConnector(config(api, stream), registry=registry)
-    text = f"{caught.value} {caught.value.field}"
-    assert field in text
+    assert caught.value.field == f"streams.s.pagination.cursor.{field}"
     assert "not supported" in str(caught.value)
 
 
@@ -375,7 +374,7 @@ def test_records_path_outside_the_language_is_refused_at_load(api, registry):
 
     with pytest.raises(ConfigError) as caught:
         RestConnector(config(api, {**STRIPE, "records": "$.data[0:2]"}), registry=registry)
-    assert "records" in f"{caught.value} {caught.value.field}"
+    assert caught.value.field == "streams.s.records"
 
 
 def test_negative_index_in_jsonpath_form_works(api, registry, mode):

@@ -23,6 +23,7 @@ from pydantic import (
     PlainSerializer,
     SerializerFunctionWrapHandler,
     Tag,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -502,18 +503,14 @@ class _PaginationBase(_Tagged):
     )
     inject: Inject = Field(default="query", description=_INJECT_DESCRIPTION)
 
-    @model_validator(mode="after")
-    def _paths(self) -> _PaginationBase:
-        # Every *_path setting is in the path language, or the config does not load.
-        for name in type(self).model_fields:
-            if name.endswith("_path"):
-                value = getattr(self, name)
-                if isinstance(value, str):
-                    try:
-                        parse_path(value)
-                    except ValueError as exc:
-                        raise ValueError(f"{name}: {exc}") from None
-        return self
+    @field_validator("*")
+    @classmethod
+    def _paths(cls, value: Any, info: ValidationInfo) -> Any:
+        # Every *_path setting is in the path language, or the config does not load
+        # (the error's location names the field).
+        if (info.field_name or "").endswith("_path") and isinstance(value, str):
+            parse_path(value)
+        return value
 
 
 class NoPagination(_PaginationBase):
@@ -696,6 +693,13 @@ class ParentConfig(_Model):
         description="Fields copied into every child record: child field → dotted path in "
         "the parent record (``{org_id: id}``).",
     )
+
+    @field_validator("fields")
+    @classmethod
+    def _field_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for path in value.values():
+            parse_path(path)
+        return value
 
 
 class StreamConfig(_Model):

@@ -7,7 +7,9 @@ refusing other origins unless ``allowed_hosts`` names them. `Http` does the send
 with a sync `httpx.Client` or an `httpx.AsyncClient` (one per event loop), maps httpx
 exceptions and HTTP statuses to headwater errors in one place (`map_errors`,
 `status_error`), and wraps every request in the core retry policy and the per-origin
-circuit breaker.
+circuit breaker. Before each request it asks the origin's rate budget (core's
+`headwater._ratelimit`, fed with every response's rate-limit headers) whether to wait
+for an announced reset; the sync and async paths drive that same sans-I/O budget.
 """
 
 from __future__ import annotations
