@@ -593,3 +593,24 @@ def test_concurrent_pages_of_one_stream_share_the_budget(api, registry, mode):
     assert IDS == outcome.ids
     assert 0 == api.limit.limited
     assert max(api.limit.counts.values()) <= 3
+
+
+def test_a_403_with_requests_remaining_is_still_permission_denied(api, registry):
+    """Only a 403 that announces an exhausted limit is a limit; others stay permission errors."""
+    from headwater import PermissionDenied
+
+    original = Handler._handle
+
+    def forbidden(self: Handler, body: Any) -> None:
+        with api.lock:
+            api.requests.append((self.command, "/forbidden", None))
+        headers = {"X-RateLimit-Remaining": "4999", "X-RateLimit-Reset": "1900000000"}
+        self._send(403, {"message": "Resource not accessible by integration"}, headers)
+
+    Handler._handle = forbidden  # type: ignore[method-assign]
+    try:
+        outcome = run("sync", registry, config(api, STRIPE))
+    finally:
+        Handler._handle = original  # type: ignore[method-assign]
+    assert isinstance(outcome.error, PermissionDenied)
+    assert 1 == len(api.requests)  # not retried
