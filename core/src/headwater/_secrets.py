@@ -216,7 +216,7 @@ class Secret:
             "writeOnly": True,
             "x-headwater-secret": True,
             "description": "A secret: a literal, or a reference env:NAME, file:PATH, "
-            "keyring:SERVICE/USERNAME (or another scheme a plugin registers).",
+            "keyring:SERVICE/USERNAME, encrypted:NAME (or another scheme a plugin registers).",
         }
 
 
