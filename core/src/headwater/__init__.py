@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from headwater._files import atomic_file as atomic_file
     from headwater._files import safe_destination as safe_destination
     from headwater._json import loads_json as loads_json
+    from headwater._keyset import check_keyset_state as check_keyset_state
     from headwater._net import is_loopback as is_loopback
     from headwater._plugins import ConnectorRef as ConnectorRef
     from headwater._plugins import PluginInfo as PluginInfo
@@ -146,6 +147,7 @@ __all__ = [
     "acopy",
     "atomic_file",
     "breaker_for",
+    "check_keyset_state",
     "connect",
     "copy",
     "default_sources_path",
@@ -188,6 +190,7 @@ _LAZY: dict[str, str] = {
     "copy": "headwater._copy",
     "atomic_file": "headwater._files",
     "iterate_in_thread": "headwater._connector",
+    "check_keyset_state": "headwater._keyset",
     "safe_destination": "headwater._files",
     "loads_json": "headwater._json",
     "is_loopback": "headwater._net",

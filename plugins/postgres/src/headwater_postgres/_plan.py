@@ -542,42 +542,9 @@ def _read_items(columns: Sequence[Column], alias: str | None, *, arrow: bool) ->
 
 
 def _check_state(state: State, stream: str, keys: Sequence[Column]) -> int:
-    if not isinstance(state, dict) or state.get("stream") != stream:
-        raise ConfigError(f"the state is not a postgres state for stream {stream!r}", field="state")
-    if state.get("unordered"):
-        raise ConfigError(
-            f"the state of {stream!r} comes from an unordered read (ordered=False), which "
-            "cannot be resumed",
-            field="state",
-            hint="read with ordered=True (the default) when you keep the states",
-        )
-    if state.get("last") is None:
-        raise ConfigError(
-            f"the state of {stream!r} cannot be resumed: the read had no key",
-            field="state",
-            hint="read a table with a primary key, or pass key=[...] / cursor_field=...",
-        )
-    if list(state.get("key") or []) != [k.name for k in keys]:
-        raise ConfigError(
-            f"the state's key {state.get('key')} is not this read's key {[k.name for k in keys]}",
-            field="state",
-        )
-    last = state["last"]
-    if not isinstance(last, list) or len(last) != len(keys):
-        raise ConfigError("the state's last key is malformed", field="state")
-    nulls = [k.name for k, v in zip(keys, last, strict=True) if v is None]
-    if nulls:
-        # Rows whose key is NULL cannot be told apart (NULLs are never equal, a unique
-        # index allows many): how many of them were read, the state cannot say.
-        raise ConfigError(
-            f"the state of {stream!r} cannot be resumed: the read stopped at a row whose key "
-            f"column {nulls[0]!r} is NULL, and rows sharing a NULL key cannot be told apart",
-            field="key",
-            hint="page on a NOT NULL column (a primary key), or read the stream again "
-            "from the start without the state",
-        )
-    rows = state.get("rows", 0)
-    return rows if isinstance(rows, int) else 0
+    from headwater import check_keyset_state
+
+    return check_keyset_state(state, stream, [k.name for k in keys], connector="postgres")
 
 
 def check_options(options: dict[str, Any]) -> None:
