@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from headwater._copy import acopy as acopy
     from headwater._copy import copy as copy
     from headwater._files import atomic_file as atomic_file
+    from headwater._fork import forget_after_fork as forget_after_fork
     from headwater._files import safe_destination as safe_destination
     from headwater._json import loads_json as loads_json
     from headwater._keyset import check_keyset_state as check_keyset_state
@@ -153,6 +154,7 @@ __all__ = [
     "default_sources_path",
     "error_for_status",
     "errors",
+    "forget_after_fork",
     "formats",
     "get_logger",
     "get_plugin_manager",
@@ -190,6 +192,7 @@ _LAZY: dict[str, str] = {
     "copy": "headwater._copy",
     "atomic_file": "headwater._files",
     "iterate_in_thread": "headwater._connector",
+    "forget_after_fork": "headwater._fork",
     "check_keyset_state": "headwater._keyset",
     "safe_destination": "headwater._files",
     "loads_json": "headwater._json",

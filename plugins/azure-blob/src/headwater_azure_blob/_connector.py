@@ -63,6 +63,7 @@ from headwater import (
     State,
     WriteResult,
     atomic_file,
+    forget_after_fork,
     get_logger,
     iterate_in_thread,
     safe_destination,
@@ -152,15 +153,14 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         self._aio_loop: asyncio.AbstractEventLoop | None = None
         #: What `written_state` saw, by (stream, key): a continuing write requires it.
         self._seen: dict[tuple[str, str], Seen] = {}
-        from headwater_azure_blob._fork import track
-
-        track(self)
+        # In a fork's child the clients are dropped (see headwater.forget_after_fork).
+        forget_after_fork(self, type(self)._forget_clients_after_fork)
 
     def _forget_clients_after_fork(self) -> builtins.list[Any]:
         """
         In the child of ``os.fork()``: drop the parent's clients (returned, to be kept
-        unclosed: see `_fork`) so the first use makes the child's own. The lock is new:
-        another thread of the parent may have held it.
+        unclosed: see `headwater.forget_after_fork`) so the first use makes the child's
+        own. The lock is new: another thread of the parent may have held it.
         """
         inherited = [c for c in (self._sync, self._aio, self._aio_guard) if c is not None]
         self._lock = threading.Lock()

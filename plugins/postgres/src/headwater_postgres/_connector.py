@@ -39,6 +39,7 @@ from headwater import (
     RedactingFilter,
     State,
     WriteResult,
+    forget_after_fork,
 )
 from headwater_postgres._config import PostgresConfig
 
@@ -118,9 +119,8 @@ class PostgresConnector(Connector[PostgresConfig]):
         self._alock_loop: asyncio.AbstractEventLoop | None = None
         self._adapters: AdaptersMap | None = None
         self._pending: set[Any] = set()
-        from headwater_postgres._service import track
-
-        track(self)
+        # In a fork's child the pools are dropped (see headwater.forget_after_fork).
+        forget_after_fork(self, type(self)._forget_pools_after_fork)
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> PostgresConnector:

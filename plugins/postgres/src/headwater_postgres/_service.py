@@ -4,23 +4,22 @@ What a long-running service needs beside reads and writes (pure logic, no psycop
 * `ExecuteResult` and the error translation of ``execute`` / ``executemany``: DDL and
   DML the caller writes, parameters always bound by the driver;
 * `pool_stats`: a pool's counters in the shape every headwater connector's ``stats()``
-  uses (``size``, ``in_use``, ``idle``, ``waiting``, ``opened``, ``closed``, ``errors``);
-* fork safety: connectors made before ``os.fork()`` drop their pools in the child, which
-  opens its own on first use (a libpq connection shared by two processes interleaves
-  their protocol messages on one socket).
+  uses (``size``, ``in_use``, ``idle``, ``waiting``, ``opened``, ``closed``, ``errors``).
+
+Fork safety (a connector made before ``os.fork()`` drops its pools in the child, which
+opens its own on first use: a libpq connection shared by two processes interleaves their
+protocol messages on one socket) is core's `headwater.forget_after_fork`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from headwater import ConfigError, HeadwaterError
 
 if TYPE_CHECKING:
-    from headwater_postgres._connector import PostgresConnector
+    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,32 +166,3 @@ def pool_stats(raw: dict[str, int], *, waiting: int | None = None) -> dict[str, 
         "max_size": raw.get("pool_max", 0),
         "requests": raw.get("requests_num", 0),
     }
-
-
-# --- fork safety ---------------------------------------------------------------------------
-
-#: Every live connector; the child of a fork walks it (weak: it keeps none alive).
-_LIVE: weakref.WeakSet[PostgresConnector] = weakref.WeakSet()
-
-#: The parent's pools, as the child inherited them. Kept referenced for the child's
-#: lifetime and never closed there: closing would end the parent's server sessions
-#: (psycopg's connections do not finish a connection of another process on garbage
-#: collection, but a pool's close would), and dropping them would run pool finalizers
-#: that wait for worker threads the child does not have.
-_INHERITED: list[Any] = []
-
-_registered = False
-
-
-def track(connector: PostgresConnector) -> None:
-    """Make ``connector`` forget its pools in the child of a fork."""
-    global _registered
-    if not _registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-        _registered = True
-    _LIVE.add(connector)
-
-
-def _after_fork_in_child() -> None:
-    for connector in list(_LIVE):
-        _INHERITED.extend(connector._forget_pools_after_fork())
