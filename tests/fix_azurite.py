@@ -15,7 +15,6 @@ do not need pytest at run time, so benchmarks start Azurite the same way.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
@@ -28,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests._npm import npm_install
 from tests.fix_services import free_port, port_open, service_unavailable
 
 AZURITE_VERSION = "3.35.0"
@@ -55,53 +55,14 @@ def default_dir() -> Path:
 def ensure_installed(directory: Path) -> Path:
     """The ``azurite-blob`` executable, installing Azurite from npm first if needed."""
     binary = directory / "node_modules" / ".bin" / "azurite-blob"
-    if binary.exists():
-        return binary
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        raise AzuriteUnavailable("node and npm are needed to install Azurite (not on PATH)")
-    directory.mkdir(parents=True, exist_ok=True)
-    with _install_lock(directory / ".install.lock"):
-        # Another process may have installed it while this one waited for the lock.
-        if binary.exists():
-            return binary
-        try:
-            proc = subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--no-audit",
-                    "--no-fund",
-                    "--prefix",
-                    str(directory),
-                    f"azurite@{AZURITE_VERSION}",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise AzuriteUnavailable("npm install azurite timed out") from None
-        if proc.returncode != 0 or not binary.exists():
-            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise AzuriteUnavailable(f"npm install azurite@{AZURITE_VERSION} failed: {tail}")
+    npm_install(
+        directory,
+        f"azurite@{AZURITE_VERSION}",
+        binary,
+        timeout=INSTALL_TIMEOUT,
+        unavailable=AzuriteUnavailable,
+    )
     return binary
-
-
-@contextlib.contextmanager
-def _install_lock(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock, install anyway
-        yield
-        return
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclasses.dataclass

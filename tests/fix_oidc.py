@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-# The same cross-process install lock as Azurite's (npm into a shared cache directory).
-from tests.fix_azurite import _install_lock
+from tests._npm import npm_install
 from tests.fix_services import service_unavailable
 
 OIDC_PROVIDER_VERSION = "9"
@@ -69,26 +68,13 @@ def default_dir() -> Path:
 def ensure_installed(directory: Path) -> Path:
     """The directory holding ``node_modules/oidc-provider``, installing it if needed."""
     marker = directory / "node_modules" / "oidc-provider" / "package.json"
-    if marker.exists():
-        return directory
-    npm = shutil.which("npm")
-    if not shutil.which("node") or not npm:
-        raise OidcUnavailable("node and npm are needed to install oidc-provider (not on PATH)")
-    directory.mkdir(parents=True, exist_ok=True)
-    with _install_lock(directory / ".install.lock"):
-        if marker.exists():  # another process installed it while this one waited
-            return directory
-        try:
-            proc = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(directory),
-                 f"oidc-provider@{OIDC_PROVIDER_VERSION}"],
-                capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise OidcUnavailable("npm install oidc-provider timed out") from None
-        if proc.returncode != 0 or not marker.exists():
-            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise OidcUnavailable(f"npm install oidc-provider@{OIDC_PROVIDER_VERSION}: {tail}")
+    npm_install(
+        directory,
+        f"oidc-provider@{OIDC_PROVIDER_VERSION}",
+        marker,
+        timeout=INSTALL_TIMEOUT,
+        unavailable=OidcUnavailable,
+    )
     return directory
 
 
