@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from headwater._connector import Batch as Batch
+    from headwater._connector import atomic_state_options as atomic_state_options
     from headwater._connector import Capability as Capability
     from headwater._connector import CheckResult as CheckResult
     from headwater._connector import Connector as Connector
@@ -147,6 +148,7 @@ __all__ = [
     "WriteResult",
     "acopy",
     "atomic_file",
+    "atomic_state_options",
     "breaker_for",
     "check_keyset_state",
     "connect",
@@ -192,6 +194,7 @@ _LAZY: dict[str, str] = {
     "copy": "headwater._copy",
     "atomic_file": "headwater._files",
     "iterate_in_thread": "headwater._connector",
+    "atomic_state_options": "headwater._connector",
     "forget_after_fork": "headwater._fork",
     "check_keyset_state": "headwater._keyset",
     "safe_destination": "headwater._files",

@@ -33,6 +33,7 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
+    Mapping,
 )
 from datetime import datetime
 from enum import StrEnum
@@ -93,6 +94,30 @@ class Capability(StrEnum):
 ItemKind = Literal[
     "stream", "file", "directory", "table", "view", "materialized_view", "schema", "blob", "prefix"
 ]
+
+
+def atomic_state_options(options: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """
+    The ``state_key=`` and ``state=`` write options of a connector with
+    `Capability.ATOMIC_STATE` (both or neither), checked: a non-empty string key and a
+    dict state.
+
+    Raises:
+        ConfigError: one given without the other, or either of the wrong type.
+    """
+    state_key, state = options.get("state_key"), options.get("state")
+    if (state_key is None) != (state is None):
+        missing = "state" if state is None else "state_key"
+        raise ConfigError(
+            f"write({'state_key' if state is None else 'state'}=...) needs {missing}=... "
+            "as well: a state is stored under a key",
+            field=missing,
+        )
+    if state_key is not None and (not isinstance(state_key, str) or not state_key):
+        raise ConfigError("state_key must be a non-empty string", field="state_key")
+    if state is not None and not isinstance(state, dict):
+        raise ConfigError("state must be a dict (JSON-serializable)", field="state")
+    return state_key, state
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

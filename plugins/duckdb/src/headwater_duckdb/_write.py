@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from headwater import Batch, ConfigError, NotFound, State
+from headwater import Batch, ConfigError, NotFound, State, atomic_state_options
 from headwater.formats import arrow_from_records, json_default
 from headwater_duckdb._sql import STATE_TABLE, Relation, one, qualified, quote_ident, run
 from headwater_duckdb._types import (
@@ -133,18 +133,7 @@ class WriteSpec:
                 "upsert_on and mode='replace' exclude each other: a replaced table is empty",
                 field="upsert_on",
             )
-        state_key, state = options.get("state_key"), options.get("state")
-        if (state_key is None) != (state is None):
-            missing = "state" if state is None else "state_key"
-            raise ConfigError(
-                f"write({'state_key' if state is None else 'state'}=...) needs {missing}=... "
-                "as well: a state is stored under a key",
-                field=missing,
-            )
-        if state_key is not None and (not isinstance(state_key, str) or not state_key):
-            raise ConfigError("state_key must be a non-empty string", field="state_key")
-        if state is not None and not isinstance(state, dict):
-            raise ConfigError("state must be a dict (JSON-serializable)", field="state")
+        state_key, state = atomic_state_options(options)
         return cls(
             stream=stream,
             mode=mode,

@@ -33,7 +33,14 @@ from typing import Any, Final
 
 from psycopg import sql
 
-from headwater import Batch, ConfigError, ConnectorError, HeadwaterError, State
+from headwater import (
+    Batch,
+    ConfigError,
+    ConnectorError,
+    HeadwaterError,
+    State,
+    atomic_state_options,
+)
 from headwater.formats import CopyText
 from headwater_postgres._sql import Relation, split_name
 from headwater_postgres._values import (
@@ -120,18 +127,7 @@ class WriteSpec:
         text_values = options.get("text_values", False)
         if not isinstance(text_values, bool):
             raise ConfigError("text_values must be true or false", field="text_values")
-        state_key, state = options.get("state_key"), options.get("state")
-        if (state_key is None) != (state is None):
-            missing = "state" if state is None else "state_key"
-            raise ConfigError(
-                f"write({'state_key' if state is None else 'state'}=...) needs {missing}=... "
-                "as well: a state is stored under a key",
-                field=missing,
-            )
-        if state_key is not None and (not isinstance(state_key, str) or not state_key):
-            raise ConfigError("state_key must be a non-empty string", field="state_key")
-        if state is not None and not isinstance(state, dict):
-            raise ConfigError("state must be a dict (JSON-serializable)", field="state")
+        state_key, state = atomic_state_options(options)
         return cls(
             stream=stream,
             schema=dict(schema) if schema else None,
