@@ -804,3 +804,47 @@ def test_compressed_streams_read_and_resume_exactly(tmp_path, suffix):
         assert records[10 * (index + 1) :] == rows_of(conn.read(stream, batch.state))
     listed = {item.name: item for item in conn.list()}
     assert "stream" == listed[stream].kind
+
+
+def test_json_text_read_option_gives_documents_as_written(tmp_path):
+    """read(json_text=[...]) keeps those fields' JSON text; a resumed read does too."""
+    from headwater.formats import JsonText
+
+    (tmp_path / "e.jsonl").write_bytes(
+        b'{"id": 1, "doc": {"a": 2.50, "a": 1}}\n{"id": 2, "doc": null}\n{"id": 3, "doc": 1e400}\n'
+    )
+    files = FilesConnector({"root": tmp_path})
+    first, *rest = files.read("e.jsonl", json_text=["doc"], batch_size=1)
+    assert JsonText('{"a": 2.50, "a": 1}') == first.records[0]["doc"]
+    assert type(first.records[0]["doc"]) is JsonText
+    resumed = [
+        r["doc"] for b in files.read("e.jsonl", first.state, json_text=["doc"]) for r in b.records
+    ]
+    assert [None, "1e400"] == resumed == [b.records[0]["doc"] for b in rest]
+    with pytest.raises(headwater.ConfigError, match="json_text") as info:
+        list(files.read("e.jsonl", json_text="doc"))
+    assert "json_text" == info.value.field
+
+
+def test_copy_into_a_json_column_asks_the_source_for_json_text(tmp_path):
+    """copy asks a json_text source for the destination's json_fields (here: a stub dest)."""
+    from headwater import Capability, Connector, ConnectorConfig
+
+    (tmp_path / "e.jsonl").write_bytes(b'{"id": 1, "doc": {"n": 2.50}}\n')
+    received: list[dict] = []
+
+    class Dest(Connector[ConnectorConfig]):
+        id = "dest-stub"
+        Config = ConnectorConfig
+        capabilities = frozenset({Capability.WRITE})
+
+        def json_fields(self, stream):
+            return frozenset({"doc"})
+
+        def write(self, stream, batches, **options):
+            for batch in batches:
+                received.extend(batch.records)
+            return WriteResult(stream=stream, records=len(received))
+
+    headwater.copy(tmp_path / "e.jsonl", None, Dest({}), "t")
+    assert [{"id": 1, "doc": '{"n": 2.50}'}] == received

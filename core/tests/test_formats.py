@@ -168,3 +168,58 @@ def test_json_lines_decoder_keeps_big_integers_beside_long_digit_strings():
     assert [json.loads(line) for line in lines] == got
     assert 123456789012345678901234567890 == got[1]["big"]
     assert isinstance(got[2]["list"][1], int)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.lists(_json_values, max_size=4), st.sampled_from(["", " ", "\t"]))
+@settings(max_examples=150, deadline=None)
+def test_json_text_fields_are_cut_out_exactly_as_written(values, space):
+    """The text of a field's value, whatever it holds, and every other field as json gives it."""
+    texts = [json.dumps(v, indent=None, separators=(f",{space}", f":{space}")) for v in values]
+    line = "{" + f",{space}".join(f'"k{i}":{space}{t}' for i, t in enumerate(texts)) + "}"
+    fields = frozenset(f"k{i}" for i in range(0, len(values), 2))
+    record = f.object_with_json_text(space + line + space, fields)
+    assert list(record) == [f"k{i}" for i in range(len(values))]
+    for i, (value, text) in enumerate(zip(values, texts, strict=True)):
+        if f"k{i}" in fields and value is not None:
+            assert type(record[f"k{i}"]) is f.JsonText
+            assert text == record[f"k{i}"]
+        else:
+            assert json.loads(text) == record[f"k{i}"]
+
+
+def test_json_text_keeps_what_parsing_would_change():
+    """Duplicate keys, 2.50, 1e400: the text; null is a missing value (None); keys unescaped."""
+    line = '{"a": {"x":1, "x":2}, "b": 2.50, "c": 1e400, "d": null, "\\u00e9": [0.10], "e": 2.50}'
+    record = f.object_with_json_text(line, frozenset({"a", "b", "c", "d", "é"}))
+    assert '{"x":1, "x":2}' == record["a"]
+    assert "2.50" == record["b"]
+    assert "1e400" == record["c"]
+    assert "[0.10]" == record["é"]
+    assert record["d"] is None
+    assert 2.5 == record["e"]
+    for bad in ('{"a": 1,}', '{"a" 1}', '{"a": }', '{"a": 1} x', "{a: 1}", '{"a": [1}'):
+        with pytest.raises(json.JSONDecodeError):
+            f.object_with_json_text(bad, frozenset({"a"}))
+
+
+def test_json_lines_decoder_gives_json_text_fields():
+    """The decoder's json_text option: those fields as JsonText, offsets as without it."""
+    data = b'{"id": 1, "doc": {"a": 2.50}}\n\n{"id": 2, "doc": null}\n{"id": 3, "doc": [1e400]}'
+    decoder = f.make_decoder("jsonl", "t.jsonl", json_text=["doc"])
+    plain = f.make_decoder("jsonl", "t.jsonl")
+    got = list(f.decode_stream(decoder, [data]))
+    assert [end for _r, end in got] == [end for _r, end in f.decode_stream(plain, [data])]
+    assert [r["doc"] for r, _end in got] == ['{"a": 2.50}', None, "[1e400]"]
+    with pytest.raises(ConfigError, match="invalid JSON at byte 0"):
+        list(f.decode_stream(f.make_decoder("jsonl", "t", json_text=["doc"]), [b'{"doc": }\n']))
+    with pytest.raises(ConfigError, match="expected an object"):
+        list(f.decode_stream(f.make_decoder("jsonl", "t", json_text=["doc"]), [b"[1]\n"]))

@@ -89,6 +89,11 @@ class Capability(StrEnum):
     #: instead of an ordered one). Its intermediate states cannot be resumed from; the
     #: state of the last batch can. `headwater.copy` asks for it when it keeps no state.
     UNORDERED = "unordered"
+    #: ``read(..., json_text=[fields])`` gives those fields of a JSON Lines stream as their
+    #: JSON text (`headwater.formats.JsonText`), exactly as written: `headwater.copy`
+    #: asks for it for the destination's `json_fields`, so a document reaches a JSON
+    #: column with its key order, duplicate keys and every digit of its numbers.
+    JSON_TEXT = "json_text"
 
 
 ItemKind = Literal[
@@ -572,6 +577,14 @@ class Connector(Generic[ConfigT]):
         """Write batches (or lists of dicts) to ``stream``; all-or-nothing where possible."""
         raise NotSupported(f"connector {self.id!r} does not support write")
 
+    def json_fields(self, stream: str) -> frozenset[str]:
+        """
+        The fields of ``stream`` that ``write`` stores as JSON documents (PostgreSQL's
+        json and jsonb columns), which it takes as `headwater.formats.JsonText` exactly
+        as written; none when the stream does not exist yet or the connector cannot tell.
+        """
+        return frozenset()
+
     def upload(self, item: str, source: str | Path | IO[bytes], *, overwrite: bool = False) -> Any:
         """
         Store a local file (a path) or a binary stream as ``item``: streamed, verified
@@ -688,6 +701,10 @@ class Connector(Generic[ConfigT]):
     async def ametadata(self, item: str) -> dict[str, Any]:
         """Async twin of `metadata`."""
         return await asyncio.to_thread(self.metadata, item)
+
+    async def ajson_fields(self, stream: str) -> frozenset[str]:
+        """Async twin of `json_fields`."""
+        return await asyncio.to_thread(self.json_fields, stream)
 
     async def awrite(
         self,

@@ -268,7 +268,8 @@ def _negotiated(
     The read options, plus what lets this destination take the batches as they come:
     Arrow for a Parquet or Arrow file, encoded lines for JSON Lines, a form the source
     reads and the destination writes natively (PostgreSQL to PostgreSQL: COPY text),
-    and an unordered read when no state will be kept (no resume, no limit).
+    the destination's JSON fields as JSON text, and an unordered read when no state
+    will be kept (no resume, no limit).
     """
     options = dict(read_options)
     source = ends.source
@@ -280,6 +281,16 @@ def _negotiated(
         common = sorted(source.read_formats & ends.dest.write_formats)
         if common:
             options["format"] = common[0]
+    if (
+        ends.dest is not None
+        and ends.dest_stream is not None
+        and "json_text" not in options
+        and Capability.JSON_TEXT in source.capabilities
+    ):
+        # The destination's JSON columns take a JSON Lines document's text as written.
+        fields = ends.dest.json_fields(ends.dest_stream)
+        if fields:
+            options["json_text"] = sorted(fields)
     if (
         not resumable
         and limit is None

@@ -47,7 +47,7 @@ import re
 import sys
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -536,10 +536,19 @@ class JsonLinesDecoder:
     is not exactly one JSON object is an error naming its offset, never a misread.
     """
 
-    def __init__(self, name: str, offset: int = 0, encoding: str = "utf-8") -> None:
+    def __init__(
+        self,
+        name: str,
+        offset: int = 0,
+        encoding: str = "utf-8",
+        json_text: Iterable[str] = (),
+    ) -> None:
         from headwater._json import loads_json
 
         self.name = name
+        #: Top-level fields whose values are given as their JSON text (`JsonText`),
+        #: exactly as written, for a destination that stores JSON documents.
+        self.json_text = frozenset(json_text)
         self.position = offset
         self.encoding = encoding
         self._tail = b""
@@ -594,7 +603,7 @@ class JsonLinesDecoder:
 
     def _parse_all(self, texts: list[bytes], chunk: bytes) -> list[Any] | None:
         """Every line parsed by orjson, or None where the exact path must judge."""
-        if _orjson is None or not self._utf8:
+        if _orjson is None or not self._utf8 or self.json_text:
             return None
         if may_hold_long_integer(chunk):
             return None
@@ -617,7 +626,10 @@ class JsonLinesDecoder:
     def _parse_one(self, line: bytes, start: int, number: int | None = None) -> dict[str, Any]:
         where = f"byte {start}" + (f" (line {number})" if number is not None else "")
         try:
-            record = self._loads(line if self._utf8 else line.decode(self.encoding))
+            if self.json_text:
+                record = object_with_json_text(line.decode(self.encoding), self.json_text)
+            else:
+                record = self._loads(line if self._utf8 else line.decode(self.encoding))
         except UnicodeDecodeError:
             raise ConfigError(
                 f"{self.name}: the line at {where} is not {self.encoding} text",
@@ -635,6 +647,68 @@ class JsonLinesDecoder:
                 f"{type(record).__name__}, expected an object"
             )
         return record
+
+
+_SPACE: Final = re.compile(r"[ \t\n\r]*")
+#: json's scanner (C where available): parses one value at an index, giving its end.
+_SCAN_VALUE: Final[Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]  # typeshed declares it a class
+)
+
+
+def object_with_json_text(text: str, fields: frozenset[str]) -> Any:
+    """
+    One JSON text's value, as ``json.loads`` gives it, except that the values of the
+    top-level object's ``fields`` are `JsonText` holding their text exactly as written
+    (key order, duplicate keys, spacing and every digit), ``null`` being None (JSON
+    Lines has one null, for a missing value). The text of a JSON value can only be cut
+    out where it stands, so the object's members are scanned here, each value by json's
+    own scanner.
+
+    Raises:
+        ValueError: invalid JSON (``json.JSONDecodeError``).
+    """
+    index = _skip_space(text, 0)
+    if not text.startswith("{", index):
+        return json.loads(text)  # not an object: the caller names what it is
+    record: dict[str, Any] = {}
+    index = _skip_space(text, index + 1)
+    if text.startswith("}", index):
+        index += 1
+    else:
+        while True:
+            if not text.startswith('"', index):
+                raise json.JSONDecodeError("Expecting property name in double quotes", text, index)
+            key, index = json.decoder.scanstring(text, index + 1)  # type: ignore[attr-defined]
+            index = _skip_space(text, index)
+            if not text.startswith(":", index):
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, index)
+            start = _skip_space(text, index + 1)
+            try:
+                value, index = _SCAN_VALUE(text, start)
+            except StopIteration:
+                raise json.JSONDecodeError("Expecting value", text, start) from None
+            if key in fields and value is not None:
+                value = JsonText(text[start:index])
+            record[key] = value
+            index = _skip_space(text, index)
+            if text.startswith(",", index):
+                index = _skip_space(text, index + 1)
+                continue
+            if not text.startswith("}", index):
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
+            index += 1
+            break
+    if _skip_space(text, index) != len(text):
+        raise json.JSONDecodeError("Extra data", text, index)
+    return record
+
+
+def _skip_space(text: str, index: int) -> int:
+    """The index of the first character at or after ``index`` that is not JSON whitespace."""
+    match = _SPACE.match(text, index)
+    assert match is not None  # the pattern matches the empty string too
+    return match.end()
 
 
 def _decodes(raw: bytes, encoding: str) -> bool:
@@ -820,10 +894,14 @@ def make_decoder(
     delimiter: str = ",",
     header: list[str] | None = None,
     null_string: str = "",
+    json_text: Iterable[str] = (),
 ) -> Decoder:
-    """A decoder for ``fmt`` (jsonl or csv) starting at (decompressed) byte ``offset``."""
+    """
+    A decoder for ``fmt`` (jsonl or csv) starting at (decompressed) byte ``offset``;
+    ``json_text`` names JSON Lines fields given as their JSON text (`JsonText`).
+    """
     if fmt == "jsonl":
-        return JsonLinesDecoder(name, offset, encoding)
+        return JsonLinesDecoder(name, offset, encoding, json_text)
     if fmt == "csv":
         return CsvDecoder(name, offset, encoding, delimiter, header, null_string)
     raise ConfigError(f"{name}: {fmt} is not a line format", field="format")
@@ -926,23 +1004,21 @@ class JsonLinesEncoder:
 
 def _carried_document(key: str, text: JsonText) -> str:
     """
-    A `JsonText` as a JSON Lines value, if a reader gets it back as written: parsing the
-    line and writing the value again must give the same text. A document with duplicate
-    keys, other spacing, digits a float changes (``2.50``) or ``null`` (which reads back
-    as a missing value) would come back changed: refused, naming the field.
+    A `JsonText` as a JSON Lines value: the document exactly as written, which a reader
+    that keeps a field's JSON text (`object_with_json_text`, what `headwater.copy` uses
+    for a destination's JSON columns) gets back unchanged. Two documents cannot be
+    carried: ``null``, which JSON Lines cannot tell from a missing value, and one with a
+    line break between its tokens, which would end the line (or spaces around it, which
+    a reader does not keep): refused, naming the field.
     """
-    try:
-        same = text != "null" and json.dumps(json.loads(text), ensure_ascii=False) == text
-    except ValueError:
-        same = False
-    if not same:
+    is_null = text == "null"
+    if is_null or "\n" in text or "\r" in text or text != text.strip(" \t"):
+        what = "the JSON document null" if is_null else "a line break or surrounding space"
         raise ConfigError(
             f"field {key!r} holds JSON text that a JSON Lines file cannot carry as written "
-            f"({text[:40]!r}: spacing, duplicate keys, number digits or null would change "
-            "when read back)",
+            f"({what}: {text[:40]!r})",
             field=key,
-            hint="write CSV, Parquet or COPY text (PostgreSQL to PostgreSQL), which keep it; "
-            "or read the column as jsonb (a query with ::jsonb)",
+            hint="write CSV, Parquet or COPY text (PostgreSQL to PostgreSQL), which keep it",
         )
     return text
 
@@ -1165,7 +1241,7 @@ def arrow_rows(data: Any) -> list[dict[str, Any]]:
     for index, name in enumerate(schema.names):
         field = schema.field(index)
         try:
-            values = data.column(index).to_pylist()
+            values = _microseconds(field, data.column(index)).to_pylist()
         except (ValueError, OverflowError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise ConfigError(
                 f"column {name!r} ({field.type}) holds a value Python cannot hold: "
@@ -1182,6 +1258,26 @@ def arrow_rows(data: Any) -> list[dict[str, Any]]:
     if not columns:
         return [{} for _ in range(data.num_rows)]
     return [dict(zip(schema.names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _microseconds(field: Any, column: Any) -> Any:
+    """
+    A nanosecond timestamp, time or duration column cast to microseconds, Python's unit:
+    a value with nanoseconds makes the (safe) cast fail, rather than pyarrow giving
+    pandas' Timestamp where pandas is installed and an error where it is not.
+    """
+    import pyarrow as pa
+
+    kind = field.type
+    if getattr(kind, "unit", None) != "ns":
+        return column
+    if pa.types.is_timestamp(kind):
+        return column.cast(pa.timestamp("us", kind.tz))
+    if pa.types.is_duration(kind):
+        return column.cast(pa.duration("us"))
+    if pa.types.is_time64(kind):
+        return column.cast(pa.time64("us"))
+    return column
 
 
 def arrow_from_records(rows: list[dict[str, Any]]) -> Any:

@@ -117,8 +117,41 @@ def test_arrays_a_list_cannot_hold_read_as_their_text(pg, pg_admin, pg_schema, f
     assert [[], None] == values[4:]
 
 
-def test_arrow_refuses_arrays_it_would_change(pg, pg_admin, pg_schema):
-    """More than one dimension (the driver flattens it) or a bound other than 1: refused."""
+def test_arrow_reads_arrays_a_list_cannot_hold_as_their_text(pg, pg_admin, pg_schema):
+    """
+    More than one dimension (the driver would flatten it) or a bound other than 1 (it
+    would shift it): the column is read as PostgreSQL's text of each array, marked, and
+    written back exactly; a table of plain arrays keeps Arrow lists.
+    """
+    pa = pytest.importorskip("pyarrow")
+    pytest.importorskip("adbc_driver_postgresql")
+    values = ["'{{1,2},{3,4}}'", "'{5}'", "'[0:1]={7,8}'", "NULL"]
+    rows = ", ".join(f"({n}, {v})" for n, v in enumerate(values, 1))
+    table = _table(pg_admin, pg_schema, "id int PRIMARY KEY, arr int[]", rows)
+    (batch,) = list(pg.read(table, format="arrow"))
+    field = batch.records.schema.field("arr")
+    assert pa.string() == field.type
+    assert b"postgres_text" == field.metadata[b"headwater.type"]
+    assert b"integer[]" == field.metadata[b"headwater.postgres_type"]
+    assert ["{{1,2},{3,4}}", "{5}", "[0:1]={7,8}", None] == batch.records.column("arr").to_pylist()
+    pg_admin.execute(f'CREATE TABLE "{pg_schema}".back (LIKE "{pg_schema}".t)')
+    pg.write(f"{pg_schema}.back", [batch])
+    differ = pg_admin.execute(
+        f'SELECT count(*) FROM "{pg_schema}".t FULL JOIN "{pg_schema}".back b USING (id) '
+        "WHERE t.arr::text IS DISTINCT FROM b.arr::text OR b.id IS NULL OR t.id IS NULL"
+    ).fetchone()[0]
+    assert 0 == differ
+    plain = _table(pg_admin, pg_schema, "id int PRIMARY KEY, arr int[]", "(1, '{1,2}')", "p")
+    (batch,) = list(pg.read(plain, format="arrow"))
+    assert pa.types.is_list(batch.records.schema.field("arr").type)
+
+
+def test_arrow_refuses_an_array_arriving_after_the_probe(pg, pg_admin, pg_schema, monkeypatch):
+    """A value the probe did not see (written meanwhile) fails the read, never flattened."""
+    pytest.importorskip("adbc_driver_postgresql")
+    from headwater_postgres import PostgresConnector
+
+    monkeypatch.setattr(PostgresConnector, "_arrays_as_text", staticmethod(lambda conn, plan: []))
     for n, value in enumerate(["'{{1,2},{3,4}}'", "'[0:1]={7,8}'"]):
         table = _table(
             pg_admin, pg_schema, "id int PRIMARY KEY, arr int[]", f"(1, {value})", name=f"t{n}"

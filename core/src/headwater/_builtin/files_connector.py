@@ -14,6 +14,10 @@ yields only the new records. A state whose offset is past the end of the file me
 the file was replaced; that is refused rather than silently re-read. In a compressed
 file the offset counts decompressed bytes: a resume decompresses from the start and
 skips to it, and never yields a record twice. Parquet and Arrow states count rows.
+
+Read options: ``file_format`` (a format for a name without a known suffix) and
+``json_text`` (fields of a JSON Lines file given as their JSON text, `JsonText`, exactly
+as written: `headwater.copy` asks for its destination's JSON columns).
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class FilesConnector(Connector[FilesConfig]):
             Capability.WRITE,
             Capability.UPLOAD,
             Capability.ARROW,
+            Capability.JSON_TEXT,
         }
     )
 
@@ -265,11 +270,13 @@ class FilesConnector(Connector[FilesConfig]):
         batch_size: int | None = None,
         **options: Any,
     ) -> Iterator[Batch]:
-        unknown = set(options) - {"file_format"}
+        unknown = set(options) - {"file_format", "json_text"}
         if unknown:
             raise ConfigError(
-                f"files: unknown read option(s): {', '.join(sorted(unknown))} (known: file_format)"
+                f"files: unknown read option(s): {', '.join(sorted(unknown))} "
+                "(known: file_format, json_text)"
             )
+        json_text = _json_text_option(options.get("json_text"))
         path = self._path(stream)
         file_format = self._format(path, options.get("file_format"))
         size = batch_size or self.config.batch_size
@@ -302,6 +309,7 @@ class FilesConnector(Connector[FilesConfig]):
             delimiter=self._delimiter(file_format),
             header=header,
             null_string=self.config.null_string,
+            json_text=json_text,
         )
         # CSV values are strings: the batches say so, for typed destinations.
         text = file_format.fmt == "csv"
@@ -524,3 +532,15 @@ def _arrow_batches(path: Path, file_format: FileFormat, skip: int, size: int) ->
         raise
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError(f"{path.name}: cannot read {file_format.fmt}: {exc}") from None
+
+
+def _json_text_option(value: Any) -> frozenset[str]:
+    """The ``json_text`` read option: field names (a JSON Lines stream's; others ignore it)."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str) or not all(isinstance(name, str) for name in value):
+        raise ConfigError(
+            "json_text must be a list of field names", field="json_text",
+            hint='e.g. read("events.jsonl", json_text=["payload"])',
+        )  # fmt: skip
+    return frozenset(value)

@@ -17,12 +17,15 @@ where the driver's would change a value (`checked_batch`):
   interval``), which Parquet stores and `write` reads (Arrow's month_day_nano has no
   Parquet type);
 * arrays of more than one dimension or with a lower bound other than 1, which the
-  driver flattens or refuses, are refused by the statement (`_plan.array_guard`).
+  driver flattens or shifts: where a probe of the rows to read finds one, the column
+  is read as PostgreSQL's text of each array, a string marked with
+  `ARRAY_TEXT_METADATA` (``write`` hands it back to the server); one arriving after the
+  probe fails the read (`_plan.array_guard`), never flattened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from headwater import Batch, ConfigError, ConnectorError
@@ -38,6 +41,11 @@ _PG_MIN_DAYS = -2_440_588
 _PG_MIN_MICROS = _PG_MIN_DAYS * 86_400_000_000
 _POSTGRES_TYPE = b"POSTGRESQL:type"
 INTERVAL_METADATA = {b"headwater.type": b"interval"}
+#: An array column read as PostgreSQL's text of each array (which `write` hands to the
+#: server), with the column's type under `_PG_TYPE`: more dimensions or other bounds
+#: than an Arrow list holds.
+ARRAY_TEXT_METADATA = {b"headwater.type": b"postgres_text"}
+_PG_TYPE = b"headwater.postgres_type"
 
 
 def checked_batch(batch: Any) -> Any:
@@ -130,8 +138,13 @@ def _infinities(
     return corrected.view(column.type)
 
 
-def read_arrow(uri: str, select: str, plan: ReadPlan) -> Iterator[Batch]:
-    """Batches of ``pyarrow.RecordBatch`` for ``select``, cut to the plan's batch size."""
+def read_arrow(
+    uri: str, select: str, plan: ReadPlan, as_text: Collection[str] = ()
+) -> Iterator[Batch]:
+    """
+    Batches of ``pyarrow.RecordBatch`` for ``select``, cut to the plan's batch size;
+    the columns in ``as_text`` (arrays read as their text) are marked as such.
+    """
     try:
         import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
@@ -156,4 +169,25 @@ def read_arrow(uri: str, select: str, plan: ReadPlan) -> Iterator[Batch]:
                     if plan.key_positions
                     else None
                 )
-                yield Batch(plan.stream, checked_batch(piece), cutter.arrow_state(key, n))
+                checked = checked_batch(piece)
+                if as_text:
+                    checked = _marked_as_text(checked, plan, as_text)
+                yield Batch(plan.stream, checked, cutter.arrow_state(key, n))
+
+
+def _marked_as_text(batch: Any, plan: ReadPlan, as_text: Collection[str]) -> Any:
+    """``batch`` with the arrays read as text marked (`ARRAY_TEXT_METADATA` + their type)."""
+    import pyarrow as pa
+
+    types = {c.name: c.type for c in plan.columns}
+    fields = [
+        field.with_metadata(
+            {**(field.metadata or {}), **ARRAY_TEXT_METADATA, _PG_TYPE: types[field.name].encode()}
+        )
+        if field.name in as_text
+        else field
+        for field in batch.schema
+    ]
+    return pa.RecordBatch.from_arrays(
+        batch.columns, schema=pa.schema(fields, batch.schema.metadata)
+    )

@@ -504,6 +504,32 @@ class PostgresConnector(Connector[PostgresConfig]):
             raise self._missing(item)
         return _metadata(relation)
 
+    def json_fields(self, stream: str) -> frozenset[str]:
+        """The json and jsonb columns of table ``stream`` (none if it does not exist yet)."""
+        from headwater_postgres._sql import is_query
+
+        if is_query(stream):
+            return frozenset()
+        try:
+            with self._connection() as conn:
+                relation = self._relation(conn, stream)
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
+        return _json_columns(relation)
+
+    async def ajson_fields(self, stream: str) -> frozenset[str]:
+        """Async twin of `json_fields`."""
+        from headwater_postgres._sql import is_query
+
+        if is_query(stream):
+            return frozenset()
+        try:
+            async with self._aconnection() as conn:
+                relation = await self._arelation(conn, stream)
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
+        return _json_columns(relation)
+
     # --- read ----------------------------------------------------------------------------
 
     def _batch_bytes(self, value: Any) -> int:
@@ -589,14 +615,31 @@ class PostgresConnector(Connector[PostgresConfig]):
                     # as a dict read's: dict batches, which a JSON Lines sink encodes.
                     yield from self._read_rows(conn, plan)
                     return
-                assert plan.arrow_select is not None
-                select = plan.arrow_select.as_string(conn)
+                as_text = self._arrays_as_text(conn, plan)
+                select = plan.arrow_select(as_text).as_string(conn)
             # The ADBC driver has its own connection; ours is back in the pool by now.
             from headwater_postgres._arrow import read_arrow
 
-            yield from read_arrow(self._adbc_uri(), select, plan)
+            yield from read_arrow(self._adbc_uri(), select, plan, as_text)
         except Exception as exc:
             raise self.translate_error(exc) from exc
+
+    @staticmethod
+    def _arrays_as_text(conn: psycopg.Connection[Any], plan: ReadPlan) -> builtins.list[str]:
+        """
+        The array columns of an Arrow read that hold an array a list cannot hold (more
+        dimensions, another lower bound): read as PostgreSQL's text of the array, which
+        `write` gives back to the server, for the whole read, so its schema is one.
+        """
+        from headwater_postgres._query import read_transaction
+
+        probe = plan.arrow_probe()
+        if probe is None:
+            return []
+        with read_transaction(conn):
+            row = conn.execute(probe).fetchone()
+        arrays = [c.name for c in plan.columns if c.type.endswith("[]")]
+        return [name for name, held in zip(arrays, row or (), strict=True) if held]
 
     def _source(self, conn: psycopg.Connection[Any], stream: str) -> Relation | QuerySource | None:
         from headwater_postgres._query import query_text
@@ -1344,6 +1387,15 @@ def _items(schemas: Sequence[Any], rows: Sequence[Any]) -> Iterator[Item]:
             size=size,
             extra={"schema": schema, "table": name, "row_estimate": estimate},
         )
+
+
+def _json_columns(relation: Relation | None) -> frozenset[str]:
+    if relation is None:
+        return frozenset()
+    from psycopg import postgres
+
+    oids = {info.oid for info in map(postgres.types.get, ("json", "jsonb")) if info is not None}
+    return frozenset(c.name for c in relation.columns if (c.base_oid or c.type_oid) in oids)
 
 
 def _metadata(relation: Relation) -> dict[str, Any]:

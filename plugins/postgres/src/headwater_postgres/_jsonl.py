@@ -16,12 +16,12 @@ real, double precision         number; NaN, Infinity, -Infinity as Python's json
                                them (``extra_float_digits`` 1: the shortest exact form)
 numeric                        string with every digit ("1.50")
 text, varchar, char(n), name   string
-json                           (read as dicts: the JSON Lines encoder writes a
-                               document that reads back as written, refuses others)
-jsonb, jsonb[]                 the document(s), after a space; one holding the
-                               document null (JSON Lines has one null for it and
-                               NULL) fails the read, and so does a number a float
-                               cannot hold (`_plan.check_jsonb_numbers`)
+json                           the document as written (a reader that keeps a
+                               field's JSON text gets it back); the document null
+                               (JSON Lines has one null for it and NULL), one with
+                               a line break or spaces around it fail the read
+jsonb, jsonb[]                 the document(s); one holding the
+                               document null fails the read
 bytea                          base64 string
 date, time, timestamp(tz)      ISO 8601 string (timestamptz in UTC; the fraction of a
                                second without trailing zeros, "13:14:15.5", where
@@ -34,7 +34,7 @@ anything else                  the server's text form, as a string
 =============================  =====================================================
 
 A table holding a column this mapping cannot express in SQL (floats inside arrays, bytea
-or json arrays, json) is read as dicts instead, which a JSON Lines sink encodes on the client.
+or json arrays) is read as dicts instead, which a JSON Lines sink encodes on the client.
 The COPY is in CSV format with a quote and a delimiter byte that JSON text never holds
 raw (control characters are escaped in JSON strings), so every output row is exactly one
 JSON text and a newline: nothing to unescape.
@@ -168,10 +168,20 @@ def _value(col: Column, ident: sql.Composable) -> sql.Composable | None:
             "ELSE {0}::text END"
         ).format(ident, sql.Literal(message))
     if oid == _JSON:
-        # A json document is its text (duplicate keys, spacing, digits), which a JSON
-        # Lines reader parses into something else: read as dicts (JsonText), whose
-        # encoder writes a document only where parsing it gives that text back.
-        return None
+        # A json document is its text (duplicate keys, spacing, digits), carried as it
+        # is (a reader keeping it, `formats.object_with_json_text`, gets it back), unless
+        # it is the document null, or holds a line break or spaces around it, which a
+        # line cannot carry: refused, as the JSON Lines encoder refuses them.
+        message = (
+            f"headwater: column {col.name!r} (json) holds the JSON document null, a line "
+            "break or spaces around the document, which a JSON Lines file cannot carry as "
+            'written; read it with format="csv" or write Parquet. Value: '
+        )
+        return sql.SQL(
+            "CASE WHEN json_typeof({0}) = 'null' OR strpos({0}::text, E'\n') > 0 "
+            "OR strpos({0}::text, E'\r') > 0 OR {0}::text <> btrim({0}::text, E' \t') "
+            "THEN (({1} || left({0}::text, 40))::int[])::text ELSE {0}::text END"
+        ).format(ident, sql.Literal(message))
     if oid == _BYTEA:
         return sql.SQL("'\"' || translate(encode({}, 'base64'), E'\\n', '') || '\"'").format(ident)
     if oid == _JSONB_ARRAY:
@@ -216,11 +226,6 @@ def json_expression(columns: Sequence[Column], *, source: str | None) -> sql.Com
         if value is None:
             return None
         prefix = ("{" if index == 0 else ",") + json.dumps(col.name, ensure_ascii=False) + ":"
-        if (col.base_oid or col.type_oid) in (_JSONB, _JSONB_ARRAY):
-            # A space before a jsonb document: its numbers are the only ones on the line
-            # that follow a space or "[" (jsonb prints ", " and ": "), which lets
-            # `_plan.check_jsonb_numbers` search a batch for them in one regex pass.
-            prefix += " "
         parts.append(sql.Literal(prefix))
         parts.append(sql.SQL("coalesce({}, 'null')").format(value))
     parts.append(sql.Literal("}" if columns else "{}"))

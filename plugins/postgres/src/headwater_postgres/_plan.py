@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any
 
 from psycopg import sql
 
-from headwater import Batch, ConfigError, ConnectorError, State
+from headwater import Batch, ConfigError, State
 from headwater_postgres._query import subquery
 from headwater_postgres._sql import (
     Column,
@@ -41,7 +40,6 @@ from headwater_postgres._sql import (
 )
 from headwater_postgres._values import (
     JSON_OID,
-    JSONB_ARRAY_OID,
     JSONB_OID,
     JsonText,
     json_column,
@@ -89,20 +87,16 @@ class ReadPlan:
     batch_bytes: int
     #: True for a query, whose row width no statistics give: measure it on the first rows.
     measure_width: bool
-    #: The statement of ``format="arrow"`` (arrays the ADBC driver would flatten refused).
-    arrow_select: sql.Composed | None = None
+    #: The columns read, as the catalog describes them (for the Arrow statement).
+    columns: tuple[Column, ...] = ()
+    #: The alias of a query source in the statements (None for a table).
+    alias: str | None = None
     #: One row's JSON text for ``format="jsonl"`` (`_jsonl`); None when not asked for,
     #: or when a column's JSON cannot be built in SQL.
     json_items: sql.Composable | None = None
-    #: The jsonb columns of a ``format="jsonl"`` read, whose numbers are checked
-    #: (`check_jsonb_numbers`).
-    jsonb_names: tuple[str, ...] = ()
     #: (column position, position of its `bounds_text`) of each array column of a dict
     #: read: the text replaces the list where one is given.
     array_text_positions: tuple[tuple[int, int], ...] = ()
-    #: The jsonb / jsonb[] columns of a ``format="jsonl"`` read made from dicts (a table
-    #: the server cannot write JSON for): checked as `check_jsonb_numbers` checks lines.
-    jsonl_dict_checks: tuple[str, ...] = ()
     #: Positions of the json columns: their text is the value (`JsonText`), since json,
     #: unlike jsonb, keeps the document as written (key order, duplicate keys, spaces,
     #: the digits of each number), which no parsed value holds.
@@ -136,6 +130,43 @@ class ReadPlan:
             query = sql.SQL("{} ORDER BY {}").format(query, parts.order)
         options = COPY_OPTIONS if jsonl else sql.SQL("")
         return sql.SQL("COPY ({}) TO STDOUT {}").format(query, options)
+
+    def arrow_probe(self) -> sql.Composed | None:
+        """
+        ``SELECT`` of one boolean per array column of the read: whether a row it reads
+        holds an array an Arrow list cannot hold (`LIST_CANNOT_HOLD`); None without
+        array columns. One scan of what the read covers, before an Arrow read.
+        """
+        arrays = [c for c in self.columns if c.type.endswith("[]")]
+        parts = self.copy_parts
+        if not arrays or parts is None:
+            return None
+        items = sql.SQL(", ").join(
+            sql.SQL("coalesce(bool_or(" + LIST_CANNOT_HOLD + "), false)").format(
+                _ident(c, self.alias)
+            )
+            for c in arrays
+        )
+        query = sql.SQL("SELECT {} FROM {}").format(items, parts.source)
+        if parts.where:
+            query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(parts.where))
+        return query
+
+    def arrow_select(self, as_text: Collection[str] = ()) -> sql.Composed:
+        """
+        The statement of ``format="arrow"``: the array columns named in ``as_text`` as
+        PostgreSQL's text of the array, every other array behind `array_guard` (a value
+        the ADBC driver would flatten, or shift to a lower bound of 1, fails the read).
+        """
+        parts = self.copy_parts
+        assert parts is not None
+        items = _read_items(self.columns, self.alias, arrow=True, as_text=as_text)
+        query = sql.SQL("SELECT {} FROM {}").format(items, parts.source)
+        if parts.where:
+            query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(parts.where))
+        if parts.order is not None:
+            query = sql.SQL("{} ORDER BY {}").format(query, parts.order)
+        return query
 
     @property
     def resumable(self) -> bool:
@@ -190,9 +221,6 @@ class BatchCutter:
                 for record, text in zip(records, texts, strict=True):
                     if text is not None:
                         record[name] = text
-        for name in plan.jsonl_dict_checks:
-            for record in records:
-                _refuse_inexact(name, record[name])
         for position in plan.json_text_positions:
             name = self._names[position]
             for record in records:
@@ -213,8 +241,6 @@ class BatchCutter:
             last = loads_json(rows[-1])
             key = [last[name] for name in plan.key_names]
         data = b"".join(rows)
-        if plan.jsonb_names:
-            check_jsonb_numbers(data, plan.jsonb_names)
         return Batch(plan.stream, EncodedLines(data, len(rows)), plan.state(key, self.rows))
 
     def copy_text_batch(self, rows: list[memoryview]) -> Batch:
@@ -233,83 +259,6 @@ class BatchCutter:
     def arrow_state(self, key: Sequence[Any] | None, count: int) -> State:
         self.rows += count
         return self.plan.state(key, self.rows)
-
-
-#: Number tokens a float may change, as jsonb prints numbers (positional, never with an
-#: exponent): a fraction with trailing zeros beyond a single ".0" ("2.50", "1.00"), and
-#: 16 or more digits around a point ("12345678901234567890.123"). Only tokens after a
-#: space or "[": the server's JSON puts a space before each jsonb document and jsonb one
-#: after every ":" and ",", while float columns follow '":' and numeric ones are strings.
-#: A match inside a string only costs the exact check below.
-_FLOAT_MAY_CHANGE: Final = re.compile(
-    rb"(?<=[ \[])-?(?:[0-9]+\.(?:[0-9]*[1-9]0+|00+)(?![0-9])|(?=[0-9.]{17})[0-9]+\.[0-9]+)"
-)
-
-
-#: Where a number with a fraction follows a space or "[": each pattern starts with a
-#: literal byte, which the regex engine finds at memchr speed (the whole test took a
-#: third of the time of the translate it replaced, and of `_FLOAT_MAY_CHANGE`'s search,
-#: whose look-behind has no literal to look for).
-_FRACTION_AFTER_SPACE: Final = re.compile(rb" -?[0-9]+\.")
-_FRACTION_AFTER_BRACKET: Final = re.compile(rb"\[-?[0-9]+\.")
-
-
-def check_jsonb_numbers(data: bytes, names: Sequence[str]) -> None:
-    """
-    Refuse server-made JSON Lines whose jsonb documents hold a number a JSON Lines
-    reader would change (a float holds neither "2.50"'s scale nor 17 digits), naming the
-    column: the line is exact, but what reads it back is not. A quick search of the
-    batch first; lines are parsed (numbers kept exact) only when it finds a candidate.
-    """
-    # First a search every candidate of `_FLOAT_MAY_CHANGE` also matches (a fraction
-    # after a space or "[", or such text in a string). Most batches stop here.
-    if _FRACTION_AFTER_SPACE.search(data) is None and _FRACTION_AFTER_BRACKET.search(data) is None:
-        return
-    if _FLOAT_MAY_CHANGE.search(data) is None:
-        return
-    from headwater_postgres._values import loads_exact_json
-
-    for line in data.splitlines():
-        record = loads_exact_json(line)
-        for name in names:
-            found = _inexact_number(record.get(name))
-            if found is not None:
-                raise ConnectorError(
-                    f"column {name!r} (jsonb) holds {found} that a JSON Lines "
-                    "reader would change (a float cannot hold its digits)",
-                    field=name,
-                    hint='read it with format="csv" or write Parquet, which keep it; or '
-                    "keep such numbers as strings in the document",
-                )
-
-
-def _refuse_inexact(name: str, value: Any) -> None:
-    """`check_jsonb_numbers` for a dict read's jsonb value on its way to JSON Lines."""
-    found = _inexact_number(value)
-    if found is not None:
-        raise ConnectorError(
-            f"column {name!r} (jsonb) holds {found} that a JSON Lines reader would change",
-            field=name,
-            hint='read it with format="csv" or write Parquet, which keep it',
-        )
-
-
-def _inexact_number(value: Any) -> str | None:
-    """The first Decimal inside a document parsed by `loads_exact_json`, as text."""
-    from decimal import Decimal
-
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if type(item) is JsonText and item == "null":
-            return "the JSON document null"
-        if isinstance(item, Decimal):
-            return f"the number {item:f}"
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return None
 
 
 def measured_width(rows: Sequence[Sequence[Any]]) -> int:
@@ -435,7 +384,8 @@ def build_plan(
     return ReadPlan(
         stream=stream,
         select=query_sql,
-        arrow_select=statement(_read_items(chosen, alias, arrow=True)),
+        columns=tuple(chosen),
+        alias=alias,
         names=names,
         json_positions=tuple(
             i for i, c in enumerate(chosen) if (c.base_oid or c.type_oid) == JSONB_OID
@@ -457,16 +407,6 @@ def build_plan(
         batch_bytes=batch_bytes,
         measure_width=not isinstance(source, Relation),
         json_items=json_items,
-        jsonl_dict_checks=tuple(
-            c.name for c in chosen if (c.base_oid or c.type_oid) in (JSONB_OID, JSONB_ARRAY_OID)
-        )
-        if jsonl and json_items is None
-        else (),
-        jsonb_names=tuple(
-            c.name for c in chosen if (c.base_oid or c.type_oid) in (JSONB_OID, JSONB_ARRAY_OID)
-        )
-        if json_items is not None
-        else (),
         ordered=ordered,
         copy_parts=_CopyParts(
             select_items=select_list(chosen, source=alias),
@@ -488,7 +428,7 @@ def array_guard(col: Column, ident: sql.Composable, *, arrow: bool) -> sql.Compo
     planner cannot fold it; PostgreSQL prints any non-1 lower bound as ``[m:n]=``.
     """
     if arrow:
-        condition = "array_ndims({0}) > 1 OR array_lower({0}, 1) <> 1"
+        condition = LIST_CANNOT_HOLD
         cannot = "a multi-dimensional array or one whose lower bound is not 1, which Arrow"
         fix = 'read it with format="dicts" or "jsonl" (more dimensions, bounds as text) or "csv"'
     else:
@@ -503,6 +443,15 @@ def array_guard(col: Column, ident: sql.Composable, *, arrow: bool) -> sql.Compo
     ).format(ident, sql.Literal(message), sql.SQL(col.type))
 
 
+#: True for an array an Arrow list cannot hold as the ADBC driver reads it: more than one
+#: dimension (flattened) or a lower bound other than 1 (shifted to 0).
+LIST_CANNOT_HOLD = "array_ndims({0}) > 1 OR array_lower({0}, 1) <> 1"
+
+
+def _ident(col: Column, alias: str | None) -> sql.Identifier:
+    return sql.Identifier(alias, col.name) if alias else sql.Identifier(col.name)
+
+
 #: True for an array value with a lower bound other than 1, in any dimension (PostgreSQL
 #: prints the bounds, "[0:1]=", exactly then); a list cannot hold it.
 BOUNDS_CONDITION = "array_lower({0}, 1) <> 1 OR array_ndims({0}) > 1 AND left({0}::text, 1) = '['"
@@ -513,7 +462,9 @@ def bounds_text(ident: sql.Composable) -> sql.Composed:
     return sql.SQL("CASE WHEN " + BOUNDS_CONDITION + " THEN {0}::text END").format(ident)
 
 
-def _read_items(columns: Sequence[Column], alias: str | None, *, arrow: bool) -> sql.Composed:
+def _read_items(
+    columns: Sequence[Column], alias: str | None, *, arrow: bool, as_text: Collection[str] = ()
+) -> sql.Composed:
     """
     `select_list`, Arrow's array columns behind `array_guard`; for a dict read, after
     the columns, one more per array column: its text where a list cannot hold the value
@@ -525,7 +476,10 @@ def _read_items(columns: Sequence[Column], alias: str | None, *, arrow: bool) ->
         if not col.type.endswith("[]"):
             parts.append(select_list([col], source=alias))
             continue
-        ident = sql.Identifier(alias, col.name) if alias else sql.Identifier(col.name)
+        ident = _ident(col, alias)
+        if col.name in as_text:
+            parts.append(sql.SQL("{}::text AS {}").format(ident, sql.Identifier(col.name)))
+            continue
         if not arrow:
             parts.append(select_list([col], source=alias))
             texts.append(bounds_text(ident))
