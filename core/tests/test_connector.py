@@ -943,3 +943,46 @@ def test_capabilities_default_is_check_only():
     """A connector declares only CHECK unless it says otherwise."""
     assert frozenset({Capability.CHECK}) == Bare.capabilities
     assert Capability.READ in Memory.capabilities
+
+
+def test_iterate_in_thread_keeps_one_iterator_on_one_thread():
+    """A thread-affine driver (sqlite3) works: every step of one iterator runs on one thread."""
+    import contextlib
+    import sqlite3
+    import threading
+
+    from headwater import iterate_in_thread
+
+    threads: set[int] = set()
+    closed: list[bool] = []
+
+    def rows():
+        conn = sqlite3.connect(":memory:")  # refuses use from any other thread
+        try:
+            conn.execute("CREATE TABLE t (n)")
+            conn.executemany("INSERT INTO t VALUES (?)", [(n,) for n in range(50)])
+            for (n,) in conn.execute("SELECT n FROM t ORDER BY n"):
+                threads.add(threading.get_ident())
+                yield n
+        finally:
+            conn.close()  # would raise on another thread
+            closed.append(True)
+
+    async def consume(stop: int | None) -> list[int]:
+        got = []
+        async with contextlib.aclosing(iterate_in_thread(rows)) as items:
+            async for n in items:
+                got.append(n)
+                await asyncio.sleep(0)  # let other tasks run between steps
+                if n == stop:
+                    break
+        return got
+
+    async def main() -> tuple[list[int], list[int]]:
+        return await asyncio.gather(consume(None), consume(9))
+
+    whole, part = asyncio.run(main())
+    assert list(range(50)) == whole
+    assert list(range(10)) == part
+    assert [True, True] == closed
+    assert threading.get_ident() not in threads

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
 import queue
 import time
@@ -774,25 +776,39 @@ def validate_config(
 
 async def iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T, None]:
     """
-    Drive a sync iterator from async code, one ``next`` per worker-thread hop.
+    Drive a sync iterator from async code, off the event loop, on one worker thread.
 
-    ``make`` builds the iterator (in the worker thread too). Use it under
-    ``contextlib.aclosing`` so the sync generator's cleanup runs as soon as the consumer
-    stops. The base class's async twins are built on it; connectors with a partly
-    native async implementation use it for the parts that stay sync.
+    ``make`` builds the iterator, and every ``next`` and the final ``close`` run, on the
+    same thread, which this iterator has to itself: drivers whose objects belong to the
+    thread that made them (sqlite3, some ODBC drivers) work, as they would not if each
+    step took whichever thread of a pool was free. Use it under ``contextlib.aclosing``
+    so the sync generator's cleanup runs as soon as the consumer stops. The base class's
+    async twins are built on it; connectors with a partly native async implementation
+    use it for the parts that stay sync.
     """
-    iterator = await asyncio.to_thread(lambda: iter(make()))
+    loop = asyncio.get_running_loop()
+    worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="headwater-iterate")
+    # The caller's context variables are seen by every step, as asyncio.to_thread does.
+    context = contextvars.copy_context()
+
+    def step(function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        return loop.run_in_executor(worker, context.run, function, *args)
+
     try:
-        while True:
-            item = await asyncio.to_thread(next, iterator, _END)
-            if item is _END:
-                return
-            yield item  # type: ignore[misc]
+        iterator = await step(lambda: iter(make()))
+        try:
+            while True:
+                item = await step(next, iterator, _END)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                # Closing runs the generator's cleanup (cursors, files) off the event loop.
+                await step(close)
     finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            # Closing runs the generator's cleanup (cursors, files) off the event loop.
-            await asyncio.to_thread(close)
+        worker.shutdown(wait=False)
 
 
 async def _write_from_async(
