@@ -12,6 +12,7 @@ interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -37,12 +38,18 @@ EXIT_INTERRUPTED = 130
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class _State:
+@dataclasses.dataclass
+class _Settings:
+    """The group's options, on click's context (``ctx.obj``) for the commands under it."""
+
     debug: bool = False
     sources_file: str | None = None
 
 
-_state = _State()
+def _settings() -> _Settings:
+    context = click.get_current_context(silent=True)
+    found = context.find_object(_Settings) if context is not None else None
+    return found if found is not None else _Settings()
 
 
 def _registry() -> Registry:
@@ -54,7 +61,7 @@ def _registry() -> Registry:
 def _sources() -> SourceRegistry:
     from headwater._sources import SourceRegistry
 
-    return SourceRegistry(_state.sources_file, registry=_registry())
+    return SourceRegistry(_settings().sources_file, registry=_registry())
 
 
 def _echo_json(data: Any) -> None:
@@ -115,7 +122,8 @@ def _open_source(source: str, overrides: dict[str, Any] | None = None) -> Connec
     help="The saved-sources TOML file [env: HEADWATER_SOURCES_FILE].",
 )
 @click.version_option(package_name="headwater", prog_name="headwater")
-def cli(debug: bool, sources_file: str | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, sources_file: str | None) -> None:
     """
     headwater: read, list, fetch and write data through connector plugins.
 
@@ -125,8 +133,9 @@ def cli(debug: bool, sources_file: str | None) -> None:
     \b
     Exit codes: 0 ok, 1 error, 2 usage, 3 unhealthy (check, doctor), 130 interrupted.
     """
-    _state.debug = debug
-    _state.sources_file = sources_file
+    settings = ctx.ensure_object(_Settings)
+    settings.debug = debug
+    settings.sources_file = sources_file
     _configure_logging(debug)
 
 
@@ -1264,8 +1273,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning errors into one line and an exit code."""
     from headwater._redact import redact
 
+    settings = _Settings()
     try:
-        cli.main(args=argv, prog_name="headwater", standalone_mode=False)
+        cli.main(args=argv, prog_name="headwater", standalone_mode=False, obj=settings)
     except click.exceptions.Abort:
         _fail("aborted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
@@ -1282,7 +1292,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         from headwater.errors import HeadwaterError
 
-        if _state.debug:
+        if settings.debug:
             import traceback
 
             click.echo(redact("".join(traceback.format_exception(exc))), err=True)
