@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from headwater._sources import SourceRegistry
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
+#: 2 is click's own, for usage errors.
 EXIT_UNHEALTHY = 3
 EXIT_INTERRUPTED = 130
 

@@ -303,16 +303,6 @@ def account_from_url(url: str) -> str | None:
     return label if ".blob." in host.lower() and _ACCOUNT.match(label) else None
 
 
-def is_blob_url(url: str) -> bool:
-    """Whether the URL is one this connector claims (``az://`` or an Azure blob host)."""
-    lowered = url.lower()
-    if lowered.startswith("az://"):
-        return True
-    if not lowered.startswith("https://"):
-        return False
-    return BLOB_HOST.match(urlsplit(url).hostname or "") is not None
-
-
 def config_from_url(
     url: str, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:

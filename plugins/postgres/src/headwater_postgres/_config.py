@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -340,12 +340,3 @@ def _looks_like_userinfo(hostport: str) -> bool:
         if colon and not host.endswith("]") and host.count(":") == 0 and not port.isdigit():
             return True
     return False
-
-
-def url_with_password(url: str, password: str) -> str:
-    """Put ``password`` (quoted) back into a URL; for drivers that only take a URL (ADBC)."""
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    user = userinfo if at else ""
-    netloc = f"{user}:{quote(password, safe='')}@{hostport if at else parts.netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -111,12 +111,10 @@ def _oids(names: list[str]) -> frozenset[int]:
 #: Type OIDs (scalars and their arrays) read natively; every other type is cast to text.
 NATIVE_OIDS: Final = _oids(_DIRECT)
 TEXT_OID: Final = 25
-TEXT_ARRAY_OID: Final = 1009
 #: json and jsonb (scalars): read as text and parsed a batch at a time (see `BatchCutter`).
 JSON_OIDS: Final = frozenset({114, 3802})
 #: json[] and jsonb[].
 JSON_ARRAY_OIDS: Final = frozenset({199, 3807})
-JSONB_ARRAY_OID: Final = 3807
 JSON_OID: Final = 114
 JSONB_OID: Final = 3802
 
