@@ -986,3 +986,17 @@ def test_iterate_in_thread_keeps_one_iterator_on_one_thread():
     assert list(range(10)) == part
     assert [True, True] == closed
     assert threading.get_ident() not in threads
+
+
+def test_stats_is_part_of_the_contract(tmp_path):
+    """Every connector answers stats(); one that holds no pool says so with {}."""
+    from headwater import SourceRegistry
+    from headwater._builtin.files_connector import FilesConnector
+
+    files = FilesConnector({"root": tmp_path})
+    assert {} == files.stats()
+    registry = SourceRegistry(tmp_path / "sources.toml")
+    registry.add("local", "files", {"root": str(tmp_path)})
+    registry.connector("local")
+    assert {} == registry.stats()  # a live connector without pools is not listed
+    registry.close_all()

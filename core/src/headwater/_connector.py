@@ -632,6 +632,17 @@ class Connector(Generic[ConfigT]):
 
     # --- lifecycle ----------------------------------------------------------------------
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """
+        The connector's connection pools, one JSON-ready mapping per pool (``sync`` /
+        ``async``, none before first use), for health endpoints: ``size``, ``in_use``,
+        ``idle``, ``waiting``, and where the library counts them ``opened``, ``closed``,
+        ``errors``, ``max_size``, ``requests``. A count the library does not keep is absent,
+        not 0. The default: no pools (a connector that holds no connections).
+        `SourceRegistry.stats` gathers them per saved source.
+        """
+        return {}
+
     def release(self) -> None:
         """Free pools, clients and files. Called once by `close`; override it, not `close`."""
 

@@ -918,8 +918,8 @@ class SourceRegistry:
 
     def stats(self) -> dict[str, Any]:
         """
-        Pool statistics per source: ``{name: connector.stats()}`` for every live connector
-        that has a ``stats()`` method (PostgreSQL, azure-blob, ...).
+        Pool statistics per source: ``{name: connector.stats()}`` (`Connector.stats`) for
+        every live connector.
 
         Sources without a live connector are absent (nothing was opened for them, and
         nothing is opened here), as are live connectors that keep no pool to count.
@@ -928,9 +928,9 @@ class SourceRegistry:
             live = [(name, entry.connector) for name, entry in sorted(self._live.items())]
         result: dict[str, Any] = {}
         for name, connector in live:
-            stats = getattr(connector, "stats", None)
-            if callable(stats) and not connector.closed:
-                result[name] = stats()
+            stats = {} if connector.closed else connector.stats()
+            if stats:
+                result[name] = stats
         return result
 
     # --- async twins: each runs its sync method in a worker thread --------------------------
