@@ -50,10 +50,11 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import BaseModel
 
 from headwater._connector import CheckResult, Connector, ConnectorConfig, validate_config
+from headwater._live import LiveConnectors, aclose_quietly, close_quietly
 from headwater._redact import get_logger, is_credential_name, redact
 from headwater._secrets import Secret
 from headwater._store import Entries, SourceStore, TomlSourceStore
-from headwater.errors import ConfigError, HeadwaterError, SourceError
+from headwater.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -71,9 +72,6 @@ _REFERENCE_HINT: Final = (
     "or `headwater secrets set --store encrypted NAME` and use encrypted:NAME, "
     "or use env:NAME or file:PATH"
 )
-#: Above this many cached metadata entries, expired ones are swept on insert.
-_METADATA_SWEEP: Final = 1024
-
 #: A path into a config: keys of tables, indexes of arrays.
 ConfigPath = tuple[str | int, ...]
 
@@ -270,19 +268,6 @@ def _check_tomlable(value: Any, path: ConfigPath) -> None:
             _check_tomlable(item, (*path, index))
 
 
-@dataclasses.dataclass(slots=True)
-class _Live:
-    source: Source
-    connector: Connector[Any]
-
-
-@dataclasses.dataclass(slots=True)
-class _Cached:
-    expires: float
-    source: Source
-    value: dict[str, Any]
-
-
 class SourceRegistry:
     """
     Named sources kept in a store, and the live connectors opened for them.
@@ -324,19 +309,12 @@ class SourceRegistry:
             store = TomlSourceStore(path if path is not None else default_sources_path())
         self._store: SourceStore = store
         self._registry = registry
-        self._metadata_ttl = metadata_ttl
-        self._clock = clock
         self._lock = threading.RLock()
         # Parsed entries, and the store version they were parsed at.
         self._sources: dict[str, Source] = {}
         self._version: Hashable = None
         self._loaded = False
-        self._live: dict[str, _Live] = {}
-        # One lock per name so that exactly one thread builds a source's connector.
-        self._build_locks: dict[str, threading.Lock] = {}
-        # Bumped when a name is replaced or removed, so an in-flight build is discarded.
-        self._generation: dict[str, int] = {}
-        self._metadata: dict[tuple[str, str], _Cached] = {}
+        self._live: LiveConnectors[Source] = LiveConnectors(metadata_ttl=metadata_ttl, clock=clock)
 
     # --- basics ------------------------------------------------------------------------------
 
@@ -651,7 +629,7 @@ class SourceRegistry:
         with self._lock:
             self._saved(self._store.update(change))
             saved = self._sources[name]
-        self._forget(name)
+        self._live.forget(name)
         return _copied(saved)
 
     @staticmethod
@@ -708,7 +686,7 @@ class SourceRegistry:
 
         with self._lock:
             self._saved(self._store.update(change))
-        self._forget(name)
+        self._live.forget(name)
 
     def test(self, name: str) -> CheckResult:
         """
@@ -721,33 +699,14 @@ class SourceRegistry:
         raises `ConfigError`; an unknown name raises `SourceError`.
         """
         source = self.get(name)
-        with self._lock:
-            live = self._reusable(name, source)
+        live = self._live.reusable(name, source)
         if live is not None:
             return live.check()
         probe = self._build(source)
         try:
             return probe.check()
         finally:
-            self._close_quietly(name, probe)
-
-    def _forget(self, name: str) -> None:
-        """Drop ``name``'s live connector and cached metadata (after replace/remove)."""
-        with self._lock:
-            self._generation[name] = self._generation.get(name, 0) + 1
-            live = self._live.pop(name, None)
-            for key in [k for k in self._metadata if k[0] == name]:
-                del self._metadata[key]
-        if live is not None:
-            self._close_quietly(name, live.connector)
-
-    @staticmethod
-    def _close_quietly(name: str, connector: Connector[Any]) -> None:
-        try:
-            connector.close()
-        except Exception as exc:
-            message = exc.message if isinstance(exc, HeadwaterError) else type(exc).__name__
-            logger.warning("closing the connector of source %s failed: %s", name, message)
+            close_quietly(name, probe)
 
     # --- live connectors --------------------------------------------------------------------
 
@@ -758,40 +717,7 @@ class SourceRegistry:
         Concurrent callers get the same object (exactly one is built). A closed connector,
         or one whose source was changed in the file since, is replaced by a new one.
         """
-        while True:
-            source = self.get(name)
-            with self._lock:
-                live = self._reusable(name, source)
-                if live is not None:
-                    return live
-                build_lock = self._build_locks.setdefault(name, threading.Lock())
-            with build_lock:
-                with self._lock:
-                    live = self._reusable(name, source)
-                    if live is not None:
-                        return live
-                    generation = self._generation.get(name, 0)
-                built = self._build(source)
-                with self._lock:
-                    if self._generation.get(name, 0) == generation:
-                        old = self._live.get(name)
-                        self._live[name] = _Live(source, built)
-                        stale = old.connector if old is not None else None
-                        current = True
-                    else:
-                        # Removed or replaced while we were building: discard and retry.
-                        stale, current = built, False
-                if stale is not None:
-                    self._close_quietly(name, stale)
-                if current:
-                    logger.debug("opened connector %s for source %s", source.connector, name)
-                    return built
-
-    def _reusable(self, name: str, source: Source) -> Connector[Any] | None:
-        live = self._live.get(name)
-        if live is None or live.connector.closed or live.source != source:
-            return None
-        return live.connector
+        return self._live.connector(name, self.get, self._build)
 
     def _build(self, source: Source) -> Connector[Any]:
         try:
@@ -802,6 +728,7 @@ class SourceRegistry:
                 field=exc.field,
                 hint=exc.hint,
             ) from None
+        logger.debug("opening connector %s for source %s", source.connector, source.name)
         return cls(model, registry=self.registry)
 
     # --- metadata cache ------------------------------------------------------------------------
@@ -814,13 +741,12 @@ class SourceRegistry:
         Replacing or removing the source (or editing it in the store) drops its cached answers.
         """
         source = self.get(name)
-        hit = self._lookup(name, item, source)
+        hit = self._live.lookup(name, item, source)
         if hit is not None:
             return hit
-        with self._lock:
-            generation = self._generation.get(name, 0)
+        generation = self._live.generation(name)
         value = self.connector(name).metadata(item)
-        self._put(name, item, source, value, ttl, generation)
+        self._live.put(name, item, source, value, ttl, generation)
         return value
 
     def cache_metadata(
@@ -833,9 +759,7 @@ class SourceRegistry:
         registry's ``metadata_ttl`` when omitted). `SourceError` if ``name`` is unknown.
         """
         source = self.get(name)
-        with self._lock:
-            generation = self._generation.get(name, 0)
-        self._put(name, item, source, dict(value), ttl, generation)
+        self._live.put(name, item, source, value, ttl, self._live.generation(name))
 
     def cached_metadata(self, name: str, item: str) -> dict[str, Any] | None:
         """The cached metadata of ``item`` in source ``name``, or ``None`` (absent or expired)."""
@@ -843,7 +767,7 @@ class SourceRegistry:
             source = self.get(name)
         except SourceError:
             return None
-        return self._lookup(name, item, source)
+        return self._live.lookup(name, item, source)
 
     def clear_metadata(self, name: str | None = None, item: str | None = None) -> int:
         """
@@ -852,47 +776,7 @@ class SourceRegistry:
         """
         if name is None and item is not None:
             raise ValueError("clear_metadata(item=...) needs the source name too")
-        with self._lock:
-            doomed = [
-                key
-                for key in self._metadata
-                if (name is None or key[0] == name) and (item is None or key[1] == item)
-            ]
-            for key in doomed:
-                del self._metadata[key]
-        return len(doomed)
-
-    def _lookup(self, name: str, item: str, source: Source) -> dict[str, Any] | None:
-        with self._lock:
-            cached = self._metadata.get((name, item))
-            if cached is None:
-                return None
-            if cached.source != source or self._clock() >= cached.expires:
-                del self._metadata[(name, item)]
-                return None
-            return copy.deepcopy(cached.value)
-
-    def _put(
-        self,
-        name: str,
-        item: str,
-        source: Source,
-        value: dict[str, Any],
-        ttl: float | None,
-        generation: int,
-    ) -> None:
-        seconds = self._metadata_ttl if ttl is None else ttl
-        if seconds < 0:
-            raise ValueError("ttl must be >= 0")
-        with self._lock:
-            # A source replaced or removed meanwhile: the answer belongs to the old one.
-            if seconds == 0 or self._generation.get(name, 0) != generation:
-                return
-            now = self._clock()
-            if len(self._metadata) >= _METADATA_SWEEP:
-                for stale in [k for k, c in self._metadata.items() if c.expires <= now]:
-                    del self._metadata[stale]
-            self._metadata[(name, item)] = _Cached(now + seconds, source, copy.deepcopy(value))
+        return self._live.clear(name, item)
 
     def close_all(self) -> None:
         """
@@ -901,20 +785,7 @@ class SourceRegistry:
         The registry stays usable: `connector` opens a new connector when next asked.
         Every connector is closed even if one fails; the first failure is then raised.
         """
-        with self._lock:
-            live = list(self._live.items())
-            self._live.clear()
-            self._metadata.clear()
-        first: Exception | None = None
-        for name, entry in live:
-            try:
-                entry.connector.close()
-            except Exception as exc:
-                first = first or exc
-                message = exc.message if isinstance(exc, HeadwaterError) else type(exc).__name__
-                logger.warning("closing the connector of source %s failed: %s", name, message)
-        if first is not None:
-            raise first
+        self._live.close_all()
 
     def stats(self) -> dict[str, Any]:
         """
@@ -924,14 +795,7 @@ class SourceRegistry:
         Sources without a live connector are absent (nothing was opened for them, and
         nothing is opened here), as are live connectors that keep no pool to count.
         """
-        with self._lock:
-            live = [(name, entry.connector) for name, entry in sorted(self._live.items())]
-        result: dict[str, Any] = {}
-        for name, connector in live:
-            stats = {} if connector.closed else connector.stats()
-            if stats:
-                result[name] = stats
-        return result
+        return self._live.stats()
 
     # --- async twins: each runs its sync method in a worker thread --------------------------
     # The registry is thread-safe, and building a connector, reading or writing the store
@@ -976,19 +840,14 @@ class SourceRegistry:
         with `aclose`.
         """
         source = await asyncio.to_thread(self.get, name)
-        with self._lock:
-            live = self._reusable(name, source)
+        live = self._live.reusable(name, source)
         if live is not None:
             return await live.acheck()
         probe = await asyncio.to_thread(self._build, source)
         try:
             return await probe.acheck()
         finally:
-            try:
-                await probe.aclose()
-            except Exception as exc:
-                message = exc.message if isinstance(exc, HeadwaterError) else type(exc).__name__
-                logger.warning("closing the connector of source %s failed: %s", name, message)
+            await aclose_quietly(name, probe)
 
     async def aremove(self, name: str) -> None:
         """Async twin of `remove` (closes the source's live connector)."""
@@ -1007,20 +866,7 @@ class SourceRegistry:
         Async twin of `close_all`: every live connector is closed with its `aclose`;
         the first failure is raised after all were tried.
         """
-        with self._lock:
-            live = list(self._live.items())
-            self._live.clear()
-            self._metadata.clear()
-        first: Exception | None = None
-        for name, entry in live:
-            try:
-                await entry.connector.aclose()
-            except Exception as exc:
-                first = first or exc
-                message = exc.message if isinstance(exc, HeadwaterError) else type(exc).__name__
-                logger.warning("closing the connector of source %s failed: %s", name, message)
-        if first is not None:
-            raise first
+        await self._live.aclose_all()
 
 
 def _copied(source: Source) -> Source:
