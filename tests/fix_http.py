@@ -117,7 +117,8 @@ class ApiState:
 
     require_auth: bool = True
     #: path → queue of faults for the next requests: "429", "503", "502", "504", "500",
-    #: "drop" (headers, half a body, then the connection closes), "slow", or "ok" (none).
+    #: "drop" (headers, half a body, then the connection closes), "slow", "ok" (none), or
+    #: "after-502" (any status: the request is handled, a sink stores it, then that status).
     faults: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     slow_delay: float = 1.5
     retry_after: str = "0"
@@ -135,6 +136,10 @@ class ApiState:
     in_flight: int = 0
     max_in_flight: int = 0
     log: list[Seen] = dataclasses.field(default_factory=list)
+    #: ``/sink/NAME``: the records written to each sink, in arrival order.
+    sinks: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    #: Idempotency-Key → the answer given, so a repeated key is answered, not stored again.
+    idempotent: dict[str, Any] = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def fail(self, path: str, *faults: str) -> None:
@@ -288,6 +293,8 @@ def build_app(server: HttpServer) -> Any:
                 await asyncio.sleep(st.slow_delay)
             elif fault == "drop":
                 return _Drop()
+            elif fault is not None and fault.startswith("after-"):
+                request.state.fail_after = int(fault[6:])
             elif fault is not None and fault != "ok":
                 status = int(fault)
                 headers = {"Retry-After": st.retry_after} if status in (429, 503) else {}
@@ -469,6 +476,35 @@ def build_app(server: HttpServer) -> Any:
     async def text(request: Request) -> Response:
         return Response("<html>not json</html>", media_type="text/html")
 
+    async def sink(request: Request) -> Response:
+        """A writable collection: POST/PUT/PATCH store, GET lists; Idempotency-Key honoured."""
+        st = state()
+        name = request.path_params["name"]
+        if request.method == "GET":
+            with st.lock:
+                return JSONResponse(list(st.sinks.get(name, [])))
+        key = request.headers.get("idempotency-key")
+        with st.lock:
+            if key is not None and key in st.idempotent:
+                return JSONResponse(st.idempotent[key], headers={"Idempotent-Replayed": "true"})
+        body = json.loads(await request.body())
+        if (
+            isinstance(body, dict)
+            and list(body) == ["records"]
+            and isinstance(body["records"], list)
+        ):
+            body = body["records"]
+        rows = body if isinstance(body, list) else [body]
+        with st.lock:
+            st.sinks.setdefault(name, []).extend(rows)
+            answer = {"stored": len(rows)}
+            if key is not None:
+                st.idempotent[key] = answer
+        fail_after = getattr(request.state, "fail_after", None)
+        if fail_after is not None:
+            return JSONResponse({"error": f"injected {fail_after} after storing"}, fail_after)
+        return JSONResponse(answer, status_code=201)
+
     routes = [
         Route("/oauth/token", guard(token, auth=False), methods=["POST"]),
         Route("/cursor", guard(cursor)),
@@ -484,6 +520,8 @@ def build_app(server: HttpServer) -> Any:
         Route("/redirect", guard(redirect)),
         Route("/slow", guard(slow)),
         Route("/html", guard(text)),
+        Route("/sink/{name}", guard(sink), methods=["GET", "POST", "PUT", "PATCH"]),
+        Route("/sink/{name}/{item}", guard(sink), methods=["POST", "PUT", "PATCH"]),
         # The imaginary API of plugins/rest/examples/*.yaml.
         Route("/v1/events", guard(cursor)),
         Route("/v1/issues", guard(link)),

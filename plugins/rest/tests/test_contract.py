@@ -33,6 +33,8 @@ def _config(api, client_secret: str, n: int = 23) -> dict:
                 "records": "items",
                 "pagination": {"type": "offset", "limit": 1000, "total_path": "total"},
             },
+            # Written by the write checks (the loopback API's /sink stores and lists them).
+            **{f"sink{i}": {"path": f"/sink/contract{i}", "write": {}} for i in range(4)},
         },
     }
 
@@ -42,6 +44,12 @@ class TestRestContract(ConnectorContract):
     stream = "items"
     large_stream = "big"
     url_example = "https://api.example.com/v1/items"
+
+    def new_write_stream(self, connector):
+        """The next unused sink stream of the config (the API's sinks are reset per test)."""
+        used = getattr(self, "_sinks_used", 0)
+        self._sinks_used = used + 1
+        return f"sink{used}"
 
     @pytest.fixture
     def connector(self, http_api, registry):

@@ -18,14 +18,29 @@ if TYPE_CHECKING:
     from headwater_rest._connector import RestConnector as RestConnector
     from headwater_rest._errors import OriginRefused as OriginRefused
     from headwater_rest._errors import PaginationError as PaginationError
+    from headwater_rest._write import RestWriteResult as RestWriteResult
+    from headwater_rest._write import WriteFailed as WriteFailed
+    from headwater_rest._write import WriteFailure as WriteFailure
 
-__all__ = ["OriginRefused", "PaginationError", "RestConfig", "RestConnector", "__version__"]
+__all__ = [
+    "OriginRefused",
+    "PaginationError",
+    "RestConfig",
+    "RestConnector",
+    "RestWriteResult",
+    "WriteFailed",
+    "WriteFailure",
+    "__version__",
+]
 
 _LAZY = {
     "OriginRefused": "headwater_rest._errors",
     "PaginationError": "headwater_rest._errors",
     "RestConfig": "headwater_rest._config",
     "RestConnector": "headwater_rest._connector",
+    "RestWriteResult": "headwater_rest._write",
+    "WriteFailed": "headwater_rest._write",
+    "WriteFailure": "headwater_rest._write",
 }
 
 

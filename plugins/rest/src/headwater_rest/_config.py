@@ -9,7 +9,7 @@ configuration reference; every field carries a description.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
@@ -702,6 +702,61 @@ class ParentConfig(_Model):
         return value
 
 
+class WriteSettings(_Model):
+    """How ``write`` sends a stream's records: JSON bodies to one endpoint."""
+
+    path: str | None = Field(
+        default=None,
+        description="Path under base_url the records go to (default: the stream's path); "
+        "per record it may hold ``{record.field}`` placeholders (``/items/{record.id}``).",
+    )
+    method: Literal["POST", "PUT", "PATCH"] = Field(default="POST", description="HTTP method.")
+    mode: Literal["record", "batch"] = Field(
+        default="record",
+        description="``record``: one request per record, the record as the body; ``batch``: "
+        "one request per batch_size records, a JSON array as the body (or under batch_field).",
+    )
+    batch_size: int = Field(
+        default=100, ge=1, le=100_000, description="Records per request in batch mode."
+    )
+    batch_field: str | None = Field(
+        default=None,
+        description="In batch mode, send ``{batch_field: [records]}`` instead of the bare array.",
+    )
+    idempotency_header: str | None = Field(
+        default=None,
+        description="Header that carries an idempotency key, for APIs that support one "
+        "(``Idempotency-Key``). Each request gets a key derived from its method, path and body "
+        "(the same on every retry and every run); a POST or PATCH that carries one is retried "
+        "like a PUT. Without it a POST or PATCH is retried only when the API cannot have "
+        "processed it: no connection, 429, 503.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative_write_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if "://" in value:
+            raise ValueError("path is relative to base_url; put the scheme and host in base_url")
+        return value if value.startswith("/") else "/" + value
+
+    @field_validator("idempotency_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):
+            raise ValueError("not an HTTP header name")
+        return value
+
+    @model_validator(mode="after")
+    def _placeholders_per_record(self) -> WriteSettings:
+        if self.mode == "batch" and self.path is not None and "{" in self.path:
+            raise ValueError("path placeholders ({record.field}) need mode: record")
+        if self.mode == "record" and self.batch_field is not None:
+            raise ValueError("batch_field needs mode: batch")
+        return self
+
+
 class StreamConfig(_Model):
     """One readable resource of the API."""
 
@@ -742,6 +797,10 @@ class StreamConfig(_Model):
     )
     max_records: int | None = Field(
         default=None, ge=1, description="Stop after this many records (per run)."
+    )
+    write: WriteSettings | None = Field(
+        default=None,
+        description="Where and how ``write`` sends records to this stream (none: not writable).",
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -785,6 +844,108 @@ class Timeouts(_Model):
     pool: float = Field(default=10.0, gt=0, description="Waiting for a free pooled connection.")
 
 
+class ResponseRule(_Model):
+    """
+    A response to try again whatever its status says (the design's "retry on result"):
+    it matches when every condition given holds.
+    """
+
+    status: list[int] | None = Field(
+        default=None,
+        description="The response's status is one of these (an integer or a list; any "
+        "status when omitted, 2xx included).",
+    )
+    path: str | None = Field(
+        default=None,
+        description="A path into the JSON body (the records path language: ``error.code``, "
+        "``$.status``); alone it matches when the path holds a value (not null). A body that "
+        "is not JSON never matches.",
+    )
+    equals: Any = Field(
+        default=None,
+        description="The value at path equals this JSON value (``null`` included, when given).",
+    )
+    in_: list[Any] | None = Field(
+        default=None, alias="in", description="The value at path is one of these JSON values."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _one_status(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("status")
+    @classmethod
+    def _http_status(cls, value: list[int] | None) -> list[int] | None:
+        bad = [s for s in value or [] if not 100 <= s <= 599]
+        if bad:
+            raise ValueError(f"status: not an HTTP status (100-599): {bad[0]}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _body_path(cls, value: str | None) -> str | None:
+        return _checked_path(value)
+
+    @model_validator(mode="after")
+    def _conditions(self) -> ResponseRule:
+        given = self.model_fields_set
+        if "equals" in given and "in_" in given:
+            raise ValueError("give equals or in, not both")
+        for name in ("equals", "in_"):
+            if name in given and self.path is None:
+                raise ValueError(f"{name.rstrip('_')} needs path (where in the body to look)")
+        if self.status is None and self.path is None:
+            raise ValueError("a rule needs status, path or both (it would match every response)")
+        return self
+
+    def matches(self, status: int, body: Callable[[], Any]) -> bool:
+        """Whether a response with ``status`` and JSON ``body()`` (`NO_JSON` if none) matches."""
+        if self.status is not None and status not in self.status:
+            return False
+        if self.path is None:
+            return True
+        document = body()
+        if document is NO_JSON:
+            return False
+        found, value = _value_at(document, parse_path(self.path))
+        given = self.model_fields_set
+        if "equals" in given:
+            return found and _same_json(value, self.equals)
+        if "in_" in given:
+            return found and any(_same_json(value, v) for v in self.in_ or [])
+        return found and value is not None
+
+
+#: What `ResponseRule.matches` gets for a body that is empty or not JSON.
+NO_JSON: Final = object()
+
+
+def _value_at(document: Any, steps: list[str]) -> tuple[bool, Any]:
+    """``(found, value)`` at ``steps`` of a parsed JSON document."""
+    current = document
+    for step in steps:
+        if isinstance(current, dict) and step in current:
+            current = current[step]
+        elif isinstance(current, list) and re.fullmatch(r"-?\d+", step):
+            index = int(step)
+            if not -len(current) <= index < len(current):
+                return False, None
+            current = current[index]
+        else:
+            return False, None
+    return True, current
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    # JSON has one number type, but true is not 1.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return bool(a == b)
+
+
 class RetrySettings(_Model):
     """The core retry policy's settings (exponential backoff with jitter, Retry-After honoured)."""
 
@@ -808,6 +969,14 @@ class RetrySettings(_Model):
         description="Longest wait, in seconds, for an announced rate-limit reset; a longer "
         "one ends the read with a rate_limited error saying when the limit resets (the "
         "saved state resumes there).",
+    )
+    on_response: list[ResponseRule] = Field(
+        default_factory=list,
+        description="Responses tried again whatever their status: a list of rules "
+        "(``{status: 200, path: state, equals: pending}``, ``{path: error.code, in: [busy]}``); "
+        "one that matches makes the response count as a failure worth another try, under the "
+        "same attempts, back-off and POST safety as retry.statuses. In Python, "
+        "``RestConnector(config, retry_if=callable)`` takes a predicate over the response.",
     )
     rate_limit_reset: Literal["auto", "epoch", "delta"] = Field(
         default="auto",

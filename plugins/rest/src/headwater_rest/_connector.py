@@ -23,9 +23,11 @@ the child's own state for that record.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
 
     from headwater import Registry
     from headwater_rest._http import Http, RequestSpec
+    from headwater_rest._write import RestWriteResult
 
 logger = get_logger("headwater_rest.connector")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
@@ -86,13 +89,36 @@ class RestConnector(Connector[RestConfig]):
     Config = RestConfig
     summary = "REST/JSON APIs in YAML or Python: pagination, OAuth2, retries, resume"
     capabilities = frozenset(
-        {Capability.CHECK, Capability.LIST, Capability.READ, Capability.RESUME, Capability.METADATA}
+        {
+            Capability.CHECK,
+            Capability.LIST,
+            Capability.READ,
+            Capability.RESUME,
+            Capability.METADATA,
+            Capability.WRITE,
+        }
     )
 
-    def __init__(self, config: RestConfig | dict[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: RestConfig | dict[str, Any],
+        *,
+        retry_if: Callable[[httpx.Response], bool] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """
+        ``retry_if``: a predicate over a response (its body read); ``True`` tries it again,
+        as a status in ``retry.statuses`` would be (beside the config's ``retry.on_response``).
+        """
         super().__init__(config, **kwargs)
+        if retry_if is not None and not callable(retry_if):
+            raise ConfigError(
+                "retry_if must be a callable taking an httpx.Response", field="retry_if"
+            )
+        self._retry_if = retry_if
         self._http_obj: Http | None = None
         self._http_lock = threading.Lock()
+        self._client_obj: httpx.Client | None = None
         self._check_plain_http()
 
     # --- construction -------------------------------------------------------------------------
@@ -175,6 +201,7 @@ class RestConnector(Connector[RestConfig]):
                         headers=resolve_values(self.config.headers, "headers", resolvers),
                         params=resolve_values(self.config.params, "params", resolvers),
                         client_cert=resolve_client_cert(self.config.tls, resolvers),
+                        retry_if=self._retry_if,
                     )
         return self._http_obj
 
@@ -443,9 +470,137 @@ class RestConnector(Connector[RestConfig]):
             walk.after_parent_batch(parent_batch)
         yield walk.final()
 
+    # --- calls that are not streams ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[httpx.Client]:
+        """
+        An ``httpx.Client`` for calls that are not streams, configured as the streams are:
+        base URL (``client.get("/me")``), auth (OAuth tokens cached and refreshed),
+        configured headers and params, timeouts, User-Agent, the rate-limit budget, the
+        breaker and the retry policy; credentials only to base_url's origin, another
+        origin refused (`OriginRefused`) unless ``allowed_hosts`` names it, and redirects
+        under the same rule. A POST or PATCH is retried only with an idempotency-key
+        header or when it cannot have been processed (no connection, 429, 503). An HTTP
+        error status is returned as a response (``raise_for_status()``); a failure
+        without one raises a headwater error. Closing it leaves the connector open.
+        """
+        from headwater_rest._client import make_client
+
+        with make_client(self.http) as client:
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def aclient(self) -> AsyncIterator[httpx.AsyncClient]:
+        """Async twin of `client`: an ``httpx.AsyncClient`` with a pool of its own."""
+        from headwater_rest._client import make_aclient
+
+        async with make_aclient(self.http) as client:
+            yield client
+
+    def _shared_client(self) -> httpx.Client:
+        if self._client_obj is None:
+            http = self.http  # outside the lock: building it takes the lock too
+            with self._http_lock:
+                if self._client_obj is None:
+                    from headwater_rest._client import make_client
+
+                    self._client_obj = make_client(http)
+        return self._client_obj
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """
+        One call through `client` (``request("POST", "/refunds", json={...})``): the
+        response, read; an error status raises its headwater error (401 `AuthFailed`, 404
+        `NotFound`, 429 `RateLimited`, 5xx `ServerError`, ...) after the retries. Other
+        keyword arguments go to ``httpx.Client.request``.
+        """
+        from headwater_rest._client import checked
+
+        response = self._shared_client().request(
+            method, path, params=params, json=json, headers=headers, **kwargs
+        )
+        return checked(self.http, response)
+
+    async def arequest(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Async twin of `request` (a client per call: use `aclient` for many)."""
+        from headwater_rest._client import checked
+
+        async with self.aclient() as client:
+            response = await client.request(
+                method, path, params=params, json=json, headers=headers, **kwargs
+            )
+        return checked(self.http, response)
+
+    def breaker_state(self, url: str | None = None) -> str:
+        """
+        The circuit breaker of base_url's origin (or ``url``'s): ``"closed"``, ``"open"``
+        or ``"half_open"``, for health endpoints. Breakers are per origin and process.
+        """
+        return self.http.breaker(url or self.config.base_url).state
+
+    # --- write ----------------------------------------------------------------------------------
+
+    def write(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        **options: Any,
+    ) -> RestWriteResult:
+        """
+        Send ``batches``' records as JSON to ``stream``'s ``write`` endpoint, in order: one
+        request per record or per ``write.batch_size`` records. Returns a
+        `RestWriteResult` (``records`` sent, ``failed``, ``failures``).
+
+        Option ``on_error``: ``"stop"`` (default) raises `WriteFailed` at the first failed
+        request, naming its record or request index and status, its ``result`` counting
+        what was sent before; ``"continue"`` sends the rest and reports every failure in
+        the result.
+        """
+        from headwater_rest._write import Writer
+
+        config = self._stream(stream)
+        if config.write is None:
+            raise ConfigError(
+                f"stream {stream!r} has no write settings",
+                field=f"streams.{stream}.write",
+                hint="add write: {method: POST} (and the path the records go to) to the stream",
+            )
+        writer = Writer(stream, config.path, config.write, dict(options))
+        try:
+            return writer.run(self.http, batches)
+        except BaseException:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+            raise
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     def release(self) -> None:
+        with self._http_lock:
+            client, self._client_obj = self._client_obj, None
+        if client is not None:
+            client.close()
         if self._http_obj is not None:
             self._http_obj.close()
 

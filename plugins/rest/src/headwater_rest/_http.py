@@ -24,7 +24,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ from headwater import (
     NotFound,
     RateLimited,
     RetryPolicy,
+    ServerError,
     TLSFailure,
     breaker_for,
     error_for_status,
@@ -55,7 +56,7 @@ from headwater._ratelimit import (
     parse_rate_limit,
 )
 from headwater_rest.__about__ import __version__
-from headwater_rest._config import BreakerSettings, RestConfig, has_credentials
+from headwater_rest._config import NO_JSON, BreakerSettings, RestConfig, has_credentials
 from headwater_rest._errors import OriginRefused, TokenEndpointError
 from headwater_rest._paginate import PageResponse
 
@@ -101,6 +102,8 @@ class RequestSpec:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     json: Any = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: A body already encoded (a write's JSON, with its content type in ``headers``).
+    content: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,6 +116,7 @@ class Outgoing:
     headers: dict[str, str]
     json: Any
     credentials: bool
+    content: bytes | None = None
 
     @property
     def what(self) -> str:
@@ -165,11 +169,17 @@ class Endpoint:
                 {**self.headers, **spec.headers},
                 spec.json,
                 credentials=True,
+                content=spec.content,
             )
-        return self.follow(spec.method, spec.url, spec.json, spec.headers)
+        return self.follow(spec.method, spec.url, spec.json, spec.headers, spec.content)
 
     def follow(
-        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> Outgoing:
         """A request to an absolute URL the API handed us (next link or redirect)."""
         origin = origin_of(url)
@@ -178,11 +188,13 @@ class Endpoint:
                 f"refusing to follow a {origin[0] or 'relative'}: URL", field="allowed_hosts"
             )
         if origin == self.origin:
-            return Outgoing(method, url, {}, {**self.headers, **(headers or {})}, body, True)
+            return Outgoing(
+                method, url, {}, {**self.headers, **(headers or {})}, body, True, content
+            )
         if self.allows(origin):
             # Another origin the user trusts with our traffic, but not with our
             # credentials: no auth, none of the configured headers or params.
-            return Outgoing(method, url, {}, {}, body, credentials=False)
+            return Outgoing(method, url, {}, {}, body, credentials=False, content=content)
         raise OriginRefused(
             f"the API pointed to {origin_text(origin)}, which is not {origin_text(self.origin)} "
             "(base_url); nothing was sent there",
@@ -198,11 +210,15 @@ class Endpoint:
         url = str(response.url.join(location))
         method = sent.method
         body = sent.json
+        content = sent.content
+        headers = sent.headers if sent.credentials else None
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
-            method, body = "GET", None
+            method, body, content = "GET", None, None
+            if headers is not None:
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         # Within the origin the request's own headers (the stream's among them) go along;
         # `follow` drops every header for any other origin.
-        return self.follow(method, url, body, sent.headers if sent.credentials else None)
+        return self.follow(method, url, body, headers, content)
 
 
 def _allowed_entry(entry: str) -> tuple[str | None, str, int | None]:
@@ -592,6 +608,29 @@ class RateLimiter:
 
 # --- sending -----------------------------------------------------------------------------------
 
+#: Methods whose repetition does what one call does (RFC 9110 §9.2.2): always safe to retry.
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+#: Statuses that say the request was not processed, so even a POST may be sent again.
+NOT_PROCESSED: Final = frozenset({429, 503})
+#: Failures that happen before any byte of the request left: even a POST may be sent again.
+_UNSENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+#: A predicate over a response: ``True`` tries it again (``RestConnector(retry_if=...)``).
+RetryIf = Callable[[httpx.Response], bool]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exchange:
+    """
+    The outcome of one request after its retries: what was sent last, the last response
+    (its body read, unless it succeeded and is being streamed), and the error that
+    response stands for (``None`` when it succeeded).
+    """
+
+    sent: Outgoing
+    response: httpx.Response
+    error: HeadwaterError | None
+
 
 class Http:
     """
@@ -610,8 +649,12 @@ class Http:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         client_cert: tuple[str, str | None] | None = None,
+        retry_if: RetryIf | None = None,
     ) -> None:
         self.config = config
+        #: ``retry.on_response`` and the Python predicate: responses tried again.
+        self._rules = tuple(config.retry.on_response)
+        self._retry_if = retry_if
         self.endpoint = Endpoint(config, headers=headers, params=params)
         self.auth = auth
         #: ``(certificate PEM, key PEM or None)`` for mutual TLS (``tls``), resolved.
@@ -742,10 +785,44 @@ class Http:
             raise error
         return slot
 
-    def _checked(
+    def retries_response(self, response: httpx.Response) -> bool:
+        """
+        Whether ``retry.on_response`` or the ``retry_if`` predicate asks to try ``response``
+        again (its body must have been read).
+        """
+        if self._rules:
+            parsed: list[Any] = []
+
+            def body() -> Any:
+                if not parsed:
+                    try:
+                        parsed.append(loads_json(response.content) if response.content else NO_JSON)
+                    except ValueError:
+                        parsed.append(NO_JSON)
+                return parsed[0]
+
+            if any(rule.matches(response.status_code, body) for rule in self._rules):
+                return True
+        if self._retry_if is not None:
+            try:
+                return bool(self._retry_if(response))
+            except Exception as exc:
+                raise ConfigError(
+                    f"the retry_if predicate raised {type(exc).__name__}", field="retry_if"
+                ) from None
+        return False
+
+    def _needs_body(self, response: httpx.Response) -> bool:
+        """Whether judging ``response`` reads its body (errors and retry predicates do)."""
+        return response.status_code >= 400 or bool(self._rules) or self._retry_if is not None
+
+    def _judge(
         self, budget: RateBudget, slot: Slot, sent: Outgoing, response: httpx.Response
-    ) -> PageResponse:
-        """Report ``response`` to the budget; its JSON, or the error for its status."""
+    ) -> tuple[HeadwaterError | None, bool]:
+        """
+        Report ``response`` to the budget; the error it stands for (``None``: success), and
+        whether it proves the request was not processed (429, 503, an announced limit).
+        """
         info = parse_rate_limit(response.headers, reset_style=self.config.retry.rate_limit_reset)
         status = response.status_code
         limited = status >= 400 and is_rate_limited(status, info)
@@ -757,15 +834,95 @@ class Http:
                 status,
                 f"{info.wait:.1f} s for the reset" if info.wait is not None else "a back-off",
             )
+        error: HeadwaterError | None = None
         if status >= 400:
-            raise status_error(sent, response, retry_statuses=self.retry_statuses, info=info)
-        return PageResponse(str(response.url), response.headers, parse_body(sent, response))
+            error = status_error(sent, response, retry_statuses=self.retry_statuses, info=info)
+        if self.retries_response(response):
+            if error is None:
+                error = ServerError(
+                    f"{sent.what} returned {status} with a body that retry.on_response "
+                    "(or retry_if) says to try again",
+                    hint="the API kept answering so until the retries ran out; try again later",
+                )
+            else:
+                error.retryable = True  # type: ignore[misc]
+        return error, limited or status in NOT_PROCESSED
+
+    def _policy(
+        self, policy: RetryPolicy | None, safe: bool, unprocessed: list[bool]
+    ) -> RetryPolicy:
+        """``policy`` (the connector's by default), restricted for a request unsafe to repeat."""
+        base = policy or self.policy
+        if safe:
+            return base
+        # A POST without an idempotency key goes again only when the API cannot have
+        # processed it: the connection never opened, or it answered 429 / 503.
+        return dataclasses.replace(base, retry_on=lambda exc: unprocessed[0] and base.retry_on(exc))
+
+    def exchange(
+        self,
+        what: str,
+        url: str,
+        once: Callable[[], tuple[Outgoing, httpx.Response]],
+        *,
+        safe: bool = True,
+        policy: RetryPolicy | None = None,
+    ) -> Exchange:
+        """
+        Send with ``once()`` (one try, redirects included) under the rate budget, the pace,
+        the breaker of ``url``'s origin and the retry policy; ``safe=False`` (a POST
+        without an idempotency key) retries only what cannot have been processed. Returns
+        the last try's outcome, an error status included; raises what is not a response
+        (no connection, the breaker open, a refused origin).
+        """
+        breaker = self.breaker(url)
+        budget = self.budget(url)
+        last: list[Exchange] = []
+        unprocessed = [False]
+
+        def attempt() -> Exchange:
+            unprocessed[0] = False
+            while not (slot := self._slot(budget, what)).go:
+                time.sleep(slot.wait)
+            try:
+                delay = self._pace()
+                if delay > 0:
+                    time.sleep(delay)
+                with map_errors(what):
+                    try:
+                        sent, response = once()
+                    except _UNSENT:
+                        unprocessed[0] = True
+                        raise
+                    if self._needs_body(response):
+                        response.read()
+            except BaseException:
+                budget.done(slot, None)
+                raise
+            error, unprocessed[0] = self._judge(budget, slot, sent, response)
+            result = Exchange(sent, response, error)
+            last[:] = [result]
+            if error is not None:
+                raise error
+            return result
+
+        try:
+            return self._policy(policy, safe, unprocessed).call(lambda: breaker.call(attempt))
+        except HeadwaterError as exc:
+            if last and last[0].error is exc:
+                return last[0]
+            raise
 
     def _send_once(self, out: Outgoing) -> tuple[Outgoing, httpx.Response]:
         client = self.client
         for _ in range(MAX_REDIRECTS + 1):
             request = client.build_request(
-                out.method, out.url, params=out.params or None, headers=out.headers, json=out.json
+                out.method,
+                out.url,
+                params=out.params or None,
+                headers=out.headers,
+                json=out.json,
+                content=out.content,
             )
             response = client.send(request, auth=self.auth if out.credentials else None)
             if not response.is_redirect:
@@ -773,28 +930,18 @@ class Http:
             out = self.endpoint.redirect(out, response)
         raise ConnectorError(f"{out.what}: more than {MAX_REDIRECTS} redirects")
 
+    def send(
+        self, spec: RequestSpec, *, safe: bool = True, policy: RetryPolicy | None = None
+    ) -> Exchange:
+        """`exchange` for ``spec`` through the connector's own client (body read)."""
+        first = self.endpoint.build(spec)
+        return self.exchange(
+            first.what, first.url, lambda: self._send_once(first), safe=safe, policy=policy
+        )
+
     def fetch(self, spec: RequestSpec, policy: RetryPolicy | None = None) -> PageResponse:
         """One request with retries and the breaker; the parsed JSON response."""
-        first = self.endpoint.build(spec)
-        breaker = self.breaker(first.url)
-
-        budget = self.budget(first.url)
-
-        def attempt() -> PageResponse:
-            while not (slot := self._slot(budget, first.what)).go:
-                time.sleep(slot.wait)
-            try:
-                delay = self._pace()
-                if delay > 0:
-                    time.sleep(delay)
-                with map_errors(first.what):
-                    sent, response = self._send_once(first)
-            except BaseException:
-                budget.done(slot, None)
-                raise
-            return self._checked(budget, slot, sent, response)
-
-        return (policy or self.policy).call(lambda: breaker.call(attempt))
+        return _page(self.send(spec, policy=policy))
 
     def fetch_many(self, specs: list[RequestSpec], concurrency: int) -> Iterator[PageResponse]:
         """Fetch ``specs`` with at most ``concurrency`` in flight; responses in order."""
@@ -837,7 +984,12 @@ class Http:
     ) -> tuple[Outgoing, httpx.Response]:
         for _ in range(MAX_REDIRECTS + 1):
             request = client.build_request(
-                out.method, out.url, params=out.params or None, headers=out.headers, json=out.json
+                out.method,
+                out.url,
+                params=out.params or None,
+                headers=out.headers,
+                json=out.json,
+                content=out.content,
             )
             response = await client.send(request, auth=self.auth if out.credentials else None)
             if not response.is_redirect:
@@ -845,30 +997,79 @@ class Http:
             out = self.endpoint.redirect(out, response)
         raise ConnectorError(f"{out.what}: more than {MAX_REDIRECTS} redirects")
 
-    async def afetch(
-        self, client: httpx.AsyncClient, spec: RequestSpec, policy: RetryPolicy | None = None
-    ) -> PageResponse:
-        """Async twin of `fetch`."""
-        first = self.endpoint.build(spec)
-        breaker = self.breaker(first.url)
+    async def aexchange(
+        self,
+        what: str,
+        url: str,
+        once: Callable[[], Awaitable[tuple[Outgoing, httpx.Response]]],
+        *,
+        safe: bool = True,
+        policy: RetryPolicy | None = None,
+    ) -> Exchange:
+        """Async twin of `exchange`."""
+        breaker = self.breaker(url)
+        budget = self.budget(url)
+        last: list[Exchange] = []
+        unprocessed = [False]
 
-        budget = self.budget(first.url)
-
-        async def attempt() -> PageResponse:
-            while not (slot := self._slot(budget, first.what)).go:
+        async def attempt() -> Exchange:
+            unprocessed[0] = False
+            while not (slot := self._slot(budget, what)).go:
                 await asyncio.sleep(slot.wait)
             try:
                 delay = self._pace()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                with map_errors(first.what):
-                    sent, response = await self._asend_once(client, first)
+                with map_errors(what):
+                    try:
+                        sent, response = await once()
+                    except _UNSENT:
+                        unprocessed[0] = True
+                        raise
+                    if self._needs_body(response):
+                        await response.aread()
             except BaseException:
                 budget.done(slot, None)
                 raise
-            return self._checked(budget, slot, sent, response)
+            error, unprocessed[0] = self._judge(budget, slot, sent, response)
+            result = Exchange(sent, response, error)
+            last[:] = [result]
+            if error is not None:
+                raise error
+            return result
 
-        return await (policy or self.policy).acall(lambda: breaker.acall(attempt))
+        try:
+            return await self._policy(policy, safe, unprocessed).acall(
+                lambda: breaker.acall(attempt)
+            )
+        except HeadwaterError as exc:
+            if last and last[0].error is exc:
+                return last[0]
+            raise
+
+    async def asend(
+        self,
+        client: httpx.AsyncClient,
+        spec: RequestSpec,
+        *,
+        safe: bool = True,
+        policy: RetryPolicy | None = None,
+    ) -> Exchange:
+        """Async twin of `send`."""
+        first = self.endpoint.build(spec)
+        return await self.aexchange(
+            first.what,
+            first.url,
+            lambda: self._asend_once(client, first),
+            safe=safe,
+            policy=policy,
+        )
+
+    async def afetch(
+        self, client: httpx.AsyncClient, spec: RequestSpec, policy: RetryPolicy | None = None
+    ) -> PageResponse:
+        """Async twin of `fetch`."""
+        return _page(await self.asend(client, spec, policy=policy))
 
     async def afetch_many(
         self, client: httpx.AsyncClient, specs: list[RequestSpec], concurrency: int
@@ -902,3 +1103,11 @@ class Http:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _page(result: Exchange) -> PageResponse:
+    """The page of a stream's response, or the error it stands for."""
+    if result.error is not None:
+        raise result.error
+    response = result.response
+    return PageResponse(str(response.url), response.headers, parse_body(result.sent, response))
