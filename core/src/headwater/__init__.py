@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from headwater._copy import acopy as acopy
     from headwater._copy import copy as copy
     from headwater._files import atomic_file as atomic_file
+    from headwater._frames import record_batch_reader as record_batch_reader
+    from headwater._frames import to_arrow as to_arrow
+    from headwater._frames import to_pandas as to_pandas
+    from headwater._frames import to_polars as to_polars
     from headwater._fork import forget_after_fork as forget_after_fork
     from headwater._files import safe_destination as safe_destination
     from headwater._json import loads_json as loads_json
@@ -169,10 +173,14 @@ __all__ = [
     "iterate_in_thread",
     "loads_json",
     "parse_retry_after",
+    "record_batch_reader",
     "redact",
     "register_secret",
     "safe_destination",
     "set_registry",
+    "to_arrow",
+    "to_pandas",
+    "to_polars",
 ]
 
 #: public name -> module defining it
@@ -193,6 +201,10 @@ _LAZY: dict[str, str] = {
     "acopy": "headwater._copy",
     "copy": "headwater._copy",
     "atomic_file": "headwater._files",
+    "record_batch_reader": "headwater._frames",
+    "to_arrow": "headwater._frames",
+    "to_pandas": "headwater._frames",
+    "to_polars": "headwater._frames",
     "iterate_in_thread": "headwater._connector",
     "atomic_state_options": "headwater._connector",
     "forget_after_fork": "headwater._fork",
