@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from headwater import ConnectorConfig, Secret, is_credential_name
+from headwater._resilience import BreakerSettings, RetrySettings
 from headwater_postgres.__about__ import __version__
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -48,6 +49,21 @@ _DEFAULTED_URL_PARAMS = (
 _URL_PARAM_FIELDS = (*TLS_FIELDS, *_DEFAULTED_URL_PARAMS, "options")
 
 DEFAULT_APPLICATION_NAME = f"headwater-postgres/{__version__}"
+
+
+class DatabaseRetrySettings(RetrySettings):
+    """
+    The shared retry settings with a database's defaults: fewer and shorter tries than an
+    HTTP API's, so a wrong port fails in about 2 s while a restarting server is waited for.
+    """
+
+    model_config = ConfigDict(extra="forbid", title="RetrySettings")
+
+    attempts: int = Field(default=3, ge=1, description="Tries per call, the first included.")
+    maximum: float = Field(default=5.0, ge=0, description="Longest back-off, seconds.")
+    timeout: float = Field(
+        default=30.0, gt=0, description="Give up retrying one call after this long."
+    )
 
 
 class PostgresConfig(ConnectorConfig):
@@ -169,6 +185,17 @@ class PostgresConfig(ConnectorConfig):
         ge=64 * 1024,
         description="Aim for batches of at most this many bytes (estimated from the table's "
         "statistics, or for a query from its first 10 rows), so wide rows make smaller batches.",
+    )
+    retry: DatabaseRetrySettings = Field(
+        default_factory=DatabaseRetrySettings,
+        description="Retries of connecting and of catalog calls (check, list, metadata): a "
+        "server restarting or a dropped connection is a transient fault. Reads resume from "
+        "their state and writes are one transaction, so neither is retried here.",
+    )
+    breaker: BreakerSettings = Field(
+        default_factory=BreakerSettings,
+        description="Circuit breaker of the server (host, port and database): after this many "
+        "failed calls in a row, calls fail at once until the reset timeout has passed.",
     )
 
     @model_validator(mode="before")

@@ -23,8 +23,16 @@ import collections
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from headwater import (
     Batch,
@@ -43,13 +51,15 @@ from headwater import (
 )
 from headwater_postgres._config import PostgresConfig
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
     from psycopg.adapt import AdaptersMap
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-    from headwater import Registry
+    from headwater import CircuitBreaker, Registry
     from headwater_postgres._plan import ReadPlan
     from headwater_postgres._service import ExecuteResult
     from headwater_postgres._sql import Column, QuerySource, Relation
@@ -119,6 +129,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         self._alock_loop: asyncio.AbstractEventLoop | None = None
         self._adapters: AdaptersMap | None = None
         self._pending: set[Any] = set()
+        self._policy = self.config.retry.policy()
         # In a fork's child the pools are dropped (see headwater.forget_after_fork).
         forget_after_fork(self, type(self)._forget_pools_after_fork)
 
@@ -211,8 +222,9 @@ class PostgresConnector(Connector[PostgresConfig]):
                 from psycopg_pool import ConnectionPool
 
                 # One direct connection first: a wrong password or host fails now with
-                # the server's reason, instead of as a pool timeout 30 s later.
-                self._direct().close()
+                # the server's reason, instead of as a pool timeout 30 s later; a server
+                # that is restarting is waited for (config retry).
+                self._retrying(lambda: self._direct().close())
                 # check: a connection that broke while idle (backend terminated, server
                 # restarted, network cut) is replaced on checkout, never handed out.
                 pool: ConnectionPool[Any] = ConnectionPool(
@@ -385,16 +397,60 @@ class PostgresConnector(Connector[PostgresConfig]):
 
     _CHECK_SQL = "SELECT current_setting('server_version'), current_user, current_database()"
 
+    # --- resilience ------------------------------------------------------------------------
+
+    def _breaker(self) -> CircuitBreaker:
+        """The process-wide breaker of this server and database (config ``breaker``)."""
+        return self.config.breaker.breaker(f"postgresql://{self.target}")
+
+    def _retrying(self, operation: Callable[[], T]) -> T:
+        """
+        ``operation`` (a connect, or a catalog call that changes nothing), tried again
+        while it fails transiently (config ``retry``: a refused or dropped connection, a
+        server starting or shutting down), through the server's breaker.
+        """
+
+        def attempt() -> T:
+            try:
+                return operation()
+            except HeadwaterError:
+                raise  # already ours: `from` itself would make it its own cause
+            except Exception as exc:
+                raise self.translate_error(exc) from exc
+
+        breaker = self._breaker()
+        return self._policy.call(lambda: breaker.call(attempt))
+
+    async def _aretrying(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Async `_retrying`."""
+
+        async def attempt() -> T:
+            try:
+                return await operation()
+            except HeadwaterError:
+                raise  # already ours: `from` itself would make it its own cause
+            except Exception as exc:
+                raise self.translate_error(exc) from exc
+
+        breaker = self._breaker()
+        return await self._policy.acall(lambda: breaker.acall(attempt))
+
     def check_connection(self) -> str:
-        with self._direct() as conn:
-            row = conn.execute(self._CHECK_SQL).fetchone()
+        def check() -> Any:
+            with self._direct() as conn:
+                return conn.execute(self._CHECK_SQL).fetchone()
+
+        row = self._retrying(check)
         assert row is not None
         return f"PostgreSQL {row[0]} at {self.target} as {row[1]}"
 
     async def acheck_connection(self) -> str:
-        conn = await self._adirect()
-        async with conn:
-            row = await (await conn.execute(self._CHECK_SQL)).fetchone()
+        async def check() -> Any:
+            conn = await self._adirect()
+            async with conn:
+                return await (await conn.execute(self._CHECK_SQL)).fetchone()
+
+        row = await self._aretrying(check)
         assert row is not None
         return f"PostgreSQL {row[0]} at {self.target} as {row[1]}"
 
@@ -443,66 +499,64 @@ class PostgresConnector(Connector[PostgresConfig]):
         """
         from headwater_postgres._sql import LIST_QUERY, SCHEMA_EXISTS, SCHEMAS_QUERY
 
-        try:
+        def catalog() -> tuple[builtins.list[Any], builtins.list[Any]]:
             with self._connection() as conn:
-                schemas: list[Any] = []
+                schemas: builtins.list[Any] = []
                 if path is None:
                     schemas = conn.execute(SCHEMAS_QUERY).fetchall()
                 elif not conn.execute(SCHEMA_EXISTS, {"schema": path}).fetchone():
                     raise NotFound(f"no schema {path!r} in {self.target}", field="path")
-                rows = conn.execute(LIST_QUERY, {"schema": path}).fetchall()
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        yield from _items(schemas, rows)
+                return schemas, conn.execute(LIST_QUERY, {"schema": path}).fetchall()
+
+        yield from _items(*self._retrying(catalog))
 
     async def alist(self, path: str | None = None) -> AsyncIterator[Item]:
         """Async twin of `list`."""
         from headwater_postgres._sql import LIST_QUERY, SCHEMA_EXISTS, SCHEMAS_QUERY
 
-        try:
+        async def catalog() -> tuple[builtins.list[Any], builtins.list[Any]]:
             async with self._aconnection() as conn:
-                schemas: list[Any] = []
+                schemas: builtins.list[Any] = []
                 if path is None:
                     schemas = await (await conn.execute(SCHEMAS_QUERY)).fetchall()
                 else:
                     cur = await conn.execute(SCHEMA_EXISTS, {"schema": path})
                     if not await cur.fetchone():
                         raise NotFound(f"no schema {path!r} in {self.target}", field="path")
-                rows = await (await conn.execute(LIST_QUERY, {"schema": path})).fetchall()
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        for item in _items(schemas, rows):
+                return schemas, await (await conn.execute(LIST_QUERY, {"schema": path})).fetchall()
+
+        for item in _items(*await self._aretrying(catalog)):
             yield item
 
     def metadata(self, item: str) -> dict[str, Any]:
         """Columns (type, nullability, default), primary key, row estimate and size."""
         from headwater_postgres._sql import is_query
 
-        try:
+        def lookup() -> dict[str, Any]:
             with self._connection() as conn:
                 if is_query(item):
                     return _query_metadata(item, self._query_columns(conn, item))
                 relation = self._relation(conn, item)
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        if relation is None:
-            raise self._missing(item)
-        return _metadata(relation)
+            if relation is None:
+                raise self._missing(item)
+            return _metadata(relation)
+
+        return self._retrying(lookup)
 
     async def ametadata(self, item: str) -> dict[str, Any]:
         """Async twin of `metadata`."""
         from headwater_postgres._sql import is_query
 
-        try:
+        async def lookup() -> dict[str, Any]:
             async with self._aconnection() as conn:
                 if is_query(item):
                     return _query_metadata(item, await self._aquery_columns(conn, item))
                 relation = await self._arelation(conn, item)
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        if relation is None:
-            raise self._missing(item)
-        return _metadata(relation)
+            if relation is None:
+                raise self._missing(item)
+            return _metadata(relation)
+
+        return await self._aretrying(lookup)
 
     def json_fields(self, stream: str) -> frozenset[str]:
         """The json and jsonb columns of table ``stream`` (none if it does not exist yet)."""
@@ -510,12 +564,12 @@ class PostgresConnector(Connector[PostgresConfig]):
 
         if is_query(stream):
             return frozenset()
-        try:
+
+        def lookup() -> Relation | None:
             with self._connection() as conn:
-                relation = self._relation(conn, stream)
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        return _json_columns(relation)
+                return self._relation(conn, stream)
+
+        return _json_columns(self._retrying(lookup))
 
     async def ajson_fields(self, stream: str) -> frozenset[str]:
         """Async twin of `json_fields`."""
@@ -523,12 +577,12 @@ class PostgresConnector(Connector[PostgresConfig]):
 
         if is_query(stream):
             return frozenset()
-        try:
+
+        async def lookup() -> Relation | None:
             async with self._aconnection() as conn:
-                relation = await self._arelation(conn, stream)
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        return _json_columns(relation)
+                return await self._arelation(conn, stream)
+
+        return _json_columns(await self._aretrying(lookup))
 
     # --- read ----------------------------------------------------------------------------
 
@@ -621,6 +675,8 @@ class PostgresConnector(Connector[PostgresConfig]):
             from headwater_postgres._arrow import read_arrow
 
             yield from read_arrow(self._adbc_uri(), select, plan, as_text)
+        except HeadwaterError:
+            raise  # already ours: `from` itself would make it its own cause
         except Exception as exc:
             raise self.translate_error(exc) from exc
 
@@ -861,6 +917,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                     await cur.execute(plan.select)
                     while rows := await afetch_rows(cur, cutter.size):
                         yield cutter.batch(rows)
+        except HeadwaterError:
+            raise  # already ours: `from` itself would make it its own cause
         except Exception as exc:
             raise self.translate_error(exc) from exc
 
@@ -898,6 +956,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                     raise self._missing(stream)
                 query, column = bounds_query(relation, count, key)
                 row = conn.execute(query).fetchone()
+        except HeadwaterError:
+            raise  # already ours: `from` itself would make it its own cause
         except Exception as exc:
             raise self.translate_error(exc) from exc
         return partitions_from(stream, count, column, row)
@@ -1214,6 +1274,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                 if conn.execute(*_write.state_exists_query(relation.schema)).fetchone() is None:
                     return None
                 row = conn.execute(*_write.read_state_query(relation, key)).fetchone()
+        except HeadwaterError:
+            raise  # already ours: `from` itself would make it its own cause
         except Exception as exc:
             raise self.translate_error(exc) from exc
         return _write.state_from(row)
@@ -1232,6 +1294,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                     return None
                 cur = await conn.execute(*_write.read_state_query(relation, key))
                 row = await cur.fetchone()
+        except HeadwaterError:
+            raise  # already ours: `from` itself would make it its own cause
         except Exception as exc:
             raise self.translate_error(exc) from exc
         return _write.state_from(row)
@@ -1263,6 +1327,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                     row = conn.execute(_sql.count_sql(relation)).fetchone()
                     assert row is not None
                     return Estimate(rows=row[0], bytes=guess.bytes, exact=True)
+        except HeadwaterError:
+            raise  # already ours: `from` itself would make it its own cause
         except Exception as exc:
             raise self.translate_error(exc) from exc
         return Estimate(rows=guess.rows, bytes=guess.bytes)
@@ -1286,6 +1352,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                     row = await (await conn.execute(_sql.count_sql(relation))).fetchone()
                     assert row is not None
                     return Estimate(rows=row[0], bytes=guess.bytes, exact=True)
+        except HeadwaterError:
+            raise  # already ours: `from` itself would make it its own cause
         except Exception as exc:
             raise self.translate_error(exc) from exc
         return Estimate(rows=guess.rows, bytes=guess.bytes)
