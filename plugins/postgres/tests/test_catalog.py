@@ -197,3 +197,22 @@ def test_partitions_need_a_key(pg, pg_admin, pg_schema):
     with pytest.raises(ConfigError):
         pg.partitions(f"{pg_schema}.nokey", 2)
     assert 1 == len(pg.partitions(f"{pg_schema}.nokey", 2, key="a"))
+
+
+def test_list_does_not_wait_behind_a_lock_on_some_table(pg, pg_dsn, catalog):
+    """
+    Another session holding ACCESS EXCLUSIVE on a table (an ALTER or DROP in progress):
+    the listing answers at once, that table without a size (sizing it would wait).
+    """
+    import concurrent.futures
+
+    import psycopg
+
+    with psycopg.connect(pg_dsn) as locker:
+        locker.execute(f'LOCK TABLE "{catalog}".orders IN ACCESS EXCLUSIVE MODE')
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            listing = pool.submit(lambda: {i.name: i for i in pg.list()})
+            items = listing.result(timeout=20)  # waited for the lock's whole life before
+        locker.rollback()
+    assert items[f"{catalog}.orders"].size is None
+    assert items[f"{catalog}.totals"].size > 0  # the others are sized

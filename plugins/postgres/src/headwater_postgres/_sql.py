@@ -180,12 +180,28 @@ SELECT {relation},
 """
 ).format(relation=sql.SQL(_RELATION_COLUMNS))
 
+#: As `_RELATION_COLUMNS`, but no size (NULL: unknown) for a relation another session
+#: holds or awaits an ACCESS EXCLUSIVE lock on: pg_total_relation_size locks the relation,
+#: and a listing of the whole database must not wait behind some table's DROP or ALTER
+#: (it did, for as long as that session kept its lock).
+_LIST_COLUMNS: Final = """
+    c.oid::bigint, n.nspname::text, c.relname::text, c.relkind::text,
+    CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END,
+    CASE WHEN c.relkind IN ('r', 'm', 'p') AND x.relation IS NULL
+         THEN pg_total_relation_size(c.oid) END
+"""
+
 #: Every user relation in one query (with sizes), for list(): no query per table.
 LIST_QUERY: Final = sql.SQL(
     """
 SELECT {relation}
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN (SELECT DISTINCT l.relation FROM pg_locks l
+              WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+                AND l.database = (SELECT oid FROM pg_database
+                                   WHERE datname = current_database())) x
+         ON x.relation = c.oid
  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
    AND NOT c.relispartition
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -193,7 +209,7 @@ SELECT {relation}
    AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s)
  ORDER BY n.nspname, c.relname
 """
-).format(relation=sql.SQL(_RELATION_COLUMNS))
+).format(relation=sql.SQL(_LIST_COLUMNS))
 
 SCHEMAS_QUERY: Final = sql.SQL(
     """
