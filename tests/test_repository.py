@@ -44,3 +44,16 @@ def test_every_distribution_has_the_same_shape():
             deps = meta["project"]["dependencies"]
             assert any(re.match(r"headwater\s*>=", d) for d in deps), dist.name
             assert "headwater" in meta["project"]["entry-points"], dist.name
+
+
+def test_no_plugin_imports_a_private_core_module():
+    """Plugins (code and tests) use headwater's public modules: headwater, .toolkit, .formats, .testing."""
+    private = re.compile(r"^\s*(from|import)\s+headwater\._", re.MULTILINE)
+    offenders = [
+        f"{path.relative_to(ROOT)}:{text[: match.start()].count(chr(10)) + 1}"
+        for path in sorted((ROOT / "plugins").rglob("*.py"))
+        if "__pycache__" not in path.parts
+        for text in [path.read_text("utf-8")]
+        for match in private.finditer(text)
+    ]
+    assert [] == offenders

@@ -24,7 +24,7 @@ __all__ = ["BreakerSettings", "RetrySettings"]
 class RetrySettings(BaseModel):
     """Retries of a failed call: exponential back-off with jitter; Retry-After honoured."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     attempts: int = Field(default=5, ge=1, description="Tries per call, the first included.")
     initial: float = Field(default=0.5, ge=0, description="First back-off, seconds.")
@@ -51,7 +51,7 @@ class RetrySettings(BaseModel):
 class BreakerSettings(BaseModel):
     """The circuit breaker of the endpoint: a dead service is one clear error, not a hang."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     failure_threshold: int = Field(
         default=5, ge=1, description="Consecutive failures that open it."

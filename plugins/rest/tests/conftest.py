@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from headwater import Batch, Registry
-from headwater._retry import _forget_breakers
+from headwater.toolkit import reset_breakers
 from headwater_rest import RestConnector, hooks
 from tests.fix_http import SECRETS, HttpServer
 
@@ -42,9 +42,9 @@ class Outcome:
 @pytest.fixture(autouse=True)
 def _fresh_breakers() -> Iterator[None]:
     # Breakers are per origin and process-wide; a test that opens one must not fail the next.
-    _forget_breakers()
+    reset_breakers()
     yield
-    _forget_breakers()
+    reset_breakers()
 
 
 @pytest.fixture(autouse=True)

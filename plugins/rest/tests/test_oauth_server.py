@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from headwater import AuthFailed, ConfigError, TLSFailure
-from headwater._retry import breaker_for
+from headwater.toolkit import breaker_for
 from headwater_rest import RestConnector
 from headwater_rest._auth import forget_metadata, well_known_urls
 from headwater_rest._errors import TokenEndpointError

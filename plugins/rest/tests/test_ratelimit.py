@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headwater._ratelimit import (
+from headwater.toolkit import (
     RateBudget,
     RateLimitInfo,
     is_rate_limited,

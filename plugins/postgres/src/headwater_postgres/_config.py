@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from headwater import ConnectorConfig, Secret, is_credential_name
-from headwater._resilience import BreakerSettings, RetrySettings
+from headwater.toolkit import BreakerSettings, RetrySettings
 from headwater_postgres.__about__ import __version__
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -57,7 +57,7 @@ class DatabaseRetrySettings(RetrySettings):
     HTTP API's, so a wrong port fails in about 2 s while a restarting server is waited for.
     """
 
-    model_config = ConfigDict(extra="forbid", title="RetrySettings")
+    model_config = ConfigDict(extra="forbid", frozen=True, title="RetrySettings")
 
     attempts: int = Field(default=3, ge=1, description="Tries per call, the first included.")
     maximum: float = Field(default=5.0, ge=0, description="Longest back-off, seconds.")

@@ -797,7 +797,7 @@ def rotation_saver(source: Any) -> Callable[[str], None] | None:
 
         return save_file
     if scheme == "keyring":
-        from headwater._resolvers import keyring_set, split_keyring_reference
+        from headwater.toolkit import keyring_set, split_keyring_reference
 
         service, username = split_keyring_reference(rest)
 

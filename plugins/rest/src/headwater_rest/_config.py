@@ -29,8 +29,10 @@ from pydantic import (
     model_validator,
 )
 
-from headwater import ConfigError, ConnectorConfig, CredentialResolver, Secret
-from headwater import is_credential_name as _core_is_credential_name
+from headwater import ConfigError
+from headwater.toolkit import BreakerSettings, ConnectorConfig, CredentialResolver, Secret
+from headwater.toolkit import RetrySettings as CoreRetrySettings
+from headwater.toolkit import is_credential_name as _core_is_credential_name
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -946,18 +948,15 @@ def _same_json(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-class RetrySettings(_Model):
-    """The core retry policy's settings (exponential backoff with jitter, Retry-After honoured)."""
+class RetrySettings(CoreRetrySettings):
+    """
+    The retry settings every connector nests (attempts, initial, maximum, jitter,
+    timeout), plus what only HTTP has: which statuses and responses are tried again and
+    how rate-limit headers are read.
+    """
 
-    attempts: int = Field(default=5, ge=1, description="Tries per request, the first included.")
-    initial: float = Field(default=0.5, ge=0, description="First back-off, seconds.")
-    maximum: float = Field(default=30.0, ge=0, description="Longest back-off, seconds.")
-    jitter: float = Field(
-        default=1.0, ge=0, description="Random extra back-off, up to this many seconds."
-    )
-    timeout: float = Field(
-        default=120.0, gt=0, description="Give up retrying one request after this long."
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, title="RetrySettings")
+
     statuses: list[int] = Field(
         default_factory=lambda: [408, 429, 502, 503, 504],
         description="HTTP statuses tried again (add 500 for an API whose 500s are passing). "
@@ -991,17 +990,6 @@ class RetrySettings(_Model):
         if bad:
             raise ValueError(f"not an HTTP error status (400-599): {bad[0]}")
         return value
-
-
-class BreakerSettings(_Model):
-    """The per-origin circuit breaker."""
-
-    failure_threshold: int = Field(
-        default=5, ge=1, description="Consecutive failures that open it."
-    )
-    reset_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds before it lets one call try again."
-    )
 
 
 class RateLimit(_Model):
@@ -1146,7 +1134,7 @@ class RestConfig(ConnectorConfig):
         """
         import yaml
 
-        from headwater._connector import validate_config
+        from headwater.toolkit import validate_config
 
         text = str(source)
         if "\n" not in text:

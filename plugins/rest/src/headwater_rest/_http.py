@@ -48,7 +48,8 @@ from headwater import (
     parse_retry_after,
     redact,
 )
-from headwater._ratelimit import (
+from headwater.toolkit import (
+    BreakerSettings,
     RateBudget,
     RateLimitInfo,
     Slot,
@@ -56,7 +57,7 @@ from headwater._ratelimit import (
     parse_rate_limit,
 )
 from headwater_rest.__about__ import __version__
-from headwater_rest._config import NO_JSON, BreakerSettings, RestConfig, has_credentials
+from headwater_rest._config import NO_JSON, RestConfig, has_credentials
 from headwater_rest._errors import OriginRefused, TokenEndpointError
 from headwater_rest._paginate import PageResponse
 
