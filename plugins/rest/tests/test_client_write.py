@@ -423,3 +423,19 @@ def test_retry_on_response_is_validated_at_load(make_config, registry, rule, fie
     with pytest.raises(ConfigError) as refused:
         RestConnector(make_config(retry={"on_response": [rule]}), registry=registry)
     assert field == refused.value.field
+
+
+def test_stats_counts_the_sync_clients_pool(http_api, make_config, registry):
+    """stats(): nothing before first use; after requests, the kept-alive connection is idle."""
+    import json as _json
+
+    with RestConnector(make_config(), registry=registry) as connector:
+        assert {} == connector.stats()
+        for _ in range(3):
+            assert 200 == connector.request("GET", "/single", params={"n": 2}).status_code
+        stats = connector.stats()
+        _json.dumps(stats)  # JSON-ready, for a health endpoint
+        assert 1 == stats["sync"]["size"]  # one keep-alive connection served all three
+        assert 1 == stats["sync"]["idle"]
+        assert 0 == stats["sync"]["in_use"]
+        assert connector.config.max_connections == stats["sync"]["max_size"]

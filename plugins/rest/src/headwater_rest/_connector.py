@@ -557,6 +557,21 @@ class RestConnector(Connector[RestConfig]):
         """
         return self.http.breaker(url or self.config.base_url).state
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """
+        The sync HTTP client's connection pool (``sync``; none before first use): ``size``,
+        ``in_use``, ``idle``, ``max_size``. httpx counts no waiting requests, connections
+        made or closed, or errors, so those are absent, not 0; async clients live as long
+        as the operation that made them (one per event loop) and are not listed.
+        """
+        http = self._http_obj
+        client = http.sync_client if http is not None else None
+        if client is None:
+            return {}
+        from headwater_rest._http import pool_stats
+
+        return {"sync": pool_stats(client, self.config.max_connections)}
+
     # --- write ----------------------------------------------------------------------------------
 
     def write(

@@ -747,6 +747,11 @@ class Http:
     # --- sync ---------------------------------------------------------------------------------
 
     @property
+    def sync_client(self) -> httpx.Client | None:
+        """The sync client if it was built (for statistics: reading it builds nothing)."""
+        return self._client
+
+    @property
     def client(self) -> httpx.Client:
         """The sync client, built on first use."""
         if self._client is None:
@@ -1112,3 +1117,21 @@ def _page(result: Exchange) -> PageResponse:
         raise result.error
     response = result.response
     return PageResponse(str(response.url), response.headers, parse_body(result.sent, response))
+
+
+def pool_stats(client: httpx.Client, max_size: int) -> dict[str, int]:
+    """
+    ``size``, ``in_use``, ``idle`` and ``max_size`` of an httpx client's connection pool.
+    httpx keeps its pool on the transport (httpcore's ``ConnectionPool.connections``, whose
+    connections say whether they are idle); read through ``getattr``, so a release that
+    moves them gives zeros, never an error in a health endpoint.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    connections = list(getattr(pool, "connections", ()) or ())
+    idle = 0
+    for connection in connections:
+        is_idle = getattr(connection, "is_idle", None)
+        if callable(is_idle) and is_idle():
+            idle += 1
+    size = len(connections)
+    return {"size": size, "in_use": size - idle, "idle": idle, "max_size": max_size}
