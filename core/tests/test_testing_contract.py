@@ -26,8 +26,8 @@ for _module in (
     "pydantic.fields",
     "pydantic.json_schema",
     "headwater._connector",
-    "headwater._contract",
-    "headwater._faultserver",
+    "headwater.testing._suite",
+    "headwater.testing._faults",
     "headwater._files",
     "headwater._builtin.files_connector",
     "headwater.testing",
@@ -547,7 +547,7 @@ def test_importing_headwater_testing_is_cheap() -> None:
     """The pytest11 module imports neither the suite, http.server, pydantic nor asyncio."""
     code = (
         "import sys, headwater.testing\n"
-        "heavy = ['headwater._contract', 'headwater._faultserver', 'http.server', "
+        "heavy = ['headwater.testing._suite', 'headwater.testing._faults', 'http.server', "
         "'pydantic', 'asyncio', 'headwater._connector']\n"
         "print([m for m in heavy if m in sys.modules])"
     )
@@ -565,7 +565,7 @@ def test_pytest_loads_the_plugin_without_the_suite(pytester: pytest.Pytester) ->
 
         def test_nothing_heavy_loaded():
             assert "headwater.testing" in sys.modules
-            heavy = ["headwater._contract", "headwater._faultserver", "http.server", "pydantic"]
+            heavy = ["headwater.testing._suite", "headwater.testing._faults", "http.server", "pydantic"]
             assert [] == [m for m in heavy if m in sys.modules]
         """
     )

@@ -33,6 +33,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from headwater._schema import SchemaError, alternatives
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -72,8 +74,8 @@ def _rows(
     required = set(node.get("required", ()))
     for name, prop in node.get("properties", {}).items():
         path = f"{prefix}{name}"
-        variants = [v for v in _variants(root, prop) if v.get("type") != "null"]
-        nullable = len(variants) < len(_variants(root, prop))
+        variants = [v for v in alternatives(root, prop) if v.get("type") != "null"]
+        nullable = len(variants) < len(alternatives(root, prop))
         if "default" in prop:
             default = f"`{json.dumps(prop['default'], ensure_ascii=False)}`"
         elif name in required:
@@ -97,34 +99,6 @@ def _rows(
             yield from _rows(root, sub, f"{path}.", label, depth + 1)
 
 
-def _variants(root: Mapping[str, Any], node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The alternatives a property allows, with ``$ref``s resolved."""
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        target = _resolve(root, ref)
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _variants(root, merged)
-    for key in ("anyOf", "oneOf"):
-        if key in node:
-            out: list[Mapping[str, Any]] = []
-            for branch in node[key]:
-                out.extend(_variants(root, branch))
-            return out
-    if "allOf" in node and len(node["allOf"]) == 1:
-        rest = {k: v for k, v in node.items() if k != "allOf"}
-        return _variants(root, {**node["allOf"][0], **rest})
-    return [node]
-
-
-def _resolve(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
-    if not ref.startswith("#/"):
-        raise DocsError(f"cannot resolve schema reference {ref!r}")
-    node: Any = root
-    for part in ref[2:].split("/"):
-        node = node[part]
-    return dict(node)
-
-
 def _type(root: Mapping[str, Any], node: Mapping[str, Any]) -> str:
     if node.get("x-headwater-secret"):
         return "secret"
@@ -136,7 +110,7 @@ def _type(root: Mapping[str, Any], node: Mapping[str, Any]) -> str:
     if kind == "array":
         items = node.get("items")
         if isinstance(items, Mapping):
-            inner = " or ".join(_type(root, v) for v in _variants(root, items))
+            inner = " or ".join(_type(root, v) for v in alternatives(root, items))
             return f"list of {inner}"
         return "list"
     if kind == "object" or "properties" in node:
@@ -144,7 +118,7 @@ def _type(root: Mapping[str, Any], node: Mapping[str, Any]) -> str:
             return str(node.get("title", "object"))
         extra = node.get("additionalProperties")
         if isinstance(extra, Mapping) and extra:
-            inner = " or ".join(_type(root, v) for v in _variants(root, extra))
+            inner = " or ".join(_type(root, v) for v in alternatives(root, extra))
             return f"map of {inner}"
         return "map"
     if kind == "string":
@@ -318,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for project in projects:
         try:
             diff = update_readme(project, check=args.check)
-        except (DocsError, ImportError, KeyError, OSError) as exc:
+        except (DocsError, SchemaError, ImportError, KeyError, OSError) as exc:
             sys.stderr.write(f"{project}: {type(exc).__name__}: {exc}\n")
             return 2
         if diff is None:

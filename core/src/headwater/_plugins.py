@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import pluggy
 
 from headwater import hookspecs
+from headwater._naming import CONNECTOR_ID_RULE, is_connector_id
 from headwater._redact import get_logger, redact
 from headwater._version import API_VERSION, __version__
 from headwater.errors import (
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 logger = get_logger("headwater.plugins")
 
 ENTRY_POINT_GROUP: Final = hookspecs.PROJECT_NAME
-_ID = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 _CORE_SCHEMES: Final = frozenset({"env", "file", "keyring"})
 
 #: Core's own behaviour, registered through the same hooks as any plugin.
@@ -573,10 +573,10 @@ class Registry:
                             f"register_connectors returned {item!r}; expected a Connector "
                             "subclass or a headwater.ConnectorRef"
                         )
-                    if not isinstance(cid, str) or not _ID.match(cid):
+                    if not is_connector_id(cid):
                         raise PluginError(
-                            f"connector id {cid!r} is invalid; use lowercase letters, digits "
-                            "and single dashes (e.g. 'azure-blob')"
+                            f"connector id {cid!r} is invalid; use {CONNECTOR_ID_RULE} "
+                            "(e.g. 'azure-blob')"
                         )
                     entries.append(ConnectorEntry(cid, item, record))
             except Exception as exc:

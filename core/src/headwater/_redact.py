@@ -5,8 +5,8 @@ Every secret headwater resolves is remembered here (in memory only) so that any 
 headwater writes — log records, exception messages, reprs, CLI output — can be scrubbed
 of it, even when a driver echoes the secret back in its own error text. URLs with a
 password in their userinfo part are masked as well, resolved or not, and so are the
-values of credential-named query parameters (`is_credential_name`, the one rule headwater
-uses wherever it must guess from a name).
+values of credential-named query parameters (`is_credential_name` of `headwater._naming`,
+the one rule headwater uses wherever it must guess from a name; re-exported here).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import logging
 import re
 import threading
 from typing import Final
+
+from headwater._naming import is_credential_name as is_credential_name
 
 MASK: Final = "***"
 
@@ -35,72 +37,6 @@ _URL_PASSWORD = re.compile(
 )
 # Query parameters of URLs in text; masked when `is_credential_name` says so.
 _URL_PARAM = re.compile(r"(?P<key>[?&;](?P<name>[^=&;\s#?]+)=)(?P<val>[^&;\s#]*)")
-
-# --- which names carry credentials ---------------------------------------------------------
-
-#: Anywhere in a name (``X-Auth-Token``, ``sslpassword``, ``AccessKey``).
-_CREDENTIAL_PART: Final = re.compile(
-    r"auth|token|secret|passw|passphrase|cookie|session|signature|credential"
-    r"|apikey|appkey|accesskey|privatekey|masterkey",
-    re.IGNORECASE,
-)
-#: Words of a name (``x-api-key`` → x, api, key) that make it a credential.
-_CREDENTIAL_WORDS: Final = frozenset({"key", "sig", "pwd", "pw", "pass", "sas", "otp", "jwt"})
-#: Whole names that are credentials in the APIs that use them (``?appid=`` of
-#: OpenWeatherMap, Azure Functions' ``?code=``).
-_CREDENTIAL_NAMES: Final = frozenset({"code", "appid"})
-#: A "key" after one of these names a record or an ordering, not a secret.
-_PLAIN_KEY_KINDS: Final = frozenset(
-    {
-        "sort", "partition", "primary", "foreign", "idempotency", "cache", "row", "order",
-        "group", "public", "hash", "lookup", "search", "object", "range", "dedup", "dedupe",
-        "unique", "natural", "shard", "routing", "index", "cursor", "page", "next", "start",
-    }
-)  # fmt: skip
-#: A "token" after one of these names a place in a paged stream (``pageToken``,
-#: ``next_token``, ``continuationToken``): an API makes it and puts it in next links, so
-#: a state must keep it (a stripped one could not be given back from the config).
-_PLAIN_TOKEN_KINDS: Final = frozenset(
-    {"page", "next", "pagination", "continuation", "continue", "sync", "cursor", "resume",
-     "delta", "skip"}
-)  # fmt: skip
-#: Words that merely start like a credential part ("auth").
-_PLAIN_WORDS: Final = frozenset({"author", "authors", "authored", "authority"})
-_WORD: Final = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
-
-
-def is_credential_name(name: str) -> bool:
-    """
-    Whether a header, query parameter or setting called ``name`` probably carries a
-    credential: ``Authorization``, ``X-API-Key``, ``DD-APPLICATION-KEY``, ``X-Master-Key``,
-    ``access_token``, ``sig``, ``sslpassword``, ``appid``, ``code``, ... but not
-    ``sort_key``, ``primary_key``, a page token (``pageToken``, ``next_token``) or
-    ``author``.
-
-    A guess by name, wrong in the safe direction when unsure (an unknown ``*_key`` is a
-    credential). Configs that know better say so explicitly (see the REST connector's
-    ``{secret: ...}`` / ``{plain: ...}`` values).
-    """
-    words = [w.lower() for w in _WORD.findall(name)]
-    plain = {
-        index
-        for index, word in enumerate(words)
-        if word in _PLAIN_WORDS
-        or (word == "token" and index > 0 and words[index - 1] in _PLAIN_TOKEN_KINDS)
-    }
-    # Without plain words the name is searched as written ("sslpassword" is one word).
-    rest = "".join(w for i, w in enumerate(words) if i not in plain) if plain else name
-    if _CREDENTIAL_PART.search(rest):
-        return True
-    if "".join(words) in _CREDENTIAL_NAMES:
-        return True
-    for index, word in enumerate(words):
-        if word == "key":
-            if index == 0 or words[index - 1] not in _PLAIN_KEY_KINDS:
-                return True
-        elif word in _CREDENTIAL_WORDS:
-            return True
-    return False
 
 
 def register_secret(value: str) -> None:

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from headwater._naming import CONNECTOR_ID_RULE, is_connector_id
 from headwater.errors import ConfigError
 
-_NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 #: Connector ids core itself provides: a plugin claiming one could never be used.
 _RESERVED = frozenset({"files"})
@@ -32,11 +32,11 @@ def plugin_values(name: str) -> dict[str, str]:
     """The placeholder values for connector id ``name`` (validated)."""
     from headwater._version import API_VERSION
 
-    if not _NAME.match(name):
+    if not is_connector_id(name):
         raise ConfigError(
             f"plugin name {name!r} is not a valid connector id",
             field="name",
-            hint="use lowercase letters, digits and single dashes, e.g. acme-crm",
+            hint=f"use {CONNECTOR_ID_RULE}, e.g. acme-crm",
         )
     if name in _RESERVED:
         raise ConfigError(f"{name!r} is a connector id of headwater itself", field="name")

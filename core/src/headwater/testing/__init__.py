@@ -6,6 +6,21 @@ distribution, so every pytest run in an environment with headwater installed imp
 it. It therefore imports nothing but pytest: `ConnectorContract` and `FaultServer` are
 loaded from private modules on first access.
 
+The package's modules, one job each (all private; import from `headwater.testing`):
+
+``_suite``
+    `ConnectorContract`, the contract as a pytest test class.
+``_leaks``
+    the leak scanner: a connector's resolved secrets, and where in reprs, errors and
+    logs any of them shows.
+``_broken``
+    copies of a connector that cannot work (wrong secrets, a closed port, missing
+    paths), for the check that check() can fail.
+``_probes``
+    what importing an entry point and its connector module imports, in a subprocess.
+``_faults``
+    `FaultServer`, the loopback HTTP API with switchable faults.
+
 The contract suite
     Subclass `ConnectorContract` in your tests and give it a configured connector::
 
@@ -46,11 +61,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from headwater._contract import DEFAULT_HEAVY_MODULES as DEFAULT_HEAVY_MODULES
-    from headwater._contract import ConnectorContract as ConnectorContract
-    from headwater._contract import looks_like_secret as looks_like_secret
-    from headwater._faultserver import FaultServer as FaultServer
-    from headwater._faultserver import RecordedRequest as RecordedRequest
+    from headwater._naming import looks_like_secret as looks_like_secret
+    from headwater.testing._faults import FaultServer as FaultServer
+    from headwater.testing._faults import RecordedRequest as RecordedRequest
+    from headwater.testing._probes import DEFAULT_HEAVY_MODULES as DEFAULT_HEAVY_MODULES
+    from headwater.testing._suite import ConnectorContract as ConnectorContract
 
 __all__ = [
     "DEFAULT_HEAVY_MODULES",
@@ -63,11 +78,11 @@ __all__ = [
 
 #: public name -> private module defining it (imported on first access)
 _LAZY: dict[str, str] = {
-    "DEFAULT_HEAVY_MODULES": "headwater._contract",
-    "ConnectorContract": "headwater._contract",
-    "looks_like_secret": "headwater._contract",
-    "FaultServer": "headwater._faultserver",
-    "RecordedRequest": "headwater._faultserver",
+    "DEFAULT_HEAVY_MODULES": "headwater.testing._probes",
+    "ConnectorContract": "headwater.testing._suite",
+    "looks_like_secret": "headwater._naming",
+    "FaultServer": "headwater.testing._faults",
+    "RecordedRequest": "headwater.testing._faults",
 }
 
 
@@ -87,7 +102,7 @@ def __getattr__(name: str) -> Any:
 @pytest.fixture
 def fault_server() -> Iterator[FaultServer]:
     """A started `FaultServer` (25 records, pages of 10, no auth), stopped after the test."""
-    from headwater._faultserver import FaultServer
+    from headwater.testing._faults import FaultServer
 
     with FaultServer() as server:
         yield server

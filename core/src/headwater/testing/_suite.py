@@ -10,56 +10,25 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import pytest
 
+from headwater._naming import CONNECTOR_ID_RULE, is_connector_id, looks_like_secret
+from headwater._schema import applicable, fields
+from headwater.testing._broken import failing_variants
+from headwater.testing._leaks import exception_texts, find_leaks, forget_secrets, resolved_secrets
+from headwater.testing._probes import (
+    CONNECTOR_MODULE_ALLOWED,
+    DEFAULT_HEAVY_MODULES,
+    heavy_imports,
+    probe,
+)
+
 if TYPE_CHECKING:
     from headwater._connector import Batch, Connector
-
-#: Modules an entry-point module must not import (prefix match: ``azure`` covers
-#: ``azure.storage.blob``). Listing plugins has to stay cheap whatever is installed.
-DEFAULT_HEAVY_MODULES: tuple[str, ...] = (
-    "adbc_driver_manager",
-    "adbc_driver_postgresql",
-    "aiohttp",
-    "asyncpg",
-    "authlib",
-    "azure",
-    "boto3",
-    "botocore",
-    "google.cloud",
-    "grpc",
-    "httpcore",
-    "httpx",
-    "numpy",
-    "pandas",
-    "polars",
-    "psycopg",
-    "psycopg2",
-    "psycopg_pool",
-    "pyarrow",
-    "pydantic",
-    "requests",
-    "sqlalchemy",
-    "urllib3",
-)
-
-#: Modules a connector module may import at module level even though the entry point
-#: may not: the config model needs pydantic.
-_CONNECTOR_MODULE_ALLOWED: tuple[str, ...] = ("pydantic", "pydantic_core")
-
-_ID = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-
-# Config field names that hold secrets: the name ends with a secret word (``password``,
-# ``refresh_token``, ``api_key``); ``token_url`` or ``password_env`` only say where one is.
-_SECRET_NAME = re.compile(
-    r"(^|[_-])(password|passwd|passphrase|secret|token|credentials?|apikey|api[_-]?key"
-    r"|access[_-]?key|account[_-]?key|private[_-]?key|connection[_-]?string|sas)$"
-)
 
 
 def _fail(invariant: str, message: str) -> NoReturn:
@@ -70,11 +39,6 @@ def _fail(invariant: str, message: str) -> NoReturn:
 def _short(value: Any, limit: int = 160) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def looks_like_secret(name: str) -> bool:
-    """Whether a config field name suggests it holds a secret (``password``, ``api_key``)."""
-    return _SECRET_NAME.search(name.rsplit(".", 1)[-1].lower()) is not None
 
 
 # --- helpers over connectors ---------------------------------------------------------------
@@ -122,258 +86,19 @@ def _json_round_trip(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _forget_secrets() -> None:
-    # Redaction is process-wide: a value registered by an earlier test would mask a leak
-    # in this one. Start each secret check the way a fresh process starts.
-    from headwater._redact import _forget_all
-
-    _forget_all()
-
-
-def _secret_values(connector: Connector[Any]) -> list[str]:
-    """Every secret in the connector's config (nested models included), resolved."""
-    from pydantic import BaseModel
-
-    from headwater._secrets import Secret
-    from headwater.errors import HeadwaterError
-
-    found: list[str] = []
-
-    def walk(value: Any, field: str) -> None:
-        if isinstance(value, Secret):
-            try:
-                found.append(value.resolve(field, connector.registry.credential_resolvers()))
-            except HeadwaterError:
-                pass  # unresolvable: there is no value to leak
-        elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name), f"{field}.{name}" if field else name)
-        elif isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(item, f"{field}.{key}")
-        elif isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                walk(item, f"{field}[{index}]")
-
-    walk(connector.config, "")
-    return [value for value in found if value]
-
-
-def _exception_texts(exc: BaseException) -> list[str]:
-    """The message and repr of an exception and every exception chained to it."""
-    import traceback
-
-    texts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        texts.append(repr(current))
-        texts.extend(traceback.format_exception_only(type(current), current))
-        current = current.__cause__ or current.__context__
-    return texts
-
-
-def _failing_variants(connector: Connector[Any]) -> list[tuple[str, Connector[Any]]]:
-    """
-    Copies of ``connector`` that cannot work, made from its config: every secret wrong;
-    the server at a closed port of this machine (``port``/``host`` fields, URLs); every
-    path missing. Each with a label saying what was broken.
-    """
-    import secrets as random
-    import socket
-    import tempfile
-    from urllib.parse import urlsplit, urlunsplit
-
-    from pydantic import BaseModel
-
-    from headwater._secrets import Secret
-
-    wrong = Secret.literal_value(f"headwater-contract-wrong-{random.token_hex(8)}")
-
-    def with_wrong_secrets(value: Any) -> tuple[Any, bool]:
-        if isinstance(value, Secret):
-            return wrong, True
-        if isinstance(value, BaseModel):
-            updates = {}
-            for name in type(value).model_fields:
-                new, changed = with_wrong_secrets(getattr(value, name, None))
-                if changed:
-                    updates[name] = new
-            return (value.model_copy(update=updates), True) if updates else (value, False)
-        if isinstance(value, dict):
-            pairs = {key: with_wrong_secrets(item) for key, item in value.items()}
-            if any(changed for _new, changed in pairs.values()):
-                return {key: new for key, (new, _c) in pairs.items()}, True
-        return value, False
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]  # free once the socket is closed: nobody listens
-    config = connector.config
-    fields = type(config).model_fields
-    unreachable: dict[str, Any] = {}
-    missing: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(config, name, None)
-        if name == "port" and isinstance(value, int) and not isinstance(value, bool):
-            unreachable["port"] = closed
-            if "host" in fields:
-                unreachable["host"] = "127.0.0.1"
-        elif isinstance(value, str) and "://" in value:
-            parts = urlsplit(value)
-            if parts.hostname and parts.scheme != "file":
-                user, at, _hostport = parts.netloc.rpartition("@")
-                netloc = f"{user}{at}127.0.0.1:{closed}"
-                unreachable[name] = urlunsplit(parts._replace(netloc=netloc))
-        elif isinstance(value, Path):
-            # In a directory that does not exist either, so nothing gets created there.
-            gone = Path(tempfile.gettempdir()) / f"headwater-contract-{random.token_hex(8)}"
-            missing[name] = gone / value.name if value.name else gone
-
-    configs: list[tuple[str, Any]] = []
-    bad, changed = with_wrong_secrets(config)
-    if changed:
-        configs.append(("every secret wrong", bad))
-    if unreachable:
-        label = f"{', '.join(sorted(unreachable))} at a closed port"
-        configs.append((label, config.model_copy(update=unreachable)))
-    if missing:
-        configs.append((f"{', '.join(sorted(missing))} missing", config.model_copy(update=missing)))
-    return [(label, type(connector)(made, registry=connector.registry)) for label, made in configs]
-
-
-def _find_leaks(texts: Mapping[str, str], secrets: Sequence[str]) -> list[str]:
-    return [where for where, text in texts.items() for value in secrets if value in text]
-
-
-def _walk_schema(
-    schema: Mapping[str, Any],
-) -> Iterator[tuple[str, list[Mapping[str, Any]]]]:
-    """
-    Yield ``(dotted field path, schema variants)`` for every property, nested included.
-
-    ``$ref`` targets and ``anyOf``/``oneOf``/``allOf`` branches are flattened into the
-    list of variants, so ``Secret | None`` gives the secret variant and the null variant.
-    """
-    defs: Mapping[str, Any] = schema.get("$defs", {})
-
-    def variants(node: Mapping[str, Any], seen: frozenset[str]) -> list[Mapping[str, Any]]:
-        out: list[Mapping[str, Any]] = [node]
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            name = ref.split("/")[-1]
-            if name not in seen and name in defs:
-                out.extend(variants(defs[name], seen | {name}))
-        for key in ("anyOf", "oneOf", "allOf"):
-            for branch in node.get(key, ()):
-                out.extend(variants(branch, seen))
-        items = node.get("items")
-        if isinstance(items, Mapping):
-            out.extend(variants(items, seen))
-        extra = node.get("additionalProperties")
-        if isinstance(extra, Mapping):
-            out.extend(variants(extra, seen))
-        return out
-
-    def walk(
-        found: list[Mapping[str, Any]], prefix: str, seen: frozenset[str]
-    ) -> Iterator[tuple[str, list[Mapping[str, Any]]]]:
-        for variant in found:
-            for name, prop in variant.get("properties", {}).items():
-                path = f"{prefix}{name}"
-                sub = variants(prop, seen)
-                yield path, sub
-                refs = frozenset(v["$ref"].split("/")[-1] for v in sub if "$ref" in v)
-                # A model that contains itself was expanded once already: stop there.
-                yield from walk(sub, f"{path}.", seen | refs)
-
-    # The alternatives of a union may share field names (``auth.type``): merge them.
-    merged: dict[str, list[Mapping[str, Any]]] = {}
-    for path, found in walk(variants(schema, frozenset()), "", frozenset()):
-        merged.setdefault(path, []).extend(found)
-    yield from merged.items()
-
-
 def _is_secret_schema(found: Sequence[Mapping[str, Any]]) -> bool:
     return any(v.get("x-headwater-secret") is True for v in found)
 
 
-# --- the entry-point probe (runs in a subprocess) -------------------------------------------
-
-_PROBE = r"""
-import importlib, json, sys
-ep_module, connector_id, url = sys.argv[1], sys.argv[2], sys.argv[3] or None
-out = {"error": None, "ids": [], "claimed": None, "target": None, "identity": None}
-before = set(sys.modules)
-try:
-    module = importlib.import_module(ep_module)
-    found = []
-    hook = getattr(module, "register_connectors", None)
-    if hook is not None:
-        found = list(hook() or ())
-    if url is not None and getattr(module, "connector_for_url", None) is not None:
-        out["claimed"] = module.connector_for_url(url=url)
-    after_ep = set(sys.modules)
-    out["ids"] = [getattr(item, "id", None) for item in found]
-    mine = [item for item in found if getattr(item, "id", None) == connector_id]
-    out["ep_imports"] = sorted(after_ep - before)
-    if mine:
-        item = mine[0]
-        if isinstance(item, type):
-            cls = item
-            out["target"] = f"{cls.__module__}:{cls.__qualname__}"
-        else:
-            out["target"] = item.target
-            cls = item.load()
-        out["identity"] = [getattr(cls, "id", None), cls.__qualname__]
-    out["connector_imports"] = sorted(set(sys.modules) - after_ep)
-except BaseException as exc:
-    out["error"] = f"{type(exc).__name__}: {exc}"
-print(json.dumps(out))
-"""
-
-_probe_cache: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-
-
-def _probe(ep_module: str, connector_id: str, url: str | None) -> dict[str, Any]:
-    """Import the entry-point module in a fresh interpreter; report what it imported."""
-    import os
-    import subprocess
-    import sys
-
-    # The child sees the same import path as this process (test-local modules too).
-    path = os.pathsep.join(p for p in sys.path if p)
-    key = (ep_module, connector_id, url or "", path)
-    if key not in _probe_cache:
-        env = {**os.environ, "PYTHONPATH": path}
-        proc = subprocess.run(
-            [sys.executable, "-c", _PROBE, ep_module, connector_id, url or ""],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        if proc.returncode != 0 or not proc.stdout.strip():
-            _fail(
-                "entry point",
-                f"probing {ep_module} in a subprocess failed: {proc.stderr.strip()[-500:]}",
-            )
-        _probe_cache[key] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return _probe_cache[key]
-
-
-def _heavy(modules: Iterable[str], heavy: Iterable[str]) -> list[str]:
-    prefixes = tuple(heavy)
-    hits = {
-        name
-        for name in modules
-        for prefix in prefixes
-        if name == prefix or name.startswith(prefix + ".")
-    }
-    # Report the top of each tree only: "azure" rather than 40 azure.* modules.
-    return sorted(h for h in hits if not any(h.startswith(o + ".") for o in hits))
+def _secrets_to_find(extra: Sequence[str], *connectors: Connector[Any] | None) -> list[str]:
+    """The secrets of ``connectors`` and ``extra``; skips the check when there are none."""
+    secrets = list(extra)
+    for connector in connectors:
+        if connector is not None:
+            secrets.extend(resolved_secrets(connector))
+    if not secrets:
+        pytest.skip("the connectors hold no secret and secret_values is empty")
+    return secrets
 
 
 # --- the contract suite ----------------------------------------------------------------------
@@ -504,11 +229,10 @@ class ConnectorContract:
         cid = getattr(cls, "id", None)
         if not isinstance(cid, str):
             _fail("stable id", f"{cls.__name__}.id must be a str class attribute, got {cid!r}")
-        if not _ID.match(cid):
+        if not is_connector_id(cid):
             _fail(
                 "stable id",
-                f"id {cid!r} is invalid: use lowercase letters, digits and single dashes "
-                "(e.g. 'azure-blob')",
+                f"id {cid!r} is invalid: use {CONNECTOR_ID_RULE} (e.g. 'azure-blob')",
             )
         if connector.id != cid:
             _fail("stable id", f"instance id {connector.id!r} differs from class id {cid!r}")
@@ -536,7 +260,7 @@ class ConnectorContract:
         if schema.get("type") != "object":
             _fail("config schema", f"the schema of {model.__name__} is not an object schema")
         problems = []
-        for path, found in _walk_schema(schema):
+        for path, found in fields(schema):
             marked = _is_secret_schema(found)
             if marked:
                 secret = [v for v in found if v.get("x-headwater-secret") is True]
@@ -552,7 +276,7 @@ class ConnectorContract:
                 )
         for name in model.secret_fields():
             prop = schema.get("properties", {}).get(name)
-            if prop is None or not _is_secret_schema(_walk_prop(schema, prop)):
+            if prop is None or not _is_secret_schema(applicable(schema, prop)):
                 problems.append(f"Secret field {name!r} is not marked secret in the schema")
         if problems:
             _fail("config schema", "; ".join(problems))
@@ -562,7 +286,7 @@ class ConnectorContract:
         schema = type(connector).Config.model_json_schema()
         missing = [
             path
-            for path, found in _walk_schema(schema)
+            for path, found in fields(schema)
             if not any(isinstance(v.get("description"), str) and v["description"] for v in found)
             # A field with one allowed value (a union's ``type`` tag) describes itself.
             and not any("const" in v for v in found)
@@ -674,7 +398,7 @@ class ConnectorContract:
         if connector is None:
             pytest.skip("no bad_credentials_connector: the connector takes no credentials")
         self._contract_require(connector, "check")
-        _forget_secrets()
+        forget_secrets()
         results = []
         for label, call in (
             ("check()", connector.check),
@@ -714,7 +438,7 @@ class ConnectorContract:
                     f"{label} message must be one non-empty line, got {_short(result.message)}",
                 )
             results.append(result)
-        secrets = [*_secret_values(connector), *secret_values]
+        secrets = [*resolved_secrets(connector), *secret_values]
         texts = {
             f"{label} {part}": text
             for label, result in zip(("check()", "acheck()"), results, strict=True)
@@ -726,7 +450,7 @@ class ConnectorContract:
                 ("to_dict", json.dumps(result.to_dict())),
             )
         }
-        leaks = _find_leaks(texts, secrets)
+        leaks = find_leaks(texts, secrets)
         if leaks:
             _fail("check with bad credentials", f"the secret appears in {', '.join(leaks)}")
 
@@ -744,7 +468,7 @@ class ConnectorContract:
         self._contract_require(connector, "check")
         if bad_credentials_connector is not None:
             return  # test_contract_check_reports_bad_credentials exercises a failing check
-        variants = _failing_variants(connector)
+        variants = failing_variants(connector)
         if not variants:
             if self.check_cannot_fail:
                 pytest.skip(f"check_cannot_fail: {self.check_cannot_fail}")
@@ -811,7 +535,7 @@ class ConnectorContract:
         secret_values: list[str],
     ) -> None:
         """repr/str of connector and config, config dumps and raised errors show no secret."""
-        _forget_secrets()
+        forget_secrets()
         texts: dict[str, str] = {}
         for role, conn in (
             ("connector", connector),
@@ -833,15 +557,10 @@ class ConnectorContract:
                 }
             )
             for index, exc in enumerate(errors):
-                for n, text in enumerate(_exception_texts(exc)):
+                for n, text in enumerate(exception_texts(exc)):
                     texts[f"error {index} of {role} ({type(exc).__name__}) text {n}"] = text
-        secrets = list(secret_values)
-        for conn in (connector, bad_credentials_connector):
-            if conn is not None:
-                secrets.extend(_secret_values(conn))
-        if not secrets:
-            pytest.skip("the connectors hold no secret and secret_values is empty")
-        leaks = _find_leaks(texts, secrets)
+        secrets = _secrets_to_find(secret_values, connector, bad_credentials_connector)
+        leaks = find_leaks(texts, secrets)
         if leaks:
             _fail("secrets never shown", f"a secret appears in {', '.join(leaks)}")
 
@@ -855,21 +574,16 @@ class ConnectorContract:
         """Nothing the connector logs (DEBUG and up, any logger) contains a secret."""
         import logging
 
-        _forget_secrets()
+        forget_secrets()
         caplog.set_level(logging.DEBUG)
         for conn in (connector, bad_credentials_connector):
             if conn is not None:
                 self._contract_exercise(conn)
-        secrets = list(secret_values)
-        for conn in (connector, bad_credentials_connector):
-            if conn is not None:
-                secrets.extend(_secret_values(conn))
-        if not secrets:
-            pytest.skip("the connectors hold no secret and secret_values is empty")
+        secrets = _secrets_to_find(secret_values, connector, bad_credentials_connector)
         texts = {"the captured log": caplog.text}
         for index, record in enumerate(caplog.records):
             texts[f"log record {index} ({record.name})"] = record.getMessage()
-        leaks = _find_leaks(texts, secrets)
+        leaks = find_leaks(texts, secrets)
         if leaks:
             _fail(
                 "secrets never shown",
@@ -1359,15 +1073,23 @@ class ConnectorContract:
             "(pip install -e .), or set entry_point = 'package.hooks'",
         )
 
-    def test_contract_entry_point_imports_nothing_heavy(self, connector: Connector[Any]) -> None:
-        """Importing the entry-point module and calling its hooks imports no heavy SDK."""
+    def _contract_probe(self, connector: Connector[Any]) -> tuple[str, dict[str, Any]]:
+        """The entry-point module and what importing it in a fresh interpreter did."""
         module = self._contract_entry_point(connector)
-        report = _probe(module, type(connector).id, self.url_example)
+        try:
+            report = probe(module, type(connector).id, self.url_example)
+        except RuntimeError as exc:
+            _fail("entry point", str(exc))
         if report["error"]:
             _fail(
                 "entry point", f"importing {module} or calling its hooks failed: {report['error']}"
             )
-        heavy = _heavy(report["ep_imports"], self.heavy_modules)
+        return module, report
+
+    def test_contract_entry_point_imports_nothing_heavy(self, connector: Connector[Any]) -> None:
+        """Importing the entry-point module and calling its hooks imports no heavy SDK."""
+        module, report = self._contract_probe(connector)
+        heavy = heavy_imports(report["ep_imports"], self.heavy_modules)
         if heavy:
             _fail(
                 "lazy imports",
@@ -1398,19 +1120,14 @@ class ConnectorContract:
 
     def test_contract_connector_module_imports_sdk_lazily(self, connector: Connector[Any]) -> None:
         """Importing the connector's module imports no heavy SDK (pydantic allowed)."""
-        module = self._contract_entry_point(connector)
-        report = _probe(module, type(connector).id, self.url_example)
-        if report["error"]:
-            _fail(
-                "entry point", f"importing {module} or calling its hooks failed: {report['error']}"
-            )
+        module, report = self._contract_probe(connector)
         if report["target"] is None:
             pytest.skip(
                 f"{module} does not register {type(connector).id!r} (see the stable id check)"
             )
-        heavy = _heavy(
+        heavy = heavy_imports(
             report["connector_imports"],
-            [m for m in self.heavy_modules if m not in _CONNECTOR_MODULE_ALLOWED],
+            [m for m in self.heavy_modules if m not in CONNECTOR_MODULE_ALLOWED],
         )
         if heavy:
             _fail(
@@ -1472,9 +1189,3 @@ def _use_async_with(connector: Connector[Any]) -> tuple[Any, list[str]]:
         return entered
 
     return _run(use()), released
-
-
-def _walk_prop(schema: Mapping[str, Any], prop: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The variants of one property schema (see `_walk_schema`)."""
-    wrapper = {"$defs": schema.get("$defs", {}), "properties": {"x": prop}}
-    return next(found for _path, found in _walk_schema(wrapper))
