@@ -26,6 +26,7 @@ def lazy_exports(
     namespace: dict[str, Any],
     *,
     moved: Mapping[str, str] | None = None,
+    rename: bool = True,
 ) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """
     ``(__all__, __getattr__, __dir__)`` for ``module``, whose globals are ``namespace``.
@@ -35,6 +36,9 @@ def lazy_exports(
             own import path, e.g. ``"errors": "headwater.errors"``).
         moved: old public name -> the module it is public in now; still importable from
             ``module`` with a `DeprecationWarning`, and not in ``__all__``.
+        rename: show classes of ``module``'s private submodules as ``module``'s own (a
+            module re-exporting another package's names, as `headwater.toolkit` does
+            the core's, leaves that to the package).
     """
     moved = dict(moved or {})
     public = sorted(homes)
@@ -54,8 +58,7 @@ def lazy_exports(
             value: Any = importlib.import_module(home)
         else:
             value = getattr(importlib.import_module(home), name)
-            package = module.split(".")[0]
-            if isinstance(value, type) and value.__module__.startswith(f"{package}._"):
+            if rename and isinstance(value, type) and value.__module__.startswith(f"{module}._"):
                 # Tracebacks and reprs read `headwater.Connector`, not `headwater._connector…`.
                 value.__module__ = module
         namespace[name] = value

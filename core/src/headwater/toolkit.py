@@ -123,4 +123,4 @@ _HOMES: dict[str, str] = {
     "hookimpl": "headwater.hookspecs",
 }
 
-__all__, __getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals(), rename=False)

@@ -439,3 +439,41 @@ def test_stats_counts_the_sync_clients_pool(http_api, make_config, registry):
         assert 1 == stats["sync"]["idle"]
         assert 0 == stats["sync"]["in_use"]
         assert connector.config.max_connections == stats["sync"]["max_size"]
+
+
+def _forked_child(connector: RestConnector, out: Any) -> None:
+    """In the forked child: the parent's connector, used again (no client is shared)."""
+    try:
+        before = connector.stats()
+        status = connector.request("GET", "/single", params={"n": 2}).status_code
+        out.put((before, status, connector.stats()))
+    except BaseException as exc:  # the parent reports it
+        out.put(repr(exc))
+    finally:
+        connector.close()
+
+
+def test_fork_child_makes_its_own_client(http_api, make_config, registry):
+    """
+    A connector used before os.fork(): in the child it has no client (stats() is empty)
+    until its first call opens one of its own; the parent's client still serves afterwards.
+    """
+    import multiprocessing
+
+    with RestConnector(make_config(), registry=registry) as connector:
+        assert 200 == connector.request("GET", "/single", params={"n": 2}).status_code
+        assert 1 == connector.stats()["sync"]["size"]
+        context = multiprocessing.get_context("fork")
+        out = context.Queue()
+        child = context.Process(target=_forked_child, args=(connector, out))
+        child.start()
+        result = out.get(timeout=60)
+        child.join(timeout=60)
+        assert not isinstance(result, str), result
+        before, status, after = result
+        assert {} == before  # the parent's client was not carried into the child
+        assert 200 == status
+        assert 1 == after["sync"]["size"]
+        assert 0 == child.exitcode
+        assert 200 == connector.request("GET", "/single", params={"n": 2}).status_code
+        assert 1 == connector.stats()["sync"]["size"]

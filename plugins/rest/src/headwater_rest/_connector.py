@@ -45,6 +45,7 @@ from headwater import (
     get_logger,
     is_loopback,
 )
+from headwater.toolkit import forget_after_fork
 from headwater_rest._config import (
     BUILTIN_AUTH_TYPES,
     BUILTIN_PAGINATION_TYPES,
@@ -120,6 +121,16 @@ class RestConnector(Connector[RestConfig]):
         self._http_lock = threading.Lock()
         self._client_obj: httpx.Client | None = None
         self._check_plain_http()
+        # In a fork's child the HTTP clients are dropped, unclosed: their sockets are the
+        # parent's (see headwater.toolkit.forget_after_fork); first use makes new ones.
+        forget_after_fork(self, type(self)._forget_clients_after_fork)
+
+    def _forget_clients_after_fork(self) -> builtins.list[Any]:
+        inherited = [c for c in (self._http_obj, self._client_obj) if c is not None]
+        self._http_lock = threading.Lock()
+        self._http_obj = None
+        self._client_obj = None
+        return inherited
 
     # --- construction -------------------------------------------------------------------------
 
