@@ -21,7 +21,8 @@ import pytest
 from pydantic import ValidationError
 
 import headwater
-from headwater import ConfigError, Registry, SourceRegistry, hookimpl, redact
+from headwater import ConfigError, Registry, SourceRegistry, hookimpl
+from headwater.toolkit import redact
 from headwater_postgres._config import PostgresConfig, split_url_password
 from headwater_rest import hooks as rest_hooks
 from headwater_rest._config import RestConfig
@@ -176,7 +177,7 @@ def test_plugin_auth_literal_secret_is_refused(rest_sources: SourceRegistry, aut
 )  # fmt: skip
 def test_credential_names_are_guessed(name: str):
     """The names a review found missing are credentials; the redactor masks them in URLs."""
-    assert headwater.is_credential_name(name)
+    assert headwater.toolkit.is_credential_name(name)
     assert "S3cretValue" not in redact(f"https://h/x?{name}=S3cretValue&q=1")
 
 
@@ -186,7 +187,7 @@ def test_credential_names_are_guessed(name: str):
      "pagination_token", "continuation-token", "syncToken", "author", "authors"],
 )  # fmt: skip
 def test_plain_names_are_not_guessed(name: str):
-    assert not headwater.is_credential_name(name)
+    assert not headwater.toolkit.is_credential_name(name)
 
 
 def test_rest_values_can_be_marked_secret_or_plain():

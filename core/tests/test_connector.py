@@ -34,10 +34,9 @@ from headwater import (
     Secret,
     WriteResult,
     _redact,
-    atomic_file,
     errors,
-    safe_destination,
 )
+from headwater.toolkit import atomic_file, safe_destination
 
 SECRET = "drv-Secret-7Qx2Lm9"
 
@@ -951,7 +950,7 @@ def test_iterate_in_thread_keeps_one_iterator_on_one_thread():
     import sqlite3
     import threading
 
-    from headwater import iterate_in_thread
+    from headwater.toolkit import iterate_in_thread
 
     threads: set[int] = set()
     closed: list[bool] = []

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headwater import loads_json
+from headwater.toolkit import loads_json
 
 #: Documents a fast parser could get wrong: integers beyond 64 bits, a number that
 #: overflows a double, NaN/Infinity literals, a lone surrogate, duplicate keys, spacing.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headwater import is_loopback
+from headwater.toolkit import is_loopback
 
 
 @pytest.mark.parametrize(

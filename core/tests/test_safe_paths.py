@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import headwater
-from headwater import UnsafePath, atomic_file, safe_destination
+from headwater import UnsafePath
+from headwater.toolkit import atomic_file, safe_destination
 
 UNSAFE_NAMES = [
     "../../escape.txt",

@@ -210,7 +210,7 @@ def test_resolved_secret_redacted_in_errors_and_logs(monkeypatch, caplog):
 def test_url_password_and_sas_masked():
     """Passwords in URLs and credential query parameters are masked even if never resolved."""
     text = "postgresql://etl:hunter2pw@db:5432/x and https://a.blob.core.windows.net/c?sv=1&sig=abcDEF%2B123"
-    masked = headwater.redact(text)
+    masked = headwater.toolkit.redact(text)
     assert "hunter2pw" not in masked
     assert "abcDEF" not in masked
     assert "postgresql://etl:***@db:5432/x" in masked

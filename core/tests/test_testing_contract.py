@@ -50,10 +50,8 @@ from typing import Any
 
 from pydantic import Field
 
-from headwater import (
-    AlreadyExists, AuthFailed, Batch, Capability, Connector, ConnectorConfig, Estimate,
-    FetchResult, Item, NotFound, Secret, WriteResult, atomic_file, safe_destination,
-)
+from headwater import AlreadyExists, AuthFailed, Batch, Capability, Connector, ConnectorConfig, Estimate, FetchResult, Item, NotFound, Secret, WriteResult
+from headwater.toolkit import atomic_file, safe_destination
 from headwater.formats import EncodedLines
 from headwater._redact import get_logger
 

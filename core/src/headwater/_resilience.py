@@ -4,8 +4,8 @@ The resilience settings every network connector's config nests, under the same n
 ``retry`` (`RetrySettings`: attempts, initial, maximum, jitter, timeout) and ``breaker``
 (`BreakerSettings`: failure_threshold, reset_timeout) mean the same in the PostgreSQL,
 Azure Blob and REST configs, appear in each one's JSON Schema and docs table alike, and
-build the same two objects: a `headwater.RetryPolicy` and the process-wide
-`headwater.CircuitBreaker` of an endpoint. A connector may subclass `RetrySettings` to
+build the same two objects: a `headwater.toolkit.RetryPolicy` and the process-wide
+`headwater.toolkit.CircuitBreaker` of an endpoint. A connector may subclass `RetrySettings` to
 add what only it has (REST: the statuses to retry, rate-limit waits).
 """
 

@@ -701,7 +701,7 @@ def test_error_description_is_shortened_and_masked():
     """The server's error_description is shown shortened and with secrets masked."""
     import httpx
 
-    from headwater import register_secret
+    from headwater.toolkit import register_secret
     from headwater_rest._auth import ClientCredentials
 
     leaked = "leaked-Xy7-secret-value"

@@ -85,7 +85,7 @@ def test_a_position_beyond_the_data_is_an_error(read, make_config, stream):
 def test_a_pagination_token_in_a_next_url_is_kept(name):
     """A page token is where the stream goes on, not a credential: stripping it would
     make the state unresumable (the config cannot give back a token the API made)."""
-    from headwater import is_credential_name
+    from headwater.toolkit import is_credential_name
     from headwater_rest._paginate import Position
 
     url = f"https://api.example.com/items?{name}=CgNhYmM&limit=50"

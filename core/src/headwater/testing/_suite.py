@@ -588,7 +588,7 @@ class ConnectorContract:
             _fail(
                 "secrets never shown",
                 f"a secret appears in {', '.join(leaks[:5])}: attach "
-                "headwater.RedactingFilter() to your loggers",
+                "headwater.toolkit.RedactingFilter() to your loggers",
             )
 
     # --- list, metadata, fetch ----------------------------------------------------------------

@@ -36,10 +36,10 @@ from headwater import (
     HeadwaterError,
     Item,
     NotFound,
-    RedactingFilter,
     State,
     WriteResult,
 )
+from headwater.toolkit import RedactingFilter
 from headwater_duckdb._config import DuckDBConfig, config_from_url
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Final
 
-from headwater import ConfigError, State, check_keyset_state
+from headwater import ConfigError, State
+from headwater.toolkit import check_keyset_state
 from headwater_duckdb._sql import Column, QuerySource, Relation, quote_ident, subquery
 from headwater_duckdb._types import is_json_type, read_item
 

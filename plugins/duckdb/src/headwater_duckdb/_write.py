@@ -23,8 +23,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from headwater import Batch, ConfigError, NotFound, State, atomic_state_options
+from headwater import Batch, ConfigError, NotFound, State
 from headwater.formats import arrow_from_records, json_default
+from headwater.toolkit import atomic_state_options
 from headwater_duckdb._sql import STATE_TABLE, Relation, one, qualified, quote_ident, run
 from headwater_duckdb._types import (
     ValueCheck,

@@ -23,8 +23,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from headwater import ConnectorConfig, Secret, is_credential_name
-from headwater.toolkit import BreakerSettings, RetrySettings
+from headwater import ConnectorConfig, Secret
+from headwater.toolkit import BreakerSettings, RetrySettings, is_credential_name
 from headwater_postgres.__about__ import __version__
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]

@@ -44,11 +44,10 @@ from headwater import (
     Item,
     NotFound,
     Partition,
-    RedactingFilter,
     State,
     WriteResult,
-    forget_after_fork,
 )
+from headwater.toolkit import RedactingFilter, forget_after_fork
 from headwater_postgres._config import PostgresConfig
 
 T = TypeVar("T")
@@ -59,7 +58,8 @@ if TYPE_CHECKING:
     from psycopg.adapt import AdaptersMap
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-    from headwater import CircuitBreaker, Registry
+    from headwater import Registry
+    from headwater.toolkit import CircuitBreaker
     from headwater_postgres._plan import ReadPlan
     from headwater_postgres._service import ExecuteResult
     from headwater_postgres._sql import Column, QuerySource, Relation
@@ -130,7 +130,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         self._adapters: AdaptersMap | None = None
         self._pending: set[Any] = set()
         self._policy = self.config.retry.policy()
-        # In a fork's child the pools are dropped (see headwater.forget_after_fork).
+        # In a fork's child the pools are dropped (see headwater.toolkit.forget_after_fork).
         forget_after_fork(self, type(self)._forget_pools_after_fork)
 
     @classmethod

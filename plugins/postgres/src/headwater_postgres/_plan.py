@@ -231,8 +231,8 @@ class BatchCutter:
 
     def jsonl_batch(self, rows: list[memoryview]) -> Batch:
         """COPY rows of server-made JSON (each ending in a newline) and the state after them."""
-        from headwater import loads_json
         from headwater.formats import EncodedLines
+        from headwater.toolkit import loads_json
 
         plan = self.plan
         self.rows += len(rows)
@@ -496,7 +496,7 @@ def _read_items(
 
 
 def _check_state(state: State, stream: str, keys: Sequence[Column]) -> int:
-    from headwater import check_keyset_state
+    from headwater.toolkit import check_keyset_state
 
     return check_keyset_state(state, stream, [k.name for k in keys], connector="postgres")
 

@@ -8,7 +8,7 @@ What a long-running service needs beside reads and writes (pure logic, no psycop
 
 Fork safety (a connector made before ``os.fork()`` drops its pools in the child, which
 opens its own on first use: a libpq connection shared by two processes interleaves their
-protocol messages on one socket) is core's `headwater.forget_after_fork`.
+protocol messages on one socket) is core's `headwater.toolkit.forget_after_fork`.
 """
 
 from __future__ import annotations

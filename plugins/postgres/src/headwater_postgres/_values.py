@@ -67,8 +67,9 @@ from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 from psycopg.types.string import StrBinaryDumper
 
-from headwater import ConfigError, formats, loads_json
+from headwater import ConfigError, formats
 from headwater.formats import dumps_document
+from headwater.toolkit import loads_json
 
 _TYPES = postgres.types
 

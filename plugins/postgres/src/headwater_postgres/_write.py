@@ -33,15 +33,9 @@ from typing import Any, Final
 
 from psycopg import sql
 
-from headwater import (
-    Batch,
-    ConfigError,
-    ConnectorError,
-    HeadwaterError,
-    State,
-    atomic_state_options,
-)
+from headwater import Batch, ConfigError, ConnectorError, HeadwaterError, State
 from headwater.formats import CopyText
+from headwater.toolkit import atomic_state_options
 from headwater_postgres._sql import Relation, split_name
 from headwater_postgres._values import (
     JSON_ARRAY_OIDS,

@@ -37,15 +37,8 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from headwater import (
-    ConfigError,
-    HeadwaterError,
-    Secret,
-    get_logger,
-    is_loopback,
-    redact,
-    register_secret,
-)
+from headwater import ConfigError, HeadwaterError, Secret
+from headwater.toolkit import get_logger, is_loopback, redact, register_secret
 from headwater_rest.__about__ import __version__
 from headwater_rest._errors import TokenEndpointError
 from headwater_rest._http import TokenStep, TokenTransport
@@ -783,7 +776,7 @@ def rotation_saver(source: Any) -> Callable[[str], None] | None:
     if scheme == "file":
         from pathlib import Path
 
-        from headwater import atomic_file
+        from headwater.toolkit import atomic_file
 
         path = Path(rest).expanduser()
 

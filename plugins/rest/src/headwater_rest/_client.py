@@ -151,7 +151,7 @@ class GuardedTransport(httpx.BaseTransport):
             response = client.send(copy, auth=auth, stream=True, follow_redirects=False)
             return sent, response
 
-        from headwater import RetryPolicy
+        from headwater.toolkit import RetryPolicy
 
         policy = None if guard.replayable(copy) else RetryPolicy.NONE
         result = http.exchange(sent.what, sent.url, once, safe=guard.safe(copy), policy=policy)
@@ -176,7 +176,7 @@ class AsyncGuardedTransport(httpx.AsyncBaseTransport):
             response = await client.send(copy, auth=auth, stream=True, follow_redirects=False)
             return sent, response
 
-        from headwater import RetryPolicy
+        from headwater.toolkit import RetryPolicy
 
         policy = None if guard.replayable(copy) else RetryPolicy.NONE
         result = await http.aexchange(

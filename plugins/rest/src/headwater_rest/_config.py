@@ -62,7 +62,7 @@ class _Tagged(_Model):
 def is_credential_name(name: str) -> bool:
     """
     Whether a header or query parameter called ``name`` carries a credential: core's
-    rule (`headwater.is_credential_name`), the one the redactor uses too.
+    rule (`headwater.toolkit.is_credential_name`), the one the redactor uses too.
     """
     return _core_is_credential_name(name)
 

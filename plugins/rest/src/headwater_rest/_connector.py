@@ -39,13 +39,10 @@ from headwater import (
     Estimate,
     HeadwaterError,
     Item,
-    RetryPolicy,
     Secret,
     State,
-    get_logger,
-    is_loopback,
 )
-from headwater.toolkit import forget_after_fork
+from headwater.toolkit import RetryPolicy, forget_after_fork, get_logger, is_loopback
 from headwater_rest._config import (
     BUILTIN_AUTH_TYPES,
     BUILTIN_PAGINATION_TYPES,
@@ -123,7 +120,7 @@ class RestConnector(Connector[RestConfig]):
         self._check_plain_http()
         # In a fork's child the HTTP clients are dropped, unclosed: their sockets are the
         # parent's (see headwater.toolkit.forget_after_fork); first use makes new ones.
-        forget_after_fork(self, type(self)._forget_clients_after_fork)
+        forget_after_fork(self, RestConnector._forget_clients_after_fork)
 
     def _forget_clients_after_fork(self) -> builtins.list[Any]:
         inherited = [c for c in (self._http_obj, self._client_obj) if c is not None]

@@ -38,23 +38,23 @@ from headwater import (
     HeadwaterError,
     NotFound,
     RateLimited,
-    RetryPolicy,
     ServerError,
     TLSFailure,
-    breaker_for,
-    error_for_status,
-    get_logger,
-    loads_json,
-    parse_retry_after,
-    redact,
 )
 from headwater.toolkit import (
     BreakerSettings,
     RateBudget,
     RateLimitInfo,
+    RetryPolicy,
     Slot,
+    breaker_for,
+    error_for_status,
+    get_logger,
     is_rate_limited,
+    loads_json,
     parse_rate_limit,
+    parse_retry_after,
+    redact,
 )
 from headwater_rest.__about__ import __version__
 from headwater_rest._config import NO_JSON, RestConfig, has_credentials
@@ -62,7 +62,7 @@ from headwater_rest._errors import OriginRefused, TokenEndpointError
 from headwater_rest._paginate import PageResponse
 
 if TYPE_CHECKING:
-    from headwater import CircuitBreaker
+    from headwater.toolkit import CircuitBreaker
 
 logger = get_logger("headwater_rest.http")
 # httpx logs every request URL at INFO; an api_key query parameter or a token echoed in
@@ -426,7 +426,7 @@ def parse_body(sent: Outgoing, response: httpx.Response) -> Any:
     if not content.strip():
         return None
     try:
-        # orjson where it gives the same values as json.loads (headwater.loads_json):
+        # orjson where it gives the same values as json.loads (headwater.toolkit.loads_json):
         # parsing is most of the time of a read.
         return loads_json(content)
     except ValueError:

@@ -38,7 +38,8 @@ from collections.abc import (
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from headwater import ConfigError, get_logger
+from headwater import ConfigError
+from headwater.toolkit import get_logger
 from headwater_rest._config import (
     CursorPagination,
     HeaderCursorPagination,
