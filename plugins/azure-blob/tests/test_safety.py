@@ -241,6 +241,37 @@ async def test_cut_download_resumes_to_verified_file(
         assert "resuming the missing ranges" in caplog.text
 
 
+async def test_cut_download_resumes_the_same_way_on_both_sides(
+    config, azurite, container, proxy_factory, tmp_path, caplog
+):
+    """fetch() and afetch() through connections cut alike resume alike: same file, same result."""
+    from headwater_azure_blob import AzureBlobConnector
+
+    data = os.urandom(600_000)
+    container.upload_blob("twin.bin", data)
+    caplog.set_level(logging.INFO, logger="headwater.azure_blob")
+    outcomes = []
+    for side in ("sync", "async"):
+        proxy = proxy_factory(after=20_000, cuts=3)
+        options = {"chunk_size": 64 * 1024, "max_concurrency": 1, "retries": 3, "read_timeout": 10}
+        connector = AzureBlobConnector({**config, **options, "account_url": _via(proxy, azurite)})
+        caplog.clear()
+        if side == "sync":
+            result = connector.fetch("twin.bin", tmp_path / side)
+        else:
+            result = await connector.afetch("twin.bin", tmp_path / side)
+        await connector.aclose()
+        resumes = caplog.text.count("resuming the missing ranges")
+        facts = (result.size, result.checksum, result.verified, result.path.read_bytes())
+        outcomes.append((proxy.cuts_done, resumes > 0, facts))
+    assert (3, True, (len(data), True, data)) == (
+        outcomes[0][0],
+        outcomes[0][1],
+        (outcomes[0][2][0], outcomes[0][2][2], outcomes[0][2][3]),
+    )
+    assert outcomes[0] == outcomes[1]
+
+
 async def test_download_that_keeps_failing_leaves_nothing(
     make_twin, azurite, container, proxy_factory, tmp_path
 ):

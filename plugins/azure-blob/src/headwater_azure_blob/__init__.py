@@ -17,14 +17,14 @@ from headwater_azure_blob.__about__ import __version__
 if TYPE_CHECKING:
     from headwater_azure_blob._config import AzureBlobConfig as AzureBlobConfig
     from headwater_azure_blob._connector import AzureBlobConnector as AzureBlobConnector
-    from headwater_azure_blob._connector import UploadResult as UploadResult
+    from headwater_azure_blob._flows import UploadResult as UploadResult
 
 __all__ = ["AzureBlobConfig", "AzureBlobConnector", "UploadResult", "__version__"]
 
 _LAZY = {
     "AzureBlobConfig": "headwater_azure_blob._config",
     "AzureBlobConnector": "headwater_azure_blob._connector",
-    "UploadResult": "headwater_azure_blob._connector",
+    "UploadResult": "headwater_azure_blob._flows",
 }
 
 

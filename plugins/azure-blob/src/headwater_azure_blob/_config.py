@@ -112,7 +112,7 @@ class AzureBlobConfig(ConnectorConfig):
         ge=64 * 1024,
         le=4000 * MiB,
         description="Upload block size in bytes; a source smaller than this is sent in "
-        "one request (async: up to 1 MiB, larger ones as one block and a commit).",
+        "one request up to 1 MiB, and as one block and a commit above.",
     )
     chunk_size: int = Field(
         default=4 * MiB,

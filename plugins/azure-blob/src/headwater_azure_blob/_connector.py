@@ -5,7 +5,9 @@ Names are relative to the configured ``prefix`` (the source's root); ``/`` separ
 virtual directories. Both twins are native: the sync methods use the SDK's sync client,
 the async ones (``alist``, ``afetch``, ``aread``, ...) its ``aio`` client. Everything that
 is not I/O — config, plans, record formats, transfer bookkeeping, error mapping — lives
-in the sibling modules and is shared.
+in the sibling modules and is shared; so does the control flow of fetch, upload, write
+and read (`_flows`: generators that yield the requests to make), which each twin only
+drives with its own client (`_send` / `_asend`).
 
 Guarantees
     * ``fetch`` writes to a temporary file beside the target and renames it only when
@@ -24,27 +26,22 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import dataclasses
 import errno
 import functools
-import hashlib
 import io
 import itertools
 import mimetypes
 import os
 import threading
-import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Generator,
     Iterable,
     Iterator,
 )
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, cast
+from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 from headwater import (
     AlreadyExists,
@@ -56,7 +53,6 @@ from headwater import (
     Estimate,
     FetchResult,
     HeadwaterError,
-    IntegrityError,
     Item,
     NotFound,
     PermissionDenied,
@@ -68,6 +64,7 @@ from headwater import (
     iterate_in_thread,
     safe_destination,
 )
+from headwater_azure_blob import _flows as flows
 from headwater_azure_blob._clients import (
     build_async_service,
     build_sync_service,
@@ -75,6 +72,18 @@ from headwater_azure_blob._clients import (
 )
 from headwater_azure_blob._config import AzureBlobConfig, config_from_url
 from headwater_azure_blob._errors import translate, translated
+from headwater_azure_blob._flows import (
+    PULL,
+    Flow,
+    ListPage,
+    Remote,
+    UploadResult,
+    adrive,
+    adrive_batches,
+    drive,
+    drive_batches,
+    remote,
+)
 from headwater_azure_blob._names import (
     blob_format,
     clean_relative,
@@ -95,7 +104,7 @@ from headwater_azure_blob._plan import (
     state_in,
 )
 from headwater_azure_blob._records import BlobReading, CsvHeaderProbe, RecordWriting
-from headwater_azure_blob._transfer import BlockPlan, DownloadSink, Rechunker, check_md5
+from headwater_azure_blob._transfer import DownloadSink
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
@@ -107,18 +116,6 @@ if TYPE_CHECKING:
 logger = get_logger("headwater.azure_blob")
 
 Source = str | os.PathLike[str] | IO[bytes]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class UploadResult:
-    """What `AzureBlobConnector.upload` stored."""
-
-    #: Blob name relative to the source prefix.
-    name: str
-    size: int
-    etag: str
-    #: ``"md5:<hex>"``, also set as the blob's Content-MD5 (``None`` with ``checksum=False``).
-    checksum: str | None
 
 
 class AzureBlobConnector(Connector[AzureBlobConfig]):
@@ -355,7 +352,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 return
             if not path.endswith("/"):
                 blob = container.get_blob_client(self._full(path))
-                with contextlib.suppress(_not_found_type()):
+                with contextlib.suppress(flows.not_found_type()):
                     yield self._item(blob.get_blob_properties())
                     return
         raise NotFound(f"nothing at {path!r} in container {self.config.container!r}", field="path")
@@ -375,7 +372,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 return
             if not path.endswith("/"):
                 blob = container.get_blob_client(self._full(path))
-                with contextlib.suppress(_not_found_type()):
+                with contextlib.suppress(flows.not_found_type()):
                     yield self._item(await blob.get_blob_properties())
                     return
         raise NotFound(f"nothing at {path!r} in container {self.config.container!r}", field="path")
@@ -467,74 +464,25 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             ConnectionFailed: the transfer kept failing without progress.
         """
         target = self._fetch_target(item, dest, overwrite)
-        blob = self._container().get_blob_client(self._full(item))
-        context = f"fetch {item!r}"
-        with self._errors(context):
-            props = blob.get_blob_properties()
-        plan = self._fetch_plan(item, props)
+        send = functools.partial(self._send, self._container())
+        plan = drive(self._fetch_plan(item), send)
         with _name_errors(item), atomic_file(target) as handle:
             sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
             try:
-                while missing := sink.missing():
-                    before = sink.received.total()
-                    failure: HeadwaterError | None = None
-                    try:
-                        for start, end in missing:
-                            sink.seek(start)
-                            with self._errors(context):
-                                downloader = blob.download_blob(
-                                    offset=start,
-                                    length=end - start,
-                                    **plan.download_options(self.config.max_concurrency),
-                                )
-                                downloader.readinto(cast(IO[bytes], sink))
-                    except HeadwaterError as error:
-                        failure = error
-                    sink.drain()
-                    if failure is not None:
-                        progressed = sink.received.total() > before
-                        delay = plan.after_failure(failure, progressed=progressed)
-                        self._log_resume(plan, sink, failure)
-                        time.sleep(delay)
-                return self._fetch_result(plan, sink, target)
+                return drive(self._fetch(plan, sink, target), send)
             finally:
                 sink.close()
 
     async def afetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
         """Async twin of `fetch`."""
         target = self._fetch_target(item, dest, overwrite)
-        container = await self._acontainer()
-        blob = container.get_blob_client(self._full(item))
-        context = f"fetch {item!r}"
-        with self._errors(context):
-            props = await blob.get_blob_properties()
-        plan = self._fetch_plan(item, props)
+        send = functools.partial(self._asend, await self._acontainer())
+        plan = await adrive(self._fetch_plan(item), send)
         async with _atomic_file_off_the_loop(target, item) as handle:
             # The writer thread takes the disk writes and the MD5 off the event loop.
             sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
             try:
-                while missing := sink.missing():
-                    before = sink.received.total()
-                    failure: HeadwaterError | None = None
-                    try:
-                        for start, end in missing:
-                            sink.seek(start)
-                            with self._errors(context):
-                                downloader = await blob.download_blob(
-                                    offset=start,
-                                    length=end - start,
-                                    **plan.download_options(self.config.max_concurrency),
-                                )
-                                await downloader.readinto(cast(IO[bytes], sink))
-                    except HeadwaterError as error:
-                        failure = error
-                    await asyncio.to_thread(sink.drain)
-                    if failure is not None:
-                        progressed = sink.received.total() > before
-                        delay = plan.after_failure(failure, progressed=progressed)
-                        self._log_resume(plan, sink, failure)
-                        await asyncio.sleep(delay)
-                return await asyncio.to_thread(self._fetch_result, plan, sink, target)
+                return await adrive(self._fetch(plan, sink, target), send)
             finally:
                 sink.close()
 
@@ -552,27 +500,16 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             raise AlreadyExists(f"{target} exists", hint="pass overwrite=True (CLI: --overwrite)")
         return target
 
-    def _fetch_plan(self, item: str, props: Any) -> FetchPlan:
+    def _fetch_plan(self, item: str) -> Flow[FetchPlan]:
+        with self._errors(f"fetch {item!r}"):
+            props = yield remote(item, "get_blob_properties")
         return FetchPlan.from_properties(
             item, props, retries=self.config.retries, backoff=self.config.retry_backoff
         )
 
-    @staticmethod
-    def _log_resume(plan: FetchPlan, sink: DownloadSink, error: HeadwaterError) -> None:
-        logger.info(
-            "fetch %r interrupted at %d of %d bytes (%s); resuming the missing ranges",
-            plan.item,
-            sink.received.total(),
-            plan.size,
-            error.message,
-        )
-
-    @staticmethod
-    def _fetch_result(plan: FetchPlan, sink: DownloadSink, target: Path) -> FetchResult:
-        digest = sink.finish()
-        verified = check_md5(plan.md5, digest, plan.item)
-        checksum = f"md5:{digest.hex()}" if digest is not None else None
-        return FetchResult(target, plan.size, checksum, verified=verified)
+    def _fetch(self, plan: FetchPlan, sink: DownloadSink, target: Path) -> Flow[FetchResult]:
+        concurrency = self.config.max_concurrency
+        return flows.fetch(plan, sink, target, concurrency=concurrency, errors=self._errors)
 
     # --- read -----------------------------------------------------------------------------
 
@@ -596,18 +533,8 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         the blob's ``Content-Encoding`` (gzip, zstd).
         """
         _no_options("read", options)
-        plan = ReadPlan(stream, state, format)
-        size = batch_size or self.config.batch_size
-        container = self._container()
-        found = False
-        for ref in self._matching(container, plan):
-            found = True
-            start = plan.start(ref)
-            if start is None:
-                continue
-            plan.rows = yield from self._read_blob(container, plan, ref, start, size)
-        if not found:
-            raise plan.nothing_found()
+        flow = self._read(stream, state, batch_size, format)
+        yield from drive_batches(flow, functools.partial(self._send, self._container()))
 
     async def aread(
         self,
@@ -620,74 +547,22 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
     ) -> AsyncIterator[Batch]:
         """Async twin of `read` (Parquet decoding runs in a worker thread)."""
         _no_options("read", options)
-        plan = ReadPlan(stream, state, format)
-        size = batch_size or self.config.batch_size
-        container = await self._acontainer()
-        found = False
-        async for ref in self._amatching(container, plan):
-            found = True
-            start = plan.start(ref)
-            if start is None:
-                continue
-            file_format = plan.format_for(ref.name)
-            if file_format.fmt == "parquet":
-                parquet = iterate_in_thread(
-                    functools.partial(self._read_parquet, self._container(), plan, ref, start, size)
-                )
-                async with contextlib.aclosing(parquet) as batches:
-                    async for batch in batches:
-                        plan.rows = int(batch.state["rows"])
-                        yield batch
-                continue
-            reading = self._reading(plan, ref, start, file_format, size)
-            blob = container.get_blob_client(self._full(ref.name))
-            with self._errors(f"read {ref.name!r}"):
-                async for chunk in _aranges(blob, reading.fetch_from, ref):
-                    for batch in reading.feed(chunk):
-                        yield batch
-                for batch in reading.finish():
-                    yield batch
-            plan.rows = reading.rows
-        if not found:
-            raise plan.nothing_found()
+        flow = self._read(stream, state, batch_size, format)
+        send = functools.partial(self._asend, await self._acontainer())
+        async with contextlib.aclosing(adrive_batches(flow, send)) as batches:
+            async for batch in batches:
+                yield batch
 
-    def _matching(self, container: ContainerClient, plan: ReadPlan) -> Iterator[BlobRef]:
-        with self._errors(f"read {plan.stream!r}"):
-            if plan.kind == "blob":
-                blob = container.get_blob_client(self._full(plan.stream))
-                try:
-                    props = blob.get_blob_properties()
-                except _not_found_type():
-                    return
-                yield BlobRef.from_properties(plan.stream, props)
-                return
-            for entry in container.list_blobs(
-                name_starts_with=self._full(plan.list_prefix) or None,
-                results_per_page=self.config.list_page_size,
-            ):
-                name = self._relative(entry.name)
-                if plan.wants(name):
-                    yield BlobRef.from_properties(name, entry)
-
-    async def _amatching(
-        self, container: AsyncContainerClient, plan: ReadPlan
-    ) -> AsyncIterator[BlobRef]:
-        with self._errors(f"read {plan.stream!r}"):
-            if plan.kind == "blob":
-                blob = container.get_blob_client(self._full(plan.stream))
-                try:
-                    props = await blob.get_blob_properties()
-                except _not_found_type():
-                    return
-                yield BlobRef.from_properties(plan.stream, props)
-                return
-            async for entry in container.list_blobs(
-                name_starts_with=self._full(plan.list_prefix) or None,
-                results_per_page=self.config.list_page_size,
-            ):
-                name = self._relative(entry.name)
-                if plan.wants(name):
-                    yield BlobRef.from_properties(name, entry)
+    def _read(
+        self, stream: str, state: State | None, batch_size: int | None, fmt: str | None
+    ) -> Flow[None]:
+        return flows.read(
+            ReadPlan(stream, state, fmt),
+            batch_size=batch_size or self.config.batch_size,
+            reading=self._reading,
+            parquet=self._read_parquet,
+            errors=self._errors,
+        )
 
     def _delimiter(self, file_format: FileFormat) -> str:
         """The configured delimiter when one was set, else the suffix's (tab for .tsv)."""
@@ -710,30 +585,11 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             null_string=self.config.null_string,
         )
 
-    def _read_blob(
-        self, container: ContainerClient, plan: ReadPlan, ref: BlobRef, start: Start, size: int
-    ) -> Generator[Batch, None, int]:
-        """Yield the batches of one blob; return the running row count."""
-        file_format = plan.format_for(ref.name)
-        if file_format.fmt == "parquet":
-            rows = plan.rows
-            for batch in self._read_parquet(container, plan, ref, start, size):
-                rows = int(batch.state["rows"])
-                yield batch
-            return rows
-        reading = self._reading(plan, ref, start, file_format, size)
-        blob = container.get_blob_client(self._full(ref.name))
-        with self._errors(f"read {ref.name!r}"):
-            for chunk in _ranges(blob, reading.fetch_from, ref):
-                yield from reading.feed(chunk)
-            yield from reading.finish()
-        return reading.rows
-
     def _read_parquet(
-        self, container: ContainerClient, plan: ReadPlan, ref: BlobRef, start: Start, size: int
+        self, plan: ReadPlan, ref: BlobRef, start: Start, size: int
     ) -> Iterator[Batch]:
         rows = plan.rows
-        blob = container.get_blob_client(self._full(ref.name))
+        blob = self._container().get_blob_client(self._full(ref.name))
         for record_batch, position in _parquet_batches(blob, ref, start.row, size, self._errors):
             rows += record_batch.num_rows
             state: State = {
@@ -754,15 +610,14 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         compressed (by suffix or Content-Encoding), whose records take more bytes.
         """
         plan = self._estimate_plan(stream, options)
-        refs = builtins.list(self._matching(self._container(), plan))
-        return _estimate(plan, refs)
+        send = functools.partial(self._send, self._container())
+        return _estimate(plan, drive(flows.matches(plan, self._errors), send))
 
     async def aestimate(self, stream: str, **options: Any) -> Estimate:
         """Async twin of `estimate`."""
         plan = self._estimate_plan(stream, options)
-        container = await self._acontainer()
-        refs = [ref async for ref in self._amatching(container, plan)]
-        return _estimate(plan, refs)
+        send = functools.partial(self._asend, await self._acontainer())
+        return _estimate(plan, await adrive(flows.matches(plan, self._errors), send))
 
     @staticmethod
     def _estimate_plan(stream: str, options: dict[str, Any]) -> ReadPlan:
@@ -806,12 +661,13 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         """
         found, extra = _write_format(stream, format, options)
         context = f"write {stream!r}"
-        blob = self._container().get_blob_client(self._full(stream))
+        container = self._container()
+        send = functools.partial(self._send, container)
         plan = self._write_plan(stream, found, overwrite, mode, content_type, metadata)
         props = None
         if plan.needs_head(state_key):
             with self._errors(context):
-                props = _head(blob)
+                props = drive(flows.head(stream), send)
         plan = self._with_state(plan, props, state_key, state)
         carried: Iterable[Any] = ()
         header = None
@@ -824,13 +680,10 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             if found.fmt == "parquet":
                 plan.rewrite_whole()
                 size = self.config.batch_size
+                blob = container.get_blob_client(self._full(stream))
                 carried = (b for b, _ in _parquet_batches(blob, ref, 0, size, self._errors))
             else:
-                with self._errors(context):
-                    committed, _ = blob.get_block_list("committed")
-                plan.keep_blocks([(b.id, int(b.size)) for b in committed], ref.size)
-                if found.fmt == "csv":
-                    header = self._csv_header(blob, ref, found)
+                header = drive(self._continued(plan, ref, found), send)
         writing = self._writing(found, plan, extra, header)
 
         def pieces() -> Iterator[bytes]:
@@ -840,7 +693,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 yield writing.encode(batch)
             yield writing.finish()
 
-        result = self._put(blob, stream, pieces(), plan)
+        result = self._put(container, pieces(), plan)
         self._committed(stream, plan, result)
         return WriteResult(stream, writing.count)
 
@@ -866,12 +719,12 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         found, extra = _write_format(stream, format, options)
         context = f"write {stream!r}"
         container = await self._acontainer()
-        blob = container.get_blob_client(self._full(stream))
+        send = functools.partial(self._asend, container)
         plan = self._write_plan(stream, found, overwrite, mode, content_type, metadata)
         props = None
         if plan.needs_head(state_key):
             with self._errors(context):
-                props = await _ahead(blob)
+                props = await adrive(flows.head(stream), send)
         plan = self._with_state(plan, props, state_key, state)
         source = _aiter_of(batches)
         carried: AsyncGenerator[Any, None] | None = None
@@ -890,11 +743,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                     lambda: (b for b, _ in _parquet_batches(sync_blob, ref, 0, size, self._errors))
                 )
             else:
-                with self._errors(context):
-                    committed, _ = await blob.get_block_list("committed")
-                plan.keep_blocks([(b.id, int(b.size)) for b in committed], ref.size)
-                if found.fmt == "csv":
-                    header = await self._acsv_header(blob, ref, found)
+                header = await adrive(self._continued(plan, ref, found), send)
         writing = self._writing(found, plan, extra, header)
         # Parquet and compression are CPU work: off the event loop.
         offload = found.fmt == "parquet" or found.compression is not None
@@ -911,7 +760,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 yield await run(writing.encode, batch)
             yield await run(writing.finish)
 
-        result = await self._aput(blob, stream, pieces(), plan)
+        result = await self._aput(container, pieces(), plan)
         self._committed(stream, plan, result)
         return WriteResult(stream, writing.count)
 
@@ -972,29 +821,17 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             delimiter=self._delimiter(found),
         )
 
-    def _csv_header(
-        self, blob: BlobClient, ref: BlobRef, found: FileFormat
-    ) -> builtins.list[str] | None:
-        """The header of the CSV blob a write continues (its records must fit it)."""
-        probe = self._csv_probe(ref, found)
-        with self._errors(f"write {ref.name!r}"):
-            for chunk in _ranges(blob, 0, ref):
-                if probe.feed(chunk):
-                    return probe.header
-        probe.finish()
-        return probe.header
-
-    async def _acsv_header(
-        self, blob: Any, ref: BlobRef, found: FileFormat
-    ) -> builtins.list[str] | None:
-        """Async twin of `_csv_header`."""
-        probe = self._csv_probe(ref, found)
-        with self._errors(f"write {ref.name!r}"):
-            async for chunk in _aranges(blob, 0, ref):
-                if probe.feed(chunk):
-                    return probe.header
-        probe.finish()
-        return probe.header
+    def _continued(self, plan: WritePlan, ref: BlobRef, found: FileFormat) -> Flow[Any]:
+        """
+        A write that continues a text blob keeps its committed blocks; a CSV one gives
+        the blob's header (its records must fit it, and no second header is written).
+        """
+        with self._errors(f"write {plan.name!r}"):
+            committed, _ = yield remote(plan.name, "get_block_list", "committed")
+        plan.keep_blocks([(b.id, int(b.size)) for b in committed], ref.size)
+        if found.fmt != "csv":
+            return None
+        return (yield from flows.csv_header(ref, self._csv_probe(ref, found), self._errors))
 
     # --- the state stored with a write ---------------------------------------------------
 
@@ -1006,18 +843,17 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         fails if the blob changed meanwhile.
         """
         clean_relative(stream, "stream")
-        blob = self._container().get_blob_client(self._full(stream))
+        send = functools.partial(self._send, self._container())
         with self._errors(f"written_state {stream!r}"):
-            props = _head(blob)
+            props = drive(flows.head(stream), send)
         return self._remember(stream, key, props)
 
     async def awritten_state(self, stream: str, key: str) -> State | None:
         """Async twin of `written_state`."""
         clean_relative(stream, "stream")
-        container = await self._acontainer()
-        blob = container.get_blob_client(self._full(stream))
+        send = functools.partial(self._asend, await self._acontainer())
         with self._errors(f"written_state {stream!r}"):
-            props = await _ahead(blob)
+            props = await adrive(flows.head(stream), send)
         return self._remember(stream, key, props)
 
     def _remember(self, stream: str, key: str, props: Any | None) -> State | None:
@@ -1049,10 +885,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         """
         clean_relative(blob, "blob")
         plan = WritePlan(blob, content_type or _guess_type(blob), metadata, overwrite, checksum)
-        client = self._container().get_blob_client(self._full(blob))
         with _open_source(source) as handle:
             pieces = iter(lambda: handle.read(self.config.block_size), b"")
-            return self._put(client, blob, pieces, plan)
+            return self._put(self._container(), pieces, plan)
 
     async def aupload(
         self,
@@ -1068,7 +903,6 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         clean_relative(blob, "blob")
         plan = WritePlan(blob, content_type or _guess_type(blob), metadata, overwrite, checksum)
         container = await self._acontainer()
-        client = container.get_blob_client(self._full(blob))
         block_size = self.config.block_size
         with _open_source(source) as handle:
 
@@ -1076,121 +910,76 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 while data := await asyncio.to_thread(handle.read, block_size):
                     yield data
 
-            return await self._aput(client, blob, pieces(), plan)
+            return await self._aput(container, pieces(), plan)
+
+    def _upload(self, plan: WritePlan, *, stream_bodies: bool) -> Flow[UploadResult]:
+        return flows.upload(
+            plan,
+            block_size=self.config.block_size,
+            concurrency=self.config.max_concurrency,
+            stream_bodies=stream_bodies,
+            errors=self._errors,
+        )
 
     def _put(
-        self, blob: BlobClient, name: str, pieces: Iterable[bytes], plan: WritePlan
+        self, container: ContainerClient, pieces: Iterable[bytes], plan: WritePlan
     ) -> UploadResult:
-        """The sync block upload: one request for small data, staged blocks otherwise."""
-        context = f"write {name!r}"
-        if not plan.checked and not plan.overwrite:
-            with self._errors(context):
-                _refuse_existing(name, blob.exists())
-        rechunker = Rechunker(self.config.block_size)
+        """The sync driver of the block upload (`flows.upload`)."""
         source = iter(pieces)
-        first = _first_blocks(rechunker, source)
-        if first is None:
-            data = rechunker.rest()
-            if plan.one_request:
-                md5, options = _one_request(data, plan)
-                with self._errors(context), _commit_errors(plan):
-                    result = blob.upload_blob(data, **options)
-                return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
-            first = [data] if data else []
-        blocks = BlockPlan(checksum=plan.checksum)
-        limit = self.config.max_concurrency
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="headwater-upload") as pool:
-            pending: set[Future[Any]] = set()
-            try:
-                for block in _all_blocks(first, rechunker, source):
-                    # Read and hash this block while the previous ones upload; then wait
-                    # for a free connection.
-                    block_id = blocks.next_block(block)
-                    if len(pending) >= limit:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        _raise_first(done)
-                    pending.add(pool.submit(self._stage, blob, block_id, block, context))
-                done, pending = wait(pending)
-                _raise_first(done)
-            finally:
-                for future in pending:
-                    future.cancel()
-        md5 = blocks.md5()
-        commit = _commit_options(plan, blocks, md5)
-        with self._errors(context), _commit_errors(plan):
-            result = blob.commit_block_list(**commit)
-        return UploadResult(name, blocks.size, normalize_etag(result["etag"]), _tag(md5))
 
-    def _stage(self, blob: BlobClient, block_id: str, data: bytes, context: str) -> None:
-        with self._errors(context):
-            blob.stage_block(block_id, data, length=len(data))
+        def perform(step: Any) -> Any:
+            return next(source, None) if step is PULL else self._send(container, step)
+
+        flow = self._upload(plan, stream_bodies=False)
+        return drive(flow, perform, workers=self.config.max_concurrency)
 
     async def _aput(
-        self, blob: Any, name: str, pieces: AsyncIterator[bytes], plan: WritePlan
+        self, container: AsyncContainerClient, pieces: AsyncIterator[bytes], plan: WritePlan
     ) -> UploadResult:
-        """The async block upload (see `_put`); bodies go to aiohttp as streams."""
-        context = f"write {name!r}"
-        if not plan.checked and not plan.overwrite:
-            with self._errors(context):
-                _refuse_existing(name, await blob.exists())
-        rechunker = Rechunker(self.config.block_size)
-        first: builtins.list[bytes] | None = None
-        async for piece in pieces:
-            blocks = rechunker.push(piece)
-            if blocks:
-                first = blocks
-                break
-        if first is None:
-            data = rechunker.rest()
-            if plan.one_request and len(data) <= _AIOHTTP_BYTES_BODY_MAX:
-                md5, options = _one_request(data, plan)
-                with self._errors(context), _commit_errors(plan):
-                    result = await blob.upload_blob(data, **options)
-                return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
-            # The SDK's one-request upload sends bytes (see `_AIOHTTP_BYTES_BODY_MAX`):
-            # stage the data as one block instead, one request more.
-            first = [data] if data else []
-        plan_blocks = BlockPlan(checksum=plan.checksum)
-        limit = self.config.max_concurrency
-        pending: set[asyncio.Task[None]] = set()
+        """The async driver of the block upload; block bodies go to aiohttp as streams."""
 
-        async def stage(block_id: str, data: bytes) -> None:
-            with self._errors(context):
-                # A stream, not bytes (see `_AIOHTTP_BYTES_BODY_MAX`); seekable, so the
-                # SDK's retry policy can rewind it. BytesIO shares the bytes, no copy.
-                await blob.stage_block(block_id, io.BytesIO(data), length=len(data))
+        async def perform(step: Any) -> Any:
+            if step is PULL:
+                return await anext(pieces, None)
+            return await self._asend(container, step)
 
-        async def submit(block: bytes) -> None:
-            nonlocal pending
-            # Hashing releases the GIL: off the event loop, overlapping the uploads.
-            block_id = await asyncio.to_thread(plan_blocks.next_block, block)
-            if len(pending) >= limit:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                _raise_first_task(done)
-            pending.add(asyncio.ensure_future(stage(block_id, block)))
+        return await adrive(self._upload(plan, stream_bodies=True), perform)
 
-        try:
-            for block in first:
-                await submit(block)
-            async for piece in pieces:
-                for block in rechunker.push(piece):
-                    await submit(block)
-            rest = rechunker.rest()
-            if rest:
-                await submit(rest)
-            if pending:
-                done, pending = await asyncio.wait(pending)
-                _raise_first_task(done)
-        finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-        md5 = plan_blocks.md5()
-        commit = _commit_options(plan, plan_blocks, md5)
-        with self._errors(context), _commit_errors(plan):
-            result = await blob.commit_block_list(**commit)
-        return UploadResult(name, plan_blocks.size, normalize_etag(result["etag"]), _tag(md5))
+    # --- performing the steps of a flow (see `flows`) -------------------------------------
+
+    def _send(self, container: ContainerClient, step: Remote | ListPage) -> Any:
+        """Perform a `Remote` or `ListPage` step with the sync client."""
+        if isinstance(step, ListPage):
+            pager = self._pages(container, step)
+            return self._named(next(pager)), pager.continuation_token
+        result: Any = self._client(container, step)
+        for method, args, kwargs in step.calls:
+            result = getattr(result, method)(*args, **kwargs)
+        return result
+
+    async def _asend(self, container: AsyncContainerClient, step: Remote | ListPage) -> Any:
+        """Perform a `Remote` or `ListPage` step with the aio client (each call awaited)."""
+        if isinstance(step, ListPage):
+            pager = self._pages(container, step)
+            entries = [entry async for entry in await anext(pager)]
+            return self._named(entries), pager.continuation_token
+        target: Any = self._client(container, step)
+        for method, args, kwargs in step.calls:
+            target = await getattr(target, method)(*args, **kwargs)
+        return target
+
+    def _client(self, container: Any, step: Remote) -> Any:
+        return container if step.blob is None else container.get_blob_client(self._full(step.blob))
+
+    def _pages(self, container: Any, step: ListPage) -> Any:
+        return container.list_blobs(
+            name_starts_with=self._full(step.prefix) or None,
+            results_per_page=self.config.list_page_size,
+        ).by_page(step.token)
+
+    def _named(self, entries: Iterable[Any]) -> builtins.list[tuple[str, Any]]:
+        """Listed entries with their names relative to the source prefix."""
+        return [(self._relative(entry.name), entry) for entry in entries]
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -1228,44 +1017,11 @@ class _RangeReader(io.RawIOBase):
         data = self._blob.download_blob(
             offset=self._position,
             length=length,
-            **_pinned(self._etag),
-            max_concurrency=1,
-            decompress=False,
+            **flows.pinned(self._etag),
         ).readall()
         view[: len(data)] = data
         self._position += len(data)
         return len(data)
-
-
-#: Bytes per ranged GET when reading records: what one blob's read holds in memory.
-READ_CHUNK = 1024 * 1024
-
-
-def _ranges(blob: BlobClient, offset: int, ref: BlobRef) -> Iterator[bytes]:
-    """The blob's bytes from ``offset`` on, one pinned ranged GET at a time."""
-    while offset < ref.size:
-        length = min(READ_CHUNK, ref.size - offset)
-        data = blob.download_blob(
-            offset=offset, length=length, **_pinned(ref.etag), max_concurrency=1, decompress=False
-        ).readall()
-        if not data:
-            raise IntegrityError(f"{ref.name!r} ended at byte {offset} of {ref.size}")
-        offset += len(data)
-        yield data
-
-
-async def _aranges(blob: Any, offset: int, ref: BlobRef) -> AsyncIterator[bytes]:
-    """Async twin of `_ranges`."""
-    while offset < ref.size:
-        length = min(READ_CHUNK, ref.size - offset)
-        downloader = await blob.download_blob(
-            offset=offset, length=length, **_pinned(ref.etag), max_concurrency=1, decompress=False
-        )
-        data = await downloader.readall()
-        if not data:
-            raise IntegrityError(f"{ref.name!r} ended at byte {offset} of {ref.size}")
-        offset += len(data)
-        yield data
 
 
 def _parquet_batches(
@@ -1330,117 +1086,6 @@ def _estimate(plan: ReadPlan, refs: builtins.list[BlobRef]) -> Estimate:
     return Estimate(bytes=sum(ref.size for ref in refs), exact=exact)
 
 
-def _pinned(etag: str) -> dict[str, Any]:
-    from azure.core import MatchConditions
-
-    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-
-
-#: aiohttp warns (``ResourceWarning``) on every request body over 1 MiB given as bytes,
-#: which an application that runs with warnings as errors sees as a failed upload; as a
-#: stream it is sent in 256 KiB pieces instead. Bodies the aio client gets as bytes stay
-#: at or under this size; larger ones are given as streams.
-_AIOHTTP_BYTES_BODY_MAX: Final = 1 << 20
-
-
-def _one_request(data: bytes, plan: WritePlan) -> tuple[bytes | None, dict[str, Any]]:
-    """The MD5 (if asked for) and the ``upload_blob`` options of a one-request upload."""
-    md5 = hashlib.md5(data, usedforsecurity=False).digest() if plan.checksum else None
-    options = {
-        "length": len(data),
-        "overwrite": plan.overwrite,
-        "content_settings": _settings(plan.content_type, md5),
-        "metadata": plan.commit_metadata(),
-        "max_concurrency": 1,
-    }
-    return md5, options
-
-
-def _commit_options(plan: WritePlan, blocks: BlockPlan, md5: bytes | None) -> dict[str, Any]:
-    """The ``commit_block_list`` arguments, built once every block is staged."""
-    return {
-        "block_list": plan.block_list(blocks.ids),
-        "content_settings": _settings(plan.content_type, md5),
-        # The state the caller filled in while the batches were consumed.
-        "metadata": plan.commit_metadata(),
-        **plan.conditions(),
-    }
-
-
-def _settings(content_type: str | None, md5: bytes | None) -> Any:
-    from azure.storage.blob import ContentSettings
-
-    return ContentSettings(
-        content_type=content_type, content_md5=bytearray(md5) if md5 is not None else None
-    )
-
-
-def _tag(md5: bytes | None) -> str | None:
-    return f"md5:{md5.hex()}" if md5 is not None else None
-
-
-def _refuse_existing(name: str, exists: bool) -> None:
-    if exists:
-        raise AlreadyExists(
-            f"blob {name!r} exists; refusing to overwrite it",
-            hint="pass overwrite=True (CLI: -O overwrite=true)",
-        )
-
-
-@contextlib.contextmanager
-def _exists_as_conflict(name: str) -> Iterator[None]:
-    # A blob created by someone else between our check and the commit fails the
-    # If-None-Match: * condition with 412 (or 409): report it as what it is.
-    try:
-        yield
-    except IntegrityError:
-        _refuse_existing(name, True)
-    except AlreadyExists:
-        _refuse_existing(name, True)
-
-
-@contextlib.contextmanager
-def _commit_errors(plan: WritePlan) -> Iterator[None]:
-    """What a failed precondition of the commit means: someone else's blob, or a change."""
-    if not plan.continuing:
-        with _exists_as_conflict(plan.name):
-            yield
-        return
-    try:
-        yield
-    except IntegrityError:
-        raise IntegrityError(
-            f"blob {plan.name!r} changed while this write continued it (another writer "
-            "committed to it); nothing was committed",
-            hint="run the copy again: it goes on from what the blob holds now",
-        ) from None
-
-
-def _head(blob: BlobClient) -> Any | None:
-    """The blob's properties, ``None`` when there is no such blob (a missing container raises)."""
-    try:
-        return blob.get_blob_properties()
-    except _not_found_type() as exc:
-        if _is_container_missing(exc):
-            raise
-        return None
-
-
-async def _ahead(blob: Any) -> Any | None:
-    """Async twin of `_head`."""
-    try:
-        return await blob.get_blob_properties()
-    except _not_found_type() as exc:
-        if _is_container_missing(exc):
-            raise
-        return None
-
-
-def _is_container_missing(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", None)
-    return str(getattr(code, "value", code)) == "ContainerNotFound"
-
-
 def _write_format(
     stream: str, fmt: str | None, options: dict[str, Any]
 ) -> tuple[FileFormat, dict[str, Any]]:
@@ -1489,40 +1134,6 @@ async def _apeek(source: AsyncIterator[Any]) -> AsyncIterator[Any] | None:
             yield batch
 
     return again()
-
-
-def _first_blocks(rechunker: Rechunker, source: Iterator[bytes]) -> builtins.list[bytes] | None:
-    """Pull pieces until a whole block is ready; ``None`` if the source ends first."""
-    for piece in source:
-        blocks = rechunker.push(piece)
-        if blocks:
-            return blocks
-    return None
-
-
-def _all_blocks(
-    first: builtins.list[bytes], rechunker: Rechunker, source: Iterator[bytes]
-) -> Iterator[bytes]:
-    yield from first
-    for piece in source:
-        yield from rechunker.push(piece)
-    rest = rechunker.rest()
-    if rest:
-        yield rest
-
-
-def _raise_first(done: set[Future[Any]]) -> None:
-    for future in done:
-        error = future.exception()
-        if error is not None:
-            raise error
-
-
-def _raise_first_task(done: set[asyncio.Task[None]]) -> None:
-    for task in done:
-        error = task.exception()
-        if error is not None:
-            raise error
 
 
 @contextlib.contextmanager
@@ -1582,12 +1193,6 @@ def _is_prefix(entry: Any) -> bool:
     from azure.storage.blob.aio import BlobPrefix as AsyncPrefix
 
     return isinstance(entry, SyncPrefix | AsyncPrefix)
-
-
-def _not_found_type() -> type[Exception]:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    return ResourceNotFoundError
 
 
 async def _close_when_cancelled(service: Any, credential: Any) -> None:
