@@ -121,9 +121,10 @@ class ScriptedContainer:
         self.staged: dict[str, bytes] = {}
         self.committed: list[str] = []
 
+    def read(self) -> bytes:
+        return next(self._pieces, b"")
+
     def perform(self, step: Any) -> Any:
-        if step is flows.PULL:
-            return next(self._pieces, None)
         ((method, args, kwargs),) = step.calls
         if method == "exists":
             self.requests.append(("exists", 0))
@@ -141,13 +142,14 @@ class ScriptedContainer:
         return {"etag": '"0x1"'}
 
     def run(self, plan: WritePlan, *, stream_bodies: bool, block_size: int) -> Any:
-        flow = flows.upload(
+        upload = flows.Upload(
             plan,
             block_size=block_size,
             concurrency=3,
             stream_bodies=stream_bodies,
             errors=_no_translation,
         )
+        flow = flows.upload(upload, self.read)
         if not stream_bodies:
             return flows.drive(flow, self.perform, workers=3)
 
@@ -200,7 +202,7 @@ def test_upload_flow_failure_of_a_staged_block_commits_nothing() -> None:
 
     class Failing(ScriptedContainer):
         def perform(self, step: Any) -> Any:
-            if step is not flows.PULL and step.calls[0][0] == "stage_block":
+            if step.calls[0][0] == "stage_block":
                 raise IntegrityError("stage refused")
             return super().perform(step)
 

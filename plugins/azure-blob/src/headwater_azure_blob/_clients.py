@@ -89,17 +89,8 @@ def build_sync_service(config: AzureBlobConfig, secret: Callable[[str], str]) ->
     """The sync service client; ``secret`` resolves a secret field now (``Connector.secret``)."""
     from azure.storage.blob import BlobServiceClient
 
-    protect_sdk_logs()
-    options = client_options(config, aio=False)
-    if config.connection_string is not None:
-        value = _connection_string(secret)
-        with _malformed_connection_string():
-            service = BlobServiceClient.from_connection_string(value, **options)
-        refuse_plain_http(service.url, config)
-        return service
-    endpoint, credential = _endpoint_credential(config, secret, aio=False)
-    refuse_plain_http(endpoint, config)
-    return BlobServiceClient(endpoint, credential=credential, **options)
+    service: BlobServiceClient = _build_service(BlobServiceClient, config, secret, aio=False)[0]
+    return service
 
 
 def build_async_service(
@@ -108,20 +99,27 @@ def build_async_service(
     """The aio service client and the aio credential to close with it (``None`` if none)."""
     from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
+    service, credential = _build_service(AsyncBlobServiceClient, config, secret, aio=True)
+    return service, credential if config.identity is not None else None
+
+
+def _build_service(
+    client: Any, config: AzureBlobConfig, secret: Callable[[str], str], *, aio: bool
+) -> tuple[Any, Any]:
+    """A service client of class ``client`` (sync or aio) and its credential object."""
     protect_sdk_logs()
-    options = client_options(config, aio=True)
+    options = client_options(config, aio=aio)
     if config.connection_string is not None:
         value = _connection_string(secret)
         with _malformed_connection_string():
-            service = AsyncBlobServiceClient.from_connection_string(value, **options)
+            service = client.from_connection_string(value, **options)
         # Checked before any request: the aio client opens its session on first use, so
         # a refused client holds nothing to close.
         refuse_plain_http(service.url, config)
         return service, None
-    endpoint, credential = _endpoint_credential(config, secret, aio=True)
+    endpoint, credential = _endpoint_credential(config, secret, aio=aio)
     refuse_plain_http(endpoint, config)
-    closeable = credential if config.identity is not None else None
-    return AsyncBlobServiceClient(endpoint, credential=credential, **options), closeable
+    return client(endpoint, credential=credential, **options), credential
 
 
 def refuse_plain_http(endpoint: str, config: AzureBlobConfig) -> None:

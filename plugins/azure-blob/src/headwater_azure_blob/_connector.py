@@ -29,19 +29,18 @@ import contextlib
 import errno
 import functools
 import io
-import itertools
 import mimetypes
 import os
 import threading
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Generator,
     Iterable,
     Iterator,
 )
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Literal
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from headwater import (
     AlreadyExists,
@@ -61,7 +60,6 @@ from headwater import (
     atomic_file,
     forget_after_fork,
     get_logger,
-    iterate_in_thread,
     safe_destination,
 )
 from headwater_azure_blob import _flows as flows
@@ -73,15 +71,17 @@ from headwater_azure_blob._clients import (
 from headwater_azure_blob._config import AzureBlobConfig, config_from_url
 from headwater_azure_blob._errors import translate, translated
 from headwater_azure_blob._flows import (
+    END,
     PULL,
+    Call,
     Flow,
     ListPage,
     Remote,
     UploadResult,
     adrive,
-    adrive_batches,
+    adrive_items,
     drive,
-    drive_batches,
+    drive_items,
     remote,
 )
 from headwater_azure_blob._names import (
@@ -116,6 +116,7 @@ if TYPE_CHECKING:
 logger = get_logger("headwater.azure_blob")
 
 Source = str | os.PathLike[str] | IO[bytes]
+R = TypeVar("R")
 
 
 class AzureBlobConnector(Connector[AzureBlobConfig]):
@@ -291,39 +292,23 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
 
     def check_connection(self) -> str:
         container = self._container()
-        quick = min(self.config.retries, 1)
-        try:
-            with self._errors("check"):
-                container.get_container_properties(retry_total=quick)
-        except PermissionDenied:
-            # A container-scoped SAS may list but not read container properties.
-            with self._errors("check"):
-                pages = container.list_blobs(
-                    name_starts_with=self.config.prefix or None,
-                    results_per_page=1,
-                    retry_total=quick,
-                ).by_page()
-                next(iter(pages), None)
+        drive(self._check(), functools.partial(self._send, container))
         return self._check_message(container.url)
 
     async def acheck_connection(self) -> str:
         container = await self._acontainer()
+        await adrive(self._check(), functools.partial(self._asend, container))
+        return self._check_message(container.url)
+
+    def _check(self) -> Flow[None]:
         quick = min(self.config.retries, 1)
         try:
             with self._errors("check"):
-                await container.get_container_properties(retry_total=quick)
+                yield remote(None, "get_container_properties", retry_total=quick)
         except PermissionDenied:
+            # A container-scoped SAS may list but not read container properties.
             with self._errors("check"):
-                pages = container.list_blobs(
-                    name_starts_with=self.config.prefix or None,
-                    results_per_page=1,
-                    retry_total=quick,
-                ).by_page()
-                async for page in pages:
-                    async for _ in page:
-                        break
-                    break
-        return self._check_message(container.url)
+                yield ListPage("", size=1, options={"retry_total": quick})
 
     def _check_message(self, url: str) -> str:
         prefix = f", prefix {self.config.prefix!r}" if self.config.prefix else ""
@@ -341,48 +326,37 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         naming one blob yields just that blob; a path with nothing under it raises
         `NotFound`.
         """
-        container = self._container()
-        where = directory(path)
-        found = False
-        with self._errors(f"list {path or '/'}"):
-            for entry in self._pager(container, where, recursive):
-                found = True
-                yield self._item(entry)
-            if found or not path:
-                return
-            if not path.endswith("/"):
-                blob = container.get_blob_client(self._full(path))
-                with contextlib.suppress(flows.not_found_type()):
-                    yield self._item(blob.get_blob_properties())
-                    return
-        raise NotFound(f"nothing at {path!r} in container {self.config.container!r}", field="path")
+        yield from drive_items(self._list(path, recursive), self._sender())
 
     async def alist(
         self, path: str | None = None, *, recursive: bool = False
     ) -> AsyncIterator[Item]:
         """Async twin of `list`."""
-        container = await self._acontainer()
-        where = directory(path)
+        send = functools.partial(self._asend, await self._acontainer())
+        async with contextlib.aclosing(adrive_items(self._list(path, recursive), send)) as items:
+            async for item in items:
+                yield item
+
+    def _list(self, path: str | None, recursive: bool) -> Flow[None]:
         found = False
+        token = None
         with self._errors(f"list {path or '/'}"):
-            async for entry in self._pager(container, where, recursive):
-                found = True
-                yield self._item(entry)
+            while True:
+                step = ListPage(directory(path), token, delimiter=None if recursive else "/")
+                entries, token = yield step
+                for _, entry in entries:
+                    found = True
+                    yield self._item(entry)
+                if token is None:
+                    break
             if found or not path:
                 return
             if not path.endswith("/"):
-                blob = container.get_blob_client(self._full(path))
-                with contextlib.suppress(flows.not_found_type()):
-                    yield self._item(await blob.get_blob_properties())
+                props = yield from flows.head(path, container_missing=False)
+                if props is not None:
+                    yield self._item(props)
                     return
         raise NotFound(f"nothing at {path!r} in container {self.config.container!r}", field="path")
-
-    def _pager(self, container: Any, where: str, recursive: bool) -> Any:
-        start = self._full(where) or None
-        page = self.config.list_page_size
-        if recursive:
-            return container.list_blobs(name_starts_with=start, results_per_page=page)
-        return container.walk_blobs(name_starts_with=start, delimiter="/", results_per_page=page)
 
     def _item(self, entry: Any) -> Item:
         name = self._relative(entry.name)
@@ -534,7 +508,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         """
         _no_options("read", options)
         flow = self._read(stream, state, batch_size, format)
-        yield from drive_batches(flow, functools.partial(self._send, self._container()))
+        yield from drive_items(flow, functools.partial(self._send, self._container()))
 
     async def aread(
         self,
@@ -549,7 +523,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         _no_options("read", options)
         flow = self._read(stream, state, batch_size, format)
         send = functools.partial(self._asend, await self._acontainer())
-        async with contextlib.aclosing(adrive_batches(flow, send)) as batches:
+        async with contextlib.aclosing(adrive_items(flow, send)) as batches:
             async for batch in batches:
                 yield batch
 
@@ -660,42 +634,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         no batch at all leaves the blob as it is.
         """
         found, extra = _write_format(stream, format, options)
-        context = f"write {stream!r}"
-        container = self._container()
-        send = functools.partial(self._send, container)
         plan = self._write_plan(stream, found, overwrite, mode, content_type, metadata)
-        props = None
-        if plan.needs_head(state_key):
-            with self._errors(context):
-                props = drive(flows.head(stream), send)
-        plan = self._with_state(plan, props, state_key, state)
-        carried: Iterable[Any] = ()
-        header = None
-        if plan.continuing:
-            peeked = _peek(batches)
-            if peeked is None:
-                return WriteResult(stream, 0)
-            batches = peeked
-            ref = BlobRef.from_properties(stream, props)
-            if found.fmt == "parquet":
-                plan.rewrite_whole()
-                size = self.config.batch_size
-                blob = container.get_blob_client(self._full(stream))
-                carried = (b for b, _ in _parquet_batches(blob, ref, 0, size, self._errors))
-            else:
-                header = drive(self._continued(plan, ref, found), send)
-        writing = self._writing(found, plan, extra, header)
-
-        def pieces() -> Iterator[bytes]:
-            for old in carried:
-                yield writing.carry(old)
-            for batch in batches:
-                yield writing.encode(batch)
-            yield writing.finish()
-
-        result = self._put(container, pieces(), plan)
-        self._committed(stream, plan, result)
-        return WriteResult(stream, writing.count)
+        flow = self._write(found, extra, plan, state_key, state, stream_bodies=False)
+        return self._put(self._container(), flow, batches)
 
     async def awrite(
         self,
@@ -717,52 +658,68 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         compressed output are encoded in a worker thread.
         """
         found, extra = _write_format(stream, format, options)
-        context = f"write {stream!r}"
-        container = await self._acontainer()
-        send = functools.partial(self._asend, container)
         plan = self._write_plan(stream, found, overwrite, mode, content_type, metadata)
+        flow = self._write(found, extra, plan, state_key, state, stream_bodies=True)
+        return await self._aput(await self._acontainer(), flow, _aiter_of(batches))
+
+    def _write(
+        self,
+        found: FileFormat,
+        extra: dict[str, Any],
+        plan: WritePlan,
+        state_key: str | None,
+        state: State | None,
+        *,
+        stream_bodies: bool,
+    ) -> Flow[WriteResult]:
+        """
+        The flow of a write, its batches `PULL`ed from the driver: decide what the commit
+        does (a HEAD when a state key asks for one), continue the blob a state says
+        (its blocks and CSV header kept; Parquet rewritten whole, the old row groups
+        first), encode the batches and upload them (`flows.Upload`).
+        """
+        stream = plan.name
         props = None
         if plan.needs_head(state_key):
-            with self._errors(context):
-                props = await adrive(flows.head(stream), send)
+            with self._errors(f"write {stream!r}"):
+                props = yield from flows.head(stream)
         plan = self._with_state(plan, props, state_key, state)
-        source = _aiter_of(batches)
-        carried: AsyncGenerator[Any, None] | None = None
+        first: builtins.list[Any] = []
+        carried: Generator[Any, None, None] | None = None
         header = None
         if plan.continuing:
-            peeked = await _apeek(source)
-            if peeked is None:
-                return WriteResult(stream, 0)
-            source = peeked
+            first.append((yield PULL))
+            if first[0] is END:
+                return WriteResult(stream, 0)  # a continuation given nothing leaves the blob
             ref = BlobRef.from_properties(stream, props)
             if found.fmt == "parquet":
                 plan.rewrite_whole()
-                sync_blob = self._container().get_blob_client(self._full(stream))
-                size = self.config.batch_size
-                carried = iterate_in_thread(
-                    lambda: (b for b, _ in _parquet_batches(sync_blob, ref, 0, size, self._errors))
-                )
+                carried = yield Call(self._old_rows, (ref,))
             else:
-                header = await adrive(self._continued(plan, ref, found), send)
+                header = yield from self._continued(plan, ref, found)
         writing = self._writing(found, plan, extra, header)
         # Parquet and compression are CPU work: off the event loop.
         offload = found.fmt == "parquet" or found.compression is not None
-
-        async def run(step: Any, *args: Any) -> bytes:
-            return await asyncio.to_thread(step, *args) if offload else bytes(step(*args))
-
-        async def pieces() -> AsyncIterator[bytes]:
-            if carried is not None:
-                async with contextlib.aclosing(carried) as old:
-                    async for batch in old:
-                        yield await run(writing.carry, batch)
-            async for batch in source:
-                yield await run(writing.encode, batch)
-            yield await run(writing.finish)
-
-        result = await self._aput(container, pieces(), plan)
+        upload = self._upload(plan, stream_bodies=stream_bodies)
+        yield from upload.start()
+        if carried is not None:
+            try:
+                while (old := (yield Call(next, (carried, END)))) is not END:
+                    yield from upload.feed((yield Call(writing.carry, (old,), offload)))
+            finally:
+                carried.close()
+        while (batch := first.pop() if first else (yield PULL)) is not END:
+            yield from upload.feed((yield Call(writing.encode, (batch,), offload)))
+        yield from upload.feed((yield Call(writing.finish, (), offload)))
+        result = yield from upload.finish()
         self._committed(stream, plan, result)
         return WriteResult(stream, writing.count)
+
+    def _old_rows(self, ref: BlobRef) -> Generator[Any, None, None]:
+        """The record batches of the Parquet blob a write rewrites (blocking, sync client)."""
+        blob = self._container().get_blob_client(self._full(ref.name))
+        size = self.config.batch_size
+        return (b for b, _ in _parquet_batches(blob, ref, 0, size, self._errors))
 
     def _write_plan(
         self,
@@ -883,11 +840,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         Raises:
             AlreadyExists: the blob exists and ``overwrite`` is false.
         """
-        clean_relative(blob, "blob")
-        plan = WritePlan(blob, content_type or _guess_type(blob), metadata, overwrite, checksum)
-        with _open_source(source) as handle:
-            pieces = iter(lambda: handle.read(self.config.block_size), b"")
-            return self._put(self._container(), pieces, plan)
+        options = (overwrite, content_type, metadata, checksum)
+        with self._file_upload(blob, source, *options, stream_bodies=False) as flow:
+            return self._put(self._container(), flow)
 
     async def aupload(
         self,
@@ -900,20 +855,31 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         checksum: bool = True,
     ) -> UploadResult:
         """Async twin of `upload` (file reads run in a worker thread)."""
+        options = (overwrite, content_type, metadata, checksum)
+        with self._file_upload(blob, source, *options, stream_bodies=True) as flow:
+            return await self._aput(await self._acontainer(), flow)
+
+    @contextlib.contextmanager
+    def _file_upload(
+        self,
+        blob: str,
+        source: Source,
+        overwrite: bool,
+        content_type: str | None,
+        metadata: dict[str, str] | None,
+        checksum: bool,
+        *,
+        stream_bodies: bool,
+    ) -> Iterator[Flow[UploadResult]]:
+        """The flow of `upload`, reading ``source`` a block at a time (file reads: `Call`)."""
         clean_relative(blob, "blob")
         plan = WritePlan(blob, content_type or _guess_type(blob), metadata, overwrite, checksum)
-        container = await self._acontainer()
-        block_size = self.config.block_size
         with _open_source(source) as handle:
+            read = functools.partial(handle.read, self.config.block_size)
+            yield flows.upload(self._upload(plan, stream_bodies=stream_bodies), read)
 
-            async def pieces() -> AsyncIterator[bytes]:
-                while data := await asyncio.to_thread(handle.read, block_size):
-                    yield data
-
-            return await self._aput(container, pieces(), plan)
-
-    def _upload(self, plan: WritePlan, *, stream_bodies: bool) -> Flow[UploadResult]:
-        return flows.upload(
+    def _upload(self, plan: WritePlan, *, stream_bodies: bool) -> flows.Upload:
+        return flows.Upload(
             plan,
             block_size=self.config.block_size,
             concurrency=self.config.max_concurrency,
@@ -921,29 +887,29 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             errors=self._errors,
         )
 
-    def _put(
-        self, container: ContainerClient, pieces: Iterable[bytes], plan: WritePlan
-    ) -> UploadResult:
-        """The sync driver of the block upload (`flows.upload`)."""
-        source = iter(pieces)
+    def _put(self, container: ContainerClient, flow: Flow[R], source: Iterable[Any] = ()) -> R:
+        """The sync driver of an upload or write flow, ``source`` the items it `PULL`s."""
+        items = iter(source)
 
         def perform(step: Any) -> Any:
-            return next(source, None) if step is PULL else self._send(container, step)
+            return next(items, END) if step is PULL else self._send(container, step)
 
-        flow = self._upload(plan, stream_bodies=False)
         return drive(flow, perform, workers=self.config.max_concurrency)
 
     async def _aput(
-        self, container: AsyncContainerClient, pieces: AsyncIterator[bytes], plan: WritePlan
-    ) -> UploadResult:
-        """The async driver of the block upload; block bodies go to aiohttp as streams."""
+        self,
+        container: AsyncContainerClient,
+        flow: Flow[R],
+        source: AsyncIterator[Any] | None = None,
+    ) -> R:
+        """The async driver of an upload or write flow (block bodies go as streams)."""
 
         async def perform(step: Any) -> Any:
             if step is PULL:
-                return await anext(pieces, None)
+                return END if source is None else await anext(source, END)
             return await self._asend(container, step)
 
-        return await adrive(self._upload(plan, stream_bodies=True), perform)
+        return await adrive(flow, perform)
 
     # --- performing the steps of a flow (see `flows`) -------------------------------------
 
@@ -972,10 +938,17 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         return container if step.blob is None else container.get_blob_client(self._full(step.blob))
 
     def _pages(self, container: Any, step: ListPage) -> Any:
-        return container.list_blobs(
-            name_starts_with=self._full(step.prefix) or None,
-            results_per_page=self.config.list_page_size,
-        ).by_page(step.token)
+        options: dict[str, Any] = {
+            "name_starts_with": self._full(step.prefix) or None,
+            "results_per_page": step.size or self.config.list_page_size,
+            **step.options,
+        }
+        if step.delimiter is None:
+            return container.list_blobs(**options).by_page(step.token)
+        return container.walk_blobs(delimiter=step.delimiter, **options).by_page(step.token)
+
+    def _sender(self) -> Any:
+        return functools.partial(self._send, self._container())
 
     def _named(self, entries: Iterable[Any]) -> builtins.list[tuple[str, Any]]:
         """Listed entries with their names relative to the source prefix."""
@@ -1104,14 +1077,6 @@ _WRITE_OPTIONS: Final = {
 }
 
 
-def _peek(batches: Iterable[Any]) -> Iterator[Any] | None:
-    """The batches again, or ``None`` when there are none."""
-    iterator = iter(batches)
-    for first in iterator:
-        return itertools.chain([first], iterator)
-    return None
-
-
 async def _aiter_of(batches: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
     if isinstance(batches, AsyncIterable):
         async for batch in batches:
@@ -1119,21 +1084,6 @@ async def _aiter_of(batches: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterato
     else:
         for batch in batches:
             yield batch
-
-
-async def _apeek(source: AsyncIterator[Any]) -> AsyncIterator[Any] | None:
-    """Async twin of `_peek`."""
-    try:
-        first = await anext(source)
-    except StopAsyncIteration:
-        return None
-
-    async def again() -> AsyncIterator[Any]:
-        yield first
-        async for batch in source:
-            yield batch
-
-    return again()
 
 
 @contextlib.contextmanager

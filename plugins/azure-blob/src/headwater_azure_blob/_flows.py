@@ -14,15 +14,18 @@ is performed. The steps:
   of the one before (``download_blob(...)`` then ``readall()``); the async driver awaits
   each one.
 * `ListPage` — one page of a blob listing, answered with ``(entries, next_token)``.
-* `PULL` — the next piece of the data being uploaded (``None`` at the end).
-* `Call` — local blocking work (disk writes, hashing, Parquet decoding): the sync driver
-  runs it in place, the async one in a worker thread, off the event loop.
+* `PULL` — the next item of the driver's source, the batches of a write (`END` after
+  the last).
+* `Call` — local blocking work (disk writes, hashing, Parquet decoding, compression):
+  the sync driver runs it in place, the async one in a worker thread, off the event loop
+  (in place too when ``offload`` is false: work too small to pay for the thread).
 * `Sleep` — a pause before resuming.
 * `Spawn`, `WAIT_ANY`, `WAIT_ALL` — a step started without waiting for it, and waits for
   one or all of those started (answered with how many finished; the first failure is
   thrown in). The flow bounds how many run at once.
 
-A flow of records also yields `Batch` objects: the driver passes them to its consumer.
+A flow of records or items also yields them (`Batch`, `Item`: anything that is not a
+step): the driver passes them on to its consumer.
 """
 
 from __future__ import annotations
@@ -104,10 +107,17 @@ def remote(blob: str | None, method: str, *args: Any, **kwargs: Any) -> Remote:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ListPage:
-    """One page of the blobs whose relative names start with ``prefix``."""
+    """
+    One page of the blobs whose relative names start with ``prefix`` (with a
+    ``delimiter``, the blobs and prefixes one level down), ``size`` entries at most (the
+    configured page size when ``None``); ``options`` go to the SDK call.
+    """
 
     prefix: str
     token: str | None = None
+    delimiter: str | None = None
+    size: int | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,6 +126,7 @@ class Call:
 
     function: Callable[..., Any]
     args: tuple[Any, ...] = ()
+    offload: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,16 +146,23 @@ class Wait:
     every: bool
 
 
-class _Pull:
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
     def __repr__(self) -> str:
-        return "PULL"
+        return self._name
 
 
-PULL: Final = _Pull()
+#: The step asking the driver for the next item of its source (pieces, batches).
+PULL: Final = _Marker("PULL")
+#: What `PULL` (and a `next` in a `Call`) gives once the source is exhausted.
+END: Final = _Marker("END")
 WAIT_ANY: Final = Wait(every=False)
 WAIT_ALL: Final = Wait(every=True)
 
-Step: TypeAlias = Remote | ListPage | Call | Sleep | Spawn | Wait | _Pull
+Step: TypeAlias = Remote | ListPage | Call | Sleep | Spawn | Wait | _Marker
+_STEPS: Final = (Remote, ListPage, Call, Sleep, Spawn, Wait, _Marker)
 Flow: TypeAlias = Generator[Any, Any, R]
 Errors: TypeAlias = Callable[[str], contextlib.AbstractContextManager[None]]
 
@@ -268,6 +286,8 @@ def _sync_step(step: Step, perform: Callable[[Any], Any], threads: _Threads) -> 
 
 async def _async_step(step: Step, perform: Callable[[Any], Awaitable[Any]], tasks: _Tasks) -> Any:
     if isinstance(step, Call):
+        if not step.offload:
+            return step.function(*step.args)
         return await asyncio.to_thread(step.function, *step.args)
     if isinstance(step, Sleep):
         return await asyncio.sleep(step.seconds)
@@ -278,11 +298,11 @@ async def _async_step(step: Step, perform: Callable[[Any], Awaitable[Any]], task
     return await perform(step)
 
 
-def _run(steps: _Stepper, perform: Callable[[Any], Any], workers: int) -> Iterator[Batch]:
+def _run(steps: _Stepper, perform: Callable[[Any], Any], workers: int) -> Iterator[Any]:
     threads = _Threads(workers)
     try:
         for step in steps:
-            if isinstance(step, Batch):
+            if not isinstance(step, _STEPS):
                 yield step
             else:
                 steps.settle(_outcome(_sync_step, step, perform, threads))
@@ -293,11 +313,11 @@ def _run(steps: _Stepper, perform: Callable[[Any], Any], workers: int) -> Iterat
 
 async def _arun(
     steps: _Stepper, perform: Callable[[Any], Awaitable[Any]]
-) -> AsyncGenerator[Batch, None]:
+) -> AsyncGenerator[Any, None]:
     tasks = _Tasks()
     try:
         for step in steps:
-            if isinstance(step, Batch):
+            if not isinstance(step, _STEPS):
                 yield step
             else:
                 steps.settle(await _aoutcome(_async_step(step, perform, tasks)))
@@ -306,33 +326,33 @@ async def _arun(
         steps.close()
 
 
-def drive_batches(flow: Flow[Any], perform: Callable[[Any], Any]) -> Iterator[Batch]:
-    """Run ``flow`` with the blocking ``perform``; yield the batches it yields."""
+def drive_items(flow: Flow[Any], perform: Callable[[Any], Any]) -> Iterator[Any]:
+    """Run ``flow`` with the blocking ``perform``; yield the records or items it yields."""
     return _run(_Stepper(flow), perform, 1)
 
 
-def adrive_batches(
+def adrive_items(
     flow: Flow[Any], perform: Callable[[Any], Awaitable[Any]]
-) -> AsyncGenerator[Batch, None]:
-    """Run ``flow`` with the async ``perform``; yield the batches it yields."""
+) -> AsyncGenerator[Any, None]:
+    """Run ``flow`` with the async ``perform``; yield the records or items it yields."""
     return _arun(_Stepper(flow), perform)
 
 
 def drive(flow: Flow[R], perform: Callable[[Any], Any], *, workers: int = 1) -> R:
-    """Run ``flow`` (one that yields no batch) with the blocking ``perform``; its result."""
+    """Run ``flow`` (one that yields no record or item) with the blocking ``perform``."""
     steps = _Stepper(flow)
     for batch in _run(steps, perform, workers):
-        raise TypeError(f"a flow of records run for its result: {batch!r}")
+        raise TypeError(f"a flow of records or items run for its result: {batch!r}")
     result: R = steps.value
     return result
 
 
 async def adrive(flow: Flow[R], perform: Callable[[Any], Awaitable[Any]]) -> R:
-    """Run ``flow`` (one that yields no batch) with the async ``perform``; its result."""
+    """Run ``flow`` (one that yields no record or item) with the async ``perform``."""
     steps = _Stepper(flow)
     async with contextlib.aclosing(_arun(steps, perform)) as batches:
         async for batch in batches:
-            raise TypeError(f"a flow of records run for its result: {batch!r}")
+            raise TypeError(f"a flow of records or items run for its result: {batch!r}")
     result: R = steps.value
     return result
 
@@ -465,68 +485,85 @@ class UploadResult:
     checksum: str | None
 
 
-def upload(
-    plan: WritePlan,
-    *,
-    block_size: int,
-    concurrency: int,
-    stream_bodies: bool,
-    errors: Errors,
-) -> Flow[UploadResult]:
+class Upload:
     """
-    Upload the pieces `PULL` gives to blob ``plan.name``: data that ends before a whole
-    block is read goes in one request (up to `ONE_REQUEST_MAX`, and when the plan allows
-    one) or as one staged block; more is cut into blocks, hashed in order, staged with at
-    most ``concurrency`` in flight, and committed with its Content-MD5. The blob appears
-    only with the commit. ``stream_bodies`` gives block bodies as streams (aiohttp).
+    One block upload to blob ``plan.name``, fed piece by piece: `start`, `feed` every
+    piece, `finish` (each a flow). Data that ends before a whole block goes in one request
+    (up to `ONE_REQUEST_MAX`, when the plan allows one) or as one staged block; more is
+    cut into blocks, hashed in order and staged with at most ``concurrency`` in flight,
+    then committed with its Content-MD5. The blob appears only with the commit.
+    ``stream_bodies`` gives block bodies as streams (for aiohttp).
     """
-    name = plan.name
-    context = f"write {name!r}"
-    if not plan.checked and not plan.overwrite:
-        with errors(context):
-            refuse_existing(name, (yield remote(name, "exists")))
-    rechunker = Rechunker(block_size)
-    first: list[bytes] = []
-    while not first and (piece := (yield PULL)) is not None:
-        first = rechunker.push(piece)
-    if not first:
-        data = rechunker.rest()
-        if plan.one_request and len(data) <= ONE_REQUEST_MAX:
-            md5, options = _one_request(data, plan)
-            with errors(context), _commit_errors(plan):
-                result = yield remote(name, "upload_blob", data, **options)
-            return UploadResult(name, len(data), normalize_etag(result["etag"]), _tag(md5))
-        first = [data] if data else []
-    blocks = BlockPlan(checksum=plan.checksum)
-    in_flight = 0
 
-    def stage(block: bytes) -> Flow[None]:
-        nonlocal in_flight
+    def __init__(
+        self,
+        plan: WritePlan,
+        *,
+        block_size: int,
+        concurrency: int,
+        stream_bodies: bool,
+        errors: Errors,
+    ) -> None:
+        self.plan = plan
+        self._context = f"write {plan.name!r}"
+        self._errors = errors
+        self._concurrency = concurrency
+        self._stream_bodies = stream_bodies
+        self._rechunker = Rechunker(block_size)
+        self._blocks = BlockPlan(checksum=plan.checksum)
+        self._staged = 0
+        self._in_flight = 0
+
+    def start(self) -> Flow[None]:
+        """Refuse an existing blob first, unless the caller looked already."""
+        if not self.plan.checked and not self.plan.overwrite:
+            with self._errors(self._context):
+                refuse_existing(self.plan.name, (yield remote(self.plan.name, "exists")))
+
+    def feed(self, piece: bytes) -> Flow[None]:
+        """Take the next piece; stage the blocks it completes."""
+        for block in self._rechunker.push(piece):
+            yield from self._stage(block)
+
+    def finish(self) -> Flow[UploadResult]:
+        """Send what is left, wait for every block and commit them; what was stored."""
+        plan, name, errors = self.plan, self.plan.name, self._errors
+        rest = self._rechunker.rest()
+        if not self._staged and plan.one_request and len(rest) <= ONE_REQUEST_MAX:
+            md5, options = _one_request(rest, plan)
+            with errors(self._context), _commit_errors(plan):
+                result = yield remote(name, "upload_blob", rest, **options)
+            return UploadResult(name, len(rest), normalize_etag(result["etag"]), _tag(md5))
+        if rest:
+            yield from self._stage(rest)
+        with errors(self._context):
+            yield WAIT_ALL
+        md5 = self._blocks.md5()
+        commit = _commit_options(plan, self._blocks, md5)
+        with errors(self._context), _commit_errors(plan):
+            result = yield remote(name, "commit_block_list", **commit)
+        return UploadResult(name, self._blocks.size, normalize_etag(result["etag"]), _tag(md5))
+
+    def _stage(self, block: bytes) -> Flow[None]:
         # Hash this block while the previous ones upload; then wait for a free connection.
-        block_id = yield Call(blocks.next_block, (block,))
-        if in_flight >= concurrency:
-            with errors(context):
-                in_flight -= yield WAIT_ANY
+        block_id = yield Call(self._blocks.next_block, (block,))
+        if self._in_flight >= self._concurrency:
+            with self._errors(self._context):
+                self._in_flight -= yield WAIT_ANY
         # A stream is seekable, so the SDK's retry policy can rewind it; BytesIO shares
         # the bytes, no copy.
-        body = io.BytesIO(block) if stream_bodies else block
-        yield Spawn(remote(name, "stage_block", block_id, body, length=len(block)))
-        in_flight += 1
+        body = io.BytesIO(block) if self._stream_bodies else block
+        yield Spawn(remote(self.plan.name, "stage_block", block_id, body, length=len(block)))
+        self._in_flight += 1
+        self._staged += 1
 
-    for block in first:
-        yield from stage(block)
-    while (piece := (yield PULL)) is not None:
-        for block in rechunker.push(piece):
-            yield from stage(block)
-    if rest := rechunker.rest():
-        yield from stage(rest)
-    with errors(context):
-        yield WAIT_ALL
-    md5 = blocks.md5()
-    commit = _commit_options(plan, blocks, md5)
-    with errors(context), _commit_errors(plan):
-        result = yield remote(name, "commit_block_list", **commit)
-    return UploadResult(name, blocks.size, normalize_etag(result["etag"]), _tag(md5))
+
+def upload(upload: Upload, read: Callable[[], bytes]) -> Flow[UploadResult]:
+    """Feed ``upload`` what ``read`` gives (a blocking read, so a `Call`) until ``b""``."""
+    yield from upload.start()
+    while piece := (yield Call(read)):
+        yield from upload.feed(piece)
+    return (yield from upload.finish())
 
 
 def _one_request(data: bytes, plan: WritePlan) -> tuple[bytes | None, dict[str, Any]]:
@@ -674,7 +711,7 @@ def _read_blob(
         rows = plan.rows
         batches: Iterator[Batch] = yield Call(parquet, (plan, ref, start, size))
         try:
-            while (batch := (yield Call(next, (batches, None)))) is not None:
+            while (batch := (yield Call(next, (batches, END)))) is not END:
                 rows = int(batch.state["rows"])
                 yield batch
         finally:
