@@ -1,5 +1,5 @@
 """
-The control flow of fetch, upload and read, written once for the sync and the async API.
+The control flow of fetch, upload, write and read, written once for both APIs.
 
 A *flow* is a generator that never touches the network, the disk or the clock: it yields
 *steps* and receives their outcomes. The driver — `drive` or `adrive` with the
@@ -7,8 +7,9 @@ connector's sync or aio client — performs each step and sends its result back 
 throws its exception in at the ``yield``, where the flow's own ``try`` and ``with``
 blocks see it (error translation, resume after a failure, commit preconditions). So the
 range resume and verification of a download, the block upload with its one-request and
-one-block paths, and the planning of a read exist once; each side only says how a step
-is performed. The steps:
+one-block paths, and the planning of a read exist once (the connector writes its write,
+list and check flows the same way); each side only says how a step is performed. The
+steps:
 
 * `Remote` — method calls on the blob's (or the container's) client, each on the result
   of the one before (``download_blob(...)`` then ``readall()``); the async driver awaits
