@@ -19,8 +19,24 @@ def test_all_names_resolve():
 def test_all_is_sorted_and_matches_lazy_table():
     """__all__ is sorted and every lazily exported name is in it (and vice versa)."""
     assert sorted(headwater.__all__, key=str) == list(headwater.__all__)
-    lazy = set(headwater._LAZY) | {"errors", "formats"}
-    assert lazy == set(headwater.__all__)
+    assert set(headwater._HOMES) == set(headwater.__all__)
+
+
+def test_author_plumbing_lives_in_the_toolkit():
+    """Moved names: in headwater.toolkit; from headwater only with a DeprecationWarning."""
+    import warnings
+
+    import headwater.toolkit
+
+    for name in headwater._MOVED_TO_TOOLKIT:
+        assert name not in headwater.__all__
+        assert name in headwater.toolkit.__all__
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert getattr(headwater, name) is getattr(headwater.toolkit, name)
+        assert any("headwater.toolkit" in str(w.message) for w in caught), name
+    for name in headwater.toolkit.__all__:
+        assert getattr(headwater.toolkit, name) is not None
 
 
 def test_import_is_cheap():

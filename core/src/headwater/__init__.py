@@ -1,22 +1,27 @@
 """
 headwater: data-source connectors as plugins.
 
-The public API is what this module exports; everything in underscored modules is
-private. Plugin authors also import `headwater.hookspecs`, `headwater.errors` and
-`headwater.testing` by path.
+This module is the API for *using* connectors: `connect`, `copy` / `acopy`,
+`SourceRegistry` and its stores, the DataFrame hand-off (`to_arrow`, `to_pandas`,
+`to_polars`, `record_batch_reader`), the batch and result types, the errors, and the
+plugin registry. What plugin authors build connectors from is `headwater.toolkit`;
+`headwater.formats` holds the record formats, `headwater.testing` the contract suite.
+Everything in underscored modules is private.
 
-Names are imported on first access (PEP 562), so ``import headwater`` stays cheap and
-the CLI starts fast: ``headwater connectors`` must not pay for pydantic or any SDK.
+Names are imported on first access (PEP 562, `headwater._lazy`), so ``import headwater``
+stays cheap and the CLI starts fast: ``headwater connectors`` must not pay for pydantic
+or any SDK. Names that moved to `headwater.toolkit` still resolve here, with a
+DeprecationWarning.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from headwater._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from headwater._connector import Batch as Batch
-    from headwater._connector import atomic_state_options as atomic_state_options
     from headwater._connector import Capability as Capability
     from headwater._connector import CheckResult as CheckResult
     from headwater._connector import Connector as Connector
@@ -27,21 +32,14 @@ if TYPE_CHECKING:
     from headwater._connector import Partition as Partition
     from headwater._connector import State as State
     from headwater._connector import WriteResult as WriteResult
-    from headwater._connector import iterate_in_thread as iterate_in_thread
     from headwater._copy import CopyResult as CopyResult
-    from headwater._encrypted import EncryptedSecrets as EncryptedSecrets
     from headwater._copy import acopy as acopy
     from headwater._copy import copy as copy
-    from headwater._files import atomic_file as atomic_file
+    from headwater._encrypted import EncryptedSecrets as EncryptedSecrets
     from headwater._frames import record_batch_reader as record_batch_reader
     from headwater._frames import to_arrow as to_arrow
     from headwater._frames import to_pandas as to_pandas
     from headwater._frames import to_polars as to_polars
-    from headwater._fork import forget_after_fork as forget_after_fork
-    from headwater._files import safe_destination as safe_destination
-    from headwater._json import loads_json as loads_json
-    from headwater._keyset import check_keyset_state as check_keyset_state
-    from headwater._net import is_loopback as is_loopback
     from headwater._plugins import ConnectorRef as ConnectorRef
     from headwater._plugins import PluginInfo as PluginInfo
     from headwater._plugins import Registry as Registry
@@ -49,18 +47,6 @@ if TYPE_CHECKING:
     from headwater._plugins import get_plugin_manager as get_plugin_manager
     from headwater._plugins import get_registry as get_registry
     from headwater._plugins import set_registry as set_registry
-    from headwater._redact import RedactingFilter as RedactingFilter
-    from headwater._redact import redact as redact
-    from headwater._redact import get_logger as get_logger
-    from headwater._redact import register_secret as register_secret
-    from headwater._redact import is_credential_name as is_credential_name
-    from headwater._retry import CircuitBreaker as CircuitBreaker
-    from headwater._retry import RetryPolicy as RetryPolicy
-    from headwater._retry import parse_retry_after as parse_retry_after
-    from headwater._retry import is_retryable as is_retryable
-    from headwater._retry import error_for_status as error_for_status
-    from headwater._retry import breaker_for as breaker_for
-    from headwater._secrets import CredentialResolver as CredentialResolver
     from headwater._secrets import Secret as Secret
     from headwater._sources import Source as Source
     from headwater._sources import SourceRegistry as SourceRegistry
@@ -98,93 +84,8 @@ if TYPE_CHECKING:
     from headwater import errors as errors
     from headwater import formats as formats
 
-__all__ = [
-    "API_VERSION",
-    "AlreadyExists",
-    "AuthFailed",
-    "Batch",
-    "Capability",
-    "Category",
-    "CheckResult",
-    "CircuitBreaker",
-    "CircuitOpen",
-    "ConfigError",
-    "ConnectionFailed",
-    "Connector",
-    "ConnectorConfig",
-    "ConnectorError",
-    "ConnectorRef",
-    "CopyResult",
-    "CredentialError",
-    "CredentialResolver",
-    "DuplicateConnector",
-    "EncryptedSecrets",
-    "Estimate",
-    "FetchResult",
-    "HeadwaterError",
-    "IntegrityError",
-    "Item",
-    "KeyringUnavailable",
-    "MemorySourceStore",
-    "NotFound",
-    "NotSupported",
-    "Partition",
-    "PermissionDenied",
-    "PluginError",
-    "PluginIncompatible",
-    "PluginInfo",
-    "PluginLoadError",
-    "RateLimited",
-    "RedactingFilter",
-    "Registry",
-    "RetryPolicy",
-    "Secret",
-    "ServerError",
-    "Source",
-    "SourceError",
-    "SourceRegistry",
-    "SourceStore",
-    "State",
-    "TLSFailure",
-    "TomlSourceStore",
-    "UnknownConnector",
-    "UnsafePath",
-    "WriteResult",
-    "acopy",
-    "atomic_file",
-    "atomic_state_options",
-    "breaker_for",
-    "check_keyset_state",
-    "connect",
-    "copy",
-    "default_sources_path",
-    "error_for_status",
-    "errors",
-    "forget_after_fork",
-    "formats",
-    "get_logger",
-    "get_plugin_manager",
-    "get_registry",
-    "hookimpl",
-    "hookspec",
-    "is_credential_name",
-    "is_loopback",
-    "is_retryable",
-    "iterate_in_thread",
-    "loads_json",
-    "parse_retry_after",
-    "record_batch_reader",
-    "redact",
-    "register_secret",
-    "safe_destination",
-    "set_registry",
-    "to_arrow",
-    "to_pandas",
-    "to_polars",
-]
-
-#: public name -> module defining it
-_LAZY: dict[str, str] = {
+#: public name -> the module that defines it
+_HOMES: dict[str, str] = {
     "Batch": "headwater._connector",
     "Capability": "headwater._connector",
     "CheckResult": "headwater._connector",
@@ -197,21 +98,13 @@ _LAZY: dict[str, str] = {
     "State": "headwater._connector",
     "WriteResult": "headwater._connector",
     "CopyResult": "headwater._copy",
-    "EncryptedSecrets": "headwater._encrypted",
     "acopy": "headwater._copy",
     "copy": "headwater._copy",
-    "atomic_file": "headwater._files",
+    "EncryptedSecrets": "headwater._encrypted",
     "record_batch_reader": "headwater._frames",
     "to_arrow": "headwater._frames",
     "to_pandas": "headwater._frames",
     "to_polars": "headwater._frames",
-    "iterate_in_thread": "headwater._connector",
-    "atomic_state_options": "headwater._connector",
-    "forget_after_fork": "headwater._fork",
-    "check_keyset_state": "headwater._keyset",
-    "safe_destination": "headwater._files",
-    "loads_json": "headwater._json",
-    "is_loopback": "headwater._net",
     "ConnectorRef": "headwater._plugins",
     "PluginInfo": "headwater._plugins",
     "Registry": "headwater._plugins",
@@ -219,18 +112,6 @@ _LAZY: dict[str, str] = {
     "get_plugin_manager": "headwater._plugins",
     "get_registry": "headwater._plugins",
     "set_registry": "headwater._plugins",
-    "RedactingFilter": "headwater._redact",
-    "redact": "headwater._redact",
-    "get_logger": "headwater._redact",
-    "register_secret": "headwater._redact",
-    "is_credential_name": "headwater._redact",
-    "CircuitBreaker": "headwater._retry",
-    "RetryPolicy": "headwater._retry",
-    "parse_retry_after": "headwater._retry",
-    "is_retryable": "headwater._retry",
-    "error_for_status": "headwater._retry",
-    "breaker_for": "headwater._retry",
-    "CredentialResolver": "headwater._secrets",
     "Secret": "headwater._secrets",
     "Source": "headwater._sources",
     "SourceRegistry": "headwater._sources",
@@ -265,26 +146,38 @@ _LAZY: dict[str, str] = {
     "UnsafePath": "headwater.errors",
     "hookimpl": "headwater.hookspecs",
     "hookspec": "headwater.hookspecs",
+    "errors": "headwater.errors",
+    "formats": "headwater.formats",
+    "__version__": "headwater._version",
 }
 
+#: Author plumbing that was exported here before `headwater.toolkit` existed.
+_MOVED_TO_TOOLKIT: tuple[str, ...] = (
+    "CircuitBreaker",
+    "CredentialResolver",
+    "RedactingFilter",
+    "RetryPolicy",
+    "atomic_file",
+    "atomic_state_options",
+    "breaker_for",
+    "check_keyset_state",
+    "error_for_status",
+    "forget_after_fork",
+    "get_logger",
+    "is_credential_name",
+    "is_loopback",
+    "is_retryable",
+    "iterate_in_thread",
+    "loads_json",
+    "parse_retry_after",
+    "redact",
+    "register_secret",
+    "safe_destination",
+)
 
-def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from headwater._version import __version__
-
-        return __version__
-    if name in ("errors", "formats"):
-        return importlib.import_module(f"headwater.{name}")
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    if isinstance(value, type) and value.__module__.startswith("headwater._"):
-        # Tracebacks and reprs read `headwater.Connector`, not `headwater._connector...`.
-        value.__module__ = __name__
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    _HOMES,
+    globals(),
+    moved=dict.fromkeys(_MOVED_TO_TOOLKIT, "headwater.toolkit"),
+)

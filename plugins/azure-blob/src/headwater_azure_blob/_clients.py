@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from headwater import ConfigError, get_logger, is_loopback, register_secret
+from headwater import ConfigError
+from headwater.toolkit import get_logger, is_loopback, register_secret
 from headwater_azure_blob._config import AzureBlobConfig
 
 if TYPE_CHECKING:

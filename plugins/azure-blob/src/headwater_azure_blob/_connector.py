@@ -57,11 +57,8 @@ from headwater import (
     PermissionDenied,
     State,
     WriteResult,
-    atomic_file,
-    forget_after_fork,
-    get_logger,
-    safe_destination,
 )
+from headwater.toolkit import atomic_file, forget_after_fork, get_logger, safe_destination
 from headwater_azure_blob import _flows as flows
 from headwater_azure_blob._clients import (
     build_async_service,
@@ -151,13 +148,13 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         self._aio_loop: asyncio.AbstractEventLoop | None = None
         #: What `written_state` saw, by (stream, key): a continuing write requires it.
         self._seen: dict[tuple[str, str], Seen] = {}
-        # In a fork's child the clients are dropped (see headwater.forget_after_fork).
+        # In a fork's child the clients are dropped (see headwater.toolkit.forget_after_fork).
         forget_after_fork(self, type(self)._forget_clients_after_fork)
 
     def _forget_clients_after_fork(self) -> builtins.list[Any]:
         """
         In the child of ``os.fork()``: drop the parent's clients (returned, to be kept
-        unclosed: see `headwater.forget_after_fork`) so the first use makes the child's
+        unclosed: see `headwater.toolkit.forget_after_fork`) so the first use makes the child's
         own. The lock is new: another thread of the parent may have held it.
         """
         inherited = [c for c in (self._sync, self._aio, self._aio_guard) if c is not None]

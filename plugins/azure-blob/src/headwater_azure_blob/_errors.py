@@ -28,8 +28,8 @@ from headwater import (
     RateLimited,
     ServerError,
     TLSFailure,
-    redact,
 )
+from headwater.toolkit import redact
 
 #: 403 error codes that mean "who you are was not accepted" rather than "not allowed".
 _AUTH_CODES: Final = frozenset(
@@ -228,7 +228,7 @@ def _retry_after(exc: object) -> float | None:
     headers = getattr(response, "headers", None)
     if not headers:
         return None
-    from headwater import parse_retry_after
+    from headwater.toolkit import parse_retry_after
 
     value = headers.get("Retry-After")
     return parse_retry_after(value) if value else None

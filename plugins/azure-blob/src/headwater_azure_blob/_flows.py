@@ -55,14 +55,8 @@ from concurrent.futures import (
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
-from headwater import (
-    AlreadyExists,
-    Batch,
-    FetchResult,
-    HeadwaterError,
-    IntegrityError,
-    get_logger,
-)
+from headwater import AlreadyExists, Batch, FetchResult, HeadwaterError, IntegrityError
+from headwater.toolkit import get_logger
 from headwater_azure_blob._names import normalize_etag
 from headwater_azure_blob._plan import BlobRef, FetchPlan, ReadPlan, Start, WritePlan
 from headwater_azure_blob._transfer import BlockPlan, DownloadSink, Rechunker, check_md5
