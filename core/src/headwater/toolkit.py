@@ -17,7 +17,8 @@ who *write* connectors import — the first-party plugins use nothing else of co
   `split_keyring_reference`;
 * files and state: `atomic_file`, `safe_destination`, `atomic_state_options`,
   `check_keyset_state`; `headwater.formats` for record formats;
-* concurrency: `iterate_in_thread`, `forget_after_fork`; `loads_json`, `is_loopback`.
+* concurrency: `iterate_in_thread`, `forget_after_fork`; `loads_json`, `is_loopback`;
+* packaging: `lazy_exports`, the PEP 562 table a plugin's ``__init__`` exports through.
 
 Test suites reset process-wide state with `reset_breakers`; `headwater.testing` holds the
 contract test-suite.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from headwater._lazy import lazy_exports
+from headwater._lazy import lazy_exports as lazy_exports
 
 if TYPE_CHECKING:
     from headwater._breaker import CircuitBreaker as CircuitBreaker
@@ -99,6 +100,7 @@ _HOMES: dict[str, str] = {
     "forget_after_fork": "headwater._fork",
     "loads_json": "headwater._json",
     "check_keyset_state": "headwater._keyset",
+    "lazy_exports": "headwater._lazy",
     "is_loopback": "headwater._net",
     "RateBudget": "headwater._ratelimit",
     "RateLimitInfo": "headwater._ratelimit",

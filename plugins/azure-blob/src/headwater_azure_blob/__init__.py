@@ -9,33 +9,22 @@ The SDK itself is imported only when a connection is made.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from headwater_azure_blob.__about__ import __version__
+from headwater.toolkit import lazy_exports
+from headwater_azure_blob.__about__ import __version__ as __version__
 
 if TYPE_CHECKING:
     from headwater_azure_blob._config import AzureBlobConfig as AzureBlobConfig
     from headwater_azure_blob._connector import AzureBlobConnector as AzureBlobConnector
     from headwater_azure_blob._flows import UploadResult as UploadResult
 
-__all__ = ["AzureBlobConfig", "AzureBlobConnector", "UploadResult", "__version__"]
-
-_LAZY = {
+#: public name -> the module that defines it (imported on first access)
+_HOMES = {
     "AzureBlobConfig": "headwater_azure_blob._config",
     "AzureBlobConnector": "headwater_azure_blob._connector",
     "UploadResult": "headwater_azure_blob._flows",
+    "__version__": "headwater_azure_blob.__about__",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())

@@ -8,27 +8,20 @@ importing this package — as plugin discovery does when it loads ``headwater_du
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from headwater_duckdb.__about__ import __version__
+from headwater.toolkit import lazy_exports
+from headwater_duckdb.__about__ import __version__ as __version__
 
 if TYPE_CHECKING:
     from headwater_duckdb._connector import DuckDBConfig as DuckDBConfig
     from headwater_duckdb._connector import DuckDBConnector as DuckDBConnector
 
-__all__ = ["DuckDBConfig", "DuckDBConnector", "__version__"]
+#: public name -> the module that defines it (imported on first access)
+_HOMES = {
+    "DuckDBConfig": "headwater_duckdb._connector",
+    "DuckDBConnector": "headwater_duckdb._connector",
+    "__version__": "headwater_duckdb.__about__",
+}
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("DuckDBConfig", "DuckDBConnector"):
-        value = getattr(importlib.import_module("headwater_duckdb._connector"), name)
-        # Tracebacks and reprs name the public package, not the private module.
-        value.__module__ = __name__
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())

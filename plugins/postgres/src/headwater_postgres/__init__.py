@@ -8,35 +8,22 @@ importing this package — as plugin discovery does when it loads ``headwater_po
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from headwater_postgres.__about__ import __version__
+from headwater.toolkit import lazy_exports
+from headwater_postgres.__about__ import __version__ as __version__
 
 if TYPE_CHECKING:
     from headwater_postgres._connector import PostgresConfig as PostgresConfig
     from headwater_postgres._connector import PostgresConnector as PostgresConnector
     from headwater_postgres._service import ExecuteResult as ExecuteResult
 
-__all__ = ["ExecuteResult", "PostgresConfig", "PostgresConnector", "__version__"]
-
-
+#: public name -> the module that defines it (imported on first access)
 _HOMES = {
+    "ExecuteResult": "headwater_postgres._service",
     "PostgresConfig": "headwater_postgres._connector",
     "PostgresConnector": "headwater_postgres._connector",
-    "ExecuteResult": "headwater_postgres._service",
+    "__version__": "headwater_postgres.__about__",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name]), name)
-        # Tracebacks and reprs name the public package, not the private module.
-        value.__module__ = __name__
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())

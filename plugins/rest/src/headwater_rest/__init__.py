@@ -8,10 +8,10 @@ access, so the entry point (``headwater_rest.hooks``) stays cheap to import.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from headwater_rest.__about__ import __version__
+from headwater.toolkit import lazy_exports
+from headwater_rest.__about__ import __version__ as __version__
 
 if TYPE_CHECKING:
     from headwater_rest._config import RestConfig as RestConfig
@@ -22,18 +22,8 @@ if TYPE_CHECKING:
     from headwater_rest._write import WriteFailed as WriteFailed
     from headwater_rest._write import WriteFailure as WriteFailure
 
-__all__ = [
-    "OriginRefused",
-    "PaginationError",
-    "RestConfig",
-    "RestConnector",
-    "RestWriteResult",
-    "WriteFailed",
-    "WriteFailure",
-    "__version__",
-]
-
-_LAZY = {
+#: public name -> the module that defines it (imported on first access)
+_HOMES = {
     "OriginRefused": "headwater_rest._errors",
     "PaginationError": "headwater_rest._errors",
     "RestConfig": "headwater_rest._config",
@@ -41,16 +31,7 @@ _LAZY = {
     "RestWriteResult": "headwater_rest._write",
     "WriteFailed": "headwater_rest._write",
     "WriteFailure": "headwater_rest._write",
+    "__version__": "headwater_rest.__about__",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    if isinstance(value, type) and value.__module__.startswith("headwater_rest._"):
-        # Tracebacks and reprs read `headwater_rest.RestConnector`.
-        value.__module__ = __name__
-    globals()[name] = value
-    return value
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
