@@ -22,12 +22,11 @@ from email.utils import format_datetime
 import pytest
 
 from headwater import _retry
+from headwater._breaker import CircuitBreaker, breaker_for, reset_breakers
 from headwater._redact import _forget_all, register_secret
-from headwater._retry import (
+from headwater._retry import RetryPolicy
+from headwater._status import (
     RETRYABLE_STATUS,
-    CircuitBreaker,
-    RetryPolicy,
-    breaker_for,
     error_for_status,
     is_retryable,
     parse_retry_after,
@@ -125,9 +124,9 @@ def make_policy(clock: FakeClock, sleeper: Sleeper):
 
 @pytest.fixture(autouse=True)
 def _fresh_breakers():
-    _retry._forget_breakers()
+    reset_breakers()
     yield
-    _retry._forget_breakers()
+    reset_breakers()
 
 
 def refused_port() -> int:

@@ -192,7 +192,7 @@ def test_requests_are_recorded_and_reset(fault_server: FaultServer) -> None:
 
 def test_retry_policy_rides_out_the_faults(fault_server: FaultServer) -> None:
     """headwater's RetryPolicy, fed Retry-After through parse_retry_after, gets past 429 and 503."""
-    from headwater._retry import error_for_status, parse_retry_after
+    from headwater._status import error_for_status, parse_retry_after
     from headwater.toolkit import RetryPolicy
 
     fault_server.rate_limit(times=1, retry_after=0).server_errors(times=2, status=503)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from headwater._retry import parse_retry_after
+from headwater._status import parse_retry_after
 
 __all__ = [
     "RateBudget",

@@ -42,22 +42,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from headwater._redact import get_logger
-from headwater._status import describe_failure, retry_after_of
+from headwater._status import describe_failure, is_retryable, retry_after_of
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 __all__ = ["NONE", "RetryPolicy"]
-
-# The failure rules and the breaker had their home here; these names stay importable from
-# this module until every caller imports them from theirs (issue 16, the public toolkit).
-from headwater._breaker import CircuitBreaker as CircuitBreaker
-from headwater._breaker import breaker_for as breaker_for
-from headwater._breaker import reset_breakers as _forget_breakers  # noqa: F401
-from headwater._status import RETRYABLE_STATUS as RETRYABLE_STATUS
-from headwater._status import error_for_status as error_for_status
-from headwater._status import is_retryable as is_retryable
-from headwater._status import parse_retry_after as parse_retry_after
 
 T = TypeVar("T")
 
