@@ -170,6 +170,38 @@ def test_json_lines_decoder_keeps_big_integers_beside_long_digit_strings():
     assert isinstance(got[2]["list"][1], int)
 
 
+def test_only_the_line_that_may_hold_a_big_integer_leaves_the_fast_path(monkeypatch):
+    """A UUID-like value ending in 20 digits sends its own line to the exact path, not the chunk's."""
+    lines = [b'{"n": %d, "u": "0a1b2c3d-9e8f-4a7b-8c6d-0123456789ab"}' % i for i in range(50)]
+    lines[3] = b'{"n": 3, "u": "0a1b2c3d-9e8f-4a7b-8c6d-12345678901234567890"}'
+    lines[7] = b'{"n": 7, "big": 123456789012345678901234567890}'
+    exact: list[bytes] = []
+    parse_one = f.JsonLinesDecoder._parse_one
+
+    def spy(self: Any, line: bytes, *args: Any) -> dict[str, Any]:
+        exact.append(line)
+        return parse_one(self, line, *args)
+
+    monkeypatch.setattr(f.JsonLinesDecoder, "_parse_one", spy)
+    got = _decode("jsonl", b"\n".join(lines) + b"\n")
+    assert [json.loads(line) for line in lines] == got
+    assert 123456789012345678901234567890 == got[7]["big"]
+    # The UUID-like value (a run of digits after "-") and the big integer are the
+    # suspects, parsed alone on the exact path; before, one suspect sent the whole
+    # chunk there, line by line.
+    assert [lines[3], lines[7]] == exact
+
+
+def test_a_bad_suspect_line_fails_after_the_records_before_it():
+    """Records before an invalid line that the exact path judges are delivered first; the error names it."""
+    data = b'{"a": 1}\n{"a": 2}\n{"a": -12345678901234567890,}\n{"a": 4}\n'
+    decoded = f.decode_stream(f.make_decoder("jsonl", "t.jsonl"), [data])
+    assert {"a": 1} == next(decoded)[0]
+    assert {"a": 2} == next(decoded)[0]
+    with pytest.raises(ConfigError, match=r"t.jsonl: invalid JSON at byte 18 \(line 3\)"):
+        next(decoded)
+
+
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: (

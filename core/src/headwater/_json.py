@@ -82,21 +82,24 @@ def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
 _INTEGER_STARTS: Final = frozenset(b":,[ \t\r\n-")
 
 
-def may_hold_long_integer(chunk: bytes) -> bool:
+def long_integer_offsets(chunk: bytes) -> list[int]:
     """
-    Whether ``chunk`` (many documents) may hold an integer beyond 64 bits, which orjson
-    would turn into a float: a run of 19 digits where an integer token can start. Runs
-    inside strings (after a quote) or after a point (a float's decimals, which orjson
-    reads exactly) do not count, unlike `_has_long_digit_run`'s whole-document rule;
-    each run is found with C-level searches, not a regex.
+    Where ``chunk`` (many documents) may hold an integer beyond 64 bits, which orjson
+    would turn into a float: the offsets of runs of 19 digits where an integer token can
+    start. Runs inside strings (after a quote) or after a point (a float's decimals,
+    which orjson reads exactly) do not count, unlike `_has_long_digit_run`'s
+    whole-document rule; each run is found with C-level searches, not a regex. A run
+    after a ``-`` inside a string (a UUID-like value) is still found: the caller parses
+    the documents holding an offset on the exact path, and only those.
     """
     zeros = chunk.translate(_DIGITS_AS_ZEROS)
+    offsets = []
     found = zeros.find(_NINETEEN_DIGITS)
     while found >= 0:
         if found == 0 or chunk[found - 1] in _INTEGER_STARTS:
-            return True
+            offsets.append(found)
         after = zeros.find(b" ", found)
         if after < 0:
-            return False
+            break
         found = zeros.find(_NINETEEN_DIGITS, after)
-    return False
+    return offsets

@@ -31,6 +31,7 @@ bz2 and xz from the standard library, zstd with the ``zstandard`` package
 from __future__ import annotations
 
 import base64
+import bisect
 import bz2
 import codecs
 import csv
@@ -51,7 +52,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from headwater._json import may_hold_long_integer
+from headwater._json import long_integer_offsets
 from headwater.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -586,27 +587,39 @@ class JsonLinesDecoder:
             _utf16_check(self.name, lines[0], self.encoding)
             lines[0] = self._bom.strip(lines[0])
         keep = [i for i, line in enumerate(lines) if line and not line.isspace()]
-        parsed = self._parse_all([lines[i] for i in keep], chunk)
         first = self._lines
         if self._lines is not None:
             self._lines += len(lines)
+
+        def exact(i: int) -> dict[str, Any]:
+            return self._parse_one(lines[i], ends[i], None if first is None else first + i + 1)
+
         # Line by line, lazily: the records before a bad line are delivered before its error.
-        records = (
-            parsed
-            if parsed is not None
-            else (
-                self._parse_one(lines[i], ends[i], None if first is None else first + i + 1)
-                for i in keep
-            )
-        )
+        records = self._parse_all(lines, keep, chunk, ends, exact)
+        if records is None:
+            records = (exact(i) for i in keep)
         return zip(records, [ends[i + 1] for i in keep], strict=True)
 
-    def _parse_all(self, texts: list[bytes], chunk: bytes) -> list[Any] | None:
-        """Every line parsed by orjson, or None where the exact path must judge."""
+    def _parse_all(
+        self,
+        lines: list[bytes],
+        keep: list[int],
+        chunk: bytes,
+        ends: list[int],
+        exact: Callable[[int], dict[str, Any]],
+    ) -> Iterable[dict[str, Any]] | None:
+        """
+        The lines ``keep`` names, parsed by orjson, or None where the exact path must
+        judge them all (NaN, invalid JSON). A line that may hold an integer orjson would
+        round (``ends`` give each line's offset, ``chunk`` starting at ``ends[0]``) is
+        parsed on the exact path, alone: one such line does not slow the others.
+        """
         if _orjson is None or not self._utf8 or self.json_text:
             return None
-        if may_hold_long_integer(chunk):
-            return None
+        slow = {bisect.bisect_right(ends, ends[0] + at) - 1 for at in long_integer_offsets(chunk)}
+        texts = (
+            [b"{}" if i in slow else lines[i] for i in keep] if slow else [lines[i] for i in keep]
+        )
         # The cyclic collector is paused while orjson builds the chunk's records: they
         # hold no cycles and no code runs meanwhile, but with it on, its passes over the
         # new dicts (every 700 allocations) were an eighth of a .jsonl.gz file's read.
@@ -621,6 +634,10 @@ class JsonLinesDecoder:
                 gc.enable()
         if not set(map(type, records)) <= {dict}:
             return None
+        if slow:
+            return (
+                exact(i) if i in slow else record for i, record in zip(keep, records, strict=True)
+            )
         return records
 
     def _parse_one(self, line: bytes, start: int, number: int | None = None) -> dict[str, Any]:
