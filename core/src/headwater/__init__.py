@@ -1,7 +1,7 @@
 """
 headwater: data-source connectors as plugins.
 
-This module is the API for *using* connectors: `connect`, `copy` / `acopy`,
+This module is the API for *using* connectors: `connect`, `open_source`, `copy` / `acopy`,
 `SourceRegistry` and its stores, the DataFrame hand-off (`to_arrow`, `to_pandas`,
 `to_polars`, `record_batch_reader`), the batch and result types, the errors, and the
 plugin registry. What plugin authors build connectors from is `headwater.toolkit`;
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from headwater._copy import CopyResult as CopyResult
     from headwater._copy import acopy as acopy
     from headwater._copy import copy as copy
+    from headwater._copy import open_source as open_source
     from headwater._encrypted import EncryptedSecrets as EncryptedSecrets
     from headwater._frames import record_batch_reader as record_batch_reader
     from headwater._frames import to_arrow as to_arrow
@@ -100,6 +101,7 @@ _HOMES: dict[str, str] = {
     "CopyResult": "headwater._copy",
     "acopy": "headwater._copy",
     "copy": "headwater._copy",
+    "open_source": "headwater._copy",
     "EncryptedSecrets": "headwater._encrypted",
     "record_batch_reader": "headwater._frames",
     "to_arrow": "headwater._frames",

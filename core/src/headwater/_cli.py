@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
@@ -100,17 +100,17 @@ def _parse_assignments(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
 
 
 def _open_source(source: str, overrides: dict[str, Any] | None = None) -> Connector[Any]:
-    """A connector for a saved source name or a URL."""
-    if "://" in source:
-        return _registry().connect(source, overrides or {})
-    if overrides:
+    """A connector for a saved source name or a URL (`headwater.open_source`)."""
+    from headwater._copy import open_source
+
+    if overrides and "://" not in source:
         from headwater.errors import ConfigError
 
         raise ConfigError(
             "-c/--config overrides apply to URL sources only",
             hint=f"change the saved source with `headwater sources add {source} ... --replace`",
         )
-    return _sources().connector(source)
+    return open_source(source, overrides, sources=_sources())
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -498,18 +498,28 @@ def read(
     sink_options = _parse_assignments(file_option_pairs, "--file-option")
     with _open_source(source, overrides) as connector:
         stream = stream or _only_stream(connector)
-        if output == "-":
-            _read_to_stdout(
-                connector, stream, fmt, state_file, limit, batch_size, progress, read_options,
-                sink_options,
+        to_stdout = output == "-"
+        if to_stdout and fmt not in (None, "jsonl", "csv"):
+            raise ConfigError(f"--format {fmt} needs -o FILE", field="output")
+        try:
+            # A pipe cannot be made durable: with --state, the state is saved after each
+            # batch has been flushed to the reader. --compression is for files only.
+            _run_copy(
+                connector, stream, sys.stdout.buffer if to_stdout else output, None,
+                state_file=state_file, limit=limit, batch_size=batch_size, progress=progress,
+                read_options=read_options, fmt=fmt, sink_options=sink_options,
+                compression=None if to_stdout else compression,
+                checkpoint_seconds=checkpoint_seconds, summary=not to_stdout,
             )  # fmt: skip
-            return
-        _run_copy(
-            connector, stream, output, None,
-            state_file=state_file, limit=limit, batch_size=batch_size, progress=progress,
-            read_options=read_options, fmt=fmt, compression=compression,
-            sink_options=sink_options, checkpoint_seconds=checkpoint_seconds,
-        )  # fmt: skip
+        except BrokenPipeError:
+            if not to_stdout:
+                raise
+            # `read ... | head`: the reader took what it wanted. Point stdout at /dev/null
+            # so the interpreter's last flush does not fail again, and end successfully
+            # (click would turn EPIPE into exit 1).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
 
 
 @cli.command("copy")
@@ -655,43 +665,6 @@ def _interrupted(state_file: str | None) -> NoReturn:
             err=True,
         )
     raise KeyboardInterrupt
-
-
-def _read_to_stdout(
-    connector: Connector[Any],
-    stream: str,
-    fmt: str | None,
-    state_file: str | None,
-    limit: int | None,
-    batch_size: int | None,
-    progress: bool | None,
-    read_options: dict[str, Any],
-    sink_options: dict[str, Any],
-) -> None:
-    """
-    Records as JSON Lines or CSV on stdout. A pipe cannot be made durable, so with
-    --state the state is saved after each batch has been flushed to the reader.
-    """
-    from headwater._sinks import StdoutSink
-    from headwater.errors import ConfigError
-
-    fmt = fmt or "jsonl"
-    if fmt not in ("jsonl", "csv"):
-        raise ConfigError(f"--format {fmt} needs -o FILE", field="output")
-    sink = StdoutSink(sys.stdout.buffer, fmt, options=sink_options)
-    try:
-        _run_copy(
-            connector, stream, sink, None,
-            state_file=state_file, limit=limit, batch_size=batch_size, progress=progress,
-            read_options=read_options, checkpoint_seconds=0.0, summary=False,
-        )  # fmt: skip
-    except BrokenPipeError:
-        # `read ... | head`: the reader took what it wanted. Point stdout at /dev/null so
-        # the interpreter's last flush does not fail again, and end successfully (click
-        # would turn EPIPE into exit 1).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
 
 
 def _only_stream(connector: Connector[Any]) -> str:
@@ -902,38 +875,17 @@ def write(
     from headwater._copy import copy
 
     options = _parse_assignments(write_option_pairs, "--write-option")
-    with _open_source(source, _parse_assignments(config_pairs, "--config")) as connector:
-        if file == "-":
-            result_records = connector.write(
-                stream, _stdin_batches(fmt or "jsonl", batch_size), **options
-            ).records
-        else:
-            read_options = {"file_format": fmt} if fmt else {}
-            with _Progress(progress, Path(file).name, unit=" rec") as bar:
-                result_records = copy(
-                    Path(file), None, connector, stream,
-                    batch_size=batch_size, read_options=read_options,
-                    write_options=options, progress=bar,
-                ).records  # fmt: skip
-    click.echo(f"wrote {result_records} records to {stream}")
-
-
-def _stdin_batches(fmt: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    from headwater.errors import ConfigError
-    from headwater.formats import decode_stream, make_decoder
-
-    if fmt not in ("jsonl", "csv"):
-        raise ConfigError(f"stdin takes JSON Lines or CSV, not {fmt}", field="format")
-    decoder = make_decoder(fmt, "<stdin>")
-    chunks = iter(lambda: sys.stdin.buffer.read(1 << 16), b"")
-    batch: list[dict[str, Any]] = []
-    for record, _end in decode_stream(decoder, chunks):
-        batch.append(record)
-        if len(batch) >= batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    origin: Any = sys.stdin.buffer if file == "-" else Path(file)
+    read_options = {"file_format": fmt} if fmt else {}  # stdin: JSON Lines by default
+    with (
+        _open_source(source, _parse_assignments(config_pairs, "--config")) as connector,
+        _Progress(progress, "stdin" if file == "-" else Path(file).name, unit=" rec") as bar,
+    ):
+        result = copy(
+            origin, None, connector, stream,
+            batch_size=batch_size, read_options=read_options, write_options=options, progress=bar,
+        )  # fmt: skip
+    click.echo(f"wrote {result.records} records to {stream}")
 
 
 # --- sources ---------------------------------------------------------------------------------

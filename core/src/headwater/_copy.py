@@ -28,19 +28,21 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from headwater._connector import Batch, Capability, Connector, State
 from headwater._files import atomic_file
+from headwater._pipe_source import PipeSource
 from headwater._redact import redact
-from headwater._sinks import FileSink, Position, make_sink
+from headwater._sinks import FileSink, Position, StreamSink, make_sink
 from headwater.errors import ConfigError, ConnectorError
 from headwater.formats import detect, json_default
 
 if TYPE_CHECKING:
     from headwater._plugins import Registry
+    from headwater._sources import SourceRegistry
 
 #: The ``format`` tag of a copy state; a state without it is a plain source state.
 STATE_FORMAT = "headwater.copy/1"
@@ -49,7 +51,9 @@ DEFAULT_CHECKPOINT_SECONDS = 1.0
 
 Progress = Callable[[int], None]
 SourceLike = Connector[Any] | str | os.PathLike[str]
-DestLike = Connector[Any] | str | os.PathLike[str] | FileSink
+#: What `copy` reads from: a `SourceLike`, or a readable binary stream (stdin).
+CopySource = SourceLike | IO[bytes]
+DestLike = Connector[Any] | str | os.PathLike[str] | FileSink | IO[bytes]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,15 +104,54 @@ def _normalize(state: dict[str, Any] | None) -> dict[str, Any]:
 # --- endpoints ----------------------------------------------------------------------------
 
 
-def _open_connector(spec: str, registry: Registry | None) -> Connector[Any]:
+def open_source(
+    target: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    sources: SourceRegistry | None = None,
+    registry: Registry | None = None,
+) -> Connector[Any]:
+    """
+    A connector for ``target``: a saved source name or a URL.
+
+    Args:
+        target: the name of a saved source (see `SourceRegistry`), or a URL such as
+            ``file:///data`` or ``postgresql://etl@db/sales``.
+        config: config values for a URL (they win over what the URL says); a saved
+            source is changed where it is saved, so ``config`` with a name is an error.
+        sources: the saved sources to look names up in (default: the sources file,
+            `default_sources_path`).
+        registry: the plugin registry URLs are opened with (default: the one of
+            ``sources``, else the process-wide one).
+
+    The caller closes the connector (``with open_source(...) as connector:``).
+    """
+    if "://" in target:
+        if registry is None:
+            registry = sources.registry if sources is not None else _default_registry()
+        return registry.connect(target, dict(config or {}))
+    if config:
+        raise ConfigError(
+            f"config values apply to a URL only; {target!r} is a saved source",
+            field="config",
+            hint="change a saved source where it is saved (SourceRegistry.add(..., replace=True))",
+        )
+    if sources is None:
+        from headwater._sources import SourceRegistry
+
+        sources = SourceRegistry(registry=registry or _default_registry())
+    return sources.connector(target)
+
+
+def _default_registry() -> Registry:
     from headwater._plugins import get_registry
 
-    registry = registry or get_registry()
-    if "://" in spec:
-        return registry.connect(spec)
-    from headwater._sources import SourceRegistry
+    return get_registry()
 
-    return SourceRegistry(registry=registry).connector(spec)
+
+def _open_connector(spec: str, registry: Registry | None) -> Connector[Any]:
+    """`open_source` without config (the signature `headwater._frames` calls)."""
+    return open_source(spec, registry=registry)
 
 
 def _file_source(path: os.PathLike[str] | str) -> tuple[Connector[Any], str]:
@@ -136,7 +179,7 @@ class _Endpoints:
 
 
 def _endpoints(
-    source: SourceLike,
+    source: CopySource,
     stream: str | None,
     dest: DestLike,
     dest_stream: str | None,
@@ -164,7 +207,7 @@ def _endpoints(
 
 def _open_endpoints(
     owned: list[Connector[Any]],
-    source: SourceLike,
+    source: CopySource,
     stream: str | None,
     dest: DestLike,
     dest_stream: str | None,
@@ -178,16 +221,23 @@ def _open_endpoints(
 ) -> _Endpoints:
     if isinstance(source, Connector):
         src = source
-    elif isinstance(source, os.PathLike) or (isinstance(source, str) and stream is None):
+    elif not isinstance(source, str | os.PathLike):
+        src = _pipe_source(source, resumable=resumable)
+        stream = stream or src.name
+        owned.append(src)
+    elif isinstance(source, os.PathLike) or stream is None:
         src, stream = _file_source(source)
         owned.append(src)
     else:
-        src = _open_connector(source, registry)
+        src = open_source(source, registry=registry)
         owned.append(src)
     if not stream:
         raise ConfigError("copy needs the stream to read", field="stream")
     if isinstance(dest, FileSink):
         return _Endpoints(src, stream, dest, None, None, owned)
+    if not isinstance(dest, str | os.PathLike | Connector):
+        stream_sink = _stream_sink(dest, fmt, compression, sink_options)
+        return _Endpoints(src, stream, stream_sink, None, None, owned)
     target: Connector[Any] | None = None
     local: Path | None = None
     if isinstance(dest, Connector):
@@ -205,7 +255,7 @@ def _open_endpoints(
             )
         local = Path(dest)
     else:
-        target = _open_connector(os.fspath(dest), registry)
+        target = open_source(os.fspath(dest), registry=registry)
         owned.append(target)
     origin = src.local_path(stream)
     if target is not None:
@@ -239,6 +289,31 @@ def _open_endpoints(
     file_format = detect(local.name, fmt, compression)
     sink = make_sink(local, file_format, resumable=resumable, options=sink_options)
     return _Endpoints(src, stream, sink, None, None, owned)
+
+
+def _pipe_source(source: IO[bytes], *, resumable: bool) -> PipeSource:
+    if not callable(getattr(source, "read", None)):
+        raise ConfigError(f"cannot copy from a {type(source).__name__}", field="source")
+    if resumable:
+        raise ConfigError(
+            "a copy from a binary stream cannot resume: the stream cannot be read again",
+            field="state",
+            hint="copy without a state, or from a file",
+        )
+    return PipeSource(source)
+
+
+def _stream_sink(
+    dest: IO[bytes], fmt: str | None, compression: str | None, options: dict[str, Any] | None
+) -> StreamSink:
+    if not callable(getattr(dest, "write", None)):
+        raise ConfigError(f"cannot copy into a {type(dest).__name__}", field="dest")
+    if compression is not None:
+        raise ConfigError(
+            "compression applies to a file destination, not a binary stream",
+            field="compression",
+        )
+    return StreamSink(dest, fmt or "jsonl", options=options)
 
 
 def _refuse_onto_itself(stream: str, origin: Path | None, target: Path | None) -> None:
@@ -338,7 +413,8 @@ class _Run:
         self.limit = limit
         self.batch_size = batch_size
         self.read_options = _negotiated(ends, read_options, resumable=self.resumable, limit=limit)
-        self.checkpoint_seconds = checkpoint_seconds
+        every_batch = ends.sink is not None and ends.sink.checkpoint_every_batch
+        self.checkpoint_seconds = 0.0 if every_batch else checkpoint_seconds
         self.progress = progress
         self.delivered = 0
         self.pending: State | None = None
@@ -488,7 +564,7 @@ def _head(batch: Batch, count: int) -> Batch:
 
 
 def _start(
-    source: SourceLike,
+    source: CopySource,
     stream: str | None,
     dest: DestLike,
     dest_stream: str | None,
@@ -531,7 +607,7 @@ def _start(
 
 
 def copy(
-    source: SourceLike,
+    source: CopySource,
     stream: str | None,
     dest: DestLike,
     dest_stream: str | None = None,
@@ -554,10 +630,14 @@ def copy(
     Copy ``stream`` of ``source`` into ``dest``, exactly once, resumably.
 
     Args:
-        source: a connector, a saved source name or URL, or a local file (a path; then
-            ``stream`` is ``None``).
+        source: a connector, a saved source name or URL, a local file (a path; then
+            ``stream`` is ``None``), or a readable binary stream such as
+            ``sys.stdin.buffer`` (JSON Lines, or CSV with ``read_options={"file_format":
+            "csv"}``; read once, so the copy cannot be resumable).
         stream: what to read from ``source``.
         dest: a local file (a path; the format comes from its suffix, ``format`` overrides)
+            or a writable binary stream such as ``sys.stdout.buffer`` (JSON Lines, or CSV
+            with ``format="csv"``; its state is saved after each batch has been flushed)
             when ``dest_stream`` is ``None``; otherwise a connector, a saved source name or
             a URL whose ``write`` receives the records.
         dest_stream: the stream (table, blob) to write at a connector destination.
@@ -644,7 +724,7 @@ def _to_connector(run: _Run, write_options: dict[str, Any]) -> None:
 
 
 async def acopy(
-    source: SourceLike,
+    source: CopySource,
     stream: str | None,
     dest: DestLike,
     dest_stream: str | None = None,

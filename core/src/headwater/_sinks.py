@@ -151,6 +151,10 @@ class _Pipeline:
 class FileSink:
     """Base of the file sinks; see the module docstring for the protocol."""
 
+    #: Whether a copy checkpoints after every batch whatever its ``checkpoint_seconds``
+    #: (a sink whose checkpoint is only a flush: nothing is gained by waiting).
+    checkpoint_every_batch = False
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -622,13 +626,22 @@ class ColumnarSink(FileSink):
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-class StdoutSink(FileSink):
+class StreamSink(FileSink):
     """
-    JSON Lines or CSV to a binary stream (stdout). A pipe cannot be made durable or cut
-    back: a checkpoint flushes it, and the reader at the other end owns what it got.
+    JSON Lines or CSV to a writable binary stream (stdout, a pipe, a socket's file). A
+    pipe cannot be made durable or cut back: a checkpoint flushes it, the reader at the
+    other end owns what it got, so a copy checkpoints after every batch.
     """
 
+    checkpoint_every_batch = True
+
     def __init__(self, out: Any, fmt: str, *, options: dict[str, Any] | None = None) -> None:
+        if fmt not in ("jsonl", "csv"):
+            raise ConfigError(
+                f"a binary stream takes JSON Lines or CSV, not {fmt}",
+                field="format",
+                hint="copy into a file for Parquet or Arrow",
+            )
         super().__init__("-", FileFormat(fmt), resumable=False, options=options)
         self.path = Path("-")
         self._out = out
