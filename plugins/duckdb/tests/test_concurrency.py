@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from plugins.duckdb.tests.duck_helpers import make_db
 
 from headwater import CheckResult, ConfigError
 from headwater_duckdb import DuckDBConnector
 from headwater_duckdb._errors import FileLocked
+
+from .duck_helpers import make_db
 
 pytestmark = pytest.mark.timeout(60)
 

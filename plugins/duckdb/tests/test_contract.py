@@ -6,10 +6,11 @@ import itertools
 from pathlib import Path
 
 import pytest
-from plugins.duckdb.tests.duck_helpers import make_db
 
 from headwater.testing import DEFAULT_HEAVY_MODULES, ConnectorContract
 from headwater_duckdb import DuckDBConnector
+
+from .duck_helpers import make_db
 
 _names = itertools.count()
 

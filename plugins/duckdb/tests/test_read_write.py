@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from plugins.duckdb.tests.duck_helpers import make_db
 
 import headwater
 from headwater import Batch, ConfigError, NotFound
 from headwater.formats import JSON_FIELD_METADATA
 from headwater_duckdb import DuckDBConnector
+
+from .duck_helpers import make_db
 
 UTC = datetime.UTC
 

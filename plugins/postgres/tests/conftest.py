@@ -41,7 +41,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The type matrix's counts per path (exact / error / changed), when it ran."""
     import sys
 
-    module = sys.modules.get("plugins.postgres.tests.test_type_matrix")
+    module = sys.modules.get(f"{__package__}.test_type_matrix")
     summary = getattr(module, "summary_lines", None)
     lines = summary() if summary is not None else []
     if lines:

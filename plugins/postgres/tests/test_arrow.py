@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from plugins.postgres.tests.pg_helpers import arows_of, rows_of
 
 from headwater import Batch
+
+from .pg_helpers import arows_of, rows_of
 
 pa = pytest.importorskip("pyarrow")
 pytest.importorskip("adbc_driver_postgresql")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from plugins.postgres.tests.pg_helpers import arows_of, make_types_table, rows_of
 
 from headwater import ConfigError, NotFound
+
+from .pg_helpers import arows_of, make_types_table, rows_of
 
 HOSTILE = 'x"; DROP TABLE y; --'
 

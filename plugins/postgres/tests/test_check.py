@@ -7,11 +7,12 @@ import socket
 from urllib.parse import urlsplit
 
 import pytest
-from plugins.postgres.tests.pg_helpers import rows_of
 from tests.fix_services import free_port
 
 from headwater import Category, HeadwaterError
 from headwater_postgres import PostgresConnector
+
+from .pg_helpers import rows_of
 
 
 def _params(dsn: str, **overrides):

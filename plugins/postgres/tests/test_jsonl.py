@@ -8,10 +8,11 @@ import math
 from typing import Any
 
 import pytest
-from plugins.postgres.tests.pg_helpers import make_types_table, rows_of
 
 from headwater import ConfigError, HeadwaterError
 from headwater.formats import EncodedLines, JsonLinesEncoder
+
+from .pg_helpers import make_types_table, rows_of
 
 #: The types table's columns but the json one, which JSON Lines takes from dict reads
 #: (see test_json_column_goes_through_jsonl_only_as_written).

@@ -12,9 +12,10 @@ import sys
 from typing import Any
 
 import pytest
-from plugins.postgres.tests.pg_helpers import rows_of
 
 from headwater import ConfigError
+
+from .pg_helpers import rows_of
 
 pytestmark = pytest.mark.timeout(120)
 

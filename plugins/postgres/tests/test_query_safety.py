@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from plugins.postgres.tests.pg_helpers import arows_of, rows_of
 
 from headwater import ConfigError, HeadwaterError
 from headwater_postgres import PostgresConnector
+
+from .pg_helpers import arows_of, rows_of
 
 
 def _injection(table: str) -> str:

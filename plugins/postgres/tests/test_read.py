@@ -8,11 +8,12 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from plugins.postgres.tests.pg_helpers import arows_of, make_types_table, rows_of
 
 from headwater import ConfigError, NotFound
 from headwater.formats import JsonText
 from headwater_postgres._values import json_dumps
+
+from .pg_helpers import arows_of, make_types_table, rows_of
 
 UTC = dt.UTC
 

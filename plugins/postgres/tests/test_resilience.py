@@ -8,10 +8,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from plugins.postgres.tests.pg_helpers import arows_of, rows_of
 
 from headwater import HeadwaterError
 from headwater_postgres import PostgresConnector
+
+from .pg_helpers import arows_of, rows_of
 
 
 def _fill(admin, schema, rows, width):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from plugins.postgres.tests.pg_helpers import rows_of
 
 from headwater import ConnectorError, HeadwaterError
+
+from .pg_helpers import rows_of
 
 pa = pytest.importorskip("pyarrow")
 pytest.importorskip("adbc_driver_postgresql")

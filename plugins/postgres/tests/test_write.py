@@ -8,9 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from plugins.postgres.tests.pg_helpers import make_types_table, rows_of
 
 from headwater import Batch, ConfigError, ConnectorError, NotFound
+
+from .pg_helpers import make_types_table, rows_of
 
 
 def _count(admin, table: str) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plugins.postgres.tests.pg_helpers import make_types_table
 
 from headwater import Batch, ConfigError
+
+from .pg_helpers import make_types_table
 
 pa = pytest.importorskip("pyarrow")
 pytest.importorskip("adbc_driver_postgresql")

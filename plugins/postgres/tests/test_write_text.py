@@ -8,10 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
-from plugins.postgres.tests.pg_helpers import make_types_table, rows_of
 
 from headwater import ConfigError, ConnectorError
 from headwater.formats import CsvEncoder, make_decoder
+
+from .pg_helpers import make_types_table, rows_of
 
 COLUMNS = ["id", "i", "b", "n", "f", "d", "ts", "u", "j", "a", "by", "s"]
 
