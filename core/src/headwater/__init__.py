@@ -4,8 +4,9 @@ headwater: data-source connectors as plugins.
 This module is the API for *using* connectors: `connect`, `open_source`, `copy` / `acopy`,
 `SourceRegistry` and its stores, the DataFrame hand-off (`to_arrow`, `to_pandas`,
 `to_polars`, `record_batch_reader`), the batch and result types, the errors, and the
-plugin registry. What plugin authors build connectors from is `headwater.toolkit`;
-`headwater.formats` holds the record formats, `headwater.testing` the contract suite.
+plugin registry with its health report (`diagnose`). What plugin authors build connectors
+from is `headwater.toolkit`; `headwater.formats` holds the record formats,
+`headwater.testing` the contract suite.
 Everything in underscored modules is private.
 
 Names are imported on first access (PEP 562, `headwater._lazy`), so ``import headwater``
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from headwater._copy import acopy as acopy
     from headwater._copy import copy as copy
     from headwater._copy import open_source as open_source
+    from headwater._doctor import Diagnosis as Diagnosis
+    from headwater._doctor import diagnose as diagnose
     from headwater._encrypted import EncryptedSecrets as EncryptedSecrets
     from headwater._frames import record_batch_reader as record_batch_reader
     from headwater._frames import to_arrow as to_arrow
@@ -102,6 +105,8 @@ _HOMES: dict[str, str] = {
     "acopy": "headwater._copy",
     "copy": "headwater._copy",
     "open_source": "headwater._copy",
+    "Diagnosis": "headwater._doctor",
+    "diagnose": "headwater._doctor",
     "EncryptedSecrets": "headwater._encrypted",
     "record_batch_reader": "headwater._frames",
     "to_arrow": "headwater._frames",

@@ -186,20 +186,6 @@ def plugins(as_json: bool) -> None:
             click.echo(f"  {info.name}: warning: {warning}", err=True)
 
 
-#: The variables headwater reads itself: settings, never secrets, so doctor shows them.
-_DOCTOR_PLAIN_ENV = frozenset(
-    {
-        "HEADWATER_DISABLE_PLUGIN_AUTOLOAD",
-        "HEADWATER_DISABLE_PLUGINS",
-        "HEADWATER_PLUGINS",
-        "HEADWATER_STRICT_PLUGINS",
-        "HEADWATER_SOURCES_FILE",
-        "HEADWATER_SECRETS_FILE",  # where the encrypted store is: a path, not its key
-        "HEADWATER_SECRETS_KEY_FILE",
-    }
-)
-
-
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def doctor(as_json: bool) -> None:
@@ -208,44 +194,18 @@ def doctor(as_json: bool) -> None:
     or two plugins claim one connector id. HEADWATER_* variables other than headwater's
     own settings are shown by name only (value masked).
     """
-    import platform
-
-    from headwater._redact import MASK
-    from headwater._version import API_VERSION, __version__
+    from headwater._doctor import diagnose
 
     _quiet_plugin_warnings()
-    registry = _registry()
-    infos = registry.plugins()
-    # HEADWATER_* variables may hold anything a user put there (a password for an env:
-    # reference, say): only the ones headwater itself reads, which hold no secret, are
-    # shown with their values; every other one by name, its value masked.
-    env = {
-        k: (v if k in _DOCTOR_PLAIN_ENV else MASK)
-        for k, v in sorted(os.environ.items())
-        if k.startswith("HEADWATER_")
-    }
-    conflicts = {
-        cid: [e.origin for e in entries]
-        for cid, entries in registry.connectors().items()
-        if len(entries) > 1
-    }
-    report = {
-        "headwater": __version__,
-        "plugin_api": API_VERSION,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "environment": env,
-        "plugins": [info.to_dict() for info in infos],
-        "conflicts": conflicts,
-    }
-    bad = [i for i in infos if i.status in ("failed", "incompatible")]
+    found = diagnose(_registry())
     if as_json:
-        _echo_json(report)
+        _echo_json(found.to_dict())
     else:
-        click.echo(f"headwater {__version__} (plugin API {API_VERSION}), Python {report['python']}")
-        for key, value in env.items():
+        versions = f"(plugin API {found.plugin_api}), Python {found.python}"
+        click.echo(f"headwater {found.version} {versions}")
+        for key, value in found.environment.items():
             click.echo(f"  {key}={value}")
-        for info in infos:
+        for info in found.plugins:
             origin = f"{info.distribution} {info.version}" if info.distribution else "registered"
             click.echo(f"{info.name} [{info.status}] {origin} api {info.api or '-'}")
             click.echo(f"  hooks: {', '.join(info.hooks) or '-'}")
@@ -256,9 +216,9 @@ def doctor(as_json: bool) -> None:
                 click.echo(f"  error: {info.error}")
             for warning in info.warnings:
                 click.echo(f"  warning: {warning}")
-        for cid, origins in conflicts.items():
+        for cid, origins in found.conflicts.items():
             click.echo(f"conflict: connector id {cid!r} is provided by {' and '.join(origins)}")
-    if bad or conflicts:
+    if not found.ok:
         sys.exit(EXIT_UNHEALTHY)
 
 
