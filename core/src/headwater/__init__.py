@@ -2,11 +2,12 @@
 headwater: data-source connectors as plugins.
 
 This module is the API for *using* connectors: `connect`, `open_source`, `copy` / `acopy`,
-`SourceRegistry` and its stores, the DataFrame hand-off (`to_arrow`, `to_pandas`,
-`to_polars`, `record_batch_reader`), the batch and result types, the errors, and the
-plugin registry with its health report (`diagnose`). What plugin authors build connectors
-from is `headwater.toolkit`; `headwater.formats` holds the record formats,
-`headwater.testing` the contract suite.
+`SourceRegistry` and its stores, `store_secret` / `delete_secret` (the keyring and the
+encrypted store), the DataFrame hand-off (`to_arrow`, `to_pandas`, `to_polars`,
+`record_batch_reader`), the batch and result types, the errors, and the plugin registry
+with its health report (`diagnose`). What plugin authors build connectors from is
+`headwater.toolkit`; `headwater.formats` holds the record formats, `headwater.testing`
+the contract suite.
 Everything in underscored modules is private.
 
 Names are imported on first access (PEP 562, `headwater._lazy`), so ``import headwater``
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from headwater._plugins import get_plugin_manager as get_plugin_manager
     from headwater._plugins import get_registry as get_registry
     from headwater._plugins import set_registry as set_registry
+    from headwater._secret_store import delete_secret as delete_secret
+    from headwater._secret_store import store_secret as store_secret
     from headwater._secrets import Secret as Secret
     from headwater._sources import Source as Source
     from headwater._sources import SourceRegistry as SourceRegistry
@@ -119,6 +122,8 @@ _HOMES: dict[str, str] = {
     "get_plugin_manager": "headwater._plugins",
     "get_registry": "headwater._plugins",
     "set_registry": "headwater._plugins",
+    "delete_secret": "headwater._secret_store",
+    "store_secret": "headwater._secret_store",
     "Secret": "headwater._secrets",
     "Source": "headwater._sources",
     "SourceRegistry": "headwater._sources",

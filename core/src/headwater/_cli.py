@@ -1026,24 +1026,14 @@ def secrets_set(service: str, username: str | None, store: str, from_stdin: bool
     Store a secret (prompted without echo): SERVICE USERNAME in the keyring, or NAME in
     the encrypted store (`--store encrypted`).
     """
-    from headwater.errors import ConfigError
+    from headwater._secret_store import store_secret
 
     reference = _secret_target(store, service, username)
     if from_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     else:
         value = click.prompt("secret", hide_input=True, confirmation_prompt=True, err=True)
-    if not value:
-        raise ConfigError("refusing to store an empty secret")
-    if store == "encrypted":
-        from headwater._encrypted import EncryptedSecrets
-
-        EncryptedSecrets().set(reference.removeprefix("encrypted:"), value)
-    else:
-        from headwater._resolvers import keyring_set
-
-        assert username is not None
-        keyring_set(service, username, value)
+    store_secret(reference, value)
     click.echo(f"stored; reference it as {reference}")
 
 
@@ -1053,16 +1043,10 @@ def secrets_set(service: str, username: str | None, store: str, from_stdin: bool
 @_store_option
 def secrets_delete(service: str, username: str | None, store: str) -> None:
     """Delete the secret for SERVICE USERNAME (keyring) or NAME (`--store encrypted`)."""
+    from headwater._secret_store import delete_secret
+
     reference = _secret_target(store, service, username)
-    if store == "encrypted":
-        from headwater._encrypted import EncryptedSecrets
-
-        EncryptedSecrets().delete(reference.removeprefix("encrypted:"))
-    else:
-        from headwater._resolvers import keyring_delete
-
-        assert username is not None
-        keyring_delete(service, username)
+    delete_secret(reference)
     click.echo(f"deleted {reference}")
 
 
