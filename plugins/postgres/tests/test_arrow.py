@@ -72,3 +72,32 @@ def test_arrow_with_password_and_cursor(pg_tls_server, monkeypatch):
             connector.read("SELECT g AS id FROM generate_series(1, 10) g", key="id", format="arrow")
         )
     assert list(range(1, 11)) == [r["id"] for r in rows]
+
+
+def test_arrow_marks_json_and_spells_numeric_as_postgres_does(pg, pg_admin, pg_schema):
+    """jsonb carries the JSON mark (rows give documents), json stays its text; numeric NaN/±Infinity as the server writes them."""
+    pg_admin.execute(
+        f'CREATE DOMAIN "{pg_schema}".doc AS jsonb; CREATE TABLE "{pg_schema}".m '
+        f'(id int PRIMARY KEY, b jsonb, j json, d "{pg_schema}".doc, n numeric, t text)'
+    )
+    pg_admin.execute(
+        f"""INSERT INTO "{pg_schema}".m VALUES
+        (1, '{{"a": [1]}}', '{{"k": 2}}', '[3]', 'NaN', '{{"not": "json"}}'),
+        (2, 'null', '"s"', NULL, 'Infinity', 'x'),
+        (3, NULL, NULL, '{{}}', '-Infinity', NULL),
+        (4, '1', '2', '3', '-12.50', 'y')"""
+    )
+    table = f"{pg_schema}.m"
+    (batch,) = pg.read(table, format="arrow")
+    marks = {f.name: (f.metadata or {}).get(b"headwater.type") for f in batch.records.schema}
+    assert {"b": b"json", "d": b"json", "j": None, "t": None} == {
+        k: v for k, v in marks.items() if k in "bjdt"
+    }
+    numerics = batch.records.column("n").storage.to_pylist()
+    assert ["NaN", "Infinity", "-Infinity", "-12.50"] == numerics
+    server = [r[0] for r in pg_admin.execute(f'SELECT n::text FROM "{pg_schema}".m ORDER BY id')]
+    assert server == numerics
+    documents = ["id", "b", "j", "d", "t"]
+    assert [{k: r[k] for k in documents} for r in rows_of(pg.read(table))] == [
+        {k: r[k] for k in documents} for r in rows_of([batch])
+    ]

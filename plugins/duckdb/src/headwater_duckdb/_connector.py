@@ -91,6 +91,7 @@ class DuckDBConnector(Connector[DuckDBConfig]):
     )
     #: Reads give Arrow batches whatever the format asked; "arrow" is accepted by name.
     read_formats = frozenset({"arrow"})
+    write_formats = frozenset({"arrow"})
 
     def __init__(
         self, config: DuckDBConfig | dict[str, Any], *, registry: Registry | None = None

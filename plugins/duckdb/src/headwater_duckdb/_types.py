@@ -53,6 +53,12 @@ def mark_json(batch: Any, json_positions: tuple[int, ...]) -> Any:
     return pa.RecordBatch.from_arrays(batch.columns, schema=pa.schema(fields))
 
 
+def is_json_field(field: Any) -> bool:
+    """Whether an Arrow field is JSON text (marked `JSON_FIELD_METADATA`, among other keys)."""
+    metadata = field.metadata or {}
+    return all(metadata.get(key) == value for key, value in JSON_FIELD_METADATA.items())
+
+
 def is_json_type(type_name: str) -> bool:
     return type_name.upper() == "JSON"
 
@@ -75,7 +81,10 @@ def prepare_arrow(table: Any) -> Any:
     changed = False
     for i, field in enumerate(fields):
         kind = field.type
-        if pa.types.is_decimal(kind) and kind.bit_width > 128:
+        if isinstance(kind, pa.OpaqueType):
+            columns[i], fields[i] = _opaque(field, columns[i])
+            changed = True
+        elif pa.types.is_decimal(kind) and kind.bit_width > 128:
             if kind.precision > 38:
                 raise ConfigError(
                     f"column {field.name!r} holds decimals of up to {kind.precision} digits; "
@@ -97,6 +106,63 @@ def prepare_arrow(table: Any) -> Any:
     if isinstance(table, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(columns, schema=schema)
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+#: ADBC PostgreSQL's ``numeric``: an Arrow opaque type over the value's text, with the
+#: column's type modifier, ``(precision << 16 | scale) + 4`` (-1 when unconstrained).
+_PG_NUMERIC: Final = ("PostgreSQL", "numeric")
+_PG_TYPMOD: Final = b"POSTGRESQL:typmod"
+
+
+def _opaque(field: Any, column: Any) -> tuple[Any, Any]:
+    """
+    An opaque column (a type Arrow has no name for, carried as its source's text) as
+    DuckDB can hold it: a PostgreSQL ``numeric(p, s)`` of up to 38 digits as
+    DECIMAL(p, s), every other one as the text it carries (what a dict read gives).
+
+    Raises:
+        ConfigError: a ``numeric`` of more than 38 digits, or a value (NaN, ±Infinity)
+            DuckDB's DECIMAL cannot hold, naming the column.
+    """
+    import pyarrow as pa
+
+    kind = field.type
+    storage = _storage(column)
+    metadata = dict(field.metadata or {})
+    typmod = int(metadata.get(_PG_TYPMOD, b"-1") or -1)
+    if (kind.vendor_name, kind.type_name) != _PG_NUMERIC or typmod < 4:
+        return storage, pa.field(field.name, kind.storage_type, field.nullable, metadata)
+    precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
+    if precision > 38:
+        raise ConfigError(
+            f"column {field.name!r} is numeric({precision},{scale}); DuckDB's DECIMAL "
+            "holds at most 38 digits",
+            field=field.name,
+            hint="write the column as text (cast it in the source), or to a destination "
+            "with wider numbers (PostgreSQL numeric)",
+        )
+    target = pa.decimal128(precision, scale)
+    try:
+        converted = storage.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise ConfigError(
+            f"column {field.name!r} (numeric({precision},{scale})) holds a value DuckDB's "
+            "DECIMAL cannot hold (NaN or ±Infinity)",
+            field=field.name,
+            hint=_HINT,
+        ) from None
+    return converted, pa.field(field.name, target, field.nullable, metadata)
+
+
+def _storage(column: Any) -> Any:
+    """An extension-typed array (or chunked array) as its storage array."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array(
+            [chunk.storage for chunk in column.chunks], column.type.storage_type
+        )
+    return column.storage
 
 
 def _leaves(array: Any) -> Iterator[Any]:
@@ -354,7 +420,7 @@ def create_type(kind: str, field: Any, *, from_records: bool) -> str:
     precision is inferred from one batch's values) DECIMAL(38, scale), so the next
     batches' larger values fit.
     """
-    if field is not None and field.metadata and dict(field.metadata) == JSON_FIELD_METADATA:
+    if field is not None and is_json_field(field):
         return "JSON"
     upper = kind.upper()
     if upper in ('"NULL"', "NULL"):

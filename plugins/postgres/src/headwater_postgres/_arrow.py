@@ -29,6 +29,7 @@ from collections.abc import Collection, Iterator
 from typing import Any
 
 from headwater import Batch, ConfigError, ConnectorError
+from headwater.formats import JSON_FIELD_METADATA
 from headwater_postgres._plan import BatchCutter, ReadPlan
 from headwater_postgres._values import IntervalParts
 
@@ -46,6 +47,11 @@ INTERVAL_METADATA = {b"headwater.type": b"interval"}
 #: than an Arrow list holds.
 ARRAY_TEXT_METADATA = {b"headwater.type": b"postgres_text"}
 _PG_TYPE = b"headwater.postgres_type"
+#: jsonb (a domain over it counts by its base type): its text is the server's canonical
+#: form, so the column is marked as JSON (`JSON_FIELD_METADATA`) and read back as the
+#: documents a dict read gives. A json column stays plain text: it keeps the document as
+#: written (key order, duplicate keys, digits), as the dict read's `JsonText` does.
+JSONB_OIDS = frozenset({3802})
 
 
 def checked_batch(batch: Any) -> Any:
@@ -83,6 +89,8 @@ def _checked(field: Any, column: Any) -> tuple[Any, Any]:
         return pa.field(field.name, pa.string(), field.nullable, metadata), pa.array(
             texts, pa.string()
         )
+    if isinstance(kind, pa.OpaqueType) and kind.type_name == "numeric":
+        return field, _numeric_text(column)
     if pa.types.is_int32(kind) and pg_type == "oid":
         return field.with_type(pa.uint32()), column.view(pa.uint32())
     if pa.types.is_list(kind) and pa.types.is_interval(kind.value_type):
@@ -106,6 +114,23 @@ def _checked(field: Any, column: Any) -> tuple[Any, Any]:
             whole.offsets, values, type=kind, mask=whole.is_null()
         )
     return field, column
+
+
+def _numeric_text(column: Any) -> Any:
+    """
+    A numeric column (the driver's text of each value, in an opaque type) with NaN and
+    ±Infinity spelt as PostgreSQL spells them (the driver writes nan, inf, -inf).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    storage = column.storage
+    # Digits, signs and points hold no "n": one pass tells whether anything needs a fix.
+    if not pc.any(pc.match_substring(storage, "n")).as_py():
+        return column
+    for driver, postgres in (("nan", "NaN"), ("-inf", "-Infinity"), ("inf", "Infinity")):
+        storage = pc.replace_substring_regex(storage, f"^{driver}$", postgres)
+    return pa.ExtensionArray.from_storage(column.type, storage)
 
 
 def _infinities(
@@ -158,6 +183,7 @@ def read_arrow(
         ) from None
     cutter = BatchCutter(plan)
     size = plan.rows_per_batch
+    json_names = frozenset(c.name for c in plan.columns if JSONB_OIDS & {c.type_oid, c.base_oid})
     with (
         adbc_driver_postgresql.connect(uri) as database,
         adbc_driver_manager.AdbcConnection(database) as conn,
@@ -181,26 +207,35 @@ def read_arrow(
                         else None
                     )
                     checked = checked_batch(piece)
-                    if as_text:
-                        checked = _marked_as_text(checked, plan, as_text)
+                    if as_text or json_names:
+                        checked = _marked(checked, plan, as_text, json_names)
                     yield Batch(plan.stream, checked, cutter.arrow_state(key, n))
         finally:
             reader.close()
 
 
-def _marked_as_text(batch: Any, plan: ReadPlan, as_text: Collection[str]) -> Any:
-    """``batch`` with the arrays read as text marked (`ARRAY_TEXT_METADATA` + their type)."""
+def _marked(
+    batch: Any, plan: ReadPlan, as_text: Collection[str], json_names: Collection[str]
+) -> Any:
+    """
+    ``batch`` with the arrays read as text marked (`ARRAY_TEXT_METADATA` + their type)
+    and the jsonb columns marked as JSON text (`JSON_FIELD_METADATA`), as every
+    other Arrow source of headwater marks them.
+    """
     import pyarrow as pa
 
     types = {c.name: c.type for c in plan.columns}
-    fields = [
-        field.with_metadata(
-            {**(field.metadata or {}), **ARRAY_TEXT_METADATA, _PG_TYPE: types[field.name].encode()}
-        )
-        if field.name in as_text
-        else field
-        for field in batch.schema
-    ]
+
+    def marked(field: Any) -> Any:
+        if field.name in as_text:
+            extra = {**ARRAY_TEXT_METADATA, _PG_TYPE: types[field.name].encode()}
+        elif field.name in json_names:
+            extra = JSON_FIELD_METADATA
+        else:
+            return field
+        return field.with_metadata({**(field.metadata or {}), **extra})
+
+    fields = [marked(field) for field in batch.schema]
     return pa.RecordBatch.from_arrays(
         batch.columns, schema=pa.schema(fields, batch.schema.metadata)
     )
