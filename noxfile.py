@@ -6,6 +6,7 @@ The one entry point for tests, lint, typing, benchmarks and the demo.
     nox -s tests -- -k secrets                    pytest arguments after --
     nox -s "tests_package(package='postgres')"    one distribution's tests
     nox -s bench             full benchmarks (ratios against raw drivers and peers)
+    nox -s plugin_dists      each plugin as published: its sdist's tests against its wheel
 
 Sessions use uv when it is installed (``pip install 'nox[uv]'``) and plain venv + pip
 otherwise. With uv, the locked workspace is synced into the session's venv, which is
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import sys
+import tarfile
 import tempfile
 import tomllib
 
@@ -89,6 +92,90 @@ def tests_package(session: nox.Session, package: str) -> None:
     """One distribution's own tests."""
     _install(session, "test")
     _pytest(session, [f"{PACKAGES[package]}/tests"])
+
+
+#: The build front end when uv is missing (uv builds with ``uv build``).
+BUILD = "build>=1.2"
+
+
+def _build(session: nox.Session, project: str, out: pathlib.Path, *kinds: str) -> None:
+    """Build ``project`` into ``out``: ``--wheel`` only, or by default the sdist then its wheel."""
+    if session.venv_backend == "uv":
+        uv = shutil.which("uv") or "uv"
+        session.run(uv, "build", "-q", *kinds, "--out-dir", str(out), project, external=True)
+    else:
+        session.run("python", "-m", "build", *kinds, "--outdir", str(out), project)
+
+
+def _workspace_names() -> dict[str, str]:
+    """Distribution name -> directory, for every workspace distribution."""
+    names = {}
+    for directory in PACKAGES.values():
+        meta = tomllib.loads((ROOT / directory / "pyproject.toml").read_text(encoding="utf-8"))
+        names[meta["project"]["name"]] = directory
+    return names
+
+
+@nox.session
+@nox.parametrize("package", [p for p in PACKAGES if p != "core"])
+def plugin_dists(session: nox.Session, package: str) -> None:
+    """
+    A plugin as published: build its sdist and wheel (and core's wheel), install the wheels
+    with the plugin's ``test`` extra into this fresh venv, unpack the sdist and run the
+    tests it carries there, against the installed wheel, not the source tree.
+    """
+    directory = ROOT / PACKAGES[package]
+    meta = tomllib.loads((directory / "pyproject.toml").read_text(encoding="utf-8"))
+    dist, module = meta["project"]["name"], meta["project"]["name"].replace("-", "_")
+    work = pathlib.Path(tempfile.mkdtemp(prefix=f"headwater-dist-{package}-"))
+    wheels = work / "wheels"
+    if session.venv_backend != "uv":
+        session.install(BUILD)
+    _build(session, str(directory), work / "dist")  # the sdist, then the wheel built from it
+    # Workspace distributions the plugin needs: core, and any its test extra names.
+    names = _workspace_names()
+    needed = ["headwater"] + [
+        name for req in meta["project"]["optional-dependencies"]["test"]
+        if (name := _requirement_name(req)) in names and name not in (dist, "headwater")
+    ]  # fmt: skip
+    for name in needed:
+        _build(session, str(ROOT / names[name]), wheels, "--wheel")
+    [sdist] = (work / "dist").glob("*.tar.gz")
+    [wheel] = (work / "dist").glob("*.whl")
+    constraints: list[str] = []
+    if session.venv_backend == "uv":  # third-party versions as locked in uv.lock
+        lock = work / "constraints.txt"
+        session.run_install(
+            shutil.which("uv") or "uv", "export", "--frozen", "--quiet", "--no-hashes",
+            "--all-packages", "--all-extras", "--no-emit-workspace", "--no-header",
+            "--output-file", str(lock), external=True,
+        )  # fmt: skip
+        constraints = ["-c", str(lock)]
+    session.install(*constraints, *map(str, sorted(wheels.glob("*.whl"))), f"{wheel}[test]")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(work / "sdist", filter="data")
+    [unpacked] = (work / "sdist").iterdir()
+    session.chdir(unpacked)
+    # The tests must import the installed wheel: nothing importable in the sdist shadows it.
+    session.run("python", "-c", _CHECK_INSTALLED, module, str(unpacked))
+    session.run("python", "-m", "pytest", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    session.chdir(ROOT)
+    shutil.rmtree(work)
+
+
+def _requirement_name(requirement: str) -> str:
+    """``headwater-postgres[arrow]>=1`` -> ``headwater-postgres`` (PEP 503 normalised)."""
+    name = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+    return re.sub(r"[-_.]+", "-", name.group(0)).lower() if name else ""
+
+
+_CHECK_INSTALLED = """
+import importlib, pathlib, sys
+module = importlib.import_module(sys.argv[1])
+where = pathlib.Path(module.__file__).resolve()
+assert pathlib.Path(sys.argv[2]).resolve() not in where.parents, f"imported from the sdist: {where}"
+print(f"testing {sys.argv[1]} installed at {where.parent}")
+"""
 
 
 @nox.session
