@@ -149,3 +149,13 @@ def test_copy_from_a_binary_stream_takes_line_formats_only(tmp_path):
         caught.value.message,
     )
     assert not (tmp_path / "o.jsonl").exists()
+
+
+async def test_acopy_between_binary_streams_equals_copy(root):
+    """acopy from a stream into a stream gives the bytes copy gives."""
+    lines = (root / "events.jsonl").read_bytes()
+    synced, awaited = io.BytesIO(), io.BytesIO()
+    headwater.copy(io.BytesIO(lines), None, synced, format="csv", batch_size=3)
+    result = await headwater.acopy(io.BytesIO(lines), None, awaited, format="csv", batch_size=3)
+    assert (7, synced.getvalue()) == (result.records, awaited.getvalue())
+    assert synced.getvalue().startswith(b"id,name\n0,n0\n")
