@@ -5,8 +5,9 @@ Fences and what happens to them:
 
 * ```` ```python runnable ```` — executed in a fresh namespace, in an empty directory;
 * ```` ```python runnable-pytest ```` — written as a test file into the walkthrough project
-  (the ``file=`` blocks) and run with pytest in a subprocess: it must pass;
-* ```` ```LANG file=PATH ```` — written to PATH in the walkthrough project (TOML parsed);
+  and run with pytest in a fresh venv where the project is installed: it must pass;
+* ```` ```LANG file=PATH ```` — a file of the walkthrough project: byte for byte what
+  ``headwater new-plugin acme-crm`` writes at PATH (the scaffold is the one source);
 * ```` ```sh runnable ```` — run with bash in an empty directory;
 * ```` ```illustrative ```` and plain ```` ```sh ```` — shown, not run.
 
@@ -21,7 +22,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -105,36 +105,55 @@ def test_runnable_shell_block(block: Block, tmp_path: Path):
     assert 0 == proc.returncode, proc.stdout + proc.stderr
 
 
+#: The connector id the walkthrough scaffolds (its ``sh runnable`` block runs new-plugin).
+WALKTHROUGH = "acme-crm"
+
+
+def walkthrough_project(directory: Path) -> Path:
+    """The scaffold's project for the walkthrough's id, with the doc's file= blocks over it."""
+    from headwater._scaffold import create_plugin
+
+    project = create_plugin(WALKTHROUGH, directory)
+    for block in blocks():
+        if block.info.startswith("file="):
+            (project / block.info.removeprefix("file=")).write_text(block.code, encoding="utf-8")
+    return project
+
+
+def test_walkthrough_is_the_scaffold(tmp_path: Path):
+    """Each file= block is the file `headwater new-plugin` writes, byte for byte; all are named."""
+    from headwater._scaffold import create_plugin
+
+    assert any(f"headwater new-plugin {WALKTHROUGH} " in b.code for b in SHELL)
+    project = create_plugin(WALKTHROUGH, tmp_path / "scaffold")
+    files = {b.info.removeprefix("file="): b.code for b in blocks() if b.info.startswith("file=")}
+    assert {"pyproject.toml", "tests/test_connector.py"} <= set(files)
+    differ = [
+        path
+        for path, code in files.items()
+        if not (project / path).is_file() or code != (project / path).read_text(encoding="utf-8")
+    ]
+    assert [] == differ, "regenerate these blocks from the scaffold (see Part 2)"
+    written = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
+    assert [] == [p for p in written if not (_documented(p) or _documented(Path(p).name))]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_walkthrough_plugin_passes_its_tests(tmp_path: Path):
-    """The file= blocks form a plugin; the runnable-pytest blocks pass against it."""
-    project = tmp_path / "headwater-items"
-    files = [b for b in blocks() if b.info.startswith("file=")]
-    assert files
-    for block in files:
-        path = project / block.info.removeprefix("file=")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(block.code, encoding="utf-8")
-        if path.suffix == ".toml":
-            tomllib.loads(block.code)
-        elif path.suffix == ".py":
-            ast.parse(block.code, str(path))
+    """The walkthrough's project installs as written (-e '.[test]' in a fresh venv) and its
+    tests pass there, with the runnable-pytest blocks added."""
+    from tests.test_scaffold import make_venv, run
+
+    project = walkthrough_project(tmp_path / f"headwater-{WALKTHROUGH}")
     tests = select("python", "runnable-pytest")
     assert tests
     for index, block in enumerate(tests):
-        (project / "tests").mkdir(exist_ok=True)
         (project / "tests" / f"test_contributing_{index}.py").write_text(
             block.code, encoding="utf-8"
         )
-    env = {**os.environ, "PYTHONPATH": str(project / "src")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    python = make_venv(tmp_path / "venv", "-e", str(ROOT / "core"), "-e", f"{project}[test]")
+    proc = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-ra", cwd=project)
     assert 0 == proc.returncode, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout)
     assert "failed" not in proc.stdout
