@@ -11,9 +11,9 @@ thread lock for sync requests, an asyncio lock per event loop for async ones), t
 is reused until shortly before it expires, and a 401 from the API refreshes it once and
 replays the request once. The token exchange itself (discovery from ``issuer``, then
 the token request with its client authentication) is written once, sans-I/O, as the
-generator `_OAuth2._exchange`; `_OAuth2._fetch` and `_OAuth2._afetch` drive it through
-the connector's `TokenTransport`, which sends those requests with their own breaker
-and retries, so an authorization server's failure is never counted as the API's.
+flow `_OAuth2._exchange`, whose requests go through the connector's `TokenTransport`
+(their own breaker and retries, so an authorization server's failure is never counted
+as the API's); `_OAuth2._fetch` and `_OAuth2._afetch` run it on a sync or async client.
 
 This module imports httpx at the top; only the connector imports it, never ``hooks``.
 """
@@ -41,6 +41,7 @@ from headwater import ConfigError, HeadwaterError, Secret
 from headwater.toolkit import get_logger, is_loopback, redact, register_secret
 from headwater_rest.__about__ import __version__
 from headwater_rest._errors import TokenEndpointError
+from headwater_rest._flow import Flow
 from headwater_rest._http import TokenStep, TokenTransport
 
 logger = get_logger("headwater_rest.auth")
@@ -488,7 +489,7 @@ class _OAuth2(httpx.Auth):
     def _rotated(self, data: Mapping[str, Any]) -> None:
         """Hook for grants whose response carries a new refresh token."""
 
-    def _discover(self) -> Generator[TokenStep, httpx.Response, None]:
+    def _discover(self) -> Flow[None]:
         """Learn the token endpoint from the issuer's metadata (cached per process)."""
         assert self.issuer is not None
         with _METADATA_LOCK:
@@ -496,7 +497,7 @@ class _OAuth2(httpx.Auth):
         if metadata is None:
             tried: list[str] = []
             for url in well_known_urls(self.issuer):
-                response = yield TokenStep(
+                step = TokenStep(
                     url,
                     functools.partial(
                         httpx.Request, "GET", url, headers={"Accept": "application/json"}
@@ -504,6 +505,7 @@ class _OAuth2(httpx.Auth):
                     f"authorization server metadata {httpx.URL(url).path}",
                     "auth.issuer",
                 )
+                response = yield from self._transport.exchange(step)
                 try:
                     data = response.json() if response.status_code == 200 else None
                 except ValueError:
@@ -557,74 +559,69 @@ class _OAuth2(httpx.Auth):
             )
         self.token_url = endpoint
 
-    def _exchange(self) -> Generator[TokenStep, httpx.Response, str]:
-        """Fetch a new token: yields each request to send, receives its (read) response."""
+    def _exchange(self) -> Flow[str]:
+        """Fetch a new token: the flow of the token endpoint's requests (`TokenTransport`)."""
         if self.token_url is None:
             yield from self._discover()
         token_url = self.token_url
         assert token_url is not None
         self.fetches += 1
         logger.debug("fetching an OAuth2 token from %s", httpx.URL(token_url).path)
-        response = yield TokenStep(
+        step = TokenStep(
             token_url,
             functools.partial(self._token_request, token_url),
             f"token endpoint {httpx.URL(token_url).path}",
             # A token endpoint found through discovery is the issuer's.
             "auth.issuer" if self.issuer else "auth.token_url",
         )
-        return self._accept(response)
+        return self._accept((yield from self._transport.exchange(step)))
 
     def _fetch(self) -> str:
         """Run `_exchange` with blocking I/O."""
-        flow = self._exchange()
-        with self._transport.client() as client:
-            step = next(flow)
-            while True:
-                try:
-                    step = flow.send(self._transport.send(client, step))
-                except StopIteration as done:
-                    return str(done.value)
+        return self._transport.run(self._exchange())
 
     async def _afetch(self) -> str:
         """Run `_exchange` with async I/O."""
-        flow = self._exchange()
-        async with self._transport.aclient() as client:
-            step = next(flow)
-            while True:
-                response = await self._transport.asend(client, step)
-                try:
-                    step = flow.send(response)
-                except StopIteration as done:
-                    return str(done.value)
+        return await self._transport.arun(self._exchange())
 
     # --- httpx flows ------------------------------------------------------------------------
 
     @staticmethod
-    def _apply(request: httpx.Request, token: str) -> None:
+    def _with(request: httpx.Request, token: str) -> httpx.Request:
         request.headers["Authorization"] = f"Bearer {token}"
+        return request
+
+    def _usable(self, stale: str | None) -> str | None:
+        """
+        The token to use now (the lock held), ``None`` when one must be fetched: after the
+        API refused ``stale``, one another request fetched meanwhile, never ``stale``.
+        """
+        if stale is not None:
+            self.invalidate(stale)
+        token = self._valid()
+        return None if token == stale else token
+
+    # The flow around one API request, once per side: the token (fetched under the lock
+    # if none is valid), the request, and on a 401 a renewed token (unless another
+    # request renewed it already) and the request once more.
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self._valid()
-        if token is None:
-            with self._lock:
-                token = self._valid()
-                if token is None:
-                    token = self._fetch()
-        self._apply(request, token)
-        response = yield request
-        if response.status_code != 401:
-            return
-        # The API refused a token we believed valid (revoked, or expired early): renew
-        # it once — unless another request already did — and replay this request once.
+        token = self._valid() or self._renewed(None)
+        if (yield self._with(request, token)).status_code == 401:
+            yield self._with(request, self._renewed(token))
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = self._valid() or await self._arenewed(None)
+        if (yield self._with(request, token)).status_code == 401:
+            yield self._with(request, await self._arenewed(token))
+
+    def _renewed(self, stale: str | None) -> str:
         with self._lock:
-            self.invalidate(token)
-            fresh = self._valid()
-            if fresh is None or fresh == token:
-                fresh = self._fetch()
-        self._apply(request, fresh)
-        yield request
+            return self._usable(stale) or self._fetch()
 
     def _alock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -634,26 +631,9 @@ class _OAuth2(httpx.Auth):
                 lock = self._alocks[loop] = asyncio.Lock()
             return lock
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = self._valid()
-        if token is None:
-            async with self._alock():
-                token = self._valid()
-                if token is None:
-                    token = await self._afetch()
-        self._apply(request, token)
-        response = yield request
-        if response.status_code != 401:
-            return
+    async def _arenewed(self, stale: str | None) -> str:
         async with self._alock():
-            self.invalidate(token)
-            fresh = self._valid()
-            if fresh is None or fresh == token:
-                fresh = await self._afetch()
-        self._apply(request, fresh)
-        yield request
+            return self._usable(stale) or await self._afetch()
 
 
 class ClientCredentials(_OAuth2):

@@ -4,7 +4,8 @@ The connector's client for calls that are not streams: ``client()``, ``aclient()
 
 What the caller holds is a plain ``httpx.Client`` / ``httpx.AsyncClient`` (base URL,
 timeouts, User-Agent) whose transport is `GuardedTransport`: each request it carries
-goes through the same `Http.exchange` as a stream's pages — the origin rule (auth,
+goes through the same exchange flow as a stream's pages (`Http.transport_flow`, run by
+`run` / `arun` on the connector's clients) — the origin rule (auth,
 configured headers and params only to base_url's origin; another origin refused unless
 ``allowed_hosts`` names it, and then sent without any credential), the rate-limit
 budget and pace, the per-origin breaker and the retry policy (a POST or PATCH without an
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
+from headwater.toolkit import RetryPolicy
 from headwater_rest._config import is_credential_name
+from headwater_rest._flow import Flow, arun, run
 from headwater_rest._http import (
     IDEMPOTENT_METHODS,
     MAX_REDIRECTS,
@@ -110,28 +113,35 @@ class _Guard:
         """A body in memory can be sent again; a streamed upload only once."""
         return isinstance(request.stream, httpx.ByteStream)
 
-    def handed_over(self, request: httpx.Request, result: Exchange) -> httpx.Response:
-        """The response for the caller's client (a new one: its request is the caller's)."""
-        response = result.response
-        headers = httpx.Headers(response.headers)
-        if hasattr(response, "_content"):
-            # Read (and decoded) here: the caller gets the bytes, not the encoding again.
-            for name in ("content-encoding", "content-length", "transfer-encoding"):
-                headers.pop(name, None)
-            return httpx.Response(
-                response.status_code,
-                headers=headers,
-                content=response.content,
-                request=request,
-                extensions=response.extensions,
-            )
-        return httpx.Response(
-            response.status_code,
-            headers=headers,
-            stream=response.stream,
-            request=request,
-            extensions=response.extensions,
-        )
+    def exchange(self, request: httpx.Request) -> Flow[httpx.Response]:
+        """
+        The flow of the caller's ``request`` through `Http.transport_flow`: the response
+        for the caller's client, or the error that is not a response.
+        """
+        copy, sent = self.prepare(request)
+        # A streamed upload cannot be sent twice: one try.
+        policy = None if self.replayable(copy) else RetryPolicy.NONE
+        flow = self.http.transport_flow(copy, sent, safe=self.safe(copy), policy=policy)
+        return handed_over(request, (yield from flow))
+
+
+def handed_over(request: httpx.Request, result: Exchange) -> httpx.Response:
+    """The response for the caller's client (a new one: its request is the caller's)."""
+    response = result.response
+    headers = httpx.Headers(response.headers)
+    body: dict[str, Any] = {"stream": response.stream}
+    if hasattr(response, "_content"):
+        # Read (and decoded) here: the caller gets the bytes, not the encoding again.
+        for name in ("content-encoding", "content-length", "transfer-encoding"):
+            headers.pop(name, None)
+        body = {"content": response.content}
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        request=request,
+        extensions=response.extensions,
+        **body,
+    )
 
 
 class GuardedTransport(httpx.BaseTransport):
@@ -141,21 +151,7 @@ class GuardedTransport(httpx.BaseTransport):
         self._guard = _Guard(http)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        guard = self._guard
-        http = guard.http
-        copy, sent = guard.prepare(request)
-        auth = http.auth if sent.credentials else None
-        client = http.client
-
-        def once() -> tuple[Outgoing, httpx.Response]:
-            response = client.send(copy, auth=auth, stream=True, follow_redirects=False)
-            return sent, response
-
-        from headwater.toolkit import RetryPolicy
-
-        policy = None if guard.replayable(copy) else RetryPolicy.NONE
-        result = http.exchange(sent.what, sent.url, once, safe=guard.safe(copy), policy=policy)
-        return guard.handed_over(request, result)
+        return run(self._guard.exchange(request), self._guard.http.client)
 
 
 class AsyncGuardedTransport(httpx.AsyncBaseTransport):
@@ -166,23 +162,7 @@ class AsyncGuardedTransport(httpx.AsyncBaseTransport):
         self._client = http.aclient()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        guard = self._guard
-        http = guard.http
-        copy, sent = guard.prepare(request)
-        auth = http.auth if sent.credentials else None
-        client = self._client
-
-        async def once() -> tuple[Outgoing, httpx.Response]:
-            response = await client.send(copy, auth=auth, stream=True, follow_redirects=False)
-            return sent, response
-
-        from headwater.toolkit import RetryPolicy
-
-        policy = None if guard.replayable(copy) else RetryPolicy.NONE
-        result = await http.aexchange(
-            sent.what, sent.url, once, safe=guard.safe(copy), policy=policy
-        )
-        return guard.handed_over(request, result)
+        return await arun(self._guard.exchange(request), self._client)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -6,27 +6,34 @@ whether credentials may go along (only to ``base_url``'s scheme, host and port) 
 refusing other origins unless ``allowed_hosts`` names them. `Http` does the sending
 with a sync `httpx.Client` or an `httpx.AsyncClient` (one per event loop), maps httpx
 exceptions and HTTP statuses to headwater errors in one place (`map_errors`,
-`status_error`), and wraps every request in the core retry policy and the per-origin
-circuit breaker. Before each request it asks the origin's rate budget (core's
-`headwater._ratelimit`, fed with every response's rate-limit headers) whether to wait
-for an announced reset; the sync and async paths drive that same sans-I/O budget.
+`status_error`), and wraps every request in the retry policy and the per-origin
+circuit breaker. Before each request it asks the origin's rate budget (core's rate
+budget, fed with every response's rate-limit headers) whether to wait for an announced
+reset.
+
+All of that is written once, as a sans-I/O flow (`headwater_rest._flow`): `Http._exchange`
+yields the requests to send and the pauses to make and receives their outcomes, and
+`run` / `arun` perform them with the sync or the async client. So do the token
+endpoint's requests (`TokenTransport.exchange`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -59,6 +66,7 @@ from headwater.toolkit import (
 from headwater_rest.__about__ import __version__
 from headwater_rest._config import NO_JSON, RestConfig, has_credentials
 from headwater_rest._errors import OriginRefused, TokenEndpointError
+from headwater_rest._flow import Flow, Pause, Send, arun, retried, run
 from headwater_rest._paginate import PageResponse
 
 if TYPE_CHECKING:
@@ -75,6 +83,15 @@ MAX_REDIRECTS: Final = 5
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Cancellable(Protocol):
+    def cancel(self) -> bool: ...
+
+
+F = TypeVar("F", bound=_Cancellable)
 
 
 def origin_of(url: str | httpx.URL) -> Origin:
@@ -529,11 +546,14 @@ class TokenTransport:
 
     def client(self) -> httpx.Client:
         """A client for one exchange (token requests are rare: a few per token lifetime)."""
-        return httpx.Client(**{**self._options(), "follow_redirects": False})
+        return httpx.Client(**self._client_options())
 
     def aclient(self) -> httpx.AsyncClient:
         """The async twin of `client`."""
-        return httpx.AsyncClient(**{**self._options(), "follow_redirects": False})
+        return httpx.AsyncClient(**self._client_options())
+
+    def _client_options(self) -> dict[str, Any]:
+        return {**self._options(), "follow_redirects": False}
 
     @staticmethod
     def _checked(step: TokenStep, response: httpx.Response) -> httpx.Response:
@@ -556,35 +576,28 @@ class TokenTransport:
             hint=exc.hint or f"check {step.field} and that the authorization server is up",
         )
 
-    def send(self, client: httpx.Client, step: TokenStep) -> httpx.Response:
-        """Send ``step`` with retries and the breaker; the read response (any status < 500)."""
+    def exchange(self, step: TokenStep) -> Flow[httpx.Response]:
+        """The flow of ``step`` with retries and the breaker; the read response (status < 500)."""
 
-        def attempt() -> httpx.Response:
+        def attempt() -> Flow[httpx.Response]:
             with map_errors(step.what, url_field=step.field):
-                response = client.send(step.build())
-                response.read()
+                response = yield Send(step.build(), None)
             return self._checked(step, response)
 
-        breaker = self.breaker(step.url)
         try:
-            return self.policy.call(lambda: breaker.call(attempt))
+            return (yield from retried(self.policy, self.breaker(step.url), attempt))
         except HeadwaterError as exc:
             raise self._blame(step, exc) from None
 
-    async def asend(self, client: httpx.AsyncClient, step: TokenStep) -> httpx.Response:
-        """The async twin of `send`."""
+    def run(self, flow: Flow[T]) -> T:
+        """Run an exchange's flow (its `exchange` steps) on a client of its own."""
+        with self.client() as client:
+            return run(flow, client)
 
-        async def attempt() -> httpx.Response:
-            with map_errors(step.what, url_field=step.field):
-                response = await client.send(step.build())
-                await response.aread()
-            return self._checked(step, response)
-
-        breaker = self.breaker(step.url)
-        try:
-            return await self.policy.acall(lambda: breaker.acall(attempt))
-        except HeadwaterError as exc:
-            raise self._blame(step, exc) from None
+    async def arun(self, flow: Flow[T]) -> T:
+        """The async twin of `run`."""
+        async with self.aclient() as client:
+            return await arun(flow, client)
 
 
 # --- the rate limit ----------------------------------------------------------------------------
@@ -854,73 +867,71 @@ class Http:
                 error.retryable = True  # type: ignore[misc]
         return error, limited or status in NOT_PROCESSED
 
-    def _policy(
-        self, policy: RetryPolicy | None, safe: bool, unprocessed: list[bool]
-    ) -> RetryPolicy:
-        """``policy`` (the connector's by default), restricted for a request unsafe to repeat."""
-        base = policy or self.policy
-        if safe:
-            return base
-        # A POST without an idempotency key goes again only when the API cannot have
-        # processed it: the connection never opened, or it answered 429 / 503.
-        return dataclasses.replace(base, retry_on=lambda exc: unprocessed[0] and base.retry_on(exc))
-
-    def exchange(
+    def _exchange(
         self,
         what: str,
         url: str,
-        once: Callable[[], tuple[Outgoing, httpx.Response]],
+        attempt: Callable[[], Flow[tuple[Outgoing, httpx.Response]]],
         *,
-        safe: bool = True,
-        policy: RetryPolicy | None = None,
-    ) -> Exchange:
+        safe: bool,
+        policy: RetryPolicy | None,
+        streamed: bool = False,
+    ) -> Flow[Exchange]:
         """
-        Send with ``once()`` (one try, redirects included) under the rate budget, the pace,
-        the breaker of ``url``'s origin and the retry policy; ``safe=False`` (a POST
-        without an idempotency key) retries only what cannot have been processed. Returns
-        the last try's outcome, an error status included; raises what is not a response
-        (no connection, the breaker open, a refused origin).
+        The flow of one request: ``attempt()`` (one try, redirects included) under the
+        rate budget, the pace, the breaker of ``url``'s origin and the retry policy (the
+        connector's unless ``policy``); ``safe=False`` (a POST without an idempotency key)
+        retries only what cannot have been processed. ``streamed``: the response body is
+        read only when judging it needs it. Returns the last try's outcome, an error
+        status included; raises what is not a response (no connection, the breaker open,
+        a refused origin).
         """
         breaker = self.breaker(url)
         budget = self.budget(url)
-        last: list[Exchange] = []
-        unprocessed = [False]
+        last: Exchange | None = None
+        unprocessed = False
 
-        def attempt() -> Exchange:
-            unprocessed[0] = False
+        def one() -> Flow[Exchange]:
+            nonlocal last, unprocessed
+            unprocessed = False
             while not (slot := self._slot(budget, what)).go:
-                time.sleep(slot.wait)
+                yield Pause(slot.wait)
             try:
                 delay = self._pace()
                 if delay > 0:
-                    time.sleep(delay)
+                    yield Pause(delay)
                 with map_errors(what):
                     try:
-                        sent, response = once()
+                        sent, response = yield from attempt()
                     except _UNSENT:
-                        unprocessed[0] = True
+                        unprocessed = True
                         raise
-                    if self._needs_body(response):
-                        response.read()
+                    if streamed and self._needs_body(response):
+                        yield response  # read its body
             except BaseException:
                 budget.done(slot, None)
                 raise
-            error, unprocessed[0] = self._judge(budget, slot, sent, response)
-            result = Exchange(sent, response, error)
-            last[:] = [result]
+            error, unprocessed = self._judge(budget, slot, sent, response)
+            last = Exchange(sent, response, error)
             if error is not None:
                 raise error
-            return result
+            return last
 
+        base = policy or self.policy
+        # A POST without an idempotency key goes again only when the API cannot have
+        # processed it: the connection never opened, or it answered 429 / 503.
+        retry_on = None if safe else (lambda exc: unprocessed and base.retry_on(exc))
         try:
-            return self._policy(policy, safe, unprocessed).call(lambda: breaker.call(attempt))
+            return (yield from retried(base, breaker, one, retry_on))
         except HeadwaterError as exc:
-            if last and last[0].error is exc:
-                return last[0]
+            if last is not None and last.error is exc:
+                return last
             raise
 
-    def _send_once(self, out: Outgoing) -> tuple[Outgoing, httpx.Response]:
-        client = self.client
+    def _redirects(
+        self, client: httpx.Client | httpx.AsyncClient, out: Outgoing
+    ) -> Flow[tuple[Outgoing, httpx.Response]]:
+        """One try of ``out`` on ``client``, following redirects under the origin policy."""
         for _ in range(MAX_REDIRECTS + 1):
             request = client.build_request(
                 out.method,
@@ -930,20 +941,51 @@ class Http:
                 json=out.json,
                 content=out.content,
             )
-            response = client.send(request, auth=self.auth if out.credentials else None)
+            response = yield Send(request, self.auth if out.credentials else None)
             if not response.is_redirect:
                 return out, response
             out = self.endpoint.redirect(out, response)
         raise ConnectorError(f"{out.what}: more than {MAX_REDIRECTS} redirects")
 
+    def request_flow(
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        spec: RequestSpec,
+        *,
+        safe: bool = True,
+        policy: RetryPolicy | None = None,
+    ) -> Flow[Exchange]:
+        """The flow of ``spec`` on ``client`` (`_exchange`, body read); `run` / `arun` it."""
+        first = self.endpoint.build(spec)
+        return self._exchange(
+            first.what,
+            first.url,
+            lambda: self._redirects(client, first),
+            safe=safe,
+            policy=policy,
+        )
+
+    def transport_flow(
+        self, request: httpx.Request, sent: Outgoing, *, safe: bool, policy: RetryPolicy | None
+    ) -> Flow[Exchange]:
+        """
+        The flow of a request built by the caller (`headwater_rest._client`), sent as it is
+        (no redirects followed, its body left to stream unless judging it needs it).
+        """
+        send = Send(request, self.auth if sent.credentials else None, stream=True)
+
+        def attempt() -> Flow[tuple[Outgoing, httpx.Response]]:
+            response = yield send
+            return sent, response
+
+        return self._exchange(sent.what, sent.url, attempt, safe=safe, policy=policy, streamed=True)
+
     def send(
         self, spec: RequestSpec, *, safe: bool = True, policy: RetryPolicy | None = None
     ) -> Exchange:
-        """`exchange` for ``spec`` through the connector's own client (body read)."""
-        first = self.endpoint.build(spec)
-        return self.exchange(
-            first.what, first.url, lambda: self._send_once(first), safe=safe, policy=policy
-        )
+        """Run `request_flow` for ``spec`` on the connector's own client."""
+        client = self.client
+        return run(self.request_flow(client, spec, safe=safe, policy=policy), client)
 
     def fetch(self, spec: RequestSpec, policy: RetryPolicy | None = None) -> PageResponse:
         """One request with retries and the breaker; the parsed JSON response."""
@@ -951,25 +993,18 @@ class Http:
 
     def fetch_many(self, specs: list[RequestSpec], concurrency: int) -> Iterator[PageResponse]:
         """Fetch ``specs`` with at most ``concurrency`` in flight; responses in order."""
-        workers = max(1, min(concurrency, self.config.max_connections, len(specs)))
+        workers = self._workers(specs, concurrency)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="headwater-rest")
-        pending: list[Future[PageResponse]] = []
+        window = _Window(specs, workers, lambda spec: pool.submit(self.fetch, spec))
         try:
-            queue = iter(specs)
-            for spec in queue:
-                pending.append(pool.submit(self.fetch, spec))
-                if len(pending) >= workers:
-                    break
-            while pending:
-                response = pending.pop(0).result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.append(pool.submit(self.fetch, nxt))
-                yield response
+            for future in window:
+                yield window.refilled(future.result())
         finally:
-            for future in pending:
-                future.cancel()
+            window.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _workers(self, specs: list[RequestSpec], concurrency: int) -> int:
+        return max(1, min(concurrency, self.config.max_connections, len(specs)))
 
     # --- async --------------------------------------------------------------------------------
 
@@ -985,121 +1020,30 @@ class Http:
         """
         return httpx.AsyncClient(**self.client_options())
 
-    async def _asend_once(
-        self, client: httpx.AsyncClient, out: Outgoing
-    ) -> tuple[Outgoing, httpx.Response]:
-        for _ in range(MAX_REDIRECTS + 1):
-            request = client.build_request(
-                out.method,
-                out.url,
-                params=out.params or None,
-                headers=out.headers,
-                json=out.json,
-                content=out.content,
-            )
-            response = await client.send(request, auth=self.auth if out.credentials else None)
-            if not response.is_redirect:
-                return out, response
-            out = self.endpoint.redirect(out, response)
-        raise ConnectorError(f"{out.what}: more than {MAX_REDIRECTS} redirects")
-
-    async def aexchange(
-        self,
-        what: str,
-        url: str,
-        once: Callable[[], Awaitable[tuple[Outgoing, httpx.Response]]],
-        *,
-        safe: bool = True,
-        policy: RetryPolicy | None = None,
-    ) -> Exchange:
-        """Async twin of `exchange`."""
-        breaker = self.breaker(url)
-        budget = self.budget(url)
-        last: list[Exchange] = []
-        unprocessed = [False]
-
-        async def attempt() -> Exchange:
-            unprocessed[0] = False
-            while not (slot := self._slot(budget, what)).go:
-                await asyncio.sleep(slot.wait)
-            try:
-                delay = self._pace()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                with map_errors(what):
-                    try:
-                        sent, response = await once()
-                    except _UNSENT:
-                        unprocessed[0] = True
-                        raise
-                    if self._needs_body(response):
-                        await response.aread()
-            except BaseException:
-                budget.done(slot, None)
-                raise
-            error, unprocessed[0] = self._judge(budget, slot, sent, response)
-            result = Exchange(sent, response, error)
-            last[:] = [result]
-            if error is not None:
-                raise error
-            return result
-
-        try:
-            return await self._policy(policy, safe, unprocessed).acall(
-                lambda: breaker.acall(attempt)
-            )
-        except HeadwaterError as exc:
-            if last and last[0].error is exc:
-                return last[0]
-            raise
-
-    async def asend(
-        self,
-        client: httpx.AsyncClient,
-        spec: RequestSpec,
-        *,
-        safe: bool = True,
-        policy: RetryPolicy | None = None,
-    ) -> Exchange:
-        """Async twin of `send`."""
-        first = self.endpoint.build(spec)
-        return await self.aexchange(
-            first.what,
-            first.url,
-            lambda: self._asend_once(client, first),
-            safe=safe,
-            policy=policy,
-        )
-
     async def afetch(
         self, client: httpx.AsyncClient, spec: RequestSpec, policy: RetryPolicy | None = None
     ) -> PageResponse:
-        """Async twin of `fetch`."""
-        return _page(await self.asend(client, spec, policy=policy))
+        """Async twin of `fetch`: `request_flow` run on ``client``."""
+        return _page(await arun(self.request_flow(client, spec, policy=policy), client))
 
     async def afetch_many(
         self, client: httpx.AsyncClient, specs: list[RequestSpec], concurrency: int
     ) -> AsyncIterator[PageResponse]:
-        """Async twin of `fetch_many`."""
-        workers = max(1, min(concurrency, self.config.max_connections, len(specs)))
-        pending: list[asyncio.Task[PageResponse]] = []
-        queue = iter(specs)
+        """Async twin of `fetch_many`: tasks instead of threads."""
+        start = functools.partial(self._afetch_task, client)
+        window = _Window(specs, self._workers(specs, concurrency), start)
         try:
-            for spec in queue:
-                pending.append(asyncio.ensure_future(self.afetch(client, spec)))
-                if len(pending) >= workers:
-                    break
-            while pending:
-                response = await pending.pop(0)
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.append(asyncio.ensure_future(self.afetch(client, nxt)))
-                yield response
+            for task in window:
+                yield window.refilled(await task)
         finally:
-            for task in pending:
-                task.cancel()
+            pending = window.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    def _afetch_task(
+        self, client: httpx.AsyncClient, spec: RequestSpec
+    ) -> asyncio.Task[PageResponse]:
+        return asyncio.ensure_future(self.afetch(client, spec))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -1109,6 +1053,45 @@ class Http:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+class _Window(Generic[F]):
+    """
+    Requests started at most ``workers`` at a time, taken in order: iterating gives the
+    oldest in flight; `refilled`, once its result is in, starts the next.
+    """
+
+    __slots__ = ("_pending", "_queue", "_start")
+
+    def __init__(
+        self, specs: list[RequestSpec], workers: int, start: Callable[[RequestSpec], F]
+    ) -> None:
+        self._queue = iter(specs)
+        self._start = start
+        self._pending = collections.deque(map(start, itertools.islice(self._queue, workers)))
+
+    def __iter__(self) -> _Window[F]:
+        return self
+
+    def __next__(self) -> F:
+        if not self._pending:
+            raise StopIteration
+        return self._pending.popleft()
+
+    def refilled(self, result: R) -> R:
+        """``result``, after starting the next request (one finished: one may start)."""
+        spec = next(self._queue, None)
+        if spec is not None:
+            self._pending.append(self._start(spec))
+        return result
+
+    def cancel(self) -> list[F]:
+        """Cancel what is still in flight; returns it."""
+        pending = list(self._pending)
+        self._pending.clear()
+        for started in pending:
+            started.cancel()
+        return pending
 
 
 def _page(result: Exchange) -> PageResponse:
