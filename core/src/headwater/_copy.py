@@ -149,11 +149,6 @@ def _default_registry() -> Registry:
     return get_registry()
 
 
-def _open_connector(spec: str, registry: Registry | None) -> Connector[Any]:
-    """`open_source` without config (the signature `headwater._frames` calls)."""
-    return open_source(spec, registry=registry)
-
-
 def _file_source(path: os.PathLike[str] | str) -> tuple[Connector[Any], str]:
     from headwater._builtin.files_connector import FilesConnector
 

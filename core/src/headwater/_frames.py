@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from headwater._connector import Batch, Connector, State
-from headwater._copy import SourceLike, _file_source, _open_connector
+from headwater._copy import SourceLike, _file_source, open_source
 from headwater.errors import ConfigError
 from headwater.formats import (
     JSON_FIELD_METADATA,
@@ -98,7 +98,7 @@ class _Read:
             self.connector, stream = _file_source(source)
             self.owned = self.connector
         else:
-            self.connector = self.owned = _open_connector(source, registry)
+            self.connector = self.owned = open_source(source, registry=registry)
         if not stream:
             self.close()
             raise ConfigError("the Arrow hand-off needs the stream to read", field="stream")
