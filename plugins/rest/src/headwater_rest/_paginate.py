@@ -355,9 +355,6 @@ class CursorInBody(_CursorStrategy):
 
     config: CursorPagination
 
-    def __init__(self, config: CursorPagination) -> None:
-        super().__init__(config)
-
     def says_more(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> bool:
@@ -410,9 +407,6 @@ class CursorInHeader(_CursorStrategy):
 
     config: HeaderCursorPagination
 
-    def __init__(self, config: HeaderCursorPagination) -> None:
-        super().__init__(config)
-
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> Token | None:
@@ -430,74 +424,113 @@ def _count(value: Any) -> int | None:
     return None
 
 
-class OffsetLimit(Strategy):
-    """``offset``/``limit`` parameters; the total, when the body has one, bounds the stream."""
+class _Numbered(Strategy):
+    """
+    Pages at a number counted from ``config.start`` (an offset, a page number): a page
+    count or total the response states bounds them, and lets `plan` list the rest.
+    """
 
-    def __init__(self, config: OffsetPagination) -> None:
+    config: OffsetPagination | PageNumberPagination
+    #: The token's key: ``offset`` or ``page``.
+    key_name = ""
+
+    def __init__(self, config: OffsetPagination | PageNumberPagination) -> None:
         self.config = config
         self.stop_on_empty = config.stop_on_empty
         self.concurrency = config.concurrency
 
     def first(self) -> Token:
-        return {"offset": self.config.start}
+        return {self.key_name: self.config.start}
 
-    def request(self, token: Token) -> PageRequest:
-        c = self.config
-        return PageRequest(params={c.offset_param: token["offset"], c.limit_param: c.limit})
-
-    def _total(self, response: PageResponse) -> int | None:
+    def total(self, response: PageResponse) -> int | None:
+        """The record count a page states (``total_path``), for progress totals."""
         if not self.config.total_path:
             return None
         return _count(value_at(response.body, self.config.total_path))
 
-    def total(self, response: PageResponse) -> int | None:
-        """The record count a page states (``total_path``), for progress totals."""
-        return self._total(response)
+    def _after(self, token: Token, records: list[dict[str, Any]]) -> int:
+        """The number of the page after the page at ``token`` holding ``records``."""
+        raise NotImplementedError
+
+    def _end(self, response: PageResponse) -> int | None:
+        """The number past the last page, when the response states it."""
+        raise NotImplementedError
+
+    #: Numbers between two full pages.
+    _stride = 1
+    #: Records in a full page (``None``: not known).
+    _size: int | None = None
+    #: Why an empty page before the stated end is not the end.
+    _more_remain = ""
 
     def says_more(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> bool:
-        total = self._total(response)
-        return total is not None and int(token["offset"]) + len(records) < total
+        end = self._end(response)
+        return end is not None and self._after(token, records) < end
 
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> Token | None:
         if not records:
             if self.says_more(token, response, records):
-                raise _empty_but_more(token, f"{self.config.total_path} says more remain")
+                raise _empty_but_more(token, self._more_remain)
             return None
-        # Advance by what came back, not by what was asked: a server that caps the page
-        # size below `limit` must not make us skip records.
-        offset = int(token["offset"]) + len(records)
-        total = self._total(response)
-        if total is not None:
-            return {"offset": offset} if offset < total else None
-        return {"offset": offset} if len(records) >= self.config.limit else None
+        # A number counted by what came back, not by what was asked: a server that caps
+        # the page size below the size asked for must not make us skip records.
+        after = self._after(token, records)
+        end = self._end(response)
+        if end is not None:
+            return {self.key_name: after} if after < end else None
+        if self._size and len(records) < self._size:
+            return None
+        return {self.key_name: after}
 
     def plan(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
     ) -> list[Token]:
-        total = self._total(response)
-        limit = self.config.limit
-        if total is None or len(records) != limit:
+        end = self._end(response)
+        if end is None or (self._size and len(records) != self._size):
             return []
-        return [{"offset": o} for o in range(int(token["offset"]) + limit, total, limit)]
+        first = self._after(token, records)
+        return [{self.key_name: n} for n in range(first, end, self._stride)]
 
     def expected(self, token: Token) -> int | None:
-        return self.config.limit
+        return self._size
 
 
-class PageNumber(Strategy):
+class OffsetLimit(_Numbered):
+    """``offset``/``limit`` parameters; the total, when the body has one, bounds the stream."""
+
+    config: OffsetPagination
+    key_name = "offset"
+
+    def __init__(self, config: OffsetPagination) -> None:
+        super().__init__(config)
+        self._stride = self._size = config.limit
+        self._more_remain = f"{config.total_path} says more remain"
+
+    def request(self, token: Token) -> PageRequest:
+        c = self.config
+        return PageRequest(params={c.offset_param: token["offset"], c.limit_param: c.limit})
+
+    def _after(self, token: Token, records: list[dict[str, Any]]) -> int:
+        return int(token["offset"]) + len(records)
+
+    def _end(self, response: PageResponse) -> int | None:
+        return self.total(response)
+
+
+class PageNumber(_Numbered):
     """``page`` (and ``per_page``) parameters; a page count or total bounds the stream."""
 
-    def __init__(self, config: PageNumberPagination) -> None:
-        self.config = config
-        self.stop_on_empty = config.stop_on_empty
-        self.concurrency = config.concurrency
+    config: PageNumberPagination
+    key_name = "page"
+    _more_remain = "the page count or total says more remain"
 
-    def first(self) -> Token:
-        return {"page": self.config.start}
+    def __init__(self, config: PageNumberPagination) -> None:
+        super().__init__(config)
+        self._size = config.size
 
     def request(self, token: Token) -> PageRequest:
         c = self.config
@@ -506,57 +539,20 @@ class PageNumber(Strategy):
             params[c.size_param] = c.size
         return PageRequest(params=params)
 
-    def total(self, response: PageResponse) -> int | None:
-        """The record count a page states (``total_path``), for progress totals."""
-        if not self.config.total_path:
-            return None
-        return _count(value_at(response.body, self.config.total_path))
+    def _after(self, token: Token, records: list[dict[str, Any]]) -> int:
+        return int(token["page"]) + 1
 
-    def _last(self, response: PageResponse) -> int | None:
+    def _end(self, response: PageResponse) -> int | None:
         c = self.config
         if c.total_pages_path:
             pages = _count(value_at(response.body, c.total_pages_path))
             if pages is not None:
-                return c.start + pages - 1
+                return c.start + pages
         if c.total_path and c.size:
             total = _count(value_at(response.body, c.total_path))
             if total is not None:
-                return c.start + math.ceil(total / c.size) - 1
+                return c.start + math.ceil(total / c.size)
         return None
-
-    def says_more(
-        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
-    ) -> bool:
-        last = self._last(response)
-        return last is not None and int(token["page"]) < last
-
-    def next_token(
-        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
-    ) -> Token | None:
-        if not records:
-            if self.says_more(token, response, records):
-                raise _empty_but_more(token, "the page count or total says more remain")
-            return None
-        page = int(token["page"]) + 1
-        last = self._last(response)
-        if last is not None:
-            return {"page": page} if page <= last else None
-        if self.config.size and len(records) < self.config.size:
-            return None
-        return {"page": page}
-
-    def plan(
-        self, token: Token, response: PageResponse, records: list[dict[str, Any]]
-    ) -> list[Token]:
-        last = self._last(response)
-        if last is None:
-            return []
-        if self.config.size and len(records) != self.config.size:
-            return []
-        return [{"page": p} for p in range(int(token["page"]) + 1, last + 1)]
-
-    def expected(self, token: Token) -> int | None:
-        return self.config.size
 
 
 def _empty_but_more(token: Token, why: str) -> PaginationError:
@@ -569,12 +565,13 @@ def _empty_but_more(token: Token, why: str) -> PaginationError:
 
 
 class _FollowUrl(Strategy):
-    def first(self) -> Token:
-        return {"url": None}
+    """Follows the next page's absolute or relative URL; subclasses say where it is."""
 
-    def request(self, token: Token) -> PageRequest:
-        url = token.get("url")
-        return PageRequest(url=url) if url else PageRequest()
+    config: NextUrlPagination | LinkHeaderPagination
+
+    def __init__(self, config: NextUrlPagination | LinkHeaderPagination) -> None:
+        self.config = config
+        self.stop_on_empty = config.stop_on_empty
 
     def key(self, token: Token) -> str | None:
         url = token.get("url")
@@ -582,6 +579,13 @@ class _FollowUrl(Strategy):
 
     def response_key(self, response: PageResponse) -> str | None:
         return response.url
+
+    def first(self) -> Token:
+        return {"url": None}
+
+    def request(self, token: Token) -> PageRequest:
+        url = token.get("url")
+        return PageRequest(url=url) if url else PageRequest()
 
     def _next(self, response: PageResponse, link: Any) -> Token | None:
         if not isinstance(link, str) or not link.strip():
@@ -592,9 +596,7 @@ class _FollowUrl(Strategy):
 class NextUrlInBody(_FollowUrl):
     """The next page's URL read from the body."""
 
-    def __init__(self, config: NextUrlPagination) -> None:
-        self.config = config
-        self.stop_on_empty = config.stop_on_empty
+    config: NextUrlPagination
 
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
@@ -649,9 +651,7 @@ def _split_params(text: str) -> list[str]:
 class LinkHeader(_FollowUrl):
     """The next page's URL read from the ``Link`` header."""
 
-    def __init__(self, config: LinkHeaderPagination) -> None:
-        self.config = config
-        self.stop_on_empty = config.stop_on_empty
+    config: LinkHeaderPagination
 
     def next_token(
         self, token: Token, response: PageResponse, records: list[dict[str, Any]]
@@ -909,37 +909,58 @@ SendMany: TypeAlias = Callable[[list[PageRequest], int], Iterator[PageResponse]]
 ASendMany: TypeAlias = Callable[[list[PageRequest], int], AsyncIterator[PageResponse]]
 
 
+class _PageSteps:
+    """What `drive` and `adrive` share: the flow stepped, a fan-out's responses answered."""
+
+    __slots__ = ("flow", "reply")
+
+    def __init__(self, flow: PageFlow) -> None:
+        self.flow = flow
+        #: The response to the last `PageRequest` (``None`` after a page).
+        self.reply: PageResponse | None = None
+
+    def __iter__(self) -> _PageSteps:
+        return self
+
+    def __next__(self) -> Step:
+        reply, self.reply = self.reply, None
+        return self.flow.send(reply)  # its StopIteration ends the iteration
+
+    def answer(self, response: PageResponse) -> Page:
+        """The page the flow makes of one of a fan-out's responses."""
+        page = self.flow.send(response)
+        assert isinstance(page, Page), "a flow answers each fanned-out response with a Page"
+        return page
+
+    def fan_in(self, responses: Iterator[PageResponse]) -> Iterator[Page]:
+        """A fan-out's pages, one per response, until a final one; closes ``responses``."""
+        try:
+            for response in responses:
+                page = self.answer(response)
+                yield page
+                if page.final:
+                    return
+        finally:
+            close = getattr(responses, "close", None)
+            if close is not None:
+                close()
+
+
 def drive(
     flow: PageFlow,
     send: Callable[[PageRequest], PageResponse],
     send_many: SendMany,
 ) -> Generator[Page, None, None]:
     """Run a page flow with a blocking sender; yields its pages."""
-    message: PageResponse | None = None
+    steps = _PageSteps(flow)
     try:
-        while True:
-            try:
-                step = flow.send(message)
-            except StopIteration:
-                return
-            message = None
+        for step in steps:
             if isinstance(step, PageRequest):
-                message = send(step)
+                steps.reply = send(step)
             elif isinstance(step, Page):
                 yield step
             else:
-                responses = send_many(step.requests, step.concurrency)
-                try:
-                    for response in responses:
-                        page = flow.send(response)
-                        assert isinstance(page, Page)
-                        yield page
-                        if page.final:
-                            break
-                finally:
-                    close = getattr(responses, "close", None)
-                    if close is not None:
-                        close()
+                yield from steps.fan_in(send_many(step.requests, step.concurrency))
     finally:
         flow.close()
 
@@ -950,30 +971,24 @@ async def adrive(
     send_many: ASendMany,
 ) -> AsyncGenerator[Page, None]:
     """Run a page flow with an async sender; yields its pages."""
-    message: PageResponse | None = None
+    steps = _PageSteps(flow)
     try:
-        while True:
-            try:
-                step = flow.send(message)
-            except StopIteration:
-                return
-            message = None
-            if isinstance(step, PageRequest):
-                message = await send(step)
-            elif isinstance(step, Page):
+        for step in steps:
+            if isinstance(step, Page):
                 yield step
-            else:
-                responses = send_many(step.requests, step.concurrency)
-                try:
-                    async for response in responses:
-                        page = flow.send(response)
-                        assert isinstance(page, Page)
-                        yield page
-                        if page.final:
-                            break
-                finally:
-                    aclose = getattr(responses, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
+                continue
+            if isinstance(step, PageRequest):
+                steps.reply = await send(step)
+                continue
+            responses = send_many(step.requests, step.concurrency)
+            try:
+                async for response in responses:
+                    yield (page := steps.answer(response))
+                    if page.final:
+                        break
+            finally:
+                aclose = getattr(responses, "aclose", None)
+                if aclose is not None:
+                    await aclose()
     finally:
         flow.close()
