@@ -1,7 +1,7 @@
 """
 The one entry point for tests, lint, typing, benchmarks and the demo.
 
-    nox                      lint, typing, docs, tests, bench_quick (what CI runs)
+    nox                      lint, typing, docs, tests, plugin_dists, bench_quick (what CI runs)
     nox -s demo              the end-to-end job on the embedded `files` connector
     nox -s tests -- -k secrets                    pytest arguments after --
     nox -s "tests_package(package='postgres')"    one distribution's tests
@@ -36,7 +36,7 @@ PACKAGES: dict[str, str] = {"core": "core"} | {
 }
 
 nox.options.default_venv_backend = "uv|venv"
-nox.options.sessions = ["lint", "typing", "docs", "tests", "bench_quick"]
+nox.options.sessions = ["lint", "typing", "docs", "tests", "plugin_dists", "bench_quick"]
 nox.options.error_on_missing_interpreters = True
 nox.needs_version = ">=2024.3.2"
 
