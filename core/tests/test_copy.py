@@ -339,3 +339,76 @@ def test_arrow_values_python_cannot_hold_are_named(tmp_path):
         Batch("s", batch, {}).rows()
     assert "at" == info.value.field
     assert "timestamp[ns]" in str(info.value)
+
+
+# --- reading one batch ahead -----------------------------------------------------------------
+
+
+def test_read_ahead_reads_on_one_other_thread_and_closes_there():
+    """Made, advanced and closed on one thread that is not the caller's; closed before it returns."""
+    import threading
+
+    from headwater._copy import _read_ahead
+
+    threads: list[str] = []
+    closed: list[str] = []
+
+    def read():
+        threads.append(threading.current_thread().name)
+        try:
+            for i in range(100):
+                threads.append(threading.current_thread().name)
+                yield i
+        finally:
+            closed.append(threading.current_thread().name)
+
+    ahead = _read_ahead(read)
+    got = [next(ahead) for _ in range(3)]
+    ahead.close()
+    assert [0, 1, 2] == got
+    assert ["headwater-read-ahead"] == sorted(set(threads + closed))
+    # Closed on its thread before close() returned; at most one item was read ahead.
+    assert 1 == len(closed)
+    assert len(threads) <= 1 + 3 + 2
+
+
+def test_read_ahead_hands_the_reads_failure_to_the_caller_in_order():
+    """Items before a failure arrive first; the failure is the read's own exception."""
+    from headwater._copy import _read_ahead
+
+    failure = headwater.ConnectorError("the server went away")
+
+    def read():
+        yield 1
+        yield 2
+        raise failure
+
+    got: list[int] = []
+    with pytest.raises(headwater.ConnectorError) as raised:
+        got.extend(_read_ahead(read))
+    assert [1, 2] == got
+    assert raised.value is failure
+
+
+def test_a_copy_onto_its_own_source_connector_reads_on_the_callers_thread(tmp_path):
+    """Source and destination one connector: no read ahead (its read and write never overlap)."""
+    import threading
+
+    seen: list[str] = []
+
+    class Both(FilesConnector):
+        def read(self, stream, state=None, **options):
+            for batch in super().read(stream, state, **options):
+                seen.append(threading.current_thread().name)
+                yield batch
+
+    (tmp_path / "a.jsonl").write_text('{"x": 1}\n{"x": 2}\n')
+    with Both({"root": tmp_path}) as both:
+        headwater.copy(both, "a.jsonl", both, "b.jsonl")
+        assert {threading.current_thread().name} == set(seen)
+        seen.clear()
+        headwater.copy(both, "a.jsonl", tmp_path / "c.jsonl")
+        assert {"headwater-read-ahead"} == set(seen)
+    for copied in ("b.jsonl", "c.jsonl"):
+        lines = (tmp_path / copied).read_text().splitlines()
+        assert [{"x": 1}, {"x": 2}] == [json.loads(line) for line in lines]
