@@ -78,6 +78,8 @@ if TYPE_CHECKING:
 logger = get_logger("headwater_rest.connector")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _READ_OPTIONS = frozenset({"max_pages", "max_records"})
+#: Query parameters of `RestConnector.request`.
+Params = Mapping[str, Any] | None
 
 
 class RestConnector(Connector[RestConfig]):
@@ -303,12 +305,15 @@ class RestConnector(Connector[RestConfig]):
     def check_connection(self) -> str:
         spec = self._check_spec()
         self.http.fetch(spec, policy=RetryPolicy.NONE)
-        return f"{self.http.endpoint.build(spec).what} answered"
+        return self._answered(spec)
 
     async def acheck_connection(self) -> str:
         spec = self._check_spec()
         async with self.http.aclient() as client:
             await self.http.afetch(client, spec, policy=RetryPolicy.NONE)
+        return self._answered(spec)
+
+    def _answered(self, spec: RequestSpec) -> str:
         return f"{self.http.endpoint.build(spec).what} answered"
 
     def list(self, path: str | None = None) -> Iterator[Item]:
@@ -374,7 +379,8 @@ class RestConnector(Connector[RestConfig]):
         limits = self._options(options)
         size = batch_size or self.config.batch_size
         if config.parent is not None:
-            yield from self._read_child(stream, config, config.parent, state, size, limits)
+            walk = _ChildWalk(stream, config, config.parent, state, limits)
+            yield from self._read_child(walk, size)
             return
         run = _StreamRun(self, stream, config, state, size, limits)
         yield from run.sync()
@@ -434,27 +440,14 @@ class RestConnector(Connector[RestConfig]):
 
     # --- child streams ----------------------------------------------------------------------
 
-    def _read_child(
-        self,
-        name: str,
-        config: StreamConfig,
-        parent: ParentConfig,
-        state: State | None,
-        size: int | None,
-        limits: dict[str, int | None],
-    ) -> Iterator[Batch]:
-        walk = _ChildWalk(name, config, parent, state, limits)
+    def _read_child(self, walk: _ChildWalk, size: int | None) -> Iterator[Batch]:
         if walk.finished:
             return
-        for parent_batch in self.read(parent.stream, walk.parent_state):
-            for index, record in walk.records_of(parent_batch):
-                run = walk.child_run(self, index, record, size)
-                for batch in run.sync():
-                    if len(batch):
-                        yield walk.wrap(batch, index)
-                if walk.exhausted(run):
-                    return
-            walk.after_parent_batch(parent_batch)
+        for parent_batch in self.read(walk.parent.stream, walk.parent_state):
+            for index, run in walk.runs(self, parent_batch, size):
+                yield from walk.wrapped(run.sync(), index)
+            if walk.stopped:
+                return
         yield walk.final()
 
     async def _aread_child(
@@ -468,14 +461,12 @@ class RestConnector(Connector[RestConfig]):
             client, parent.stream, parent_config, walk.parent_state, self.config.batch_size, {}
         )
         async for parent_batch in parents:
-            for index, record in walk.records_of(parent_batch):
-                run = walk.child_run(self, index, record, size)
+            for index, run in walk.runs(self, parent_batch, size):
                 async for batch in run.asynchronous(client):
                     if len(batch):
                         yield walk.wrap(batch, index)
-                if walk.exhausted(run):
-                    return
-            walk.after_parent_batch(parent_batch)
+            if walk.stopped:
+                return
         yield walk.final()
 
     # --- calls that are not streams ------------------------------------------------------------
@@ -517,45 +508,27 @@ class RestConnector(Connector[RestConfig]):
         return self._client_obj
 
     def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
+        self, method: str, path: str, *, params: Params = None, json: Any = None, **kwargs: Any
     ) -> httpx.Response:
         """
         One call through `client` (``request("POST", "/refunds", json={...})``): the
         response, read; an error status raises its headwater error (401 `AuthFailed`, 404
         `NotFound`, 429 `RateLimited`, 5xx `ServerError`, ...) after the retries. Other
-        keyword arguments go to ``httpx.Client.request``.
+        keyword arguments (``headers``...) go to ``httpx.Client.request``.
         """
         from headwater_rest._client import checked
 
-        response = self._shared_client().request(
-            method, path, params=params, json=json, headers=headers, **kwargs
-        )
+        response = self._shared_client().request(method, path, params=params, json=json, **kwargs)
         return checked(self.http, response)
 
     async def arequest(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
+        self, method: str, path: str, *, params: Params = None, json: Any = None, **kwargs: Any
     ) -> httpx.Response:
         """Async twin of `request` (a client per call: use `aclient` for many)."""
         from headwater_rest._client import checked
 
         async with self.aclient() as client:
-            response = await client.request(
-                method, path, params=params, json=json, headers=headers, **kwargs
-            )
+            response = await client.request(method, path, params=params, json=json, **kwargs)
         return checked(self.http, response)
 
     def breaker_state(self, url: str | None = None) -> str:
@@ -803,35 +776,22 @@ class _StreamRun:
             return
         from headwater_rest._paginate import drive
 
-        http = self.connector.http
-        pages = drive(
-            self.flow(),
-            lambda request: http.fetch(self.spec(request)),
-            lambda requests, n: http.fetch_many([self.spec(r) for r in requests], n),
-        )
-        try:
+        with contextlib.closing(
+            drive(self.flow(), *self.connector.http.senders(self.spec))
+        ) as pages:
             for page in pages:
                 yield from self.batches(page)
-        finally:
-            pages.close()
 
     async def asynchronous(self, client: httpx.AsyncClient) -> AsyncIterator[Batch]:
         if self.finished:
             return
         from headwater_rest._paginate import adrive
 
-        http = self.connector.http
-        pages = adrive(
-            self.flow(),
-            lambda request: http.afetch(client, self.spec(request)),
-            lambda requests, n: http.afetch_many(client, [self.spec(r) for r in requests], n),
-        )
-        try:
+        pages = adrive(self.flow(), *self.connector.http.asenders(client, self.spec))
+        async with contextlib.aclosing(pages):
             async for page in pages:
                 for batch in self.batches(page):
                     yield batch
-        finally:
-            await pages.aclose()
 
 
 class _ChildWalk:
@@ -854,6 +814,8 @@ class _ChildWalk:
         self.pages = 0
         self.records = 0
         self.finished = False
+        #: A limit was reached: the walk ends without a final batch.
+        self.stopped = False
         self.parent_state: State | None = None
         self.start_index = 0
         self.child_state: State | None = None
@@ -869,11 +831,29 @@ class _ChildWalk:
             self.start_index = int(where.get("index", 0))
             self.child_state = state.get("child")
 
-    def records_of(self, parent_batch: Batch) -> Iterator[tuple[int, dict[str, Any]]]:
+    def runs(
+        self, connector: RestConnector, parent_batch: Batch, size: int | None
+    ) -> Iterator[tuple[int, _StreamRun]]:
+        """
+        The child runs of ``parent_batch``'s records, each with its record's index; the
+        caller reads each run before asking for the next. Stops (`stopped`) when a limit
+        is reached.
+        """
         rows = parent_batch.rows()
         begin = self.start_index if self._first else 0
         for index in range(begin, len(rows)):
-            yield index, rows[index]
+            run = self.child_run(connector, index, rows[index], size)
+            yield index, run
+            if self.exhausted(run):
+                self.stopped = True
+                return
+        self.after_parent_batch(parent_batch)
+
+    def wrapped(self, batches: Iterable[Batch], index: int) -> Iterator[Batch]:
+        """The non-empty ``batches`` of the child run of record ``index``, as this stream's."""
+        for batch in batches:
+            if len(batch):
+                yield self.wrap(batch, index)
 
     def child_run(
         self, connector: RestConnector, index: int, record: dict[str, Any], size: int | None

@@ -31,7 +31,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -67,7 +67,7 @@ from headwater_rest.__about__ import __version__
 from headwater_rest._config import NO_JSON, RestConfig, has_credentials
 from headwater_rest._errors import OriginRefused, TokenEndpointError
 from headwater_rest._flow import Flow, Pause, Send, arun, retried, run
-from headwater_rest._paginate import PageResponse
+from headwater_rest._paginate import ASendMany, PageRequest, PageResponse, SendMany
 
 if TYPE_CHECKING:
     from headwater.toolkit import CircuitBreaker
@@ -1003,6 +1003,15 @@ class Http:
             window.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def senders(
+        self, spec: Callable[[PageRequest], RequestSpec]
+    ) -> tuple[Callable[[PageRequest], PageResponse], SendMany]:
+        """`fetch` and `fetch_many` of page requests (``spec`` makes each one's request)."""
+        return (
+            lambda request: self.fetch(spec(request)),
+            lambda requests, n: self.fetch_many(list(map(spec, requests)), n),
+        )
+
     def _workers(self, specs: list[RequestSpec], concurrency: int) -> int:
         return max(1, min(concurrency, self.config.max_connections, len(specs)))
 
@@ -1025,6 +1034,15 @@ class Http:
     ) -> PageResponse:
         """Async twin of `fetch`: `request_flow` run on ``client``."""
         return _page(await arun(self.request_flow(client, spec, policy=policy), client))
+
+    def asenders(
+        self, client: httpx.AsyncClient, spec: Callable[[PageRequest], RequestSpec]
+    ) -> tuple[Callable[[PageRequest], Awaitable[PageResponse]], ASendMany]:
+        """Async twin of `senders`, on ``client``."""
+        return (
+            lambda request: self.afetch(client, spec(request)),
+            lambda requests, n: self.afetch_many(client, list(map(spec, requests)), n),
+        )
 
     async def afetch_many(
         self, client: httpx.AsyncClient, specs: list[RequestSpec], concurrency: int
