@@ -239,3 +239,32 @@ def test_duckdb_reads_the_reader(files):
         "SELECT count(*), sum(extra), count(score), min(name) FROM reader"
     ).fetchall()
     assert [(7, 10 + 2**40, 3, "")] == found
+
+
+async def test_async_twins_give_what_the_sync_calls_give(files):
+    """ato_arrow / ato_pandas / ato_polars: the same tables, the read off the event loop."""
+    import threading
+
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("polars")
+    loop_thread = threading.current_thread().name
+    seen: list[str] = []
+    original = FilesConnector.read
+
+    def read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    FilesConnector.read = read  # type: ignore[method-assign]
+    try:
+        table = await headwater.ato_arrow(files, "events.jsonl")
+        frame = await headwater.ato_pandas(files, "events.jsonl")
+        polars_frame = await headwater.ato_polars(files, "events.jsonl")
+    finally:
+        FilesConnector.read = original  # type: ignore[method-assign]
+    assert headwater.to_arrow(files, "events.jsonl").equals(table)
+    pd.testing.assert_frame_equal(headwater.to_pandas(files, "events.jsonl"), frame)
+    assert headwater.to_polars(files, "events.jsonl").equals(polars_frame)
+    assert 3 == len(seen)
+    assert loop_thread not in seen
+    assert "ato_pandas" == headwater.ato_pandas.__name__

@@ -4,10 +4,10 @@ headwater: data-source connectors as plugins.
 This module is the API for *using* connectors: `connect`, `open_source`, `copy` / `acopy`,
 `SourceRegistry` and its stores, `store_secret` / `delete_secret` (the keyring and the
 encrypted store), the DataFrame hand-off (`to_arrow`, `to_pandas`, `to_polars`,
-`record_batch_reader`), the batch and result types, the errors, and the plugin registry
-with its health report (`diagnose`). What plugin authors build connectors from is
-`headwater.toolkit`; `headwater.formats` holds the record formats, `headwater.testing`
-the contract suite.
+`record_batch_reader`, and the async `ato_*`), the batch and result types, the errors,
+and the plugin registry with its health report (`diagnose`). What plugin authors build
+connectors from is `headwater.toolkit`; `headwater.formats` holds the record formats,
+`headwater.testing` the contract suite.
 Everything in underscored modules is private.
 
 Names are imported on first access (PEP 562, `headwater._lazy`), so ``import headwater``
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from headwater._doctor import Diagnosis as Diagnosis
     from headwater._doctor import diagnose as diagnose
     from headwater._encrypted import EncryptedSecrets as EncryptedSecrets
+    from headwater._frames import ato_arrow as ato_arrow
+    from headwater._frames import ato_pandas as ato_pandas
+    from headwater._frames import ato_polars as ato_polars
     from headwater._frames import record_batch_reader as record_batch_reader
     from headwater._frames import to_arrow as to_arrow
     from headwater._frames import to_pandas as to_pandas
@@ -111,6 +114,9 @@ _HOMES: dict[str, str] = {
     "Diagnosis": "headwater._doctor",
     "diagnose": "headwater._doctor",
     "EncryptedSecrets": "headwater._encrypted",
+    "ato_arrow": "headwater._frames",
+    "ato_pandas": "headwater._frames",
+    "ato_polars": "headwater._frames",
     "record_batch_reader": "headwater._frames",
     "to_arrow": "headwater._frames",
     "to_pandas": "headwater._frames",

@@ -29,10 +29,12 @@ naming the column, never a silently dropped value; give ``schema=`` for such str
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from headwater._connector import Batch, Connector, State
 from headwater._copy import SourceLike, _file_source, open_source
@@ -57,6 +59,9 @@ if TYPE_CHECKING:
 DEFAULT_INFER_ROWS = 10_000
 
 _JSON_KEY = next(iter(JSON_FIELD_METADATA))
+
+
+T = TypeVar("T")
 
 
 def _pyarrow() -> Any:
@@ -568,8 +573,32 @@ def to_polars(
     return frame
 
 
+def _in_thread(function: Callable[..., T]) -> Callable[..., Coroutine[Any, Any, T]]:
+    """The async twin of ``function``: the whole read runs on a worker thread."""
+
+    @functools.wraps(function)
+    async def twin(*args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(function, *args, **kwargs)
+
+    twin.__name__ = twin.__qualname__ = f"a{function.__name__}"
+    twin.__doc__ = (
+        f"Async twin of `{function.__name__}`, same arguments: the read and the conversion "
+        "run on a worker thread, off the event loop (the table is built in memory either "
+        "way, so nothing is gained by interleaving them with other tasks)."
+    )
+    return twin
+
+
+ato_arrow = _in_thread(to_arrow)
+ato_pandas = _in_thread(to_pandas)
+ato_polars = _in_thread(to_polars)
+
+
 __all__ = [
     "DEFAULT_INFER_ROWS",
+    "ato_arrow",
+    "ato_pandas",
+    "ato_polars",
     "conform",
     "record_batch_reader",
     "to_arrow",
