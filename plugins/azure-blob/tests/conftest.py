@@ -13,8 +13,20 @@ from typing import Any
 import pytest
 
 from headwater import Batch, CheckResult, FetchResult, Item, WriteResult
+from headwater.toolkit import reset_breakers
 from headwater_azure_blob import AzureBlobConnector
 from headwater_azure_blob._connector import UploadResult
+
+#: The tests' retry settings: short waits (override ``attempts`` with ``{**QUICK_RETRY, ...}``).
+QUICK_RETRY = {"initial": 0.05, "jitter": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers() -> Iterator[None]:
+    """Every test starts with closed breakers: one test's dead endpoint never refuses another's."""
+    reset_breakers()
+    yield
+    reset_breakers()
 
 
 class Twin:
@@ -88,7 +100,7 @@ def config(azurite: Any, container: Any) -> dict[str, Any]:
         "account_url": azurite.blob_url,
         "account_key": azurite.account_key,
         "container": container.container_name,
-        "retry_backoff": 0.05,
+        "retry": QUICK_RETRY,
     }
 
 

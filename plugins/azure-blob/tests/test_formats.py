@@ -239,7 +239,7 @@ async def test_fetch_of_a_name_too_long_for_the_file_system_fails_before_any_req
 
     limit = os.pathconf(tmp_path, "PC_NAME_MAX")
     nowhere = make_twin(
-        account_url=f"http://127.0.0.1:{free_port()}/devstoreaccount1", retries=0
+        account_url=f"http://127.0.0.1:{free_port()}/devstoreaccount1", retry={"attempts": 1}
     )  # any request would fail with ConnectionFailed
     name = "dir/" + "x" * (limit + 1) + ".csv"
     with pytest.raises(ConfigError) as info:

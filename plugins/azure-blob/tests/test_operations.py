@@ -55,7 +55,9 @@ async def test_check_unreachable(make_twin):
     """An endpoint nobody listens on is a network failure on field account_url."""
     from tests.fix_services import free_port
 
-    twin = make_twin(account_url=f"http://127.0.0.1:{free_port()}/devstoreaccount1", retries=0)
+    twin = make_twin(
+        account_url=f"http://127.0.0.1:{free_port()}/devstoreaccount1", retry={"attempts": 1}
+    )
     result = await twin.check()
     assert (False, Category.NETWORK, "account_url") == (result.ok, result.category, result.field)
 

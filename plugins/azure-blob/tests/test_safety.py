@@ -228,7 +228,7 @@ async def test_cut_download_resumes_to_verified_file(
         account_url=_via(proxy, azurite),
         chunk_size=64 * 1024,
         max_concurrency=concurrency,
-        retries=3,
+        retry={"attempts": 4, "initial": 0.05, "jitter": 0.05},
         read_timeout=10,
     )
     caplog.set_level(logging.INFO, logger="headwater.azure_blob")
@@ -253,7 +253,12 @@ async def test_cut_download_resumes_the_same_way_on_both_sides(
     outcomes = []
     for side in ("sync", "async"):
         proxy = proxy_factory(after=20_000, cuts=3)
-        options = {"chunk_size": 64 * 1024, "max_concurrency": 1, "retries": 3, "read_timeout": 10}
+        options = {
+            "chunk_size": 64 * 1024,
+            "max_concurrency": 1,
+            "retry": {"attempts": 4, "initial": 0.05, "jitter": 0.05},
+            "read_timeout": 10,
+        }
         connector = AzureBlobConnector({**config, **options, "account_url": _via(proxy, azurite)})
         caplog.clear()
         if side == "sync":
@@ -278,7 +283,7 @@ async def test_download_that_keeps_failing_leaves_nothing(
     """A stream that is cut every time ends in one clear network error and no partial file."""
     container.upload_blob("doomed.bin", os.urandom(300_000))
     proxy = proxy_factory(after=20_000, cuts=10_000)
-    twin = make_twin(account_url=_via(proxy, azurite), chunk_size=64 * 1024, retries=1)
+    twin = make_twin(account_url=_via(proxy, azurite), chunk_size=64 * 1024, retry={"attempts": 2})
     with pytest.raises(ConnectionFailed) as info:
         await twin.fetch("doomed.bin", tmp_path)
     assert Category.NETWORK == info.value.category
@@ -296,7 +301,7 @@ async def test_blob_replaced_mid_download_is_detected(
         container.upload_blob("moving.bin", os.urandom(500_000), overwrite=True)
 
     proxy = proxy_factory(after=100_000, cuts=1, on_cut=replace)
-    twin = make_twin(account_url=_via(proxy, azurite), chunk_size=64 * 1024, retries=3)
+    twin = make_twin(account_url=_via(proxy, azurite), chunk_size=64 * 1024, retry={"attempts": 4})
     with pytest.raises(IntegrityError) as info:
         await twin.fetch("moving.bin", tmp_path)
     assert "changed" in info.value.message

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from headwater import ConnectionFailed, IntegrityError
+from headwater.toolkit import RetryPolicy
 from headwater_azure_blob import AzureBlobConnector
 from headwater_azure_blob import _flows as flows
 from headwater_azure_blob._plan import FetchPlan, WritePlan
@@ -65,7 +66,9 @@ def test_fetch_flow_resumes_a_cut_range_the_same_way_on_both_sides(tmp_path: Pat
         target = tmp_path / side
         with target.open("w+b") as handle:
             sink = DownloadSink(handle, len(data), checksum=True)
-            plan = FetchPlan("b.bin", len(data), "etag", md5, retries=3, backoff=0.0)
+            plan = FetchPlan(
+                "b.bin", len(data), "etag", md5, RetryPolicy(attempts=4, initial=0, jitter=0)
+            )
             flow = flows.fetch(plan, sink, target, concurrency=1, errors=_no_translation)
             if side == "sync":
                 result = flows.drive(flow, blob.perform)
@@ -94,7 +97,9 @@ def test_fetch_flow_gives_up_without_progress_on_both_sides(tmp_path: Path) -> N
     for side in ("sync", "async"):
         with (tmp_path / side).open("w+b") as handle:
             sink = DownloadSink(handle, 10, checksum=False)
-            plan = FetchPlan("x.bin", 10, "etag", None, retries=2, backoff=0.0)
+            plan = FetchPlan(
+                "x.bin", 10, "etag", None, RetryPolicy(attempts=3, initial=0, jitter=0)
+            )
             flow = flows.fetch(plan, sink, tmp_path / side, concurrency=1, errors=_no_translation)
             if side == "sync":
                 with pytest.raises(ConnectionFailed) as info:

@@ -22,6 +22,7 @@ from headwater import (
     Registry,
     Secret,
 )
+from headwater.toolkit import RetryPolicy
 from headwater_azure_blob import AzureBlobConfig, AzureBlobConnector, hooks
 from headwater_azure_blob._config import config_from_url
 from headwater_azure_blob._errors import scrub, translate
@@ -150,7 +151,7 @@ def test_prefix_normalised():
 def test_literal_secrets_masked_references_kept():
     """repr and sanitized() mask a literal key and keep a reference as written."""
     connector = AzureBlobConnector(
-        {"container": "data", "account_url": AZ, "account_key": KEY, "retries": 1}
+        {"container": "data", "account_url": AZ, "account_key": KEY, "retry": {"attempts": 2}}
     )
     assert KEY not in repr(connector)
     assert KEY not in str(connector.config.model_dump())
@@ -885,7 +886,8 @@ class _Props:
 
 def test_fetch_plan_retry_budget():
     """Failures without progress use up the budget; progress resets it; others raise."""
-    plan = FetchPlan.from_properties("x", _Props(bytearray(b"m")), retries=2, backoff=0.5)
+    policy = RetryPolicy(attempts=3, initial=0.5, jitter=0)
+    plan = FetchPlan.from_properties("x", _Props(bytearray(b"m")), policy=policy)
     assert ('"0x1"', b"m") == (plan.etag, plan.md5)
     cut = ConnectionFailed("cut")
     assert [0.5, 1.0, 0.5, 1.0] == [

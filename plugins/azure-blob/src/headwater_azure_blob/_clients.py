@@ -8,7 +8,6 @@ importing the connector costs nothing.
 from __future__ import annotations
 
 import contextlib
-import random
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
@@ -62,28 +61,10 @@ def client_options(config: AzureBlobConfig, *, aio: bool) -> dict[str, Any]:
 
 
 def _retry_policy(config: AzureBlobConfig, *, aio: bool) -> Any:
-    if aio:
-        from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
+    """The SDK's retry policy, built from the config's ``retry`` settings (see `_sdk_retry`)."""
+    from headwater_azure_blob._sdk_retry import sdk_retry_policy
 
-        base: type[Any] = AsyncExponentialRetry
-    else:
-        from azure.storage.blob import ExponentialRetry
-
-        base = ExponentialRetry
-    backoff = _backoff(config.retry_backoff)
-    policy_class = type("HeadwaterRetry", (base,), {"get_backoff_time": backoff})
-    return policy_class(retry_total=config.retries, initial_backoff=0, increment_base=2)
-
-
-def _backoff(initial: float) -> Callable[[Any, dict[str, Any]], float]:
-    # The SDK's ExponentialRetry waits initial + 3**n (15 s first by default): far too slow
-    # for a CLI. Ours: initial * 2**n with +-25% jitter, capped at 30 s.
-    def get_backoff_time(self: Any, settings: dict[str, Any]) -> float:
-        count = int(settings.get("count", 0))
-        delay = min(initial * 2.0**count, 30.0)
-        return delay * random.uniform(0.75, 1.25)  # noqa: S311  spreads load; not crypto
-
-    return get_backoff_time
+    return sdk_retry_policy(config.retry.policy(), aio=aio)
 
 
 def build_sync_service(config: AzureBlobConfig, secret: Callable[[str], str]) -> BlobServiceClient:

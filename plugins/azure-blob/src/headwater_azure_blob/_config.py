@@ -15,13 +15,15 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from headwater import ConfigError, ConnectorConfig, Secret
+from headwater.toolkit import BreakerSettings, RetrySettings
 
 #: Auth fields, exactly one of which must be set.
 AUTH_FIELDS: Final = ("connection_string", "account_key", "sas_token", "identity")
@@ -41,6 +43,33 @@ _SAS_TOKEN_ENV: Final = "AZURE_STORAGE_SAS_TOKEN"  # noqa: S105  an environment 
 IdentityKind = Literal["default", "managed_identity", "client_secret", "azure_cli"]
 
 MiB: Final = 1024 * 1024
+
+
+class BlobRetrySettings(RetrySettings):
+    """
+    The shared retry settings with the blob connector's defaults: four tries per request,
+    and a jitter of a quarter second. They drive the SDK's retries of each request and the
+    resumes of an interrupted download.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="RetrySettings")
+
+    attempts: int = Field(
+        default=4,
+        ge=1,
+        description="Tries per call, the first included; also how many times in a row an "
+        "interrupted download is resumed without progress.",
+    )
+    jitter: float = Field(
+        default=0.25, ge=0, description="Random extra back-off, up to this many seconds."
+    )
+
+
+#: Fields of earlier releases, what replaced them, and how their value maps.
+_RENAMED: Final = {
+    "retries": ("retry.attempts", "attempts"),
+    "retry_backoff": ("retry.initial", "initial"),
+}
 
 
 class AzureBlobConfig(ConnectorConfig):
@@ -129,15 +158,17 @@ class AzureBlobConfig(ConnectorConfig):
     read_timeout: float = Field(
         default=60.0, gt=0, description="Seconds to wait for data on an open connection."
     )
-    retries: int = Field(
-        default=3,
-        ge=0,
-        le=20,
-        description="Retries of a failed request, and resumes of an interrupted download "
-        "that made no progress since the last one.",
+    retry: BlobRetrySettings = Field(
+        default_factory=BlobRetrySettings,
+        description="Retries of every request (the Azure SDK's retry policy is built from "
+        "these), and resumes of an interrupted download that made no progress since the "
+        "last one (progress starts the count again).",
     )
-    retry_backoff: float = Field(
-        default=0.5, ge=0, le=60, description="First retry delay in seconds (then exponential)."
+    breaker: BreakerSettings = Field(
+        default_factory=BreakerSettings,
+        description="Circuit breaker of the account's blob endpoint, shared in the process: "
+        "after this many requests in a row fail transiently (SDK retries spent), requests "
+        "fail at once until the reset timeout has passed.",
     )
     api_version: str | None = Field(
         default=None,
@@ -167,6 +198,42 @@ class AzureBlobConfig(ConnectorConfig):
         "string). The default, the empty field, is PostgreSQL's CSV convention: NULL is an "
         'empty field, the empty string is "".',
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_retry_fields(cls, data: Any) -> Any:
+        """
+        ``retries`` and ``retry_backoff`` (before 1.x's shared ``retry`` settings) are
+        read as ``retry.attempts = retries + 1`` and ``retry.initial = retry_backoff``,
+        with a `DeprecationWarning` naming the new field.
+        """
+        if not isinstance(data, Mapping) or not any(name in data for name in _RENAMED):
+            return data
+        data = dict(data)
+        given = data.get("retry")
+        if isinstance(given, BaseModel):
+            retry = given.model_dump(exclude_unset=True)
+        elif isinstance(given, Mapping):
+            retry = dict(given)
+        elif given is None:
+            retry = {}
+        else:
+            return data  # not a mapping: the field's own validation reports it
+        for old, (new, key) in _RENAMED.items():
+            if old not in data:
+                continue
+            value = data.pop(old)
+            if key in retry:
+                raise ValueError(f"give {new} only: {old} is its deprecated form")
+            retry[key] = _renamed_value(old, value)
+            warnings.warn(
+                f"azure-blob: the config field {old!r} is deprecated; use {new!r} instead"
+                + (" (= retries + 1: the first try counts)" if old == "retries" else ""),
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        data["retry"] = retry
+        return data
 
     @field_validator("container")
     @classmethod
@@ -281,6 +348,20 @@ class AzureBlobConfig(ConnectorConfig):
         if self.account_url is None:
             return None
         return account_from_url(self.account_url)
+
+
+def _renamed_value(old: str, value: Any) -> float:
+    """The ``retry`` value of deprecated field ``old`` (``retries`` counts retries only)."""
+    number: float
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(value) if old == "retries" else float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{old} must be a number (it is deprecated: see retry)") from None
+    if number < 0:
+        raise ValueError(f"{old} must be >= 0 (it is deprecated: see retry)")
+    return number + 1 if old == "retries" else number
 
 
 def account_from_url(url: str) -> str | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import errno
 import functools
 import io
@@ -35,6 +36,7 @@ import threading
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
+    Callable,
     Generator,
     Iterable,
     Iterator,
@@ -66,7 +68,7 @@ from headwater_azure_blob._clients import (
     endpoint_for_display,
 )
 from headwater_azure_blob._config import AzureBlobConfig, config_from_url
-from headwater_azure_blob._errors import translate, translated
+from headwater_azure_blob._errors import broke_mid_body, translate, translated
 from headwater_azure_blob._flows import (
     END,
     PULL,
@@ -101,10 +103,10 @@ from headwater_azure_blob._plan import (
     state_in,
 )
 from headwater_azure_blob._records import BlobReading, CsvHeaderProbe, RecordWriting
-from headwater_azure_blob._transfer import DownloadSink
+from headwater_azure_blob._transfer import DownloadSink, Positioned
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+    from azure.storage.blob import BlobServiceClient, ContainerClient
     from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
     from azure.storage.blob.aio import ContainerClient as AsyncContainerClient
 
@@ -146,6 +148,8 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         self._aio_container: AsyncContainerClient | None = None
         self._aio_guard: asyncio.Task[None] | None = None
         self._aio_loop: asyncio.AbstractEventLoop | None = None
+        #: The account's blob endpoint (no query): the key of its circuit breaker.
+        self._endpoint = self.config.endpoint or ""
         #: What `written_state` saw, by (stream, key): a continuing write requires it.
         self._seen: dict[tuple[str, str], Seen] = {}
         # In a fork's child the clients are dropped (see headwater.toolkit.forget_after_fork).
@@ -181,7 +185,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             if self._sync_container is None:
                 with translated(self.config.auth_field, "connect"):
                     service = build_sync_service(self.config, self.secret)
-                self._sync = service
+                self._sync, self._endpoint = service, endpoint_for_display(service.url)
                 self._sync_container = service.get_container_client(self.config.container)
             return self._sync_container
 
@@ -196,6 +200,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             with translated(self.config.auth_field, "connect"):
                 service, credential = build_async_service(self.config, self.secret)
             self._aio, self._aio_loop = service, loop
+            self._endpoint = endpoint_for_display(service.url)
             self._aio_container = service.get_container_client(self.config.container)
             self._aio_guard = loop.create_task(
                 _close_when_cancelled(service, credential), name="headwater-azure-blob-aio"
@@ -298,7 +303,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         return self._check_message(container.url)
 
     def _check(self) -> Flow[None]:
-        quick = min(self.config.retries, 1)
+        quick = min(self.config.retry.attempts - 1, 1)
         try:
             with self._errors("check"):
                 yield remote(None, "get_container_properties", retry_total=quick)
@@ -378,16 +383,18 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
 
     def metadata(self, item: str) -> dict[str, Any]:
         """Properties and user metadata of blob ``item``."""
-        blob = self._container().get_blob_client(self._full(clean_relative(item)))
-        with self._errors(f"metadata {item!r}"):
-            return self._properties(item, blob.get_blob_properties())
+        return drive(self._metadata(item), self._sender())
 
     async def ametadata(self, item: str) -> dict[str, Any]:
         """Async twin of `metadata`."""
-        container = await self._acontainer()
-        blob = container.get_blob_client(self._full(clean_relative(item)))
+        send = functools.partial(self._asend, await self._acontainer())
+        return await adrive(self._metadata(item), send)
+
+    def _metadata(self, item: str) -> Flow[dict[str, Any]]:
+        name = clean_relative(item)
         with self._errors(f"metadata {item!r}"):
-            return self._properties(item, await blob.get_blob_properties())
+            props = yield remote(name, "get_blob_properties")
+        return self._properties(item, props)
 
     @staticmethod
     def _properties(item: str, props: Any) -> dict[str, Any]:
@@ -474,9 +481,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
     def _fetch_plan(self, item: str) -> Flow[FetchPlan]:
         with self._errors(f"fetch {item!r}"):
             props = yield remote(item, "get_blob_properties")
-        return FetchPlan.from_properties(
-            item, props, retries=self.config.retries, backoff=self.config.retry_backoff
-        )
+        return FetchPlan.from_properties(item, props, policy=self.config.retry.policy())
 
     def _fetch(self, plan: FetchPlan, sink: DownloadSink, target: Path) -> Flow[FetchResult]:
         concurrency = self.config.max_concurrency
@@ -560,8 +565,8 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         self, plan: ReadPlan, ref: BlobRef, start: Start, size: int
     ) -> Iterator[Batch]:
         rows = plan.rows
-        blob = self._container().get_blob_client(self._full(ref.name))
-        for record_batch, position in _parquet_batches(blob, ref, start.row, size, self._errors):
+        handle = _RangeReader(ref, self._sender())
+        for record_batch, position in _parquet_batches(handle, ref, start.row, size, self._errors):
             rows += record_batch.num_rows
             state: State = {
                 "stream": plan.stream,
@@ -604,14 +609,6 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         self,
         stream: str,
         batches: Iterable[Batch | builtins.list[dict[str, Any]]],
-        *,
-        overwrite: bool | str = False,
-        mode: Literal["create", "overwrite"] | None = None,
-        format: str | None = None,
-        content_type: str | None = None,
-        metadata: dict[str, str] | None = None,
-        state_key: str | None = None,
-        state: State | None = None,
         **options: Any,
     ) -> WriteResult:
         """
@@ -620,9 +617,11 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         through a block upload: memory stays at about ``block_size * (max_concurrency +
         1)`` (plus one row group for Parquet), and the blob appears only when complete.
 
+        Options (`WriteOptions`): ``overwrite`` / ``mode`` (``"create"`` or
+        ``"overwrite"``), ``format``, ``content_type``, ``metadata``, ``state_key`` and
+        ``state``; CSV ``columns``; Parquet ``compression_codec`` and ``row_group_size``.
         An existing blob is refused (`AlreadyExists`) unless ``overwrite=True`` (or
-        ``mode='overwrite'``). Content type and Content-MD5 are set. Options: CSV
-        ``columns``; Parquet ``compression_codec`` and ``row_group_size``.
+        ``mode='overwrite'``). Content type and Content-MD5 are set.
 
         With ``state_key`` and ``state`` (what `headwater.copy` passes), ``state`` is
         stored in the blob's metadata by the same commit, as it is when the last batch has
@@ -630,9 +629,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         its records stay and the new ones follow (see `WritePlan`). A continuation given
         no batch at all leaves the blob as it is.
         """
-        found, extra = _write_format(stream, format, options)
-        plan = self._write_plan(stream, found, overwrite, mode, content_type, metadata)
-        flow = self._write(found, extra, plan, state_key, state, stream_bodies=False)
+        flow = self._write_flow(stream, options, stream_bodies=False)
         return self._put(self._container(), flow, batches)
 
     async def awrite(
@@ -640,24 +637,31 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         stream: str,
         batches: Iterable[Batch | builtins.list[dict[str, Any]]]
         | AsyncIterable[Batch | builtins.list[dict[str, Any]]],
-        *,
-        overwrite: bool | str = False,
-        mode: Literal["create", "overwrite"] | None = None,
-        format: str | None = None,
-        content_type: str | None = None,
-        metadata: dict[str, str] | None = None,
-        state_key: str | None = None,
-        state: State | None = None,
         **options: Any,
     ) -> WriteResult:
         """
         Async twin of `write`; ``batches`` may be a sync or an async iterable. Parquet and
         compressed output are encoded in a worker thread.
         """
-        found, extra = _write_format(stream, format, options)
-        plan = self._write_plan(stream, found, overwrite, mode, content_type, metadata)
-        flow = self._write(found, extra, plan, state_key, state, stream_bodies=True)
+        flow = self._write_flow(stream, options, stream_bodies=True)
         return await self._aput(await self._acontainer(), flow, _aiter_of(batches))
+
+    def _write_flow(
+        self, stream: str, options: dict[str, Any], *, stream_bodies: bool
+    ) -> Flow[WriteResult]:
+        """The flow of a write; its options are checked now, before any request."""
+        given = _take(WriteOptions, options)
+        found, extra = _write_format(stream, given.format, options)
+        plan = WritePlan(
+            stream,
+            given.content_type or content_type_for(found),
+            given.metadata,
+            _overwrite(given.overwrite, given.mode),
+            checked=True,
+        )
+        return self._write(
+            found, extra, plan, given.state_key, given.state, stream_bodies=stream_bodies
+        )
 
     def _write(
         self,
@@ -714,26 +718,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
 
     def _old_rows(self, ref: BlobRef) -> Generator[Any, None, None]:
         """The record batches of the Parquet blob a write rewrites (blocking, sync client)."""
-        blob = self._container().get_blob_client(self._full(ref.name))
+        handle = _RangeReader(ref, self._sender())
         size = self.config.batch_size
-        return (b for b, _ in _parquet_batches(blob, ref, 0, size, self._errors))
-
-    def _write_plan(
-        self,
-        stream: str,
-        found: FileFormat,
-        overwrite: bool | str,
-        mode: str | None,
-        content_type: str | None,
-        metadata: dict[str, str] | None,
-    ) -> WritePlan:
-        return WritePlan(
-            stream,
-            content_type or content_type_for(found),
-            metadata,
-            _overwrite(overwrite, mode),
-            checked=True,
-        )
+        return (b for b, _ in _parquet_batches(handle, ref, 0, size, self._errors))
 
     def _with_state(
         self, plan: WritePlan, props: Any | None, state_key: str | None, state: State | None
@@ -819,58 +806,42 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
     # --- upload ----------------------------------------------------------------------------
 
     def upload(
-        self,
-        blob: str,
-        source: Source,
-        *,
-        overwrite: bool = False,
-        content_type: str | None = None,
-        metadata: dict[str, str] | None = None,
-        checksum: bool = True,
+        self, item: str, source: Source, *, overwrite: bool = False, **options: Any
     ) -> UploadResult:
         """
-        Upload a local file (path) or a binary stream to blob ``blob`` with a block
+        Upload a local file (path) or a binary stream to blob ``item`` with a block
         upload at ``max_concurrency``; the blob appears only when complete. Its
         Content-MD5 is computed on the way and set, unless ``checksum=False`` (hashing is
         CPU work: skip it only for data verified otherwise).
 
+        Options (`UploadOptions`): ``overwrite``, ``content_type``, ``metadata``,
+        ``checksum``.
+
         Raises:
             AlreadyExists: the blob exists and ``overwrite`` is false.
         """
-        options = (overwrite, content_type, metadata, checksum)
-        with self._file_upload(blob, source, *options, stream_bodies=False) as flow:
+        options["overwrite"] = overwrite
+        with self._file_upload(item, source, options, stream_bodies=False) as flow:
             return self._put(self._container(), flow)
 
     async def aupload(
-        self,
-        blob: str,
-        source: Source,
-        *,
-        overwrite: bool = False,
-        content_type: str | None = None,
-        metadata: dict[str, str] | None = None,
-        checksum: bool = True,
+        self, item: str, source: Source, *, overwrite: bool = False, **options: Any
     ) -> UploadResult:
         """Async twin of `upload` (file reads run in a worker thread)."""
-        options = (overwrite, content_type, metadata, checksum)
-        with self._file_upload(blob, source, *options, stream_bodies=True) as flow:
+        options["overwrite"] = overwrite
+        with self._file_upload(item, source, options, stream_bodies=True) as flow:
             return await self._aput(await self._acontainer(), flow)
 
     @contextlib.contextmanager
     def _file_upload(
-        self,
-        blob: str,
-        source: Source,
-        overwrite: bool,
-        content_type: str | None,
-        metadata: dict[str, str] | None,
-        checksum: bool,
-        *,
-        stream_bodies: bool,
+        self, blob: str, source: Source, options: dict[str, Any], *, stream_bodies: bool
     ) -> Iterator[Flow[UploadResult]]:
         """The flow of `upload`, reading ``source`` a block at a time (file reads: `Call`)."""
+        given = _take(UploadOptions, options)
+        _no_options("upload", options)
         clean_relative(blob, "blob")
-        plan = WritePlan(blob, content_type or _guess_type(blob), metadata, overwrite, checksum)
+        content_type = given.content_type or _guess_type(blob)
+        plan = WritePlan(blob, content_type, given.metadata, given.overwrite, given.checksum)
         with _open_source(source) as handle:
             read = functools.partial(handle.read, self.config.block_size)
             yield flows.upload(self._upload(plan, stream_bodies=stream_bodies), read)
@@ -911,25 +882,52 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
     # --- performing the steps of a flow (see `flows`) -------------------------------------
 
     def _send(self, container: ContainerClient, step: Remote | ListPage) -> Any:
-        """Perform a `Remote` or `ListPage` step with the sync client."""
-        if isinstance(step, ListPage):
-            pager = self._pages(container, step)
-            return self._named(next(pager)), pager.continuation_token
-        result: Any = self._client(container, step)
-        for method, args, kwargs in step.calls:
-            result = getattr(result, method)(*args, **kwargs)
-        return result
+        """Perform a `Remote` or `ListPage` step with the sync client, through the breaker."""
+        with self._guarded():
+            if isinstance(step, ListPage):
+                pager = self._pages(container, step)
+                return self._named(next(pager)), pager.continuation_token
+            result: Any = self._client(container, step)
+            for method, args, kwargs in step.calls:
+                result = getattr(result, method)(*args, **kwargs)
+            return result
 
     async def _asend(self, container: AsyncContainerClient, step: Remote | ListPage) -> Any:
         """Perform a `Remote` or `ListPage` step with the aio client (each call awaited)."""
-        if isinstance(step, ListPage):
-            pager = self._pages(container, step)
-            entries = [entry async for entry in await anext(pager)]
-            return self._named(entries), pager.continuation_token
-        target: Any = self._client(container, step)
-        for method, args, kwargs in step.calls:
-            target = await getattr(target, method)(*args, **kwargs)
-        return target
+        with self._guarded():
+            if isinstance(step, ListPage):
+                pager = self._pages(container, step)
+                entries = [entry async for entry in await anext(pager)]
+                return self._named(entries), pager.continuation_token
+            target: Any = self._client(container, step)
+            for method, args, kwargs in step.calls:
+                target = await getattr(target, method)(*args, **kwargs)
+            return target
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """
+        One step through the circuit breaker of the account's blob endpoint (config
+        ``breaker``, shared process-wide): refused at once with `CircuitOpen` while it is
+        open. A transient failure, what is left once the SDK's retries are spent, counts
+        against it; any other outcome shows the service answering: a 404, and a body cut
+        off after the response began (the fetch flow resumes it, and keeps going as long
+        as it advances).
+        """
+        breaker = self.config.breaker.breaker(self._endpoint)
+        breaker.before_call()
+        try:
+            yield
+        except Exception as exc:
+            if broke_mid_body(exc):
+                breaker.record_success()
+            else:
+                breaker.record_failure(self.translate_error(exc))
+            raise
+        except BaseException as exc:  # a cancellation: it only frees a half-open trial
+            breaker.record_failure(exc)
+            raise
+        breaker.record_success()
 
     def _client(self, container: Any, step: Remote) -> Any:
         return container if step.blob is None else container.get_blob_client(self._full(step.blob))
@@ -955,47 +953,77 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
 # --- helpers ----------------------------------------------------------------------------
 
 
-class _RangeReader(io.RawIOBase):
-    """A seekable read-only file over one blob version: each read is a ranged GET."""
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class WriteOptions:
+    """The options of `AzureBlobConnector.write` that are not the format's."""
 
-    def __init__(self, blob: BlobClient, size: int, etag: str) -> None:
+    #: Replace an existing blob (``True``, or ``"true"`` from a command line).
+    overwrite: bool | str = False
+    #: ``"create"`` (refuse an existing blob) or ``"overwrite"``; wins over ``overwrite``.
+    mode: Literal["create", "overwrite"] | None = None
+    #: The record format, when the suffix does not say it.
+    format: str | None = None
+    content_type: str | None = None
+    #: The blob's user metadata.
+    metadata: dict[str, str] | None = None
+    #: With ``state``: the key the state is committed under (see `WritePlan`).
+    state_key: str | None = None
+    state: State | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class UploadOptions:
+    """The options of `AzureBlobConnector.upload`."""
+
+    #: Replace an existing blob.
+    overwrite: bool = False
+    #: Guessed from the name when not given.
+    content_type: str | None = None
+    #: The blob's user metadata.
+    metadata: dict[str, str] | None = None
+    #: Compute and set the Content-MD5.
+    checksum: bool = True
+
+
+Options = TypeVar("Options", WriteOptions, UploadOptions)
+
+
+def _take(kind: type[Options], options: dict[str, Any]) -> Options:
+    """The ``kind`` options taken out of ``options`` (what is left stays there)."""
+    names = [field.name for field in dataclasses.fields(kind)]
+    return kind(**{name: options.pop(name) for name in names if name in options})
+
+
+class _RangeReader(Positioned, io.RawIOBase):
+    """
+    A seekable read-only file over one blob version (``ref``, its etag pinned): each read
+    is the flow of one ranged GET (`flows.range_at`) performed by ``perform`` (the sync
+    `_send`, so through the endpoint's breaker like every request).
+    """
+
+    def __init__(self, ref: BlobRef, perform: Callable[[Any], Any]) -> None:
         super().__init__()
-        self._blob = blob
-        self._size = size
-        self._etag = etag
+        self._ref = ref
+        self._perform = perform
+        self.size = ref.size
         self._position = 0
 
     def readable(self) -> bool:
         return True
 
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        length = min(len(view), self._size - self._position)
+        length = min(len(view), self.size - self._position)
         if length <= 0:
             return 0
-        data = self._blob.download_blob(
-            offset=self._position,
-            length=length,
-            **flows.pinned(self._etag),
-        ).readall()
+        data = drive(flows.range_at(self._ref, self._position, length), self._perform)
         view[: len(data)] = data
         self._position += len(data)
         return len(data)
 
 
 def _parquet_batches(
-    blob: BlobClient,
+    handle: _RangeReader,
     ref: BlobRef,
     skip: int,
     size: int,
@@ -1021,7 +1049,6 @@ def _parquet_batches(
             hint="store Parquet without a Content-Encoding (it compresses its own pages)",
         )
     with errors(f"read {ref.name!r}"):
-        handle = _RangeReader(blob, ref.size, ref.etag)
         parquet = pq.ParquetFile(handle)
         groups: builtins.list[int] = []
         position = 0

@@ -105,7 +105,7 @@ def translate(
                 )
             return ConnectionFailed(
                 f"{where}the connection broke while receiving data ({type(inner).__name__})",
-                hint="the transfer is retried and resumed up to `retries` times",
+                hint="the transfer is retried and resumed up to retry.attempts times",
             )
         return ConnectionFailed(f"{where}the response could not be read: {scrub(exc.message)}")
     if isinstance(exc, az.ServiceRequestError | az.ServiceResponseError):
@@ -126,6 +126,20 @@ def translate(
     if isinstance(exc, az.AzureError):
         return ConnectorError(f"{where}{type(exc).__name__}: {scrub(exc.message)}")
     return ConnectorError(f"{where}{type(exc).__name__}: {scrub(exc)}")
+
+
+def broke_mid_body(exc: BaseException) -> bool:
+    """
+    Whether ``exc`` is a response body that broke after the service began to answer (the
+    SDK wraps such a failure in an `HttpResponseError` without a status): the endpoint
+    is alive, only this transfer was cut.
+    """
+    from azure.core.exceptions import HttpResponseError
+
+    if not isinstance(exc, HttpResponseError) or exc.status_code is not None:
+        return False
+    inner = exc.inner_exception
+    return isinstance(inner, BaseException) and not isinstance(inner, HttpResponseError)
 
 
 def _http_error(exc: object, where: str, auth_field: str) -> HeadwaterError:

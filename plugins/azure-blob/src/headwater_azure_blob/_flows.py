@@ -393,9 +393,12 @@ def pinned(etag: str) -> dict[str, Any]:
     }
 
 
-def range_at(ref: BlobRef, offset: int) -> Flow[bytes]:
-    """One pinned ranged GET of blob ``ref`` at ``offset``: its bytes (never empty)."""
-    length = min(READ_CHUNK, ref.size - offset)
+def range_at(ref: BlobRef, offset: int, length: int = READ_CHUNK) -> Flow[bytes]:
+    """
+    One pinned ranged GET of blob ``ref``: up to ``length`` bytes at ``offset`` (never
+    empty).
+    """
+    length = min(length, ref.size - offset)
     data: bytes = yield remote(
         ref.name, "download_blob", offset=offset, length=length, **pinned(ref.etag)
     ).then("readall")

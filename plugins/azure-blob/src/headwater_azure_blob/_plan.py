@@ -11,7 +11,7 @@ import base64
 import binascii
 import dataclasses
 import json
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from headwater import (
     AlreadyExists,
@@ -33,6 +33,9 @@ from headwater_azure_blob._names import (
     normalize_etag,
     require_format,
 )
+
+if TYPE_CHECKING:
+    from headwater.toolkit import RetryPolicy
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -176,20 +179,20 @@ class ReadPlan:
 
 @dataclasses.dataclass(slots=True)
 class FetchPlan:
-    """The version of a blob a fetch pins, and how many failed resumes it tolerates."""
+    """
+    The version of a blob a fetch pins, and when an interrupted one resumes: as the
+    config's ``retry`` settings say (``policy``), the same rules as every request's.
+    """
 
     item: str
     size: int
     etag: str
     md5: bytes | None
-    retries: int
-    backoff: float
+    policy: RetryPolicy
     failures: int = 0
 
     @classmethod
-    def from_properties(
-        cls, item: str, properties: Any, *, retries: int, backoff: float
-    ) -> FetchPlan:
+    def from_properties(cls, item: str, properties: Any, *, policy: RetryPolicy) -> FetchPlan:
         """Read size, etag and Content-MD5 from the SDK's ``BlobProperties``."""
         md5 = properties.content_settings.content_md5
         return cls(
@@ -197,8 +200,7 @@ class FetchPlan:
             size=int(properties.size),
             etag=normalize_etag(properties.etag),
             md5=bytes(md5) if md5 else None,
-            retries=retries,
-            backoff=backoff,
+            policy=policy,
         )
 
     def after_failure(self, error: HeadwaterError, *, progressed: bool) -> float:
@@ -207,6 +209,8 @@ class FetchPlan:
 
         A failure after progress (a chunk arrived since the last one) starts the count
         again, so a long download over a flaky link keeps going as long as it advances.
+        Failures without progress are tried again up to ``policy.attempts`` tries in all,
+        each after `RetryPolicy.backoff` of its number.
 
         Raises:
             HeadwaterError: ``error`` itself when it is not retryable (a changed blob,
@@ -215,13 +219,13 @@ class FetchPlan:
         if not error.retryable:
             raise error
         self.failures = 1 if progressed else self.failures + 1
-        if self.failures > self.retries:
+        if self.failures >= self.policy.attempts:
             raise ConnectionFailed(
                 f"fetch {self.item!r}: gave up after {self.failures} interrupted attempts "
                 f"without progress; nothing was written ({error.message})",
-                hint="check the network, or raise `retries`",
+                hint="check the network, or raise retry.attempts",
             )
-        return float(min(self.backoff * 2 ** (self.failures - 1), 30.0))
+        return self.policy.backoff(self.failures)
 
     def download_options(self, max_concurrency: int) -> dict[str, Any]:
         """Keyword arguments for ``download_blob`` that pin this blob version."""

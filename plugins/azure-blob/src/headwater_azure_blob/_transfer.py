@@ -246,7 +246,28 @@ class DirectWriter:
             self._buffer = None
 
 
-class DownloadSink:
+class Positioned:
+    """
+    The seekable surface of a file-like object over ``size`` bytes (a download's target,
+    a blob read by ranges): a position that `seek` moves, never below 0.
+    """
+
+    size: int
+    _position: int
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+
+class DownloadSink(Positioned):
     """
     The stream the SDK downloads into: positional writes to ``handle``'s descriptor.
 
@@ -291,21 +312,6 @@ class DownloadSink:
 
     def writable(self) -> bool:
         return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if whence == os.SEEK_SET:
-            self._position = offset
-        elif whence == os.SEEK_CUR:
-            self._position += offset
-        else:
-            self._position = self.size + offset
-        return self._position
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         length = len(memoryview(data).cast("B"))
