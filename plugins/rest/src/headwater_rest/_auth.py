@@ -269,20 +269,16 @@ class _OAuth2(httpx.Auth):
     ) -> None:
         if token_url is None and issuer is None:
             raise ConfigError("give auth.token_url or auth.issuer", field="auth.token_url")
-        self.token_url = token_url
-        self.issuer = issuer
-        self._secret = secret
-        self.client_id = client_id
-        self._has_client_secret = has_client_secret
-        self.scope = scope
-        self.audience = audience
-        self.client_auth = client_auth
-        self._private_key = private_key
-        self.key_id = key_id
-        self.algorithm = algorithm
-        self.assertion_audience = assertion_audience
-        self.leeway = leeway
+        # Where the token comes from, and who asks for it.
+        self.token_url, self.issuer, self.client_id = token_url, issuer, client_id
+        # What it is for.
+        self.scope, self.audience = scope, audience
         self.extra_params = dict(extra_params or {})
+        # How the client proves who it is.
+        self.client_auth, self.assertion_audience = client_auth, assertion_audience
+        self.key_id, self.algorithm, self._private_key = key_id, algorithm, private_key
+        self._secret, self._has_client_secret = secret, has_client_secret
+        self.leeway = leeway
         self._cache = cache or TokenCache()
         self._clock = clock
         self._transport = TokenTransport()

@@ -33,6 +33,7 @@ from headwater import ConfigError
 from headwater.toolkit import BreakerSettings, ConnectorConfig, CredentialResolver, Secret
 from headwater.toolkit import RetrySettings as CoreRetrySettings
 from headwater.toolkit import is_credential_name as _core_is_credential_name
+from headwater_rest.hooks import AUTH_SCHEMES
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -391,14 +392,8 @@ class PluginAuth(BaseModel):
         return shown
 
 
-BUILTIN_AUTH_TYPES = (
-    "none",
-    "bearer",
-    "api_key",
-    "basic",
-    "oauth2_client_credentials",
-    "oauth2_refresh_token",
-)
+#: The auth types this plugin provides (named once, in the light ``hooks`` module).
+BUILTIN_AUTH_TYPES = AUTH_SCHEMES
 
 
 def _auth_tag(value: Any) -> str:
