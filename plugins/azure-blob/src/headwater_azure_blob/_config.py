@@ -203,9 +203,10 @@ class AzureBlobConfig(ConnectorConfig):
     @classmethod
     def _renamed_retry_fields(cls, data: Any) -> Any:
         """
-        ``retries`` and ``retry_backoff`` (before 1.x's shared ``retry`` settings) are
-        read as ``retry.attempts = retries + 1`` and ``retry.initial = retry_backoff``,
-        with a `DeprecationWarning` naming the new field.
+        ``retries`` and ``retry_backoff``, the fields of earlier releases, are read as
+        ``retry.attempts = retries + 1`` and ``retry.initial = retry_backoff``, with a
+        `DeprecationWarning` naming the new field; one setting given in both forms is a
+        `ConfigError`.
         """
         if not isinstance(data, Mapping) or not any(name in data for name in _RENAMED):
             return data
@@ -224,7 +225,11 @@ class AzureBlobConfig(ConnectorConfig):
                 continue
             value = data.pop(old)
             if key in retry:
-                raise ValueError(f"give {new} only: {old} is its deprecated form")
+                raise ConfigError(
+                    f"{old} and {new} are one setting given twice",
+                    field=old,
+                    hint=f"drop {old} (deprecated) and keep {new}",
+                )
             retry[key] = _renamed_value(old, value)
             warnings.warn(
                 f"azure-blob: the config field {old!r} is deprecated; use {new!r} instead"
@@ -358,9 +363,15 @@ def _renamed_value(old: str, value: Any) -> float:
             raise ValueError
         number = int(value) if old == "retries" else float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{old} must be a number (it is deprecated: see retry)") from None
+        number = -1
     if number < 0:
-        raise ValueError(f"{old} must be >= 0 (it is deprecated: see retry)")
+        new = _RENAMED[old][0]
+        raise ConfigError(
+            f"{old} must be a number >= 0",
+            field=old,
+            hint=f"{old} is deprecated: give {new} instead"
+            + (" (retries + 1)" if old == "retries" else ""),
+        )
     return number + 1 if old == "retries" else number
 
 
