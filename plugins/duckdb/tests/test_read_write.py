@@ -462,3 +462,83 @@ def test_cursor_field_skips_null_cursors_whatever_the_key_order(duck):
     duck.write("c", [rows], create=True, primary_key="id")
     for options in ({"cursor_field": "at"}, {"cursor_field": "at", "key": ["id", "at"]}):
         assert [0, 2, 4] == [r["id"] for r in _rows(duck, "c", **options)]
+
+
+# --- Arrow batches of one schema: one statement --------------------------------------------------
+
+
+def _counting_inserts(monkeypatch) -> list[str]:
+    """The INSERT statements of writes (the state's own excluded)."""
+    from headwater_duckdb import _write
+
+    statements: list[str] = []
+    original = _write.run
+
+    def run(cur, statement, *args):
+        if statement.startswith("INSERT INTO") and "headwater_state" not in statement:
+            statements.append(statement)
+        return original(cur, statement, *args)
+
+    monkeypatch.setattr(_write, "run", run)
+    return statements
+
+
+def _arrow_batches(count: int, rows: int = 100, start: int = 0) -> list[pa.RecordBatch]:
+    return [
+        pa.record_batch(
+            {
+                "id": pa.array(range(start + i * rows, start + (i + 1) * rows), pa.int64()),
+                "v": pa.array([f"v{n}" for n in range(rows)], pa.string()),
+            }
+        )
+        for i in range(count)
+    ]
+
+
+def test_arrow_batches_of_one_schema_go_through_one_insert(duck, monkeypatch):
+    """50 batches: one INSERT scanning them as a stream; a schema change starts another."""
+    inserts = _counting_inserts(monkeypatch)
+    batches = _arrow_batches(50)
+    duck.write("s", batches, create=True, primary_key="id")
+    assert 1 == len(inserts)
+    wider = [
+        b.cast(pa.schema({"id": pa.int32(), "v": pa.string()}))
+        for b in _arrow_batches(3, start=5_000)
+    ]
+    result = duck.write(
+        "s", [*_arrow_batches(2, start=9_000), *wider, *_arrow_batches(2, start=7_000)]
+    )
+    assert 3 == len(inserts) - 1
+    assert 7 * 100 == result.records
+    written = (*batches, *_arrow_batches(2, start=9_000), *wider, *_arrow_batches(2, start=7_000))
+    expected = sorted((r for b in written for r in b.to_pylist()), key=lambda r: r["id"])
+    assert expected == sorted(_rows(duck, "s"), key=lambda r: r["id"])
+
+
+def test_a_failure_inside_the_stream_is_raised_as_it_is_and_nothing_is_written(duck):
+    """The source's own error after 30 streamed batches: that error, no row, no state."""
+    duck.write("f", _arrow_batches(1), create=True, primary_key="id")
+
+    def failing():
+        yield from _arrow_batches(30, start=1_000)
+        raise headwater.ConnectorError("the source went away")
+
+    with pytest.raises(headwater.ConnectorError, match="the source went away"):
+        duck.write("f", failing(), state_key="k", state={"at": 1})
+    assert 100 == len(_rows(duck, "f"))
+    assert duck.written_state("f", "k") is None
+
+
+def test_a_refused_value_inside_the_stream_names_its_column(duck):
+    """A batch prepare_arrow refuses (nanoseconds) in the middle of a stream: ConfigError naming it."""
+    first = pa.record_batch(
+        {"id": pa.array([1], pa.int64()), "d": pa.array([1_000], pa.duration("ns"))}
+    )
+    bad = pa.record_batch(
+        {"id": pa.array([2], pa.int64()), "d": pa.array([1_001], pa.duration("ns"))}
+    )
+    with pytest.raises(ConfigError, match="nanoseconds") as failure:
+        duck.write("n", [first, first, bad, first], create=True)
+    assert "d" == failure.value.field
+    with pytest.raises(NotFound):  # the table was created in the rolled-back transaction
+        _rows(duck, "n")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import itertools
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -468,8 +469,7 @@ class DuckDBConnector(Connector[DuckDBConfig]):
         elif relation.kind != "table":
             raise ConfigError(f"{relation.display} is a view; write into a table", field="stream")
         writer.before(relation)
-        for piece in (*held, *pieces):
-            writer.insert(relation, piece)
+        writer.insert_all(relation, itertools.chain(held, pieces))
         writer.store_state(relation)
         return writer.written
 

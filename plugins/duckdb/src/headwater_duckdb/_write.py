@@ -294,8 +294,25 @@ class Writer:
                 hint="add the constraint, or create the table with primary_key=[...]",
             )
 
-    def insert(self, relation: Relation, piece: Piece) -> None:
-        """Insert one batch (checked first; nothing is cast that would change)."""
+    def insert_all(self, relation: Relation, pieces: Iterable[Piece]) -> None:
+        """Insert every piece (see `insert`)."""
+        following = iter(pieces)
+        piece = next(following, None)
+        while piece is not None:
+            piece = self.insert(relation, piece, following)
+
+    def insert(
+        self, relation: Relation, piece: Piece, following: Iterator[Piece] | None = None
+    ) -> Piece | None:
+        """
+        Insert one batch (checked first; nothing is cast that would change), and with it
+        the ``following`` Arrow batches of the same schema that need no value checks:
+        those go through the same ``INSERT``, scanned as one stream (`_Run`). One
+        statement per batch would keep every batch of the transaction in memory until
+        the commit (DuckDB writes a large statement's row groups to the file as they
+        fill). Returns the next piece to insert (the first of ``following`` that did
+        not join), else None.
+        """
         spec = self.spec
         table = piece.table
         if spec.upsert_on:
@@ -335,8 +352,18 @@ class Writer:
                     if updates
                     else f" ON CONFLICT ({conflict}) DO NOTHING"
                 )
+            if following is None or checks or spec.upsert_on or piece.text or piece.from_records:
+                run(self.cur, statement)
+                self.written += table.num_rows
+                return None if following is None else next(following, None)
+            stream = _Run(piece.table, following)
+            self.unregister()
+            self.cur.register(BATCH_VIEW, stream.reader())
             run(self.cur, statement)
-            self.written += table.num_rows
+            if stream.failure is not None:
+                raise stream.failure
+            self.written += stream.rows
+            return stream.leftover
         finally:
             self.unregister()
 
@@ -431,6 +458,53 @@ def read_state(cur: duckdb.DuckDBPyConnection, relation: Relation, key: str) -> 
     if not isinstance(state, dict):
         raise ConnectorError(f"{STATE_TABLE} holds a state that is not a JSON object")
     return state
+
+
+class _Run:
+    """
+    Consecutive Arrow batches of one schema, as one ``pyarrow.RecordBatchReader`` that
+    DuckDB scans in one statement. The batches after the first are prepared
+    (`prepare_arrow`) as DuckDB pulls them; the first that does not share the schema
+    (or needs the per-batch checks) ends the run and is kept in ``leftover``. A failure
+    while pulling (the source's, or a value `prepare_arrow` refuses) ends the stream and
+    is kept in ``failure`` for the caller to raise as it is: raised inside DuckDB's
+    scan, it would come back as a DuckDB error of another type.
+    """
+
+    def __init__(self, first: Any, following: Iterator[Piece]) -> None:
+        self.first = first
+        self.following = following
+        self.schema = first.schema
+        self.rows = 0
+        self.leftover: Piece | None = None
+        self.failure: BaseException | None = None
+
+    def reader(self) -> Any:
+        import pyarrow as pa
+
+        return pa.RecordBatchReader.from_batches(self.schema, self._batches())
+
+    def _batches(self) -> Iterator[Any]:
+        yield from self._as_batches(self.first)
+        try:
+            for piece in self.following:
+                if piece.text or piece.from_records:
+                    self.leftover = piece
+                    return
+                table = prepare_arrow(piece.table)
+                if not table.schema.equals(self.schema):
+                    self.leftover = Piece(table, piece.text, piece.from_records)
+                    return
+                yield from self._as_batches(table)
+        except BaseException as exc:  # kept for the caller, see the class docstring
+            self.failure = exc
+
+    def _as_batches(self, table: Any) -> Iterator[Any]:
+        self.rows += table.num_rows
+        if hasattr(table, "to_batches"):
+            yield from table.to_batches()
+        else:
+            yield table
 
 
 def _with_sequence(table: Any) -> Any:
