@@ -11,8 +11,9 @@ Every case reads ``ORDER BY id`` (what a headwater read gives). Scenarios:
   ``pandas.read_sql`` over SQLAlchemy and psycopg, and ``headwater.to_pandas`` warm
   (libraries imported before the clock) and cold;
 * into a DuckDB table: ADBC ``fetch_record_batch()`` scanned by DuckDB into a new table
-  of a new file (baseline, the raw ceiling) and ``headwater.copy`` into
-  ``duckdb:///FILE`` (``create=True``).
+  of a new file (baseline, the raw ceiling), ``headwater.copy`` into ``duckdb:///FILE``
+  (``create=True``) warm and cold, and dlt's ``sql_table`` (pyarrow backend) run by a
+  pipeline into a DuckDB destination (the peer; goal: headwater >= 3x it).
 """
 
 from __future__ import annotations
@@ -164,9 +165,7 @@ def adbc_duckdb(dsn: str, table: str, rows: int, out: str, **_: Any) -> Done:
     return _done(rows, path)
 
 
-@imports(*_HEADWATER, "duckdb", "headwater_duckdb", "headwater_duckdb._connector")
-def headwater_copy_duckdb(dsn: str, table: str, rows: int, out: str, **_: Any) -> Done:
-    """headwater.copy(<postgres>, table, "duckdb:///FILE", "t", create=True)."""
+def _headwater_copy_duckdb(dsn: str, table: str, rows: int, out: str) -> Done:
     import headwater
     from headwater_postgres import PostgresConnector
 
@@ -177,6 +176,45 @@ def headwater_copy_duckdb(dsn: str, table: str, rows: int, out: str, **_: Any) -
         )
     _expect(rows, copied.records)
     return _done(rows, path)
+
+
+@imports(*_HEADWATER, "duckdb", "headwater_duckdb", "headwater_duckdb._connector")
+def headwater_copy_duckdb(dsn: str, table: str, rows: int, out: str, **_: Any) -> Done:
+    """headwater.copy(<postgres>, table, "duckdb:///FILE", "t", create=True), warm."""
+    return _headwater_copy_duckdb(dsn, table, rows, out)
+
+
+def headwater_copy_duckdb_cold(dsn: str, table: str, rows: int, out: str, **_: Any) -> Done:
+    """The same copy with every import on the clock (a fresh process's first use)."""
+    return _headwater_copy_duckdb(dsn, table, rows, out)
+
+
+@imports("dlt", "dlt.sources.sql_database", "pyarrow", "sqlalchemy", "psycopg", "duckdb")
+def dlt_duckdb(dsn: str, table: str, rows: int, out: str, **_: Any) -> Done:
+    """dlt's sql_table (pyarrow backend) into a DuckDB destination, one pipeline run."""
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    path = _fresh(out, "dlt")
+    schema, name = table.split(".")
+    resource = sql_table(
+        credentials=dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+        table=name, schema=schema, backend="pyarrow", chunk_size=10_000,
+    )  # fmt: skip
+    pipeline = dlt.pipeline(
+        pipeline_name=f"bench_{uuid.uuid4().hex[:8]}",
+        pipelines_dir=str(Path(out, "dlt-pipelines")),
+        destination=dlt.destinations.duckdb(str(path)),
+        dataset_name="bench",
+    )
+    pipeline.run(resource, table_name="t")
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as conn:
+        found = conn.execute("SELECT count(*) FROM bench.t").fetchone()
+    _expect(rows, found[0] if found else 0)
+    return Done(rows, cleanup=lambda: path.unlink(missing_ok=True))
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -209,7 +247,9 @@ def scenarios(quick: bool) -> list[Scenario]:
             name=f"frames: postgres {size} rows x 10 columns -> DuckDB table",
             cases=[
                 Case("ADBC batches -> DuckDB scan", f"{_HERE}:adbc_duckdb"),
-                Case("headwater.copy -> duckdb://", f"{_HERE}:headwater_copy_duckdb"),
+                Case("headwater.copy -> duckdb:// (warm)", f"{_HERE}:headwater_copy_duckdb"),
+                Case("headwater.copy -> duckdb:// (cold)", f"{_HERE}:headwater_copy_duckdb_cold"),
+                Case("dlt sql_table(pyarrow) -> duckdb", f"{_HERE}:dlt_duckdb"),
             ],
             baseline="ADBC batches -> DuckDB scan",
             setup=f"{_HERE}:setup",
