@@ -114,12 +114,10 @@ def _perform(client: httpx.Client, step: Step) -> Any:
     return step.read()  # type: ignore[union-attr]  # the one step left: a response
 
 
-async def _aperform(client: httpx.AsyncClient, step: Step) -> Any:
+async def _await_other(step: Pause | httpx.Response) -> Any:
     if step.__class__ is Pause:
         return await asyncio.sleep(step.seconds)
-    if step.__class__ is not Send:
-        return await step.aread()  # type: ignore[union-attr]  # a response
-    return await client.send(step.request, auth=step.auth, stream=step.stream)
+    return await step.aread()  # type: ignore[union-attr]  # a response
 
 
 def run(flow: Flow[T], client: httpx.Client) -> T:
@@ -135,7 +133,11 @@ async def arun(flow: Flow[T], client: httpx.AsyncClient) -> T:
     steps = Steps(flow)
     for step in steps:
         try:
-            steps.reply = await _aperform(client, step)
+            # A request is awaited right here: no coroutine of its own on the hot path.
+            if step.__class__ is Send:
+                steps.reply = await client.send(step.request, auth=step.auth, stream=step.stream)
+            else:
+                steps.reply = await _await_other(step)
         except BaseException as exc:  # thrown into the flow, which decides
             steps.error = exc
     return steps.value  # type: ignore[no-any-return]
