@@ -236,6 +236,11 @@ class Partition:
     count: int
     #: Connector-specific bounds (key range, blob prefix, page range); JSON-serializable.
     bounds: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The connector's id, set on a partition made to ship (`headwater.toolkit.partitions`).
+    connector: str | None = None
+    #: The connector's config in saved form, secrets as references only (never values),
+    #: set with ``connector``: what a worker opens its own connector from.
+    config: dict[str, Any] | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -18,6 +18,9 @@ who *write* connectors import — the first-party plugins use nothing else of co
 * files and state: `atomic_file`, `safe_destination`, `atomic_state_options`,
   `check_keyset_state`; `headwater.formats` for record formats;
 * concurrency: `iterate_in_thread`, `forget_after_fork`; `loads_json`, `is_loopback`;
+* partitions that ship to engines' workers: `partitions` (a stream's partitions, each
+  carrying the connector id and its config with secret references only),
+  `read_partition` (read one on a worker), `shipping_config`;
 * packaging: `lazy_exports`, the PEP 562 table a plugin's ``__init__`` exports through.
 
 Test suites reset process-wide state with `reset_breakers`; `headwater.testing` holds the
@@ -71,6 +74,9 @@ if TYPE_CHECKING:
     from headwater._retry import RetryPolicy as RetryPolicy
     from headwater._secrets import CredentialResolver as CredentialResolver
     from headwater._secrets import Secret as Secret
+    from headwater._shipping import partitions as partitions
+    from headwater._shipping import read_partition as read_partition
+    from headwater._shipping import shipping_config as shipping_config
     from headwater._status import error_for_status as error_for_status
     from headwater._status import is_retryable as is_retryable
     from headwater._status import parse_retry_after as parse_retry_after
@@ -119,6 +125,9 @@ _HOMES: dict[str, str] = {
     "RetryPolicy": "headwater._retry",
     "CredentialResolver": "headwater._secrets",
     "Secret": "headwater._secrets",
+    "partitions": "headwater._shipping",
+    "read_partition": "headwater._shipping",
+    "shipping_config": "headwater._shipping",
     "error_for_status": "headwater._status",
     "is_retryable": "headwater._status",
     "parse_retry_after": "headwater._status",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from headwater._connector import (
     Estimate,
     FetchResult,
     Item,
+    Partition,
     State,
     WriteResult,
 )
@@ -143,6 +145,7 @@ class FilesConnector(Connector[FilesConfig]):
             Capability.UPLOAD,
             Capability.ARROW,
             Capability.JSON_TEXT,
+            Capability.PARTITIONS,
         }
     )
 
@@ -298,6 +301,26 @@ class FilesConnector(Connector[FilesConfig]):
                     field="state",
                     hint="start again without a state",
                 )
+        yield from self._read_lines(
+            path, file_format, stream, state, offset, size, rows_before, json_text
+        )
+
+    def _read_lines(
+        self,
+        path: Path,
+        file_format: FileFormat,
+        stream: str,
+        state: State | None,
+        offset: int,
+        size: int,
+        rows_before: int,
+        json_text: frozenset[str],
+        stop: int | None = None,
+    ) -> Iterator[Batch]:
+        """
+        Records of a JSON Lines or CSV file from byte ``offset`` (decompressed) on, and
+        only up to byte ``stop`` (a record boundary) of an uncompressed file when given.
+        """
         header = None
         if file_format.fmt == "csv" and offset:
             header = (state or {}).get("header") or self._csv_header(path, file_format)
@@ -319,7 +342,9 @@ class FilesConnector(Connector[FilesConfig]):
                 handle.seek(offset)
             else:
                 skip = offset
-            chunks = iter(lambda: handle.read(_CHUNK), b"")
+            chunks: Iterable[bytes] = iter(lambda: handle.read(_CHUNK), b"")
+            if stop is not None:
+                chunks = _chunks_until(handle, stop - offset)
             decoded = decode_stream(decoder, chunks, file_format.compression, skip=skip)
             batch: builtins.list[dict[str, Any]] = []
             position = offset
@@ -366,16 +391,127 @@ class FilesConnector(Connector[FilesConfig]):
         state: State | None,
         size: int,
         rows: int,
+        start: int = 0,
+        stop: int | None = None,
     ) -> Iterator[Batch]:
-        skip = 0
+        skip = start
         if state:
             skip = _state_count(state, "row", stream, default=None)
         position = skip
         for record_batch in _arrow_batches(path, file_format, skip, size):
+            if stop is not None:
+                if position >= stop:
+                    return
+                record_batch = record_batch.slice(0, stop - position)
             position += record_batch.num_rows
             rows += record_batch.num_rows
             state_after: State = {"stream": stream, "row": position, "rows": rows}
             yield Batch(stream, record_batch, state_after)
+
+    # --- partitions -------------------------------------------------------------------------
+
+    def partitions(self, stream: str, count: int, **options: Any) -> builtins.list[Partition]:
+        """
+        Split a file into at most ``count`` partitions that together hold every record
+        once: a Parquet file into ranges of whole row groups (an Arrow file: of whole
+        record batches), an uncompressed JSON Lines or CSV file into byte ranges cut at
+        record boundaries (after the first newline at or after each cut; in CSV, one
+        outside quotes), a compressed file into one partition.
+        """
+        unknown = set(options) - {"file_format"}
+        if unknown:
+            raise ConfigError(
+                f"files: unknown partition option(s): {', '.join(sorted(unknown))} "
+                "(known: file_format)"
+            )
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError("partition count must be at least 1", field="count")
+        path = self._path(stream)
+        given = options.get("file_format")
+        file_format = self._format(path, given)
+        extra: dict[str, Any] = {"file_format": given} if given else {}
+        bounds: builtins.list[dict[str, Any]]
+        if file_format.columnar:
+            ranges = _unit_ranges(_row_units(path, file_format), count)
+            bounds = [{"rows": [lo, hi], **extra} for lo, hi in ranges]
+        elif file_format.compression is not None or not self._splittable():
+            bounds = [dict(extra)]
+        else:
+            size = path.stat().st_size
+            wanted = [size * i // count for i in range(1, count)]
+            with path.open("rb") as handle:
+                if file_format.fmt == "csv":
+                    ends = _csv_record_ends(handle, wanted, size)
+                else:
+                    ends = [_line_end(handle, offset, size) for offset in wanted]
+            cuts = sorted({0, *ends, size})
+            bounds = [{"bytes": [lo, hi], **extra} for lo, hi in itertools.pairwise(cuts)]
+            bounds = bounds or [{"bytes": [0, size], **extra}]
+        n = len(bounds)
+        return [Partition(stream, i, n, b) for i, b in enumerate(bounds)]
+
+    def _splittable(self) -> bool:
+        """Whether newlines and quotes are single bytes of their own in the file's encoding."""
+        encoding = self.config.encoding
+        return '\n"'.encode(encoding) == b'\n"'
+
+    def read_partition(
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
+    ) -> Iterator[Batch]:
+        """
+        The records of one partition from `partitions`; a batch's ``state`` resumes the
+        partition right after that batch. Options as for `read` (``json_text``).
+        """
+        unknown = set(options) - {"file_format", "json_text"}
+        if unknown:
+            raise ConfigError(
+                f"files: unknown read option(s): {', '.join(sorted(unknown))} "
+                "(known: file_format, json_text)"
+            )
+        stream, bounds = partition.stream, partition.bounds
+        fmt = bounds.get("file_format") or options.get("file_format")
+        if "rows" not in bounds and "bytes" not in bounds:
+            read_options = {**options, **({"file_format": fmt} if fmt else {})}
+            yield from self.read(stream, state, batch_size=batch_size, **read_options)
+            return
+        path = self._path(stream)
+        file_format = self._format(path, fmt)
+        if state and state.get("stream") != stream:
+            raise ConfigError(
+                f"state is not a files-connector state for stream {stream!r}", field="state"
+            )
+        rows_before = _state_count(state, "rows", stream) if state else 0
+        size = batch_size or self.config.batch_size
+        key, position_key = ("rows", "row") if "rows" in bounds else ("bytes", "offset")
+        lo, hi = bounds[key]
+        position = _state_count(state, position_key, stream, default=None) if state else lo
+        if not lo <= position <= hi:
+            raise ConfigError(
+                f"state is not a state of partition {partition.index} of {stream!r}: "
+                f"{position_key} {position} is outside [{lo}, {hi}]",
+                field="state",
+            )
+        if key == "rows":
+            yield from self._read_columnar(
+                path, file_format, stream, state, size, rows_before, start=lo, stop=hi
+            )
+            return
+        if hi > path.stat().st_size:
+            raise ConfigError(
+                f"{stream!r} is shorter than when it was partitioned (it was replaced or "
+                "truncated since)",
+                field="partition",
+                hint="make the partitions again",
+            )
+        json_text = _json_text_option(options.get("json_text"))
+        yield from self._read_lines(
+            path, file_format, stream, state, position, size, rows_before, json_text, stop=hi
+        )
 
     def fetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
         source = self._path(item)
@@ -532,6 +668,107 @@ def _arrow_batches(path: Path, file_format: FileFormat, skip: int, size: int) ->
         raise
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError(f"{path.name}: cannot read {file_format.fmt}: {exc}") from None
+
+
+def _chunks_until(handle: IO[bytes], remaining: int) -> Iterator[bytes]:
+    """The next ``remaining`` bytes of ``handle``, in chunks."""
+    while remaining > 0:
+        chunk = handle.read(min(_CHUNK, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+        yield chunk
+
+
+def _line_end(handle: IO[bytes], offset: int, size: int) -> int:
+    """The byte after the first newline at or after ``offset`` (``size`` if none)."""
+    handle.seek(offset)
+    position = offset
+    while chunk := handle.read(1 << 16):
+        found = chunk.find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += len(chunk)
+    return size
+
+
+def _csv_record_ends(
+    handle: IO[bytes], offsets: builtins.list[int], size: int
+) -> builtins.list[int]:
+    """
+    For each of ``offsets`` (ascending), the byte after the first newline at or after it
+    that is outside quotes (an even number of ``"`` before it: a doubled quote inside a
+    quoted field counts twice), or ``size``. One pass over the file from its start.
+    """
+    ends: builtins.list[int] = []
+    pending = iter(offsets)
+    target = next(pending, None)
+    base = 0
+    odd = False  # an odd number of quotes before ``base``
+    while target is not None:
+        chunk = handle.read(_CHUNK)
+        if not chunk:
+            break
+        counted, start = 0, 0
+        while target is not None:
+            start = max(target - base, start)
+            found = chunk.find(b"\n", start)
+            if found < 0:
+                break
+            odd ^= bool(chunk.count(b'"', counted, found) & 1)
+            counted = found
+            if odd:
+                start = found + 1
+                continue
+            ends.append(base + found + 1)
+            target = next(pending, None)
+        odd ^= bool(chunk.count(b'"', counted) & 1)
+        base += len(chunk)
+    while target is not None:
+        ends.append(size)
+        target = next(pending, None)
+    return ends
+
+
+def _row_units(path: Path, file_format: FileFormat) -> builtins.list[int]:
+    """Rows per row group of a Parquet file, per record batch of an Arrow file."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(
+            f"{file_format.fmt} files need pyarrow", hint="pip install 'headwater[arrow]'"
+        ) from None
+    try:
+        if file_format.fmt == "parquet":
+            metadata = pq.ParquetFile(path).metadata
+            return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        with pa.memory_map(str(path)) as mapped:
+            reader = pa.ipc.open_file(mapped)
+            return [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+    except (OSError, pa.ArrowException) as exc:
+        raise ConfigError(f"{path.name}: cannot read {file_format.fmt}: {exc}") from None
+
+
+def _unit_ranges(units: builtins.list[int], count: int) -> builtins.list[tuple[int, int]]:
+    """
+    Row ranges ``[lo, hi)`` made of whole consecutive units (row groups), at most
+    ``count``, balanced by rows; at least one (``[0, 0)`` for an empty file).
+    """
+    total = sum(units)
+    ranges: builtins.list[tuple[int, int]] = []
+    lo = seen = 0
+    step = 1
+    for rows in units:
+        seen += rows
+        if step < count and seen * count >= total * step and seen > lo:
+            ranges.append((lo, seen))
+            lo = seen
+            while step < count and seen * count >= total * step:
+                step += 1
+    if seen > lo or not ranges:
+        ranges.append((lo, seen))
+    return ranges
 
 
 def _json_text_option(value: Any) -> frozenset[str]:

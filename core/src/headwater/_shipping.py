@@ -1,0 +1,258 @@
+"""
+Partitions that ship: a stream split into `Partition` values that a worker process on
+another machine reads on its own (`headwater.dask`, or any engine that pickles tasks).
+
+A shipped partition carries the connector id and the connector's config **in saved
+form**: every `Secret` as its reference (``env:NAME``, ``file:PATH``,
+``keyring:SERVICE/USER``, or a scheme a resolver plugin registers), never a resolved
+value. Each worker resolves credentials itself, when its connector connects. A config
+whose secret is a literal or a Python callable cannot be shipped: the same rules as a
+saved source (`headwater.SourceRegistry.add`), checked by the same code.
+
+On a worker, `read_partition` opens the connector from id + config once per process and
+config (reused by every later partition of that config, closed at process exit) and
+yields its batches: Arrow record batches where the connector reads Arrow (``"arrow"`` in
+its ``read_formats``), dicts otherwise.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import inspect
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from headwater._connector import Batch, Connector, Partition, State
+from headwater._redact import get_logger
+from headwater.errors import ConfigError
+
+if TYPE_CHECKING:
+    from headwater._plugins import Registry
+    from headwater._sources import SourceRegistry
+
+__all__ = ["partitions", "read_partition", "shipping_config"]
+
+logger = get_logger("headwater.shipping")
+
+#: What to use instead of a secret that cannot ship.
+SHIP_HINT: Final = (
+    "give the secret as a reference each worker resolves itself (env:NAME, file:PATH, "
+    "keyring:SERVICE/USER, or a scheme a resolver plugin installed on the workers "
+    "registers), or read a saved source whose config holds such references"
+)
+
+#: A source as `partitions` takes it: a connector, a saved source name, or a URL.
+ShipSource = Connector[Any] | str
+
+
+def shipping_config(connector: Connector[Any]) -> dict[str, Any]:
+    """
+    ``connector``'s config in saved form (JSON-ready, defaults left out), with every
+    secret as its reference: what a partition carries to a worker.
+
+    Raises:
+        ConfigError: a secret is a literal or a callable, or its reference scheme is not
+            known here, or a value would not read back the same (naming the field).
+    """
+    from headwater._sources import SourceRegistry, _secrets_in
+    from headwater._store import MemorySourceStore
+
+    model = connector.config
+    where = f"{connector.id} config cannot be shipped to workers"
+    for path, secret in _secrets_in(model):
+        field = ".".join(str(step) for step in path)
+        # Messages name the field only: the value may be the secret itself.
+        if secret.is_callable or secret.is_literal or secret.reference is None:
+            kind = "a Python callable" if secret.is_callable else "a literal value"
+            raise ConfigError(
+                f"{where}: secret field {field!r} holds {kind}, which a worker could only "
+                "get as the secret itself",
+                field=field,
+                hint=SHIP_HINT,
+            )
+    # The checks a saved source passes (known schemes, a dump that reads back the same).
+    checker = SourceRegistry(store=MemorySourceStore(), registry=connector.registry)
+    try:
+        cls, validated = checker._validate(connector.id, dict(model))
+        stored = validated.model_dump(mode="json", exclude_defaults=True)
+        SourceRegistry._check_faithful(connector.id, cls, validated, stored)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{where}: {exc.message}", field=exc.field, hint=exc.hint or SHIP_HINT
+        ) from None
+    return stored
+
+
+def _open(
+    source: ShipSource, *, sources: SourceRegistry | None, registry: Registry | None
+) -> tuple[Connector[Any], bool]:
+    """The connector for ``source`` and whether it was opened here (and is closed here)."""
+    if isinstance(source, Connector):
+        return source, False
+    if not isinstance(source, str):
+        raise ConfigError(
+            f"a source to partition is a connector, a saved source name or a URL, not "
+            f"{type(source).__name__}",
+            field="source",
+        )
+    from headwater._copy import open_source
+
+    return open_source(source, sources=sources, registry=registry), True
+
+
+def partitions(
+    source: ShipSource,
+    stream: str,
+    n: int | None = None,
+    *,
+    sources: SourceRegistry | None = None,
+    registry: Registry | None = None,
+    **options: Any,
+) -> list[Partition]:
+    """
+    ``stream`` of ``source`` split into partitions ready to ship: each carries the
+    connector id and its config with secret references only (`shipping_config`), so a
+    worker reads it with `read_partition` and resolves credentials itself. Together they
+    hold every record of the stream once.
+
+    Args:
+        source: a connector, a saved source name, or a URL (as `headwater.open_source`).
+        stream: the stream to split.
+        n: at most this many partitions (default: the number of CPUs here).
+        sources, registry: where names and URLs are looked up (the defaults otherwise).
+        options: the connector's partition options (PostgreSQL: ``key=``).
+
+    Raises:
+        ConfigError: the config cannot ship (a literal or callable secret), or ``n < 1``.
+        NotSupported: the connector cannot split streams.
+    """
+    count = n if n is not None else max(1, os.cpu_count() or 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError("the number of partitions must be a whole number >= 1", field="n")
+    connector, owned = _open(source, sources=sources, registry=registry)
+    try:
+        config = shipping_config(connector)
+        parts = connector.partitions(stream, count, **options)
+        return [dataclasses.replace(p, connector=connector.id, config=config) for p in parts]
+    finally:
+        if owned:
+            connector.close()
+
+
+# --- the worker side -------------------------------------------------------------------------
+
+_lock = threading.Lock()
+#: (registry id, connector id, config JSON) -> the connector this process opened for it.
+_live: dict[tuple[int, str, str], Connector[Any]] = {}
+_live_pid = os.getpid()
+_at_exit = False
+
+
+def _worker_connector(partition: Partition, registry: Registry | None) -> Connector[Any]:
+    """The connector for a shipped partition: one per process, registry and config."""
+    global _live_pid, _at_exit
+    if partition.connector is None or partition.config is None:
+        raise ConfigError(
+            f"partition {partition.index} of {partition.stream!r} carries no connector "
+            "and config: it was not made to ship",
+            field="partition",
+            hint="make partitions with headwater.toolkit.partitions(source, stream, n)",
+        )
+    if registry is None:
+        from headwater._plugins import get_registry
+
+        registry = get_registry()
+    key = (id(registry), partition.connector, json.dumps(partition.config, sort_keys=True))
+    with _lock:
+        if _live_pid != os.getpid():
+            # A forked child: the parent's connectors hold the parent's connections;
+            # drop them (unclosed, they are the parent's) and open our own.
+            _live.clear()
+            _live_pid = os.getpid()
+        live = _live.get(key)
+        if live is None or live.closed:
+            live = registry.connect(partition.connector, partition.config)
+            _live[key] = live
+            if not _at_exit:
+                atexit.register(close_shipped)
+                _at_exit = True
+        return live
+
+
+def close_shipped() -> None:
+    """Close the connectors `read_partition` opened in this process (runs at exit)."""
+    with _lock:
+        opened = list(_live.values()) if _live_pid == os.getpid() else []
+        _live.clear()
+    for connector in opened:
+        try:
+            connector.close()
+        except Exception as exc:  # at exit: one failing close must not stop the others
+            logger.debug("closing a shipped %s connector failed: %s", connector.id, exc)
+
+
+def _takes_options(connector: Connector[Any]) -> bool:
+    """Whether the connector's ``read_partition`` accepts read options (``format=``)."""
+    parameters = inspect.signature(connector.read_partition).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def read_partition(
+    partition: Partition,
+    *,
+    state: State | None = None,
+    batch_size: int | None = None,
+    registry: Registry | None = None,
+    **read_options: Any,
+) -> Iterator[Batch]:
+    """
+    The batches of a shipped partition (from `partitions`), read where this runs: the
+    connector is opened from the partition's id and config (once per process and
+    config; closed at exit) and resolves its credentials here.
+
+    Batches are Arrow record batches where the connector reads Arrow (``"arrow"`` in its
+    ``read_formats``; ``format="dicts"`` asks for dicts), dicts otherwise. Pass a batch's
+    ``state`` back to resume the partition right after that batch.
+
+    Raises:
+        CredentialError: a secret reference cannot be resolved here (naming it).
+    """
+    connector = _worker_connector(partition, registry)
+    options = dict(read_options)
+    arrow = "format" not in options and "arrow" in connector.read_formats
+    if arrow:
+        options["format"] = "arrow"
+    if options.get("format") == "dicts":
+        options.pop("format")
+    if options and not _takes_options(connector):
+        if set(options) != {"format"} or not arrow:
+            raise ConfigError(
+                f"connector {connector.id!r} reads partitions without read options "
+                f"(given: {', '.join(sorted(options))})",
+                field="read_options",
+            )
+        options, arrow = {}, False  # it reads its partitions as dicts
+    batches = connector.read_partition(partition, batch_size=batch_size, state=state, **options)
+    if not arrow:
+        yield from batches
+        return
+    # A connector whose Arrow path needs an extra that is missing (PostgreSQL's ADBC
+    # driver) says so on the first batch: read dicts instead, as `headwater.to_arrow` does.
+    try:
+        first = next(batches, None)
+    except ConfigError as exc:
+        if exc.field != "format":
+            raise
+        options.pop("format")
+        yield from connector.read_partition(
+            partition, batch_size=batch_size, state=state, **options
+        )
+        return
+    if first is None:
+        return
+    yield first
+    yield from batches
