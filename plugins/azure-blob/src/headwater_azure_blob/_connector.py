@@ -489,18 +489,12 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
 
     # --- read -----------------------------------------------------------------------------
 
-    def read(
-        self,
-        stream: str,
-        state: State | None = None,
-        *,
-        batch_size: int | None = None,
-        format: str | None = None,
-        **options: Any,
-    ) -> Iterator[Batch]:
+    def read(self, stream: str, state: State | None = None, **options: Any) -> Iterator[Batch]:
         """
         Records from the JSON Lines / CSV / Parquet blob(s) ``stream`` names: one blob, a
         directory (``logs/``) or a glob (``logs/2024-*/*.jsonl``, ``**`` for any depth).
+        Options: ``batch_size`` (records per batch; the config's when ``None``) and
+        ``format``.
 
         Each batch holds records of one blob, and its state (blob, etag, byte offset or
         Parquet row, rows so far) resumes right after it. Parquet blobs yield
@@ -508,32 +502,26 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         compression comes from the suffix (``.gz``, ``.zst``, ``.bz2``, ``.xz``) and from
         the blob's ``Content-Encoding`` (gzip, zstd).
         """
-        _no_options("read", options)
-        flow = self._read(stream, state, batch_size, format)
+        flow = self._read(stream, state, options)
         yield from drive_items(flow, functools.partial(self._send, self._container()))
 
     async def aread(
-        self,
-        stream: str,
-        state: State | None = None,
-        *,
-        batch_size: int | None = None,
-        format: str | None = None,
-        **options: Any,
+        self, stream: str, state: State | None = None, **options: Any
     ) -> AsyncIterator[Batch]:
         """Async twin of `read` (Parquet decoding runs in a worker thread)."""
-        _no_options("read", options)
-        flow = self._read(stream, state, batch_size, format)
+        flow = self._read(stream, state, options)
         send = functools.partial(self._asend, await self._acontainer())
         async with contextlib.aclosing(adrive_items(flow, send)) as batches:
             async for batch in batches:
                 yield batch
 
-    def _read(
-        self, stream: str, state: State | None, batch_size: int | None, fmt: str | None
-    ) -> Flow[None]:
+    def _read(self, stream: str, state: State | None, options: dict[str, Any]) -> Flow[None]:
+        """The flow of a read; its options are checked now, before any request."""
+        batch_size: int | None = options.pop("batch_size", None)
+        plan = ReadPlan(stream, state, options.pop("format", None))
+        _no_options("read", options)
         return flows.read(
-            ReadPlan(stream, state, fmt),
+            plan,
             batch_size=batch_size or self.config.batch_size,
             reading=self._reading,
             parquet=self._read_parquet,
