@@ -375,3 +375,23 @@ def test_retry_and_breaker_settings_are_validated():
         with pytest.raises(ConfigError) as info:
             _old_config(**fields)
         assert field in str(info.value)
+
+
+def test_a_body_cut_mid_transfer_is_an_answer():
+    """
+    A body cut after the response began (which fetch resumes) shows the endpoint alive:
+    it never opens the breaker; a refused connection does.
+    """
+    from azure.core.exceptions import HttpResponseError, IncompleteReadError, ServiceRequestError
+
+    connector = _old_config(breaker={"failure_threshold": 1})
+    breaker = connector.config.breaker.breaker(connector._endpoint)
+    cut = HttpResponseError(message="cut", error=IncompleteReadError("short body"))
+    with pytest.raises(HttpResponseError), connector._guarded():
+        raise cut
+    assert "closed" == breaker.state
+    with pytest.raises(ServiceRequestError), connector._guarded():
+        raise ServiceRequestError("refused")
+    assert "open" == breaker.state
+    with pytest.raises(CircuitOpen), connector._guarded():
+        raise AssertionError("an open breaker admits nothing")

@@ -139,7 +139,9 @@ def broke_mid_body(exc: BaseException) -> bool:
     if not isinstance(exc, HttpResponseError) or exc.status_code is not None:
         return False
     inner = exc.inner_exception
-    return isinstance(inner, BaseException) and not isinstance(inner, HttpResponseError)
+    if isinstance(inner, HttpResponseError) and inner.status_code is not None:
+        return False  # a status after all: `translate` reads it as that status
+    return isinstance(inner, BaseException) and inner is not exc
 
 
 def _http_error(exc: object, where: str, auth_field: str) -> HeadwaterError:
