@@ -1014,3 +1014,24 @@ def test_breaker_pickles_as_the_process_breaker_for_its_endpoint():
     restored = pickle.loads(pickle.dumps(original))
     assert restored is breaker_for("https://p.example")
     assert (4, 12.0) == (restored.failure_threshold, restored.reset_timeout)
+
+
+def test_next_wait_is_the_whole_decision_without_io():
+    """The wait a sans-I/O flow yields, or None: not retryable, attempts used, budget exceeded."""
+    from headwater.errors import ConnectionFailed, PermissionDenied, RateLimited
+
+    now = [100.0]
+    policy = RetryPolicy(
+        attempts=3, initial=0.5, maximum=4.0, jitter=0.0, timeout=10.0, clock=lambda: now[0]
+    )
+    transient = ConnectionFailed("connection reset")
+    assert 0.5 == policy.next_wait(1, transient, started=100.0)
+    assert 1.0 == policy.next_wait(2, transient, started=100.0)
+    assert policy.next_wait(3, transient, started=100.0) is None  # the third call was the last
+    assert policy.next_wait(1, PermissionDenied("forbidden"), started=100.0) is None
+    assert policy.next_wait(1, transient, started=100.0, retry_on=lambda exc: False) is None
+    now[0] = 109.8  # 9.8 s of the 10 s budget used: a 0.5 s wait would end past it
+    assert policy.next_wait(1, transient, started=100.0) is None
+    now[0] = 100.0
+    assert 7.0 == policy.next_wait(1, RateLimited("slow down", retry_after=7.0), started=100.0)
+    assert policy.next_wait(1, RateLimited("slow down", retry_after=11.0), started=100.0) is None

@@ -125,6 +125,65 @@ class RetryPolicy:
             return asked + self._jitter()
         return self.backoff(attempt)
 
+    def next_wait(
+        self,
+        attempt: int,
+        exc: BaseException,
+        started: float,
+        retry_on: Callable[[BaseException], bool] | None = None,
+    ) -> float | None:
+        """
+        The decision after failed call number ``attempt`` (1-based) raised ``exc``: the
+        seconds to wait before the next call, or ``None`` to give up and raise ``exc``.
+        ``started`` is `clock`'s reading at the first call (the budget's start);
+        ``retry_on`` replaces the policy's own. Logged on ``headwater.retry`` either way.
+
+        This is the whole policy, without I/O: `call` and `acall` run it through
+        tenacity, and a sans-I/O flow (one that yields its waits to a sync or an async
+        driver) calls it directly.
+        """
+        if self.attempts == 1 or not (retry_on or self.retry_on)(exc):
+            return None
+        if attempt >= self.attempts:
+            _log.info(
+                "giving up after %d attempts; last failure: %s", attempt, describe_failure(exc)
+            )
+            return None
+        delay = self.wait_for(attempt, exc)
+        if self.timeout is None:
+            asked = retry_after_of(exc)
+            if asked is not None and asked > self.maximum:
+                _log.info(
+                    "giving up after attempt %d: the service asks to wait %.1fs, more than "
+                    "the %.1fs maximum; last failure: %s",
+                    attempt,
+                    asked,
+                    self.maximum,
+                    describe_failure(exc),
+                )
+                return None
+        else:
+            elapsed = self.clock() - started
+            if elapsed + delay > self.timeout:
+                _log.info(
+                    "giving up after attempt %d: waiting %.1fs more would exceed the %.1fs "
+                    "retry budget (%.1fs used); last failure: %s",
+                    attempt,
+                    delay,
+                    self.timeout,
+                    elapsed,
+                    describe_failure(exc),
+                )
+                return None
+        _log.info(
+            "attempt %d of %d failed (%s); retrying in %.2fs",
+            attempt,
+            self.attempts,
+            describe_failure(exc),
+            delay,
+        )
+        return delay
+
     def _jitter(self) -> float:
         if self.jitter <= 0:
             return 0.0
@@ -153,7 +212,6 @@ class RetryPolicy:
             stop=run.stop,
             wait=run.wait,
             retry=retry_if_exception(self.retry_on),
-            before_sleep=run.before_sleep,
             reraise=True,
             **options,
         )
@@ -183,7 +241,6 @@ class RetryPolicy:
             stop=run.stop,
             wait=run.wait,
             retry=retry_if_exception(self.retry_on),
-            before_sleep=run.before_sleep,
             reraise=True,
             **options,
         )
@@ -199,80 +256,31 @@ NONE: Final = RetryPolicy.NONE
 
 class _Run:
     """
-    The mutable state of one `RetryPolicy.call`: when it started and the wait chosen after
-    each failed call.
-
-    tenacity asks for the wait and for the stop decision separately, in an order that
-    changed between versions (8.x stops first, 9.x waits first); both need the same
-    jittered delay, so it is computed once per attempt and remembered here.
+    One `RetryPolicy.call` through tenacity: `RetryPolicy.next_wait` decides once per
+    failed call, and tenacity's separate stop and wait questions (asked in an order that
+    changed between versions: 8.x stops first, 9.x waits first) read that one decision.
     """
 
-    __slots__ = ("_delays", "_out_of_attempts", "_policy", "_start")
+    __slots__ = ("_decisions", "_policy", "_start")
 
     def __init__(self, policy: RetryPolicy) -> None:
-        from tenacity import stop_after_attempt
-
         self._policy = policy
-        self._out_of_attempts = stop_after_attempt(policy.attempts)
         self._start = policy.clock()
-        self._delays: dict[int, float] = {}
+        self._decisions: dict[int, float | None] = {}
 
-    def _delay(self, state: RetryCallState) -> float:
+    def _decision(self, state: RetryCallState) -> float | None:
         attempt = state.attempt_number
-        delay = self._delays.get(attempt)
-        if delay is None:
-            delay = self._policy.wait_for(attempt, _exception(state))
-            self._delays[attempt] = delay
-        return delay
+        if attempt not in self._decisions:
+            self._decisions[attempt] = self._policy.next_wait(
+                attempt, _exception(state), self._start
+            )
+        return self._decisions[attempt]
 
     def wait(self, state: RetryCallState) -> float:
-        return self._delay(state)
+        return self._decision(state) or 0.0
 
     def stop(self, state: RetryCallState) -> bool:
-        policy = self._policy
-        attempt = state.attempt_number
-        exc = _exception(state)
-        if self._out_of_attempts(state):
-            _log.info(
-                "giving up after %d attempts; last failure: %s", attempt, describe_failure(exc)
-            )
-            return True
-        delay = self._delay(state)
-        if policy.timeout is None:
-            asked = retry_after_of(exc)
-            if asked is not None and asked > policy.maximum:
-                _log.info(
-                    "giving up after attempt %d: the service asks to wait %.1fs, more than "
-                    "the %.1fs maximum; last failure: %s",
-                    attempt,
-                    asked,
-                    policy.maximum,
-                    describe_failure(exc),
-                )
-                return True
-            return False
-        elapsed = policy.clock() - self._start
-        if elapsed + delay > policy.timeout:
-            _log.info(
-                "giving up after attempt %d: waiting %.1fs more would exceed the %.1fs "
-                "retry budget (%.1fs used); last failure: %s",
-                attempt,
-                delay,
-                policy.timeout,
-                elapsed,
-                describe_failure(exc),
-            )
-            return True
-        return False
-
-    def before_sleep(self, state: RetryCallState) -> None:
-        _log.info(
-            "attempt %d of %d failed (%s); retrying in %.2fs",
-            state.attempt_number,
-            self._policy.attempts,
-            describe_failure(_exception(state)),
-            self._delay(state),
-        )
+        return self._decision(state) is None
 
 
 def _exception(state: RetryCallState) -> BaseException:

@@ -21,12 +21,9 @@ Nothing here imports httpx: the pagination flows use the same stepping.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
-
-from headwater.toolkit import get_logger, redact
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     import httpx
@@ -34,11 +31,6 @@ if TYPE_CHECKING:
     from headwater.toolkit import CircuitBreaker, RetryPolicy
 
 T = TypeVar("T")
-
-#: ``headwater.retry``: where `RetryPolicy` logs its retries, so they read the same here.
-_retry_log = get_logger("headwater.retry")
-#: How much of a failure a retry log line shows (as `RetryPolicy`'s).
-_DESCRIBE_LIMIT: Final = 200
 
 
 class Send:
@@ -171,73 +163,7 @@ def retried(
             breaker.record_success()
             return result
         except Exception as exc:
-            delay = _retry_delay(policy, retry_on or policy.retry_on, number, exc, start)
+            delay = policy.next_wait(number, exc, start, retry_on)
             if delay is None:
                 raise
         yield Pause(delay)
-
-
-def _retry_delay(
-    policy: RetryPolicy,
-    retry_on: Callable[[BaseException], bool],
-    attempt: int,
-    exc: BaseException,
-    start: float,
-) -> float | None:
-    """The wait before another try after failed try ``attempt``; ``None``: give up."""
-    if policy.attempts == 1 or not retry_on(exc):
-        return None
-    if attempt >= policy.attempts:
-        _retry_log.info("giving up after %d attempts; last failure: %s", attempt, _describe(exc))
-        return None
-    delay = policy.wait_for(attempt, exc)
-    if policy.timeout is None:
-        asked = _retry_after(exc)
-        if asked is not None and asked > policy.maximum:
-            _retry_log.info(
-                "giving up after attempt %d: the service asks to wait %.1fs, more than "
-                "the %.1fs maximum; last failure: %s",
-                attempt,
-                asked,
-                policy.maximum,
-                _describe(exc),
-            )
-            return None
-    else:
-        elapsed = policy.clock() - start
-        if elapsed + delay > policy.timeout:
-            _retry_log.info(
-                "giving up after attempt %d: waiting %.1fs more would exceed the %.1fs "
-                "retry budget (%.1fs used); last failure: %s",
-                attempt,
-                delay,
-                policy.timeout,
-                elapsed,
-                _describe(exc),
-            )
-            return None
-    _retry_log.info(
-        "attempt %d of %d failed (%s); retrying in %.2fs",
-        attempt,
-        policy.attempts,
-        _describe(exc),
-        delay,
-    )
-    return delay
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    value = getattr(exc, "retry_after", None)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
-
-
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > _DESCRIBE_LIMIT:
-        text = text[: _DESCRIBE_LIMIT - 3] + "..."
-    name = type(exc).__name__
-    return redact(f"{name}: {text}" if text else name)
