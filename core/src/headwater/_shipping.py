@@ -34,7 +34,14 @@ if TYPE_CHECKING:
     from headwater._plugins import Registry
     from headwater._sources import SourceRegistry
 
-__all__ = ["partitions", "read_partition", "shipping_config"]
+__all__ = [
+    "close_shipped",
+    "partitions",
+    "read_partition",
+    "shipped_connector",
+    "shipping_config",
+    "split",
+]
 
 logger = get_logger("headwater.shipping")
 
@@ -130,17 +137,23 @@ def partitions(
         ConfigError: the config cannot ship (a literal or callable secret), or ``n < 1``.
         NotSupported: the connector cannot split streams.
     """
-    count = n if n is not None else max(1, os.cpu_count() or 1)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigError("the number of partitions must be a whole number >= 1", field="n")
     connector, owned = _open(source, sources=sources, registry=registry)
     try:
-        config = shipping_config(connector)
-        parts = connector.partitions(stream, count, **options)
-        return [dataclasses.replace(p, connector=connector.id, config=config) for p in parts]
+        return split(connector, shipping_config(connector), stream, n, **options)
     finally:
         if owned:
             connector.close()
+
+
+def split(
+    connector: Connector[Any], config: dict[str, Any], stream: str, n: int | None, **options: Any
+) -> list[Partition]:
+    """``connector.partitions``, each stamped with the connector id and ``config`` to ship."""
+    count = n if n is not None else max(1, os.cpu_count() or 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError("the number of partitions must be a whole number >= 1", field="n")
+    parts = connector.partitions(stream, count, **options)
+    return [dataclasses.replace(p, connector=connector.id, config=config) for p in parts]
 
 
 # --- the worker side -------------------------------------------------------------------------
@@ -154,7 +167,6 @@ _at_exit = False
 
 def _worker_connector(partition: Partition, registry: Registry | None) -> Connector[Any]:
     """The connector for a shipped partition: one per process, registry and config."""
-    global _live_pid, _at_exit
     if partition.connector is None or partition.config is None:
         raise ConfigError(
             f"partition {partition.index} of {partition.stream!r} carries no connector "
@@ -162,11 +174,23 @@ def _worker_connector(partition: Partition, registry: Registry | None) -> Connec
             field="partition",
             hint="make partitions with headwater.toolkit.partitions(source, stream, n)",
         )
+    return shipped_connector(partition.connector, partition.config, registry)
+
+
+def shipped_connector(
+    connector_id: str, config: dict[str, Any], registry: Registry | None = None
+) -> Connector[Any]:
+    """
+    The connector this process opened for ``connector_id`` and a shipped ``config``
+    (opened now on first use; reused afterwards; closed at exit). Credentials are
+    resolved here, when it connects.
+    """
+    global _live_pid, _at_exit
     if registry is None:
         from headwater._plugins import get_registry
 
         registry = get_registry()
-    key = (id(registry), partition.connector, json.dumps(partition.config, sort_keys=True))
+    key = (id(registry), connector_id, json.dumps(config, sort_keys=True))
     with _lock:
         if _live_pid != os.getpid():
             # A forked child: the parent's connectors hold the parent's connections;
@@ -175,7 +199,7 @@ def _worker_connector(partition: Partition, registry: Registry | None) -> Connec
             _live_pid = os.getpid()
         live = _live.get(key)
         if live is None or live.closed:
-            live = registry.connect(partition.connector, partition.config)
+            live = registry.connect(connector_id, config)
             _live[key] = live
             if not _at_exit:
                 atexit.register(close_shipped)

@@ -1,0 +1,187 @@
+"""
+headwater on Dask: a stream read into a ``dask.dataframe.DataFrame``, one task per
+partition, on whatever cluster the Dask client runs.
+
+    import headwater.dask
+
+    frame = headwater.dask.read("warehouse", "public.orders", npartitions=8)
+    frame.groupby("status").amount.sum().compute()
+
+The partitions come from the connector (`headwater.toolkit.partitions`: PostgreSQL key
+ranges, byte ranges of a file, ...) and are read with ``dask.dataframe.from_map``. Each
+carries the connector id and its config with secret *references* (``env:NAME``,
+``file:PATH``, ``keyring:SERVICE/USER``), never their values: every worker resolves the
+credentials itself, and a worker that cannot fails with the headwater error naming the
+reference. With a ``distributed`` client, even the split (and the first batch that
+gives the frame's schema) runs on a worker, so the client needs no credentials at all.
+
+Columns have Arrow-backed dtypes (``pandas.ArrowDtype``), as `headwater.to_pandas`
+gives them: a connector that reads Arrow hands its record batches through; dict batches
+are converted as `headwater.to_arrow` converts them. Progress is Dask's own (its
+dashboard, ``dask.diagnostics.ProgressBar``).
+
+Needs ``pip install 'headwater[dask]'``; imported only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from headwater._connector import Connector, Partition
+from headwater._frames import DEFAULT_INFER_ROWS
+from headwater.errors import ConfigError
+
+if TYPE_CHECKING:
+    import dask.dataframe
+    import pandas
+    import pyarrow
+
+    from headwater._plugins import Registry
+    from headwater._sources import SourceRegistry
+
+__all__ = ["read"]
+
+
+def read(
+    source: Connector[Any] | str,
+    stream: str,
+    *,
+    npartitions: int | None = None,
+    batch_size: int | None = None,
+    partition_options: dict[str, Any] | None = None,
+    sources: SourceRegistry | None = None,
+    registry: Registry | None = None,
+    **read_options: Any,
+) -> dask.dataframe.DataFrame:
+    """
+    ``stream`` of ``source`` as a lazy ``dask.dataframe.DataFrame`` with one partition per
+    headwater partition.
+
+    Args:
+        source: a saved source name, a URL, or a connector.
+        stream: the stream (table, file) to read.
+        npartitions: at most this many partitions (default: the CPUs of the process that
+            splits the stream).
+        batch_size: records per batch within a partition (the connector's default).
+        partition_options: the connector's split options (PostgreSQL: ``{"key": "id"}``).
+        sources, registry: where names and URLs are looked up on the client.
+        read_options: passed to each partition's read (``format="dicts"`` asks a
+            connector that reads Arrow for dicts).
+
+    Raises:
+        ConfigError: the config cannot ship (a literal or callable secret: use a
+            reference), or dask is not installed.
+        CredentialError: a secret reference cannot be resolved where the split runs.
+    """
+    dd, pd = _dask()
+    from headwater._shipping import _open, shipping_config
+
+    connector, owned = _open(source, sources=sources, registry=registry)
+    try:
+        config = shipping_config(connector)
+        connector_id = connector.id
+    finally:
+        if owned:
+            connector.close()
+    plan = (connector_id, config, stream, npartitions, dict(partition_options or {}))
+    client = _client()
+    if client is None:
+        parts, schema = _plan(*plan, batch_size, read_options)
+    else:
+        future = client.submit(_plan, *plan, batch_size, read_options, pure=False)
+        parts, schema = future.result()
+    meta = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+    frame: dask.dataframe.DataFrame = dd.from_map(
+        _PartitionReader(schema, batch_size, read_options),
+        parts,
+        meta=meta,
+        label=f"headwater-{connector_id}",
+        enforce_metadata=False,
+    )
+    return frame
+
+
+def _dask() -> tuple[Any, Any]:
+    try:
+        import dask.dataframe as dd
+        import pandas as pd
+    except ImportError:
+        raise ConfigError(
+            "headwater.dask needs dask and pandas", hint="pip install 'headwater[dask]'"
+        ) from None
+    return dd, pd
+
+
+def _client() -> Any:
+    """The current ``distributed`` client, or ``None`` (no distributed, or no client)."""
+    try:
+        from distributed import get_client
+    except ImportError:
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def _plan(
+    connector_id: str,
+    config: dict[str, Any],
+    stream: str,
+    npartitions: int | None,
+    partition_options: dict[str, Any],
+    batch_size: int | None,
+    read_options: dict[str, Any],
+) -> tuple[list[Partition], pyarrow.Schema]:
+    """
+    The shipped partitions and the frame's Arrow schema, worked out where this runs (a
+    worker, with a client): the connector's own schema from its first Arrow batch, or
+    for dict batches the schema of the first records (up to ``DEFAULT_INFER_ROWS``).
+    """
+    import pyarrow as pa
+
+    from headwater._frames import _settle
+    from headwater._shipping import read_partition, shipped_connector, split
+
+    connector = shipped_connector(connector_id, config)
+    parts = split(connector, config, stream, npartitions, **partition_options)
+    for part in parts:
+        ahead: list[Any] = []
+        batches = read_partition(part, batch_size=batch_size, **read_options)
+        try:
+            schema, _origin = _settle(batches, ahead, DEFAULT_INFER_ROWS)
+        finally:
+            batches.close()  # type: ignore[attr-defined]
+        if len(schema) or any(len(table) for table in ahead):
+            return parts, schema
+    return parts, pa.schema([])
+
+
+class _PartitionReader:
+    """Reads one shipped partition into a pandas DataFrame in the frame's schema."""
+
+    def __init__(
+        self, schema: pyarrow.Schema, batch_size: int | None, read_options: dict[str, Any]
+    ) -> None:
+        self.schema = schema
+        self.batch_size = batch_size
+        self.read_options = read_options
+
+    def __call__(self, partition: Partition) -> pandas.DataFrame:
+        import pandas as pd
+        import pyarrow as pa
+
+        from headwater._frames import _arrow_of, _fitted
+        from headwater._shipping import read_partition
+
+        pieces: list[Any] = []
+        for batch in read_partition(partition, batch_size=self.batch_size, **self.read_options):
+            data = _arrow_of(batch)
+            if isinstance(data, pa.RecordBatch):
+                if data.schema.equals(self.schema):
+                    pieces.append(data)  # Arrow, untouched
+                    continue
+                data = pa.Table.from_batches([data])
+            pieces.extend(_fitted(data, self.schema, "the frame's"))
+        table = pa.Table.from_batches(pieces, schema=self.schema)
+        return table.to_pandas(types_mapper=pd.ArrowDtype)
