@@ -150,3 +150,20 @@ def test_a_literal_or_callable_secret_refuses_to_ship(
     assert "env:NAME" in (error.hint or "")
     assert "saved source" in (error.hint or "")
     assert SECRET not in f"{error!s} {error!r} {error.hint}"
+
+
+def test_the_dask_task_graph_holds_the_reference_not_the_secret(
+    pg_dsn: str, pg_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Dask read planned here (the secret resolved here) still serializes no secret."""
+    import cloudpickle
+
+    import headwater.dask
+
+    monkeypatch.setenv("HW_SHIP_TEST_PW", SECRET)
+    with headwater.connect("postgres", _pg_config(pg_dsn, "env:HW_SHIP_TEST_PW")) as source:
+        frame = headwater.dask.read(source, pg_table, npartitions=3)
+    tasks = cloudpickle.dumps(dict(frame.__dask_graph__()))
+    assert SECRET.encode() not in tasks
+    assert b"env:HW_SHIP_TEST_PW" in tasks
+    assert list(range(1, 501)) == sorted(frame.compute(scheduler="sync")["id"].tolist())
