@@ -167,3 +167,14 @@ def test_the_dask_task_graph_holds_the_reference_not_the_secret(
     assert SECRET.encode() not in tasks
     assert b"env:HW_SHIP_TEST_PW" in tasks
     assert list(range(1, 501)) == sorted(frame.compute(scheduler="sync")["id"].tolist())
+
+
+def test_a_saved_source_name_ships_its_saved_config(files_dir: Path, tmp_path: Path) -> None:
+    """partitions("name", ...) of a saved source carry the saved connector id and config."""
+    sources = headwater.SourceRegistry(tmp_path / "sources.toml")
+    sources.add("exports", "files", {"root": str(files_dir), "batch_size": 10})
+    parts = partitions("exports", "events.jsonl", 3, sources=sources)
+    assert [("files", {"root": str(files_dir.resolve()), "batch_size": 10})] * 3 == [
+        (p.connector, p.config) for p in parts
+    ]
+    assert 97 == sum(len(batch) for p in parts for batch in read_partition(p))

@@ -82,11 +82,12 @@ def shipping_config(connector: Connector[Any]) -> dict[str, Any]:
                 hint=SHIP_HINT,
             )
     # The checks a saved source passes (known schemes, a dump that reads back the same).
+    # What ships is what a worker validates again: it must read back as this config.
+    stored = model.model_dump(mode="json", exclude_defaults=True)
     checker = SourceRegistry(store=MemorySourceStore(), registry=connector.registry)
     try:
-        cls, validated = checker._validate(connector.id, dict(model))
-        stored = validated.model_dump(mode="json", exclude_defaults=True)
-        SourceRegistry._check_faithful(connector.id, cls, validated, stored)
+        cls, _validated = checker._validate(connector.id, stored)
+        SourceRegistry._check_faithful(connector.id, cls, model, stored)
     except ConfigError as exc:
         raise ConfigError(
             f"{where}: {exc.message}", field=exc.field, hint=exc.hint or SHIP_HINT
