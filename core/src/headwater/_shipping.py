@@ -83,7 +83,7 @@ def shipping_config(connector: Connector[Any]) -> dict[str, Any]:
             )
     # The checks a saved source passes (known schemes, a dump that reads back the same).
     # What ships is what a worker validates again: it must read back as this config.
-    stored = model.model_dump(mode="json", exclude_defaults=True)
+    stored: dict[str, Any] = model.model_dump(mode="json", exclude_defaults=True)
     checker = SourceRegistry(store=MemorySourceStore(), registry=connector.registry)
     try:
         cls, _validated = checker._validate(connector.id, stored)
