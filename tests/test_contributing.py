@@ -194,9 +194,29 @@ def test_every_contract_check_is_documented():
     assert [] == [c for c in checks if not _documented(c)]
 
 
+def _layout_paths() -> list[str]:
+    [layout] = [b for b in blocks() if b.lang == "text" and b.info == "layout"]
+    return [line.split()[0] for line in layout.code.splitlines() if line.strip()]
+
+
 def test_layout_paths_exist():
     """Every path in the layout block exists in the repository."""
-    [layout] = [b for b in blocks() if b.lang == "text" and b.info == "layout"]
-    paths = [line.split()[0] for line in layout.code.splitlines() if line.strip()]
+    paths = _layout_paths()
     assert "noxfile.py" in paths
     assert [] == [p for p in paths if not (ROOT / p).exists()]
+
+
+def test_layout_names_every_module():
+    """The module map lists every module of core and of the first-party plugins."""
+    listed = set(_layout_paths())
+    # A plugin's fixed shape (README says it once) and the scaffold's template go unlisted.
+    shape = {"__init__.py", "__about__.py", "hooks.py"}
+    modules = [
+        path.relative_to(ROOT)
+        for pattern in ("core/src/headwater/**/*.py", "plugins/*/src/*/**/*.py")
+        for path in sorted(ROOT.glob(pattern))
+        if "template" not in path.parts
+        and not (path.relative_to(ROOT).parts[0] == "plugins" and path.name in shape)
+    ]
+    assert 40 <= len(modules)
+    assert [] == [m.as_posix() for m in modules if m.as_posix() not in listed]
