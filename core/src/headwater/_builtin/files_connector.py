@@ -624,8 +624,8 @@ class FilesConnector(Connector[FilesConfig]):
         }
 
 
-def _arrow_batches(path: Path, file_format: FileFormat, skip: int, size: int) -> Iterator[Any]:
-    """Record batches of at most ``size`` rows, starting after the first ``skip`` rows."""
+def _pyarrow(file_format: FileFormat) -> tuple[Any, Any]:
+    """pyarrow and pyarrow.parquet, or the error naming the extra that brings them."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -633,6 +633,12 @@ def _arrow_batches(path: Path, file_format: FileFormat, skip: int, size: int) ->
         raise ConfigError(
             f"{file_format.fmt} files need pyarrow", hint="pip install 'headwater[arrow]'"
         ) from None
+    return pa, pq
+
+
+def _arrow_batches(path: Path, file_format: FileFormat, skip: int, size: int) -> Iterator[Any]:
+    """Record batches of at most ``size`` rows, starting after the first ``skip`` rows."""
+    pa, pq = _pyarrow(file_format)
     try:
         if file_format.fmt == "parquet":
             source = pq.ParquetFile(path)
@@ -732,13 +738,7 @@ def _csv_record_ends(
 
 def _row_units(path: Path, file_format: FileFormat) -> builtins.list[int]:
     """Rows per row group of a Parquet file, per record batch of an Arrow file."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError(
-            f"{file_format.fmt} files need pyarrow", hint="pip install 'headwater[arrow]'"
-        ) from None
+    pa, pq = _pyarrow(file_format)
     try:
         if file_format.fmt == "parquet":
             metadata = pq.ParquetFile(path).metadata
