@@ -255,3 +255,38 @@ def test_json_lines_decoder_gives_json_text_fields():
         list(f.decode_stream(f.make_decoder("jsonl", "t", json_text=["doc"]), [b'{"doc": }\n']))
     with pytest.raises(ConfigError, match="expected an object"):
         list(f.decode_stream(f.make_decoder("jsonl", "t", json_text=["doc"]), [b"[1]\n"]))
+
+
+@given(
+    st.lists(st.integers(min_value=-(2**70), max_value=2**70), min_size=0, max_size=60),
+    st.integers(min_value=1, max_value=7),
+    st.integers(min_value=1, max_value=64),
+    st.sampled_from(["jsonl", "csv"]),
+)
+@settings(max_examples=120, deadline=None)
+def test_decode_batches_cut_what_decode_stream_gives(values, size, piece, fmt):
+    """Batches of `size` in order, each ending where its last record ends, whatever the chunking."""
+    if fmt == "jsonl":
+        data = b"".join(b'{"v": %d, "u": "a-%d"}\n' % (v, abs(v)) for v in values)
+    else:
+        data = b"v,u\n" + b"".join(b'%d,"a\n%d"\n' % (v, abs(v)) for v in values)
+    chunks = [data[i : i + piece] for i in range(0, len(data), piece)]
+    pairs = list(f.decode_stream(f.make_decoder(fmt, "t"), chunks))
+    batches = list(f.decode_batches(f.make_decoder(fmt, "t"), chunks, size))
+    assert [r for r, _ in pairs] == [r for batch, _ in batches for r in batch]
+    assert all(len(batch) == size for batch, _ in batches[:-1])
+    ends = [end for _, end in pairs]
+    assert [ends[min(len(ends), (i + 1) * size) - 1] for i in range(len(batches))] == [
+        end for _, end in batches
+    ]
+
+
+def test_decode_batches_raise_after_the_full_batches_before_a_bad_line():
+    """Full batches before a bad line are delivered; then its error, naming the line."""
+    good = b"".join(b'{"a": %d}\n' % i for i in range(7))
+    data = good + b'{"a": 12345678901234567890123,}\n' + b'{"a": 8}\n'
+    batches = f.decode_batches(f.make_decoder("jsonl", "t.jsonl"), [data], 3)
+    assert [{"a": 0}, {"a": 1}, {"a": 2}] == next(batches)[0]
+    assert [{"a": 3}, {"a": 4}, {"a": 5}] == next(batches)[0]
+    with pytest.raises(ConfigError, match=r"t.jsonl: invalid JSON at byte \d+ \(line 8\)"):
+        next(batches)

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from headwater._connector import Batch, Capability, Connector, ConnectorConfig, State
 from headwater.errors import ConfigError
-from headwater.formats import decode_stream, make_decoder
+from headwater.formats import decode_batches, make_decoder
 
 #: Bytes read from the stream at a time.
 _CHUNK = 1 << 16
@@ -64,15 +64,8 @@ class PipeSource(Connector[PipeConfig]):
         chunks = iter(lambda: self._stream.read(_CHUNK), b"")
         size = batch_size or DEFAULT_BATCH_SIZE
         text = fmt == "csv"
-        batch: list[dict[str, Any]] = []
         rows = 0
-        for record, _end in decode_stream(decoder, chunks):
-            batch.append(record)
-            if len(batch) >= size:
-                rows += len(batch)
-                yield Batch(stream, batch, {"stream": stream, "rows": rows}, text)
-                batch = []
-        if batch:
+        for batch, _end in decode_batches(decoder, chunks, size):
             rows += len(batch)
             yield Batch(stream, batch, {"stream": stream, "rows": rows}, text)
 

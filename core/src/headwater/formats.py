@@ -79,6 +79,7 @@ __all__ = [
     "cast_arrow_table",
     "compressor",
     "copy_text_field",
+    "decode_batches",
     "decode_stream",
     "decompressor",
     "detect",
@@ -561,24 +562,37 @@ class JsonLinesDecoder:
 
     def feed(self, data: bytes) -> Iterator[Decoded]:
         """Decode the complete lines in ``data`` (plus what was left from before)."""
+        return _pairs(*self.feed_lists(data))
+
+    def finish(self) -> Iterator[Decoded]:
+        """Decode a last line without a trailing newline."""
+        return _pairs(*self.finish_lists())
+
+    def feed_lists(self, data: bytes) -> tuple[Iterable[dict[str, Any]], list[int]]:
+        """
+        `feed` as the records and their end offsets apart: a list of records where the
+        chunk parsed in one go, else an iterator that raises at a bad line after the
+        records before it (what `decode_batches` cuts batches from without a step per
+        record).
+        """
         if self._tail:
             data = self._tail + data
         cut = data.rfind(b"\n") + 1
         self._tail = data[cut:]
         if not cut:
-            return iter(())
+            return [], []
         return self._decode(data[:cut].split(b"\n")[:-1], data[:cut])
 
-    def finish(self) -> Iterator[Decoded]:
-        """Decode a last line without a trailing newline."""
+    def finish_lists(self) -> tuple[Iterable[dict[str, Any]], list[int]]:
+        """`finish` as `feed_lists` gives it."""
         tail, self._tail = self._tail, b""
         if not tail:
-            return iter(())
+            return [], []
         return self._decode([tail], tail, newline=False)
 
     def _decode(
         self, lines: list[bytes], chunk: bytes, *, newline: bool = True
-    ) -> Iterator[Decoded]:
+    ) -> tuple[Iterable[dict[str, Any]], list[int]]:
         start = self.position
         # Offsets count the bytes as they are in the file, byte-order mark included.
         ends = list(itertools.accumulate((len(line) + newline for line in lines), initial=start))
@@ -594,11 +608,10 @@ class JsonLinesDecoder:
         def exact(i: int) -> dict[str, Any]:
             return self._parse_one(lines[i], ends[i], None if first is None else first + i + 1)
 
-        # Line by line, lazily: the records before a bad line are delivered before its error.
-        records = self._parse_all(lines, keep, chunk, ends, exact)
-        if records is None:
-            records = (exact(i) for i in keep)
-        return zip(records, [ends[i + 1] for i in keep], strict=True)
+        parsed = self._parse_all(lines, keep, chunk, ends, exact)
+        # Otherwise line by line, lazily: the records before a bad line come before its error.
+        records = parsed if parsed is not None else (exact(i) for i in keep)
+        return records, [ends[i + 1] for i in keep]
 
     def _parse_all(
         self,
@@ -607,7 +620,7 @@ class JsonLinesDecoder:
         chunk: bytes,
         ends: list[int],
         exact: Callable[[int], dict[str, Any]],
-    ) -> Iterable[dict[str, Any]] | None:
+    ) -> list[dict[str, Any]] | None:
         """
         The lines ``keep`` names, parsed by orjson, or None where the exact path must
         judge them all (NaN, invalid JSON). A line that may hold an integer orjson would
@@ -634,10 +647,12 @@ class JsonLinesDecoder:
                 gc.enable()
         if not set(map(type, records)) <= {dict}:
             return None
-        if slow:
-            return (
-                exact(i) if i in slow else record for i, record in zip(keep, records, strict=True)
-            )
+        for slot, i in enumerate(keep) if slow else ():
+            if i in slow:
+                try:
+                    records[slot] = exact(i)
+                except ConfigError as exc:
+                    return _Failed.at(records[:slot], exc)
         return records
 
     def _parse_one(self, line: bytes, start: int, number: int | None = None) -> dict[str, Any]:
@@ -945,6 +960,108 @@ def decode_stream(
     if tail:
         yield from decoder.feed(tail)
     yield from decoder.finish()
+
+
+def decode_batches(
+    decoder: Decoder,
+    chunks: Iterable[bytes],
+    size: int,
+    compression: str | None = None,
+    skip: int = 0,
+) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """
+    `decode_stream` cut into batches: lists of ``size`` records (the last may be
+    shorter), each with the (decompressed) byte offset after its last record, the
+    position a read resumes from. A JSON Lines chunk that parses in one go is sliced
+    into the batches as a list, with no step per record; a bad record raises after
+    the full batches before it.
+    """
+    codec = decompressor(compression)
+    batch: list[dict[str, Any]] = []
+    end = 0
+
+    def pieces() -> Iterator[tuple[Iterable[dict[str, Any]], list[int]]]:
+        nonlocal skip
+        for chunk in itertools.chain(chunks, [None]):
+            data = codec.flush() if chunk is None else codec.process(chunk)
+            if skip:
+                if len(data) <= skip:
+                    skip -= len(data)
+                    continue
+                data, skip = data[skip:], 0
+            if data:
+                if isinstance(decoder, JsonLinesDecoder):
+                    yield decoder.feed_lists(data)
+                else:
+                    yield _apart(decoder.feed(data))
+        yield (
+            decoder.finish_lists()
+            if isinstance(decoder, JsonLinesDecoder)
+            else _apart(decoder.finish())
+        )
+
+    for records, ends in pieces():
+        if not isinstance(records, list):
+            records = _until_failure(records, ends)
+        start = 0
+        while start < len(records):
+            taken = records[start : start + size - len(batch)]
+            if batch:
+                batch.extend(taken)
+            else:
+                batch = taken  # a slice: a list of its own
+            start += len(taken)
+            end = ends[start - 1]
+            if len(batch) >= size:
+                yield batch, end
+                batch = []
+        if isinstance(records, _Failed):
+            raise records.failure
+    if batch:
+        yield batch, end
+
+
+class _Failed(list):  # type: ignore[type-arg]
+    """The records of a chunk before its bad record, and the error that record raised."""
+
+    failure: BaseException
+
+    @classmethod
+    def at(cls, records: list[dict[str, Any]], failure: BaseException) -> _Failed:
+        failed = cls(records)
+        failed.failure = failure
+        return failed
+
+
+def _pairs(records: Iterable[dict[str, Any]], ends: list[int]) -> Iterator[Decoded]:
+    """(record, end) pairs, lazily: a bad record raises after the records before it."""
+    if isinstance(records, _Failed):
+        yield from zip(records, ends, strict=False)  # ends go on past the bad record
+        raise records.failure
+    yield from zip(records, ends, strict=True)
+
+
+def _until_failure(records: Iterable[dict[str, Any]], ends: list[int]) -> list[dict[str, Any]]:
+    """``records`` as a list; a `_Failed` list when one of them raised."""
+    out: list[dict[str, Any]] = []
+    try:
+        for record in records:
+            out.append(record)
+    except ConfigError as exc:
+        return _Failed.at(out, exc)
+    return out
+
+
+def _apart(decoded: Iterable[Decoded]) -> tuple[Iterable[dict[str, Any]], list[int]]:
+    """A decoder's (record, end) pairs as records and ends apart (lazily, keeping the order)."""
+    ends: list[int] = []
+
+    def records() -> Iterator[dict[str, Any]]:
+        for record, end in decoded:
+            ends.append(end)
+            yield record
+
+    return records(), ends
 
 
 # --- encoders ----------------------------------------------------------------------------

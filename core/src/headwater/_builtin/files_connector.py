@@ -56,7 +56,7 @@ from headwater.errors import (
     PermissionDenied,
     UnsafePath,
 )
-from headwater.formats import FileFormat, decode_stream, detect, make_decoder
+from headwater.formats import FileFormat, decode_batches, decode_stream, detect, make_decoder
 
 #: Bytes read per chunk from a file.
 _CHUNK = 1 << 20
@@ -345,18 +345,10 @@ class FilesConnector(Connector[FilesConfig]):
             chunks: Iterable[bytes] = iter(lambda: handle.read(_CHUNK), b"")
             if stop is not None:
                 chunks = _chunks_until(handle, stop - offset)
-            decoded = decode_stream(decoder, chunks, file_format.compression, skip=skip)
-            batch: builtins.list[dict[str, Any]] = []
-            position = offset
             rows = rows_before
-            for record, end in decoded:
-                batch.append(record)
-                position = end
-                if len(batch) >= size:
-                    rows += len(batch)
-                    yield Batch(stream, batch, self._state(stream, position, rows, decoder), text)
-                    batch = []
-            if batch:
+            for batch, position in decode_batches(
+                decoder, chunks, size, file_format.compression, skip=skip
+            ):
                 rows += len(batch)
                 yield Batch(stream, batch, self._state(stream, position, rows, decoder), text)
 
