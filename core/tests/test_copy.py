@@ -348,7 +348,7 @@ def test_read_ahead_reads_on_one_other_thread_and_closes_there():
     """Made, advanced and closed on one thread that is not the caller's; closed before it returns."""
     import threading
 
-    from headwater._copy import _read_ahead
+    from headwater.toolkit import read_ahead
 
     threads: list[str] = []
     closed: list[str] = []
@@ -362,7 +362,7 @@ def test_read_ahead_reads_on_one_other_thread_and_closes_there():
         finally:
             closed.append(threading.current_thread().name)
 
-    ahead = _read_ahead(read)
+    ahead = read_ahead(read)
     got = [next(ahead) for _ in range(3)]
     ahead.close()
     assert [0, 1, 2] == got
@@ -374,7 +374,7 @@ def test_read_ahead_reads_on_one_other_thread_and_closes_there():
 
 def test_read_ahead_hands_the_reads_failure_to_the_caller_in_order():
     """Items before a failure arrive first; the failure is the read's own exception."""
-    from headwater._copy import _read_ahead
+    from headwater.toolkit import read_ahead
 
     failure = headwater.ConnectorError("the server went away")
 
@@ -385,7 +385,7 @@ def test_read_ahead_hands_the_reads_failure_to_the_caller_in_order():
 
     got: list[int] = []
     with pytest.raises(headwater.ConnectorError) as raised:
-        got.extend(_read_ahead(read))
+        got.extend(read_ahead(read))
     assert [1, 2] == got
     assert raised.value is failure
 

@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import dataclasses
 import queue
+import threading
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -825,6 +826,65 @@ async def iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T
                 await step(close)
     finally:
         worker.shutdown(wait=False)
+
+
+def read_ahead(make: Callable[[], Iterable[T]]) -> Iterator[T]:
+    """
+    The items of ``make()``, produced one ahead on a thread of its own: the iterator is
+    made, advanced and closed on that thread (as `iterate_in_thread` does for async
+    callers, so a connector's ``read`` already runs off the caller's thread there),
+    while the caller works on the item before. A failure of the read
+    reaches the caller where the item would have; when the caller stops, the read is
+    closed on its thread before this returns. Drivers that release the GIL (COPY and
+    Arrow decoding, DuckDB and PostgreSQL writes, decompression) overlap.
+    """
+    ready: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any, error: BaseException | None = None) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put((item, error), timeout=0.05)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def produce() -> None:
+        try:
+            iterator = iter(make())
+            try:
+                for item in iterator:
+                    if not put(item):
+                        return
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # handed to the caller, raised there
+            put(_END, exc)
+            return
+        put(_END)
+
+    # The caller's context variables are seen by the read, as asyncio.to_thread does.
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(produce,), name="headwater-read-ahead", daemon=True
+    )
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            # A producer blocked on the full queue sees ``stop`` within its timeout.
+            thread.join(0.05)
 
 
 async def _write_from_async(

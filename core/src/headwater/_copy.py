@@ -18,7 +18,7 @@ position:
   is refused.
 
 The control flow lives once, in `_Run`; `copy` and `acopy` are short drivers around it.
-The sync driver reads one batch ahead on a thread of its own (`_read_ahead`), so the
+The sync driver reads one batch ahead on a thread of its own (`read_ahead`), so the
 source decodes the next batch while the destination writes this one; state still comes
 only from the batches the destination was handed.
 """
@@ -26,19 +26,16 @@ only from the batches the destination was handed.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import json
 import os
-import queue
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 
-from headwater._connector import Batch, Capability, Connector, State
+from headwater._connector import Batch, Capability, Connector, State, read_ahead
 from headwater._files import atomic_file
 from headwater._pipe_source import PipeSource
 from headwater._redact import redact
@@ -673,69 +670,6 @@ def copy(
             connector.close()
 
 
-T = TypeVar("T")
-_END: Any = object()
-
-
-def _read_ahead(make: Callable[[], Iterable[T]]) -> Iterator[T]:
-    """
-    The items of ``make()``, produced one ahead on a thread of its own: the iterator is
-    made, advanced and closed on that thread (as `headwater.toolkit.iterate_in_thread`
-    does for async callers, so a connector's ``read`` already runs off the caller's
-    thread there), while the caller works on the item before. A failure of the read
-    reaches the caller where the item would have; when the caller stops, the read is
-    closed on its thread before this returns. Drivers that release the GIL (COPY and
-    Arrow decoding, DuckDB and PostgreSQL writes, decompression) overlap.
-    """
-    ready: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item: Any, error: BaseException | None = None) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put((item, error), timeout=0.05)
-            except queue.Full:
-                continue
-            return True
-        return False
-
-    def produce() -> None:
-        try:
-            iterator = iter(make())
-            try:
-                for item in iterator:
-                    if not put(item):
-                        return
-            finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()
-        except BaseException as exc:  # handed to the caller, raised there
-            put(_END, exc)
-            return
-        put(_END)
-
-    # The caller's context variables are seen by the read, as asyncio.to_thread does.
-    context = contextvars.copy_context()
-    thread = threading.Thread(
-        target=context.run, args=(produce,), name="headwater-read-ahead", daemon=True
-    )
-    thread.start()
-    try:
-        while True:
-            item, error = ready.get()
-            if item is _END:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            # A producer blocked on the full queue sees ``stop`` within its timeout.
-            thread.join(0.05)
-
-
 def _batches(run: _Run) -> Iterator[Batch]:
     """The source's batches as the run accepts them, reopening the read at a limit."""
     source = run.ends.source
@@ -748,7 +682,7 @@ def _batches(run: _Run) -> Iterator[Batch]:
         def read(state: State | None = source_state, size: int | None = size) -> Iterator[Batch]:
             return source.read(run.ends.stream, state, batch_size=size, **run.read_options)
 
-        batches = _read_ahead(read) if ahead else read()
+        batches = read_ahead(read) if ahead else read()
         action = "more"
         try:
             for batch in batches:

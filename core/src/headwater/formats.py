@@ -81,6 +81,7 @@ __all__ = [
     "copy_text_field",
     "decode_batches",
     "decode_stream",
+    "decompressed",
     "decompressor",
     "detect",
     "json_default",
@@ -960,6 +961,18 @@ def decode_stream(
     if tail:
         yield from decoder.feed(tail)
     yield from decoder.finish()
+
+
+def decompressed(chunks: Iterable[bytes], compression: str) -> Iterator[bytes]:
+    """``chunks`` of a ``compression`` stream (see `decompressor`), decompressed."""
+    codec = decompressor(compression)
+    for chunk in chunks:
+        data = codec.process(chunk)
+        if data:
+            yield data
+    tail = codec.flush()
+    if tail:
+        yield tail
 
 
 def decode_batches(

@@ -17,7 +17,8 @@ who *write* connectors import — the first-party plugins use nothing else of co
   `split_keyring_reference`;
 * files and state: `atomic_file`, `safe_destination`, `atomic_state_options`,
   `check_keyset_state`; `headwater.formats` for record formats;
-* concurrency: `iterate_in_thread`, `forget_after_fork`; `loads_json`, `is_loopback`;
+* concurrency: `iterate_in_thread`, `read_ahead`, `forget_after_fork`; `loads_json`,
+  `is_loopback`;
 * partitions that ship to engines' workers: `partitions` (a stream's partitions, each
   carrying the connector id and its config with secret references only),
   `read_partition` (read one on a worker), `shipping_config`;
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from headwater._connector import WriteResult as WriteResult
     from headwater._connector import atomic_state_options as atomic_state_options
     from headwater._connector import iterate_in_thread as iterate_in_thread
+    from headwater._connector import read_ahead as read_ahead
     from headwater._connector import validate_config as validate_config
     from headwater._files import atomic_file as atomic_file
     from headwater._files import safe_destination as safe_destination
@@ -100,6 +102,7 @@ _HOMES: dict[str, str] = {
     "WriteResult": "headwater._connector",
     "atomic_state_options": "headwater._connector",
     "iterate_in_thread": "headwater._connector",
+    "read_ahead": "headwater._connector",
     "validate_config": "headwater._connector",
     "atomic_file": "headwater._files",
     "safe_destination": "headwater._files",

@@ -23,6 +23,7 @@ as written: `headwater.copy` asks for its destination's JSON columns).
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import itertools
 import os
@@ -45,6 +46,7 @@ from headwater._connector import (
     Partition,
     State,
     WriteResult,
+    read_ahead,
 )
 from headwater._files import atomic_file, safe_destination
 from headwater._sinks import FileSink, arrow_file_schema, make_sink
@@ -56,7 +58,14 @@ from headwater.errors import (
     PermissionDenied,
     UnsafePath,
 )
-from headwater.formats import FileFormat, decode_batches, decode_stream, detect, make_decoder
+from headwater.formats import (
+    FileFormat,
+    decode_batches,
+    decode_stream,
+    decompressed,
+    detect,
+    make_decoder,
+)
 
 #: Bytes read per chunk from a file.
 _CHUNK = 1 << 20
@@ -346,9 +355,13 @@ class FilesConnector(Connector[FilesConfig]):
             if stop is not None:
                 chunks = _chunks_until(handle, stop - offset)
             rows = rows_before
-            for batch, position in decode_batches(
-                decoder, chunks, size, file_format.compression, skip=skip
-            ):
+            compression = file_format.compression
+            if compression is not None:
+                # Decompression (zlib, bz2, lzma and zstd release the GIL) runs a chunk
+                # ahead on a thread of its own while this one parses.
+                chunks = read_ahead(functools.partial(decompressed, chunks, compression))
+                compression = None
+            for batch, position in decode_batches(decoder, chunks, size, compression, skip=skip):
                 rows += len(batch)
                 yield Batch(stream, batch, self._state(stream, position, rows, decoder), text)
 
