@@ -56,6 +56,7 @@ from headwater import (
     HeadwaterError,
     Item,
     NotFound,
+    Partition,
     PermissionDenied,
     State,
     WriteResult,
@@ -100,7 +101,13 @@ from headwater_azure_blob._plan import (
     Seen,
     Start,
     WritePlan,
+    blob_bounds,
+    blob_from_bounds,
+    byte_ranges,
+    byte_targets,
+    size_groups,
     state_in,
+    unit_ranges,
 )
 from headwater_azure_blob._records import BlobReading, CsvHeaderProbe, RecordWriting
 from headwater_azure_blob._transfer import DownloadSink, Positioned
@@ -136,6 +143,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             Capability.ARROW,
             Capability.UPLOAD,
             Capability.ATOMIC_STATE,
+            Capability.PARTITIONS,
         }
     )
 
@@ -550,11 +558,16 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         )
 
     def _read_parquet(
-        self, plan: ReadPlan, ref: BlobRef, start: Start, size: int
+        self, plan: ReadPlan, ref: BlobRef, start: Start, size: int, stop: int | None = None
     ) -> Iterator[Batch]:
         rows = plan.rows
         handle = _RangeReader(ref, self._sender())
         for record_batch, position in _parquet_batches(handle, ref, start.row, size, self._errors):
+            if stop is not None and position > stop:
+                before = position - record_batch.num_rows
+                if before >= stop:
+                    return
+                record_batch, position = record_batch.slice(0, stop - before), stop
             rows += record_batch.num_rows
             state: State = {
                 "stream": plan.stream,
@@ -564,6 +577,159 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 "rows": rows,
             }
             yield Batch(plan.stream, record_batch, state)
+
+    # --- partitions ---------------------------------------------------------------------
+
+    def partitions(self, stream: str, count: int, **options: Any) -> builtins.list[Partition]:
+        """
+        Split ``stream`` into at most ``count`` partitions that together hold each of its
+        records once, in the read's order. Many blobs: one partition per blob, or runs of
+        consecutive blobs balanced by size. One blob: an uncompressed JSON Lines or CSV
+        blob is cut into byte ranges at record boundaries (after the first newline at or
+        after each cut; in CSV, one outside quotes), a Parquet blob into ranges of whole
+        row groups; a compressed blob stays whole. Each partition names its blobs with the
+        etag seen now: reading a blob replaced since fails, naming it. Option: ``format``.
+        """
+        return drive(self._split(stream, count, options), self._sender())
+
+    async def apartitions(
+        self, stream: str, count: int, **options: Any
+    ) -> builtins.list[Partition]:
+        """Async twin of `partitions`."""
+        send = functools.partial(self._asend, await self._acontainer())
+        return await adrive(self._split(stream, count, options), send)
+
+    def read_partition(
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
+    ) -> Iterator[Batch]:
+        """
+        The records of one partition from `partitions`, in order; a batch's ``state``
+        resumes the partition right after that batch.
+        """
+        flow = self._read_partition(partition, batch_size, state, options)
+        yield from drive_items(flow, self._sender())
+
+    async def aread_partition(
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Batch]:
+        """Async twin of `read_partition`."""
+        flow = self._read_partition(partition, batch_size, state, options)
+        send = functools.partial(self._asend, await self._acontainer())
+        async with contextlib.aclosing(adrive_items(flow, send)) as batches:
+            async for batch in batches:
+                yield batch
+
+    def _split(self, stream: str, count: int, options: dict[str, Any]) -> Flow[Any]:
+        """The flow of `partitions`; options and count are checked before any request."""
+        options = dict(options)
+        fmt = options.pop("format", None)
+        _no_options("partitions", options)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError("partition count must be at least 1", field="count")
+        plan = ReadPlan(stream, None, fmt)
+        refs = yield from flows.matches(plan, self._errors)
+        if not refs:
+            raise plan.nothing_found()
+        bounds: builtins.list[dict[str, Any]]
+        if len(refs) == 1 and count > 1:
+            bounds = yield from self._split_blob(plan, refs[0], count)
+        else:
+            groups = size_groups(refs, count)
+            bounds = [{"blobs": [blob_bounds(ref) for ref in group]} for group in groups]
+        extra = {"format": fmt} if fmt is not None else {}
+        n = len(bounds)
+        return [Partition(stream, i, n, {**b, **extra}) for i, b in enumerate(bounds)]
+
+    def _split_blob(
+        self, plan: ReadPlan, ref: BlobRef, count: int
+    ) -> Flow[builtins.list[dict[str, Any]]]:
+        """One blob's partitions: byte ranges, row-group ranges, or the whole blob."""
+        blobs = [blob_bounds(ref)]
+        found = plan.format_for(ref.name)
+        if found.fmt == "parquet":
+            if ref.coding is not None:
+                return [{"blobs": blobs}]
+            units = yield Call(self._row_groups, (ref,))
+            return [{"blobs": blobs, "rows": [lo, hi]} for lo, hi in unit_ranges(units, count)]
+        if ref.compressed or not self._splittable() or ref.size == 0:
+            return [{"blobs": blobs}]
+        targets = byte_targets(ref.size, count)
+        extra: dict[str, Any] = {}
+        with self._errors(f"partition {ref.name!r}"):
+            if found.fmt == "csv":
+                probe = self._csv_probe(ref, found)
+                ends, header = yield from flows.csv_record_ends(ref, targets, probe)
+                extra["header"] = header
+            else:
+                ends = []
+                for target in targets:
+                    ends.append((yield from flows.line_end(ref, target)))
+        ranges = byte_ranges(ref.size, ends)
+        return [{"blobs": blobs, "bytes": [lo, hi], **extra} for lo, hi in ranges]
+
+    def _splittable(self) -> bool:
+        """Whether newlines and quotes are single bytes of their own in the encoding."""
+        return '\n"'.encode(self.config.encoding) == b'\n"'
+
+    def _row_groups(self, ref: BlobRef) -> builtins.list[int]:
+        """Rows per row group of Parquet blob ``ref`` (its footer, by ranged GETs)."""
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ConfigError(
+                f"{ref.name!r} is Parquet, which needs pyarrow",
+                field="format",
+                hint="pip install 'headwater-azure-blob[parquet]'",
+            ) from None
+        with self._errors(f"partition {ref.name!r}"):
+            metadata = pq.ParquetFile(_RangeReader(ref, self._sender())).metadata
+            return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+
+    def _read_partition(
+        self,
+        partition: Partition,
+        batch_size: int | None,
+        state: State | None,
+        options: dict[str, Any],
+    ) -> Flow[None]:
+        """The flow of `read_partition`; the partition is checked before any request."""
+        _no_options("read_partition", dict(options))
+        bounds = partition.bounds if isinstance(partition, Partition) else None
+        blobs = bounds.get("blobs") if isinstance(bounds, dict) else None
+        if not isinstance(blobs, builtins.list) or not blobs:
+            raise ConfigError(
+                "partition is not an azure-blob partition (it names no blobs)",
+                field="partition",
+                hint="make the partitions with partitions() of this connector",
+            )
+        assert bounds is not None
+        refs = [blob_from_bounds(blob) for blob in blobs]
+        span: tuple[str, int, int] | None = None
+        for unit in ("bytes", "rows"):
+            if unit in bounds:
+                lo, hi = bounds[unit]
+                span = (unit, int(lo), int(hi))
+        plan = ReadPlan(partition.stream, state, bounds.get("format"))
+        return flows.read_partition(
+            plan,
+            refs,
+            span,
+            bounds.get("header"),
+            batch_size=batch_size or self.config.batch_size,
+            reading=self._reading,
+            parquet=self._read_parquet,
+            errors=self._errors,
+        )
 
     # --- estimate -----------------------------------------------------------------------
 

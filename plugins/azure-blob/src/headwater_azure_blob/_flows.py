@@ -55,10 +55,25 @@ from concurrent.futures import (
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
-from headwater import AlreadyExists, Batch, FetchResult, HeadwaterError, IntegrityError
+from headwater import (
+    AlreadyExists,
+    Batch,
+    ConfigError,
+    FetchResult,
+    HeadwaterError,
+    IntegrityError,
+    NotFound,
+)
 from headwater.toolkit import get_logger
 from headwater_azure_blob._names import normalize_etag
-from headwater_azure_blob._plan import BlobRef, FetchPlan, ReadPlan, Start, WritePlan
+from headwater_azure_blob._plan import (
+    BlobRef,
+    CsvRecordEnds,
+    FetchPlan,
+    ReadPlan,
+    Start,
+    WritePlan,
+)
 from headwater_azure_blob._transfer import BlockPlan, DownloadSink, Rechunker, check_md5
 
 if TYPE_CHECKING:
@@ -160,6 +175,9 @@ Step: TypeAlias = Remote | ListPage | Call | Sleep | Spawn | Wait | _Marker
 _STEPS: Final = (Remote, ListPage, Call, Sleep, Spawn, Wait, _Marker)
 Flow: TypeAlias = Generator[Any, Any, R]
 Errors: TypeAlias = Callable[[str], contextlib.AbstractContextManager[None]]
+#: The batches of a Parquet blob from a start up to a row (``None``: its end), blocking.
+ParquetRead: TypeAlias = Callable[["ReadPlan", BlobRef, Start, int, int | None], Iterator[Batch]]
+Reading: TypeAlias = Callable[["ReadPlan", BlobRef, Start, "FileFormat", int], "BlobReading"]
 
 
 # --- drivers ----------------------------------------------------------------------------
@@ -668,8 +686,8 @@ def read(
     plan: ReadPlan,
     *,
     batch_size: int,
-    reading: Callable[[ReadPlan, BlobRef, Start, FileFormat, int], BlobReading],
-    parquet: Callable[[ReadPlan, BlobRef, Start, int], Iterator[Batch]],
+    reading: Reading,
+    parquet: ParquetRead,
     errors: Errors,
 ) -> Flow[None]:
     """
@@ -699,15 +717,19 @@ def _read_blob(
     ref: BlobRef,
     start: Start,
     size: int,
-    reading: Callable[[ReadPlan, BlobRef, Start, FileFormat, int], BlobReading],
-    parquet: Callable[[ReadPlan, BlobRef, Start, int], Iterator[Batch]],
+    reading: Reading,
+    parquet: ParquetRead,
     errors: Errors,
+    stop: int | None = None,
 ) -> Flow[int]:
-    """Yield the batches of one blob; return the running row count."""
+    """
+    Yield the batches of one blob, up to byte (text) or row (Parquet) ``stop`` when
+    given; return the running row count.
+    """
     file_format = plan.format_for(ref.name)
     if file_format.fmt == "parquet":
         rows = plan.rows
-        batches: Iterator[Batch] = yield Call(parquet, (plan, ref, start, size))
+        batches: Iterator[Batch] = yield Call(parquet, (plan, ref, start, size, stop))
         try:
             while (batch := (yield Call(next, (batches, END)))) is not END:
                 rows = int(batch.state["rows"])
@@ -719,10 +741,116 @@ def _read_blob(
         return rows
     text = reading(plan, ref, start, file_format, size)
     offset = text.fetch_from
+    end = ref.size if stop is None else stop
     with errors(f"read {ref.name!r}"):
-        while offset < ref.size:
-            chunk = yield from range_at(ref, offset)
+        while offset < end:
+            chunk = yield from range_at(ref, offset, min(READ_CHUNK, end - offset))
             offset += len(chunk)
             yield from text.feed(chunk)
         yield from text.finish()
     return text.rows
+
+
+# --- partitions -------------------------------------------------------------------------
+
+#: Bytes per ranged GET when looking for the newline after a cut.
+PROBE_CHUNK: Final = 64 * 1024
+
+
+def line_end(ref: BlobRef, offset: int) -> Flow[int]:
+    """The byte after the first newline at or after ``offset`` of ``ref`` (its size if none)."""
+    position = offset
+    while position < ref.size:
+        chunk = yield from range_at(ref, position, PROBE_CHUNK)
+        found = chunk.find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += len(chunk)
+    return ref.size
+
+
+def csv_record_ends(
+    ref: BlobRef, targets: list[int], probe: CsvHeaderProbe
+) -> Flow[tuple[list[int], list[str] | None]]:
+    """
+    The record boundaries after ``targets`` in CSV blob ``ref`` (newlines outside quotes:
+    one pass from its first byte, as far as the last target needs) and its header.
+    """
+    ends = CsvRecordEnds(targets)
+    offset = 0
+    header_known = False
+    while offset < ref.size and not (ends.done and header_known):
+        chunk = yield from range_at(ref, offset)
+        offset += len(chunk)
+        ends.feed(chunk)
+        if not header_known:
+            header_known = probe.feed(chunk)
+    if not header_known:
+        probe.finish()
+    return ends.finish(ref.size), probe.header
+
+
+def read_partition(
+    plan: ReadPlan,
+    refs: list[BlobRef],
+    span: tuple[str, int, int] | None,
+    header: list[str] | None,
+    *,
+    batch_size: int,
+    reading: Reading,
+    parquet: ParquetRead,
+    errors: Errors,
+) -> Flow[None]:
+    """
+    The batches of one partition: its blobs in order, each from where the state left
+    off, or the byte (``("bytes", lo, hi)``) or row (``("rows", lo, hi)``) range of its
+    one blob. Every request pins the etag the split saw: a blob replaced since fails,
+    naming it, instead of mixing two versions.
+    """
+    for ref in refs:
+        start = plan.start(ref)
+        if start is None:
+            continue
+        stop = None
+        read_ref = ref
+        if span is not None:
+            unit, lo, hi = span
+            if plan.resume_blob is None:
+                bytes_start = Start(offset=lo, header=header if lo else None)
+                start = bytes_start if unit == "bytes" else Start(row=lo)
+            at = start.offset if unit == "bytes" else start.row
+            if not lo <= at <= hi:
+                raise ConfigError(
+                    f"state is not a state of partition [{lo}, {hi}) of {plan.stream!r}: "
+                    f"it is at {unit[:-1]} {at}",
+                    field="state",
+                    hint="resume a partition only from a state of its own batches",
+                )
+            stop = hi
+            if unit == "bytes" and (lo, hi) != (0, ref.size):
+                read_ref = dataclasses.replace(ref, md5=None)  # a part does not hash to it
+        try:
+            plan.rows = yield from _read_blob(
+                plan, read_ref, start, batch_size, reading, parquet, errors, stop
+            )
+        except IntegrityError:
+            with errors(f"read {ref.name!r}"):
+                props = yield from head(ref.name, container_missing=False)
+            if props is None or normalize_etag(props.etag) != ref.etag:
+                raise _replaced(ref, props is None) from None
+            raise
+        except NotFound:
+            with errors(f"read {ref.name!r}"):
+                props = yield from head(ref.name, container_missing=False)
+            if props is None:
+                raise _replaced(ref, True) from None
+            raise
+
+
+def _replaced(ref: BlobRef, deleted: bool) -> IntegrityError:
+    what = "deleted" if deleted else "replaced (its etag differs)"
+    return IntegrityError(
+        f"blob {ref.name!r} was {what} after the stream was split into partitions; a "
+        "partition reads only the version it was made from, so nothing of the new one was read",
+        hint="make the partitions again and read them anew",
+    )

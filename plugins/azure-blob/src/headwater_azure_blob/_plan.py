@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import itertools
 import json
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -456,3 +457,143 @@ class WritePlan:
         if not self.overwrite:
             return {"match_condition": MatchConditions.IfMissing}
         return {}
+
+
+# --- partitions: how a read splits, decided without I/O ---------------------------------
+
+
+def blob_bounds(ref: BlobRef) -> dict[str, Any]:
+    """The JSON form of ``ref`` a partition carries (its etag pins the version split)."""
+    return {
+        "name": ref.name,
+        "size": ref.size,
+        "etag": ref.etag,
+        "content_encoding": ref.content_encoding,
+        "md5": base64.b64encode(ref.md5).decode("ascii") if ref.md5 else None,
+    }
+
+
+def blob_from_bounds(data: Any) -> BlobRef:
+    """Inverse of `blob_bounds`; a `ConfigError` for anything else."""
+    try:
+        md5 = data.get("md5")
+        ref = BlobRef(
+            data["name"],
+            data["size"],
+            data["etag"],
+            data.get("content_encoding"),
+            base64.b64decode(md5) if md5 else None,
+        )
+    except (AttributeError, KeyError, TypeError, ValueError, binascii.Error):
+        ref = None
+    if (
+        ref is None
+        or not isinstance(ref.name, str)
+        or not isinstance(ref.etag, str)
+        or isinstance(ref.size, bool)
+        or not isinstance(ref.size, int)
+    ):
+        raise ConfigError(
+            "partition is not an azure-blob partition (its blobs are malformed)",
+            field="partition",
+            hint="make the partitions with partitions() of this connector",
+        )
+    return ref
+
+
+def size_groups(refs: list[BlobRef], count: int) -> list[list[BlobRef]]:
+    """
+    ``refs`` (in name order) cut into at most ``count`` runs of consecutive blobs,
+    balanced by size, greedily: a run closes once the bytes so far reach the next
+    ``1/count`` share of the total. One blob per run when there are no more blobs than
+    ``count``. Consecutive runs keep the read order: the runs read one after the other
+    are the read of the whole stream.
+    """
+    if len(refs) <= count:
+        return [[ref] for ref in refs]
+    weights = [ref.size + 1 for ref in refs]  # an empty blob still weighs something
+    total = sum(weights)
+    groups: list[list[BlobRef]] = [[]]
+    seen = 0
+    for index, (ref, weight) in enumerate(zip(refs, weights, strict=True)):
+        groups[-1].append(ref)
+        seen += weight
+        left = len(refs) - index - 1
+        if left and len(groups) < count and seen * count >= total * len(groups):
+            groups.append([])
+    return groups
+
+
+def unit_ranges(units: list[int], count: int) -> list[tuple[int, int]]:
+    """
+    Row ranges ``[lo, hi)`` made of whole consecutive units (Parquet row groups), at
+    most ``count``, balanced by rows; at least one (``[0, 0)`` for no rows).
+    """
+    total = sum(units)
+    ranges: list[tuple[int, int]] = []
+    lo = seen = 0
+    step = 1
+    for rows in units:
+        seen += rows
+        if step < count and seen * count >= total * step and seen > lo:
+            ranges.append((lo, seen))
+            lo = seen
+            while step < count and seen * count >= total * step:
+                step += 1
+    if seen > lo or not ranges:
+        ranges.append((lo, seen))
+    return ranges
+
+
+def byte_targets(size: int, count: int) -> list[int]:
+    """Where the ``count - 1`` cuts of a ``size``-byte blob would fall, before moving
+    each to the record boundary at or after it."""
+    return [size * i // count for i in range(1, count)]
+
+
+def byte_ranges(size: int, ends: list[int]) -> list[tuple[int, int]]:
+    """The ranges between record boundaries ``ends`` (duplicates and edges dropped)."""
+    cuts = sorted({0, size, *(end for end in ends if 0 < end < size)})
+    return list(itertools.pairwise(cuts)) or [(0, size)]
+
+
+class CsvRecordEnds:
+    """
+    Record boundaries of a CSV blob from its first byte on, fed chunk by chunk: for each
+    target offset (ascending), the byte after the first newline at or after it that is
+    outside quotes (an even number of ``"`` before it; a doubled quote inside a quoted
+    field counts twice). The files connector's rule, sans I/O.
+    """
+
+    def __init__(self, targets: list[int]) -> None:
+        self._targets = list(targets)
+        self.ends: list[int] = []
+        self._base = 0
+        self._odd = False
+
+    @property
+    def done(self) -> bool:
+        """Whether every target has its boundary."""
+        return not self._targets
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next bytes of the blob."""
+        counted = start = 0
+        while self._targets:
+            start = max(self._targets[0] - self._base, start)
+            found = chunk.find(b"\n", start)
+            if found < 0:
+                break
+            self._odd ^= bool(chunk.count(b'"', counted, found) & 1)
+            counted = found
+            if self._odd:
+                start = found + 1
+                continue
+            self.ends.append(self._base + found + 1)
+            self._targets.pop(0)
+        self._odd ^= bool(chunk.count(b'"', counted) & 1)
+        self._base += len(chunk)
+
+    def finish(self, size: int) -> list[int]:
+        """The boundaries found, ``size`` for each target with none after it."""
+        return self.ends + [size] * len(self._targets)
