@@ -39,6 +39,7 @@ from headwater import (
     Estimate,
     HeadwaterError,
     Item,
+    Partition,
     Secret,
     State,
 )
@@ -57,8 +58,10 @@ from headwater_rest._config import (
     resolve_values,
 )
 from headwater_rest._paginate import (
+    OffsetLimit,
     Page,
     PageFlow,
+    PageNumber,
     PageRequest,
     Position,
     RecordSelector,
@@ -96,6 +99,7 @@ class RestConnector(Connector[RestConfig]):
             Capability.RESUME,
             Capability.METADATA,
             Capability.WRITE,
+            Capability.PARTITIONS,
         }
     )
 
@@ -468,6 +472,176 @@ class RestConnector(Connector[RestConfig]):
             if walk.stopped:
                 return
         yield walk.final()
+
+    # --- partitions -----------------------------------------------------------------------------
+
+    def partitions(self, stream: str, count: int, **options: Any) -> builtins.list[Partition]:
+        """
+        Split ``stream`` into at most ``count`` partitions that together hold each of its
+        records once, in the read's order:
+
+        * offset or page-number pagination whose first page states the total (``total_path``,
+          ``total_pages_path``): ranges of consecutive pages, each read with the requests
+          the whole read makes (one request here, for the first page);
+        * a child stream: runs of consecutive parent records (the parent stream is read
+          here; each partition carries its parent records);
+        * any other stream (cursors, next URLs, incremental, limits): one partition, the
+          whole stream.
+        """
+        if options:
+            raise ConfigError(f"rest: unknown partition option(s): {', '.join(sorted(options))}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError("partition count must be at least 1", field="count")
+        config = self._stream(stream)
+        bounds = self._split(stream, config, count)
+        n = len(bounds)
+        return [Partition(stream, i, n, b) for i, b in enumerate(bounds)]
+
+    def _split(
+        self, stream: str, config: StreamConfig, count: int
+    ) -> builtins.list[dict[str, Any]]:
+        whole: builtins.list[dict[str, Any]] = [{"kind": "whole"}]
+        if count == 1 or config.max_pages is not None or config.max_records is not None:
+            return whole
+        if config.parent is not None:
+            parent = config.parent.stream
+            rows = [row for batch in self.read(parent) for row in batch.rows()]
+            return [{"kind": "parents", "parents": group} for group in _runs(rows, count)] or [
+                {"kind": "parents", "parents": []}
+            ]
+        strategy = self.strategy(config.pagination)
+        if config.incremental is not None or not isinstance(strategy, OffsetLimit | PageNumber):
+            return whole
+        run = _StreamRun(self, stream, config, None, None, {})
+        first = strategy.first()
+        response = self.http.fetch(run.spec(strategy.request(first)))
+        records = run.select(response.body)
+        if not records or strategy.next_token(first, response, records) is None:
+            return whole
+        pages = [first, *strategy.plan(first, response, records)]
+        groups = _runs(pages, count)
+        starts = [group[0] for group in groups]
+        ends: builtins.list[dict[str, Any] | None] = [*starts[1:], None]
+        return [
+            {"kind": "pages", "start": start, "end": end}
+            for start, end in zip(starts, ends, strict=True)
+        ]
+
+    def read_partition(
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
+    ) -> Iterator[Batch]:
+        """
+        The records of one partition from `partitions`, in order; a batch's ``state``
+        resumes the partition right after that batch.
+        """
+        kind, plan = self._partition_plan(partition, batch_size, state, options)
+        if kind == "whole":
+            yield from self.read(partition.stream, state, batch_size=batch_size)
+        elif kind == "pages":
+            yield from plan.sync()
+        elif kind == "parents":
+            walk, parents = plan
+            for index, run in walk.runs(self, parents, batch_size or self.config.batch_size):
+                yield from walk.wrapped(run.sync(), index)
+
+    async def aread_partition(
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Batch]:
+        """Async twin of `read_partition`, on httpx's async client."""
+        kind, plan = self._partition_plan(partition, batch_size, state, options)
+        if kind == "whole":
+            async for batch in self.aread(partition.stream, state, batch_size=batch_size):
+                yield batch
+            return
+        if kind == "nothing":
+            return
+        async with self.http.aclient() as client:
+            if kind == "pages":
+                async for batch in plan.asynchronous(client):
+                    yield batch
+                return
+            walk, parents = plan
+            for index, run in walk.runs(self, parents, batch_size or self.config.batch_size):
+                async for batch in run.asynchronous(client):
+                    if len(batch):
+                        yield walk.wrap(batch, index)
+
+    def _partition_plan(
+        self,
+        partition: Partition,
+        batch_size: int | None,
+        state: State | None,
+        options: Mapping[str, Any],
+    ) -> tuple[str, Any]:
+        """
+        What reading ``partition`` (from ``state``) takes, decided before any request:
+        ``("whole", None)``, ``("pages", run)``, ``("parents", (walk, parent batch))`` or
+        ``("nothing", None)`` (a state at the partition's end).
+        """
+        if options:
+            raise ConfigError(f"rest: unknown read option(s): {', '.join(sorted(options))}")
+        bounds = partition.bounds if isinstance(partition, Partition) else None
+        kind = bounds.get("kind") if isinstance(bounds, dict) else None
+        if kind not in ("whole", "pages", "parents"):
+            raise ConfigError(
+                "partition is not a rest partition",
+                field="partition",
+                hint="make the partitions with partitions() of this connector",
+            )
+        assert bounds is not None
+        name = partition.stream
+        config = self._stream(name)
+        if kind == "whole":
+            return "whole", None
+        if state is not None and (not isinstance(state, dict) or state.get("stream") != name):
+            raise ConfigError(f"state is not a rest state for stream {name!r}", field="state")
+        size = batch_size or self.config.batch_size
+        if kind == "parents":
+            if config.parent is None:
+                raise ConfigError(f"stream {name!r} has no parent stream", field="partition")
+            walk = _ChildWalk(name, config, config.parent, state, {})
+            if walk.finished:
+                return "nothing", None
+            return "parents", (walk, Batch(config.parent.stream, bounds["parents"], {}))
+        strategy = self.strategy(config.pagination)
+        if not isinstance(strategy, OffsetLimit | PageNumber):
+            raise ConfigError(
+                f"stream {name!r} is no longer paged by offset or page number",
+                field="partition",
+                hint="make the partitions again",
+            )
+        key = strategy.key_name
+        stride = strategy.config.limit if isinstance(strategy, OffsetLimit) else 1
+        start, end = bounds["start"], bounds.get("end")
+        if state is None:
+            state = {"stream": name, "position": {"token": start, "skip": 0}, "done": False}
+        if state.get("done"):
+            return "nothing", None
+        position = Position.from_state(state.get("position"))
+        at, lo = position.token.get(key), start[key]
+        hi = end[key] if end is not None else None
+        if not isinstance(at, int) or at < lo or (hi is not None and at > hi):
+            raise ConfigError(
+                f"state is not a state of partition {partition.index} of {name!r} "
+                f"(pages from {key} {lo} to {hi if hi is not None else 'the end'})",
+                field="state",
+                hint="resume a partition only from a state of its own batches",
+            )
+        pages = None if hi is None else -(-(hi - at) // stride)
+        if pages == 0:
+            return "nothing", None
+        limits: dict[str, int | None] = {"max_pages": pages, "max_records": None}
+        return "pages", _StreamRun(self, name, config, state, size, limits)
 
     # --- calls that are not streams ------------------------------------------------------------
 
@@ -975,6 +1149,12 @@ def _fill_path(template: str, path_vars: tuple[str, Mapping[str, Any]]) -> str:
         return quote(str(value), safe="")
 
     return _PLACEHOLDER.sub(replace, template)
+
+
+def _runs(items: builtins.list[Any], count: int) -> builtins.list[builtins.list[Any]]:
+    """``items`` cut into at most ``count`` runs of consecutive items, as even as can be."""
+    n = min(count, len(items))
+    return [items[len(items) * i // n : len(items) * (i + 1) // n] for i in range(n)]
 
 
 def _later(current: Any, value: Any) -> Any:
