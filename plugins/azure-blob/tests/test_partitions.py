@@ -164,12 +164,17 @@ def test_a_partition_resumes_after_each_of_its_batches(
 def test_a_state_from_another_partition_is_refused(
     connector: AzureBlobConnector, blobs: Any
 ) -> None:
-    """A byte state outside the partition's range is a ConfigError naming the state."""
+    """A state outside the partition's range, or of another blob, is a ConfigError on the state."""
     first, second = connector.partitions("big.jsonl", 2)
     state = next(iter(connector.read_partition(second, batch_size=50))).state
     with pytest.raises(headwater.ConfigError) as caught:
         list(connector.read_partition(first, state=state))
     assert "state" == caught.value.field
+    one, other = connector.partitions("logs/", 2)
+    state = next(iter(connector.read_partition(other))).state
+    with pytest.raises(headwater.ConfigError) as caught:
+        list(connector.read_partition(one, state=state))
+    assert "is not one of the partition's" in caught.value.message
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -134,14 +134,18 @@ def test_the_splits_are_the_expected_kinds(make_side: Callable[..., Side]) -> No
     assert [{"kind": "whole"}] == [p.bounds for p in connector.partitions("cursor", 5)]
 
 
+@pytest.mark.parametrize("stream", ["offset", "offset_concurrent"])
 def test_a_page_range_makes_the_requests_of_the_whole_read(
-    make_side: Callable[..., Side], http_api: HttpServer
+    make_side: Callable[..., Side], http_api: HttpServer, stream: str
 ) -> None:
     """The partitions' requests are those the whole read makes (besides the split's one)."""
     connector = make_side().connector
-    list(connector.read("offset"))
+    list(connector.read(stream))
     whole = sorted(int(seen.query["offset"]) for seen in http_api.state.seen("/offset"))
-    parts = connector.partitions("offset", 3)
+    assert 10 <= len(whole)
+    http_api.reset()
+    parts = connector.partitions(stream, 3)
+    assert 1 == len(http_api.state.seen("/offset"))
     http_api.reset()
     for part in parts:
         list(connector.read_partition(part))

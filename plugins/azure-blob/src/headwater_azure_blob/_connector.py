@@ -683,14 +683,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
 
     def _row_groups(self, ref: BlobRef) -> builtins.list[int]:
         """Rows per row group of Parquet blob ``ref`` (its footer, by ranged GETs)."""
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ConfigError(
-                f"{ref.name!r} is Parquet, which needs pyarrow",
-                field="format",
-                hint="pip install 'headwater-azure-blob[parquet]'",
-            ) from None
+        pq = _parquet_module(ref)
         with self._errors(f"partition {ref.name!r}"):
             metadata = pq.ParquetFile(_RangeReader(ref, self._sender())).metadata
             return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
@@ -720,6 +713,13 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
                 lo, hi = bounds[unit]
                 span = (unit, int(lo), int(hi))
         plan = ReadPlan(partition.stream, state, bounds.get("format"))
+        if plan.resume_blob is not None and plan.resume_blob not in {r.name for r in refs}:
+            raise ConfigError(
+                f"state is not a state of partition {partition.index} of {partition.stream!r}: "
+                f"its blob {plan.resume_blob!r} is not one of the partition's",
+                field="state",
+                hint="resume a partition only from a state of its own batches",
+            )
         return flows.read_partition(
             plan,
             refs,
@@ -1176,6 +1176,19 @@ class _RangeReader(Positioned, io.RawIOBase):
         return len(data)
 
 
+def _parquet_module(ref: BlobRef) -> Any:
+    """``pyarrow.parquet``, or the error saying Parquet blob ``ref`` needs it."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(
+            f"{ref.name!r} is Parquet, which needs pyarrow",
+            field="format",
+            hint="pip install 'headwater-azure-blob[parquet]'",
+        ) from None
+    return pq
+
+
 def _parquet_batches(
     handle: _RangeReader,
     ref: BlobRef,
@@ -1187,14 +1200,7 @@ def _parquet_batches(
     The record batches of Parquet blob ``ref`` from row ``skip`` on, each with the row
     just after it; row groups before ``skip`` are not fetched.
     """
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError(
-            f"{ref.name!r} is Parquet, which needs pyarrow",
-            field="format",
-            hint="pip install 'headwater-azure-blob[parquet]'",
-        ) from None
+    pq = _parquet_module(ref)
     if ref.coding is not None:
         raise ConfigError(
             f"Parquet blob {ref.name!r} is stored with Content-Encoding "

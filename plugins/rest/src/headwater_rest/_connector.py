@@ -622,7 +622,9 @@ class RestConnector(Connector[RestConfig]):
             )
         key = strategy.key_name
         stride = strategy.config.limit if isinstance(strategy, OffsetLimit) else 1
-        start, end = bounds["start"], bounds.get("end")
+        start, end = bounds.get("start"), bounds.get("end")
+        if not isinstance(start, dict) or not (end is None or isinstance(end, dict)):
+            raise ConfigError("partition is not a rest partition of pages", field="partition")
         if state is None:
             state = {"stream": name, "position": {"token": start, "skip": 0}, "done": False}
         if state.get("done"):
