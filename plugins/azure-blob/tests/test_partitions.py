@@ -144,6 +144,13 @@ def test_the_splits_are_the_expected_kinds(connector: AzureBlobConnector, blobs:
     assert "bytes" not in packed[0].bounds
 
 
+def test_the_async_split_equals_the_sync_split(connector: AzureBlobConnector, blobs: Any) -> None:
+    """apartitions gives what partitions gives, for every kind of stream and count."""
+    for stream in ("logs/", "big.jsonl", "people.csv", "numbers.parquet", "packed.jsonl.gz"):
+        for n in (1, 3, 5):
+            assert connector.partitions(stream, n) == _split(connector, "async", stream, n)
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("stream", ["logs/", "big.jsonl", "people.csv", "numbers.parquet"])
 def test_a_partition_resumes_after_each_of_its_batches(

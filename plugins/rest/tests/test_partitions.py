@@ -134,6 +134,17 @@ def test_the_splits_are_the_expected_kinds(make_side: Callable[..., Side]) -> No
     assert [{"kind": "whole"}] == [p.bounds for p in connector.partitions("cursor", 5)]
 
 
+def test_the_async_split_equals_the_sync_split(
+    make_config: Callable[..., dict[str, Any]], registry: Registry
+) -> None:
+    """apartitions gives what partitions gives, for every kind of stream and count."""
+    with RestConnector(make_config(streams=STREAMS), registry=registry) as connector:
+        for stream in ("offset", "pages", "cursor", "repos"):
+            for n in (1, 3, 5):
+                split = connector.partitions(stream, n)
+                assert split == asyncio.run(connector.apartitions(stream, n))
+
+
 @pytest.mark.parametrize("stream", ["offset", "offset_concurrent"])
 def test_a_page_range_makes_the_requests_of_the_whole_read(
     make_side: Callable[..., Side], http_api: HttpServer, stream: str
