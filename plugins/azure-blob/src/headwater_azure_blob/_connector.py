@@ -710,8 +710,18 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         span: tuple[str, int, int] | None = None
         for unit in ("bytes", "rows"):
             if unit in bounds:
-                lo, hi = bounds[unit]
-                span = (unit, int(lo), int(hi))
+                pair = bounds[unit]
+                if (
+                    not isinstance(pair, builtins.list | tuple)
+                    or len(pair) != 2
+                    or not all(isinstance(x, int) and 0 <= x for x in pair)
+                    or len(refs) != 1
+                ):
+                    raise ConfigError(
+                        f"partition is not an azure-blob partition (bad {unit} range)",
+                        field="partition",
+                    )
+                span = (unit, pair[0], pair[1])
         plan = ReadPlan(partition.stream, state, bounds.get("format"))
         if plan.resume_blob is not None and plan.resume_blob not in {r.name for r in refs}:
             raise ConfigError(
