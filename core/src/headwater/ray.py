@@ -1,0 +1,329 @@
+"""
+headwater on Ray: a stream read into a ``ray.data.Dataset``, one read task per
+partition, on whatever cluster Ray runs (a local one is started if none is).
+
+    import headwater.ray
+
+    orders = headwater.ray.read("warehouse", "public.orders", parallelism=8)
+    orders.groupby("status").sum("amount").show()
+
+The partitions come from the connector (`headwater.toolkit.partitions`: PostgreSQL key
+ranges, byte ranges of a file, ...); `HeadwaterDatasource` is a Ray Data ``Datasource``
+that makes one ``ReadTask`` of each, with the connector's size estimate
+(``Connector.estimate``) shared out among them. Each partition carries the connector id
+and its config with secret *references* (``env:NAME``, ``file:PATH``,
+``keyring:SERVICE/USER``), never their values: every worker resolves the credentials
+itself, and a worker that cannot fails with the headwater error naming the reference.
+The split (and the first records, which give the dataset's schema) runs as a Ray task,
+so the driver needs no credentials at all.
+
+Blocks are ``pyarrow.Table`` values: a connector that reads Arrow hands its record batches
+through; dict batches are converted as `headwater.to_arrow` converts them and brought to
+one schema, settled from the stream's first records (as `headwater.record_batch_reader`
+settles it: a column NULL in the first batch or first seen a few batches on is typed by
+its values; one that does not fit afterwards is an error naming the column). Progress is
+Ray's own (its progress bars and dashboard).
+
+Needs ``pip install 'headwater[ray]'``; imported only when used.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from headwater._connector import Connector, Estimate, Partition
+from headwater._frames import DEFAULT_INFER_ROWS
+from headwater.errors import ConfigError, HeadwaterError
+
+if TYPE_CHECKING:
+    import pyarrow
+    from ray.data import Dataset, ReadTask
+    from ray.data import Datasource as _Datasource
+
+    from headwater._plugins import Registry
+    from headwater._sources import SourceRegistry
+else:
+    try:
+        from ray.data import Datasource as _Datasource
+    except ImportError:  # read() and HeadwaterDatasource() say what to install
+        _Datasource = object
+
+__all__ = ["HeadwaterDatasource", "read"]
+
+
+def read(
+    source: Connector[Any] | str,
+    stream: str,
+    *,
+    parallelism: int | None = None,
+    batch_size: int | None = None,
+    partition_options: dict[str, Any] | None = None,
+    sources: SourceRegistry | None = None,
+    registry: Registry | None = None,
+    **read_options: Any,
+) -> Dataset:
+    """
+    ``stream`` of ``source`` as a lazy ``ray.data.Dataset`` with one read task per
+    headwater partition.
+
+    Args:
+        source: a saved source name, a URL, or a connector.
+        stream: the stream (table, file) to read.
+        parallelism: at most this many partitions (default: the CPUs of the Ray worker
+            that splits the stream).
+        batch_size: records per batch within a partition (the connector's default).
+        partition_options: the connector's split options (PostgreSQL: ``{"key": "id"}``).
+        sources, registry: where names and URLs are looked up on the driver.
+        read_options: passed to each partition's read (``format="dicts"`` asks a
+            connector that reads Arrow for dicts).
+
+    Raises:
+        ConfigError: the config cannot ship (a literal or callable secret: use a
+            reference), or ray is not installed.
+        CredentialError: a secret reference cannot be resolved where the split runs.
+    """
+    engine = _ray()
+    from headwater._shipping import _open, shipping_config
+
+    connector, owned = _open(source, sources=sources, registry=registry)
+    try:
+        config = shipping_config(connector)
+        connector_id = connector.id
+    finally:
+        if owned:
+            connector.close()
+    plan = engine.remote(_plan).options(name=f"headwater-{connector_id}-split")
+    ref = plan.remote(
+        connector_id, config, stream, parallelism, dict(partition_options or {}),
+        batch_size, read_options,
+    )  # fmt: skip
+    try:
+        parts, schema, estimate = engine.get(ref)
+    except engine.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, HeadwaterError):
+            raise exc.cause from None  # headwater's own error, not Ray's wrapper of it
+        raise
+    datasource = HeadwaterDatasource(
+        parts, schema=schema, estimate=estimate, batch_size=batch_size, **read_options
+    )
+    dataset: Dataset = engine.data.read_datasource(
+        datasource, override_num_blocks=max(1, len(parts))
+    )
+    return dataset
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ConfigError(
+            "headwater.ray needs ray[data]", hint="pip install 'headwater[ray]'"
+        ) from None
+    return ray
+
+
+def _plan(
+    connector_id: str,
+    config: dict[str, Any],
+    stream: str,
+    parallelism: int | None,
+    partition_options: dict[str, Any],
+    batch_size: int | None,
+    read_options: dict[str, Any],
+) -> tuple[list[Partition], pyarrow.Schema, Estimate]:
+    """
+    The shipped partitions, the dataset's Arrow schema and the stream's size estimate,
+    worked out where this runs (a Ray worker): the schema is the connector's own from its
+    first Arrow batch, or for dict batches that of the first records (up to
+    ``DEFAULT_INFER_ROWS``, read across partitions in order).
+    """
+    from headwater._frames import _settle
+    from headwater._shipping import shipped_connector, split
+
+    connector = shipped_connector(connector_id, config)
+    parts = split(connector, config, stream, parallelism, **partition_options)
+    try:
+        estimate = connector.estimate(stream)
+    except HeadwaterError:  # a size is for planning only: unknown is fine
+        estimate = Estimate()
+    ahead: list[Any] = []
+    batches = _leading_batches(parts, batch_size, read_options)
+    try:
+        schema, _origin = _settle(batches, ahead, DEFAULT_INFER_ROWS)
+    finally:
+        batches.close()
+    return parts, schema, estimate
+
+
+def _leading_batches(
+    parts: list[Partition], batch_size: int | None, read_options: dict[str, Any]
+) -> Generator[Any, None, None]:
+    """The batches of ``parts`` one partition after the other, each read closed when left."""
+    from headwater._shipping import read_partition
+
+    for part in parts:
+        batches = read_partition(part, batch_size=batch_size, **read_options)
+        try:
+            yield from batches
+        finally:
+            batches.close()  # type: ignore[attr-defined]
+
+
+class HeadwaterDatasource(_Datasource):
+    """
+    A Ray Data ``Datasource`` over shipped headwater partitions (from
+    `headwater.toolkit.partitions`): one ``ReadTask`` per partition, each yielding
+    ``pyarrow.Table`` blocks in ``schema``. Read it with ``ray.data.read_datasource``;
+    `read` builds one from a source and a stream.
+    """
+
+    def __init__(
+        self,
+        partitions: list[Partition],
+        *,
+        schema: pyarrow.Schema | None = None,
+        estimate: Estimate | None = None,
+        batch_size: int | None = None,
+        **read_options: Any,
+    ) -> None:
+        """
+        Args:
+            partitions: shipped partitions of one stream (each with connector and config).
+            schema: the blocks' schema (default: each block as its batch comes, dict
+                batches converted as `headwater.to_arrow` converts one batch).
+            estimate: the stream's size, shared out among the read tasks' metadata.
+            batch_size, read_options: passed to each partition's read.
+        """
+        _ray()
+        super().__init__()  # type: ignore[no-untyped-call]
+        for part in partitions:
+            if part.connector is None or part.config is None:
+                raise ConfigError(
+                    f"partition {part.index} of {part.stream!r} carries no connector and "
+                    "config: it was not made to ship",
+                    field="partitions",
+                    hint="make partitions with headwater.toolkit.partitions(source, stream, n)",
+                )
+        self.partitions = list(partitions)
+        self.schema = schema
+        self.estimate = estimate or Estimate()
+        self.batch_size = batch_size
+        self.read_options = read_options
+
+    def get_name(self) -> str:
+        """The read's name in Ray's progress and stats: ``Headwater(<connector id>)``."""
+        ids = sorted({part.connector or "?" for part in self.partitions})
+        return f"Headwater({','.join(ids)})" if ids else "Headwater"
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        """The stream's bytes as the connector estimates them, or ``None`` when unknown."""
+        return self.estimate.bytes
+
+    def _sizes(self) -> list[int | None]:
+        """Each partition's share of the estimated bytes (a byte range's own length)."""
+        spans = [_byte_span(part) for part in self.partitions]
+        if self.partitions and all(span is not None for span in spans):
+            return spans
+        total = self.estimate.bytes
+        if total is None or not self.partitions:
+            return [None] * len(self.partitions)
+        return [total // len(self.partitions)] * len(self.partitions)
+
+    def get_read_tasks(
+        self,
+        parallelism: int,
+        per_task_row_limit: int | None = None,
+        data_context: Any = None,
+    ) -> list[ReadTask]:
+        """
+        One ``ReadTask`` per partition, whatever ``parallelism`` Ray asks for (the split
+        was made by `read`'s ``parallelism``). Row counts are left unknown: Ray takes
+        them for exact, and a connector's are estimates.
+        """
+        from ray.data import ReadTask
+        from ray.data.block import BlockMetadata
+
+        schema = self.schema if self.schema is not None and len(self.schema) else None
+        extra: dict[str, Any] = {}
+        if per_task_row_limit is not None:
+            extra["per_task_row_limit"] = per_task_row_limit
+        if schema is not None and _tasks_take_schema():
+            extra["schema"] = schema
+        tasks = []
+        for part, size in zip(self.partitions, self._sizes(), strict=True):
+            metadata = BlockMetadata(
+                num_rows=None, size_bytes=size, input_files=None, exec_stats=None
+            )
+            reader = _PartitionReader(part, self.schema, self.batch_size, self.read_options)
+            tasks.append(ReadTask(reader, metadata, **extra))
+        return tasks
+
+
+@functools.cache
+def _tasks_take_schema() -> bool:
+    """Whether ``ReadTask`` takes the blocks' schema (Ray 2.47 on; before, metadata did)."""
+    from ray.data import ReadTask
+
+    return "schema" in inspect.signature(ReadTask.__init__).parameters
+
+
+def _byte_span(part: Partition) -> int | None:
+    """The length of a partition that is a byte range (``bounds["bytes"] == [lo, hi]``)."""
+    span = part.bounds.get("bytes")
+    if (
+        isinstance(span, list | tuple)
+        and len(span) == 2
+        and all(isinstance(end, int) and not isinstance(end, bool) for end in span)
+    ):
+        return max(0, int(span[1]) - int(span[0]))
+    return None
+
+
+class _PartitionReader:
+    """A read task's function: one shipped partition as ``pyarrow.Table`` blocks."""
+
+    def __init__(
+        self,
+        partition: Partition,
+        schema: pyarrow.Schema | None,
+        batch_size: int | None,
+        read_options: dict[str, Any],
+    ) -> None:
+        self.partition = partition
+        self.schema = schema
+        self.batch_size = batch_size
+        self.read_options = read_options
+
+    def __repr__(self) -> str:
+        part = self.partition
+        where = f"partition {part.index + 1}/{part.count} of {part.stream!r}"
+        return f"<headwater {part.connector} {where}>"
+
+    def __call__(self) -> Iterator[pyarrow.Table]:
+        import pyarrow as pa
+
+        from headwater._frames import _arrow_of, _fitted
+        from headwater._shipping import read_partition
+
+        schema = self.schema
+        batches = read_partition(self.partition, batch_size=self.batch_size, **self.read_options)
+        try:
+            for batch in batches:
+                data = _arrow_of(batch)
+                if isinstance(data, pa.RecordBatch):
+                    if schema is None or data.schema.equals(schema):
+                        yield pa.Table.from_batches([data])  # Arrow, untouched
+                        continue
+                    data = pa.Table.from_batches([data])
+                if schema is None:
+                    yield data
+                    continue
+                yield pa.Table.from_batches(
+                    list(_fitted(data, schema, "the dataset's")), schema=schema
+                )
+        finally:
+            batches.close()  # type: ignore[attr-defined]
