@@ -27,7 +27,7 @@ import builtins
 import contextlib
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -488,44 +488,78 @@ class RestConnector(Connector[RestConfig]):
         * any other stream (cursors, next URLs, incremental, limits): one partition, the
           whole stream.
         """
+        return self._drive_split(self._split(stream, count, options))
+
+    async def apartitions(
+        self, stream: str, count: int, **options: Any
+    ) -> builtins.list[Partition]:
+        """Async twin of `partitions`, on httpx's async client."""
+        flow = self._split(stream, count, options)
+        reply: Any = None
+        async with self.http.aclient() as client:
+            while True:
+                try:
+                    need = flow.send(reply)
+                except StopIteration as stop:
+                    parts: builtins.list[Partition] = stop.value
+                    return parts
+                if isinstance(need, str):
+                    reply = [r async for b in self.aread(need) for r in b.rows()]
+                else:
+                    reply = await self.http.afetch(client, need)
+
+    def _drive_split(
+        self, flow: Generator[Any, Any, builtins.list[Partition]]
+    ) -> builtins.list[Partition]:
+        """Run a split flow with the sync client (`apartitions` is its async driver)."""
+        reply: Any = None
+        while True:
+            try:
+                need = flow.send(reply)
+            except StopIteration as stop:
+                parts: builtins.list[Partition] = stop.value
+                return parts
+            if isinstance(need, str):
+                reply = [r for b in self.read(need) for r in b.rows()]
+            else:
+                reply = self.http.fetch(need)
+
+    def _split(
+        self, stream: str, count: int, options: Mapping[str, Any]
+    ) -> Generator[Any, Any, builtins.list[Partition]]:
+        """
+        The split, sans I/O: it yields a parent stream's name (answered with that
+        stream's records) or a `RequestSpec` (answered with its `PageResponse`).
+        """
         if options:
             raise ConfigError(f"rest: unknown partition option(s): {', '.join(sorted(options))}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigError("partition count must be at least 1", field="count")
         config = self._stream(stream)
-        bounds = self._split(stream, config, count)
+        bounds: builtins.list[dict[str, Any]] = [{"kind": "whole"}]
+        strategy = self.strategy(config.pagination)
+        if count == 1 or config.max_pages is not None or config.max_records is not None:
+            pass
+        elif config.parent is not None:
+            rows = yield config.parent.stream
+            groups = _runs(rows, count) or [[]]
+            bounds = [{"kind": "parents", "parents": group} for group in groups]
+        elif config.incremental is None and isinstance(strategy, OffsetLimit | PageNumber):
+            run = _StreamRun(self, stream, config, None, None, {})
+            first = strategy.first()
+            response = yield run.spec(strategy.request(first))
+            records = run.select(response.body)
+            if records and strategy.next_token(first, response, records) is not None:
+                starts = [
+                    g[0] for g in _runs([first, *strategy.plan(first, response, records)], count)
+                ]
+                ends: builtins.list[dict[str, Any] | None] = [*starts[1:], None]
+                bounds = [
+                    {"kind": "pages", "start": start, "end": end}
+                    for start, end in zip(starts, ends, strict=True)
+                ]
         n = len(bounds)
         return [Partition(stream, i, n, b) for i, b in enumerate(bounds)]
-
-    def _split(
-        self, stream: str, config: StreamConfig, count: int
-    ) -> builtins.list[dict[str, Any]]:
-        whole: builtins.list[dict[str, Any]] = [{"kind": "whole"}]
-        if count == 1 or config.max_pages is not None or config.max_records is not None:
-            return whole
-        if config.parent is not None:
-            parent = config.parent.stream
-            rows = [row for batch in self.read(parent) for row in batch.rows()]
-            return [{"kind": "parents", "parents": group} for group in _runs(rows, count)] or [
-                {"kind": "parents", "parents": []}
-            ]
-        strategy = self.strategy(config.pagination)
-        if config.incremental is not None or not isinstance(strategy, OffsetLimit | PageNumber):
-            return whole
-        run = _StreamRun(self, stream, config, None, None, {})
-        first = strategy.first()
-        response = self.http.fetch(run.spec(strategy.request(first)))
-        records = run.select(response.body)
-        if not records or strategy.next_token(first, response, records) is None:
-            return whole
-        pages = [first, *strategy.plan(first, response, records)]
-        groups = _runs(pages, count)
-        starts = [group[0] for group in groups]
-        ends: builtins.list[dict[str, Any] | None] = [*starts[1:], None]
-        return [
-            {"kind": "pages", "start": start, "end": end}
-            for start, end in zip(starts, ends, strict=True)
-        ]
 
     def read_partition(
         self,
