@@ -68,6 +68,7 @@ __all__ = [
     "CopyText",
     "CsvDecoder",
     "CsvEncoder",
+    "CsvRecordEnds",
     "Decoded",
     "Decoder",
     "EncodedLines",
@@ -76,6 +77,8 @@ __all__ = [
     "JsonLinesEncoder",
     "arrow_from_records",
     "arrow_rows",
+    "byte_ranges",
+    "byte_targets",
     "cast_arrow_table",
     "compressor",
     "copy_text_field",
@@ -88,6 +91,7 @@ __all__ = [
     "make_decoder",
     "records_of",
     "unify_arrow_schemas",
+    "unit_ranges",
 ]
 
 #: Suffix → record format.
@@ -1075,6 +1079,85 @@ def _apart(decoded: Iterable[Decoded]) -> tuple[Iterable[dict[str, Any]], list[i
             yield record
 
     return records(), ends
+
+
+# --- cutting one file into partitions -------------------------------------------------
+
+
+def unit_ranges(units: list[int], count: int) -> list[tuple[int, int]]:
+    """
+    Row ranges ``[lo, hi)`` made of whole consecutive units (Parquet row groups, Arrow
+    record batches), at most ``count``, balanced by rows; at least one (``[0, 0)`` for
+    no rows).
+    """
+    total = sum(units)
+    ranges: list[tuple[int, int]] = []
+    lo = seen = 0
+    step = 1
+    for rows in units:
+        seen += rows
+        if step < count and seen * count >= total * step and seen > lo:
+            ranges.append((lo, seen))
+            lo = seen
+            while step < count and seen * count >= total * step:
+                step += 1
+    if seen > lo or not ranges:
+        ranges.append((lo, seen))
+    return ranges
+
+
+def byte_targets(size: int, count: int) -> list[int]:
+    """Where the ``count - 1`` cuts of a ``size``-byte file would fall, before moving
+    each to the record boundary at or after it."""
+    return [size * i // count for i in range(1, count)]
+
+
+def byte_ranges(size: int, ends: list[int]) -> list[tuple[int, int]]:
+    """The ranges between record boundaries ``ends`` (duplicates and edges dropped)."""
+    cuts = sorted({0, size, *(end for end in ends if 0 < end < size)})
+    return list(itertools.pairwise(cuts)) or [(0, size)]
+
+
+class CsvRecordEnds:
+    """
+    Record boundaries of a CSV file from its first byte on, fed chunk by chunk: for each
+    target offset (ascending), the byte after the first newline at or after it that is
+    outside quotes (an even number of ``"`` before it; a doubled quote inside a quoted
+    field counts twice). What a partition of one large CSV file is cut at.
+    """
+
+    def __init__(self, targets: list[int]) -> None:
+        self._targets = list(targets)
+        self.ends: list[int] = []
+        self._base = 0
+        self._odd = False
+
+    @property
+    def done(self) -> bool:
+        """Whether every target has its boundary."""
+        return not self._targets
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next bytes of the blob."""
+        counted = start = 0
+        while self._targets:
+            start = max(self._targets[0] - self._base, start)
+            found = chunk.find(b"\n", start)
+            if found < 0:
+                break
+            self._odd ^= bool(chunk.count(b'"', counted, found) & 1)
+            counted = found
+            if self._odd:
+                start = found + 1
+                continue
+            self.ends.append(self._base + found + 1)
+            self._targets.pop(0)
+        self._odd ^= bool(chunk.count(b'"', counted) & 1)
+        self._base += len(chunk)
+
+    def finish(self, size: int) -> list[int]:
+        """The boundaries found, ``size`` for each target with none after it."""
+        return self.ends + [size] * len(self._targets)
 
 
 # --- encoders ----------------------------------------------------------------------------

@@ -304,7 +304,7 @@ def test_blobs_on_dask_equal_to_pandas(
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 64])
 def test_csv_record_ends_do_not_depend_on_chunking(chunk: int) -> None:
     """The CSV cut finder (pure logic) gives the same boundaries whatever the chunk size."""
-    from headwater_azure_blob._plan import CsvRecordEnds
+    from headwater.formats import CsvRecordEnds
 
     data = b'id,note\n1,"a\nb"\n2,"say ""x""\n\n"\n3,plain\n4,"\n"\n5,end'
     expected = [8, 16, 16, 32, 32, 40, 46, 46, 51]  # newlines outside quotes: 7 15 31 39 45

@@ -25,7 +25,6 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
-import itertools
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -59,12 +58,16 @@ from headwater.errors import (
     UnsafePath,
 )
 from headwater.formats import (
+    CsvRecordEnds,
     FileFormat,
+    byte_ranges,
+    byte_targets,
     decode_batches,
     decode_stream,
     decompressed,
     detect,
     make_decoder,
+    unit_ranges,
 )
 
 #: Bytes read per chunk from a file.
@@ -437,21 +440,19 @@ class FilesConnector(Connector[FilesConfig]):
         extra: dict[str, Any] = {"file_format": given} if given else {}
         bounds: builtins.list[dict[str, Any]]
         if file_format.columnar:
-            ranges = _unit_ranges(_row_units(path, file_format), count)
+            ranges = unit_ranges(_row_units(path, file_format), count)
             bounds = [{"rows": [lo, hi], **extra} for lo, hi in ranges]
         elif file_format.compression is not None or not self._splittable():
             bounds = [dict(extra)]
         else:
             size = path.stat().st_size
-            wanted = [size * i // count for i in range(1, count)]
+            wanted = byte_targets(size, count)
             with path.open("rb") as handle:
                 if file_format.fmt == "csv":
                     ends = _csv_record_ends(handle, wanted, size)
                 else:
                     ends = [_line_end(handle, offset, size) for offset in wanted]
-            cuts = sorted({0, *ends, size})
-            bounds = [{"bytes": [lo, hi], **extra} for lo, hi in itertools.pairwise(cuts)]
-            bounds = bounds or [{"bytes": [0, size], **extra}]
+            bounds = [{"bytes": [lo, hi], **extra} for lo, hi in byte_ranges(size, ends)]
         n = len(bounds)
         return [Partition(stream, i, n, b) for i, b in enumerate(bounds)]
 
@@ -706,39 +707,14 @@ def _line_end(handle: IO[bytes], offset: int, size: int) -> int:
 def _csv_record_ends(
     handle: IO[bytes], offsets: builtins.list[int], size: int
 ) -> builtins.list[int]:
-    """
-    For each of ``offsets`` (ascending), the byte after the first newline at or after it
-    that is outside quotes (an even number of ``"`` before it: a doubled quote inside a
-    quoted field counts twice), or ``size``. One pass over the file from its start.
-    """
-    ends: builtins.list[int] = []
-    pending = iter(offsets)
-    target = next(pending, None)
-    base = 0
-    odd = False  # an odd number of quotes before ``base``
-    while target is not None:
+    """`CsvRecordEnds` of ``offsets`` over the file from its start (as far as needed)."""
+    ends = CsvRecordEnds(offsets)
+    while not ends.done:
         chunk = handle.read(_CHUNK)
         if not chunk:
             break
-        counted, start = 0, 0
-        while target is not None:
-            start = max(target - base, start)
-            found = chunk.find(b"\n", start)
-            if found < 0:
-                break
-            odd ^= bool(chunk.count(b'"', counted, found) & 1)
-            counted = found
-            if odd:
-                start = found + 1
-                continue
-            ends.append(base + found + 1)
-            target = next(pending, None)
-        odd ^= bool(chunk.count(b'"', counted) & 1)
-        base += len(chunk)
-    while target is not None:
-        ends.append(size)
-        target = next(pending, None)
-    return ends
+        ends.feed(chunk)
+    return ends.finish(size)
 
 
 def _row_units(path: Path, file_format: FileFormat) -> builtins.list[int]:
@@ -753,27 +729,6 @@ def _row_units(path: Path, file_format: FileFormat) -> builtins.list[int]:
             return [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError(f"{path.name}: cannot read {file_format.fmt}: {exc}") from None
-
-
-def _unit_ranges(units: builtins.list[int], count: int) -> builtins.list[tuple[int, int]]:
-    """
-    Row ranges ``[lo, hi)`` made of whole consecutive units (row groups), at most
-    ``count``, balanced by rows; at least one (``[0, 0)`` for an empty file).
-    """
-    total = sum(units)
-    ranges: builtins.list[tuple[int, int]] = []
-    lo = seen = 0
-    step = 1
-    for rows in units:
-        seen += rows
-        if step < count and seen * count >= total * step and seen > lo:
-            ranges.append((lo, seen))
-            lo = seen
-            while step < count and seen * count >= total * step:
-                step += 1
-    if seen > lo or not ranges:
-        ranges.append((lo, seen))
-    return ranges
 
 
 def _json_text_option(value: Any) -> frozenset[str]:

@@ -61,6 +61,7 @@ from headwater import (
     State,
     WriteResult,
 )
+from headwater.formats import byte_ranges, byte_targets, unit_ranges
 from headwater.toolkit import atomic_file, forget_after_fork, get_logger, safe_destination
 from headwater_azure_blob import _flows as flows
 from headwater_azure_blob._clients import (
@@ -103,11 +104,8 @@ from headwater_azure_blob._plan import (
     WritePlan,
     blob_bounds,
     blob_from_bounds,
-    byte_ranges,
-    byte_targets,
     size_groups,
     state_in,
-    unit_ranges,
 )
 from headwater_azure_blob._records import BlobReading, CsvHeaderProbe, RecordWriting
 from headwater_azure_blob._transfer import DownloadSink, Positioned

@@ -64,11 +64,11 @@ from headwater import (
     IntegrityError,
     NotFound,
 )
+from headwater.formats import CsvRecordEnds
 from headwater.toolkit import get_logger
 from headwater_azure_blob._names import normalize_etag
 from headwater_azure_blob._plan import (
     BlobRef,
-    CsvRecordEnds,
     FetchPlan,
     ReadPlan,
     Start,

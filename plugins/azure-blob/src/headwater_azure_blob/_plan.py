@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import itertools
 import json
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -522,78 +521,3 @@ def size_groups(refs: list[BlobRef], count: int) -> list[list[BlobRef]]:
         if left and len(groups) < count and seen * count >= total * len(groups):
             groups.append([])
     return groups
-
-
-def unit_ranges(units: list[int], count: int) -> list[tuple[int, int]]:
-    """
-    Row ranges ``[lo, hi)`` made of whole consecutive units (Parquet row groups), at
-    most ``count``, balanced by rows; at least one (``[0, 0)`` for no rows).
-    """
-    total = sum(units)
-    ranges: list[tuple[int, int]] = []
-    lo = seen = 0
-    step = 1
-    for rows in units:
-        seen += rows
-        if step < count and seen * count >= total * step and seen > lo:
-            ranges.append((lo, seen))
-            lo = seen
-            while step < count and seen * count >= total * step:
-                step += 1
-    if seen > lo or not ranges:
-        ranges.append((lo, seen))
-    return ranges
-
-
-def byte_targets(size: int, count: int) -> list[int]:
-    """Where the ``count - 1`` cuts of a ``size``-byte blob would fall, before moving
-    each to the record boundary at or after it."""
-    return [size * i // count for i in range(1, count)]
-
-
-def byte_ranges(size: int, ends: list[int]) -> list[tuple[int, int]]:
-    """The ranges between record boundaries ``ends`` (duplicates and edges dropped)."""
-    cuts = sorted({0, size, *(end for end in ends if 0 < end < size)})
-    return list(itertools.pairwise(cuts)) or [(0, size)]
-
-
-class CsvRecordEnds:
-    """
-    Record boundaries of a CSV blob from its first byte on, fed chunk by chunk: for each
-    target offset (ascending), the byte after the first newline at or after it that is
-    outside quotes (an even number of ``"`` before it; a doubled quote inside a quoted
-    field counts twice). The files connector's rule, sans I/O.
-    """
-
-    def __init__(self, targets: list[int]) -> None:
-        self._targets = list(targets)
-        self.ends: list[int] = []
-        self._base = 0
-        self._odd = False
-
-    @property
-    def done(self) -> bool:
-        """Whether every target has its boundary."""
-        return not self._targets
-
-    def feed(self, chunk: bytes) -> None:
-        """Take the next bytes of the blob."""
-        counted = start = 0
-        while self._targets:
-            start = max(self._targets[0] - self._base, start)
-            found = chunk.find(b"\n", start)
-            if found < 0:
-                break
-            self._odd ^= bool(chunk.count(b'"', counted, found) & 1)
-            counted = found
-            if self._odd:
-                start = found + 1
-                continue
-            self.ends.append(self._base + found + 1)
-            self._targets.pop(0)
-        self._odd ^= bool(chunk.count(b'"', counted) & 1)
-        self._base += len(chunk)
-
-    def finish(self, size: int) -> list[int]:
-        """The boundaries found, ``size`` for each target with none after it."""
-        return self.ends + [size] * len(self._targets)
