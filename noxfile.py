@@ -1,11 +1,12 @@
 """
 The one entry point for tests, lint, typing, benchmarks and the demo.
 
-    nox                      lint, typing, docs, tests, plugin_dists, bench_quick (what CI runs)
+    nox                      lint, typing, docs, tests, engines, plugin_dists, bench_quick (CI)
     nox -s demo              the end-to-end job on the embedded `files` connector
     nox -s tests -- -k secrets                    pytest arguments after --
     nox -s "tests_package(package='postgres')"    one distribution's tests
     nox -s bench             full benchmarks (ratios against raw drivers and peers)
+    nox -s engines           headwater on Dask and Ray (the tests marked `engines`)
     nox -s plugin_dists      each plugin as published: its sdist's tests against its wheel
 
 Sessions use uv when it is installed (``pip install 'nox[uv]'``) and plain venv + pip
@@ -36,7 +37,9 @@ PACKAGES: dict[str, str] = {"core": "core"} | {
 }
 
 nox.options.default_venv_backend = "uv|venv"
-nox.options.sessions = ["lint", "typing", "docs", "tests", "plugin_dists", "bench_quick"]
+nox.options.sessions = [
+    "lint", "typing", "docs", "tests", "engines", "plugin_dists", "bench_quick",
+]  # fmt: skip
 nox.options.error_on_missing_interpreters = True
 nox.needs_version = ">=2024.3.2"
 
@@ -72,24 +75,37 @@ def _install(session: nox.Session, *groups: str) -> None:
     session.install(*editables, *requirements)
 
 
-def _pytest(session: nox.Session, paths: list[str]) -> None:
-    args = session.posargs or paths
+#: Every test directory: each distribution's tests, then the cross-package ones.
+TEST_PATHS = ["core/tests", *(f"{p}/tests" for p in PACKAGES.values() if p != "core"), "tests"]
+#: The engine tests (Dask, Ray) run in the `engines` session, which installs the engines;
+#: every other session leaves them out.
+NOT_ENGINES = "not engines"
+
+
+def _pytest(session: nox.Session, paths: list[str], marker: str = NOT_ENGINES) -> None:
+    """pytest over ``paths`` (or the session's arguments), tests selected by ``marker``."""
+    args = ["-m", marker, *(session.posargs or paths)]
     session.run("python", "-m", "pytest", *args, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Every distribution's tests plus the cross-package tests, in one run."""
+    """Every distribution's tests plus the cross-package tests, in one run (engines apart)."""
     _install(session, "test")
-    _pytest(
-        session, ["core/tests", *(f"{p}/tests" for p in PACKAGES.values() if p != "core"), "tests"]
-    )
+    _pytest(session, TEST_PATHS)
+
+
+@nox.session
+def engines(session: nox.Session) -> None:
+    """The tests marked ``engines``: headwater on a real Dask LocalCluster and a local Ray."""
+    _install(session, "test", "engines")
+    _pytest(session, TEST_PATHS, marker="engines")
 
 
 @nox.session
 @nox.parametrize("package", list(PACKAGES))
 def tests_package(session: nox.Session, package: str) -> None:
-    """One distribution's own tests."""
+    """One distribution's own tests (engines apart)."""
     _install(session, "test")
     _pytest(session, [f"{PACKAGES[package]}/tests"])
 
@@ -158,7 +174,7 @@ def plugin_dists(session: nox.Session, package: str) -> None:
     session.chdir(unpacked)
     # The tests must import the installed wheel: nothing importable in the sdist shadows it.
     session.run("python", "-c", _CHECK_INSTALLED, module, str(unpacked))
-    session.run("python", "-m", "pytest", *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    _pytest(session, [])
     session.chdir(ROOT)
     shutil.rmtree(work)
 

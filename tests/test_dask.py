@@ -16,6 +16,8 @@ import headwater
 import headwater.dask
 from tests.fix_services import service_unavailable
 
+pytestmark = pytest.mark.engines
+
 #: Set in the workers' environment only: the client never has it.
 WORKER_ENV = "HW_DASK_WORKER_PW"
 SECRET = "dask-pw-31f0c2-workers-only"

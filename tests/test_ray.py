@@ -16,7 +16,10 @@ from headwater.toolkit import partitions
 from tests.fix_services import service_unavailable
 
 # Ray 2.60's DataContext() warns about its own defaults of deprecated fields.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [
+    pytest.mark.engines,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+]
 
 #: Set in the Ray workers' environment only (runtime_env): the driver never has it.
 WORKER_ENV = "HW_RAY_WORKER_PW"

@@ -274,6 +274,7 @@ def dask_client(azurite: Any) -> Iterator[Any]:
         yield client
 
 
+@pytest.mark.engines
 def test_blobs_on_dask_equal_to_pandas(
     dask_client: Any,
     azurite: Any,

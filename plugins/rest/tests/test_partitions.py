@@ -240,6 +240,7 @@ def dask_client() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("stream", ["offset", "repos"])
+@pytest.mark.engines
 def test_rest_on_dask_equals_to_pandas(
     dask_client: Any, make_config: Callable[..., dict[str, Any]], stream: str
 ) -> None:
