@@ -11,6 +11,8 @@ The ``postgres`` connector: tables and queries in PostgreSQL, through psycopg 3.
   temporary table and merges them with ``INSERT ... ON CONFLICT``.
 * Connections come from a psycopg_pool pool (sync) or async pool (async twins), opened
   on first use; the password is resolved for every new connection.
+* Every operation is written once, as a flow (`_flows`): the sync method and its async
+  twin are short drivers of the same generator, with psycopg's blocking or async API.
 * psycopg is imported only when a connection is made: this module imports pydantic and
   headwater, nothing more, at import time.
 """
@@ -19,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import collections
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -49,6 +50,30 @@ from headwater import (
 )
 from headwater.toolkit import RedactingFilter, forget_after_fork
 from headwater_postgres._config import PostgresConfig
+from headwater_postgres._flows import (
+    DIRECT,
+    POOL,
+    PULL,
+    Blocking,
+    Client,
+    Flow,
+    Retried,
+    adrive,
+    adrive_items,
+    call,
+    direct,
+    drive,
+    drive_items,
+    execute,
+    fetchall,
+    fetchone,
+    items_of,
+    lend,
+    lent,
+    one,
+    source_of,
+    within,
+)
 
 T = TypeVar("T")
 
@@ -63,7 +88,7 @@ if TYPE_CHECKING:
     from headwater_postgres._plan import ReadPlan
     from headwater_postgres._service import ExecuteResult
     from headwater_postgres._sql import Column, QuerySource, Relation
-    from headwater_postgres._write import RowWriter
+    from headwater_postgres._write import Pieces, RowWriter, WriteSpec
 
 __all__ = ["PostgresConfig", "PostgresConnector"]
 
@@ -212,6 +237,16 @@ class PostgresConnector(Connector[PostgresConfig]):
         self._pending = set()
         return inherited
 
+    # --- drivers: how each side performs a flow's steps (see `_flows`) ---------------------
+
+    def _sync(self, source: Iterable[Any] = ()) -> Client:
+        """What the sync driver connects with, and the batches a write pulls."""
+        return Client(self._direct, self._get_pool, iter(source))
+
+    def _async(self, source: Iterable[Any] | AsyncIterable[Any] = ()) -> Client:
+        """What the async driver connects with, and the batches a write pulls."""
+        return Client(self._adirect, self._aget_pool, source_of(source))
+
     # --- pools ----------------------------------------------------------------------------
 
     def _get_pool(self) -> ConnectionPool[Any]:
@@ -221,49 +256,8 @@ class PostgresConnector(Connector[PostgresConfig]):
             if self._pool is None:
                 from psycopg_pool import ConnectionPool
 
-                # One direct connection first: a wrong password or host fails now with
-                # the server's reason, instead of as a pool timeout 30 s later; a server
-                # that is restarting is waited for (config retry).
-                self._retrying(lambda: self._direct().close())
-                # check: a connection that broke while idle (backend terminated, server
-                # restarted, network cut) is replaced on checkout, never handed out.
-                pool: ConnectionPool[Any] = ConnectionPool(
-                    self._conninfo(),
-                    kwargs=self._connect_args,
-                    check=ConnectionPool.check_connection,
-                    **self._pool_options(),
-                )
-                pool.open(wait=False)
-                self._pool = pool
+                self._pool = drive(self._new_pool(ConnectionPool), self._sync())
             return self._pool
-
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        from psycopg_pool import PoolTimeout
-
-        pool = self._get_pool()
-        try:
-            cm = pool.connection()
-            conn = cm.__enter__()
-        except PoolTimeout as exc:
-            raise self._diagnose(exc) from exc
-        # Errors inside the block are the caller's to translate; the pool only needs to
-        # see them to discard a broken connection.
-        try:
-            yield conn
-        except BaseException as exc:
-            if not cm.__exit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            cm.__exit__(None, None, None)
-
-    def _diagnose(self, exc: Exception) -> HeadwaterError:
-        """Why the pool gave no connection: the server's reason if it refuses us now."""
-        try:
-            self._direct().close()
-        except Exception as direct:
-            return self.translate_error(direct)
-        return self.translate_error(exc)
 
     async def _aget_pool(self) -> AsyncConnectionPool[Any]:
         if self._closed:
@@ -280,43 +274,61 @@ class PostgresConnector(Connector[PostgresConfig]):
                 from psycopg_pool import AsyncConnectionPool
 
                 old, old_loop = self._apool, self._apool_loop
-                await (await self._adirect()).close()
-                pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                    self._conninfo(),
-                    kwargs=self._connect_args,
-                    check=AsyncConnectionPool.check_connection,
-                    **self._pool_options(),
-                )
-                await pool.open(wait=False)
+                pool = await adrive(self._new_pool(AsyncConnectionPool), self._async())
                 self._apool, self._apool_loop = pool, loop
                 if old is not None:
                     self._abandon(old, old_loop)
             return self._apool
 
-    @contextlib.asynccontextmanager
-    async def _aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    def _new_pool(self, pool_class: Any) -> Flow[Any]:
+        """
+        A new pool of ``pool_class`` (psycopg_pool's sync or async one), opening in the
+        background. One direct connection first: a wrong password or host fails now with
+        the server's reason, instead of as a pool timeout 30 s later; a server that is
+        restarting is waited for (config retry).
+        """
+        yield from self._retrying(self._probe)
+        # check: a connection that broke while idle (backend terminated, server
+        # restarted, network cut) is replaced on checkout, never handed out.
+        pool = pool_class(
+            self._conninfo(),
+            kwargs=self._connect_args,
+            check=pool_class.check_connection,
+            **self._pool_options(),
+        )
+        yield call(pool, "open", wait=False)
+        return pool
+
+    @staticmethod
+    def _probe() -> Flow[None]:
+        """One direct connection, closed at once: whether the server takes us now."""
+        conn = yield DIRECT
+        yield call(conn, "close")
+
+    def _pooled(self, body: Callable[[Any], Flow[T]]) -> Flow[T]:
+        """
+        ``body`` on a connection of the pool. The pool sees what the body raises, so a
+        connection that broke is discarded; errors are the caller's to translate.
+        """
         from psycopg_pool import PoolTimeout
 
-        pool = await self._aget_pool()
+        pool = yield POOL
         try:
-            cm = pool.connection()
-            conn = await cm.__aenter__()
+            return (yield from within(pool.connection(), body))
         except PoolTimeout as exc:
-            raise await self._adiagnose(exc) from exc
-        try:
-            yield conn
-        except BaseException as exc:
-            if not await cm.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            await cm.__aexit__(None, None, None)
+            raise (yield from self._diagnose(exc)) from exc
 
-    async def _adiagnose(self, exc: Exception) -> HeadwaterError:
+    def _diagnose(self, exc: Exception) -> Flow[HeadwaterError]:
+        """Why the pool gave no connection: the server's reason if it refuses us now."""
         try:
-            await (await self._adirect()).close()
+            yield from self._probe()
         except Exception as direct:
             return self.translate_error(direct)
         return self.translate_error(exc)
+
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        """A pooled connection for sync code (the parallel read's other streams)."""
+        return lent(self._pooled(lend), self._sync())
 
     def _abandon(
         self, pool: AsyncConnectionPool[Any], loop: asyncio.AbstractEventLoop | None
@@ -393,82 +405,57 @@ class PostgresConnector(Connector[PostgresConfig]):
         if pool is not None:
             await asyncio.to_thread(pool.close)
 
-    # --- check ---------------------------------------------------------------------------
-
-    _CHECK_SQL = "SELECT current_setting('server_version'), current_user, current_database()"
-
     # --- resilience ------------------------------------------------------------------------
 
     def _breaker(self) -> CircuitBreaker:
         """The process-wide breaker of this server and database (config ``breaker``)."""
         return self.config.breaker.breaker(f"postgresql://{self.target}")
 
-    def _retrying(self, operation: Callable[[], T]) -> T:
+    def _retrying(self, attempt: Callable[[], Flow[T]]) -> Flow[T]:
         """
-        ``operation`` (a connect, or a catalog call that changes nothing), tried again
+        ``attempt()`` (a connect, or a catalog call that changes nothing), tried again
         while it fails transiently (config ``retry``: a refused or dropped connection, a
         server starting or shutting down), through the server's breaker.
         """
+        result: T = yield Retried(
+            lambda: self._translated(attempt()), self._policy, self._breaker()
+        )
+        return result
 
-        def attempt() -> T:
-            try:
-                return operation()
-            except HeadwaterError:
-                raise  # already ours: `from` itself would make it its own cause
-            except Exception as exc:
-                raise self.translate_error(exc) from exc
+    def _translated(self, flow: Flow[T]) -> Flow[T]:
+        """``flow``, what the driver raises in it said as a headwater error."""
+        try:
+            return (yield from flow)
+        except HeadwaterError:
+            raise  # already ours: `from` itself would make it its own cause
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
 
-        breaker = self._breaker()
-        return self._policy.call(lambda: breaker.call(attempt))
+    # --- check ---------------------------------------------------------------------------
 
-    async def _aretrying(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Async `_retrying`."""
-
-        async def attempt() -> T:
-            try:
-                return await operation()
-            except HeadwaterError:
-                raise  # already ours: `from` itself would make it its own cause
-            except Exception as exc:
-                raise self.translate_error(exc) from exc
-
-        breaker = self._breaker()
-        return await self._policy.acall(lambda: breaker.acall(attempt))
+    _CHECK_SQL = "SELECT current_setting('server_version'), current_user, current_database()"
 
     def check_connection(self) -> str:
-        def check() -> Any:
-            with self._direct() as conn:
-                return conn.execute(self._CHECK_SQL).fetchone()
-
-        row = self._retrying(check)
-        assert row is not None
-        return f"PostgreSQL {row[0]} at {self.target} as {row[1]}"
+        return drive(self._check(), self._sync())
 
     async def acheck_connection(self) -> str:
-        async def check() -> Any:
-            conn = await self._adirect()
-            async with conn:
-                return await (await conn.execute(self._CHECK_SQL)).fetchone()
+        return await adrive(self._check(), self._async())
 
-        row = await self._aretrying(check)
+    def _check(self) -> Flow[str]:
+        """One query on a new connection (not the pool's), retried."""
+        row = yield from self._retrying(
+            lambda: direct(lambda conn: one(fetchone(conn, self._CHECK_SQL)))
+        )
         assert row is not None
         return f"PostgreSQL {row[0]} at {self.target} as {row[1]}"
 
     # --- catalog -------------------------------------------------------------------------
 
-    def _relation(self, conn: psycopg.Connection[Any], stream: str) -> Relation | None:
+    def _relation(self, conn: Any, stream: str) -> Flow[Relation | None]:
         from headwater_postgres._sql import RELATION_QUERY, relation_from_row, split_name
 
         schema, name = split_name(stream)
-        row = conn.execute(RELATION_QUERY, {"schema": schema, "name": name}).fetchone()
-        return relation_from_row(row) if row else None
-
-    async def _arelation(self, conn: psycopg.AsyncConnection[Any], stream: str) -> Relation | None:
-        from headwater_postgres._sql import RELATION_QUERY, relation_from_row, split_name
-
-        schema, name = split_name(stream)
-        cur = await conn.execute(RELATION_QUERY, {"schema": schema, "name": name})
-        row = await cur.fetchone()
+        row = yield fetchone(conn, RELATION_QUERY, {"schema": schema, "name": name})
         return relation_from_row(row) if row else None
 
     def _missing(self, stream: str) -> NotFound:
@@ -478,18 +465,14 @@ class PostgresConnector(Connector[PostgresConfig]):
             hint='`headwater ls` lists tables; quote mixed-case names: schema."Table"',
         )
 
-    def _query_columns(self, conn: psycopg.Connection[Any], query: str) -> list[Column]:
+    def _query_columns(self, conn: Any, query: str) -> Flow[builtins.list[Column]]:
         # Checked as one statement and described read-only, rolled back (`_query`).
         from headwater_postgres import _query
 
         timeout = self.config.statement_timeout
-        return _query.describe(conn, _query.query_text(query), statement_timeout=timeout)
-
-    async def _aquery_columns(self, conn: psycopg.AsyncConnection[Any], query: str) -> list[Column]:
-        from headwater_postgres import _query
-
-        timeout = self.config.statement_timeout
-        return await _query.adescribe(conn, _query.query_text(query), statement_timeout=timeout)
+        return (
+            yield from _query.describe(conn, _query.query_text(query), statement_timeout=timeout)
+        )
 
     def list(self, path: str | None = None) -> Iterator[Item]:
         """
@@ -497,92 +480,63 @@ class PostgresConnector(Connector[PostgresConfig]):
         row estimates and sizes: two catalog queries for the whole database.
         ``path`` = a schema name lists that schema only.
         """
-        from headwater_postgres._sql import LIST_QUERY, SCHEMA_EXISTS, SCHEMAS_QUERY
-
-        def catalog() -> tuple[builtins.list[Any], builtins.list[Any]]:
-            with self._connection() as conn:
-                schemas: builtins.list[Any] = []
-                if path is None:
-                    schemas = conn.execute(SCHEMAS_QUERY).fetchall()
-                elif not conn.execute(SCHEMA_EXISTS, {"schema": path}).fetchone():
-                    raise NotFound(f"no schema {path!r} in {self.target}", field="path")
-                return schemas, conn.execute(LIST_QUERY, {"schema": path}).fetchall()
-
-        yield from _items(*self._retrying(catalog))
+        yield from _items(*drive(self._catalog(path), self._sync()))
 
     async def alist(self, path: str | None = None) -> AsyncIterator[Item]:
         """Async twin of `list`."""
+        for item in _items(*await adrive(self._catalog(path), self._async())):
+            yield item
+
+    def _catalog(self, path: str | None) -> Flow[tuple[builtins.list[Any], builtins.list[Any]]]:
+        """The rows `list` makes its items of: schemas (when ``path`` is None), relations."""
         from headwater_postgres._sql import LIST_QUERY, SCHEMA_EXISTS, SCHEMAS_QUERY
 
-        async def catalog() -> tuple[builtins.list[Any], builtins.list[Any]]:
-            async with self._aconnection() as conn:
-                schemas: builtins.list[Any] = []
-                if path is None:
-                    schemas = await (await conn.execute(SCHEMAS_QUERY)).fetchall()
-                else:
-                    cur = await conn.execute(SCHEMA_EXISTS, {"schema": path})
-                    if not await cur.fetchone():
-                        raise NotFound(f"no schema {path!r} in {self.target}", field="path")
-                return schemas, await (await conn.execute(LIST_QUERY, {"schema": path})).fetchall()
+        def catalog(conn: Any) -> Flow[tuple[builtins.list[Any], builtins.list[Any]]]:
+            schemas: builtins.list[Any] = []
+            if path is None:
+                schemas = yield fetchall(conn, SCHEMAS_QUERY)
+            elif not (yield fetchone(conn, SCHEMA_EXISTS, {"schema": path})):
+                raise NotFound(f"no schema {path!r} in {self.target}", field="path")
+            return schemas, (yield fetchall(conn, LIST_QUERY, {"schema": path}))
 
-        for item in _items(*await self._aretrying(catalog)):
-            yield item
+        return (yield from self._retrying(lambda: self._pooled(catalog)))
 
     def metadata(self, item: str) -> dict[str, Any]:
         """Columns (type, nullability, default), primary key, row estimate and size."""
-        from headwater_postgres._sql import is_query
-
-        def lookup() -> dict[str, Any]:
-            with self._connection() as conn:
-                if is_query(item):
-                    return _query_metadata(item, self._query_columns(conn, item))
-                relation = self._relation(conn, item)
-            if relation is None:
-                raise self._missing(item)
-            return _metadata(relation)
-
-        return self._retrying(lookup)
+        return drive(self._metadata(item), self._sync())
 
     async def ametadata(self, item: str) -> dict[str, Any]:
         """Async twin of `metadata`."""
+        return await adrive(self._metadata(item), self._async())
+
+    def _metadata(self, item: str) -> Flow[dict[str, Any]]:
         from headwater_postgres._sql import is_query
 
-        async def lookup() -> dict[str, Any]:
-            async with self._aconnection() as conn:
-                if is_query(item):
-                    return _query_metadata(item, await self._aquery_columns(conn, item))
-                relation = await self._arelation(conn, item)
+        def lookup(conn: Any) -> Flow[dict[str, Any]]:
+            if is_query(item):
+                return _query_metadata(item, (yield from self._query_columns(conn, item)))
+            relation = yield from self._relation(conn, item)
             if relation is None:
                 raise self._missing(item)
             return _metadata(relation)
 
-        return await self._aretrying(lookup)
+        return (yield from self._retrying(lambda: self._pooled(lookup)))
 
     def json_fields(self, stream: str) -> frozenset[str]:
         """The json and jsonb columns of table ``stream`` (none if it does not exist yet)."""
-        from headwater_postgres._sql import is_query
-
-        if is_query(stream):
-            return frozenset()
-
-        def lookup() -> Relation | None:
-            with self._connection() as conn:
-                return self._relation(conn, stream)
-
-        return _json_columns(self._retrying(lookup))
+        return drive(self._json_fields(stream), self._sync())
 
     async def ajson_fields(self, stream: str) -> frozenset[str]:
         """Async twin of `json_fields`."""
+        return await adrive(self._json_fields(stream), self._async())
+
+    def _json_fields(self, stream: str) -> Flow[frozenset[str]]:
         from headwater_postgres._sql import is_query
 
         if is_query(stream):
             return frozenset()
-
-        async def lookup() -> Relation | None:
-            async with self._aconnection() as conn:
-                return await self._arelation(conn, stream)
-
-        return _json_columns(await self._aretrying(lookup))
+        lookup = functools.partial(self._relation, stream=stream)
+        return _json_columns((yield from self._retrying(lambda: self._pooled(lookup))))
 
     # --- read ----------------------------------------------------------------------------
 
@@ -640,45 +594,83 @@ class PostgresConnector(Connector[PostgresConfig]):
         Batches of rows of a table or query, each with the state after it (see the class
         docstring for the options). Memory stays bounded by the batch size.
         """
+        yield from drive_items(self._read(stream, state, batch_size, options), self._sync())
+
+    async def aread(
+        self,
+        stream: str,
+        state: State | None = None,
+        *,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Batch]:
+        """
+        Async twin of `read`, on psycopg's async connection (Arrow, COPY text and
+        server-made JSON Lines reads run the sync read in a worker thread).
+        """
+        if options.get("format") in ("arrow", "jsonl", "pgcopy", "csv"):
+            async for batch in super().aread(stream, state, batch_size=batch_size, **options):
+                yield batch
+            return
+        flow = self._read(stream, state, batch_size, options)
+        async with contextlib.aclosing(adrive_items(flow, self._async())) as batches:
+            async for batch in batches:
+                yield batch
+
+    def _read(
+        self, stream: str, state: State | None, batch_size: int | None, options: dict[str, Any]
+    ) -> Flow[None]:
+        """
+        The batches of a read: planned on a pooled connection (the source's columns, the
+        key to page on, where the state resumes), then read in the format asked for.
+        """
         from headwater_postgres._plan import check_options
 
         upper = options.pop("_upper", None)
         check_options(options)
-        arrow = options.get("format") == "arrow"
-        try:
-            with self._connection() as conn:
-                plan = self._plan(
-                    stream, self._source(conn, stream), state, batch_size, options, upper
-                )
-                fmt = options.get("format")
-                if fmt in ("pgcopy", "csv") or (fmt == "jsonl" and plan.json_items is not None):
-                    jsonl = fmt == "jsonl"
-                    # COPY text goes into another database, whose one COPY is the limit:
-                    # a second source process would only take CPU from it (0.96x -> 0.75x
-                    # of psql | psql on 2 cores), so only JSON Lines reads in parallel.
-                    ranges = self._page_ranges(conn, plan) if jsonl else None
-                    if ranges:
-                        yield from self._read_copy_parallel(conn, plan, ranges, jsonl=jsonl)
-                    else:
-                        yield from self._read_copy(
-                            conn, plan, plan.copy_sql(jsonl=jsonl), jsonl=jsonl
-                        )
-                    return
-                if not arrow:
-                    # format="jsonl" for a table whose JSON the server cannot make exactly
-                    # as a dict read's: dict batches, which a JSON Lines sink encodes.
-                    yield from self._read_rows(conn, plan)
-                    return
-                as_text = self._arrays_as_text(conn, plan)
-                select = plan.arrow_select(as_text).as_string(conn)
-            # The ADBC driver has its own connection; ours is back in the pool by now.
-            from headwater_postgres._arrow import read_arrow
 
-            yield from read_arrow(self._adbc_uri(), select, plan, as_text)
-        except HeadwaterError:
-            raise  # already ours: `from` itself would make it its own cause
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
+        def planned(conn: Any) -> Flow[tuple[str, ReadPlan, builtins.list[str]] | None]:
+            source = yield from self._source(conn, stream)
+            plan = self._plan(stream, source, state, batch_size, options, upper)
+            return (yield from self._read_on(conn, plan, options.get("format")))
+
+        def reading() -> Flow[None]:
+            arrow = yield from self._pooled(planned)
+            if arrow is not None:
+                # The ADBC driver has its own connection; ours is back in the pool by now.
+                from headwater_postgres._arrow import read_arrow
+
+                yield from items_of(read_arrow(self._adbc_uri(), *arrow))
+
+        yield from self._translated(reading())
+
+    def _read_on(
+        self, conn: Any, plan: ReadPlan, fmt: str | None
+    ) -> Flow[tuple[str, ReadPlan, builtins.list[str]] | None]:
+        """
+        Yield the batches of ``plan`` read on ``conn``; for an Arrow read, return what the
+        ADBC driver reads instead (the statement, the plan, the arrays read as text).
+        COPY text and Arrow reads need the sync connection (`aread` runs them in a thread).
+        """
+        if fmt in ("pgcopy", "csv") or (fmt == "jsonl" and plan.json_items is not None):
+            jsonl = fmt == "jsonl"
+            # COPY text goes into another database, whose one COPY is the limit:
+            # a second source process would only take CPU from it (0.96x -> 0.75x
+            # of psql | psql on 2 cores), so only JSON Lines reads in parallel.
+            ranges = (yield from self._page_ranges(conn, plan)) if jsonl else None
+            if ranges:
+                batches = self._read_copy_parallel(conn, plan, ranges, jsonl=jsonl)
+            else:
+                batches = self._read_copy(conn, plan, plan.copy_sql(jsonl=jsonl), jsonl=jsonl)
+            yield from items_of(batches)
+            return None
+        if fmt != "arrow":
+            # format="jsonl" for a table whose JSON the server cannot make exactly
+            # as a dict read's: dict batches, which a JSON Lines sink encodes.
+            yield from self._read_rows(conn, plan)
+            return None
+        as_text: builtins.list[str] = yield Blocking(self._arrays_as_text, (conn, plan))
+        return plan.arrow_select(as_text).as_string(conn), plan, as_text
 
     @staticmethod
     def _arrays_as_text(conn: psycopg.Connection[Any], plan: ReadPlan) -> builtins.list[str]:
@@ -697,42 +689,36 @@ class PostgresConnector(Connector[PostgresConfig]):
         arrays = [c.name for c in plan.columns if c.type.endswith("[]")]
         return [name for name, held in zip(arrays, row or (), strict=True) if held]
 
-    def _source(self, conn: psycopg.Connection[Any], stream: str) -> Relation | QuerySource | None:
+    def _source(self, conn: Any, stream: str) -> Flow[Relation | QuerySource | None]:
         from headwater_postgres._query import query_text
         from headwater_postgres._sql import QuerySource, is_query
 
         if is_query(stream):
-            return QuerySource(query_text(stream), tuple(self._query_columns(conn, stream)))
-        return self._relation(conn, stream)
-
-    async def _asource(
-        self, conn: psycopg.AsyncConnection[Any], stream: str
-    ) -> Relation | QuerySource | None:
-        from headwater_postgres._query import query_text
-        from headwater_postgres._sql import QuerySource, is_query
-
-        if is_query(stream):
-            return QuerySource(query_text(stream), tuple(await self._aquery_columns(conn, stream)))
-        return await self._arelation(conn, stream)
+            text = query_text(stream)
+            return QuerySource(text, tuple((yield from self._query_columns(conn, stream))))
+        return (yield from self._relation(conn, stream))
 
     @staticmethod
-    def _read_rows(conn: psycopg.Connection[Any], plan: ReadPlan) -> Iterator[Batch]:
+    def _read_rows(conn: Any, plan: ReadPlan) -> Flow[None]:
         from headwater_postgres._plan import BatchCutter
-        from headwater_postgres._query import read_transaction
+        from headwater_postgres._query import read_only
         from headwater_postgres._values import fetch_rows
 
         cutter = BatchCutter(plan)
+
+        def fetch(cur: Any) -> Flow[None]:
+            yield execute(conn, "SET LOCAL cursor_tuple_fraction = 1")
+            yield call(cur, "execute", plan.select)
+            while rows := (yield from fetch_rows(cur, cutter.size)):
+                yield cutter.batch(rows)
+
         # A server-side cursor fetched in binary: psycopg builds each batch of rows in
         # C (iterating binary COPY rows runs Python code per row; README, "Why a
         # server-side cursor"), and the server keeps the rest, so memory stays bounded
         # by the batch.
         # The cursor lives in a transaction (pooled connections are in autocommit),
         # planned for reading every row rather than for a fast first row.
-        with read_transaction(conn), conn.cursor(name=_CURSOR, binary=True) as cur:
-            conn.execute("SET LOCAL cursor_tuple_fraction = 1")
-            cur.execute(plan.select)
-            while rows := fetch_rows(cur, cutter.size):
-                yield cutter.batch(rows)
+        yield from read_only(conn, lambda: within(conn.cursor(name=_CURSOR, binary=True), fetch))
 
     @staticmethod
     def _read_copy(
@@ -757,8 +743,8 @@ class PostgresConnector(Connector[PostgresConfig]):
                 yield make_batch(rows)
 
     def _page_ranges(
-        self, conn: psycopg.Connection[Any], plan: ReadPlan
-    ) -> builtins.list[tuple[int, int | None]] | None:
+        self, conn: Any, plan: ReadPlan
+    ) -> Flow[builtins.list[tuple[int, int | None]] | None]:
         """
         Heap page ranges to read an unordered table on two connections at once (one
         server process each), or None: an ordered read, a query, or a table under
@@ -767,10 +753,11 @@ class PostgresConnector(Connector[PostgresConfig]):
         parts = plan.copy_parts
         if plan.ordered or parts is None or parts.table_oid is None:
             return None
-        row = conn.execute(
+        row = yield fetchone(
+            conn,
             "SELECT pg_relation_size(%s::oid) / current_setting('block_size')::int",
             (parts.table_oid,),
-        ).fetchone()
+        )
         pages = int(row[0]) if row else 0
         if pages < PARALLEL_MIN_PAGES:
             return None
@@ -885,43 +872,6 @@ class PostgresConnector(Connector[PostgresConfig]):
             for thread in threads:
                 thread.join()
 
-    async def aread(
-        self,
-        stream: str,
-        state: State | None = None,
-        *,
-        batch_size: int | None = None,
-        **options: Any,
-    ) -> AsyncIterator[Batch]:
-        """
-        Async twin of `read`, on psycopg's async connection (Arrow and server-made JSON
-        Lines reads run the sync read in a thread).
-        """
-        from headwater_postgres._plan import BatchCutter, check_options
-        from headwater_postgres._query import aread_transaction
-        from headwater_postgres._values import afetch_rows
-
-        if options.get("format") in ("arrow", "jsonl", "pgcopy", "csv"):
-            async for batch in super().aread(stream, state, batch_size=batch_size, **options):
-                yield batch
-            return
-        upper = options.pop("_upper", None)
-        check_options(options)
-        try:
-            async with self._aconnection() as conn:
-                source = await self._asource(conn, stream)
-                plan = self._plan(stream, source, state, batch_size, options, upper)
-                cutter = BatchCutter(plan)
-                async with aread_transaction(conn), conn.cursor(name=_CURSOR, binary=True) as cur:
-                    await conn.execute("SET LOCAL cursor_tuple_fraction = 1")
-                    await cur.execute(plan.select)
-                    while rows := await afetch_rows(cur, cutter.size):
-                        yield cutter.batch(rows)
-        except HeadwaterError:
-            raise  # already ours: `from` itself would make it its own cause
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-
     def _adbc_uri(self) -> str:
         """A libpq conninfo for the ADBC driver, which takes no separate password."""
         from psycopg.conninfo import make_conninfo
@@ -949,17 +899,15 @@ class PostgresConnector(Connector[PostgresConfig]):
 
         if count < 1:
             raise ConfigError("partition count must be at least 1", field="count")
-        try:
-            with self._connection() as conn:
-                relation = self._relation(conn, stream)
-                if relation is None:
-                    raise self._missing(stream)
-                query, column = bounds_query(relation, count, key)
-                row = conn.execute(query).fetchone()
-        except HeadwaterError:
-            raise  # already ours: `from` itself would make it its own cause
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
+
+        def bounds(conn: Any) -> Flow[tuple[Column, Any]]:
+            relation = yield from self._relation(conn, stream)
+            if relation is None:
+                raise self._missing(stream)
+            query, column = bounds_query(relation, count, key)
+            return column, (yield fetchone(conn, query))
+
+        column, row = drive(self._translated(self._pooled(bounds)), self._sync())
         return partitions_from(stream, count, column, row)
 
     def read_partition(
@@ -969,34 +917,18 @@ class PostgresConnector(Connector[PostgresConfig]):
         Read one partition from `partitions`; batches carry ordinary resumable states
         (pass the last one back as ``state`` to resume the partition).
         """
-        key = partition.bounds["key"]
-        start = state
-        if start is None and partition.bounds.get("lower") is not None:
-            start = {"stream": partition.stream, "key": key, "last": partition.bounds["lower"]}
-        yield from self.read(
-            partition.stream,
-            start,
-            batch_size=batch_size,
-            key=key,
-            _upper=partition.bounds.get("upper"),
-        )
+        start, options = _partition_read(partition, state)
+        yield from self.read(partition.stream, start, batch_size=batch_size, **options)
 
     async def aread_partition(
         self, partition: Partition, *, batch_size: int | None = None, state: State | None = None
     ) -> AsyncIterator[Batch]:
         """Async twin of `read_partition`."""
-        key = partition.bounds["key"]
-        start = state
-        if start is None and partition.bounds.get("lower") is not None:
-            start = {"stream": partition.stream, "key": key, "last": partition.bounds["lower"]}
-        async for batch in self.aread(
-            partition.stream,
-            start,
-            batch_size=batch_size,
-            key=key,
-            _upper=partition.bounds.get("upper"),
-        ):
-            yield batch
+        start, options = _partition_read(partition, state)
+        batches = self.aread(partition.stream, start, batch_size=batch_size, **options)
+        async with contextlib.aclosing(batches) as it:  # type: ignore[type-var]
+            async for batch in it:
+                yield batch
 
     # --- write ---------------------------------------------------------------------------
 
@@ -1021,85 +953,10 @@ class PostgresConnector(Connector[PostgresConfig]):
         ``state_key`` and ``state`` store that JSON state in ``headwater_state`` in the
         same commit (see `written_state`). A failure rolls everything back.
         """
-        from headwater_postgres import _write
-
-        batches, options = _write.text_batches_as_text_values(batches, options)
-        spec = _write.WriteSpec.from_options(stream, options, _WRITE_OPTIONS)
-        writer: _write.RowWriter | None = None
-        try:
-            with self._connection() as conn, conn.transaction():
-                relation = self._relation(conn, stream)
-                split = None
-                if relation is None:
-                    if spec.schema is None:
-                        # No declared schema: the column types come from the first records.
-                        split = _write.split_first(batches)
-                    current = conn.execute(_write.CURRENT_SCHEMA).fetchone()
-                    conn.execute(spec.create_sql(current, split[0] if split else None))
-                    relation = self._relation(conn, stream)
-                    if relation is None:  # pragma: no cover - created just above
-                        raise self._missing(stream)
-                writer = _write.RowWriter(spec, relation)
-                for statement in writer.before():
-                    conn.execute(statement)
-                first, rest = split or _write.split_first(batches)
-                if first is not None:
-                    writer.start(first)
-                    self._copy(conn, writer, first, rest)
-                    for statement in writer.after():
-                        conn.execute(statement)
-                if spec.state_key is not None:
-                    assert spec.state is not None  # WriteSpec checks both or neither
-                    if conn.execute(*_write.state_exists_query(relation.schema)).fetchone() is None:
-                        conn.execute(_write.create_state_sql(relation.schema))
-                    # Read now, after the last batch: the caller fills it in as they pass.
-                    conn.execute(*_write.store_state_query(relation, spec.state_key, spec.state))
-        except Exception as exc:
-            raise self._write_failure(exc, writer) from exc
-        return WriteResult(stream, writer.written)
-
-    @staticmethod
-    def _copy(
-        conn: psycopg.Connection[Any], writer: RowWriter, first: Any, rest: Iterator[Any]
-    ) -> None:
-        """COPY every batch: binary while it can be, then text to the end (see `_write`)."""
+        # A worker thread sends while this one formats rows (see `_write.copy`).
         from psycopg.copy import QueuedLibpqWriter
 
-        from headwater.formats import CopyText
-        from headwater_postgres._jsonl import SETTINGS
-
-        if isinstance(first, CopyText):
-            # The text forms were written under these settings (see `_read_copy`).
-            for setting in SETTINGS:
-                conn.execute(setting)
-        pending = writer.prepare(first)
-        with conn.cursor() as cur:
-            while pending is not None:
-                # A worker thread sends while this one formats rows, so waiting for the
-                # server (indexes, WAL) overlaps with our work instead of alternating.
-                # Not for COPY text passed through: there is no formatting to overlap, and
-                # psycopg's queue would hold up to 1,024 pieces of 128 KiB while the
-                # destination is slower than the source (memory grew with the row count).
-                queued = None if pending.data is not None else QueuedLibpqWriter(cur)
-                with cur.copy(writer.copy_sql, writer=queued) as copy:
-                    writer.begin(copy)
-                    text = pending.text
-                    while pending is not None and pending.text == text:
-                        if pending.data is not None:
-                            copy.write(pending.data)
-                        else:
-                            # deque(map(...), 0): the per-row loop runs in C.
-                            collections.deque(map(copy.write_row, pending.rows), 0)
-                        writer.wrote(pending)
-                        pending = writer.prepare(next(rest, None))
-
-    def _write_failure(self, exc: Exception, writer: RowWriter | None) -> HeadwaterError:
-        """A write's failure, naming the record and column when it is about one value."""
-        if writer is not None:
-            found = writer.failure(exc, self._context(), self.target)
-            if found is not None:
-                return found
-        return self.translate_error(exc)
+        return drive(self._write(stream, options, QueuedLibpqWriter), self._sync(batches))
 
     async def awrite(
         self,
@@ -1109,71 +966,83 @@ class PostgresConnector(Connector[PostgresConfig]):
         **options: Any,
     ) -> WriteResult:
         """Async twin of `write` (accepts a sync or an async iterable of batches)."""
+        return await adrive(self._write(stream, options, None), self._async(batches))
+
+    def _write(
+        self, stream: str, options: dict[str, Any], queue: Callable[[Any], Any] | None
+    ) -> Flow[WriteResult]:
+        """
+        The flow of a write, its batches `PULL` ed from the driver: on one pooled
+        connection, in one transaction, create the table if it is missing, COPY the
+        records (into a staging table merged by an upsert when ``upsert_on``), then store
+        the state: it commits with the data or not at all. ``queue``: see `_write.copy`.
+        """
         from headwater_postgres import _write
 
-        batches, options = await _write.atext_batches_as_text_values(batches, options)
+        first = yield PULL
+        options = _write.text_values_option(first, options)
         spec = _write.WriteSpec.from_options(stream, options, _WRITE_OPTIONS)
-        writer: _write.RowWriter | None = None
+        pieces = _write.Pieces(first)
+        writers: builtins.list[RowWriter] = []
+
+        def transaction(conn: Any) -> Flow[int]:
+            body = lambda _: self._write_in(conn, spec, pieces, queue, writers)  # noqa: E731
+            return (yield from within(conn.transaction(), body))
+
         try:
-            async with self._aconnection() as conn, conn.transaction():
-                relation = await self._arelation(conn, stream)
-                split = None
-                if relation is None:
-                    if spec.schema is None:
-                        split = await _write.asplit_first(batches)
-                    current = await (await conn.execute(_write.CURRENT_SCHEMA)).fetchone()
-                    await conn.execute(spec.create_sql(current, split[0] if split else None))
-                    relation = await self._arelation(conn, stream)
-                    if relation is None:  # pragma: no cover - created just above
-                        raise self._missing(stream)
-                writer = _write.RowWriter(spec, relation)
-                for statement in writer.before():
-                    await conn.execute(statement)
-                first, rest = split or await _write.asplit_first(batches)
-                if first is not None:
-                    writer.start(first)
-                    await self._acopy(conn, writer, first, rest)
-                    for statement in writer.after():
-                        await conn.execute(statement)
-                if spec.state_key is not None:
-                    assert spec.state is not None  # WriteSpec checks both or neither
-                    exists = await conn.execute(*_write.state_exists_query(relation.schema))
-                    if await exists.fetchone() is None:
-                        await conn.execute(_write.create_state_sql(relation.schema))
-                    await conn.execute(
-                        *_write.store_state_query(relation, spec.state_key, spec.state)
-                    )
+            written = yield from self._pooled(transaction)
         except Exception as exc:
-            raise self._write_failure(exc, writer) from exc
-        return WriteResult(stream, writer.written)
+            failure = self._write_failure(exc, writers[0] if writers else None)
+            if failure is exc:
+                raise  # already ours: `from` itself would make it its own cause
+            raise failure from exc
+        return WriteResult(stream, written)
 
-    @staticmethod
-    async def _acopy(
-        conn: psycopg.AsyncConnection[Any],
-        writer: RowWriter,
-        first: Any,
-        rest: AsyncIterator[Any],
-    ) -> None:
-        """Async `_copy`."""
-        from headwater.formats import CopyText
-        from headwater_postgres._jsonl import SETTINGS
+    def _write_in(
+        self,
+        conn: Any,
+        spec: WriteSpec,
+        pieces: Pieces,
+        queue: Callable[[Any], Any] | None,
+        writers: builtins.list[RowWriter],
+    ) -> Flow[int]:
+        """The statements of `_write` in its transaction; how many records were written."""
+        from headwater_postgres import _write
 
-        if isinstance(first, CopyText):
-            for setting in SETTINGS:
-                await conn.execute(setting)
-        pending = writer.prepare(first)
-        async with conn.cursor() as cur:
-            while pending is not None:
-                async with cur.copy(writer.copy_sql) as copy:
-                    writer.begin(copy)
-                    text = pending.text
-                    while pending is not None and pending.text == text:
-                        if pending.data is not None:
-                            await copy.write(pending.data)
-                        for values in pending.rows:
-                            await copy.write_row(values)
-                        writer.wrote(pending)
-                        pending = writer.prepare(await anext(rest, None))
+        relation = yield from self._relation(conn, spec.stream)
+        if relation is None:
+            # No declared schema: the column types come from the first records.
+            sample = (yield from pieces.first()) if spec.schema is None else None
+            current = yield fetchone(conn, _write.CURRENT_SCHEMA)
+            yield execute(conn, spec.create_sql(current, sample))
+            relation = yield from self._relation(conn, spec.stream)
+            if relation is None:  # pragma: no cover - created just above
+                raise self._missing(spec.stream)
+        writer = _write.RowWriter(spec, relation)
+        writers.append(writer)
+        for statement in writer.before():
+            yield execute(conn, statement)
+        first = yield from pieces.first()
+        if first is not None:
+            writer.start(first)
+            yield from _write.copy(conn, writer, first, pieces, queue)
+            for statement in writer.after():
+                yield execute(conn, statement)
+        if spec.state_key is not None:
+            assert spec.state is not None  # WriteSpec checks both or neither
+            if (yield fetchone(conn, *_write.state_exists_query(relation.schema))) is None:
+                yield execute(conn, _write.create_state_sql(relation.schema))
+            # Read now, after the last batch: the caller fills it in as they pass.
+            yield execute(conn, *_write.store_state_query(relation, spec.state_key, spec.state))
+        return writer.written
+
+    def _write_failure(self, exc: Exception, writer: RowWriter | None) -> HeadwaterError:
+        """A write's failure, naming the record and column when it is about one value."""
+        if writer is not None:
+            found = writer.failure(exc, self._context(), self.target)
+            if found is not None:
+                return found
+        return self.translate_error(exc)
 
     # --- execute: DDL and DML the caller writes -----------------------------------------------
 
@@ -1187,17 +1056,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         ``"...; DROP TABLE t"`` is refused. Reads stay with `read`, which never writes.
         Returns the rows affected (-1 for DDL) and the server's command tag.
         """
-        from headwater_postgres._service import ExecuteResult, check_params, check_sql
-
-        check_sql(sql)
-        check_params(params)
-        try:
-            with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
-                # prepare=False: one-off statements, not worth a server-side plan each.
-                cur.execute(sql, params, prepare=False, binary=True)
-                return ExecuteResult(cur.rowcount, cur.statusmessage)
-        except Exception as exc:
-            raise self._execute_error(exc) from exc
+        return drive(self._execute(sql, [params]), self._sync())
 
     def executemany(self, sql: str | Any, seq_of_params: Iterable[Any]) -> ExecuteResult:
         """
@@ -1206,48 +1065,45 @@ class PostgresConnector(Connector[PostgresConfig]):
         statements: one round trip for the lot, not one per set.
         ``rowcount`` sums the rows of every set; ``statements`` counts the sets.
         """
-        from headwater_postgres._service import ExecuteResult, check_params, check_sql
-
-        check_sql(sql)
-        sets = builtins.list(seq_of_params)
-        for params in sets:
-            check_params(params)
-        if not sets:
-            return ExecuteResult(0, None, 0)
-        try:
-            with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
-                cur.executemany(sql, sets)
-                return ExecuteResult(cur.rowcount, cur.statusmessage, len(sets))
-        except Exception as exc:
-            raise self._execute_error(exc) from exc
+        return drive(self._execute(sql, seq_of_params, many=True), self._sync())
 
     async def aexecute(self, sql: str | Any, params: Any = None) -> ExecuteResult:
         """Async twin of `execute`, on psycopg's async connection."""
-        from headwater_postgres._service import ExecuteResult, check_params, check_sql
-
-        check_sql(sql)
-        check_params(params)
-        try:
-            async with self._aconnection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.execute(sql, params, prepare=False, binary=True)
-                return ExecuteResult(cur.rowcount, cur.statusmessage)
-        except Exception as exc:
-            raise self._execute_error(exc) from exc
+        return await adrive(self._execute(sql, [params]), self._async())
 
     async def aexecutemany(self, sql: str | Any, seq_of_params: Iterable[Any]) -> ExecuteResult:
         """Async twin of `executemany`."""
+        return await adrive(self._execute(sql, seq_of_params, many=True), self._async())
+
+    def _execute(
+        self, statement: str | Any, sets: Iterable[Any], *, many: bool = False
+    ) -> Flow[ExecuteResult]:
+        """
+        ``statement`` once for each of the parameter ``sets`` (``many``: all of them in
+        one call, or one set), in a transaction of its own, committed.
+        """
         from headwater_postgres._service import ExecuteResult, check_params, check_sql
 
-        check_sql(sql)
-        sets = builtins.list(seq_of_params)
+        check_sql(statement)
+        sets = builtins.list(sets)
         for params in sets:
             check_params(params)
-        if not sets:
+        if many and not sets:
             return ExecuteResult(0, None, 0)
-        try:
-            async with self._aconnection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(sql, sets)
+
+        def run(cur: Any) -> Flow[ExecuteResult]:
+            if many:
+                yield call(cur, "executemany", statement, sets)
                 return ExecuteResult(cur.rowcount, cur.statusmessage, len(sets))
+            # prepare=False: one-off statements, not worth a server-side plan each.
+            yield call(cur, "execute", statement, sets[0], prepare=False, binary=True)
+            return ExecuteResult(cur.rowcount, cur.statusmessage)
+
+        def transaction(conn: Any) -> Flow[ExecuteResult]:
+            return (yield from within(conn.transaction(), lambda _: within(conn.cursor(), run)))
+
+        try:
+            return (yield from self._pooled(transaction))
         except Exception as exc:
             raise self._execute_error(exc) from exc
 
@@ -1264,41 +1120,24 @@ class PostgresConnector(Connector[PostgresConfig]):
         ``headwater_state`` in the table's schema; None when there is none (no such key
         for this table, no state table, or no table).
         """
-        from headwater_postgres import _write
-
-        try:
-            with self._connection() as conn:
-                relation = self._relation(conn, stream)
-                if relation is None:
-                    return None
-                if conn.execute(*_write.state_exists_query(relation.schema)).fetchone() is None:
-                    return None
-                row = conn.execute(*_write.read_state_query(relation, key)).fetchone()
-        except HeadwaterError:
-            raise  # already ours: `from` itself would make it its own cause
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        return _write.state_from(row)
+        return drive(self._written_state(stream, key), self._sync())
 
     async def awritten_state(self, stream: str, key: str) -> State | None:
         """Async twin of `written_state`."""
+        return await adrive(self._written_state(stream, key), self._async())
+
+    def _written_state(self, stream: str, key: str) -> Flow[State | None]:
         from headwater_postgres import _write
 
-        try:
-            async with self._aconnection() as conn:
-                relation = await self._arelation(conn, stream)
-                if relation is None:
-                    return None
-                exists = await conn.execute(*_write.state_exists_query(relation.schema))
-                if await exists.fetchone() is None:
-                    return None
-                cur = await conn.execute(*_write.read_state_query(relation, key))
-                row = await cur.fetchone()
-        except HeadwaterError:
-            raise  # already ours: `from` itself would make it its own cause
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        return _write.state_from(row)
+        def lookup(conn: Any) -> Flow[Any]:
+            relation = yield from self._relation(conn, stream)
+            if relation is None:
+                return None
+            if (yield fetchone(conn, *_write.state_exists_query(relation.schema))) is None:
+                return None
+            return (yield fetchone(conn, *_write.read_state_query(relation, key)))
+
+        return _write.state_from((yield from self._translated(self._pooled(lookup))))
 
     # --- estimate ----------------------------------------------------------------------------
 
@@ -1310,53 +1149,33 @@ class PostgresConnector(Connector[PostgresConfig]):
         statistic: it is counted (``exact=True``) when it is small, else its rows are
         unknown. Views, foreign tables and queries: unknown.
         """
-        from headwater_postgres import _sql
-        from headwater_postgres._plan import check_options
-
-        check_options(options)
-        if _sql.is_query(stream):
-            return Estimate()
-        try:
-            with self._connection() as conn:
-                relation = self._relation(conn, stream)
-                if relation is None:
-                    raise self._missing(stream)
-                leaves = conn.execute(_sql.ESTIMATE_QUERY, {"oid": relation.oid}).fetchall()
-                guess = _sql.estimate_from(leaves)
-                if guess.count_needed:
-                    row = conn.execute(_sql.count_sql(relation)).fetchone()
-                    assert row is not None
-                    return Estimate(rows=row[0], bytes=guess.bytes, exact=True)
-        except HeadwaterError:
-            raise  # already ours: `from` itself would make it its own cause
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        return Estimate(rows=guess.rows, bytes=guess.bytes)
+        return drive(self._estimate(stream, options), self._sync())
 
     async def aestimate(self, stream: str, **options: Any) -> Estimate:
         """Async twin of `estimate`."""
+        return await adrive(self._estimate(stream, options), self._async())
+
+    def _estimate(self, stream: str, options: dict[str, Any]) -> Flow[Estimate]:
         from headwater_postgres import _sql
         from headwater_postgres._plan import check_options
 
         check_options(options)
         if _sql.is_query(stream):
             return Estimate()
-        try:
-            async with self._aconnection() as conn:
-                relation = await self._arelation(conn, stream)
-                if relation is None:
-                    raise self._missing(stream)
-                cur = await conn.execute(_sql.ESTIMATE_QUERY, {"oid": relation.oid})
-                guess = _sql.estimate_from(await cur.fetchall())
-                if guess.count_needed:
-                    row = await (await conn.execute(_sql.count_sql(relation))).fetchone()
-                    assert row is not None
-                    return Estimate(rows=row[0], bytes=guess.bytes, exact=True)
-        except HeadwaterError:
-            raise  # already ours: `from` itself would make it its own cause
-        except Exception as exc:
-            raise self.translate_error(exc) from exc
-        return Estimate(rows=guess.rows, bytes=guess.bytes)
+
+        def estimate(conn: Any) -> Flow[Estimate]:
+            relation = yield from self._relation(conn, stream)
+            if relation is None:
+                raise self._missing(stream)
+            leaves = yield fetchall(conn, _sql.ESTIMATE_QUERY, {"oid": relation.oid})
+            guess = _sql.estimate_from(leaves)
+            if not guess.count_needed:
+                return Estimate(rows=guess.rows, bytes=guess.bytes)
+            row = yield fetchone(conn, _sql.count_sql(relation))
+            assert row is not None
+            return Estimate(rows=row[0], bytes=guess.bytes, exact=True)
+
+        return (yield from self._translated(self._pooled(estimate)))
 
 
 # --- pure helpers ---------------------------------------------------------------------
@@ -1489,3 +1308,14 @@ def _query_metadata(query: str, columns: Sequence[Column]) -> dict[str, Any]:
         "columns": [{"name": c.name, "type": c.type, "nullable": True} for c in columns],
         "primary_key": [],
     }
+
+
+def _partition_read(
+    partition: Partition, state: State | None
+) -> tuple[State | None, dict[str, Any]]:
+    """Where a read of ``partition`` starts (``state``, else its lower bound) and its options."""
+    key = partition.bounds["key"]
+    start = state
+    if start is None and partition.bounds.get("lower") is not None:
+        start = {"stream": partition.stream, "key": key, "last": partition.bounds["lower"]}
+    return start, {"key": key, "_upper": partition.bounds.get("upper")}

@@ -22,17 +22,29 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from psycopg import sql
 
 from headwater import ConfigError
+from headwater_postgres._flows import (
+    Client,
+    Flow,
+    call,
+    execute,
+    fetchall,
+    lend,
+    lent,
+    within,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
     from headwater_postgres._sql import Column
+
+R = TypeVar("R")
 
 #: Seconds a describe may take at most (the configured statement_timeout when lower).
 #: A describe only parses and plans, but parsing waits for locks on the tables it names.
@@ -116,36 +128,38 @@ def refusal(exc: BaseException) -> ConfigError | None:
     return None
 
 
-@contextlib.contextmanager
-def read_transaction(
-    conn: psycopg.Connection[Any], *, timeout_ms: int | None = None, isolation: str | None = None
-) -> Iterator[None]:
+def read_only(
+    conn: Any,
+    body: Callable[[], Flow[R]],
+    *,
+    timeout_ms: int | None = None,
+    isolation: str | None = None,
+) -> Flow[R]:
     """
-    A ``READ ONLY`` transaction that is rolled back however the block ends.
+    ``body`` in a ``READ ONLY`` transaction that is rolled back however it ends.
     ``isolation`` (e.g. ``REPEATABLE READ``) is set first, as PostgreSQL requires.
     """
-    with conn.transaction(force_rollback=True):
+
+    def inside(_: Any) -> Flow[R]:
         if isolation is not None:
-            conn.execute(sql.SQL("SET TRANSACTION ISOLATION LEVEL {}").format(sql.SQL(isolation)))
+            level = sql.SQL("SET TRANSACTION ISOLATION LEVEL {}").format(sql.SQL(isolation))
+            yield execute(conn, level)
         for statement in _read_only(timeout_ms):
-            conn.execute(statement)
-        yield
+            yield execute(conn, statement)
+        return (yield from body())
+
+    return (yield from within(conn.transaction(force_rollback=True), inside))
 
 
-@contextlib.asynccontextmanager
-async def aread_transaction(
-    conn: psycopg.AsyncConnection[Any], *, timeout_ms: int | None = None
-) -> AsyncIterator[None]:
-    """Async `read_transaction`."""
-    async with conn.transaction(force_rollback=True):
-        for statement in _read_only(timeout_ms):
-            await conn.execute(statement)
-        yield
+def read_transaction(
+    conn: psycopg.Connection[Any], *, timeout_ms: int | None = None, isolation: str | None = None
+) -> contextlib.AbstractContextManager[Any]:
+    """`read_only` as a context manager, for the reads only the sync connection runs."""
+    flow = read_only(conn, lambda: lend(conn), timeout_ms=timeout_ms, isolation=isolation)
+    return lent(flow, Client())
 
 
-def describe(
-    conn: psycopg.Connection[Any], query: str, *, statement_timeout: float | None
-) -> list[Column]:
+def describe(conn: Any, query: str, *, statement_timeout: float | None) -> Flow[list[Column]]:
     """
     The result columns of ``query``: checked as one statement by the server's parser,
     then described with ``LIMIT 0``, both read-only, rolled back, under a timeout.
@@ -154,40 +168,19 @@ def describe(
     """
     from headwater_postgres._sql import TYPE_NAMES
 
-    try:
-        with read_transaction(conn, timeout_ms=_timeout_ms(statement_timeout)):
-            cur = conn.cursor(binary=True)
-            prepare, deallocate = _check_sql(query)
-            cur.execute(prepare, binary=True)
-            cur.execute(deallocate, binary=True)
-            cur.execute(describe_sql(query), binary=True)
-            description = list(cur.description or ())
-            oids = [d.type_code for d in description]
-            info = {r[0]: (r[1], r[2]) for r in conn.execute(TYPE_NAMES, {"oids": oids})}
-    except Exception as exc:
-        refused = refusal(exc)
-        if refused is not None:
-            raise refused from None
-        raise
-    return columns_from(description, info)
-
-
-async def adescribe(
-    conn: psycopg.AsyncConnection[Any], query: str, *, statement_timeout: float | None
-) -> list[Column]:
-    """Async `describe`."""
-    from headwater_postgres._sql import TYPE_NAMES
+    def run() -> Flow[tuple[list[Any], list[Any]]]:
+        cur = conn.cursor(binary=True)
+        prepare, deallocate = _check_sql(query)
+        yield call(cur, "execute", prepare, binary=True)
+        yield call(cur, "execute", deallocate, binary=True)
+        yield call(cur, "execute", describe_sql(query), binary=True)
+        description = list(cur.description or ())
+        oids = [d.type_code for d in description]
+        return description, (yield fetchall(conn, TYPE_NAMES, {"oids": oids}))
 
     try:
-        async with aread_transaction(conn, timeout_ms=_timeout_ms(statement_timeout)):
-            cur = conn.cursor(binary=True)
-            prepare, deallocate = _check_sql(query)
-            await cur.execute(prepare, binary=True)
-            await cur.execute(deallocate, binary=True)
-            await cur.execute(describe_sql(query), binary=True)
-            description = list(cur.description or ())
-            oids = [d.type_code for d in description]
-            rows = await (await conn.execute(TYPE_NAMES, {"oids": oids})).fetchall()
+        timeout = _timeout_ms(statement_timeout)
+        description, rows = yield from read_only(conn, run, timeout_ms=timeout)
     except Exception as exc:
         refused = refusal(exc)
         if refused is not None:

@@ -70,6 +70,7 @@ from psycopg.types.string import StrBinaryDumper
 from headwater import ConfigError, formats
 from headwater.formats import dumps_document
 from headwater.toolkit import loads_json
+from headwater_postgres._flows import Flow, call
 
 _TYPES = postgres.types
 
@@ -370,28 +371,17 @@ def _reload(cur: Any) -> list[tuple[Any, ...]]:
     return tx.load_rows(0, result.ntuples, tuple)
 
 
-def fetch_rows(cur: Any, size: int) -> list[tuple[Any, ...]]:
+def fetch_rows(cur: Any, size: int) -> Flow[list[tuple[Any, ...]]]:
     """``cur.fetchmany(size)``, with dates and times Python cannot hold as text."""
     try:
-        return cur.fetchmany(size)  # type: ignore[no-any-return]
+        rows: list[tuple[Any, ...]] = yield call(cur, "fetchmany", size)
     except DataError as exc:
         # Only a value psycopg could not load (no SQLSTATE: raised on the client, after
         # the rows arrived); a server error is the read's failure.
         if exc.sqlstate is not None or cur.pgresult is None:
             raise
         return _reload(cur)
-
-
-async def afetch_rows(cur: Any, size: int) -> list[tuple[Any, ...]]:
-    """Async `fetch_rows`."""
-    try:
-        return await cur.fetchmany(size)  # type: ignore[no-any-return]
-    except DataError as exc:
-        # Only a value psycopg could not load (no SQLSTATE: raised on the client, after
-        # the rows arrived); a server error is the read's failure.
-        if exc.sqlstate is not None or cur.pgresult is None:
-            raise
-        return _reload(cur)
+    return rows
 
 
 # --- JSON: the hot spot of a dict read -----------------------------------------------------

@@ -1,7 +1,8 @@
 """
-Writes: the statements one ``write`` call runs, and records → COPY rows (pure logic).
+Writes: the statements one ``write`` call runs, records → COPY rows, and the COPY itself
+as a flow (`_flows`: no I/O here; ``write`` and ``awrite`` drive the same flow).
 
-The sync and async ``write`` run the same sequence inside one transaction::
+One ``write`` runs this sequence inside one transaction::
 
     [CREATE TABLE ...]                    when the table is missing and a schema is given
     [TRUNCATE ...]                        mode="replace"
@@ -21,13 +22,13 @@ tables (``pyarrow.RecordBatch`` / ``pyarrow.Table``, converted a column at a tim
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import functools
-import itertools
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ from psycopg import sql
 from headwater import Batch, ConfigError, ConnectorError, HeadwaterError, State
 from headwater.formats import CopyText
 from headwater.toolkit import atomic_state_options
+from headwater_postgres._flows import END, PULL, CopyRows, Flow, call, execute, within
 from headwater_postgres._sql import Relation, split_name
 from headwater_postgres._values import (
     JSON_ARRAY_OIDS,
@@ -836,85 +838,102 @@ def _size(piece: Any) -> int:
     return int(piece.num_rows) if _is_arrow(piece) else len(piece)
 
 
-def text_batches_as_text_values(
-    batches: Iterable[Records], options: dict[str, Any]
-) -> tuple[Iterable[Records], dict[str, Any]]:
+def text_values_option(first: Any, options: dict[str, Any]) -> dict[str, Any]:
     """
     A stream whose first batch says its values are text (``Batch.text``: a CSV source)
     is written as ``text_values=True`` unless the caller said otherwise, so a CSV file
     copied into a table is parsed by column type (a jsonb column's text as JSON, not as
     a JSON string).
     """
-    it = iter(batches)
-    first = next(it, None)
-    if first is None:
-        return (), options
     if isinstance(first, Batch) and first.text and "text_values" not in options:
-        options = {**options, "text_values": True}
-    return itertools.chain([first], it), options
+        return {**options, "text_values": True}
+    return options
 
 
-async def atext_batches_as_text_values(
-    batches: Iterable[Records] | AsyncIterable[Records], options: dict[str, Any]
-) -> tuple[Iterable[Records] | AsyncIterable[Records], dict[str, Any]]:
-    """Async `text_batches_as_text_values` (for a sync or an async iterable)."""
-    if not isinstance(batches, AsyncIterable):
-        return text_batches_as_text_values(batches, options)
-    it = aiter(batches)
-    try:
-        first = await anext(it)
-    except StopAsyncIteration:
-        return (), options
-    if isinstance(first, Batch) and first.text and "text_values" not in options:
-        options = {**options, "text_values": True}
-
-    async def rest() -> AsyncIterator[Records]:
-        yield first
-        async for batch in it:
-            yield batch
-
-    return rest(), options
+_UNSET: Final = object()
 
 
-def split_first(batches: Iterable[Records]) -> tuple[Any | None, Iterator[Any]]:
-    """The first non-empty piece of records (None: none), and an iterator over the rest."""
-    pieces = itertools.chain.from_iterable(map(_pieces, batches))
-    for piece in pieces:
-        if _size(piece):
-            return piece, pieces
-    return None, pieces
+class Pieces:
+    """
+    The record pieces (lists of dicts, Arrow record batches, COPY text) of a write's
+    batches, `PULL`ed from the driver as the COPY asks for them. ``first`` is the batch
+    pulled already (`END`: none).
+    """
+
+    def __init__(self, first: Any) -> None:
+        self._held = first
+        self._pending: collections.deque[Any] = collections.deque()
+        self._first: Any = _UNSET
+
+    def next(self) -> Flow[Any | None]:
+        """The next piece; None after the last."""
+        while not self._pending:
+            batch = (yield PULL) if self._held is _UNSET else self._held
+            self._held = _UNSET
+            if batch is END:
+                self._held = END
+                return None
+            self._pending.extend(_pieces(batch))
+        return self._pending.popleft()
+
+    def first(self) -> Flow[Any | None]:
+        """The first non-empty piece (None: none); the same one when asked again."""
+        if self._first is _UNSET:
+            piece = yield from self.next()
+            while piece is not None and not _size(piece):
+                piece = yield from self.next()
+            self._first = piece
+        return self._first
 
 
-async def asplit_first(
-    batches: Iterable[Records] | AsyncIterable[Records],
-) -> tuple[Any | None, AsyncIterator[Any]]:
-    """Async `split_first`."""
-    if not isinstance(batches, AsyncIterable):
-        first, rest = split_first(batches)
+def copy(
+    conn: Any,
+    writer: RowWriter,
+    first: Any,
+    pieces: Pieces,
+    queue: Callable[[Any], Any] | None,
+) -> Flow[None]:
+    """
+    COPY ``first`` and every piece after it: binary while it can be, then text to the
+    end, one COPY statement per format. ``queue`` makes the COPY writer that sends in a
+    worker thread while this one formats rows (None: psycopg's plain writer).
+    """
+    from headwater_postgres._jsonl import SETTINGS
 
-        async def sync_rest() -> AsyncIterator[Any]:
-            for piece in rest:
-                yield piece
+    if isinstance(first, CopyText):
+        # The text forms were written under these settings (see `_read_copy`).
+        for setting in SETTINGS:
+            yield execute(conn, setting)
+    pending = writer.prepare(first)
 
-        return first, sync_rest()
-    ait = aiter(batches)
-    buffered: list[Any] = []
-    first = None
-    async for batch in ait:
-        buffered = _pieces(batch)
-        while buffered:
-            piece = buffered.pop(0)
-            if _size(piece):
-                first = piece
-                break
-        if first is not None:
-            break
+    def statements(cur: Any) -> Flow[None]:
+        next_: Prepared | None = pending
+        while next_ is not None:
+            # Waiting for the server (indexes, WAL) then overlaps with our work instead of
+            # alternating with it. Not for COPY text passed through: there is no
+            # formatting to overlap, and psycopg's queue would hold up to 1,024 pieces of
+            # 128 KiB while the destination is slower than the source (memory grew with
+            # the row count).
+            queued = None if queue is None or next_.data is not None else queue(cur)
+            statement = cur.copy(writer.copy_sql, writer=queued)
+            body = functools.partial(_copy_statement, writer, next_, pieces)
+            next_ = yield from within(statement, body)
 
-    async def async_rest() -> AsyncIterator[Any]:
-        for piece in buffered:
-            yield piece
-        async for batch in ait:
-            for piece in _pieces(batch):
-                yield piece
+    yield from within(conn.cursor(), statements)
 
-    return first, async_rest()
+
+def _copy_statement(
+    writer: RowWriter, pending: Prepared, pieces: Pieces, copy: Any
+) -> Flow[Prepared | None]:
+    """One COPY statement: the pieces of ``pending``'s format; the first of the other."""
+    writer.begin(copy)
+    text = pending.text
+    next_: Prepared | None = pending
+    while next_ is not None and next_.text == text:
+        if next_.data is not None:
+            yield call(copy, "write", next_.data)
+        else:
+            yield CopyRows(copy, next_.rows)
+        writer.wrote(next_)
+        next_ = writer.prepare((yield from pieces.next()))
+    return next_
