@@ -623,16 +623,25 @@ class Connector(Generic[ConfigT]):
         """
         return None
 
-    def partitions(self, stream: str, count: int) -> builtins.list[Partition]:
-        """Split ``stream`` into at most ``count`` partitions that can be read independently."""
+    def partitions(self, stream: str, count: int, **options: Any) -> builtins.list[Partition]:
+        """
+        Split ``stream`` into at most ``count`` partitions that can be read independently
+        and together hold each record once (``options``: the connector's, e.g. a key).
+        """
         raise NotSupported(f"connector {self.id!r} does not support partitions")
 
     def read_partition(
-        self, partition: Partition, *, batch_size: int | None = None, state: State | None = None
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
     ) -> Iterator[Batch]:
         """
         Read one partition produced by `partitions`; pass a batch's ``state`` back to
-        resume the partition right after it.
+        resume the partition right after it. ``options`` are read options, as for
+        `read` (``format="arrow"``).
         """
         raise NotSupported(f"connector {self.id!r} does not support partitions")
 
@@ -754,16 +763,23 @@ class Connector(Generic[ConfigT]):
         """Async twin of `written_state`."""
         return await asyncio.to_thread(self.written_state, stream, key)
 
-    async def apartitions(self, stream: str, count: int) -> builtins.list[Partition]:
+    async def apartitions(
+        self, stream: str, count: int, **options: Any
+    ) -> builtins.list[Partition]:
         """Async twin of `partitions`."""
-        return await asyncio.to_thread(self.partitions, stream, count)
+        return await asyncio.to_thread(self.partitions, stream, count, **options)
 
     async def aread_partition(
-        self, partition: Partition, *, batch_size: int | None = None, state: State | None = None
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
     ) -> AsyncIterator[Batch]:
         """Async twin of `read_partition`."""
         batches = iterate_in_thread(
-            lambda: self.read_partition(partition, batch_size=batch_size, state=state)
+            lambda: self.read_partition(partition, batch_size=batch_size, state=state, **options)
         )
         async with contextlib.aclosing(batches) as it:
             async for batch in it:

@@ -221,7 +221,11 @@ def close_shipped() -> None:
 
 
 def _takes_options(connector: Connector[Any]) -> bool:
-    """Whether the connector's ``read_partition`` accepts read options (``format=``)."""
+    """
+    Whether the connector's ``read_partition`` accepts read options (``format=``), as the
+    contract's does; a plugin written to the older signature (without ``**options``)
+    reads its partitions as dicts.
+    """
     parameters = inspect.signature(connector.read_partition).parameters.values()
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 

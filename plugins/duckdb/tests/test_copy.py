@@ -247,3 +247,20 @@ async def test_async_copy_resumes_like_the_sync_one(pg, orders, tmp_path):
         rest = await headwater.acopy(pg, orders, duck, "orders", state_file=state)
     assert (600, ROWS - 600) == (first.records, rest.records)
     assert _postgres_rows(pg, orders) == _duck_rows(path)
+
+
+def test_without_the_adbc_driver_the_copy_goes_through_dicts(pg, orders, tmp_path, monkeypatch):
+    """headwater-postgres without its [arrow] extra names no Arrow read: the copy still lands exactly."""
+    from headwater_postgres import _connector
+
+    monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
+    assert not _connector.arrow_installed()
+    monkeypatch.setattr(type(pg), "read_formats", frozenset({"jsonl", "pgcopy", "csv"}))
+    path = tmp_path / "dicts.db"
+    with DuckDBConnector({"path": str(path)}) as duck:
+        options = {"create": True, "primary_key": "id"}
+        copied = headwater.copy(pg, orders, duck, "orders", write_options=options)
+        assert ROWS == copied.records
+        types = {c["name"]: c["type"] for c in duck.metadata("orders")["columns"]}
+    assert "DECIMAL(38,2)" == types["amount"]  # the dict path's type: no Arrow was read
+    assert _postgres_rows(pg, orders) == _duck_rows(path)

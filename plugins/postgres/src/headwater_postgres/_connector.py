@@ -23,6 +23,7 @@ import asyncio
 import builtins
 import contextlib
 import functools
+import importlib.util
 import logging
 import threading
 from collections.abc import (
@@ -102,6 +103,17 @@ _WRITE_OPTIONS = frozenset(
 )
 
 
+def arrow_installed() -> bool:
+    """Whether the ADBC PostgreSQL driver and its manager can be imported (not importing them)."""
+    try:
+        return all(
+            importlib.util.find_spec(name) is not None
+            for name in ("adbc_driver_postgresql", "adbc_driver_manager", "pyarrow")
+        )
+    except (ImportError, ValueError):  # a parent that fails to import; a None in sys.modules
+        return False
+
+
 class PostgresConnector(Connector[PostgresConfig]):
     """
     PostgreSQL tables, views and queries.
@@ -139,7 +151,12 @@ class PostgresConnector(Connector[PostgresConfig]):
     #: ``"pgcopy"`` (COPY text, which ``write`` takes as it is: PostgreSQL to PostgreSQL)
     #: and ``"csv"`` (the same COPY text batches: every value in its PostgreSQL text form,
     #: which a CSV file holds exactly and ``write`` parses back by column type).
-    read_formats = frozenset({"arrow", "jsonl", "pgcopy", "csv"})
+    #: "arrow" only where the ADBC driver is installed (``headwater-postgres[arrow]``):
+    #: `headwater.copy` asks a source for a format it names, and would otherwise ask
+    #: for Arrow where reading it can only fail.
+    read_formats = frozenset(
+        {"jsonl", "pgcopy", "csv"} | ({"arrow"} if arrow_installed() else set())
+    )
     write_formats = frozenset({"pgcopy"})
 
     def __init__(
@@ -887,7 +904,7 @@ class PostgresConnector(Connector[PostgresConfig]):
     # --- partitions ----------------------------------------------------------------------
 
     def partitions(
-        self, stream: str, count: int, *, key: str | None = None
+        self, stream: str, count: int, *, key: str | None = None, **options: Any
     ) -> builtins.list[Partition]:
         """
         Split a table into at most ``count`` key ranges that read independently.
@@ -897,6 +914,11 @@ class PostgresConnector(Connector[PostgresConfig]):
         """
         from headwater_postgres._partitions import bounds_query, partitions_from
 
+        if options:
+            raise ConfigError(
+                f"unknown partition option(s): {', '.join(sorted(options))} (known: key)",
+                field=next(iter(sorted(options))),
+            )
         if count < 1:
             raise ConfigError("partition count must be at least 1", field="count")
 
@@ -911,21 +933,32 @@ class PostgresConnector(Connector[PostgresConfig]):
         return partitions_from(stream, count, column, row)
 
     def read_partition(
-        self, partition: Partition, *, batch_size: int | None = None, state: State | None = None
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
     ) -> Iterator[Batch]:
         """
         Read one partition from `partitions`; batches carry ordinary resumable states
-        (pass the last one back as ``state`` to resume the partition).
+        (pass the last one back as ``state`` to resume the partition). ``options`` are
+        `read`'s (``format="arrow"``), except the key, which is the partition's.
         """
-        start, options = _partition_read(partition, state)
-        yield from self.read(partition.stream, start, batch_size=batch_size, **options)
+        start, bounded = _partition_read(partition, state, options)
+        yield from self.read(partition.stream, start, batch_size=batch_size, **bounded)
 
     async def aread_partition(
-        self, partition: Partition, *, batch_size: int | None = None, state: State | None = None
+        self,
+        partition: Partition,
+        *,
+        batch_size: int | None = None,
+        state: State | None = None,
+        **options: Any,
     ) -> AsyncIterator[Batch]:
         """Async twin of `read_partition`."""
-        start, options = _partition_read(partition, state)
-        batches = self.aread(partition.stream, start, batch_size=batch_size, **options)
+        start, bounded = _partition_read(partition, state, options)
+        batches = self.aread(partition.stream, start, batch_size=batch_size, **bounded)
         async with contextlib.aclosing(batches) as it:  # type: ignore[type-var]
             async for batch in it:
                 yield batch
@@ -1311,11 +1344,20 @@ def _query_metadata(query: str, columns: Sequence[Column]) -> dict[str, Any]:
 
 
 def _partition_read(
-    partition: Partition, state: State | None
+    partition: Partition, state: State | None, options: dict[str, Any]
 ) -> tuple[State | None, dict[str, Any]]:
-    """Where a read of ``partition`` starts (``state``, else its lower bound) and its options."""
+    """
+    Where a read of ``partition`` starts (``state``, else its lower bound) and its read
+    options: ``options`` with the partition's key and upper bound.
+    """
+    taken = {"key", "_upper"} & set(options)
+    if taken:
+        raise ConfigError(
+            f"a partition's read takes its key and bounds from the partition, not {sorted(taken)}",
+            field=sorted(taken)[0],
+        )
     key = partition.bounds["key"]
     start = state
     if start is None and partition.bounds.get("lower") is not None:
         start = {"stream": partition.stream, "key": key, "last": partition.bounds["lower"]}
-    return start, {"key": key, "_upper": partition.bounds.get("upper")}
+    return start, {**options, "key": key, "_upper": partition.bounds.get("upper")}

@@ -226,39 +226,62 @@ def _retried(step: Retried, client: Client) -> Any:
     return step.policy.call(lambda: breaker.call(lambda: drive(step.attempt(), client)))
 
 
+class _Steps:
+    """
+    The flow's side of a driver, the same for both: the next step to perform, given the
+    outcome of the last (its result in `reply`, or its exception in `error`, thrown into
+    the flow at its ``yield``); `DONE` when the flow has returned (its value in `result`).
+    """
+
+    __slots__ = ("error", "flow", "reply", "result")
+
+    def __init__(self, flow: Flow[Any]) -> None:
+        self.flow = flow
+        self.reply: Any = None
+        self.error: Exception | None = None
+        self.result: Any = None
+
+    def next(self) -> Any:
+        try:
+            step = self.flow.send(self.reply) if self.error is None else self.flow.throw(self.error)
+        except StopIteration as stop:
+            self.result = stop.value
+            return _DONE
+        self.reply = self.error = None
+        return step
+
+
+_DONE: Final = object()
+
+
 def _run(flow: Flow[R], client: Client) -> Generator[Any, Any, R]:
     """Run ``flow`` with psycopg's blocking API; yield its items, return its result."""
-    reply: Any = None
-    error: Exception | None = None
+    steps = _Steps(flow)
     try:
-        while True:
-            try:
-                step = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                result: R = stop.value
-                return result
-            reply = error = None
+        while (step := steps.next()) is not _DONE:
             try:
                 kind = type(step)
                 if kind is Call:
-                    reply = _call(step)
+                    steps.reply = _call(step)
                 elif kind is Within:
                     with step.scope as value:
-                        reply = yield from _run(step.body(value), client)
+                        steps.reply = yield from _run(step.body(value), client)
                 elif kind is CopyRows:
                     # deque(map(...), 0): the per-row loop runs in C.
                     collections.deque(map(step.copy.write_row, step.rows), 0)
                 elif kind is Blocking:
-                    reply = step.function(*step.args)
+                    steps.reply = step.function(*step.args)
                 elif kind is Retried:
-                    reply = _retried(step, client)
+                    steps.reply = _retried(step, client)
                 elif kind is _Marker:
-                    reply = _marked(step, client)
+                    steps.reply = _marked(step, client)
                 else:
                     # An item; an exception thrown in here (a `lent` block's) goes to the flow.
                     yield step
             except Exception as exc:  # thrown into the flow, which decides
-                error = exc
+                steps.error = exc
+        result: R = steps.result
+        return result
     finally:
         flow.close()
 
@@ -328,20 +351,13 @@ async def _aretried(step: Retried, client: Client) -> Any:
 
 async def _arun(flow: Flow[Any], client: Client, out: _Result) -> AsyncGenerator[Any, None]:
     """Run ``flow`` with psycopg's async API; yield its items, its result into ``out``."""
-    reply: Any = None
-    error: Exception | None = None
+    steps = _Steps(flow)
     try:
-        while True:
-            try:
-                step = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                out.value = stop.value
-                return
-            reply = error = None
+        while (step := steps.next()) is not _DONE:
             try:
                 kind = type(step)
                 if kind is Call:
-                    reply = await _acall(step)
+                    steps.reply = await _acall(step)
                 elif kind is Within:
                     async with step.scope as value:
                         inner = _Result()
@@ -349,20 +365,21 @@ async def _arun(flow: Flow[Any], client: Client, out: _Result) -> AsyncGenerator
                         async with contextlib.aclosing(body) as items:
                             async for item in items:
                                 yield item
-                        reply = inner.value
+                        steps.reply = inner.value
                 elif kind is CopyRows:
                     for row in step.rows:
                         await step.copy.write_row(row)
                 elif kind is Blocking:
-                    reply = await asyncio.to_thread(step.function, *step.args)
+                    steps.reply = await asyncio.to_thread(step.function, *step.args)
                 elif kind is Retried:
-                    reply = await _aretried(step, client)
+                    steps.reply = await _aretried(step, client)
                 elif kind is _Marker:
-                    reply = await _amarked(step, client)
+                    steps.reply = await _amarked(step, client)
                 else:
                     yield step
             except Exception as exc:  # thrown into the flow, which decides
-                error = exc
+                steps.error = exc
+        out.value = steps.result
     finally:
         flow.close()
 
