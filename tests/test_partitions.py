@@ -152,6 +152,7 @@ def test_a_literal_or_callable_secret_refuses_to_ship(
     assert SECRET not in f"{error!s} {error!r} {error.hint}"
 
 
+@pytest.mark.engines
 def test_the_dask_task_graph_holds_the_reference_not_the_secret(
     pg_dsn: str, pg_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
