@@ -173,7 +173,8 @@ def _leading_batches(
             batches.close()  # type: ignore[attr-defined]
 
 
-class HeadwaterDatasource(_Datasource):
+# Typed whether or not ray is installed (the typing session does not install the engines).
+class HeadwaterDatasource(_Datasource):  # type: ignore[misc,unused-ignore]
     """
     A Ray Data ``Datasource`` over shipped headwater partitions (from
     `headwater.toolkit.partitions`): one ``ReadTask`` per partition, each yielding
@@ -199,7 +200,7 @@ class HeadwaterDatasource(_Datasource):
             batch_size, read_options: passed to each partition's read.
         """
         _ray()
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]
         for part in partitions:
             if part.connector is None or part.config is None:
                 raise ConfigError(
