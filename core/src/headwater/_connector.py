@@ -34,6 +34,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -844,7 +845,7 @@ async def iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T
         worker.shutdown(wait=False)
 
 
-def read_ahead(make: Callable[[], Iterable[T]]) -> Iterator[T]:
+def read_ahead(make: Callable[[], Iterable[T]]) -> Generator[T, None, None]:
     """
     The items of ``make()``, produced one ahead on a thread of its own: the iterator is
     made, advanced and closed on that thread (as `iterate_in_thread` does for async

@@ -23,6 +23,7 @@ as written: `headwater.copy` asks for its destination's JSON columns).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import hashlib
 import os
@@ -348,7 +349,7 @@ class FilesConnector(Connector[FilesConfig]):
         )
         # CSV values are strings: the batches say so, for typed destinations.
         text = file_format.fmt == "csv"
-        with path.open("rb") as handle:
+        with path.open("rb") as handle, contextlib.ExitStack() as ahead:
             skip = 0
             if file_format.compression is None:
                 handle.seek(offset)
@@ -362,7 +363,13 @@ class FilesConnector(Connector[FilesConfig]):
             if compression is not None:
                 # Decompression (zlib, bz2, lzma and zstd release the GIL) runs a chunk
                 # ahead on a thread of its own while this one parses.
-                chunks = read_ahead(functools.partial(decompressed, chunks, compression))
+                # Closed (its thread joined) before the file it reads is, when a reader
+                # stops early.
+                chunks = ahead.enter_context(
+                    contextlib.closing(
+                        read_ahead(functools.partial(decompressed, chunks, compression))
+                    )
+                )
                 compression = None
             for batch, position in decode_batches(decoder, chunks, size, compression, skip=skip):
                 rows += len(batch)
