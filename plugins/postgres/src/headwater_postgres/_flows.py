@@ -44,6 +44,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Generator,
     Iterable,
@@ -228,9 +229,10 @@ def _retried(step: Retried, client: Client) -> Any:
 
 class _Steps:
     """
-    The flow's side of a driver, the same for both: the next step to perform, given the
-    outcome of the last (its result in `reply`, or its exception in `error`, thrown into
-    the flow at its ``yield``); `DONE` when the flow has returned (its value in `result`).
+    The flow's side of a driver, the same for both: iterating gives the next step to
+    perform, given the outcome of the last — its result in `reply`, or the exception
+    that escaped the ``with steps:`` block performing it, thrown into the flow at its
+    ``yield`` (the flow decides). The flow's return value ends up in `result`.
     """
 
     __slots__ = ("error", "flow", "reply", "result")
@@ -241,49 +243,64 @@ class _Steps:
         self.error: Exception | None = None
         self.result: Any = None
 
-    def next(self) -> Any:
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> Any:
         try:
             step = self.flow.send(self.reply) if self.error is None else self.flow.throw(self.error)
         except StopIteration as stop:
             self.result = stop.value
-            return _DONE
+            raise StopIteration from None
         self.reply = self.error = None
         return step
 
+    def __enter__(self) -> None:
+        return None
 
-_DONE: Final = object()
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> bool:
+        if isinstance(error, Exception):
+            self.error = error
+            return True
+        return False  # GeneratorExit, KeyboardInterrupt: not the flow's to decide
+
+
+def _copy_rows(step: CopyRows, client: Client) -> None:
+    # deque(map(...), 0): the per-row loop runs in C.
+    collections.deque(map(step.copy.write_row, step.rows), 0)
+
+
+def _blocking(step: Blocking, client: Client) -> Any:
+    return step.function(*step.args)
+
+
+#: How the sync driver performs each kind of step but `Within` and items.
+_PERFORM: Final[dict[type, Callable[[Any, Client], Any]]] = {
+    Call: lambda step, client: _call(step),
+    CopyRows: _copy_rows,
+    Blocking: _blocking,
+    Retried: _retried,
+    _Marker: _marked,
+}
 
 
 def _run(flow: Flow[R], client: Client) -> Generator[Any, Any, R]:
     """Run ``flow`` with psycopg's blocking API; yield its items, return its result."""
     steps = _Steps(flow)
-    try:
-        while (step := steps.next()) is not _DONE:
-            try:
-                kind = type(step)
-                if kind is Call:
-                    steps.reply = _call(step)
-                elif kind is Within:
+    with contextlib.closing(flow):
+        for step in steps:
+            with steps:
+                perform = _PERFORM.get(type(step))
+                if perform is not None:
+                    steps.reply = perform(step, client)
+                elif type(step) is Within:
                     with step.scope as value:
                         steps.reply = yield from _run(step.body(value), client)
-                elif kind is CopyRows:
-                    # deque(map(...), 0): the per-row loop runs in C.
-                    collections.deque(map(step.copy.write_row, step.rows), 0)
-                elif kind is Blocking:
-                    steps.reply = step.function(*step.args)
-                elif kind is Retried:
-                    steps.reply = _retried(step, client)
-                elif kind is _Marker:
-                    steps.reply = _marked(step, client)
                 else:
                     # An item; an exception thrown in here (a `lent` block's) goes to the flow.
                     yield step
-            except Exception as exc:  # thrown into the flow, which decides
-                steps.error = exc
         result: R = steps.result
         return result
-    finally:
-        flow.close()
 
 
 def drive(flow: Flow[R], client: Client) -> R:
@@ -349,16 +366,32 @@ async def _aretried(step: Retried, client: Client) -> Any:
     return await step.policy.acall(lambda: breaker.acall(lambda: adrive(step.attempt(), client)))
 
 
+async def _acopy_rows(step: CopyRows, client: Client) -> None:
+    for row in step.rows:
+        await step.copy.write_row(row)
+
+
+async def _ablocking(step: Blocking, client: Client) -> Any:
+    return await asyncio.to_thread(step.function, *step.args)
+
+
+#: How the async driver performs each kind of step but `Within` and items.
+_APERFORM: Final[dict[type, Callable[[Any, Client], Awaitable[Any]]]] = {
+    Call: lambda step, client: _acall(step),
+    CopyRows: _acopy_rows,
+    Blocking: _ablocking,
+    Retried: _aretried,
+    _Marker: _amarked,
+}
+
+
 async def _arun(flow: Flow[Any], client: Client, out: _Result) -> AsyncGenerator[Any, None]:
     """Run ``flow`` with psycopg's async API; yield its items, its result into ``out``."""
     steps = _Steps(flow)
-    try:
-        while (step := steps.next()) is not _DONE:
-            try:
-                kind = type(step)
-                if kind is Call:
-                    steps.reply = await _acall(step)
-                elif kind is Within:
+    with contextlib.closing(flow):
+        for step in steps:
+            with steps:
+                if type(step) is Within:
                     async with step.scope as value:
                         inner = _Result()
                         body = _arun(step.body(value), client, inner)
@@ -366,22 +399,11 @@ async def _arun(flow: Flow[Any], client: Client, out: _Result) -> AsyncGenerator
                             async for item in items:
                                 yield item
                         steps.reply = inner.value
-                elif kind is CopyRows:
-                    for row in step.rows:
-                        await step.copy.write_row(row)
-                elif kind is Blocking:
-                    steps.reply = await asyncio.to_thread(step.function, *step.args)
-                elif kind is Retried:
-                    steps.reply = await _aretried(step, client)
-                elif kind is _Marker:
-                    steps.reply = await _amarked(step, client)
+                elif (perform := _APERFORM.get(type(step))) is not None:
+                    steps.reply = await perform(step, client)
                 else:
                     yield step
-            except Exception as exc:  # thrown into the flow, which decides
-                steps.error = exc
         out.value = steps.result
-    finally:
-        flow.close()
 
 
 async def adrive(flow: Flow[R], client: Client) -> R:
