@@ -127,3 +127,21 @@ def atomic_file(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def fsync_directory(path: Path) -> None:
+    """
+    Make a rename into, or a new file in, directory ``path`` durable. A no-op where a
+    directory cannot be opened (Windows) or a file system refuses to sync one: the
+    data itself has been synced by then.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

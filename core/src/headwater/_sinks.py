@@ -52,7 +52,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from headwater._files import create_temporary, temporary_prefix
+from headwater._files import create_temporary, fsync_directory, temporary_prefix
 from headwater.errors import ConfigError
 from headwater.formats import (
     CsvEncoder,
@@ -90,20 +90,6 @@ def arrow_file_schema(path: Path, file_format: FileFormat) -> Any:
         return pq.read_schema(path)
     with pa.memory_map(str(path)) as source:
         return pa.ipc.open_file(source).schema
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable (no-op where directories can't be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _fsync(handle: Any) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import tomli_w
 
-from headwater._files import atomic_file
+from headwater._files import atomic_file, fsync_directory
 from headwater.errors import SourceError
 
 __all__ = ["MemorySourceStore", "SourceStore", "TomlSourceStore"]
@@ -202,7 +202,7 @@ class TomlSourceStore:
                 target = Path(os.path.realpath(self._path))
                 with atomic_file(target, private=True) as handle:
                     handle.write(text.encode("utf-8"))
-                _fsync_directory(target.parent)
+                fsync_directory(target.parent)
             except OSError as exc:
                 raise SourceError(
                     f"cannot write sources file {self._path}: {exc.strerror or type(exc).__name__}"
@@ -225,16 +225,3 @@ def _interprocess_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on Windows.
-    if sys.platform == "win32":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the data itself is synced
-    finally:
-        os.close(fd)
