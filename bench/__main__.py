@@ -1,13 +1,15 @@
 """
 Run the benchmarks: ``python -m bench [--quick] [--only AREA ...] [--separate-cores]``
-``[--scenario TEXT ...] [--rounds N]``.
+``[--scenario TEXT ...] [--rounds N] [--cold]``.
 
 Every ``bench/bench_<area>.py`` module provides ``scenarios(quick) -> list[Scenario]``.
 ``--quick`` uses tiny sizes so CI can prove the benchmarks still run; its figures mean
 nothing. Results are printed as tables and written to ``bench/results/``: ``latest.txt``
 for a full run, ``quick.txt`` for ``--quick``, with ``-separate-cores``, ``-AREA`` and
-``-selected`` (``--scenario``, ``--rounds``) added to the name for those options, so a
-partial run never overwrites a full one.
+``-selected`` (``--scenario``, ``--rounds``) and ``-cold`` added to the name for those
+options, so a partial run never overwrites a full one. ``--cold`` runs every case as the
+first use in a fresh process (imports inside the clock; see `bench._harness`), except in
+the scenarios that say how their cases start.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 
 from bench._harness import (
     SEPARATE_CORES_ENV,
+    as_cold,
     format_table,
     precompile,
     run_scenario,
@@ -56,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="rounds per scenario instead of each scenario's own (more narrow the median)",
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="run every case as the first use in a fresh process: its imports inside the "
+        "clock, no warm-up (scenarios that choose cold or warm keep their choice)",
+    )
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         parser.error(f"--rounds must be 1 or more, not {args.rounds}")
@@ -74,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for area in areas:
         module = importlib.import_module(f"bench.bench_{area}")
-        for scenario in module.scenarios(args.quick):
+        for declared in module.scenarios(args.quick):
+            scenario = as_cold(declared) if args.cold else declared
             if args.scenario and not any(text in scenario.name for text in args.scenario):
                 continue
             results = run_scenario(scenario, args.quick, args.rounds)
@@ -92,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         stem += "-" + "-".join(areas)
     if args.scenario or args.rounds:
         stem += "-selected"
+    if args.cold:
+        stem += "-cold"
     (results_dir / f"{stem}.txt").write_text("\n\n".join(out) + "\n")
     return 1 if failed else 0
 

@@ -6,6 +6,14 @@ case's peak RSS is its own and no case warms caches for the next. The table repo
 throughput (units per second, the fastest round), the ratio of the fastest rounds to the
 scenario's baseline, the median of the ratios taken within each round (`paired_median`),
 and peak RSS. Ratios are what to read: absolute figures depend on the machine and its load.
+
+How a case starts (`Start`): *cold* is the first use in a fresh process, as a user's script
+or a short job sees it: every import of the libraries the case uses (``import headwater``
+and what follows, or ``import httpx``) and every one-time set-up is inside the clock; the
+worker refuses a cold case whose module imported one of them before the clock. *warm* has
+the case's `imports` loaded and the case run once, untimed, before the clock: the figure of
+a long-running process. Without either, the imports are loaded and nothing else is run
+first. ``python -m bench --cold`` runs every scenario that does not choose cold or warm.
 """
 
 from __future__ import annotations
@@ -25,9 +33,12 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: How a case starts: see the module's docstring.
+Start = Literal["cold", "warm"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,17 +48,22 @@ class Case:
 
     ``versus`` names another case of the scenario to take this case's ratio against
     instead of the scenario's baseline (an async twin against the raw async client).
+    ``start`` overrides the scenario's (a cold case in a warm scenario, say).
     """
 
     label: str
     target: str
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     versus: str | None = None
+    start: Start | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    """Cases compared against the case labelled ``baseline``; ``goal`` is the ratio aimed for."""
+    """
+    Cases compared against the case labelled ``baseline``; ``goal`` is the ratio aimed for;
+    ``start`` is how its cases start (`Start`; ``None``: imports loaded, no warm-up).
+    """
 
     name: str
     cases: list[Case]
@@ -57,6 +73,30 @@ class Scenario:
     goal: float | None = None
     unit: str = "records"
     repeat: int = 1
+    start: Start | None = None
+
+
+def cold_and_warm(scenario: Scenario, cold_goal: float | None = None) -> list[Scenario]:
+    """
+    The scenario twice, its name suffixed ``(cold)`` and ``(warm)``: the same cases, started
+    each way (`Start`), each compared with its own start's baseline. ``cold_goal`` is the
+    cold table's goal when it differs from the warm one's.
+    """
+    cold = dataclasses.replace(
+        scenario,
+        name=f"{scenario.name} (cold)",
+        start="cold",
+        goal=cold_goal if cold_goal is not None else scenario.goal,
+    )
+    warm = dataclasses.replace(scenario, name=f"{scenario.name} (warm)", start="warm")
+    return [cold, warm]
+
+
+def as_cold(scenario: Scenario) -> Scenario:
+    """The scenario with every case cold (``python -m bench --cold``) unless it chose a start."""
+    if scenario.start is not None:
+        return scenario
+    return dataclasses.replace(scenario, name=f"{scenario.name} (cold)", start="cold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,9 +234,15 @@ def _case_affinity() -> None:  # runs in the child between fork and exec
         os.sched_setaffinity(0, cores[1])
 
 
-def run_once(case: Case, setup_result: dict[str, Any]) -> Measurement:
-    """Run a case once in a fresh interpreter."""
-    payload = json.dumps({"target": case.target, "kwargs": {**setup_result, **case.kwargs}})
+def run_once(case: Case, setup_result: dict[str, Any], start: Start | None = None) -> Measurement:
+    """Run a case once in a fresh interpreter, started as ``case.start`` or else ``start``."""
+    payload = json.dumps(
+        {
+            "target": case.target,
+            "kwargs": {**setup_result, **case.kwargs},
+            "start": case.start or start,
+        }
+    )
     # Start every case with nothing left to write back: the kernel flushing the previous
     # case's files (a 256 MiB upload lands on the server's disk too) would slow this one.
     os.sync()
@@ -242,7 +288,7 @@ def run_scenario(scenario: Scenario, quick: bool, rounds: int | None = None) -> 
             for case in cases[shift:] + cases[:shift]:
                 if best.get(case.label, Measurement(case.label)).error:
                     continue  # failed or unavailable: once is enough
-                m = run_once(case, setup_result)
+                m = run_once(case, setup_result, scenario.start)
                 if m.rate is not None:
                     rates[case.label].append(m.rate)
                 if m.cpu_seconds is not None:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from bench._harness import Case, Measurement, Scenario, format_table, paired_median
+import dataclasses
+
+from bench._harness import (
+    Case,
+    Measurement,
+    Scenario,
+    as_cold,
+    cold_and_warm,
+    format_table,
+    imports,
+    paired_median,
+    run_once,
+)
+from bench._worker import preloaded
 
 
 def _measured(label: str, *rates: float, cpu: tuple[float, ...] = ()) -> Measurement:
@@ -48,3 +61,71 @@ def test_case_peak_prefers_what_the_case_measured():
     assert 7_000_000 == case_peak(Done(10, peak_rss=7_000_000), 50_000, 90_000)
     assert 90_000 * 1024 == case_peak(Done(10), 50_000, 90_000)
     assert 50_000 * 1024 == case_peak(10, 50_000, 20_000)
+
+
+# --- how cases start (cold / warm) ---------------------------------------------------------
+
+_calls = 0
+
+
+def counting_case(**_: object) -> int:
+    """A case whose units are how many times it ran in its process (the warm-up counts)."""
+    global _calls
+    _calls += 1
+    return _calls
+
+
+@imports("json")
+def json_case(**_: object) -> int:
+    """A case declaring a module the worker itself has loaded before any clock."""
+    return 1
+
+
+@imports("colorsys")  # a module that neither the worker nor the harness imports
+def probe_case(**_: object) -> int:
+    """Whether the declared module was loaded before the case ran, as units (1: yes)."""
+    import sys
+
+    loaded = "colorsys" in sys.modules
+    return 1 if loaded else 0
+
+
+def test_warm_runs_the_case_once_before_the_clock():
+    """A warm case has run once in its process before the timed run; others have not."""
+    case = Case("count", f"{__name__}:counting_case")
+    assert 2 == run_once(case, {}, "warm").units
+    assert 1 == run_once(case, {}, "cold").units
+    assert 1 == run_once(case, {}).units
+
+
+def test_cold_refuses_a_case_whose_imports_are_loaded_before_the_clock():
+    """A cold figure must carry the case's imports: one loaded early fails the case."""
+    measured = run_once(Case("json", f"{__name__}:json_case"), {}, "cold")
+    assert measured.error is not None
+    assert "['json'] imported before its clock" in measured.error
+    assert 1 == run_once(Case("json", f"{__name__}:json_case"), {}, "warm").units
+
+
+def test_cold_leaves_declared_imports_to_the_case():
+    """Without a start the worker imports a case's modules first; cold leaves them to it."""
+    probe = Case("probe", f"{__name__}:probe_case")
+    assert 1 == run_once(probe, {}).units
+    assert 0 == run_once(probe, {}, "cold").units
+    # The case's own start wins over the scenario's.
+    assert 1 == run_once(dataclasses.replace(probe, start="warm"), {}, "cold").units
+
+
+def test_cold_and_warm_names_each_start_and_keeps_its_goal():
+    """The two twins keep the cases; the cold one takes the cold goal."""
+    scenario = Scenario("s", [Case("raw", "m:f")], baseline="raw", goal=1.0)
+    cold, warm = cold_and_warm(scenario, cold_goal=0.9)
+    assert ("s (cold)", "cold", 0.9) == (cold.name, cold.start, cold.goal)
+    assert ("s (warm)", "warm", 1.0) == (warm.name, warm.start, warm.goal)
+    assert scenario.cases == cold.cases == warm.cases
+    assert ("s (cold)", "cold") == (as_cold(scenario).name, as_cold(scenario).start)
+    assert warm is as_cold(warm)  # a scenario that chose its start keeps it under --cold
+
+
+def test_preloaded_names_declared_modules_already_loaded():
+    assert ["json"] == preloaded(json_case, {"json": None, "sys": None})
+    assert [] == preloaded(counting_case, {"json": None})
