@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fix_http",
     "tests.fix_azurite",
     "tests.fix_oidc",
+    "tests.fix_engines",
 ]

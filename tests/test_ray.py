@@ -13,7 +13,7 @@ import pytest
 
 import headwater  # noqa: F401 - headwater.CredentialError etc. (and headwater.ray below)
 from headwater.toolkit import partitions
-from tests.fix_services import service_unavailable
+from tests.fix_engines import pg_config
 
 # Ray 2.60's DataContext() warns about its own defaults of deprecated fields.
 pytestmark = [
@@ -27,52 +27,8 @@ SECRET = "ray-pw-5d2b8e-workers-only"
 
 
 @pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    """A local Ray of 2 CPUs whose workers' environment holds WORKER_ENV."""
-    try:
-        import ray
-
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            object_store_memory=256 * 1024 * 1024,
-            runtime_env={"env_vars": {WORKER_ENV: SECRET}},
-        )
-    except Exception as exc:
-        service_unavailable(f"cannot start a local Ray: {type(exc).__name__}: {exc}")
-    import headwater.ray  # noqa: F401 - the module under test, imported with ray there
-
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-def _pg_config(pg_dsn: str, password: str) -> dict[str, Any]:
-    from psycopg.conninfo import conninfo_to_dict
-
-    info = conninfo_to_dict(pg_dsn)
-    config = {key: info[key] for key in ("host", "port", "dbname", "user") if key in info}
-    return {**config, "password": password}
-
-
-@pytest.fixture
-def pg_table(pg_admin: Any, pg_schema: str) -> str:
-    """20,000 rows: bigint key, text with NULLs, numeric(12,2), timestamptz, jsonb."""
-    table = f'"{pg_schema}".t'
-    pg_admin.execute(
-        f"CREATE TABLE {table} (id bigint PRIMARY KEY, name text, amount numeric(12,2), "
-        "at timestamptz, doc jsonb)"
-    )
-    pg_admin.execute(
-        f"""INSERT INTO {table}
-        SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'name ' || i END, i * 1.25,
-               timestamptz '2026-01-01 00:00+00' + i * interval '1 minute',
-               jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i % 3))
-        FROM generate_series(1, 20000) i"""  # noqa: S608 - the test's own schema
-    )
-    return f"{pg_schema}.t"
+def engine_worker_env() -> dict[str, str]:
+    return {WORKER_ENV: SECRET}
 
 
 def _sorted_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -93,21 +49,21 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 
 
 def test_postgres_on_ray_equals_to_arrow(
-    ray_local: Any, pg_dsn: str, pg_table: str, monkeypatch: pytest.MonkeyPatch
+    ray_local: Any, pg_dsn: str, pg_engine_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """4 read tasks, the password resolved on the workers from env:, equal to_arrow's rows."""
     import headwater.ray
 
     assert WORKER_ENV not in os.environ
     assert ray_local.get(ray_local.remote(lambda: os.environ.get(WORKER_ENV) == SECRET).remote())
-    with headwater.connect("postgres", _pg_config(pg_dsn, f"env:{WORKER_ENV}")) as source:
-        dataset = headwater.ray.read(source, pg_table, parallelism=4)
+    with headwater.connect("postgres", pg_config(pg_dsn, f"env:{WORKER_ENV}")) as source:
+        dataset = headwater.ray.read(source, pg_engine_table, parallelism=4)
         assert 20000 == dataset.count()
         got = _sorted_rows(dataset.take_all(), "id")
 
     monkeypatch.setenv("HW_RAY_DRIVER_PW", "any")  # trust auth: any password connects
-    with headwater.connect("postgres", _pg_config(pg_dsn, "env:HW_RAY_DRIVER_PW")) as local:
-        expected = headwater.to_arrow(local, pg_table).to_pylist()
+    with headwater.connect("postgres", pg_config(pg_dsn, "env:HW_RAY_DRIVER_PW")) as local:
+        expected = headwater.to_arrow(local, pg_engine_table).to_pylist()
     assert list(range(1, 20001)) == [row["id"] for row in expected]
     # numeric as its digits: dict batches carry it as text, the Arrow path as Decimal
     assert [{**row, "amount": Decimal(str(row["amount"]))} for row in expected] == [
@@ -150,7 +106,7 @@ def test_files_jsonl_on_ray_equals_to_arrow(ray_local: Any, tmp_path: Path) -> N
 def test_serialized_read_tasks_hold_the_reference_not_the_secret(
     ray_local: Any,
     pg_dsn: str,
-    pg_table: str,
+    pg_engine_table: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -159,11 +115,11 @@ def test_serialized_read_tasks_hold_the_reference_not_the_secret(
 
     # The driver resolves the reference too: the secret is here as well as on the workers.
     monkeypatch.setenv(WORKER_ENV, SECRET)  # trust auth: connects with any password
-    config = _pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
     with headwater.connect("postgres", config) as source:
-        parts = partitions(source, pg_table, 4)
-        estimate = source.estimate(pg_table)
-        dataset = headwater.ray.read(source, pg_table, parallelism=4)
+        parts = partitions(source, pg_engine_table, 4)
+        estimate = source.estimate(pg_engine_table)
+        dataset = headwater.ray.read(source, pg_engine_table, parallelism=4)
     datasource = headwater.ray.HeadwaterDatasource(parts, estimate=estimate)
     tasks = datasource.get_read_tasks(1)
     assert 4 == len(tasks)
@@ -180,39 +136,41 @@ def test_serialized_read_tasks_hold_the_reference_not_the_secret(
     assert 20000 == ray_local.data.read_datasource(datasource).count()  # workers: any password
 
 
-def test_a_literal_password_refuses_to_ship(ray_local: Any, pg_dsn: str, pg_table: str) -> None:
+def test_a_literal_password_refuses_to_ship(
+    ray_local: Any, pg_dsn: str, pg_engine_table: str
+) -> None:
     """A literal secret in the config: headwater's ConfigError naming the field, not the value."""
     import headwater.ray
 
     with (
-        headwater.connect("postgres", _pg_config(pg_dsn, SECRET)) as source,
+        headwater.connect("postgres", pg_config(pg_dsn, SECRET)) as source,
         pytest.raises(headwater.ConfigError) as caught,
     ):
-        headwater.ray.read(source, pg_table, parallelism=2)
+        headwater.ray.read(source, pg_engine_table, parallelism=2)
     assert "password" == caught.value.field
     assert "env:NAME" in (caught.value.hint or "")
     assert SECRET not in f"{caught.value!s} {caught.value!r} {caught.value.hint}"
 
 
 def test_a_reference_missing_on_the_workers_fails_naming_it(
-    ray_local: Any, pg_dsn: str, pg_table: str, monkeypatch: pytest.MonkeyPatch
+    ray_local: Any, pg_dsn: str, pg_engine_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """env:NAME unset on the workers: the split and the read tasks fail with CredentialError."""
     import headwater.ray
 
     # The split runs on a worker: its error comes back as headwater's own.
     with (
-        headwater.connect("postgres", _pg_config(pg_dsn, "env:HW_RAY_NOWHERE")) as source,
+        headwater.connect("postgres", pg_config(pg_dsn, "env:HW_RAY_NOWHERE")) as source,
         pytest.raises(headwater.CredentialError) as caught,
     ):
-        headwater.ray.read(source, pg_table, parallelism=2)
+        headwater.ray.read(source, pg_engine_table, parallelism=2)
     assert "env:HW_RAY_NOWHERE" in caught.value.message
     assert "password" == caught.value.field
 
     # Split here, where the reference resolves; read on workers, where it does not.
     monkeypatch.setenv("HW_RAY_DRIVER_ONLY", "any")
-    with headwater.connect("postgres", _pg_config(pg_dsn, "env:HW_RAY_DRIVER_ONLY")) as source:
-        parts = partitions(source, pg_table, 2)
+    with headwater.connect("postgres", pg_config(pg_dsn, "env:HW_RAY_DRIVER_ONLY")) as source:
+        parts = partitions(source, pg_engine_table, 2)
     dataset = ray_local.data.read_datasource(headwater.ray.HeadwaterDatasource(parts))
     with pytest.raises(Exception) as wrapped:  # noqa: PT011 - Ray's wrapper; the cause is checked
         dataset.count()

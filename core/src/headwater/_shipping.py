@@ -23,22 +23,27 @@ import inspect
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from headwater._connector import Batch, Connector, Partition, State
+from headwater._connector import Batch, Connector, Estimate, Partition, State
 from headwater._redact import get_logger
-from headwater.errors import ConfigError
+from headwater.errors import ConfigError, HeadwaterError
 
 if TYPE_CHECKING:
+    import pyarrow
+
     from headwater._plugins import Registry
     from headwater._sources import SourceRegistry
 
 __all__ = [
+    "Plan",
     "close_shipped",
     "partitions",
+    "plan",
     "read_partition",
     "shipped_connector",
+    "shipping",
     "shipping_config",
     "split",
 ]
@@ -112,6 +117,21 @@ def _open(
     return open_source(source, sources=sources, registry=registry), True
 
 
+def shipping(
+    source: ShipSource, *, sources: SourceRegistry | None, registry: Registry | None
+) -> tuple[str, dict[str, Any]]:
+    """
+    The connector id and shipping config (`shipping_config`) of ``source``: what an
+    engine's driver sends to its workers, which open their own connector from it.
+    """
+    connector, owned = _open(source, sources=sources, registry=registry)
+    try:
+        return connector.id, shipping_config(connector)
+    finally:
+        if owned:
+            connector.close()
+
+
 def partitions(
     source: ShipSource,
     stream: str,
@@ -155,6 +175,66 @@ def split(
         raise ConfigError("the number of partitions must be a whole number >= 1", field="n")
     parts = connector.partitions(stream, count, **options)
     return [dataclasses.replace(p, connector=connector.id, config=config) for p in parts]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What an engine's read is built from: the shipped partitions, their schema, the size."""
+
+    partitions: list[Partition]
+    #: The Arrow schema of the records (empty when the stream is).
+    schema: pyarrow.Schema
+    #: The stream's size as the connector estimates it (unknown unless asked for).
+    estimate: Estimate
+
+
+def plan(
+    connector_id: str,
+    config: dict[str, Any],
+    stream: str,
+    n: int | None,
+    partition_options: dict[str, Any],
+    batch_size: int | None,
+    read_options: dict[str, Any],
+    *,
+    estimate: bool = False,
+) -> Plan:
+    """
+    ``stream`` split into shipped partitions, with the records' Arrow schema, worked out
+    where this runs (an engine runs it on a worker, so its driver needs no credentials):
+    the connector's own schema from its first Arrow batch, or for dict batches that of
+    the first records (up to ``DEFAULT_INFER_ROWS``, read across partitions in order).
+    With ``estimate``, also the connector's size estimate (unknown when it cannot tell).
+    """
+    from headwater._frames import DEFAULT_INFER_ROWS, _settle
+
+    connector = shipped_connector(connector_id, config)
+    parts = split(connector, config, stream, n, **partition_options)
+    size = Estimate()
+    if estimate:
+        try:
+            size = connector.estimate(stream)
+        except HeadwaterError:  # a size is for planning only: unknown is fine
+            size = Estimate()
+    ahead: list[Any] = []
+    batches = _leading_batches(parts, batch_size, read_options)
+    try:
+        schema, _origin = _settle(batches, ahead, DEFAULT_INFER_ROWS)
+    finally:
+        batches.close()
+    return Plan(parts, schema, size)
+
+
+def _leading_batches(
+    parts: list[Partition], batch_size: int | None, read_options: dict[str, Any]
+) -> Generator[Batch, None, None]:
+    """The batches of ``parts`` one partition after the other, each read closed when left."""
+    for part in parts:
+        batches = read_partition(part, batch_size=batch_size, **read_options)
+        try:
+            yield from batches
+        finally:
+            batches.close()  # type: ignore[attr-defined]
 
 
 # --- the worker side -------------------------------------------------------------------------

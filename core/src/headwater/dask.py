@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from headwater._connector import Connector, Partition
-from headwater._frames import DEFAULT_INFER_ROWS
 from headwater.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,22 +73,16 @@ def read(
         CredentialError: a secret reference cannot be resolved where the split runs.
     """
     dd, pd = _dask()
-    from headwater._shipping import _open, shipping_config
+    from headwater._shipping import plan, shipping
 
-    connector, owned = _open(source, sources=sources, registry=registry)
-    try:
-        config = shipping_config(connector)
-        connector_id = connector.id
-    finally:
-        if owned:
-            connector.close()
-    plan = (connector_id, config, stream, npartitions, dict(partition_options or {}))
+    connector_id, config = shipping(source, sources=sources, registry=registry)
+    task = (connector_id, config, stream, npartitions, dict(partition_options or {}))
     client = _client()
     if client is None:
-        parts, schema = _plan(*plan, batch_size, read_options)
+        planned = plan(*task, batch_size, read_options)
     else:
-        future = client.submit(_plan, *plan, batch_size, read_options, pure=False)
-        parts, schema = future.result()
+        planned = client.submit(plan, *task, batch_size, read_options, pure=False).result()
+    parts, schema = planned.partitions, planned.schema
     meta = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
     frame: dask.dataframe.DataFrame = dd.from_map(
         _PartitionReader(schema, batch_size, read_options),
@@ -122,39 +115,6 @@ def _client() -> Any:
         return get_client()
     except ValueError:
         return None
-
-
-def _plan(
-    connector_id: str,
-    config: dict[str, Any],
-    stream: str,
-    npartitions: int | None,
-    partition_options: dict[str, Any],
-    batch_size: int | None,
-    read_options: dict[str, Any],
-) -> tuple[list[Partition], pyarrow.Schema]:
-    """
-    The shipped partitions and the frame's Arrow schema, worked out where this runs (a
-    worker, with a client): the connector's own schema from its first Arrow batch, or
-    for dict batches the schema of the first records (up to ``DEFAULT_INFER_ROWS``).
-    """
-    import pyarrow as pa
-
-    from headwater._frames import _settle
-    from headwater._shipping import read_partition, shipped_connector, split
-
-    connector = shipped_connector(connector_id, config)
-    parts = split(connector, config, stream, npartitions, **partition_options)
-    for part in parts:
-        ahead: list[Any] = []
-        batches = read_partition(part, batch_size=batch_size, **read_options)
-        try:
-            schema, _origin = _settle(batches, ahead, DEFAULT_INFER_ROWS)
-        finally:
-            batches.close()  # type: ignore[attr-defined]
-        if len(schema) or any(len(table) for table in ahead):
-            return parts, schema
-    return parts, pa.schema([])
 
 
 class _PartitionReader:

@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from headwater._connector import Connector, Estimate, Partition
-from headwater._frames import DEFAULT_INFER_ROWS
 from headwater.errors import ConfigError, HeadwaterError
 
 if TYPE_CHECKING:
@@ -86,26 +85,16 @@ def read(
         CredentialError: a secret reference cannot be resolved where the split runs.
     """
     engine = _ray()
-    from headwater._shipping import _open, shipping_config
+    from headwater._shipping import plan, shipping
 
-    connector, owned = _open(source, sources=sources, registry=registry)
-    try:
-        config = shipping_config(connector)
-        connector_id = connector.id
-    finally:
-        if owned:
-            connector.close()
-    plan = engine.remote(_plan).options(name=f"headwater-{connector_id}-split")
-    ref = plan.remote(
+    connector_id, config = shipping(source, sources=sources, registry=registry)
+    planner = engine.remote(plan).options(name=f"headwater-{connector_id}-split")
+    ref = planner.remote(
         connector_id, config, stream, parallelism, dict(partition_options or {}),
-        batch_size, read_options,
+        batch_size, read_options, estimate=True,
     )  # fmt: skip
-    try:
-        parts, schema, estimate = engine.get(ref)
-    except engine.exceptions.RayTaskError as exc:
-        if isinstance(exc.cause, HeadwaterError):
-            raise exc.cause from None  # headwater's own error, not Ray's wrapper of it
-        raise
+    planned = _result(engine, ref)
+    parts, schema, estimate = planned.partitions, planned.schema, planned.estimate
     datasource = HeadwaterDatasource(
         parts, schema=schema, estimate=estimate, batch_size=batch_size, **read_options
     )
@@ -126,51 +115,14 @@ def _ray() -> Any:
     return ray
 
 
-def _plan(
-    connector_id: str,
-    config: dict[str, Any],
-    stream: str,
-    parallelism: int | None,
-    partition_options: dict[str, Any],
-    batch_size: int | None,
-    read_options: dict[str, Any],
-) -> tuple[list[Partition], pyarrow.Schema, Estimate]:
-    """
-    The shipped partitions, the dataset's Arrow schema and the stream's size estimate,
-    worked out where this runs (a Ray worker): the schema is the connector's own from its
-    first Arrow batch, or for dict batches that of the first records (up to
-    ``DEFAULT_INFER_ROWS``, read across partitions in order).
-    """
-    from headwater._frames import _settle
-    from headwater._shipping import shipped_connector, split
-
-    connector = shipped_connector(connector_id, config)
-    parts = split(connector, config, stream, parallelism, **partition_options)
+def _result(engine: Any, ref: Any) -> Any:
+    """``ray.get(ref)``, a headwater error raised by the task as itself, not Ray's wrapper."""
     try:
-        estimate = connector.estimate(stream)
-    except HeadwaterError:  # a size is for planning only: unknown is fine
-        estimate = Estimate()
-    ahead: list[Any] = []
-    batches = _leading_batches(parts, batch_size, read_options)
-    try:
-        schema, _origin = _settle(batches, ahead, DEFAULT_INFER_ROWS)
-    finally:
-        batches.close()
-    return parts, schema, estimate
-
-
-def _leading_batches(
-    parts: list[Partition], batch_size: int | None, read_options: dict[str, Any]
-) -> Generator[Any, None, None]:
-    """The batches of ``parts`` one partition after the other, each read closed when left."""
-    from headwater._shipping import read_partition
-
-    for part in parts:
-        batches = read_partition(part, batch_size=batch_size, **read_options)
-        try:
-            yield from batches
-        finally:
-            batches.close()  # type: ignore[attr-defined]
+        return engine.get(ref)
+    except engine.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, HeadwaterError):
+            raise exc.cause from None  # headwater's own error, not Ray's wrapper of it
+        raise
 
 
 # Typed whether or not ray is installed (the typing session does not install the engines).

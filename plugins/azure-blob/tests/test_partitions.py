@@ -9,7 +9,6 @@ import asyncio
 import io
 import itertools
 import json
-import logging
 import os
 import pickle
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ import headwater
 from headwater import IntegrityError, Partition
 from headwater.toolkit import partitions as shipped_partitions
 from headwater_azure_blob import AzureBlobConnector
-from tests.fix_services import service_unavailable
 
 #: The account key reaches connectors through this variable only (an env: reference).
 KEY_ENV = "HW_AZ_PARTITION_KEY"
@@ -255,23 +253,9 @@ def test_a_literal_key_refuses_to_ship(config: dict[str, Any], blobs: Any) -> No
 
 
 @pytest.fixture(scope="module")
-def dask_client(azurite: Any) -> Iterator[Any]:
-    """A LocalCluster of 2 worker processes (1 thread each) whose environment holds the key."""
-    try:
-        from distributed import Client, LocalCluster
-
-        cluster = LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-            env={KEY_ENV: azurite.account_key},
-        )
-    except Exception as exc:
-        service_unavailable(f"cannot start a dask LocalCluster: {type(exc).__name__}: {exc}")
-    with cluster, Client(cluster) as client:
-        yield client
+def engine_worker_env(azurite: Any) -> dict[str, str]:
+    """The Dask workers' environment (`tests.fix_engines`) holds the account key."""
+    return {KEY_ENV: azurite.account_key}
 
 
 @pytest.mark.engines

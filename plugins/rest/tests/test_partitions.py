@@ -7,7 +7,6 @@ read, record for record; resumable inside; shipped with references, never the ke
 from __future__ import annotations
 
 import asyncio
-import logging
 import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +17,6 @@ from headwater import ConfigError, Partition, Registry
 from headwater.toolkit import partitions as shipped_partitions
 from headwater_rest import RestConnector
 from tests.fix_http import API_KEY, HttpServer
-from tests.fix_services import service_unavailable
 
 N = 47
 
@@ -220,23 +218,9 @@ def test_a_literal_key_refuses_to_ship(
 
 
 @pytest.fixture(scope="module")
-def dask_client() -> Iterator[Any]:
-    """A LocalCluster of 2 worker processes (1 thread each) whose environment holds the key."""
-    try:
-        from distributed import Client, LocalCluster
-
-        cluster = LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-            env={"HW_TEST_API_KEY": API_KEY},
-        )
-    except Exception as exc:
-        service_unavailable(f"cannot start a dask LocalCluster: {type(exc).__name__}: {exc}")
-    with cluster, Client(cluster) as client:
-        yield client
+def engine_worker_env() -> dict[str, str]:
+    """The Dask workers' environment (`tests.fix_engines`) holds the key."""
+    return {"HW_TEST_API_KEY": API_KEY}
 
 
 @pytest.mark.parametrize("stream", ["offset", "repos"])
