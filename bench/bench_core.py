@@ -5,7 +5,9 @@ Core benchmarks: discovery/startup, hook-call overhead, the ``files`` connector'
   plugins and 50 generated dummy plugin distributions (5 with ``--quick``), against the
   bare ``importlib.metadata.entry_points(group="headwater")`` scan in the same venv. Each
   run is a new process; units are runs. (Peak RSS is the measuring worker's, not the
-  child processes'.)
+  child processes'.) Goals (issue 19): ``headwater connectors`` at most 1.5x the scan's
+  time (a ratio of at least 0.67x), ``headwater --help`` at most 0.15 s a run (at least
+  6.7 runs/s).
 * **hook calls**: ``pm.hook.register_connectors()``, ``Registry.connectors()`` and
   ``Registry.connector_class()`` against calling the hook function directly. Every case
   builds the same registry first, so only the calls differ.
@@ -192,6 +194,7 @@ def scenarios(quick: bool) -> list[Scenario]:
                 Case("headwater connectors", f"{HERE}:startup_connectors"),
             ],
             baseline="entry_points(group='headwater')",
+            goal=round(1 / 1.5, 2),  # headwater connectors: at most 1.5x the scan's time
             setup=f"{HERE}:setup_startup",
             teardown=f"{HERE}:teardown_startup",
             unit="runs",

@@ -154,12 +154,57 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
-def _core_requirement(dist: importlib.metadata.Distribution) -> str | None:
-    """The specifier of ``dist``'s requirement on headwater ("" if unpinned; None if absent)."""
+#: A requirement line: the distribution's name, its extras, and the rest (version, marker).
+_REQUIREMENT_HEAD = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$", re.S)
+#: One version clause of the kind plugins write ("headwater>=1.0,<2"): no wildcard, no
+#: pre-, post- or local part, so comparing release numbers is all PEP 440 asks of it.
+_PLAIN_CLAUSE = re.compile(r"\s*(>=|<=|==|!=|<|>)\s*(\d+(?:\.\d+)*)\s*")
+_PLAIN_RELEASE = re.compile(r"\d+(?:\.\d+)*")
+
+
+def _plain_clauses(spec: str) -> list[tuple[str, tuple[int, ...]]] | None:
+    """``spec``'s clauses if every one is plain (`_PLAIN_CLAUSE`); ``None`` otherwise."""
+    clauses = []
+    for part in spec.split(","):
+        match = _PLAIN_CLAUSE.fullmatch(part)
+        if match is None:
+            return None
+        clauses.append((match[1], tuple(int(n) for n in match[2].split("."))))
+    return clauses
+
+
+def _core_requirement(dist: importlib.metadata.Distribution, metadata: Any = None) -> str | None:
+    """
+    The specifier of ``dist``'s requirement on headwater ("" if unpinned; None if absent).
+    ``metadata`` is ``dist.metadata`` when the caller has read it already: every read of
+    a distribution's metadata parses its file again.
+    """
+    listed = metadata.get_all("Requires-Dist") if metadata is not None else None
+    requires = listed or dist.requires or ()
+    # packaging costs more to import (its parser compiles its grammar's patterns) than a
+    # `headwater connectors` run spends on anything else of its own: the lines plugins
+    # write are read here, and packaging reads the rest (markers, URLs, wildcards).
+    for line in requires:
+        head = _REQUIREMENT_HEAD.fullmatch(line)
+        if head is None or _normalize(head[1]) != "headwater":
+            continue  # another distribution's, or one packaging reads below
+        rest = head[3].strip()
+        if rest.startswith("(") and rest.endswith(")"):
+            rest = rest[1:-1].strip()  # the older form, "headwater (>=1.0,<2)"
+        if rest and _plain_clauses(rest) is None:
+            break  # a marker, a URL, a wildcard: packaging's to read
+        return rest
+    else:
+        if all(_REQUIREMENT_HEAD.fullmatch(line) for line in requires):
+            return None
+    return _core_requirement_by_packaging(requires)
+
+
+def _core_requirement_by_packaging(requires: Iterable[str]) -> str | None:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
-    for line in dist.requires or ():
+    for line in requires:
         try:
             req = Requirement(line)
         except InvalidRequirement:
@@ -174,10 +219,33 @@ def _core_requirement(dist: importlib.metadata.Distribution) -> str | None:
     return None
 
 
-def _incompatibility(spec: str, dist_name: str) -> str | None:
-    from packaging.specifiers import SpecifierSet
+def _accepts(spec: str, version: str) -> bool:
+    """Whether ``version`` satisfies ``spec`` (PEP 440, pre-releases included)."""
+    clauses = _plain_clauses(spec)
+    if clauses is None or not _PLAIN_RELEASE.fullmatch(version):
+        from packaging.specifiers import SpecifierSet
 
-    if not spec or SpecifierSet(spec).contains(__version__, prereleases=True):
+        return SpecifierSet(spec).contains(version, prereleases=True)
+    mine = tuple(int(n) for n in version.split("."))
+    for op, release in clauses:
+        # Release numbers compare padded with zeros: 1.0 == 1.0.0.
+        width = max(len(mine), len(release))
+        a, b = mine + (0,) * (width - len(mine)), release + (0,) * (width - len(release))
+        ok = {
+            ">=": a >= b,
+            "<=": a <= b,
+            "==": a == b,
+            "!=": a != b,
+            "<": a < b,
+            ">": a > b,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _incompatibility(spec: str, dist_name: str) -> str | None:
+    if not spec or _accepts(spec, __version__):
         return None
     return (
         f"{dist_name} requires headwater{spec}, but this is headwater {__version__} "
@@ -431,9 +499,11 @@ class Registry:
         allowed = _names(self._environ, "HEADWATER_PLUGINS")
         for ep in self._entry_points():
             dist = ep.dist
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            version = dist.version if dist is not None else None
-            api = _core_requirement(dist) if dist is not None else None
+            # Read once: each read of dist.metadata (and .version, .requires) parses it.
+            metadata = dist.metadata if dist is not None else None
+            dist_name = metadata["Name"] if metadata is not None else None
+            version = metadata["Version"] if metadata is not None else None
+            api = _core_requirement(dist, metadata) if dist is not None else None
             record = PluginInfo(
                 name=ep.name, distribution=dist_name, version=version, api=api, status="ok"
             )
