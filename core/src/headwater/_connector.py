@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import dataclasses
 import queue
+import re
 import threading
 import time
 from collections.abc import (
@@ -98,6 +99,49 @@ class Capability(StrEnum):
     #: asks for it for the destination's `json_fields`, so a document reaches a JSON
     #: column with its key order, duplicate keys and every digit of its numbers.
     JSON_TEXT = "json_text"
+    #: ``write_part``/``commit_parts``/``abort_parts``: an engine writes a stream in
+    #: parts, each staged under its job and index (a retried part replaces its earlier
+    #: attempt, never adds to it), and all of them are committed in one step at the end:
+    #: each part exactly once, whatever the engine retried (`headwater.dask.to_source`,
+    #: `headwater.ray.write`).
+    PART_WRITES = "part_writes"
+
+
+#: A part-write job id: 8 to 32 lowercase letters and digits (`new_part_job` makes one), so
+#: a connector can name its staging targets (tables, blobs, files) after it as it is.
+_PART_JOB = re.compile(r"[a-z0-9]{8,32}")
+
+
+def check_part(job: str, index: int | None = None) -> None:
+    """
+    Check a part write's ``job`` id (and part ``index``, a whole number >= 0) before a
+    connector names a staging target after them.
+
+    Raises:
+        ConfigError: naming the field that is not valid.
+    """
+    if not isinstance(job, str) or _PART_JOB.fullmatch(job) is None:
+        raise ConfigError(
+            "a part-write job id is 8 to 32 lowercase letters and digits", field="job"
+        )
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise ConfigError("a part index is a whole number >= 0", field="index")
+
+
+def new_part_job() -> str:
+    """A fresh, random part-write job id (16 hex digits)."""
+    import uuid
+
+    return uuid.uuid4().hex[:16]
+
+
+def _no_part_writes(connector_id: str) -> NotSupported:
+    return NotSupported(
+        f"connector {connector_id!r} cannot write in parts (capability "
+        f"{Capability.PART_WRITES.value!r}), which an engine's exactly-once write needs",
+        hint="write to a destination with that capability (see `headwater connectors`), "
+        "or collect the data and write it from one process with write()",
+    )
 
 
 ItemKind = Literal[
@@ -586,6 +630,42 @@ class Connector(Generic[ConfigT]):
         """Write batches (or lists of dicts) to ``stream``; all-or-nothing where possible."""
         raise NotSupported(f"connector {self.id!r} does not support write")
 
+    def write_part(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        job: str,
+        index: int,
+        **options: Any,
+    ) -> WriteResult:
+        """
+        Stage part ``index`` of write ``job`` into ``stream`` (`Capability.PART_WRITES`):
+        the batches are kept where `commit_parts` finds them, invisible in ``stream``
+        until then. Writing the same part again *replaces* what an earlier attempt staged
+        (an engine retrying the task), never adds to it; an attempt that fails leaves no
+        partial part behind, or one that a later attempt or `commit_parts` replaces.
+        ``options`` are `write`'s, the same for every part and the commit: each step
+        uses those that concern it. Returns the records staged.
+        """
+        raise _no_part_writes(self.id)
+
+    def commit_parts(
+        self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
+    ) -> WriteResult:
+        """
+        Commit the staged parts of ``job`` into ``stream`` in one step, with `write`'s
+        semantics and ``options`` (append, ``mode="replace"``, an upsert key): ``parts``
+        maps each part index to the records `write_part` staged for it, and a part
+        missing or holding another count is an error naming it, with nothing committed.
+        Every staged part of ``job`` is removed (also ones not named).
+        """
+        raise _no_part_writes(self.id)
+
+    def abort_parts(self, stream: str, *, job: str) -> None:
+        """Remove every part of ``job`` staged for ``stream``; nothing staged is fine."""
+        raise _no_part_writes(self.id)
+
     def json_fields(self, stream: str) -> frozenset[str]:
         """
         The fields of ``stream`` that ``write`` stores as JSON documents (PostgreSQL's
@@ -747,6 +827,32 @@ class Connector(Generic[ConfigT]):
             sync_batches = batches
             return await asyncio.to_thread(lambda: self.write(stream, sync_batches, **options))
         return await _write_from_async(lambda it: self.write(stream, it, **options), batches)
+
+    async def awrite_part(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        job: str,
+        index: int,
+        **options: Any,
+    ) -> WriteResult:
+        """Async twin of `write_part`."""
+        return await asyncio.to_thread(
+            lambda: self.write_part(stream, batches, job=job, index=index, **options)
+        )
+
+    async def acommit_parts(
+        self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
+    ) -> WriteResult:
+        """Async twin of `commit_parts`."""
+        return await asyncio.to_thread(
+            lambda: self.commit_parts(stream, job=job, parts=parts, **options)
+        )
+
+    async def aabort_parts(self, stream: str, *, job: str) -> None:
+        """Async twin of `abort_parts`."""
+        await asyncio.to_thread(lambda: self.abort_parts(stream, job=job))
 
     async def aupload(
         self, item: str, source: str | Path | IO[bytes], *, overwrite: bool = False

@@ -16,7 +16,8 @@ who *write* connectors import — the first-party plugins use nothing else of co
   `RedactingFilter`, `get_logger`, `is_credential_name`, `keyring_set`,
   `split_keyring_reference`;
 * files and state: `atomic_file`, `safe_destination`, `atomic_state_options`,
-  `check_keyset_state`; `headwater.formats` for record formats;
+  `check_keyset_state`; `headwater.formats` for record formats; `check_part` (a part
+  write's job id and index, before a staging target is named after them);
 * concurrency: `iterate_in_thread`, `read_ahead`, `forget_after_fork`; `loads_json`,
   `is_loopback`;
 * partitions that ship to engines' workers: `partitions` (a stream's partitions, each
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from headwater._connector import State as State
     from headwater._connector import WriteResult as WriteResult
     from headwater._connector import atomic_state_options as atomic_state_options
+    from headwater._connector import check_part as check_part
     from headwater._connector import iterate_in_thread as iterate_in_thread
     from headwater._connector import read_ahead as read_ahead
     from headwater._connector import validate_config as validate_config
@@ -101,6 +103,7 @@ _HOMES: dict[str, str] = {
     "State": "headwater._connector",
     "WriteResult": "headwater._connector",
     "atomic_state_options": "headwater._connector",
+    "check_part": "headwater._connector",
     "iterate_in_thread": "headwater._connector",
     "read_ahead": "headwater._connector",
     "validate_config": "headwater._connector",

@@ -32,6 +32,7 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -49,7 +50,7 @@ from headwater import (
     State,
     WriteResult,
 )
-from headwater.toolkit import RedactingFilter, forget_after_fork
+from headwater.toolkit import RedactingFilter, check_part, forget_after_fork
 from headwater_postgres._config import PostgresConfig
 from headwater_postgres._flows import (
     DIRECT,
@@ -145,6 +146,7 @@ class PostgresConnector(Connector[PostgresConfig]):
             Capability.ARROW,
             Capability.UNORDERED,
             Capability.ATOMIC_STATE,
+            Capability.PART_WRITES,
         }
     )
     #: ``format="arrow"`` (through ADBC), ``"jsonl"`` (JSON made by the server),
@@ -1076,6 +1078,89 @@ class PostgresConnector(Connector[PostgresConfig]):
             if found is not None:
                 return found
         return self.translate_error(exc)
+
+    # --- part writes: an engine's exactly-once write (see `_parts`) ------------------------
+
+    def write_part(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        job: str,
+        index: int,
+        **options: Any,
+    ) -> WriteResult:
+        """
+        Stage part ``index`` of ``job`` in its own table ``hw_part_<job>_<index>`` next to
+        ``stream``: TRUNCATE and COPY in one transaction, so writing the part again
+        replaces it. ``options`` are `write`'s; the stage takes ``schema`` and
+        ``text_values``, `commit_parts` the rest (``state_key`` is refused).
+        """
+        from headwater_postgres import _parts
+
+        check_part(job, index)
+        _parts.check_options(options)
+        records = _parts.non_empty(batches)
+        prepare = _parts.prepare_stage(self, stream, job, index, records is None)
+        stage = drive(prepare, self._sync())
+        if records is None:
+            return WriteResult(stream, 0)
+        staged = self.write(stage, records, mode="replace", **_parts.part_options(options))
+        return WriteResult(stream, staged.records)
+
+    async def awrite_part(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        job: str,
+        index: int,
+        **options: Any,
+    ) -> WriteResult:
+        """Async twin of `write_part`."""
+        from headwater_postgres import _parts
+
+        check_part(job, index)
+        _parts.check_options(options)
+        records = _parts.non_empty(batches)
+        prepare = _parts.prepare_stage(self, stream, job, index, records is None)
+        stage = await adrive(prepare, self._async())
+        if records is None:
+            return WriteResult(stream, 0)
+        staged = await self.awrite(stage, records, mode="replace", **_parts.part_options(options))
+        return WriteResult(stream, staged.records)
+
+    def commit_parts(
+        self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
+    ) -> WriteResult:
+        """
+        Insert the staged parts of ``job`` into ``stream`` and drop them, in one
+        transaction (see `_parts`): ``mode="replace"`` empties the table first,
+        ``upsert_on`` updates existing keys; a missing table is created like the parts.
+        """
+        from headwater_postgres import _parts
+
+        return drive(_parts.commit(self, stream, job, parts, options), self._sync())
+
+    async def acommit_parts(
+        self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
+    ) -> WriteResult:
+        """Async twin of `commit_parts`."""
+        from headwater_postgres import _parts
+
+        return await adrive(_parts.commit(self, stream, job, parts, options), self._async())
+
+    def abort_parts(self, stream: str, *, job: str) -> None:
+        """Drop every staged part of ``job`` (none is fine)."""
+        from headwater_postgres import _parts
+
+        drive(_parts.abort(self, stream, job), self._sync())
+
+    async def aabort_parts(self, stream: str, *, job: str) -> None:
+        """Async twin of `abort_parts`."""
+        from headwater_postgres import _parts
+
+        await adrive(_parts.abort(self, stream, job), self._async())
 
     # --- execute: DDL and DML the caller writes -----------------------------------------------
 
