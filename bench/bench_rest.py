@@ -15,12 +15,14 @@ the same case has run once in the process. Every case module import is inside it
 function, so the cold figures carry each side's own imports and nothing else. Scenarios:
 
 * sequential cursor pagination: the plain httpx keep-alive loop doing the same requests
-  and JSON parsing (baseline), a new httpx client per request, headwater ``read``, the
+  and JSON parsing (baseline; and parsing with orjson, as headwater does), a new httpx
+  client per request, headwater ``read``, the
   same loop on ``httpx.AsyncClient`` (the peer ``aread`` is compared with), headwater
   ``aread``, and dlt ``rest_api``;
 * 20 ms of server latency, offset pagination with a total: aiohttp with 8 pages in flight
-  (baseline), headwater with concurrency 8 (sync threads and async), httpx async with 8
-  pages in flight and the sequential httpx loop;
+  (baseline; and parsing with orjson, as headwater does), headwater with concurrency 8
+  (sync threads and async), httpx async with 8 pages in flight and the sequential httpx
+  loop;
 * memory: headwater reading 50 and 200 pages (peak RSS should not grow with pages).
 """
 
@@ -146,20 +148,28 @@ def serve(n_pages: int, per_page: int) -> None:
 
 
 @imports(*_HTTPX)
-def httpx_loop(url: str, pages: int, per_page: int, **_: Any) -> int:
-    """Plain httpx keep-alive loop over the cursor pages."""
+def httpx_loop(url: str, pages: int, per_page: int, orjson: bool = False, **_: Any) -> int:
+    """Plain httpx keep-alive loop over the cursor pages (``orjson``: parsed with orjson)."""
     import httpx
 
+    loads = _orjson_loads() if orjson else None
     count = 0
     cursor: str | None = None
     with httpx.Client(base_url=url) as client:
         while True:
             params = {"cursor": cursor} if cursor else {}
-            body = client.get("/cursor", params=params).json()
+            response = client.get("/cursor", params=params)
+            body = loads(response.content) if loads else response.json()
             count += len(body["data"])
             cursor = body["next_cursor"]
             if not cursor:
                 return count
+
+
+def _orjson_loads() -> Any:
+    import orjson
+
+    return orjson.loads
 
 
 @imports(*_HTTPX)
@@ -356,11 +366,15 @@ def httpx_async_gather(url: str, pages: int, per_page: int, latency: float, **_:
 
 
 @imports("aiohttp")
-def aiohttp_gather(url: str, pages: int, per_page: int, latency: float, **_: Any) -> int:
-    """aiohttp, 8 offset pages in flight, parsed in order."""
+def aiohttp_gather(
+    url: str, pages: int, per_page: int, latency: float, orjson: bool = False, **_: Any
+) -> int:
+    """aiohttp, 8 offset pages in flight, parsed in order (``orjson``: with orjson)."""
     import asyncio
 
     import aiohttp
+
+    loads = _orjson_loads() if orjson else None
 
     async def run() -> int:
         connector = aiohttp.TCPConnector(limit=8)
@@ -369,7 +383,10 @@ def aiohttp_gather(url: str, pages: int, per_page: int, latency: float, **_: Any
             async def page(offset: int) -> dict[str, Any]:
                 params = {"offset": offset, "limit": per_page, "delay": latency}
                 async with session.get("/offset", params=params) as response:
-                    result: dict[str, Any] = await response.json()
+                    if loads:
+                        result: dict[str, Any] = loads(await response.read())
+                    else:
+                        result = await response.json()
                     return result
 
             first = await page(0)
@@ -412,6 +429,7 @@ def scenarios(quick: bool) -> list[Scenario]:
                 "rest: sequential cursor pagination",
                 [
                     Case("httpx keep-alive loop", f"{here}:httpx_loop"),
+                    Case("httpx keep-alive loop, orjson", f"{here}:httpx_loop", {"orjson": True}),
                     Case("httpx new client per request", f"{here}:httpx_new_client"),
                     Case("headwater-rest read", f"{here}:headwater_sync"),
                     Case("httpx async keep-alive loop", f"{here}:httpx_async_loop"),
@@ -435,6 +453,7 @@ def scenarios(quick: bool) -> list[Scenario]:
                 "rest: 20 ms latency, offset with total, 8 concurrent",
                 [
                     Case("aiohttp gather 8", f"{here}:aiohttp_gather"),
+                    Case("aiohttp gather 8, orjson", f"{here}:aiohttp_gather", {"orjson": True}),
                     Case("headwater-rest aread (8 tasks)", f"{here}:headwater_offset_async"),
                     Case("headwater-rest read (8 threads)", f"{here}:headwater_offset_sync"),
                     Case("httpx async gather 8", f"{here}:httpx_async_gather"),

@@ -208,7 +208,12 @@ class RestConnector(Connector[RestConfig]):
                 if self._http_obj is None:
                     from headwater_rest._http import Http
 
-                    resolvers = self.registry.credential_resolvers()
+                    # Loading the plugins for their resolvers is most of a first request's
+                    # own time: done only when a header, a param or the TLS client
+                    # certificate names a secret to resolve (auth asks for them itself).
+                    resolvers = (
+                        self.registry.credential_resolvers() if self._names_secrets() else {}
+                    )
                     self._http_obj = Http(
                         self.config,
                         self._make_auth(),
@@ -218,6 +223,12 @@ class RestConnector(Connector[RestConfig]):
                         retry_if=self._retry_if,
                     )
         return self._http_obj
+
+    def _names_secrets(self) -> bool:
+        """Whether the headers, params or TLS settings hold a secret to resolve."""
+        c = self.config
+        values = (*c.headers.values(), *c.params.values())
+        return c.tls is not None or any(isinstance(value, Secret) for value in values)
 
     def _make_auth(self) -> httpx.Auth | None:
         auth = self.config.auth

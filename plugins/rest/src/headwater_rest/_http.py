@@ -463,6 +463,14 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
+@functools.lru_cache(maxsize=1)
+def _trusting_nothing() -> ssl.SSLContext:
+    # Verification on (CERT_REQUIRED, host names checked) with no CA loaded: a TLS
+    # connection made with it fails closed. For clients that only ever speak plain http,
+    # where the ~30 ms of loading the CA bundle would buy nothing.
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def load_client_cert(context: ssl.SSLContext, cert_pem: str, key_pem: str | None) -> None:
     """
     Make ``context`` (one of this connector's own) present a client certificate.
@@ -739,13 +747,34 @@ class Http:
             load_client_cert(verify, *self._client_cert)
         return verify
 
-    def client_options(self) -> dict[str, Any]:
-        """The options of every httpx client of this connector (API and token endpoint)."""
+    def _plain_http_only(self) -> bool:
+        """
+        Whether the API's clients can only ever send plain http: base_url is http, no
+        other origin is allowed (redirects and links elsewhere are refused), no CA bundle
+        or client certificate is configured.
+        """
+        c = self.config
+        return (
+            self.endpoint.origin[0] == "http"
+            and not c.allowed_hosts
+            and c.verify is True
+            and self._client_cert is None
+        )
+
+    def client_options(self, *, api: bool = False) -> dict[str, Any]:
+        """
+        The options of every httpx client of this connector (API and token endpoint).
+        ``api``: for the API's own clients, which need no CA bundle where they can only
+        send plain http (`_plain_http_only`; the token endpoint may still be https).
+        """
         c = self.config
         t = c.timeouts
-        if self._verify is None:
-            self._verify = self._verification()
-        verify = self._verify
+        if api and self._plain_http_only():
+            verify: bool | ssl.SSLContext = _trusting_nothing()
+        else:
+            if self._verify is None:
+                self._verify = self._verification()
+            verify = self._verify
         return {
             "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
             "timeout": httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
@@ -770,7 +799,7 @@ class Http:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(**self.client_options())
+                    self._client = httpx.Client(**self.client_options(api=True))
         return self._client
 
     def _pace(self) -> float:
@@ -1027,7 +1056,7 @@ class Http:
         operation opens one (cheap: the TLS context is cached) and closes it at the end;
         its requests, concurrent pages included, share its connection pool.
         """
-        return httpx.AsyncClient(**self.client_options())
+        return httpx.AsyncClient(**self.client_options(api=True))
 
     async def afetch(
         self, client: httpx.AsyncClient, spec: RequestSpec, policy: RetryPolicy | None = None

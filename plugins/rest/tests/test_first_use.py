@@ -1,0 +1,70 @@
+"""What a connector's first request sets up: only what its config needs (issue 19)."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from headwater import Registry
+from headwater_rest import RestConnector, hooks
+
+
+class CountingRegistry(Registry):
+    """A registry that counts how often the connector asks for credential resolvers."""
+
+    def __init__(self) -> None:
+        super().__init__(autoload=False, plugins=[hooks])
+        self.asked = 0
+
+    def credential_resolvers(self) -> dict[str, Any]:
+        self.asked += 1
+        return super().credential_resolvers()
+
+
+def _config(url: str, **changes: Any) -> dict[str, Any]:
+    single = {"path": "/single", "params": {"n": 3}, "records": "data"}
+    return {"base_url": url, "streams": {"s": single}, **changes}
+
+
+def _ids(connector: RestConnector) -> list[Any]:
+    return [row["id"] for batch in connector.read("s") for row in batch.rows()]
+
+
+def test_no_resolvers_are_loaded_without_a_secret_to_resolve(http_api):
+    """Plugins are loaded for their resolvers only when a header or param names a secret."""
+    http_api.state.require_auth = False  # a public API: no auth, no secret
+    registry = CountingRegistry()
+    with RestConnector(_config(http_api.url), registry=registry) as connector:
+        assert [1, 2, 3] == _ids(connector)
+    assert 0 == registry.asked
+
+    registry = CountingRegistry()
+    config = _config(http_api.url, headers={"X-Api-Key": "env:HW_TEST_API_KEY"})
+    with RestConnector(config, registry=registry) as connector:
+        assert [1, 2, 3] == _ids(connector)
+    assert registry.asked >= 1
+
+
+def _trusted_cas(context: Any) -> int:
+    assert isinstance(context, ssl.SSLContext)
+    assert ssl.CERT_REQUIRED == context.verify_mode
+    assert context.check_hostname
+    return int(context.cert_store_stats()["x509_ca"])
+
+
+def test_a_plain_http_api_client_loads_no_ca_bundle_and_verifies(http_api):
+    """
+    Where the API's clients can only send plain http, their TLS context still verifies but
+    trusts nothing (no CA bundle loaded); allowed hosts, https and the token endpoint's
+    clients get the CA bundle.
+    """
+    http_api.state.require_auth = False
+    with RestConnector(_config(http_api.url)) as connector:
+        assert [1, 2, 3] == _ids(connector)
+        assert 0 == _trusted_cas(connector.http.client_options(api=True)["verify"])
+        assert _trusted_cas(connector.http.client_options()["verify"]) > 0  # token endpoint
+    config = _config(http_api.url, allowed_hosts=["example.com"])
+    with RestConnector(config) as connector:
+        assert _trusted_cas(connector.http.client_options(api=True)["verify"]) > 0
+    with RestConnector(_config("https://api.example.com")) as connector:
+        assert _trusted_cas(connector.http.client_options(api=True)["verify"]) > 0
