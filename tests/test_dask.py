@@ -1,10 +1,12 @@
-"""headwater on Dask: reads on a real distributed.LocalCluster equal the single-process read."""
+"""headwater on Dask: reads and exactly-once writes on a real distributed.LocalCluster."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 import headwater
 import headwater.dask
-from tests.fix_engines import pg_config
+from tests.fix_engines import PG_ENGINE_ROWS, pg_config
 
 pytestmark = pytest.mark.engines
 
@@ -93,3 +95,178 @@ def test_a_reference_the_workers_cannot_resolve_fails_naming_it(
     frames = [frame.filename for frame in traceback.extract_tb(caught.value.__traceback__)]
     assert [] == [name for name in frames if f"{os.sep}psycopg" in name]
     assert caught.value.__cause__ is None
+
+
+# --- writes: exactly once, also when a worker dies ----------------------------------------
+
+
+def _kill_once(marker: str) -> bool:
+    """True once across the cluster (the first to create ``marker``): this process then dies."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _install_read_killer(marker: str, index: int) -> None:
+    """On a worker: partition ``index``'s read kills this worker after its first batch, once."""
+    import headwater._shipping as shipping
+
+    original = shipping.read_partition
+
+    def read_partition(partition: Any, **options: Any) -> Iterator[Any]:
+        for number, batch in enumerate(original(partition, **options)):
+            if number == 1 and partition.index == index and _kill_once(marker):
+                _die()
+            yield batch
+
+    shipping.read_partition = read_partition  # type: ignore[assignment]
+
+
+def _install_write_killer(marker: str, index: int, when: str) -> None:
+    """On a worker: part ``index``'s write kills this worker mid-COPY or once staged, once."""
+    import headwater._shipping as shipping
+
+    original = shipping.write_part
+
+    def write_part(write: Any, part: int, batches: Any) -> int:
+        if part != index:
+            return original(write, part, batches)
+        if when == "mid_copy":
+
+            def dying() -> Iterator[Any]:
+                for number, batch in enumerate(batches):
+                    if number == 2 and _kill_once(marker):
+                        _die()
+                    yield batch
+
+            return original(write, part, dying())
+        records = original(write, part, batches)
+        if _kill_once(marker):
+            _die()  # staged and committed, never reported: the retry must replace it
+        return records
+
+    shipping.write_part = write_part  # type: ignore[assignment]
+
+
+def _table_rows(pg_admin: Any, table: str) -> list[tuple[Any, ...]]:
+    return pg_admin.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608
+
+
+def _staged_parts(pg_admin: Any, schema: str) -> list[str]:
+    rows = pg_admin.execute(
+        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND relname LIKE 'hw_part_%%'",
+        (schema,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_postgres_write_on_dask_reads_back_equal(
+    dask_client: Any, pg_dsn: str, pg_admin: Any, pg_schema: str, pg_engine_table: str
+) -> None:
+    """Read on the workers, written back by 4 write tasks: the copy equals the table."""
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    copy = f"{pg_schema}.copy"
+    pg_admin.execute(f"CREATE TABLE {copy} (LIKE {pg_engine_table})")
+    with headwater.connect("postgres", config) as source:
+        frame = headwater.dask.read(source, pg_engine_table, npartitions=4)
+        result = headwater.dask.to_source(frame, source, copy, batch_size=1000)
+    assert (copy, PG_ENGINE_ROWS) == (result.stream, result.records)
+    assert _table_rows(pg_admin, pg_engine_table) == _table_rows(pg_admin, copy)
+    assert [] == _staged_parts(pg_admin, pg_schema)
+
+
+@pytest.mark.parametrize("when", ["mid_copy", "after_stage"])
+def test_a_write_task_retried_after_its_worker_died_writes_once(
+    dask_client: Any,
+    pg_dsn: str,
+    pg_admin: Any,
+    pg_schema: str,
+    pg_engine_table: str,
+    tmp_path: Path,
+    when: str,
+) -> None:
+    """The worker writing part 2 is killed (mid-COPY, or once staged): Dask retries, no duplicates."""
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    copy = f"{pg_schema}.copy"
+    pg_admin.execute(f"CREATE TABLE {copy} (LIKE {pg_engine_table})")  # no key: duplicates fit
+    marker = str(tmp_path / "killed")
+    dask_client.run(_install_write_killer, marker, 2, when)
+    with headwater.connect("postgres", config) as source:
+        frame = headwater.dask.read(source, pg_engine_table, npartitions=4)
+        result = headwater.dask.to_source(frame, source, copy, batch_size=1000)
+    assert os.path.exists(marker), "no worker was killed"
+    assert PG_ENGINE_ROWS == result.records
+    assert _table_rows(pg_admin, pg_engine_table) == _table_rows(pg_admin, copy)
+    assert [] == _staged_parts(pg_admin, pg_schema)
+
+
+def test_a_worker_killed_mid_read_is_retried_and_the_read_is_exact(
+    dask_client: Any, pg_dsn: str, pg_engine_table: str, tmp_path: Path
+) -> None:
+    """The worker reading partition 2 dies after its first batch: Dask reads it again, exactly."""
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    marker = str(tmp_path / "killed")
+    with headwater.connect("postgres", config) as source:
+        frame = headwater.dask.read(source, pg_engine_table, npartitions=4, batch_size=500)
+    dask_client.run(_install_read_killer, marker, 2)
+    ids = frame["id"].compute().tolist()
+    assert os.path.exists(marker), "no worker was killed"
+    assert list(range(1, PG_ENGINE_ROWS + 1)) == sorted(ids)
+
+
+def test_serialized_write_tasks_hold_the_reference_not_the_secret(
+    dask_client: Any,
+    pg_dsn: str,
+    pg_admin: Any,
+    pg_schema: str,
+    pg_engine_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The write's task graph, as Dask pickles it, holds env:NAME and never the password."""
+    import cloudpickle
+    import dask.base
+
+    monkeypatch.setenv(WORKER_ENV, SECRET)  # resolved here too (trust auth: any password)
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    copy = f"{pg_schema}.copy"
+    pg_admin.execute(f"CREATE TABLE {copy} (LIKE {pg_engine_table})")
+    compute = dask.base.compute
+    graphs: list[bytes] = []
+
+    def capturing(*collections: Any, **kwargs: Any) -> Any:
+        graphs.extend(cloudpickle.dumps(dict(c.__dask_graph__())) for c in collections)
+        return compute(*collections, **kwargs)
+
+    monkeypatch.setattr(dask.base, "compute", capturing)
+    with headwater.connect("postgres", config) as source:
+        assert source.check().ok  # the secret is resolved in this process
+        frame = headwater.dask.read(source, pg_engine_table, npartitions=3)
+        result = headwater.dask.to_source(frame, source, copy)
+    assert PG_ENGINE_ROWS == result.records
+    assert 3 == len(graphs)
+    assert [] == [graph for graph in graphs if SECRET.encode() in graph]
+    assert all(f"env:{WORKER_ENV}".encode() in graph for graph in graphs)
+    assert SECRET not in caplog.text
+
+
+def test_a_destination_without_part_writes_is_refused_naming_it(
+    dask_client: Any, tmp_path: Path
+) -> None:
+    """The files connector cannot write in parts: NotSupported naming it and the capability."""
+    import pandas as pd
+    from dask import dataframe as dd
+
+    frame = dd.from_pandas(pd.DataFrame({"id": [1, 2, 3]}), npartitions=2)
+    with pytest.raises(headwater.NotSupported) as caught:
+        headwater.dask.to_source(frame, tmp_path.as_uri(), "out.jsonl")
+    assert "'files'" in caught.value.message
+    assert "part_writes" in caught.value.message
+    assert [] == list(tmp_path.iterdir())

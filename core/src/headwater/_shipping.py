@@ -23,10 +23,20 @@ import inspect
 import json
 import os
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from headwater._connector import Batch, Connector, Estimate, Partition, State
+from headwater._connector import (
+    Batch,
+    Capability,
+    Connector,
+    Estimate,
+    Partition,
+    State,
+    WriteResult,
+    _no_part_writes,
+    new_part_job,
+)
 from headwater._redact import get_logger
 from headwater.errors import ConfigError, HeadwaterError
 
@@ -37,8 +47,11 @@ if TYPE_CHECKING:
     from headwater._sources import SourceRegistry
 
 __all__ = [
+    "PartWrite",
     "Plan",
+    "abort_parts",
     "close_shipped",
+    "commit_parts",
     "partitions",
     "plan",
     "read_partition",
@@ -46,6 +59,7 @@ __all__ = [
     "shipping",
     "shipping_config",
     "split",
+    "write_part",
 ]
 
 logger = get_logger("headwater.shipping")
@@ -235,6 +249,70 @@ def _leading_batches(
             yield from batches
         finally:
             batches.close()  # type: ignore[attr-defined]
+
+
+@dataclasses.dataclass(frozen=True)
+class PartWrite:
+    """
+    One exactly-once write of an engine, as each of its tasks carries it: the destination
+    connector's id and its config with secret references only, the stream, the job id
+    that names the staged parts, and `write`'s options.
+    """
+
+    connector: str
+    #: The connector's config in saved form, secrets as references (`shipping_config`).
+    config: dict[str, Any] = dataclasses.field(repr=False)
+    stream: str
+    job: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def to(
+        cls,
+        dest: ShipSource,
+        stream: str,
+        options: dict[str, Any],
+        *,
+        sources: SourceRegistry | None,
+        registry: Registry | None,
+    ) -> PartWrite:
+        """
+        A new write job into ``stream`` of ``dest`` (a connector, saved source name or URL).
+
+        Raises:
+            NotSupported: the destination's connector cannot write in parts.
+            ConfigError: its config cannot ship (a literal or callable secret).
+        """
+        connector, owned = _open(dest, sources=sources, registry=registry)
+        try:
+            if Capability.PART_WRITES not in connector.capabilities:
+                raise _no_part_writes(connector.id)
+            config = shipping_config(connector)
+            return cls(connector.id, config, stream, new_part_job(), dict(options))
+        finally:
+            if owned:
+                connector.close()
+
+
+def write_part(write: PartWrite, index: int, batches: Iterable[Any]) -> int:
+    """Stage part ``index`` of ``write`` where this runs (a worker); the records staged."""
+    connector = shipped_connector(write.connector, write.config)
+    result = connector.write_part(
+        write.stream, batches, job=write.job, index=index, **write.options
+    )
+    return result.records
+
+
+def commit_parts(write: PartWrite, parts: dict[int, int]) -> WriteResult:
+    """Commit the staged ``parts`` (index -> records) of ``write`` in one step, here."""
+    connector = shipped_connector(write.connector, write.config)
+    return connector.commit_parts(write.stream, job=write.job, parts=parts, **write.options)
+
+
+def abort_parts(write: PartWrite) -> None:
+    """Remove every part ``write`` staged, here."""
+    connector = shipped_connector(write.connector, write.config)
+    connector.abort_parts(write.stream, job=write.job)
 
 
 # --- the worker side -------------------------------------------------------------------------

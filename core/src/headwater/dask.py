@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headwater._connector import Connector, Partition
+from headwater._connector import Connector, Partition, WriteResult
+from headwater._redact import get_logger
 from headwater.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,9 +37,15 @@ if TYPE_CHECKING:
     import pyarrow
 
     from headwater._plugins import Registry
+    from headwater._shipping import PartWrite
     from headwater._sources import SourceRegistry
 
-__all__ = ["read"]
+__all__ = ["read", "to_source"]
+
+logger = get_logger("headwater.dask")
+
+#: Records per batch a write task hands the connector.
+DEFAULT_WRITE_BATCH = 65_536
 
 
 def read(
@@ -92,6 +99,97 @@ def read(
         enforce_metadata=False,
     )
     return frame
+
+
+def to_source(
+    frame: dask.dataframe.DataFrame,
+    dest: Connector[Any] | str,
+    stream: str,
+    *,
+    batch_size: int | None = None,
+    sources: SourceRegistry | None = None,
+    registry: Registry | None = None,
+    **write_options: Any,
+) -> WriteResult:
+    """
+    Write ``frame`` into ``stream`` of ``dest``, one task per partition, each partition
+    exactly once however often Dask retries its task: each task stages its partition
+    under this write's job id and its index (`Connector.write_part`; a retry replaces
+    what an attempt staged), and once every task is done the staged parts are committed
+    together in one step (`Connector.commit_parts`, on a worker when there is a
+    ``distributed`` client). Until then nothing is visible in ``stream``; a failure
+    removes the staged parts and raises. The index is not written (``reset_index()``
+    first to keep it).
+
+    Args:
+        frame: the dask DataFrame to write.
+        dest: a saved source name, a URL, or a connector with `Capability.PART_WRITES`.
+        stream: the table (or other stream) to write into.
+        batch_size: records per batch handed to the connector (default: 65,536).
+        sources, registry: where names and URLs are looked up on the client.
+        write_options: the destination's `write` options (PostgreSQL: ``upsert_on``,
+            ``mode="replace"``, ``schema``, ``primary_key``).
+
+    Returns:
+        What the commit wrote: the stream and the records committed.
+
+    Raises:
+        NotSupported: the destination cannot write in parts (naming it).
+        ConfigError: the config cannot ship (a literal or callable secret: use a
+            reference), or dask is not installed.
+        IntegrityError: a staged part does not hold what its task wrote; nothing committed.
+    """
+    _dask()
+    from dask.base import compute
+    from dask.delayed import delayed
+
+    from headwater._shipping import PartWrite, abort_parts, commit_parts
+
+    write = PartWrite.to(dest, stream, write_options, sources=sources, registry=registry)
+    writer = _PartWriter(write, batch_size)
+    tasks = [
+        delayed(writer, pure=False)(part, index, dask_key_name=f"headwater-{write.job}-{index}")
+        for index, part in enumerate(frame.to_delayed())  # type: ignore[no-untyped-call,unused-ignore]
+    ]
+    client = _client()
+    try:
+        counts = compute(*tasks)  # type: ignore[no-untyped-call,unused-ignore]
+        parts = {index: int(count) for index, count in enumerate(counts)}
+        result: WriteResult = _run(client, commit_parts, write, parts)
+    except BaseException:
+        try:
+            _run(client, abort_parts, write)
+        except Exception as exc:  # the first error is the one to raise
+            logger.warning("removing the staged parts of write job %s failed: %s", write.job, exc)
+        raise
+    return result
+
+
+def _run(client: Any, function: Any, *args: Any) -> Any:
+    """``function(*args)`` on a worker when there is a ``distributed`` client, else here."""
+    if client is None:
+        return function(*args)
+    return client.submit(function, *args, pure=False).result()
+
+
+class _PartWriter:
+    """A write task: one partition of the frame staged as part ``index`` of the write."""
+
+    def __init__(self, write: PartWrite, batch_size: int | None) -> None:
+        self.write = write
+        self.batch_size = batch_size or DEFAULT_WRITE_BATCH
+
+    def __repr__(self) -> str:
+        write = self.write
+        return f"<headwater write of {write.stream!r} to {write.connector}, job {write.job}>"
+
+    def __call__(self, partition: pandas.DataFrame, index: int) -> int:
+        import pyarrow as pa
+
+        from headwater._shipping import write_part
+
+        table = pa.Table.from_pandas(partition, preserve_index=False)
+        return write_part(self.write, index, table.to_batches(max_chunksize=self.batch_size))
 
 
 def _dask() -> tuple[Any, Any]:
