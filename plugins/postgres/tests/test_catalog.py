@@ -217,3 +217,101 @@ def test_list_does_not_wait_behind_a_lock_on_some_table(pg, pg_dsn, catalog):
         locker.rollback()
     assert items[f"{catalog}.orders"].size is None
     assert items[f"{catalog}.totals"].size > 0  # the others are sized
+
+
+# --- partitions of a query stream (key= names a column of its result) ---------------------
+
+
+@pytest.fixture
+def orders_query(pg_admin, pg_schema):
+    """
+    A query joining two tables whose partition column ``bucket`` repeats values and is
+    NULL in every seventh row, and whose rows repeat (a multiset, not a set).
+    """
+    s = pg_schema
+    pg_admin.execute(f'CREATE TABLE "{s}".c (id int PRIMARY KEY, region text)')
+    pg_admin.execute(f"INSERT INTO \"{s}\".c SELECT g, 'r' || (g % 3) FROM generate_series(1, 9) g")
+    pg_admin.execute(f'CREATE TABLE "{s}".o (id int PRIMARY KEY, c_id int, amount int)')
+    pg_admin.execute(
+        f'INSERT INTO "{s}".o SELECT g, g % 9 + 1, g % 40 FROM generate_series(1, 3000) g'
+    )
+    return (
+        "SELECT CASE WHEN o.id % 7 = 0 THEN NULL ELSE o.id / 3 END AS bucket,"
+        " c.region, o.amount, md5((o.id / 2)::text) AS tag"
+        f' FROM "{s}".o JOIN "{s}".c ON c.id = o.c_id WHERE o.amount < 35'
+    )
+
+
+def _multiset(rows):
+    import collections
+    import json
+
+    return collections.Counter(json.dumps(r, sort_keys=True, default=str) for r in rows)
+
+
+def _arrow_rows(batches):
+    return [row for batch in batches for row in batch.records.to_pylist()]
+
+
+@pytest.mark.parametrize(("key", "count"), [("bucket", 4), ("tag", 3), ("bucket", 1)])
+def test_query_partitions_hold_the_single_read(pg, orders_query, key, count):
+    """The partitions of a query stream together hold its rows exactly (NULL keys once)."""
+    single = rows_of(pg.read(orders_query))
+    parts = pg.partitions(orders_query, count, key=key)
+    assert count == len(parts)
+    chunks = [rows_of(pg.read_partition(p)) for p in parts]
+    assert all(chunks)
+    assert _multiset(single) == _multiset(row for chunk in chunks for row in chunk)
+    nulls = [i for i, chunk in enumerate(chunks) if any(r[key] is None for r in chunk)]
+    assert ([count - 1] if key == "bucket" else []) == nulls
+
+
+def test_query_partitions_read_as_arrow(pg, orders_query):
+    """format="arrow" reads of a query's partitions hold the same rows as the dict read."""
+    from headwater_postgres._connector import arrow_installed
+
+    if not arrow_installed():
+        pytest.skip("the ADBC driver (headwater-postgres[arrow]) is not installed")
+    single = rows_of(pg.read(orders_query))
+    parts = pg.partitions(orders_query, 3, key="bucket")
+    got = [row for p in parts for row in _arrow_rows(pg.read_partition(p, format="arrow"))]
+    assert _multiset(single) == _multiset(got)
+
+
+def test_query_partition_resumes_from_its_state(pg):
+    """A query partition's batch state resumes that partition right after the batch."""
+    query = "SELECT g AS n, g * 2 AS twice FROM generate_series(1, 100) g WHERE g % 3 <> 0"
+    first, _second = pg.partitions(query, 2, key="n")
+    batches = list(pg.read_partition(first, batch_size=5))
+    rest = rows_of(pg.read_partition(first, state=batches[1].state))
+    read = [r["n"] for b in batches for r in b.records]
+    assert read[10:] == [r["n"] for r in rest]
+
+
+async def test_async_query_partitions(pg, apg, orders_query):
+    """apartitions / aread_partition of a query stream hold what the sync read holds."""
+    single = rows_of(pg.read(orders_query))
+    parts = await apg.apartitions(orders_query, 3, key="bucket")
+    got = [row for p in parts for row in await arows_of(apg.aread_partition(p))]
+    assert _multiset(single) == _multiset(got)
+
+
+def test_query_partitions_need_a_column_of_the_result(pg, orders_query):
+    """A query has no primary key: key= is required and must name a result column."""
+    with pytest.raises(ConfigError) as missing:
+        pg.partitions(orders_query, 2)
+    assert "key" == missing.value.field
+    with pytest.raises(ConfigError) as unknown:
+        pg.partitions(orders_query, 2, key="id")
+    assert "'id'" in str(unknown.value)
+    assert "'bucket'" in str(unknown.value)
+
+
+def test_query_partitions_ship(pg, orders_query):
+    """A query's partitions survive pickle and JSON (they go to other processes)."""
+    import json
+    import pickle
+
+    parts = pg.partitions(orders_query, 3, key="bucket")
+    assert parts == [pickle.loads(pickle.dumps(p)) for p in parts]
+    assert [p.bounds for p in parts] == [json.loads(json.dumps(p.bounds)) for p in parts]

@@ -920,12 +920,17 @@ class PostgresConnector(Connector[PostgresConfig]):
         self, stream: str, count: int, *, key: str | None = None, **options: Any
     ) -> builtins.list[Partition]:
         """
-        Split a table into at most ``count`` key ranges that read independently.
+        Split a table, or a query stream, into at most ``count`` key ranges that read
+        independently and together hold every row once.
 
-        The key is ``key`` or the table's single-column primary key. Integer keys are cut
-        into equal-width ranges from min/max; other keys at quantiles (a full scan).
+        The key is ``key`` or the table's single-column primary key; a query stream has
+        none, so ``key`` names a column of its result (the query then runs as a subquery
+        with the range's predicate; NULL keys are in the last range). Integer keys are
+        cut into equal-width ranges from min/max; other keys at quantiles (a full scan).
         """
         from headwater_postgres._partitions import bounds_query, partitions_from
+        from headwater_postgres._query import read_only
+        from headwater_postgres._sql import Relation
 
         if options:
             raise ConfigError(
@@ -936,11 +941,21 @@ class PostgresConnector(Connector[PostgresConfig]):
             raise ConfigError("partition count must be at least 1", field="count")
 
         def bounds(conn: Any) -> Flow[tuple[Column, Any]]:
-            relation = yield from self._relation(conn, stream)
-            if relation is None:
+            source = yield from self._source(conn, stream)
+            if source is None:
                 raise self._missing(stream)
-            query, column = bounds_query(relation, count, key)
-            return column, (yield fetchone(conn, query))
+            query, column = bounds_query(source, count, key)
+            if isinstance(source, Relation):
+                return column, (yield fetchone(conn, query))
+
+            def cut_points() -> Flow[Any]:
+                # The user's query runs as every read of it does: read-only, rolled
+                # back, one statement by the extended protocol (`_query`).
+                cur = conn.cursor(binary=True)
+                yield call(cur, "execute", query, binary=True)
+                return (yield call(cur, "fetchone"))
+
+            return column, (yield from read_only(conn, cut_points))
 
         column, row = drive(self._translated(self._pooled(bounds)), self._sync())
         return partitions_from(stream, count, column, row)

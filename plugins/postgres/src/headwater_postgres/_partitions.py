@@ -1,10 +1,17 @@
 """
-Splitting a table into key ranges (pure logic + the one bounds query).
+Splitting a table, or a query on a column of its result, into key ranges (pure logic +
+the one bounds query).
 
 A partition's bounds are ``{"key": [col], "lower": [v] | None, "upper": [v] | None}``:
 rows with ``lower < key <= upper``. The first range has no lower bound and the last no
 upper bound, so together they cover every row, including rows added after the split.
 Bounds are in the same JSON text form as read states.
+
+A query's columns can hold NULL (nothing in a result says otherwise): a NULL key is in
+the last range only, whose lower bound the read spells out as "greater, or NULL"
+(`headwater_postgres._sql.key_condition`, as a resumed read of a nullable key does),
+while every upper bound (``key <= upper``) leaves NULL out. One range has no bounds and
+holds them all.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from typing import Any
 from psycopg import sql
 
 from headwater import ConfigError, Partition
-from headwater_postgres._sql import Column, Relation
+from headwater_postgres._query import subquery
+from headwater_postgres._sql import Column, QuerySource, Relation
 from headwater_postgres._values import to_state_value
 
 _INTEGER_OIDS = frozenset({20, 21, 23})
@@ -37,19 +45,50 @@ def _key_column(relation: Relation, key: str | None) -> Column:
     return column
 
 
-def bounds_query(relation: Relation, count: int, key: str | None) -> tuple[sql.Composed, Column]:
-    """The query giving the cut points, and the key column."""
-    column = _key_column(relation, key)
-    ident = sql.Identifier(column.name)
+def _query_key_column(source: QuerySource, key: str | None) -> Column:
+    if key is None:
+        raise ConfigError(
+            "a query stream has no primary key to partition on",
+            field="key",
+            hint="pass key='column', a column of the query's result (unique is best: a "
+            "partition resumes after the last key it read)",
+        )
+    column = next((c for c in source.columns if c.name == key), None)
+    if column is None:
+        names = ", ".join(repr(c.name) for c in source.columns)
+        raise ConfigError(
+            f"the query returns no column {key!r} to partition on (it returns {names})",
+            field="key",
+        )
+    return column
+
+
+def bounds_query(
+    source: Relation | QuerySource, count: int, key: str | None
+) -> tuple[sql.Composed, Column]:
+    """
+    The query giving the cut points, and the key column. A query stream is wrapped as a
+    subquery (``key=`` must name a column of its result); its text has been checked as
+    one read-only statement (`headwater_postgres._query.describe`) and this query runs in
+    a read-only transaction like every other that runs it.
+    """
+    if isinstance(source, Relation):
+        column = _key_column(source, key)
+        ident = sql.Identifier(column.name)
+        table: sql.Composable = source.ident
+    else:
+        column = _query_key_column(source, key)
+        ident = sql.Identifier("q", column.name)
+        table = sql.SQL("{} AS {}").format(subquery(source.query), sql.Identifier("q"))
     if (column.base_oid or column.type_oid) in _INTEGER_OIDS:
         query = sql.SQL("SELECT min({k})::bigint, max({k})::bigint FROM {t}").format(
-            k=ident, t=relation.ident
+            k=ident, t=table
         )
     else:
         fractions = [i / count for i in range(1, count)] or [0.5]
         query = sql.SQL(
             "SELECT percentile_disc({f}::float8[]) WITHIN GROUP (ORDER BY {k}) FROM {t}"
-        ).format(f=sql.Literal(fractions), k=ident, t=relation.ident)
+        ).format(f=sql.Literal(fractions), k=ident, t=table)
     return query, column
 
 
