@@ -1,4 +1,4 @@
-"""headwater on Ray Data: reads on a real local Ray equal the single-process read."""
+"""headwater on Ray Data: reads and exactly-once writes on a real local Ray."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import headwater  # noqa: F401 - headwater.CredentialError etc. (and headwater.ray below)
 from headwater.toolkit import partitions
-from tests.fix_engines import pg_config
+from tests.fix_engines import PG_ENGINE_ROWS, pg_config
 
 # Ray 2.60's DataContext() warns about its own defaults of deprecated fields.
 pytestmark = [
@@ -178,3 +178,149 @@ def test_a_reference_missing_on_the_workers_fails_naming_it(
     assert errors, f"no CredentialError in {wrapped.value!r}"
     assert "env:HW_RAY_DRIVER_ONLY" in errors[0].message
     assert "password" == errors[0].field
+
+
+# --- writes: exactly once, also when a worker dies ----------------------------------------
+
+
+def _table_rows(pg_admin: Any, table: str) -> list[tuple[Any, ...]]:
+    return pg_admin.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608
+
+
+def _staged_parts(pg_admin: Any, schema: str) -> list[str]:
+    rows = pg_admin.execute(
+        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND relname LIKE 'hw_part_%%'",
+        (schema,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _killer(marker: str) -> Any:
+    """A function that kills the process calling it, once across processes (``marker``)."""
+
+    def kill_once() -> bool:
+        import os
+        import signal
+
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        os.kill(os.getpid(), signal.SIGKILL)
+        return True  # pragma: no cover - not reached
+
+    return kill_once
+
+
+def test_postgres_write_on_ray_reads_back_equal(
+    ray_local: Any, pg_dsn: str, pg_admin: Any, pg_schema: str, pg_engine_table: str
+) -> None:
+    """Read by 4 read tasks, written back through the Datasink: the copy equals the table."""
+    import headwater.ray
+
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    copy = f"{pg_schema}.copy"
+    pg_admin.execute(f"CREATE TABLE {copy} (LIKE {pg_engine_table})")
+    with headwater.connect("postgres", config) as source:
+        dataset = headwater.ray.read(source, pg_engine_table, parallelism=4)
+        result = headwater.ray.write(dataset, source, copy)
+    assert (copy, PG_ENGINE_ROWS) == (result.stream, result.records)
+    assert _table_rows(pg_admin, pg_engine_table) == _table_rows(pg_admin, copy)
+    assert [] == _staged_parts(pg_admin, pg_schema)
+
+
+@pytest.mark.parametrize("when", ["before_commit", "after_stage"])
+def test_a_write_task_retried_after_its_worker_died_writes_once(
+    ray_local: Any,
+    pg_dsn: str,
+    pg_admin: Any,
+    pg_schema: str,
+    pg_engine_table: str,
+    tmp_path: Path,
+    when: str,
+) -> None:
+    """The worker of write task 1 is killed (all blocks sent, or once staged): no duplicates."""
+    import headwater.ray
+
+    kill_once = _killer(str(tmp_path / "killed"))
+
+    class DyingSink(headwater.ray.HeadwaterDatasink):
+        def write(self, blocks: Any, ctx: Any) -> tuple[int, int]:
+            if ctx.task_idx != 1:
+                return super().write(blocks, ctx)
+            if when == "before_commit":
+
+                def dying() -> Iterator[Any]:
+                    yield from blocks
+                    kill_once()  # the part's COPY is sent, its transaction not committed
+
+                return super().write(dying(), ctx)
+            staged = super().write(blocks, ctx)
+            kill_once()  # staged and committed, never reported: the retry must replace it
+            return staged
+
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    copy = f"{pg_schema}.copy"
+    pg_admin.execute(f"CREATE TABLE {copy} (LIKE {pg_engine_table})")  # no key: duplicates fit
+    with headwater.connect("postgres", config) as source:
+        dataset = headwater.ray.read(source, pg_engine_table, parallelism=4)
+        sink = DyingSink(source, copy)
+        dataset.write_datasink(sink)
+    assert (tmp_path / "killed").exists(), "no worker was killed"
+    assert sink.result is not None
+    assert PG_ENGINE_ROWS == sink.result.records
+    assert _table_rows(pg_admin, pg_engine_table) == _table_rows(pg_admin, copy)
+    assert [] == _staged_parts(pg_admin, pg_schema)
+
+
+def test_a_worker_killed_mid_read_is_retried_and_the_read_is_exact(
+    ray_local: Any, pg_dsn: str, pg_engine_table: str, tmp_path: Path
+) -> None:
+    """The read task holding id 12345 dies after reading it: Ray runs it again, exactly."""
+    import headwater.ray
+
+    kill_once = _killer(str(tmp_path / "killed"))
+
+    def dying(batch: Any) -> Any:
+        if 12345 in batch.column("id").to_pylist():
+            kill_once()
+        return batch
+
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    with headwater.connect("postgres", config) as source:
+        dataset = headwater.ray.read(source, pg_engine_table, parallelism=4, batch_size=500)
+    ids = [row["id"] for row in dataset.map_batches(dying, batch_format="pyarrow").take_all()]
+    assert (tmp_path / "killed").exists(), "no worker was killed"
+    assert list(range(1, PG_ENGINE_ROWS + 1)) == sorted(ids)
+
+
+def test_the_serialized_datasink_holds_the_reference_not_the_secret(
+    ray_local: Any, pg_dsn: str, pg_engine_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Datasink, pickled into every write task, holds env:NAME and never the password."""
+    import headwater.ray
+
+    monkeypatch.setenv(WORKER_ENV, SECRET)  # resolved here too (trust auth: any password)
+    with headwater.connect("postgres", pg_config(pg_dsn, f"env:{WORKER_ENV}")) as source:
+        assert source.check().ok
+        sink = headwater.ray.HeadwaterDatasink(source, f"{pg_engine_table}_copy")
+    pickled = ray_local.cloudpickle.dumps(sink)
+    assert SECRET.encode() not in pickled
+    assert f"env:{WORKER_ENV}".encode() in pickled
+    assert SECRET not in repr(sink)
+    assert "Headwater(postgres)" == sink.get_name()
+
+
+def test_a_destination_without_part_writes_is_refused_naming_it(
+    ray_local: Any, tmp_path: Path
+) -> None:
+    """The files connector cannot write in parts: NotSupported naming it and the capability."""
+    import headwater.ray
+
+    dataset = ray_local.data.from_items([{"id": 1}, {"id": 2}])
+    with pytest.raises(headwater.NotSupported) as caught:
+        headwater.ray.write(dataset, tmp_path.as_uri(), "out.jsonl")
+    assert "'files'" in caught.value.message
+    assert "part_writes" in caught.value.message
+    assert [] == list(tmp_path.iterdir())

@@ -31,26 +31,31 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from headwater._connector import Connector, Estimate, Partition
-from headwater.errors import ConfigError, HeadwaterError
+from headwater._connector import Connector, Estimate, Partition, WriteResult
+from headwater._redact import get_logger
+from headwater.errors import ConfigError, HeadwaterError, IntegrityError
 
 if TYPE_CHECKING:
     import pyarrow
     from ray.data import Dataset, ReadTask
+    from ray.data import Datasink as _Datasink
     from ray.data import Datasource as _Datasource
 
     from headwater._plugins import Registry
     from headwater._sources import SourceRegistry
 else:
     try:
+        from ray.data import Datasink as _Datasink
         from ray.data import Datasource as _Datasource
-    except ImportError:  # read() and HeadwaterDatasource() say what to install
-        _Datasource = object
+    except ImportError:  # read(), write() and the classes say what to install
+        _Datasink = _Datasource = object
 
-__all__ = ["HeadwaterDatasource", "read"]
+__all__ = ["HeadwaterDatasink", "HeadwaterDatasource", "read", "write"]
+
+logger = get_logger("headwater.ray")
 
 
 def read(
@@ -102,6 +107,59 @@ def read(
         datasource, override_num_blocks=max(1, len(parts))
     )
     return dataset
+
+
+def write(
+    dataset: Dataset,
+    dest: Connector[Any] | str,
+    stream: str,
+    *,
+    sources: SourceRegistry | None = None,
+    registry: Registry | None = None,
+    **write_options: Any,
+) -> WriteResult:
+    """
+    Write ``dataset`` into ``stream`` of ``dest`` through a `HeadwaterDatasink`: each
+    write task's blocks exactly once however often Ray retries the task, committed
+    together at the end.
+
+    Args:
+        dataset: the Ray Dataset to write.
+        dest: a saved source name, a URL, or a connector with `Capability.PART_WRITES`.
+        stream: the table (or other stream) to write into.
+        sources, registry: where names and URLs are looked up on the driver.
+        write_options: the destination's `write` options (PostgreSQL: ``upsert_on``,
+            ``mode="replace"``, ``schema``, ``primary_key``).
+
+    Returns:
+        What the commit wrote: the stream and the records committed.
+
+    Raises:
+        NotSupported: the destination cannot write in parts (naming it).
+        ConfigError: the config cannot ship (a literal or callable secret: use a
+            reference), or ray is not installed.
+        IntegrityError: a staged part does not hold what its task wrote; nothing committed.
+    """
+    sink = HeadwaterDatasink(dest, stream, sources=sources, registry=registry, **write_options)
+    try:
+        dataset.write_datasink(sink)
+    except Exception as exc:
+        cause = next((e for e in _chain(exc) if isinstance(e, HeadwaterError)), None)
+        if cause is not None:
+            raise cause from None  # headwater's own error, not Ray's wrapper of it
+        raise
+    assert sink.result is not None  # write_datasink returns only after on_write_complete
+    return sink.result
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps, through Ray's ``cause`` and Python's ``__cause__``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = getattr(current, "cause", None) or current.__cause__
 
 
 def _ray() -> Any:
@@ -214,6 +272,98 @@ class HeadwaterDatasource(_Datasource):  # type: ignore[misc,unused-ignore]
             reader = _PartitionReader(part, self.schema, self.batch_size, self.read_options)
             tasks.append(ReadTask(reader, metadata, **extra))
         return tasks
+
+
+# Typed whether or not ray is installed (the typing session does not install the engines).
+class HeadwaterDatasink(_Datasink):  # type: ignore[misc,unused-ignore,type-arg]
+    """
+    A Ray Data ``Datasink`` writing into a stream of a connector with
+    `Capability.PART_WRITES`, each write task exactly once however often Ray retries it:
+    a task stages its blocks as part ``ctx.task_idx`` of this sink's job
+    (`Connector.write_part`; a retried task replaces what an attempt staged), and when
+    every task is done the staged parts are committed in one step
+    (`Connector.commit_parts`, run as a Ray task, so the driver needs no credentials).
+    Until then nothing is visible in the stream; a failure removes the staged parts.
+    Write with ``dataset.write_datasink(sink)`` (one sink per write) or `write`; the
+    commit's `WriteResult` is then ``sink.result``.
+    """
+
+    def __init__(
+        self,
+        dest: Connector[Any] | str,
+        stream: str,
+        *,
+        sources: SourceRegistry | None = None,
+        registry: Registry | None = None,
+        **write_options: Any,
+    ) -> None:
+        """
+        Args:
+            dest: a saved source name, a URL, or a connector with `Capability.PART_WRITES`.
+            stream: the stream to write into.
+            sources, registry: where names and URLs are looked up on the driver.
+            write_options: the destination's `write` options.
+        """
+        _ray()
+        from headwater._shipping import PartWrite
+
+        super().__init__()
+        self.write_job = PartWrite.to(
+            dest, stream, write_options, sources=sources, registry=registry
+        )
+        #: What the commit wrote, once the write is complete.
+        self.result: WriteResult | None = None
+
+    def __repr__(self) -> str:
+        job = self.write_job
+        return f"<HeadwaterDatasink {job.connector} {job.stream!r} job {job.job}>"
+
+    def get_name(self) -> str:
+        """The write's name in Ray's progress and stats: ``Headwater(<connector id>)``."""
+        return f"Headwater({self.write_job.connector})"
+
+    def write(self, blocks: Iterable[Any], ctx: Any) -> tuple[int, int]:
+        """Stage this task's blocks as part ``ctx.task_idx``: (the index, records staged)."""
+        from ray.data.block import BlockAccessor
+
+        from headwater._shipping import write_part
+
+        index = int(ctx.task_idx)
+
+        def batches() -> Iterator[Any]:
+            for block in blocks:
+                yield from BlockAccessor.for_block(block).to_arrow().to_batches()
+
+        return index, write_part(self.write_job, index, batches())
+
+    def on_write_complete(self, write_result: Any) -> None:
+        """Commit every staged part in one step, as a Ray task; keep its result."""
+        from headwater._shipping import commit_parts
+
+        parts: dict[int, int] = {}
+        for index, records in write_result.write_returns:
+            if index in parts:
+                raise IntegrityError(
+                    f"Ray ran two write tasks as part {index} of write job "
+                    f"{self.write_job.job}: nothing was committed",
+                    field="parts",
+                )
+            parts[index] = records
+        engine = _ray()
+        task = engine.remote(commit_parts).options(name=f"headwater-{self.write_job.job}-commit")
+        self.result = _result(engine, task.remote(self.write_job, parts))
+
+    def on_write_failed(self, error: Exception) -> None:
+        """Remove the staged parts (as a Ray task); Ray raises ``error`` afterwards."""
+        from headwater._shipping import abort_parts
+
+        engine = _ray()
+        try:
+            _result(engine, engine.remote(abort_parts).remote(self.write_job))
+        except Exception as exc:  # the write's own error is the one Ray raises
+            logger.warning(
+                "removing the staged parts of write job %s failed: %s", self.write_job.job, exc
+            )
 
 
 @functools.cache
