@@ -19,7 +19,6 @@ operations it supports. Everything else comes from the base:
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import concurrent.futures
 import contextlib
@@ -58,6 +57,8 @@ from headwater.errors import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     import pyarrow
 
     from headwater._plugins import Registry
@@ -561,7 +562,7 @@ class Connector(Generic[ConfigT]):
 
     async def acheck_connection(self) -> str | None:
         """Async `check_connection`; override when the driver is natively async."""
-        return await asyncio.to_thread(self.check_connection)
+        return await _to_thread(self.check_connection)
 
     def check(self) -> CheckResult:
         """Test the connection; always returns a `CheckResult`, never raises for a failure."""
@@ -575,7 +576,7 @@ class Connector(Generic[ConfigT]):
     async def acheck(self) -> CheckResult:
         """Async twin of `check`."""
         if type(self).acheck_connection is Connector.acheck_connection:
-            return await asyncio.to_thread(self.check)
+            return await _to_thread(self.check)
         started = time.perf_counter()
         try:
             message = await self.acheck_connection()
@@ -744,7 +745,7 @@ class Connector(Generic[ConfigT]):
 
     async def arelease(self) -> None:
         """Async `release`; override when the driver's resources are async."""
-        await asyncio.to_thread(self.release)
+        await _to_thread(self.release)
 
     @property
     def closed(self) -> bool:
@@ -805,15 +806,15 @@ class Connector(Generic[ConfigT]):
 
     async def afetch(self, item: str, dest: str | Path, *, overwrite: bool = True) -> FetchResult:
         """Async twin of `fetch`."""
-        return await asyncio.to_thread(self.fetch, item, dest, overwrite=overwrite)
+        return await _to_thread(self.fetch, item, dest, overwrite=overwrite)
 
     async def ametadata(self, item: str) -> dict[str, Any]:
         """Async twin of `metadata`."""
-        return await asyncio.to_thread(self.metadata, item)
+        return await _to_thread(self.metadata, item)
 
     async def ajson_fields(self, stream: str) -> frozenset[str]:
         """Async twin of `json_fields`."""
-        return await asyncio.to_thread(self.json_fields, stream)
+        return await _to_thread(self.json_fields, stream)
 
     async def awrite(
         self,
@@ -825,7 +826,7 @@ class Connector(Generic[ConfigT]):
         """Async twin of `write`; accepts a sync or an async iterable of batches."""
         if not isinstance(batches, AsyncIterable):
             sync_batches = batches
-            return await asyncio.to_thread(lambda: self.write(stream, sync_batches, **options))
+            return await _to_thread(lambda: self.write(stream, sync_batches, **options))
         return await _write_from_async(lambda it: self.write(stream, it, **options), batches)
 
     async def awrite_part(
@@ -838,7 +839,7 @@ class Connector(Generic[ConfigT]):
         **options: Any,
     ) -> WriteResult:
         """Async twin of `write_part`."""
-        return await asyncio.to_thread(
+        return await _to_thread(
             lambda: self.write_part(stream, batches, job=job, index=index, **options)
         )
 
@@ -846,35 +847,33 @@ class Connector(Generic[ConfigT]):
         self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
     ) -> WriteResult:
         """Async twin of `commit_parts`."""
-        return await asyncio.to_thread(
-            lambda: self.commit_parts(stream, job=job, parts=parts, **options)
-        )
+        return await _to_thread(lambda: self.commit_parts(stream, job=job, parts=parts, **options))
 
     async def aabort_parts(self, stream: str, *, job: str) -> None:
         """Async twin of `abort_parts`."""
-        await asyncio.to_thread(lambda: self.abort_parts(stream, job=job))
+        await _to_thread(lambda: self.abort_parts(stream, job=job))
 
     async def aupload(
         self, item: str, source: str | Path | IO[bytes], *, overwrite: bool = False
     ) -> Any:
         """Async twin of `upload`."""
-        return await asyncio.to_thread(self.upload, item, source, overwrite=overwrite)
+        return await _to_thread(self.upload, item, source, overwrite=overwrite)
 
     async def aestimate(self, stream: str, **options: Any) -> Estimate:
         """Async twin of `estimate`."""
         if type(self).estimate is Connector.estimate:
             return Estimate()
-        return await asyncio.to_thread(lambda: self.estimate(stream, **options))
+        return await _to_thread(lambda: self.estimate(stream, **options))
 
     async def awritten_state(self, stream: str, key: str) -> State | None:
         """Async twin of `written_state`."""
-        return await asyncio.to_thread(self.written_state, stream, key)
+        return await _to_thread(self.written_state, stream, key)
 
     async def apartitions(
         self, stream: str, count: int, **options: Any
     ) -> builtins.list[Partition]:
         """Async twin of `partitions`."""
-        return await asyncio.to_thread(self.partitions, stream, count, **options)
+        return await _to_thread(self.partitions, stream, count, **options)
 
     async def aread_partition(
         self,
@@ -914,6 +913,13 @@ def validate_config(
     )
 
 
+async def _to_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``asyncio.to_thread``, importing asyncio only when called: sync use never loads it."""
+    import asyncio
+
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
 async def iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T, None]:
     """
     Drive a sync iterator from async code, off the event loop, on one worker thread.
@@ -926,6 +932,8 @@ async def iterate_in_thread(make: Callable[[], Iterable[T]]) -> AsyncGenerator[T
     async twins are built on it; connectors with a partly native async implementation
     use it for the parts that stay sync.
     """
+    import asyncio  # here, not at the top: a sync read never needs it
+
     loop = asyncio.get_running_loop()
     worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="headwater-iterate")
     # The caller's context variables are seen by every step, as asyncio.to_thread does.
@@ -1015,6 +1023,8 @@ async def _write_from_async(
     batches: AsyncIterable[Any],
 ) -> WriteResult:
     """Run a sync ``write`` in a thread, feeding it from an async iterable with back-pressure."""
+    import asyncio  # here, not at the top: a sync read never needs it
+
     channel: queue.Queue[Any] = queue.Queue(maxsize=2)
 
     def pull() -> Iterator[Any]:
@@ -1048,6 +1058,8 @@ async def _write_from_async(
 
 async def _offer(channel: queue.Queue[Any], item: Any, writer: asyncio.Future[Any]) -> bool:
     """Put ``item`` for the writer thread unless the writer finishes (or fails) first."""
+    import asyncio  # here, not at the top: a sync read never needs it
+
     put = asyncio.ensure_future(asyncio.to_thread(channel.put, item))
     await asyncio.wait({writer, put}, return_when=asyncio.FIRST_COMPLETED)
     if not put.done():

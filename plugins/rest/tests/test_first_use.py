@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
 from typing import Any
 
 from headwater import Registry
@@ -68,3 +70,18 @@ def test_a_plain_http_api_client_loads_no_ca_bundle_and_verifies(http_api):
         assert _trusted_cas(connector.http.client_options(api=True)["verify"]) > 0
     with RestConnector(_config("https://api.example.com")) as connector:
         assert _trusted_cas(connector.http.client_options(api=True)["verify"]) > 0
+
+
+def test_a_sync_read_does_not_import_asyncio(http_api):
+    """asyncio (~20 ms to import) is loaded by async use only, not by a script's sync read."""
+    http_api.state.require_auth = False
+    code = (
+        "import sys\n"
+        "from headwater_rest import RestConnector\n"
+        f"config = {_config(http_api.url)!r}\n"
+        "with RestConnector(config) as connector:\n"
+        "    rows = [r for batch in connector.read('s') for r in batch.rows()]\n"
+        "print(len(rows), 'asyncio' in sys.modules)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "3 False" == ran.stdout.strip()

@@ -20,7 +20,6 @@ This module imports httpx at the top; only the connector imports it, never ``hoo
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import hashlib
@@ -32,7 +31,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote_plus
 
 import httpx
@@ -43,6 +42,9 @@ from headwater_rest.__about__ import __version__
 from headwater_rest._errors import TokenEndpointError
 from headwater_rest._flow import Flow
 from headwater_rest._http import TokenStep, TokenTransport
+
+if TYPE_CHECKING:
+    import asyncio
 
 logger = get_logger("headwater_rest.auth")
 
@@ -620,6 +622,8 @@ class _OAuth2(httpx.Auth):
             return self._usable(stale) or self._fetch()
 
     def _alock(self) -> asyncio.Lock:
+        import asyncio  # not at the top: sync reads never need it
+
         loop = asyncio.get_running_loop()
         with self._alocks_guard:
             lock = self._alocks.get(loop)

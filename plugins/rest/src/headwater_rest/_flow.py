@@ -20,7 +20,6 @@ Nothing here imports httpx: the pagination flows use the same stepping.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -108,6 +107,9 @@ def _perform(client: httpx.Client, step: Step) -> Any:
 
 async def _await_other(step: Pause | httpx.Response) -> Any:
     if step.__class__ is Pause:
+        # Imported here: a sync read never needs asyncio (~20 ms of a first request).
+        import asyncio
+
         return await asyncio.sleep(step.seconds)
     return await step.aread()  # type: ignore[union-attr]  # a response
 

@@ -19,7 +19,6 @@ endpoint's requests (`TokenTransport.exchange`).
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import dataclasses
@@ -70,6 +69,8 @@ from headwater_rest._flow import Flow, Pause, Send, arun, retried, run
 from headwater_rest._paginate import ASendMany, PageRequest, PageResponse, SendMany
 
 if TYPE_CHECKING:
+    import asyncio
+
     from headwater.toolkit import CircuitBreaker
 
 logger = get_logger("headwater_rest.http")
@@ -1085,11 +1086,15 @@ class Http:
         finally:
             pending = window.cancel()
             if pending:
+                import asyncio  # not at the top: a sync read never needs it
+
                 await asyncio.gather(*pending, return_exceptions=True)
 
     def _afetch_task(
         self, client: httpx.AsyncClient, spec: RequestSpec
     ) -> asyncio.Task[PageResponse]:
+        import asyncio  # not at the top: a sync read never needs it
+
         return asyncio.ensure_future(self.afetch(client, spec))
 
     # --- lifecycle ----------------------------------------------------------------------------
