@@ -29,6 +29,18 @@ from tests.fix_services import service_unavailable
 PG_ENGINE_ROWS = 20_000
 
 
+def no_part_writes_connector() -> Any:
+    """A connector that writes, but not in parts (no `Capability.PART_WRITES`)."""
+    from headwater.toolkit import Capability, Connector, ConnectorConfig
+
+    class WholeWrites(Connector[ConnectorConfig]):
+        id = "whole-writes"
+        Config = ConnectorConfig
+        capabilities = frozenset({Capability.CHECK, Capability.WRITE})
+
+    return WholeWrites({})
+
+
 def pg_config(pg_dsn: str, password: Any) -> dict[str, Any]:
     """A postgres connector config for the test server, with ``password`` as given."""
     from psycopg.conninfo import conninfo_to_dict

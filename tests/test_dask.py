@@ -14,7 +14,7 @@ import pytest
 
 import headwater
 import headwater.dask
-from tests.fix_engines import PG_ENGINE_ROWS, pg_config
+from tests.fix_engines import PG_ENGINE_ROWS, no_part_writes_connector, pg_config
 
 pytestmark = pytest.mark.engines
 
@@ -257,16 +257,31 @@ def test_serialized_write_tasks_hold_the_reference_not_the_secret(
     assert SECRET not in caplog.text
 
 
-def test_a_destination_without_part_writes_is_refused_naming_it(
-    dask_client: Any, tmp_path: Path
-) -> None:
-    """The files connector cannot write in parts: NotSupported naming it and the capability."""
+def test_a_destination_without_part_writes_is_refused_naming_it(dask_client: Any) -> None:
+    """A connector that cannot write in parts: NotSupported naming it and the capability."""
     import pandas as pd
     from dask import dataframe as dd
 
     frame = dd.from_pandas(pd.DataFrame({"id": [1, 2, 3]}), npartitions=2)
     with pytest.raises(headwater.NotSupported) as caught:
-        headwater.dask.to_source(frame, tmp_path.as_uri(), "out.jsonl")
-    assert "'files'" in caught.value.message
+        headwater.dask.to_source(frame, no_part_writes_connector(), "out")
+    assert "'whole-writes'" in caught.value.message
     assert "part_writes" in caught.value.message
-    assert [] == list(tmp_path.iterdir())
+    assert "headwater connectors" in (caught.value.hint or "")
+
+
+def test_files_write_on_dask_reads_back_equal(dask_client: Any, tmp_path: Path) -> None:
+    """A JSON Lines file read in 3 byte ranges, written as 3 parts: the copy reads back equal."""
+    import pandas as pd
+
+    with (tmp_path / "events.jsonl").open("w") as out:
+        for i in range(3000):
+            out.write(json.dumps({"id": i, "name": None if i % 5 == 0 else f"e{i}"}) + "\n")
+    url = tmp_path.as_uri()
+    frame = headwater.dask.read(url, "events.jsonl", npartitions=3)
+    result = headwater.dask.to_source(frame, url, "out/copy.jsonl")
+    assert 3000 == result.records
+    expected = headwater.to_pandas(url, "events.jsonl")
+    got = headwater.to_pandas(url, "out/copy.jsonl").sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(expected, got)
+    assert ["copy.jsonl"] == [p.name for p in (tmp_path / "out").iterdir()]

@@ -13,7 +13,7 @@ import pytest
 
 import headwater  # noqa: F401 - headwater.CredentialError etc. (and headwater.ray below)
 from headwater.toolkit import partitions
-from tests.fix_engines import PG_ENGINE_ROWS, pg_config
+from tests.fix_engines import PG_ENGINE_ROWS, no_part_writes_connector, pg_config
 
 # Ray 2.60's DataContext() warns about its own defaults of deprecated fields.
 pytestmark = [
@@ -312,15 +312,29 @@ def test_the_serialized_datasink_holds_the_reference_not_the_secret(
     assert "Headwater(postgres)" == sink.get_name()
 
 
-def test_a_destination_without_part_writes_is_refused_naming_it(
-    ray_local: Any, tmp_path: Path
-) -> None:
-    """The files connector cannot write in parts: NotSupported naming it and the capability."""
+def test_a_destination_without_part_writes_is_refused_naming_it(ray_local: Any) -> None:
+    """A connector that cannot write in parts: NotSupported naming it and the capability."""
     import headwater.ray
 
     dataset = ray_local.data.from_items([{"id": 1}, {"id": 2}])
     with pytest.raises(headwater.NotSupported) as caught:
-        headwater.ray.write(dataset, tmp_path.as_uri(), "out.jsonl")
-    assert "'files'" in caught.value.message
+        headwater.ray.write(dataset, no_part_writes_connector(), "out")
+    assert "'whole-writes'" in caught.value.message
     assert "part_writes" in caught.value.message
-    assert [] == list(tmp_path.iterdir())
+    assert "headwater connectors" in (caught.value.hint or "")
+
+
+def test_files_write_on_ray_reads_back_equal(ray_local: Any, tmp_path: Path) -> None:
+    """A JSON Lines file read in 3 byte ranges, written through the Datasink: equal rows."""
+    import headwater.ray
+
+    with (tmp_path / "events.jsonl").open("w") as out:
+        for i in range(3000):
+            out.write(json.dumps({"id": i, "name": None if i % 5 == 0 else f"e{i}"}) + "\n")
+    url = tmp_path.as_uri()
+    dataset = headwater.ray.read(url, "events.jsonl", parallelism=3)
+    result = headwater.ray.write(dataset, url, "out/copy.jsonl")
+    assert 3000 == result.records
+    expected = headwater.to_arrow(url, "events.jsonl").to_pylist()
+    assert expected == _sorted_rows(headwater.to_arrow(url, "out/copy.jsonl").to_pylist(), "id")
+    assert ["copy.jsonl"] == [p.name for p in (tmp_path / "out").iterdir()]

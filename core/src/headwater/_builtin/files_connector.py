@@ -27,7 +27,7 @@ import contextlib
 import functools
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -159,6 +159,7 @@ class FilesConnector(Connector[FilesConfig]):
             Capability.ARROW,
             Capability.JSON_TEXT,
             Capability.PARTITIONS,
+            Capability.PART_WRITES,
         }
     )
 
@@ -622,6 +623,40 @@ class FilesConnector(Connector[FilesConfig]):
                     out.truncate(original)
             raise
         return WriteResult(stream, count)
+
+    def write_part(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        job: str,
+        index: int,
+        **options: Any,
+    ) -> WriteResult:
+        """
+        Write part ``index`` of ``job`` as the hidden file ``.hwpart-<job>-<index>.<name>``
+        beside ``stream``, replacing an earlier attempt's (see `files_parts`).
+        """
+        from headwater._builtin import files_parts
+
+        return files_parts.write_part(self, stream, batches, job, index, options)
+
+    def commit_parts(
+        self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
+    ) -> WriteResult:
+        """
+        Write ``stream`` from the parts of ``job`` in index order (one `write`, with its
+        ``mode``), each part's records counted against ``parts``; then delete the parts.
+        """
+        from headwater._builtin import files_parts
+
+        return files_parts.commit(self, stream, job, parts, options)
+
+    def abort_parts(self, stream: str, *, job: str) -> None:
+        """Delete every part of ``job`` written beside ``stream``."""
+        from headwater._builtin import files_parts
+
+        files_parts.abort(self, stream, job)
 
     def _append_position(self, sink: FileSink, path: Path, file_format: FileFormat) -> Any:
         base = {"path": str(sink.path), "format": file_format.fmt}
