@@ -232,20 +232,19 @@ def test_serialized_write_tasks_hold_the_reference_not_the_secret(
 ) -> None:
     """The write's task graph, as Dask pickles it, holds env:NAME and never the password."""
     import cloudpickle
-    import dask.base
 
     monkeypatch.setenv(WORKER_ENV, SECRET)  # resolved here too (trust auth: any password)
     config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
     copy = f"{pg_schema}.copy"
     pg_admin.execute(f"CREATE TABLE {copy} (LIKE {pg_engine_table})")
-    compute = dask.base.compute
+    compute = headwater.dask._compute_parts
     graphs: list[bytes] = []
 
-    def capturing(*collections: Any, **kwargs: Any) -> Any:
-        graphs.extend(cloudpickle.dumps(dict(c.__dask_graph__())) for c in collections)
-        return compute(*collections, **kwargs)
+    def capturing(client: Any, tasks: list[Any]) -> Any:
+        graphs.extend(cloudpickle.dumps(dict(task.__dask_graph__())) for task in tasks)
+        return compute(client, tasks)
 
-    monkeypatch.setattr(dask.base, "compute", capturing)
+    monkeypatch.setattr(headwater.dask, "_compute_parts", capturing)
     with headwater.connect("postgres", config) as source:
         assert source.check().ok  # the secret is resolved in this process
         frame = headwater.dask.read(source, pg_engine_table, npartitions=3)
@@ -285,3 +284,19 @@ def test_files_write_on_dask_reads_back_equal(dask_client: Any, tmp_path: Path) 
     got = headwater.to_pandas(url, "out/copy.jsonl").sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(expected, got)
     assert ["copy.jsonl"] == [p.name for p in (tmp_path / "out").iterdir()]
+
+
+def test_a_failed_write_leaves_no_staged_part_and_no_row(
+    dask_client: Any, pg_dsn: str, pg_admin: Any, pg_schema: str, pg_engine_table: str
+) -> None:
+    """A column the table lacks fails the write tasks: the error names it, nothing stays."""
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    copy = f"{pg_schema}.copy"
+    pg_admin.execute(f"CREATE TABLE {copy} (id bigint, name text)")
+    with headwater.connect("postgres", config) as source:
+        frame = headwater.dask.read(source, pg_engine_table, npartitions=3)
+        with pytest.raises(headwater.HeadwaterError) as caught:
+            headwater.dask.to_source(frame, source, copy)
+    assert "amount" in str(caught.value)
+    assert [] == _table_rows(pg_admin, copy)
+    assert [] == _staged_parts(pg_admin, pg_schema)

@@ -290,8 +290,11 @@ def test_a_worker_killed_mid_read_is_retried_and_the_read_is_exact(
     config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
     with headwater.connect("postgres", config) as source:
         dataset = headwater.ray.read(source, pg_engine_table, parallelism=4, batch_size=500)
-    ids = [row["id"] for row in dataset.map_batches(dying, batch_format="pyarrow").take_all()]
+    mapped = dataset.map_batches(dying, batch_format="pyarrow")
+    ids = [row["id"] for row in mapped.take_all()]
     assert (tmp_path / "killed").exists(), "no worker was killed"
+    # Ray fuses the map into the read task: the process killed was reading.
+    assert "ReadHeadwater(postgres)->MapBatches(dying)" in mapped.stats()
     assert list(range(1, PG_ENGINE_ROWS + 1)) == sorted(ids)
 
 

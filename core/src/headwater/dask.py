@@ -140,7 +140,6 @@ def to_source(
         IntegrityError: a staged part does not hold what its task wrote; nothing committed.
     """
     _dask()
-    from dask.base import compute
     from dask.delayed import delayed
 
     from headwater._shipping import PartWrite, abort_parts, commit_parts
@@ -153,7 +152,7 @@ def to_source(
     ]
     client = _client()
     try:
-        counts = compute(*tasks)  # type: ignore[no-untyped-call,unused-ignore]
+        counts = _compute_parts(client, tasks)
         parts = {index: int(count) for index, count in enumerate(counts)}
         result: WriteResult = _run(client, commit_parts, write, parts)
     except BaseException:
@@ -163,6 +162,26 @@ def to_source(
             logger.warning("removing the staged parts of write job %s failed: %s", write.job, exc)
         raise
     return result
+
+
+def _compute_parts(client: Any, tasks: list[Any]) -> list[int]:
+    """
+    The records each write task staged. With a ``distributed`` client, a failure waits
+    for the tasks still running before it is raised: the staged parts are removed after
+    it, and a task finishing later would leave its part behind.
+    """
+    if client is None:
+        from dask.base import compute
+
+        return list(compute(*tasks))  # type: ignore[no-untyped-call,unused-ignore]
+    from distributed import wait
+
+    futures = client.compute(tasks)
+    try:
+        return list(client.gather(futures))
+    except BaseException:
+        wait(futures)  # type: ignore[no-untyped-call,unused-ignore]
+        raise
 
 
 def _run(client: Any, function: Any, *args: Any) -> Any:
