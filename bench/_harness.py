@@ -8,9 +8,11 @@ scenario's baseline, the median of the ratios taken within each round (`paired_m
 and peak RSS. Ratios are what to read: absolute figures depend on the machine and its load.
 
 How a case starts (`Start`): *cold* is the first use in a fresh process, as a user's script
-or a short job sees it: every import of the libraries the case uses (``import headwater``
-and what follows, or ``import httpx``) and every one-time set-up is inside the clock; the
-worker refuses a cold case whose module imported one of them before the clock. *warm* has
+or a short job sees it: the import of the case's module, of the libraries the case uses
+(``import headwater`` and what follows, or ``import httpx``) and every one-time set-up are
+inside the clock (case modules import their libraries inside each case, so a cold figure
+holds each side's own imports); the worker refuses a cold case whose declared `imports`
+were loaded before the clock by the worker itself. *warm* has
 the case's `imports` loaded and the case run once, untimed, before the clock: the figure of
 a long-running process. Without either, the imports are loaded and nothing else is run
 first. ``python -m bench --cold`` runs every scenario that does not choose cold or warm.
