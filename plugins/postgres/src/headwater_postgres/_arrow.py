@@ -133,17 +133,40 @@ def _numeric_text(column: Any) -> Any:
     return pa.ExtensionArray.from_storage(column.type, storage)
 
 
+def _smallest(values: Any) -> int | None:
+    """
+    A lower bound of an int32/int64 array's values, or None for an empty one: the least
+    of its data buffer, null slots included (whatever they hold can only lower it, and
+    `_infinities` then takes the exact path). numpy, which pyarrow has loaded already,
+    rather than ``pyarrow.compute``, whose import is 0.15 s of a cold Arrow read.
+    """
+    try:
+        import numpy as np
+    except ImportError:  # pyarrow without numpy
+        import pyarrow.compute as pc
+
+        smallest: int | None = pc.min(values).as_py()
+        return smallest
+    data = values.buffers()[1]
+    if not len(values) or data is None:
+        return None
+    width = values.type.bit_width // 8
+    array = np.frombuffer(data, np.dtype(f"=i{width}"), len(values), values.offset * width)
+    return int(array.min())
+
+
 def _infinities(
     field: Any, column: Any, ints: Any, bits: int, shift: int, low: int, pg_type: str
 ) -> Any:
     """A date32 / timestamp[us] column with the driver's wrapped infinities corrected."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     values = column.view(ints)
-    smallest = pc.min(values).as_py()
+    smallest = _smallest(values)
     if smallest is None or smallest >= low:
         return column  # the common case: one pass, nothing to correct
+    import pyarrow.compute as pc
+
     top, bottom = 2 ** (bits - 1) - 1, -(2 ** (bits - 1))
     # The server's infinity (the largest integer) plus the shift wraps to bottom+shift-1;
     # -infinity (the smallest) plus the shift is bottom+shift.
