@@ -300,3 +300,24 @@ def test_a_failed_write_leaves_no_staged_part_and_no_row(
     assert "amount" in str(caught.value)
     assert [] == _table_rows(pg_admin, copy)
     assert [] == _staged_parts(pg_admin, pg_schema)
+
+
+def test_a_missing_table_is_created_and_upserted_with_the_last_record_of_a_key(
+    dask_client: Any, pg_dsn: str, pg_admin: Any, pg_schema: str
+) -> None:
+    """Keys repeated across partitions with upsert_on: one row each, the later partition's."""
+    import pandas as pd
+    from dask import dataframe as dd
+
+    ids = [*range(100), *range(50, 150)]
+    data = pd.DataFrame({"id": ids, "v": [f"v{n}" for n in range(len(ids))]})
+    frame = dd.from_pandas(data, npartitions=4, sort=False)
+    assert 4 == frame.npartitions
+    table = f"{pg_schema}.made"
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    with headwater.connect("postgres", config) as dest:
+        result = headwater.dask.to_source(frame, dest, table, primary_key="id", upsert_on="id")
+    assert 150 == result.records
+    last = {key: f"v{n}" for n, key in enumerate(ids)}
+    assert sorted(last.items()) == _table_rows(pg_admin, table)
+    assert [] == _staged_parts(pg_admin, pg_schema)
