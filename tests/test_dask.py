@@ -321,3 +321,20 @@ def test_a_missing_table_is_created_and_upserted_with_the_last_record_of_a_key(
     last = {key: f"v{n}" for n, key in enumerate(ids)}
     assert sorted(last.items()) == _table_rows(pg_admin, table)
     assert [] == _staged_parts(pg_admin, pg_schema)
+
+
+def test_a_write_whose_reference_the_workers_cannot_resolve_fails_naming_it(
+    dask_client: Any, pg_dsn: str, pg_schema: str
+) -> None:
+    """env:NAME set nowhere: the write tasks raise headwater's CredentialError naming it."""
+    import pandas as pd
+    from dask import dataframe as dd
+
+    frame = dd.from_pandas(pd.DataFrame({"id": range(10)}), npartitions=2)
+    with (
+        headwater.connect("postgres", pg_config(pg_dsn, "env:HW_DASK_NOWHERE")) as dest,
+        pytest.raises(headwater.CredentialError) as caught,
+    ):
+        headwater.dask.to_source(frame, dest, f"{pg_schema}.never")
+    assert "env:HW_DASK_NOWHERE" in caught.value.message
+    assert "password" == caught.value.field
