@@ -341,3 +341,21 @@ def test_files_write_on_ray_reads_back_equal(ray_local: Any, tmp_path: Path) -> 
     expected = headwater.to_arrow(url, "events.jsonl").to_pylist()
     assert expected == _sorted_rows(headwater.to_arrow(url, "out/copy.jsonl").to_pylist(), "id")
     assert ["copy.jsonl"] == [p.name for p in (tmp_path / "out").iterdir()]
+
+
+def test_a_failed_write_leaves_no_staged_part_and_no_row(
+    ray_local: Any, pg_dsn: str, pg_admin: Any, pg_schema: str, pg_engine_table: str
+) -> None:
+    """A column the table lacks fails the write: headwater's error naming it, nothing stays."""
+    import headwater.ray
+
+    config = pg_config(pg_dsn, f"env:{WORKER_ENV}")
+    copy = f"{pg_schema}.copy"
+    pg_admin.execute(f"CREATE TABLE {copy} (id bigint, name text)")
+    with headwater.connect("postgres", config) as source:
+        dataset = headwater.ray.read(source, pg_engine_table, parallelism=3)
+        with pytest.raises(headwater.HeadwaterError) as caught:
+            headwater.ray.write(dataset, source, copy)
+    assert "amount" in str(caught.value)
+    assert [] == _table_rows(pg_admin, copy)
+    assert [] == _staged_parts(pg_admin, pg_schema)
