@@ -305,6 +305,7 @@ class HeadwaterDatasink(_Datasink):  # type: ignore[misc,unused-ignore,type-arg]
             write_options: the destination's `write` options.
         """
         _ray()
+        _check_write_returns()
         from headwater._shipping import PartWrite
 
         super().__init__()
@@ -364,6 +365,22 @@ class HeadwaterDatasink(_Datasink):  # type: ignore[misc,unused-ignore,type-arg]
             logger.warning(
                 "removing the staged parts of write job %s failed: %s", self.write_job.job, exc
             )
+
+
+def _check_write_returns() -> None:
+    """
+    Refuse a Ray whose ``on_write_complete`` does not get the write tasks' returns (Ray
+    2.38 to 2.40 dropped them): without them no part can be committed.
+    """
+    from ray.data.datasource import datasink
+
+    result = getattr(datasink, "WriteResult", None)
+    if result is None or "write_returns" not in getattr(result, "__dataclass_fields__", {}):
+        raise ConfigError(
+            "headwater.ray's writes need a Ray Data that passes the write tasks' results "
+            "to Datasink.on_write_complete (ray 2.41 or later)",
+            hint="pip install 'ray[data]>=2.41'",
+        )
 
 
 @functools.cache
