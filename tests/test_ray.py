@@ -359,3 +359,19 @@ def test_a_failed_write_leaves_no_staged_part_and_no_row(
     assert "amount" in str(caught.value)
     assert [] == _table_rows(pg_admin, copy)
     assert [] == _staged_parts(pg_admin, pg_schema)
+
+
+def test_a_write_whose_reference_the_workers_cannot_resolve_fails_naming_it(
+    ray_local: Any, pg_dsn: str, pg_schema: str
+) -> None:
+    """env:NAME set nowhere: write() raises the write tasks' CredentialError as itself."""
+    import headwater.ray
+
+    dataset = ray_local.data.from_items([{"id": n} for n in range(10)])
+    with (
+        headwater.connect("postgres", pg_config(pg_dsn, "env:HW_RAY_NOWHERE")) as dest,
+        pytest.raises(headwater.CredentialError) as caught,
+    ):
+        headwater.ray.write(dataset, dest, f"{pg_schema}.never")
+    assert "env:HW_RAY_NOWHERE" in caught.value.message
+    assert "password" == caught.value.field
