@@ -70,3 +70,19 @@ def test_parquet_parts_and_an_append(files: Any, tmp_path: Path) -> None:
     rows = [row for batch in files.read("t.parquet") for row in batch.rows()]
     assert [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 3, "v": "c"}] == rows
     assert ["t.parquet"] == [p.name for p in tmp_path.iterdir()]
+
+
+@pytest.mark.engines
+def test_dask_without_a_distributed_client_writes_in_this_process(tmp_path: Path) -> None:
+    """No distributed client: the write tasks and the commit run on Dask's local scheduler."""
+    import pandas as pd
+    from dask import dataframe as dd
+
+    import headwater.dask
+
+    assert headwater.dask._client() is None
+    frame = dd.from_pandas(pd.DataFrame({"id": range(100)}), npartitions=4, sort=False)
+    result = headwater.dask.to_source(frame, tmp_path.as_uri(), "ids.jsonl")
+    assert 100 == result.records
+    assert [{"id": n} for n in range(100)] == _records(tmp_path / "ids.jsonl")
+    assert ["ids.jsonl"] == [p.name for p in tmp_path.iterdir()]
