@@ -197,6 +197,7 @@ def test_a_write_task_retried_after_its_worker_died_writes_once(
     copy = f"{pg_schema}.copy"
     pg_admin.execute(f"CREATE TABLE {copy} (LIKE {pg_engine_table})")  # no key: duplicates fit
     marker = str(tmp_path / "killed")
+    dask_client.wait_for_workers(2, timeout=60)  # one killed by an earlier test restarts
     dask_client.run(_install_write_killer, marker, 2, when)
     with headwater.connect("postgres", config) as source:
         frame = headwater.dask.read(source, pg_engine_table, npartitions=4)
@@ -215,6 +216,7 @@ def test_a_worker_killed_mid_read_is_retried_and_the_read_is_exact(
     marker = str(tmp_path / "killed")
     with headwater.connect("postgres", config) as source:
         frame = headwater.dask.read(source, pg_engine_table, npartitions=4, batch_size=500)
+    dask_client.wait_for_workers(2, timeout=60)  # one killed by an earlier test restarts
     dask_client.run(_install_read_killer, marker, 2)
     ids = frame["id"].compute().tolist()
     assert os.path.exists(marker), "no worker was killed"
