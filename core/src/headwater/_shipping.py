@@ -12,7 +12,9 @@ saved source (`headwater.SourceRegistry.add`), checked by the same code.
 On a worker, `read_partition` opens the connector from id + config once per process and
 config (reused by every later partition of that config, closed at process exit) and
 yields its batches: Arrow record batches where the connector reads Arrow (``"arrow"`` in
-its ``read_formats``), dicts otherwise.
+its ``read_formats``), dicts otherwise. `plan` is an engine's read plan (partitions and
+schema), worked out on a worker; `PartWrite` is an engine's exactly-once write, whose
+`write_part`, `commit_parts` and `abort_parts` run on workers too.
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ gives them: a connector that reads Arrow hands its record batches through; dict 
 are converted as `headwater.to_arrow` converts them. Progress is Dask's own (its
 dashboard, ``dask.diagnostics.ProgressBar``).
 
+`to_source` writes a frame back, one task per partition, each partition exactly once
+even when Dask retries a task (a worker died): the destination stages each partition
+under the write's job id and the partition's index, a retry replaces that part, and one
+commit at the end makes every part visible at once (`Capability.PART_WRITES`).
+
 Needs ``pip install 'headwater[dask]'``; imported only when used.
 """
 

@@ -24,6 +24,11 @@ settles it: a column NULL in the first batch or first seen a few batches on is t
 its values; one that does not fit afterwards is an error naming the column). Progress is
 Ray's own (its progress bars and dashboard).
 
+`HeadwaterDatasink` (and `write`) writes a dataset back, each write task exactly once
+even when Ray retries it: the destination stages the task's blocks as the part of its task
+index, a retry replaces that part, and one commit at the end makes every part visible at
+once (`Capability.PART_WRITES`).
+
 Needs ``pip install 'headwater[ray]'``; imported only when used.
 """
 
