@@ -171,10 +171,16 @@ def test_json_lines_decoder_keeps_big_integers_beside_long_digit_strings():
 
 
 def test_only_the_line_that_may_hold_a_big_integer_leaves_the_fast_path(monkeypatch):
-    """A UUID-like value ending in 20 digits sends its own line to the exact path, not the chunk's."""
+    """
+    Only lines with a run of 19 digits where a number can start are parsed on the exact
+    path, alone: not their chunk, and not a UUID-like string whose digits follow a "-"
+    inside it.
+    """
     lines = [b'{"n": %d, "u": "0a1b2c3d-9e8f-4a7b-8c6d-0123456789ab"}' % i for i in range(50)]
     lines[3] = b'{"n": 3, "u": "0a1b2c3d-9e8f-4a7b-8c6d-12345678901234567890"}'
     lines[7] = b'{"n": 7, "big": 123456789012345678901234567890}'
+    lines[9] = b'{"n": 9, "neg":-123456789012345678901234567890}'
+    lines[11] = b'{"n": 11, "in": [-123456789012345678901234567890]}'
     exact: list[bytes] = []
     parse_one = f.JsonLinesDecoder._parse_one
 
@@ -186,10 +192,8 @@ def test_only_the_line_that_may_hold_a_big_integer_leaves_the_fast_path(monkeypa
     got = _decode("jsonl", b"\n".join(lines) + b"\n")
     assert [json.loads(line) for line in lines] == got
     assert 123456789012345678901234567890 == got[7]["big"]
-    # The UUID-like value (a run of digits after "-") and the big integer are the
-    # suspects, parsed alone on the exact path; before, one suspect sent the whole
-    # chunk there, line by line.
-    assert [lines[3], lines[7]] == exact
+    assert -123456789012345678901234567890 == got[9]["neg"] == got[11]["in"][0]
+    assert [lines[7], lines[9], lines[11]] == exact
 
 
 def test_a_bad_suspect_line_fails_after_the_records_before_it():
@@ -279,6 +283,85 @@ def test_decode_batches_cut_what_decode_stream_gives(values, size, piece, fmt):
     assert [ends[min(len(ends), (i + 1) * size) - 1] for i in range(len(batches))] == [
         end for _, end in batches
     ]
+
+
+_LINES = {
+    "record": b'{"v": 1, "s": "x"}\n',
+    "crlf record": b'{"v": 2}\r\n',
+    "blank": b"\n",
+    "crlf blank": b"\r\n",
+    "spaces": b"  \t \n",
+    "big integer": b'{"v": 123456789012345678901234567890}\n',
+}
+
+
+@given(
+    st.booleans(),
+    st.lists(st.sampled_from(sorted(_LINES)), max_size=40),
+    st.booleans(),
+    st.integers(min_value=1, max_value=50),
+    st.integers(min_value=1, max_value=5),
+)
+@settings(max_examples=150, deadline=None)
+def test_json_lines_batch_offsets_are_the_file_offsets(bom, kinds, unterminated, piece, size):
+    """
+    Each batch's offset is the byte just after its last record's line in the file
+    (byte-order mark, blank, CRLF and whitespace lines counted, a last line without a
+    newline too), and resuming from it gives exactly the records after the batch.
+    """
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"".join(_LINES[kind] for kind in kinds)
+    if unterminated:
+        data += b'{"v": 3}'
+    expected, ends = [], []
+    for start, line in _lines_at(data):
+        text = line.removeprefix(b"\xef\xbb\xbf") if start == 0 else line
+        if text.strip():
+            expected.append(json.loads(text))
+            ends.append(start + len(line))
+    chunks = [data[i : i + piece] for i in range(0, len(data), piece)]
+    batches = list(f.decode_batches(f.make_decoder("jsonl", "t"), chunks, size))
+    assert expected == [r for batch, _ in batches for r in batch]
+    assert [ends[min(len(ends), (i + 1) * size) - 1] for i in range(len(batches))] == [
+        end for _, end in batches
+    ]
+    for index, (_batch, end) in enumerate(batches):
+        decoder = f.make_decoder("jsonl", "t", end)
+        rest = [r for batch, _ in f.decode_batches(decoder, [data[end:]], size) for r in batch]
+        assert expected[(index + 1) * size :] == rest
+
+
+def _lines_at(data: bytes) -> list[tuple[int, bytes]]:
+    """Each line of ``data`` (its newline kept) with the offset it starts at."""
+    out, start = [], 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end + 1
+        out.append((start, data[start:end]))
+        start = end
+    return out
+
+
+@pytest.mark.parametrize("compression", ["gzip", None])
+def test_batch_cutter_refuses_an_offset_past_the_end(compression):
+    """A state offset beyond the decompressed data is an error naming it, not an empty read."""
+    data = b'{"a": 1}\n{"a": 2}\n'
+    stored = gzip.compress(data) if compression else data
+    decoder = f.make_decoder("jsonl", "t.jsonl", 40)
+    with pytest.raises(ConfigError, match=r"state offset 40 is past the end of 't\.jsonl'"):
+        list(f.decode_batches(decoder, [stored], 10, compression, skip=40))
+    decoder = f.make_decoder("jsonl", "t.jsonl", len(data))
+    assert [] == list(f.decode_batches(decoder, [stored], 10, compression, skip=len(data)))
+
+
+def test_batch_cutter_cuts_what_it_is_fed_as_decode_batches_pulls_it():
+    """The push driver gives the batches and offsets of the pull driver, fed piece by piece."""
+    data = b"".join(b'{"n": %d}\n' % i for i in range(25)) + b'{"n": 25}'
+    pulled = list(f.decode_batches(f.make_decoder("jsonl", "t"), [data], 4))
+    cutter = f.BatchCutter(f.make_decoder("jsonl", "t"), 4)
+    pushed = [pair for i in range(0, len(data), 7) for pair in cutter.feed(data[i : i + 7])]
+    pushed += cutter.finish()
+    assert pulled == pushed
+    assert 26 == sum(len(batch) for batch, _ in pushed)
 
 
 def test_decode_batches_raise_after_the_full_batches_before_a_bad_line():

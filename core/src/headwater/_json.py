@@ -78,25 +78,31 @@ def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
     return json.loads(text)
 
 
-#: Bytes after which a JSON integer token can start.
-_INTEGER_STARTS: Final = frozenset(b":,[ \t\r\n-")
+#: Bytes after which a JSON number token can start (its ``-`` included).
+_NUMBER_STARTS: Final = frozenset(b":,[ \t\r\n")
+_MINUS: Final = ord("-")
 
 
 def long_integer_offsets(chunk: bytes) -> list[int]:
     """
     Where ``chunk`` (many documents) may hold an integer beyond 64 bits, which orjson
     would turn into a float: the offsets of runs of 19 digits where an integer token can
-    start. Runs inside strings (after a quote) or after a point (a float's decimals,
-    which orjson reads exactly) do not count, unlike `_has_long_digit_run`'s
-    whole-document rule; each run is found with C-level searches, not a regex. A run
-    after a ``-`` inside a string (a UUID-like value) is still found: the caller parses
-    the documents holding an offset on the exact path, and only those.
+    start (after ``:``, ``,``, ``[``, whitespace or the chunk's start, or after a ``-``
+    that itself stands there). Runs inside strings (after a quote, or a ``-`` inside a
+    UUID-like value) or after a point (a float's decimals, which orjson reads exactly)
+    do not count, unlike `_has_long_digit_run`'s whole-document rule; each run is found
+    with C-level searches, not a regex. A run that only looks like a number (after a
+    space inside a string) is still found: the caller parses the documents holding an
+    offset on the exact path, and only those.
     """
     zeros = chunk.translate(_DIGITS_AS_ZEROS)
     offsets = []
     found = zeros.find(_NINETEEN_DIGITS)
     while found >= 0:
-        if found == 0 or chunk[found - 1] in _INTEGER_STARTS:
+        before = chunk[found - 1] if found else None
+        if before == _MINUS:
+            before = chunk[found - 2] if found > 1 else None
+        if before is None or before in _NUMBER_STARTS:
             offsets.append(found)
         after = zeros.find(b" ", found)
         if after < 0:

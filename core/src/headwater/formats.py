@@ -31,7 +31,6 @@ bz2 and xz from the standard library, zstd with the ``zstandard`` package
 from __future__ import annotations
 
 import base64
-import bisect
 import bz2
 import codecs
 import csv
@@ -50,7 +49,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, overload
 
 from headwater._json import long_integer_offsets
 from headwater.errors import ConfigError
@@ -64,6 +63,7 @@ __all__ = [
     "JSON_FIELD_METADATA",
     "JSON_NULL",
     "LINE_FORMATS",
+    "BatchCutter",
     "Codec",
     "CopyText",
     "CsvDecoder",
@@ -573,71 +573,121 @@ class JsonLinesDecoder:
         """Decode a last line without a trailing newline."""
         return _pairs(*self.finish_lists())
 
-    def feed_lists(self, data: bytes) -> tuple[Iterable[dict[str, Any]], list[int]]:
+    def feed_lists(self, data: bytes) -> tuple[Iterable[dict[str, Any]], Sequence[int]]:
         """
         `feed` as the records and their end offsets apart: a list of records where the
         chunk parsed in one go, else an iterator that raises at a bad line after the
         records before it (what `decode_batches` cuts batches from without a step per
-        record).
+        record). The offsets are worked out when asked for: a batch needs only its last.
         """
-        if self._tail:
-            data = self._tail + data
-        cut = data.rfind(b"\n") + 1
-        self._tail = data[cut:]
-        if not cut:
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: the start of a line yet to end
+        if not lines:
+            self._tail += tail
             return [], []
-        return self._decode(data[:cut].split(b"\n")[:-1], data[:cut])
+        consumed = len(data) - len(tail) + len(self._tail)
+        joined = bool(self._tail)
+        if joined:
+            lines[0] = self._tail + lines[0]
+        self._tail = tail
+        return self._decode(lines, data, consumed, joined=joined)
 
-    def finish_lists(self) -> tuple[Iterable[dict[str, Any]], list[int]]:
+    def finish_lists(self) -> tuple[Iterable[dict[str, Any]], Sequence[int]]:
         """`finish` as `feed_lists` gives it."""
         tail, self._tail = self._tail, b""
         if not tail:
             return [], []
-        return self._decode([tail], tail, newline=False)
+        return self._decode([tail], tail, len(tail), joined=False, newline=False)
 
     def _decode(
-        self, lines: list[bytes], chunk: bytes, *, newline: bool = True
-    ) -> tuple[Iterable[dict[str, Any]], list[int]]:
+        self, lines: list[bytes], data: bytes, consumed: int, *, joined: bool, newline: bool = True
+    ) -> tuple[Iterable[dict[str, Any]], Sequence[int]]:
+        """
+        The records of ``lines``: the complete lines of ``data`` (the first one prefixed
+        with the previous chunk's unfinished line when ``joined``), ``consumed`` bytes of
+        the file in all, newlines included.
+        """
         start = self.position
+        self.position = start + consumed
         # Offsets count the bytes as they are in the file, byte-order mark included.
-        ends = list(itertools.accumulate((len(line) + newline for line in lines), initial=start))
-        self.position = ends[-1]
+        base = start
         if start == 0:
             _utf16_check(self.name, lines[0], self.encoding)
-            lines[0] = self._bom.strip(lines[0])
-        keep = [i for i, line in enumerate(lines) if line and not line.isspace()]
-        first = self._lines
+            first = self._bom.strip(lines[0])
+            base += len(lines[0]) - len(first)
+            lines[0] = first
+        # Blank lines are skipped; most chunks have none, found by one C-level search.
+        keep = None if lines[0] and b"\n\n" not in data else _non_blank(lines)
+        number = self._lines
         if self._lines is not None:
             self._lines += len(lines)
+        ends = _LineEnds(base, lines, newline)
 
         def exact(i: int) -> dict[str, Any]:
-            return self._parse_one(lines[i], ends[i], None if first is None else first + i + 1)
+            begin = start if i == 0 else ends.line_end(i - 1)
+            return self._parse_one(lines[i], begin, None if number is None else number + i + 1)
 
-        parsed = self._parse_all(lines, keep, chunk, ends, exact)
+        parsed = self._parse_all(lines, keep, data, joined, exact)
+        if parsed is not None:
+            records, keep = parsed
+            return records, ends.of(keep)
         # Otherwise line by line, lazily: the records before a bad line come before its error.
-        records = parsed if parsed is not None else (exact(i) for i in keep)
-        return records, [ends[i + 1] for i in keep]
+        keep = _non_blank(lines) if keep is None else keep
+        return (exact(i) for i in keep), ends.of(keep)
 
     def _parse_all(
         self,
         lines: list[bytes],
-        keep: list[int],
-        chunk: bytes,
-        ends: list[int],
+        keep: list[int] | None,
+        data: bytes,
+        joined: bool,
         exact: Callable[[int], dict[str, Any]],
-    ) -> list[dict[str, Any]] | None:
+    ) -> tuple[list[dict[str, Any]], list[int] | None] | None:
         """
-        The lines ``keep`` names, parsed by orjson, or None where the exact path must
-        judge them all (NaN, invalid JSON). A line that may hold an integer orjson would
-        round (``ends`` give each line's offset, ``chunk`` starting at ``ends[0]``) is
-        parsed on the exact path, alone: one such line does not slow the others.
+        The lines ``keep`` names (all when ``None``), parsed by orjson, with the lines
+        they are; None where the exact path must judge them all (NaN, invalid JSON). A
+        line that may hold an integer orjson would round (found in ``data``, the bytes
+        the lines come from, and in the first line on its own when it was ``joined`` to
+        the last chunk's unfinished line) is parsed on the exact path, alone: one such
+        line does not slow the others.
         """
         if _orjson is None or not self._utf8 or self.json_text:
             return None
-        slow = {bisect.bisect_right(ends, ends[0] + at) - 1 for at in long_integer_offsets(chunk)}
-        texts = (
-            [b"{}" if i in slow else lines[i] for i in keep] if slow else [lines[i] for i in keep]
-        )
+        slow = set()
+        line = counted = 0
+        for at in long_integer_offsets(data):  # ascending
+            line += data.count(b"\n", counted, at)
+            counted = at
+            slow.add(line)
+        if joined and long_integer_offsets(lines[0]):
+            slow.add(0)
+        slow.discard(len(lines))  # in the unfinished line after the last newline
+        records = self._orjson_all(lines, keep, slow)
+        if records is None and keep is None:
+            # A line of spaces (or a lone CR) is blank too: skip those, then try again.
+            keep = _non_blank(lines)
+            if len(keep) < len(lines):
+                records = self._orjson_all(lines, keep, slow)
+        if records is None:
+            return None
+        for slot, i in enumerate(range(len(lines)) if keep is None else keep) if slow else ():
+            if i in slow:
+                try:
+                    records[slot] = exact(i)
+                except ConfigError as exc:
+                    return _Failed.at(records[:slot], exc), keep
+        return records, keep
+
+    @staticmethod
+    def _orjson_all(
+        lines: list[bytes], keep: list[int] | None, slow: set[int]
+    ) -> list[dict[str, Any]] | None:
+        """The lines parsed by orjson (``{}`` in place of those in ``slow``), None on a failure."""
+        assert _orjson is not None
+        texts = lines if keep is None else [lines[i] for i in keep]
+        if slow:
+            indexes = range(len(lines)) if keep is None else keep
+            texts = [b"{}" if i in slow else text for i, text in zip(indexes, texts, strict=True)]
         # The cyclic collector is paused while orjson builds the chunk's records: they
         # hold no cycles and no code runs meanwhile, but with it on, its passes over the
         # new dicts (every 700 allocations) were an eighth of a .jsonl.gz file's read.
@@ -646,18 +696,12 @@ class JsonLinesDecoder:
         try:
             records = list(map(_orjson.loads, texts))
         except _orjson.JSONDecodeError:
-            return None  # NaN, Infinity or invalid JSON: the line-by-line path decides
+            return None  # NaN, Infinity, a blank line or invalid JSON: the caller decides
         finally:
             if collecting:
                 gc.enable()
         if not set(map(type, records)) <= {dict}:
             return None
-        for slot, i in enumerate(keep) if slow else ():
-            if i in slow:
-                try:
-                    records[slot] = exact(i)
-                except ConfigError as exc:
-                    return _Failed.at(records[:slot], exc)
         return records
 
     def _parse_one(self, line: bytes, start: int, number: int | None = None) -> dict[str, Any]:
@@ -684,6 +728,69 @@ class JsonLinesDecoder:
                 f"{type(record).__name__}, expected an object"
             )
         return record
+
+
+def _non_blank(lines: list[bytes]) -> list[int]:
+    """The indexes of the lines that are not blank (empty or only whitespace)."""
+    return [i for i, line in enumerate(lines) if line and not line.isspace()]
+
+
+class _LineEnds:
+    """
+    The end offsets of a chunk's lines (each line's newline counted, except a last line
+    without one), added up when asked for, in order: cutting batches needs only the
+    offset after each batch's last record, not one per line.
+    """
+
+    __slots__ = ("_at", "_base", "_lines", "_newline", "_position")
+
+    def __init__(self, base: int, lines: list[bytes], newline: bool) -> None:
+        self._lines = lines
+        self._base = base
+        self._newline = newline
+        self._at = 0  # the line _position is the start of
+        self._position = base
+
+    def line_end(self, i: int) -> int:
+        """The offset just after line ``i``."""
+        if i < self._at:
+            self._at, self._position = 0, self._base
+        count = i + 1 - self._at
+        self._position += sum(map(len, self._lines[self._at : i + 1])) + count
+        self._at = i + 1
+        return self._position - (not self._newline and i == len(self._lines) - 1)
+
+    def of(self, keep: list[int] | None) -> _RecordEnds:
+        """The end offsets of the lines ``keep`` names (of every line when ``None``)."""
+        return _RecordEnds(self, keep)
+
+
+class _RecordEnds(Sequence[int]):
+    """The end offset of each record of a chunk: of the line it was parsed from."""
+
+    __slots__ = ("_ends", "_keep")
+
+    def __init__(self, ends: _LineEnds, keep: list[int] | None) -> None:
+        self._ends = ends
+        self._keep = keep
+
+    def __len__(self) -> int:
+        return len(self._ends._lines) if self._keep is None else len(self._keep)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._ends.line_end(index if self._keep is None else self._keep[index])
 
 
 _SPACE: Final = re.compile(r"[ \t\n\r]*")
@@ -989,53 +1096,102 @@ def decode_batches(
     """
     `decode_stream` cut into batches: lists of ``size`` records (the last may be
     shorter), each with the (decompressed) byte offset after its last record, the
-    position a read resumes from. A JSON Lines chunk that parses in one go is sliced
-    into the batches as a list, with no step per record; a bad record raises after
-    the full batches before it.
+    position a read resumes from. A pull driver of `BatchCutter`, which says more.
     """
     codec = decompressor(compression)
-    batch: list[dict[str, Any]] = []
-    end = 0
+    cutter = BatchCutter(decoder, size, skip)
+    for chunk in chunks:
+        data = codec.process(chunk)
+        if data:
+            yield from cutter.feed(data)
+    tail = codec.flush()
+    if tail:
+        yield from cutter.feed(tail)
+    yield from cutter.finish()
 
-    def pieces() -> Iterator[tuple[Iterable[dict[str, Any]], list[int]]]:
-        nonlocal skip
-        for chunk in itertools.chain(chunks, [None]):
-            data = codec.flush() if chunk is None else codec.process(chunk)
-            if skip:
-                if len(data) <= skip:
-                    skip -= len(data)
-                    continue
-                data, skip = data[skip:], 0
-            if data:
-                if isinstance(decoder, JsonLinesDecoder):
-                    yield decoder.feed_lists(data)
-                else:
-                    yield _apart(decoder.feed(data))
-        yield (
-            decoder.finish_lists()
-            if isinstance(decoder, JsonLinesDecoder)
-            else _apart(decoder.finish())
-        )
 
-    for records, ends in pieces():
+#: Decompressed bytes decoded at once by `BatchCutter`.
+_WINDOW: Final = 1 << 18
+
+
+class BatchCutter:
+    """
+    Decoded records cut into batches, fed the decompressed bytes of one file as they
+    come (a push driver: the Azure Blob connector's ranged GETs; `decode_batches` is
+    the pull one): lists of ``size`` records, the last one shorter, each with the byte
+    offset after its last record, the position a read resumes from. The first ``skip``
+    bytes are dropped (a resume inside a compressed file reads it from its start); a
+    file that ends before them is an error, not an empty read.
+
+    A JSON Lines chunk that parses in one go is sliced into the batches as a list, with
+    no step per record; a bad record raises after the full batches before it.
+    `feed` and `finish` give generators: each is run to its end before the next call.
+    """
+
+    def __init__(self, decoder: Decoder, size: int, skip: int = 0) -> None:
+        self.decoder = decoder
+        self._size = size
+        self._skip = skip
+        self._resume = skip
+        self._batch: list[dict[str, Any]] = []
+        self._end = 0
+
+    def feed(self, data: bytes) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """The batches that the decompressed bytes ``data`` complete."""
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return
+            data, self._skip = data[self._skip :], 0
+        decoder = self.decoder
+        # A window at a time: what is decoded at once (a chunk's lines and records, all
+        # alive until they are cut) stays bounded whatever the size of the chunk.
+        for start in range(0, len(data), _WINDOW):
+            window = data[start : start + _WINDOW] if len(data) > _WINDOW else data
+            if isinstance(decoder, JsonLinesDecoder):
+                yield from self._cut(*decoder.feed_lists(window))
+            else:
+                yield from self._cut(*_apart(decoder.feed(window)))
+
+    def finish(self) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """The records after the last newline, then the last, partial batch."""
+        if self._skip:
+            raise ConfigError(
+                f"state offset {self._resume} is past the end of {self.decoder.name!r} "
+                f"(its decompressed data ends at byte {self._resume - self._skip})",
+                field="state",
+                hint="the file was replaced or truncated since the state was saved; "
+                "start again without a state",
+            )
+        decoder = self.decoder
+        if isinstance(decoder, JsonLinesDecoder):
+            yield from self._cut(*decoder.finish_lists())
+        else:
+            yield from self._cut(*_apart(decoder.finish()))
+        if self._batch:
+            batch, self._batch = self._batch, []
+            yield batch, self._end
+
+    def _cut(
+        self, records: Iterable[dict[str, Any]], ends: Sequence[int]
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         if not isinstance(records, list):
             records = _until_failure(records, ends)
+        size = self._size
         start = 0
         while start < len(records):
-            taken = records[start : start + size - len(batch)]
-            if batch:
-                batch.extend(taken)
+            taken = records[start : start + size - len(self._batch)]
+            if self._batch:
+                self._batch.extend(taken)
             else:
-                batch = taken  # a slice: a list of its own
+                self._batch = taken  # a slice: a list of its own
             start += len(taken)
-            end = ends[start - 1]
-            if len(batch) >= size:
-                yield batch, end
-                batch = []
+            self._end = ends[start - 1]
+            if len(self._batch) >= size:
+                batch, self._batch = self._batch, []
+                yield batch, self._end
         if isinstance(records, _Failed):
             raise records.failure
-    if batch:
-        yield batch, end
 
 
 class _Failed(list):  # type: ignore[type-arg]
@@ -1050,7 +1206,7 @@ class _Failed(list):  # type: ignore[type-arg]
         return failed
 
 
-def _pairs(records: Iterable[dict[str, Any]], ends: list[int]) -> Iterator[Decoded]:
+def _pairs(records: Iterable[dict[str, Any]], ends: Sequence[int]) -> Iterator[Decoded]:
     """(record, end) pairs, lazily: a bad record raises after the records before it."""
     if isinstance(records, _Failed):
         yield from zip(records, ends, strict=False)  # ends go on past the bad record
@@ -1058,7 +1214,7 @@ def _pairs(records: Iterable[dict[str, Any]], ends: list[int]) -> Iterator[Decod
     yield from zip(records, ends, strict=True)
 
 
-def _until_failure(records: Iterable[dict[str, Any]], ends: list[int]) -> list[dict[str, Any]]:
+def _until_failure(records: Iterable[dict[str, Any]], ends: Sequence[int]) -> list[dict[str, Any]]:
     """``records`` as a list; a `_Failed` list when one of them raised."""
     out: list[dict[str, Any]] = []
     try:

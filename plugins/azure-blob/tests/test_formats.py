@@ -114,7 +114,9 @@ async def test_directory_read_covers_compressed_blobs(twin, container):
 def test_compressed_read_is_streamed_in_bounded_memory(config, container):
     """
     A 25 MB JSON Lines blob, gzipped, is read holding about what an uncompressed read
-    holds (the SDK's ranged GET of 1 MiB itself peaks near 10 MB), not its size.
+    holds, not its size: two ranged GETs of 1 MiB (the one decoded and the next, which
+    downloads meanwhile; the SDK's copies make each about 3 MB), within the bound the
+    contract suite sets every connector's read (16 MiB).
     """
     from headwater_azure_blob import AzureBlobConnector
 
@@ -136,7 +138,7 @@ def test_compressed_read_is_streamed_in_bounded_memory(config, container):
                 tracemalloc.stop()
             assert 330_000 == count
     plain, compressed = peaks["big/events.jsonl"], peaks["big/events.jsonl.gz"]
-    assert compressed < len(data) / 2, f"peak {compressed} bytes for {len(data)} decoded bytes"
+    assert compressed < 16 * 2**20, f"peak {compressed} bytes for {len(data)} decoded bytes"
     assert compressed < plain + 4_000_000, f"gzip read peak {compressed}, plain {plain}"
 
 

@@ -960,3 +960,21 @@ def test_translate_decoding_failure_is_not_a_network_error():
     assert isinstance(error, IntegrityError)
     assert not isinstance(error, ConnectionFailed)
     assert "DecodeError" in error.message
+
+
+def test_compressed_reading_inflates_on_a_thread_that_close_ends():
+    """A compressed blob's reading inflates on a thread of its own; close() ends it mid-blob."""
+    import gzip
+    import threading
+
+    data = b"".join(b'{"n": %d}\n' % n for n in range(2000))
+    reading = _reading("e.jsonl.gz", batch=100)
+    batches = reading.feed(gzip.compress(data)[:2000])
+    first = next(batches)
+    assert [{"n": n} for n in range(100)] == first.rows()
+    ahead = [t for t in threading.enumerate() if t.name == "headwater-read-ahead"]
+    assert ahead
+    batches.close()
+    reading.close()
+    reading.close()  # idempotent
+    assert not any(t.is_alive() for t in ahead)

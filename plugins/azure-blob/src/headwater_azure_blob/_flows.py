@@ -74,6 +74,7 @@ from headwater_azure_blob._plan import (
     Start,
     WritePlan,
 )
+from headwater_azure_blob._records import Received
 from headwater_azure_blob._transfer import BlockPlan, DownloadSink, Rechunker, check_md5
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ logger = get_logger("headwater.azure_blob")
 
 R = TypeVar("R")
 
-#: Bytes per ranged GET when reading records: what one blob's read holds in memory.
+#: Bytes per ranged GET when reading records (and probing a blob): a read holds two,
+#: the one whose records are decoded and the next, downloading meanwhile.
 READ_CHUNK: Final = 1024 * 1024
 
 #: aiohttp warns (``ResourceWarning``) on every request body over 1 MiB given as bytes,
@@ -740,15 +742,61 @@ def _read_blob(
                 close()
         return rows
     text = reading(plan, ref, start, file_format, size)
-    offset = text.fetch_from
     end = ref.size if stop is None else stop
     with errors(f"read {ref.name!r}"):
-        while offset < end:
-            chunk = yield from range_at(ref, offset, min(READ_CHUNK, end - offset))
-            offset += len(chunk)
-            yield from text.feed(chunk)
-        yield from text.finish()
+        try:
+            ahead = _Get.at(ref, text.fetch_from, end)
+            if ahead is not None:
+                yield ahead.step()
+            while ahead is not None:
+                yield WAIT_ALL
+                text.hand(ahead.received())
+                # The next GET downloads while this one's records are decoded.
+                ahead = _Get.at(ref, ahead.offset + ahead.length, end)
+                if ahead is not None:
+                    yield ahead.step()
+                # A compressed blob's pieces are inflated on a thread: waiting for one
+                # is blocking work (in place for the sync driver).
+                while (piece := (yield Call(text.decoded, offload=text.compressed))) is not None:
+                    yield from text.batches(piece)
+            yield from text.finish()
+        finally:
+            text.close()
     return text.rows
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Get:
+    """One pinned ranged GET of a text blob, written into its reading's `Received`."""
+
+    ref: BlobRef
+    offset: int
+    length: int
+    into: Received
+
+    @classmethod
+    def at(cls, ref: BlobRef, offset: int, end: int) -> _Get | None:
+        """The GET of the stored bytes at ``offset`` (up to ``end``), None past it."""
+        if offset >= end:
+            return None
+        return cls(ref, offset, min(READ_CHUNK, end - offset), Received())
+
+    def step(self) -> Spawn:
+        """The GET, started without waiting for it (`WAIT_ALL` waits)."""
+        options = pinned(self.ref.etag)
+        return Spawn(
+            remote(
+                self.ref.name, "download_blob", offset=self.offset, length=self.length, **options
+            ).then("readinto", self.into)
+        )
+
+    def received(self) -> Received:
+        """What the finished GET wrote; a short one is an error (the blob ended early)."""
+        if self.into.size != self.length:
+            raise IntegrityError(
+                f"{self.ref.name!r} ended at byte {self.offset + self.into.size} of {self.ref.size}"
+            )
+        return self.into
 
 
 # --- partitions -------------------------------------------------------------------------

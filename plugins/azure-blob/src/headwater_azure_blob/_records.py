@@ -5,7 +5,8 @@ so the sync and the async connector share every line of it.
 
 Reading one blob (`BlobReading`): the stored bytes are undone in two steps, the blob's
 ``Content-Encoding`` (gzip, zstd) and then the compression its suffix names
-(``events.jsonl.gz``), decoded into records and grouped into batches (`Batcher`). The
+(``events.jsonl.gz``), decoded into records and cut into batches by the format layer's
+`BatchCutter`, the reading path every connector that reads files shares. The
 offset in a state counts bytes after both steps. A blob stored as it is resumes with a
 ranged GET from that offset; a compressed one is read again from its first byte and the
 decoded bytes before the offset are skipped, so no record is ever yielded twice.
@@ -16,76 +17,33 @@ by suffix into the bytes a block upload stages.
 
 from __future__ import annotations
 
+import collections
 import hashlib
-from collections.abc import Iterable, Iterator
+import queue
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from headwater import Batch, ConfigError, IntegrityError, State
 from headwater.formats import (
+    BatchCutter,
     Codec,
     CsvDecoder,
     CsvEncoder,
-    Decoded,
-    Decoder,
     FileFormat,
     JsonLinesEncoder,
     compressor,
     decompressor,
     make_decoder,
 )
+from headwater.toolkit import read_ahead
 
 if TYPE_CHECKING:
     from headwater_azure_blob._parquet import ParquetEncoder
     from headwater_azure_blob._plan import BlobRef, Start
 
 
-class Batcher:
-    """
-    Groups decoded records of one blob into `Batch` objects with the state after each.
-
-    State: ``{"stream", "blob", "etag", "offset", "rows"}`` (+ ``"header"`` for CSV, so a
-    resumed read need not fetch the first line again).
-    """
-
-    def __init__(self, stream: str, blob: str, etag: str, rows: int, batch_size: int) -> None:
-        self.stream = stream
-        self.blob = blob
-        self.etag = etag
-        self.rows = rows
-        self.batch_size = batch_size
-        self._records: list[dict[str, Any]] = []
-        self._offset = 0
-
-    def add(self, decoded: Iterable[Decoded], decoder: Decoder) -> Iterator[Batch]:
-        """Add records; yield each batch as soon as it is full."""
-        for record, end in decoded:
-            self._records.append(record)
-            self._offset = end
-            if len(self._records) >= self.batch_size:
-                yield self._emit(decoder)
-
-    def flush(self, decoder: Decoder) -> list[Batch]:
-        """The last, partial batch (if any)."""
-        return [self._emit(decoder)] if self._records else []
-
-    def _emit(self, decoder: Decoder) -> Batch:
-        records, self._records = self._records, []
-        self.rows += len(records)
-        state: State = {
-            "stream": self.stream,
-            "blob": self.blob,
-            "etag": self.etag,
-            "offset": self._offset,
-            "rows": self.rows,
-        }
-        header = getattr(decoder, "header", None)
-        if header is not None:
-            state["header"] = header
-        # CSV values are strings: the batch says so, for destinations with typed columns.
-        return Batch(self.stream, records, state, text=isinstance(decoder, CsvDecoder))
-
-
-#: Stored bytes of a compressed blob inflated per decompressor call.
+#: Stored bytes of a compressed blob inflated per decompressor call: what one decoded
+#: piece holds is a slice times the compression ratio, not a whole GET's.
 _INFLATE_SLICE: Final = 64 * 1024
 
 
@@ -103,11 +61,36 @@ class _Chain:
         return self._second.process(self._first.flush()) + self._second.flush()
 
 
+class Received:
+    """The stored bytes of one ranged GET, as the SDK writes them (``readinto``)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.size += len(data)
+        return len(data)
+
+
+#: The piece after the last decoded piece of the stored bytes handed over (no other
+#: piece is empty).
+_USED_UP: Final = b""
+
+
 class BlobReading:
     """
-    The records of one text blob (JSON Lines, CSV) from its stored bytes, fed as they
-    arrive: ``for chunk in ranged_gets(from_byte=reading.fetch_from): feed(chunk)``, then
-    `finish`.
+    The records of one text blob (JSON Lines, CSV) from its stored bytes, in order:
+    each ranged GET's bytes (a `Received`) are handed over (`hand`), then their decoded
+    pieces taken (`decoded`, until ``None``) and cut into batches (`batches`); after the
+    last GET, `finish`; `close` in any case. `feed` does it all for bytes at hand.
+    Batches are cut by the format layer's `BatchCutter`, as every connector that reads
+    files cuts them.
+
+    A compressed blob is inflated (and hashed) on a thread of its own, a piece ahead of
+    the decoding (zlib, bz2, lzma and zstd release the GIL): `decoded` blocks until the
+    next piece is ready, so a driver runs it as blocking work.
 
     When the read starts at the blob's first byte and the blob has a Content-MD5, the
     stored bytes are hashed on the way and checked before the last batch is released,
@@ -127,18 +110,19 @@ class BlobReading:
         delimiter: str,
         null_string: str,
     ) -> None:
+        self.stream = stream
         self.name = ref.name
         self.size = ref.size
+        self.etag = ref.etag
         self._coding = ref.coding
         self._compression = found.compression
         compressed = ref.coding is not None or found.compression is not None
-        self._compressed = compressed
+        #: Whether the stored bytes are inflated (on a thread of their own).
+        self.compressed = compressed
         if not compressed and start.offset > ref.size:
             raise _past_the_end(start.offset, ref.name)
         #: The stored byte the ranged GETs start from.
         self.fetch_from = 0 if compressed else start.offset
-        self._skip = start.offset if compressed else 0
-        self._offset = start.offset
         self._codec: Codec = _Chain(decompressor(ref.coding), decompressor(found.compression))
         self._md5 = hashlib.md5(usedforsecurity=False) if ref.md5 and not self.fetch_from else None
         self._expected_md5 = ref.md5
@@ -151,35 +135,101 @@ class BlobReading:
             header=start.header if start.offset else None,
             null_string=null_string,
         )
-        self.batcher = Batcher(stream, ref.name, ref.etag, rows, batch_size)
+        self._cutter = BatchCutter(self.decoder, batch_size, start.offset if compressed else 0)
+        #: Rows of the stream read so far (before this blob, plus this blob's).
+        self.rows = rows
+        # CSV values are strings: the batches say so, for destinations with typed columns.
+        self._text = isinstance(self.decoder, CsvDecoder)
+        self._waiting: collections.deque[bytes] = collections.deque()  # stored as it is
+        self._inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._inflated: Generator[bytes, None, None] | None = None
 
-    @property
-    def rows(self) -> int:
-        """Rows of the stream read so far (before this blob, plus this blob's)."""
-        return self.batcher.rows
+    def hand(self, received: Received) -> None:
+        """The stored bytes of the next GET (it has ended), to decode."""
+        chunks = [chunk for chunk in received.chunks if chunk]
+        if not self.compressed:
+            for chunk in chunks:
+                self._hash(chunk)
+            self._waiting.extend(chunks)
+            self._waiting.append(_USED_UP)
+            return
+        if self._inflated is None:
+            self._inflated = read_ahead(self._inflate)
+        for chunk in chunks:
+            self._inbox.put(chunk)
+        self._inbox.put(_USED_UP)
+
+    def decoded(self) -> bytes | None:
+        """
+        The next decoded piece of the stored bytes handed over, ``None`` once they are
+        used up (blocking while a compressed blob's next piece is inflated).
+        """
+        piece = self._waiting.popleft() if self._inflated is None else next(self._inflated)
+        return piece or None
+
+    def batches(self, piece: bytes) -> Iterator[Batch]:
+        """The batches that the decoded bytes ``piece`` complete."""
+        return self._batches(self._cutter.feed(piece))
+
+    def close(self) -> None:
+        """Stop the inflating thread, if one runs (idempotent)."""
+        if self._inflated is not None:
+            self._inbox.put(None)  # it may wait for stored bytes
+            try:
+                self._inflated.close()
+            except ValueError:
+                # Still waited on by a worker thread of a cancelled async read: the
+                # thread ends by itself once it has taken the None.
+                pass
 
     def feed(self, chunk: bytes) -> Iterator[Batch]:
         """Take the next stored bytes; yield the batches they complete."""
+        received = Received()
+        received.write(chunk)
+        self.hand(received)
+        while (piece := self.decoded()) is not None:
+            yield from self.batches(piece)
+
+    def _inflate(self) -> Iterator[bytes]:
+        """On the inflating thread: each stored chunk's decoded pieces, `_USED_UP` after a GET's."""
+        while (chunk := self._inbox.get()) is not None:
+            if not chunk:
+                yield _USED_UP
+                continue
+            self._hash(chunk)
+            for start in range(0, len(chunk), _INFLATE_SLICE):
+                piece = self._undo(chunk[start : start + _INFLATE_SLICE], final=False)
+                if piece:
+                    yield piece
+            del chunk, piece  # not held while waiting for the next GET
+
+    def _hash(self, chunk: bytes) -> None:
         if self._md5 is not None:
             self._md5.update(chunk)
-        # Compressed data is inflated a slice at a time, so what one call holds in memory
-        # is a slice times the compression ratio, not the whole chunk's.
-        step = _INFLATE_SLICE if self._compressed else len(chunk)
-        for start in range(0, len(chunk), max(step, 1)):
-            data = self._skipped(self._undo(chunk[start : start + step], final=False))
-            if data:
-                yield from self.batcher.add(self.decoder.feed(data), self.decoder)
 
     def finish(self) -> Iterator[Batch]:
         """The records after the last stored byte, then the last partial batch."""
-        data = self._skipped(self._undo(b"", final=True))
-        if self._skip:
-            raise _past_the_end(self._offset, self.name)
+        self.close()  # every piece was taken: the thread has nothing left to do
+        tail = self._undo(b"", final=True)
         self._check_md5()
-        if data:
-            yield from self.batcher.add(self.decoder.feed(data), self.decoder)
-        yield from self.batcher.add(self.decoder.finish(), self.decoder)
-        yield from self.batcher.flush(self.decoder)
+        if tail:
+            yield from self.batches(tail)
+        yield from self._batches(self._cutter.finish())
+
+    def _batches(self, cut: Iterable[tuple[list[dict[str, Any]], int]]) -> Iterator[Batch]:
+        for records, offset in cut:
+            self.rows += len(records)
+            state: State = {
+                "stream": self.stream,
+                "blob": self.name,
+                "etag": self.etag,
+                "offset": offset,
+                "rows": self.rows,
+            }
+            header = getattr(self.decoder, "header", None)
+            if header is not None:
+                state["header"] = header
+            yield Batch(self.stream, records, state, text=self._text)
 
     def _undo(self, chunk: bytes, *, final: bool) -> bytes:
         try:
@@ -198,14 +248,6 @@ class BlobReading:
                 hint="the blob is corrupt, or its name or Content-Encoding does not say "
                 "how it is compressed",
             ) from None
-
-    def _skipped(self, data: bytes) -> bytes:
-        if self._skip and data:
-            if len(data) <= self._skip:
-                self._skip -= len(data)
-                return b""
-            data, self._skip = data[self._skip :], 0
-        return data
 
     def _check_md5(self) -> None:
         if self._md5 is None or self._expected_md5 is None:
