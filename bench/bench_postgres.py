@@ -10,7 +10,8 @@ Table: bigint id, two ints, two floats, ~20-char text, timestamptz, boolean, sma
 * Arrow, cold and warm (`bench._harness.cold_and_warm`): raw ``COPY ... TO STDOUT``
   bytes (the ceiling), the ADBC driver through its DB-API module (baseline) and through
   the driver manager's own API, and headwater ``read(format="arrow")``;
-* write: psycopg binary COPY of the same dicts (baseline) and headwater ``write``;
+* write: psycopg binary COPY of the same dicts (baseline), asyncpg
+  ``copy_records_to_table`` of them, and headwater ``write``;
 * memory: headwater dict reads of 1M and 5M rows (peak RSS should be flat).
 
 Every case imports its libraries before its clock starts (`bench._harness.imports`), so
@@ -455,6 +456,40 @@ def psycopg_copy_write(dsn: str, rows: int, raw_table: str, **_: Any) -> int:
     return rows
 
 
+@imports("asyncpg", "json")
+def asyncpg_copy_write(dsn: str, rows: int, raw_table: str, **_: Any) -> int:
+    """
+    asyncpg ``copy_records_to_table`` (binary COPY) of the same batches of dicts, made
+    into tuples; jsonb through the codec asyncpg's documentation shows (``json.dumps``).
+    """
+    import asyncio
+    import json
+
+    import asyncpg
+
+    names = COLUMNS.split(", ")
+
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.set_type_codec(
+                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
+            schema, _, table = raw_table.partition(".")
+            async with conn.transaction():
+                await conn.execute(f"TRUNCATE {raw_table}")
+                for batch in _batches(rows):
+                    records = [tuple(r[n] for n in names) for r in batch]
+                    await conn.copy_records_to_table(
+                        table, records=records, columns=names, schema_name=schema
+                    )
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return rows
+
+
 @imports(*_HEADWATER, "headwater_postgres._write")
 def headwater_write(dsn: str, rows: int, hw_table: str, **_: Any) -> int:
     """headwater-postgres write(): binary COPY in one transaction, batches of 10,000."""
@@ -514,6 +549,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             name="postgres write",
             cases=[
                 Case("psycopg binary COPY write", f"{_HERE}:psycopg_copy_write"),
+                Case("asyncpg copy_records_to_table", f"{_HERE}:asyncpg_copy_write"),
                 Case("headwater write", f"{_HERE}:headwater_write"),
             ],
             baseline="psycopg binary COPY write",

@@ -273,3 +273,77 @@ def test_unserializable_json_value_rolls_back(pg, pg_admin, pg_schema):
     assert {"ok": "ü✓", "n": [1.5, None]} == pg_admin.execute(
         f'SELECT doc FROM "{pg_schema}".t'
     ).fetchone()[0]
+
+
+#: jsonb documents of every plain kind: what one orjson call per batch must store exactly
+#: as the one-by-one encoder (json's) does.
+_PLAIN_DOCUMENTS: list[Any] = [
+    {"k": 1, "tag": "v"},
+    {"nested": {"a": [1, 2.5, None, True, False, "x"]}, "e": {}, "l": []},
+    [1, "two", 3.0, {"four": 4}],
+    (1, 2),
+    'a string with "quotes", \\ and a\nnewline, \t tab, ü✓ and 😀',
+    12345678901234567890,
+    -(2**63),
+    1e16,
+    1.5e-300,
+    -0.0,
+    0.1,
+    True,
+    {"": "empty key", "ключ": "значение"},
+]
+
+
+def test_jsonb_documents_of_a_batch_equal_one_by_one(pg, pg_admin, pg_schema):
+    """
+    A batch of plain JSON documents (encoded by one orjson call) stores what encoding each
+    with json's encoder does: written both ways, the server's jsonb values are equal.
+    """
+    from headwater_postgres._values import json_dumps, jsonb_documents
+
+    values = [*_PLAIN_DOCUMENTS, None]
+    texts = jsonb_documents(values)
+    assert texts is not None
+    assert texts[-1] is None
+    pg_admin.execute(f'CREATE TABLE "{pg_schema}".t (id int PRIMARY KEY, doc jsonb)')
+    pg.write(f"{pg_schema}.t", [[{"id": i, "doc": v} for i, v in enumerate(values)]])
+    for i, value in enumerate(values[:-1]):
+        one_by_one = json_dumps(value)
+        row = pg_admin.execute(
+            f'SELECT doc = %s::jsonb, %s::jsonb = %s::jsonb FROM "{pg_schema}".t WHERE id = %s',
+            [one_by_one, texts[i], one_by_one, i],
+        ).fetchone()
+        assert row == (True, True), value
+    null = pg_admin.execute(f'SELECT doc FROM "{pg_schema}".t WHERE id = %s', [len(values) - 1])
+    assert null.fetchone() == (None,)  # SQL NULL, not the document null
+
+
+def test_jsonb_write_of_records_missing_the_field(pg, pg_admin, pg_schema):
+    """Records without the jsonb field, beside records with it, write NULL there."""
+    pg_admin.execute(f'CREATE TABLE "{pg_schema}".t (id int PRIMARY KEY, doc jsonb)')
+    batches = [[{"id": 1, "doc": {"a": 1}}], [{"id": 2}, {"id": 3, "doc": [1]}], [{"id": 4}]]
+    assert pg.write(f"{pg_schema}.t", batches).records == 4
+    rows = pg_admin.execute(f'SELECT id, doc FROM "{pg_schema}".t ORDER BY id').fetchall()
+    assert rows == [(1, {"a": 1}), (2, None), (3, [1]), (4, None)]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        float("nan"),
+        {"x": float("inf")},
+        Decimal("2.50"),
+        {"at": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)},
+        [uuid.UUID(int=1)],
+        {1: "int key"},
+        2**64,
+        {"s": {1, 2}},
+    ],
+    ids=["nan", "inf", "decimal", "datetime", "uuid", "int_key", "int_beyond_64", "set"],
+)
+def test_jsonb_documents_leave_what_is_not_plain_json_to_one_by_one(odd):
+    """orjson would write these otherwise (null for NaN, a string for a date) or refuse them."""
+    from headwater_postgres._values import JsonText, jsonb_documents
+
+    assert jsonb_documents([{"ok": 1}, odd]) is None
+    assert jsonb_documents([{"ok": 1}, JsonText('{"kept": "as written"}')]) is None
