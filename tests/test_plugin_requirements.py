@@ -83,3 +83,53 @@ def test_listing_connectors_does_not_import_packaging() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "False" == out.strip()
+
+
+def test_metadata_headers_read_as_the_email_parser_reads_them() -> None:
+    """Name, Version and Requires-Dist of every installed distribution, both ways alike."""
+    import importlib.metadata
+
+    from headwater._plugins import _headers
+
+    checked = 0
+    for dist in importlib.metadata.distributions():
+        fast, slow = _headers(dist), dist.metadata
+        for name in ("Name", "Version", "Summary"):
+            assert slow[name] == fast[name], (slow["Name"], name)
+        assert slow.get_all("Requires-Dist") == fast.get_all("Requires-Dist"), slow["Name"]
+        checked += 1
+    assert checked > 50
+
+
+class _TextDist:
+    def __init__(self, text: str | None) -> None:
+        self._text = text
+
+    def read_text(self, filename: str) -> str | None:
+        return self._text if filename == "METADATA" else None
+
+    @property
+    def metadata(self) -> Any:
+        import email
+
+        return email.message_from_string(self._text or "Name: from-the-parser\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Name: a\nVersion: 1.0\nSummary: one\n  folded  \n\tand again\nRequires-Dist: x\n\nBody: no",
+        "Name:  spaced  \nVersion: 2\nrequires-dist: headwater>=1.0,<2\nRequires-Dist: y\n",
+        "Name: a\nnot a header\nVersion: 1\n",  # not headers: the parser's reading
+        " Name: a\n",
+        None,  # no metadata file
+    ],
+)
+def test_metadata_headers_of_odd_files_agree_with_the_email_parser(text: str | None) -> None:
+    from headwater._plugins import _headers
+
+    dist: Any = _TextDist(text)
+    fast, slow = _headers(dist), dist.metadata
+    for name in ("Name", "Version", "Summary", "Body"):
+        assert slow[name] == fast[name], name
+    assert slow.get_all("Requires-Dist") == fast.get_all("Requires-Dist")

@@ -173,6 +173,51 @@ def _plain_clauses(spec: str) -> list[tuple[str, tuple[int, ...]]] | None:
     return clauses
 
 
+class _Headers:
+    """The header fields of a distribution's metadata file, looked up as on a Message."""
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self._fields = fields
+
+    def __getitem__(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((value for key, value in self._fields if key.lower() == wanted), None)
+
+    def get_all(self, name: str) -> list[str] | None:
+        wanted = name.lower()
+        found = [value for key, value in self._fields if key.lower() == wanted]
+        return found or None
+
+
+def _headers(dist: importlib.metadata.Distribution) -> Any:
+    """
+    ``dist``'s metadata headers (Name, Version, Requires-Dist), read once. Each read of
+    ``dist.metadata`` (and ``.version``, ``.requires``) runs the e-mail parser over the
+    whole file, description included: with dozens of plugins that was most of what
+    `headwater connectors` spent beyond the entry-point scan. The headers end at the
+    first empty line; a line starting with white space continues the one before. A
+    file that does not read so goes to the e-mail parser.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if text is None:
+        return dist.metadata
+    fields: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        if not line:
+            break
+        if line[0] in " \t":
+            if not fields:
+                return dist.metadata
+            key, value = fields[-1]
+            fields[-1] = (key, f"{value}\n{line}")
+            continue
+        key, colon, value = line.partition(":")
+        if not colon:
+            return dist.metadata
+        fields.append((key, value.lstrip()))
+    return _Headers(fields)
+
+
 def _core_requirement(dist: importlib.metadata.Distribution, metadata: Any = None) -> str | None:
     """
     The specifier of ``dist``'s requirement on headwater ("" if unpinned; None if absent).
@@ -499,8 +544,7 @@ class Registry:
         allowed = _names(self._environ, "HEADWATER_PLUGINS")
         for ep in self._entry_points():
             dist = ep.dist
-            # Read once: each read of dist.metadata (and .version, .requires) parses it.
-            metadata = dist.metadata if dist is not None else None
+            metadata = _headers(dist) if dist is not None else None
             dist_name = metadata["Name"] if metadata is not None else None
             version = metadata["Version"] if metadata is not None else None
             api = _core_requirement(dist, metadata) if dist is not None else None
