@@ -11,14 +11,13 @@ aiohttp and httpx's async client looked equal.) No scenario uses a token endpoin
 The cursor and latency scenarios run twice (`bench._harness.cold_and_warm`): *cold*, the
 first use in a fresh process, every import (``import headwater``, ``import httpx``, ...)
 and one-time set-up on the clock, as a user's script or a short job sees it; *warm*, after
-the same case has run once in the process. Every case module import is inside its
+the same case has run once in the process. Each case imports what it uses inside its
 function, so the cold figures carry each side's own imports and nothing else. Scenarios:
 
 * sequential cursor pagination: the plain httpx keep-alive loop doing the same requests
   and JSON parsing (baseline; and parsing with orjson, as headwater does), a new httpx
-  client per request, headwater ``read``, the
-  same loop on ``httpx.AsyncClient`` (the peer ``aread`` is compared with), headwater
-  ``aread``, and dlt ``rest_api``;
+  client per request, headwater ``read``, the same loop on ``httpx.AsyncClient`` (the
+  peer ``aread`` is compared with), headwater ``aread``, and dlt ``rest_api``;
 * 20 ms of server latency, offset pagination with a total: aiohttp with 8 pages in flight
   (baseline; and parsing with orjson, as headwater does), headwater with concurrency 8
   (sync threads and async), httpx async with 8 pages in flight and the sequential httpx
