@@ -616,8 +616,9 @@ class JsonLinesDecoder:
             first = self._bom.strip(lines[0])
             base += len(lines[0]) - len(first)
             lines[0] = first
-        # Blank lines are skipped; most chunks have none, found by one C-level search.
-        keep = None if lines[0] and b"\n\n" not in data else _non_blank(lines)
+        # Blank lines are skipped; most chunks have none, found by one C-level pass
+        # (lines of spaces make orjson fail, and are looked for then).
+        keep = None if b"" not in lines else _non_blank(lines)
         number = self._lines
         if self._lines is not None:
             self._lines += len(lines)

@@ -74,12 +74,11 @@ from headwater_azure_blob._plan import (
     Start,
     WritePlan,
 )
-from headwater_azure_blob._records import Received
 from headwater_azure_blob._transfer import BlockPlan, DownloadSink, Rechunker, check_md5
 
 if TYPE_CHECKING:
     from headwater.formats import FileFormat
-    from headwater_azure_blob._records import BlobReading, CsvHeaderProbe
+    from headwater_azure_blob._records import BlobReading, CsvHeaderProbe, Received
 
 logger = get_logger("headwater.azure_blob")
 
@@ -745,14 +744,15 @@ def _read_blob(
     end = ref.size if stop is None else stop
     with errors(f"read {ref.name!r}"):
         try:
-            ahead = _Get.at(ref, text.fetch_from, end)
+            ahead = _Get.at(ref, text, text.fetch_from, end)
             if ahead is not None:
                 yield ahead.step()
             while ahead is not None:
                 yield WAIT_ALL
                 text.hand(ahead.received())
-                # The next GET downloads while this one's records are decoded.
-                ahead = _Get.at(ref, ahead.offset + ahead.length, end)
+                # The next GET downloads (and a compressed blob's is inflated as it
+                # arrives) while this one's records are decoded.
+                ahead = _Get.at(ref, text, ahead.offset + ahead.length, end)
                 if ahead is not None:
                     yield ahead.step()
                 # A compressed blob's pieces are inflated on a thread: waiting for one
@@ -775,11 +775,11 @@ class _Get:
     into: Received
 
     @classmethod
-    def at(cls, ref: BlobRef, offset: int, end: int) -> _Get | None:
+    def at(cls, ref: BlobRef, text: BlobReading, offset: int, end: int) -> _Get | None:
         """The GET of the stored bytes at ``offset`` (up to ``end``), None past it."""
         if offset >= end:
             return None
-        return cls(ref, offset, min(READ_CHUNK, end - offset), Received())
+        return cls(ref, offset, min(READ_CHUNK, end - offset), text.receiver())
 
     def step(self) -> Spawn:
         """The GET, started without waiting for it (`WAIT_ALL` waits)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import queue
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from headwater import Batch, ConfigError, IntegrityError, State
@@ -62,14 +62,23 @@ class _Chain:
 
 
 class Received:
-    """The stored bytes of one ranged GET, as the SDK writes them (``readinto``)."""
+    """
+    The stored bytes of one ranged GET, as the SDK writes them (``readinto``): kept, or
+    passed on as they arrive (``forward``: to the inflating thread of a compressed blob,
+    which then works on them while the GET goes on).
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, forward: Callable[[bytes], None] | None = None) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
+        self._forward = forward
 
     def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
+        if data:
+            if self._forward is None:
+                self.chunks.append(bytes(data))
+            else:
+                self._forward(bytes(data))
         self.size += len(data)
         return len(data)
 
@@ -144,19 +153,20 @@ class BlobReading:
         self._inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._inflated: Generator[bytes, None, None] | None = None
 
+    def receiver(self) -> Received:
+        """Where the next GET writes its stored bytes (passed on as they arrive when compressed)."""
+        return Received(self._inbox.put if self.compressed else None)
+
     def hand(self, received: Received) -> None:
-        """The stored bytes of the next GET (it has ended), to decode."""
-        chunks = [chunk for chunk in received.chunks if chunk]
+        """The next GET (from `receiver`) has ended: its stored bytes are to decode."""
         if not self.compressed:
-            for chunk in chunks:
+            for chunk in received.chunks:
                 self._hash(chunk)
-            self._waiting.extend(chunks)
+            self._waiting.extend(received.chunks)
             self._waiting.append(_USED_UP)
             return
         if self._inflated is None:
             self._inflated = read_ahead(self._inflate)
-        for chunk in chunks:
-            self._inbox.put(chunk)
         self._inbox.put(_USED_UP)
 
     def decoded(self) -> bytes | None:
@@ -184,7 +194,7 @@ class BlobReading:
 
     def feed(self, chunk: bytes) -> Iterator[Batch]:
         """Take the next stored bytes; yield the batches they complete."""
-        received = Received()
+        received = self.receiver()
         received.write(chunk)
         self.hand(received)
         while (piece := self.decoded()) is not None:
