@@ -52,7 +52,6 @@ import itertools
 import json
 import json.encoder
 import json.scanner
-import math
 import operator
 import re
 import struct
@@ -62,7 +61,6 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-import orjson
 from psycopg import DataError, adapt, postgres
 from psycopg.abc import AdaptContext
 from psycopg.adapt import AdaptersMap
@@ -516,63 +514,6 @@ def json_dumps(value: Any) -> str:
         return dumps_document(value, default=_not_json)
 
 
-#: Between the documents of one orjson array: a raw newline, which orjson never writes
-#: itself (a newline in a string is escaped), so the array's bytes split into documents.
-_SEPARATOR: Final = orjson.Fragment(b"\n")
-#: Containers and scalars whose orjson text is json.dumps's, but for the spelling of a
-#: float's exponent (``1e16`` for ``1e+16``), which jsonb does not keep: it stores the
-#: number. Anything else (a Decimal, a date, a UUID, a subclass such as `JsonText` or an
-#: enum) orjson would write another way, or json.dumps refuses.
-_PLAIN_JSON: Final = frozenset({dict, list, tuple, str, int, float, bool, type(None)})
-
-
-def jsonb_documents(values: list[Any]) -> list[Any] | None:
-    """
-    A jsonb column's values (None stays None, SQL NULL) as their JSON text, each a
-    `JsonText` the dumper writes as it is, from one orjson call for the batch: a Python
-    call per document was most of the cost of a write with a jsonb column. None when
-    some value is not plain JSON (see `_PLAIN_JSON`), holds a NaN or an infinity
-    (orjson would write null), an integer beyond 64 bits or a key that is not a string
-    (orjson refuses both): `json_dumps` then takes each value, and says what is wrong.
-    """
-    present = [v for v in values if v is not None]
-    if not present or not _plain_json(present):
-        return None
-    pairs = zip(present, itertools.repeat(_SEPARATOR))
-    items: list[Any] = list(itertools.chain.from_iterable(pairs))
-    try:
-        out = orjson.dumps(items)
-    except (orjson.JSONEncodeError, TypeError):
-        return None
-    # b'[d1,\n,d2,\n,...,dN,\n]' -> 'd1\nd2\n...dN'
-    texts = iter(out[1:-3].replace(b",\n,", b"\n").decode().split("\n"))
-    return [None if v is None else JsonText(next(texts)) for v in values]
-
-
-def _plain_json(values: list[Any]) -> bool:
-    """Whether ``values`` and everything inside them are of `_PLAIN_JSON` types, floats finite."""
-    while values:
-        kinds = set(map(type, values))
-        if not kinds <= _PLAIN_JSON:
-            return False
-        if float in kinds:
-            floats = list(filter(float.__instancecheck__, values))
-            # A NaN or an infinity makes the sum non-finite; so can an overflow of finite
-            # values, which only sends the batch down the one-by-one path.
-            if not math.isfinite(sum(floats)):
-                return False
-        # The next level: every value inside these, gathered by C-level passes.
-        nested: list[Any] = []
-        if dict in kinds:
-            dicts = filter(dict.__instancecheck__, values)
-            nested.extend(itertools.chain.from_iterable(map(dict.values, dicts)))
-        for kind in (list, tuple):
-            if kind in kinds:
-                nested.extend(itertools.chain.from_iterable(filter(kind.__instancecheck__, values)))
-        values = nested
-    return True
-
-
 class _JsonbInput:
     """Marker type: puts `JsonbBinaryDumper` in the by-OID table used by COPY."""
 
@@ -797,9 +738,6 @@ class WriteRule:
     check: Check | None = None
     #: For an array type: the rule of its elements (no conversions inside arrays).
     element: WriteRule | None = None
-    #: For the whole column of a batch: the values to write instead (None: as they are).
-    #: A column with an encoder has no other rule.
-    encode: Callable[[list[Any]], list[Any] | None] | None = None
 
 
 def _rule(*native: type, convert: Any = None, check: Any = None) -> WriteRule:
@@ -840,7 +778,6 @@ def _rules_by_oid() -> dict[int, WriteRule]:
         by_oid[info.array_oid] = WriteRule(
             frozenset({list, _NONE}), convert=json_array, element=element
         )
-    by_oid[_TYPES["jsonb"].oid] = WriteRule(frozenset(), encode=jsonb_documents)
     return by_oid
 
 

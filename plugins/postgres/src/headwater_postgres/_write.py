@@ -419,23 +419,25 @@ class _DictChunk(_Chunk):
         return map(itemgetter(self._columns[index]), self._records)
 
     def rows(self, patches: dict[int, list[Any]]) -> Iterator[Sequence[Any]]:
-        if patches:
-            return _zipped(self, len(self._columns), patches)
+        tuples: Iterable[Any]
         if self._tuples is not None:
-            return iter(self._tuples)
-        if len(self._columns) == 1:
-            return zip(map(itemgetter(self._columns[0]), self._records))
-        return map(itemgetter(*self._columns), self._records)
+            tuples = self._tuples
+        elif len(self._columns) == 1:
+            tuples = zip(map(itemgetter(self._columns[0]), self._records))
+        else:
+            tuples = map(itemgetter(*self._columns), self._records)
+        if not patches:
+            return iter(tuples)
+        return _patched(tuples, patches)
 
 
-def _zipped(chunk: _Chunk, count: int, patches: dict[int, list[Any]]) -> Iterator[tuple[Any, ...]]:
-    """
-    The rows of ``chunk`` with the patched columns' values, built column by column and
-    zipped, so the per-row work stays in C; on the first row asked for, as the rows of an
-    unpatched chunk are (a record that does not fit fails inside the COPY, where the
-    failure is said in terms of the records).
-    """
-    yield from zip(*[patches.get(i) or list(chunk.column(i)) for i in range(count)], strict=True)
+def _patched(tuples: Iterable[Any], patches: dict[int, list[Any]]) -> Iterator[list[Any]]:
+    columns = list(patches.items())
+    for n, values in enumerate(tuples):
+        row = list(values)
+        for i, patch in columns:
+            row[i] = patch[n]
+        yield row
 
 
 class _ArrowChunk(_Chunk):
@@ -655,11 +657,6 @@ class RowWriter:
         """
         patches: dict[int, list[Any]] = {}
         for i, rule in self._rules:
-            if rule.encode is not None:
-                encoded = rule.encode(list(chunk.column(i)))
-                if encoded is not None:
-                    patches[i] = encoded
-                continue
             column: Callable[[], Iterable[Any]] = functools.partial(chunk.column, i)
             if rule.check is not None or rule.element is not None:
                 # Several passes ahead: reading the values out of the records once is
