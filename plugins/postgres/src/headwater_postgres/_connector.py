@@ -50,7 +50,7 @@ from headwater import (
     State,
     WriteResult,
 )
-from headwater.toolkit import RedactingFilter, check_part, forget_after_fork, read_ahead
+from headwater.toolkit import RedactingFilter, check_part, forget_after_fork
 from headwater_postgres._config import PostgresConfig
 from headwater_postgres._flows import (
     DIRECT,
@@ -613,16 +613,7 @@ class PostgresConnector(Connector[PostgresConfig]):
         Batches of rows of a table or query, each with the state after it (see the class
         docstring for the options). Memory stays bounded by the batch size.
         """
-        from headwater_postgres._plan import batches_of
-
-        items = drive_items(self._read(stream, state, batch_size, options), self._sync())
-        if options.get("format") is not None:
-            yield from batches_of(items)
-            return
-        # A dict read fetches the next batch of rows on a thread of its own (libpq waits
-        # for the server without the GIL) while this one makes the last into dicts.
-        with contextlib.closing(read_ahead(lambda: items)) as ahead:
-            yield from batches_of(ahead)
+        yield from drive_items(self._read(stream, state, batch_size, options), self._sync())
 
     async def aread(
         self,
@@ -640,12 +631,10 @@ class PostgresConnector(Connector[PostgresConfig]):
             async for batch in super().aread(stream, state, batch_size=batch_size, **options):
                 yield batch
             return
-        from headwater_postgres._plan import Rows
-
         flow = self._read(stream, state, batch_size, options)
-        async with contextlib.aclosing(adrive_items(flow, self._async())) as items:
-            async for item in items:
-                yield item.batch() if type(item) is Rows else item
+        async with contextlib.aclosing(adrive_items(flow, self._async())) as batches:
+            async for batch in batches:
+                yield batch
 
     def _read(
         self, stream: str, state: State | None, batch_size: int | None, options: dict[str, Any]
@@ -740,7 +729,7 @@ class PostgresConnector(Connector[PostgresConfig]):
             yield execute(conn, "SET LOCAL cursor_tuple_fraction = 1")
             yield call(cur, "execute", plan.select)
             while rows := (yield from fetch_rows(cur, cutter.size)):
-                yield cutter.fetched(rows)
+                yield cutter.batch(rows)
 
         # A server-side cursor fetched in binary: psycopg builds each batch of rows in
         # C (iterating binary COPY rows runs Python code per row; README, "Why a

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 from psycopg import sql
 
@@ -197,20 +197,13 @@ class BatchCutter:
         #: How many rows to fetch next: a probe first when the width is unknown.
         self.size = min(plan.rows_per_batch, PROBE_ROWS) if self._measuring else plan.rows_per_batch
 
-    def fetched(self, rows: list[tuple[Any, ...]]) -> Rows:
-        """
-        ``rows`` as they came from the cursor, for `batch` to make into dicts (perhaps on
-        another thread); after the probe, `size` is what the measured width allows.
-        """
-        if self._measuring:
-            self._measuring = False
-            width = measured_width(rows)
-            self.size = max(1, min(self.plan.rows_per_batch, self.plan.batch_bytes // width))
-        return Rows(self, rows)
-
     def batch(self, rows: list[tuple[Any, ...]]) -> Batch:
         """Dicts for ``rows`` and the state right after the last of them."""
         plan = self.plan
+        if self._measuring:
+            self._measuring = False
+            width = measured_width(rows)
+            self.size = max(1, min(plan.rows_per_batch, plan.batch_bytes // width))
         self.rows += len(rows)
         last = rows[-1]
         key = [last[i] for i in plan.key_positions] if plan.key_positions else None
@@ -266,25 +259,6 @@ class BatchCutter:
     def arrow_state(self, key: Sequence[Any] | None, count: int) -> State:
         self.rows += count
         return self.plan.state(key, self.rows)
-
-
-class Rows(NamedTuple):
-    """
-    A fetched batch of row tuples, not yet dicts: a sync read makes the dicts on the
-    caller's thread while the next batch is fetched on another (`batches_of`).
-    """
-
-    cutter: BatchCutter
-    rows: list[tuple[Any, ...]]
-
-    def batch(self) -> Batch:
-        return self.cutter.batch(self.rows)
-
-
-def batches_of(items: Iterable[Any]) -> Iterator[Any]:
-    """The items of a read, with each `Rows` made into its `Batch`."""
-    for item in items:
-        yield item.batch() if type(item) is Rows else item
 
 
 def measured_width(rows: Sequence[Sequence[Any]]) -> int:
