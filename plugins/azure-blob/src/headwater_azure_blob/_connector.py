@@ -40,6 +40,7 @@ from collections.abc import (
     Generator,
     Iterable,
     Iterator,
+    Mapping,
 )
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeVar
@@ -142,6 +143,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             Capability.UPLOAD,
             Capability.ATOMIC_STATE,
             Capability.PARTITIONS,
+            Capability.PART_WRITES,
         }
     )
 
@@ -935,6 +937,42 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         if found.fmt != "csv":
             return None
         return (yield from flows.csv_header(ref, self._csv_probe(ref, found), self._errors))
+
+    # --- part writes (`Capability.PART_WRITES`, see `_parts`) -----------------------------
+
+    def write_part(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        job: str,
+        index: int,
+        **options: Any,
+    ) -> WriteResult:
+        """
+        Stage part ``index`` of ``job`` as uncommitted blocks of JSON Lines or CSV blob
+        ``stream`` (a retry replaces it); not for compressed or Parquet blobs (`_parts`).
+        """
+        from headwater_azure_blob import _parts
+
+        return _parts.write_part(self, stream, batches, job, index, options)
+
+    def commit_parts(
+        self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
+    ) -> WriteResult:
+        """
+        Make the staged parts of ``job`` blob ``stream``'s content with one block-list
+        commit, in index order, counts checked; ``mode`` is `write`'s.
+        """
+        from headwater_azure_blob import _parts
+
+        return _parts.commit(self, stream, job, parts, options)
+
+    def abort_parts(self, stream: str, *, job: str) -> None:
+        """Forget the parts of ``job`` (their uncommitted blocks expire with the service)."""
+        from headwater_azure_blob import _parts
+
+        _parts.abort(self, stream, job)
 
     # --- the state stored with a write ---------------------------------------------------
 
