@@ -6,8 +6,11 @@ account key resolved on the workers from a reference; the blob reads back equal 
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,4 +97,62 @@ def test_ray_write_into_a_blob_reads_back_equal(
         result = headwater.ray.write(dataset, dest, "out/copy.jsonl")
     assert ROWS == result.records
     assert _records() == _read_back(reader, "out/copy.jsonl")
+    assert [] == _no_manifests(reader)
+
+
+def _install_part_killer(marker: str, index: int, when: str) -> None:
+    """On a worker: part ``index``'s write kills this worker mid-part or once staged, once."""
+    import headwater._shipping as shipping
+
+    original = shipping.write_part
+
+    def killed_once() -> bool:  # True in the first process to create the marker
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+    def write_part(write: Any, part: int, batches: Any) -> int:
+        if part != index:
+            return original(write, part, batches)
+        if when == "mid_part":
+
+            def dying() -> Iterator[Any]:
+                for number, batch in enumerate(batches):
+                    if number == 3 and killed_once():
+                        os.kill(os.getpid(), signal.SIGKILL)  # blocks staged, no manifest
+                    yield batch
+
+            return original(write, part, dying())
+        records = original(write, part, batches)
+        if killed_once():
+            os.kill(os.getpid(), signal.SIGKILL)  # manifest written, never reported
+        return records
+
+    shipping.write_part = write_part  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("when", ["mid_part", "after_stage"])
+def test_a_dask_part_retried_after_its_worker_died_is_written_once(
+    dask_client: Any, blob_target: tuple[dict[str, Any], Any], tmp_path: Path, when: str
+) -> None:
+    """Part 2's worker dies (blocks staged, or manifest written): the retry replaces it."""
+    import dask.dataframe as dd
+    import pandas as pd
+
+    import headwater.dask
+
+    config, reader = blob_target
+    pad = "x" * 1000  # about 750 KB a part: a dozen 64 KiB blocks each
+    records = [{"id": i, "name": f"e{i}{pad}"} for i in range(ROWS)]
+    frame = dd.from_pandas(pd.DataFrame(records), npartitions=4)
+    marker = str(tmp_path / "killed")
+    dask_client.wait_for_workers(2, timeout=60)  # one killed by an earlier test restarts
+    dask_client.run(_install_part_killer, marker, 2, when)
+    with headwater.connect("azure-blob", {**config, "block_size": 65536}) as dest:
+        result = headwater.dask.to_source(frame, dest, "out/copy.jsonl", batch_size=100)
+    assert os.path.exists(marker), "no worker was killed"
+    assert ROWS == result.records
+    assert records == _read_back(reader, "out/copy.jsonl")
     assert [] == _no_manifests(reader)
