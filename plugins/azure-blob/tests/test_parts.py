@@ -166,3 +166,17 @@ def test_async_twins_write_and_commit(connector: AzureBlobConnector, container: 
 
     asyncio.run(run())
     assert 2 == len(_text(container, "out.jsonl").splitlines())
+
+
+def test_overwrite_replaces_a_blob_the_connector_wrote_in_blocks(
+    config: dict[str, Any], container: Any
+) -> None:
+    """The old blob's committed blocks (ids of another length) are neither kept nor in the way."""
+    with AzureBlobConnector({**config, "block_size": 65536}) as connector:
+        connector.write("out.jsonl", [_rows(0, 300, PAD)])
+        old_blocks = container.get_blob_client("out.jsonl").get_block_list("committed")[0]
+        assert len(old_blocks) > 1
+        connector.write_part("out.jsonl", [_rows(10, 2)], job=JOB, index=0)
+        connector.commit_parts("out.jsonl", job=JOB, parts={0: 2}, mode="overwrite")
+    lines = [json.loads(line) for line in _text(container, "out.jsonl").splitlines()]
+    assert _rows(10, 2) == lines
