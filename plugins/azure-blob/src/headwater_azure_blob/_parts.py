@@ -28,11 +28,12 @@ are ``"create"`` and ``"overwrite"``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from headwater import (
@@ -118,6 +119,13 @@ def _overwrite(options: Mapping[str, Any]) -> bool:
     raise ConfigError(f"overwrite must be true or false, not {value!r}", field="overwrite")
 
 
+@contextlib.contextmanager
+def _calling(connector: AzureBlobConnector, context: str) -> Iterator[None]:
+    """One request through the account's circuit breaker, its errors translated."""
+    with connector._errors(context), connector._guarded():
+        yield
+
+
 def _client(connector: AzureBlobConnector, name: str) -> Any:
     return connector._container().get_blob_client(connector._full(name))
 
@@ -154,7 +162,7 @@ def write_part(
 
     def stage(data: bytes | bytearray) -> str:
         name = block_id(job, index, token, len(blocks) + 1)
-        with connector._errors(f"write_part {stream!r}"):
+        with _calling(connector, f"write_part {stream!r}"):
             target.stage_block(name, bytes(data), length=len(data))
         return name
 
@@ -173,7 +181,7 @@ def write_part(
         csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerow(columns)
         header = block_id(job, index, token, 0)
         data = buffer.getvalue().encode(config.encoding)
-        with connector._errors(f"write_part {stream!r}"):
+        with _calling(connector, f"write_part {stream!r}"):
             target.stage_block(header, data, length=len(data))
     manifest = {
         "records": encoder.count,
@@ -183,7 +191,7 @@ def write_part(
     }
     body = json.dumps(manifest).encode()
     # Written last: a manifest names only blocks already staged.
-    with connector._errors(f"write_part {stream!r}"):
+    with _calling(connector, f"write_part {stream!r}"):
         _client(connector, manifest_name(stream, job, index)).upload_blob(
             body, overwrite=True, content_type="application/json"
         )
@@ -194,7 +202,7 @@ def _manifests(connector: AzureBlobConnector, stream: str, job: str) -> dict[int
     """The job's manifests: part index -> blob name (relative to the connector's prefix)."""
     prefix = manifest_prefix(stream, job)
     found: dict[int, str] = {}
-    with connector._errors(f"commit_parts {stream!r}"):
+    with _calling(connector, f"commit_parts {stream!r}"):
         for blob in connector._container().list_blobs(name_starts_with=connector._full(prefix)):
             name = connector._relative(blob.name)
             tail = name[len(prefix) :]
@@ -236,7 +244,7 @@ def commit(
                 f"({expected} records were): nothing was written",
                 field="parts",
             )
-        with connector._errors(f"commit_parts {stream!r}"):
+        with _calling(connector, f"commit_parts {stream!r}"):
             raw = _client(connector, staged[index]).download_blob().readall()
         manifest = json.loads(raw)
         if manifest["records"] != expected:
@@ -272,7 +280,7 @@ def commit(
     if not overwrite:
         condition = {"match_condition": MatchConditions.IfMissing}
     try:
-        with connector._errors(f"commit_parts {stream!r}"):
+        with _calling(connector, f"commit_parts {stream!r}"):
             _client(connector, stream).commit_block_list(
                 [BlobBlock(block_id=i) for i in ids],
                 content_settings=settings,
@@ -294,7 +302,7 @@ def commit(
 def _delete(connector: AzureBlobConnector, stream: str, names: Iterable[str]) -> None:
     for name in names:
         try:
-            with connector._errors(f"parts of {stream!r}"):
+            with _calling(connector, f"parts of {stream!r}"):
                 _client(connector, name).delete_blob()
         except NotFound:  # deleted by a concurrent commit or abort: what we wanted
             pass
