@@ -49,11 +49,15 @@ def test_a_part_written_twice_keeps_only_the_second(
 ) -> None:
     connector.write_part("out.jsonl", [_rows(0, 3)], job=JOB, index=0)
     connector.write_part("out.jsonl", [_rows(100, 2)], job=JOB, index=0)
+    staged = container.get_blob_client("out.jsonl").get_block_list("uncommitted")[1]
+    assert 2 == len(staged)  # one block of each attempt
     result = connector.commit_parts("out.jsonl", job=JOB, parts={0: 2})
     assert 2 == result.records
     lines = [json.loads(line) for line in _text(container, "out.jsonl").splitlines()]
     assert _rows(100, 2) == lines
     assert [] == _manifests(container)
+    # The first attempt's blocks, not named by the commit, are discarded by it.
+    assert [] == container.get_blob_client("out.jsonl").get_block_list("uncommitted")[1]
 
 
 def test_the_commit_joins_parts_in_index_order_across_blocks(

@@ -11,9 +11,10 @@ naming them and its record count; a retry writes its own and replaces it. Uncomm
 blocks are invisible: the target does not exist, or keeps its old content, until the
 commit, which reads the manifests in index order, checks each count, and makes the
 blocks the blob's content with one ``commit_block_list`` (with ``mode="create"``, the
-default, only if the blob still does not exist). The manifests are then deleted; the
-service drops uncommitted blocks nobody commits (after a week), so an aborted or killed
-attempt costs storage for that long and nothing else.
+default, only if the blob still does not exist). The manifests are then deleted, and the
+service discards the blob's uncommitted blocks the commit did not name (a killed
+attempt's). After an abort (which deletes the manifests) the staged blocks stay invisible
+until the service drops them (a week without a commit), costing storage and nothing else.
 
 CSV: every part stages its header as a block of its own, and the commit keeps only the
 first non-empty part's, after checking every part has the same columns (pass
