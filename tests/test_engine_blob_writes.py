@@ -156,3 +156,50 @@ def test_a_dask_part_retried_after_its_worker_died_is_written_once(
     assert ROWS == result.records
     assert records == _read_back(reader, "out/copy.jsonl")
     assert [] == _no_manifests(reader)
+
+
+def _ray_kill_once(marker: str) -> None:
+    """Kill the calling Ray worker, once across processes (the first to create ``marker``)."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("when", ["mid_part", "after_stage"])
+def test_a_ray_write_task_retried_after_its_worker_died_is_written_once(
+    ray_local: Any, blob_target: tuple[dict[str, Any], Any], tmp_path: Path, when: str
+) -> None:
+    """Write task 1's worker dies (blocks staged, or manifest written): the retry replaces it."""
+    import headwater.ray
+
+    marker = str(tmp_path / "killed")
+
+    class DyingSink(headwater.ray.HeadwaterDatasink):
+        def write(self, blocks: Any, ctx: Any) -> Any:
+            if ctx.task_idx != 1:
+                return super().write(blocks, ctx)
+            if when == "mid_part":
+
+                def dying() -> Iterator[Any]:
+                    yield from blocks
+                    _ray_kill_once(marker)  # full blocks staged, the tail and manifest not
+
+                return super().write(dying(), ctx)
+            staged = super().write(blocks, ctx)
+            _ray_kill_once(marker)  # manifest written, never reported
+            return staged
+
+    config, reader = blob_target
+    pad = "x" * 1000  # about 750 KB a task: a dozen 64 KiB blocks each
+    records = [{"id": i, "name": f"e{i}{pad}"} for i in range(ROWS)]
+    dataset = ray_local.data.from_items(records, override_num_blocks=4)
+    with headwater.connect("azure-blob", {**config, "block_size": 65536}) as dest:
+        sink = DyingSink(dest, "out/copy.jsonl")
+        dataset.write_datasink(sink)
+    assert os.path.exists(marker), "no worker was killed"
+    assert sink.result is not None
+    assert ROWS == sink.result.records
+    assert records == _read_back(reader, "out/copy.jsonl")
+    assert [] == _no_manifests(reader)
