@@ -100,24 +100,10 @@ def check_options(stream: str, options: Mapping[str, Any]) -> FileFormat:
 
 
 def _overwrite(options: Mapping[str, Any]) -> bool:
-    mode = options.get("mode")
-    if mode is not None:
-        if mode not in ("create", "overwrite"):
-            raise ConfigError(
-                f"write mode must be 'create' or 'overwrite', not {mode!r} "
-                "(blobs cannot be appended to by this connector)",
-                field="mode",
-            )
-        return bool(mode == "overwrite")
-    value = options.get("overwrite", False)
-    if isinstance(value, bool):
-        return value
-    lowered = str(value).strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigError(f"overwrite must be true or false, not {value!r}", field="overwrite")
+    """Whether the commit replaces an existing blob: `write`'s ``mode``/``overwrite``."""
+    from headwater_azure_blob._connector import _overwrite as write_overwrites
+
+    return write_overwrites(options.get("overwrite", False), options.get("mode"))
 
 
 @contextlib.contextmanager
