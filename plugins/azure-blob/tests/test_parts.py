@@ -159,6 +159,8 @@ def test_compressed_and_parquet_blobs_are_refused_naming_why(
 def test_unknown_options_and_modes_are_refused(connector: AzureBlobConnector) -> None:
     with pytest.raises(ConfigError, match="state_key"):
         connector.write_part("out.jsonl", [_rows(0, 1)], job=JOB, index=0, state_key="k")
+    with pytest.raises(ConfigError, match="part index is at most 99999999"):
+        connector.write_part("out.jsonl", [_rows(0, 1)], job=JOB, index=10**8)
     with pytest.raises(ConfigError, match="append"):
         connector.commit_parts("out.jsonl", job=JOB, parts={}, mode="append")
 

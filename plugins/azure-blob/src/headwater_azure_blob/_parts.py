@@ -57,6 +57,8 @@ PART_OPTIONS: Final = frozenset({"format", "columns"})
 COMMIT_OPTIONS: Final = frozenset({"mode", "overwrite", "content_type", "metadata"})
 #: The most blocks one blob may have committed (the service's limit).
 MAX_BLOCKS: Final = 50_000
+#: Part indexes fit the 8 digits of a block id (ids of one blob must have one length).
+MAX_INDEX: Final = 10**8 - 1
 
 
 def manifest_prefix(stream: str, job: str) -> str:
@@ -127,6 +129,8 @@ def write_part(
 ) -> WriteResult:
     """Stage part ``index`` of ``job`` in place of any earlier attempt; its record count."""
     check_part(job, index)
+    if index > MAX_INDEX:
+        raise ConfigError(f"a blob's part index is at most {MAX_INDEX}", field="index")
     found = check_options(stream, options)
     _overwrite(options)  # a bad mode fails the part, not only the commit
     config = connector.config
