@@ -89,6 +89,15 @@ def test_csv_parts_have_one_header_from_the_first_non_empty_part(
     assert "id,name\n0,row 0\n1,row 1\n2,row 2\n" == _text(container, "out.csv")
 
 
+def test_csv_parts_without_records_and_columns_given_make_the_header_alone(
+    connector: AzureBlobConnector, container: Any
+) -> None:
+    for index in (0, 1):
+        connector.write_part("out.csv", [], job=JOB, index=index, columns=["id", "name"])
+    connector.commit_parts("out.csv", job=JOB, parts={0: 0, 1: 0}, columns=["id", "name"])
+    assert "id,name\n" == _text(container, "out.csv")
+
+
 def test_csv_parts_with_other_columns_are_refused(
     connector: AzureBlobConnector, container: Any
 ) -> None:

@@ -17,8 +17,10 @@ attempt's). After an abort (which deletes the manifests) the staged blocks stay 
 until the service drops them (a week without a commit), costing storage and nothing else.
 
 CSV: every part stages its header as a block of its own, and the commit keeps only the
-first non-empty part's, after checking every part has the same columns (pass
-``columns=[...]`` so they do not depend on each part's first record).
+first part's that has one (a part without records has one only with ``columns=[...]``),
+after checking every part has the same columns (pass ``columns=[...]`` so they do not
+depend on each part's first record). Parts without records and ``columns`` given make a
+blob of the header alone, as `write` does.
 
 Not supported, refused before anything is staged: compressed blobs (a stream cut into
 parts is not one compressed stream) and Parquet (one footer for the whole file); write
@@ -166,7 +168,8 @@ def write_part(
         blocks.append(stage(pending))
     header: str | None = None
     columns: list[str] | None = None
-    if isinstance(encoder, CsvEncoder) and encoder.count and encoder.columns is not None:
+    # With no record and no columns= a part has no header; the blob takes the first one.
+    if isinstance(encoder, CsvEncoder) and encoder.columns is not None:
         columns = encoder.columns
         buffer = io.StringIO()
         csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerow(columns)
