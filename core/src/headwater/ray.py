@@ -431,6 +431,26 @@ class _PartitionReader:
     def __call__(self) -> Iterator[pyarrow.Table]:
         import pyarrow as pa
 
+        # A block per batch made hundreds of small blocks per partition, each one Ray's
+        # bookkeeping: batches are gathered (zero-copy) up to Ray's own block size.
+        target = _ray().data.DataContext.get_current().target_max_block_size or 0
+        pending: list[pyarrow.Table] = []
+        size = 0
+        for table in self._tables():
+            if pending and not table.schema.equals(pending[0].schema):
+                yield pa.concat_tables(pending)  # blocks of one schema each
+                pending, size = [], 0
+            pending.append(table)
+            size += table.nbytes
+            if size >= target:
+                yield pa.concat_tables(pending)
+                pending, size = [], 0
+        if pending:
+            yield pa.concat_tables(pending)
+
+    def _tables(self) -> Iterator[pyarrow.Table]:
+        import pyarrow as pa
+
         from headwater._frames import _arrow_of, _fitted
         from headwater._shipping import read_partition
 
