@@ -113,10 +113,13 @@ class Capability(StrEnum):
 _PART_JOB = re.compile(r"[a-z0-9]{8,32}")
 
 
-def check_part(job: str, index: int | None = None) -> None:
+def check_part(
+    job: str, index: int | None = None, *, parts: Mapping[int, int] | None = None
+) -> None:
     """
     Check a part write's ``job`` id (and part ``index``, a whole number >= 0) before a
-    connector names a staging target after them.
+    connector names a staging target after them; with ``parts`` (what `commit_parts` is
+    given), every part index and its record count (a whole number >= 0).
 
     Raises:
         ConfigError: naming the field that is not valid.
@@ -125,8 +128,17 @@ def check_part(job: str, index: int | None = None) -> None:
         raise ConfigError(
             "a part-write job id is 8 to 32 lowercase letters and digits", field="job"
         )
-    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+    if index is not None and not _whole(index):
         raise ConfigError("a part index is a whole number >= 0", field="index")
+    for part, records in (parts or {}).items():
+        if not _whole(part):
+            raise ConfigError("a part index is a whole number >= 0", field="index")
+        if not _whole(records):
+            raise ConfigError("each part's record count is a whole number >= 0", field="parts")
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def new_part_job() -> str:

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from headwater._connector import WriteResult, check_part
-from headwater.errors import ConfigError, IntegrityError
+from headwater.errors import IntegrityError
 
 if TYPE_CHECKING:
     from headwater._builtin.files_connector import FilesConnector
@@ -84,11 +84,7 @@ def commit(
     options: Mapping[str, Any],
 ) -> WriteResult:
     """Write the target from the parts in index order (counts checked), then delete them."""
-    check_part(job)
-    for index, count in parts.items():
-        check_part(job, index)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ConfigError("each part's record count is a whole number >= 0", field="parts")
+    check_part(job, parts=parts)
     names: list[tuple[int, str, int]] = []
     for index in sorted(parts):
         name = part_stream(stream, job, index)

@@ -216,13 +216,9 @@ def commit(
     from azure.core import MatchConditions
     from azure.storage.blob import BlobBlock, ContentSettings
 
-    check_part(job)
+    check_part(job, parts=parts)
     found = check_options(stream, options)
     overwrite = _overwrite(options)
-    for index, count in parts.items():
-        check_part(job, index)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ConfigError("each part's record count is a whole number >= 0", field="parts")
     staged = _manifests(connector, stream, job)
     ids: list[str] = []
     header: str | None = None

@@ -160,12 +160,8 @@ def commit(
     options: Mapping[str, Any],
 ) -> Flow[WriteResult]:
     """The commit of the module docstring, in one transaction."""
-    check_part(job)
+    check_part(job, parts=parts)
     check_options(options)
-    for index, records in parts.items():
-        check_part(job, index)
-        if isinstance(records, bool) or not isinstance(records, int) or records < 0:
-            raise ConfigError("each part's record count is a whole number >= 0", field="parts")
     from headwater_postgres._write import WriteSpec
 
     chosen = {key: value for key, value in options.items() if key in COMMIT_OPTIONS}
