@@ -223,7 +223,9 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks at full size: ratios against raw drivers and peers in the same run."""
-    _install(session, "test", "bench")
+    # The engines too: bench_engines compares headwater on Dask and Ray with their own
+    # readers (bench_quick leaves them out, and those cases say they are unavailable).
+    _install(session, "test", "bench", "engines")
     session.run("python", "-m", "bench", *session.posargs)
 
 
