@@ -460,7 +460,8 @@ def psycopg_copy_write(dsn: str, rows: int, raw_table: str, **_: Any) -> int:
 def asyncpg_copy_write(dsn: str, rows: int, raw_table: str, **_: Any) -> int:
     """
     asyncpg ``copy_records_to_table`` (binary COPY) of the same batches of dicts, made
-    into tuples; jsonb through the codec asyncpg's documentation shows (``json.dumps``).
+    into tuples; jsonb through a codec of ``json.dumps`` (asyncpg's documented way), in
+    the binary form its COPY needs (a version byte, then the text).
     """
     import asyncio
     import json
@@ -473,7 +474,11 @@ def asyncpg_copy_write(dsn: str, rows: int, raw_table: str, **_: Any) -> int:
         conn = await asyncpg.connect(dsn)
         try:
             await conn.set_type_codec(
-                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+                "jsonb",
+                encoder=lambda value: b"\x01" + json.dumps(value).encode(),
+                decoder=lambda data: json.loads(data[1:]),
+                schema="pg_catalog",
+                format="binary",
             )
             schema, _, table = raw_table.partition(".")
             async with conn.transaction():
