@@ -115,3 +115,26 @@ def pg_engine_table(pg_admin: Any, pg_schema: str) -> str:
         FROM generate_series(1, {PG_ENGINE_ROWS}) i"""  # noqa: S608 - the test's own schema
     )
     return f"{pg_schema}.t"
+
+
+def forwards_read_options(connector: Any) -> bool:
+    """Whether ``connector.read_partition`` takes read options (``**options``)."""
+    import inspect
+
+    parameters = inspect.signature(connector.read_partition).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def table_rows(pg_admin: Any, table: str) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` (the test's own), in ``id`` order."""
+    return pg_admin.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608
+
+
+def staged_parts(pg_admin: Any, schema: str) -> list[str]:
+    """The part-write staging tables left in ``schema``."""
+    rows = pg_admin.execute(
+        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND relname LIKE 'hw_part_%%'",
+        (schema,),
+    ).fetchall()
+    return [row[0] for row in rows]

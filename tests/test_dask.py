@@ -14,7 +14,14 @@ import pytest
 
 import headwater
 import headwater.dask
-from tests.fix_engines import PG_ENGINE_ROWS, no_part_writes_connector, pg_config
+from tests.fix_engines import (
+    PG_ENGINE_ROWS,
+    forwards_read_options,
+    no_part_writes_connector,
+    pg_config,
+    staged_parts,
+    table_rows,
+)
 
 pytestmark = pytest.mark.engines
 
@@ -48,19 +55,12 @@ def test_postgres_on_dask_equals_to_pandas(
         )
     assert 20000 == len(got)
     pd.testing.assert_frame_equal(expected, got, check_dtype=False)
-    if not _forwards_read_options(source):
+    if not forwards_read_options(source):
         pytest.xfail(
             "headwater-postgres's read_partition does not pass read options (format='arrow') "
             "on to read yet: its partitions come as dicts, numeric as text"
         )
     pd.testing.assert_frame_equal(expected, got)
-
-
-def _forwards_read_options(connector: Any) -> bool:
-    import inspect
-
-    parameters = inspect.signature(connector.read_partition).parameters.values()
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def test_files_jsonl_on_dask_equals_to_pandas(dask_client: Any, tmp_path: Path) -> None:
@@ -154,19 +154,6 @@ def _install_write_killer(marker: str, index: int, when: str) -> None:
     shipping.write_part = write_part  # type: ignore[assignment]
 
 
-def _table_rows(pg_admin: Any, table: str) -> list[tuple[Any, ...]]:
-    return pg_admin.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608
-
-
-def _staged_parts(pg_admin: Any, schema: str) -> list[str]:
-    rows = pg_admin.execute(
-        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND relname LIKE 'hw_part_%%'",
-        (schema,),
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
 def test_postgres_write_on_dask_reads_back_equal(
     dask_client: Any, pg_dsn: str, pg_admin: Any, pg_schema: str, pg_engine_table: str
 ) -> None:
@@ -178,8 +165,8 @@ def test_postgres_write_on_dask_reads_back_equal(
         frame = headwater.dask.read(source, pg_engine_table, npartitions=4)
         result = headwater.dask.to_source(frame, source, copy, batch_size=1000)
     assert (copy, PG_ENGINE_ROWS) == (result.stream, result.records)
-    assert _table_rows(pg_admin, pg_engine_table) == _table_rows(pg_admin, copy)
-    assert [] == _staged_parts(pg_admin, pg_schema)
+    assert table_rows(pg_admin, pg_engine_table) == table_rows(pg_admin, copy)
+    assert [] == staged_parts(pg_admin, pg_schema)
 
 
 @pytest.mark.parametrize("when", ["mid_copy", "after_stage"])
@@ -204,8 +191,8 @@ def test_a_write_task_retried_after_its_worker_died_writes_once(
         result = headwater.dask.to_source(frame, source, copy, batch_size=1000)
     assert os.path.exists(marker), "no worker was killed"
     assert PG_ENGINE_ROWS == result.records
-    assert _table_rows(pg_admin, pg_engine_table) == _table_rows(pg_admin, copy)
-    assert [] == _staged_parts(pg_admin, pg_schema)
+    assert table_rows(pg_admin, pg_engine_table) == table_rows(pg_admin, copy)
+    assert [] == staged_parts(pg_admin, pg_schema)
 
 
 def test_a_worker_killed_mid_read_is_retried_and_the_read_is_exact(
@@ -300,8 +287,8 @@ def test_a_failed_write_leaves_no_staged_part_and_no_row(
         with pytest.raises(headwater.HeadwaterError) as caught:
             headwater.dask.to_source(frame, source, copy)
     assert "amount" in str(caught.value)
-    assert [] == _table_rows(pg_admin, copy)
-    assert [] == _staged_parts(pg_admin, pg_schema)
+    assert [] == table_rows(pg_admin, copy)
+    assert [] == staged_parts(pg_admin, pg_schema)
 
 
 def test_a_missing_table_is_created_and_upserted_with_the_last_record_of_a_key(
@@ -321,8 +308,8 @@ def test_a_missing_table_is_created_and_upserted_with_the_last_record_of_a_key(
         result = headwater.dask.to_source(frame, dest, table, primary_key="id", upsert_on="id")
     assert 150 == result.records
     last = {key: f"v{n}" for n, key in enumerate(ids)}
-    assert sorted(last.items()) == _table_rows(pg_admin, table)
-    assert [] == _staged_parts(pg_admin, pg_schema)
+    assert sorted(last.items()) == table_rows(pg_admin, table)
+    assert [] == staged_parts(pg_admin, pg_schema)
 
 
 def test_a_write_whose_reference_the_workers_cannot_resolve_fails_naming_it(

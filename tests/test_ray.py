@@ -13,7 +13,14 @@ import pytest
 
 import headwater  # noqa: F401 - headwater.CredentialError etc. (and headwater.ray below)
 from headwater.toolkit import partitions
-from tests.fix_engines import PG_ENGINE_ROWS, no_part_writes_connector, pg_config
+from tests.fix_engines import (
+    PG_ENGINE_ROWS,
+    forwards_read_options,
+    no_part_writes_connector,
+    pg_config,
+    staged_parts,
+    table_rows,
+)
 
 # Ray 2.60's DataContext() warns about its own defaults of deprecated fields.
 pytestmark = [
@@ -69,19 +76,12 @@ def test_postgres_on_ray_equals_to_arrow(
     assert [{**row, "amount": Decimal(str(row["amount"]))} for row in expected] == [
         {**row, "amount": Decimal(str(row["amount"]))} for row in got
     ]
-    if not _forwards_read_options(source):
+    if not forwards_read_options(source):
         pytest.xfail(
             "headwater-postgres's read_partition does not pass read options (format='arrow') "
             "on to read yet: its partitions come as dicts, numeric as text"
         )
     assert expected == got
-
-
-def _forwards_read_options(connector: Any) -> bool:
-    import inspect
-
-    parameters = inspect.signature(connector.read_partition).parameters.values()
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def test_files_jsonl_on_ray_equals_to_arrow(ray_local: Any, tmp_path: Path) -> None:
@@ -183,19 +183,6 @@ def test_a_reference_missing_on_the_workers_fails_naming_it(
 # --- writes: exactly once, also when a worker dies ----------------------------------------
 
 
-def _table_rows(pg_admin: Any, table: str) -> list[tuple[Any, ...]]:
-    return pg_admin.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608
-
-
-def _staged_parts(pg_admin: Any, schema: str) -> list[str]:
-    rows = pg_admin.execute(
-        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND relname LIKE 'hw_part_%%'",
-        (schema,),
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
 def _killer(marker: str) -> Any:
     """A function that kills the process calling it, once across processes (``marker``)."""
 
@@ -226,8 +213,8 @@ def test_postgres_write_on_ray_reads_back_equal(
         dataset = headwater.ray.read(source, pg_engine_table, parallelism=4)
         result = headwater.ray.write(dataset, source, copy)
     assert (copy, PG_ENGINE_ROWS) == (result.stream, result.records)
-    assert _table_rows(pg_admin, pg_engine_table) == _table_rows(pg_admin, copy)
-    assert [] == _staged_parts(pg_admin, pg_schema)
+    assert table_rows(pg_admin, pg_engine_table) == table_rows(pg_admin, copy)
+    assert [] == staged_parts(pg_admin, pg_schema)
 
 
 @pytest.mark.parametrize("when", ["before_commit", "after_stage"])
@@ -270,8 +257,8 @@ def test_a_write_task_retried_after_its_worker_died_writes_once(
     assert (tmp_path / "killed").exists(), "no worker was killed"
     assert sink.result is not None
     assert PG_ENGINE_ROWS == sink.result.records
-    assert _table_rows(pg_admin, pg_engine_table) == _table_rows(pg_admin, copy)
-    assert [] == _staged_parts(pg_admin, pg_schema)
+    assert table_rows(pg_admin, pg_engine_table) == table_rows(pg_admin, copy)
+    assert [] == staged_parts(pg_admin, pg_schema)
 
 
 def test_a_worker_killed_mid_read_is_retried_and_the_read_is_exact(
@@ -357,8 +344,8 @@ def test_a_failed_write_leaves_no_staged_part_and_no_row(
         with pytest.raises(headwater.HeadwaterError) as caught:
             headwater.ray.write(dataset, source, copy)
     assert "amount" in str(caught.value)
-    assert [] == _table_rows(pg_admin, copy)
-    assert [] == _staged_parts(pg_admin, pg_schema)
+    assert [] == table_rows(pg_admin, copy)
+    assert [] == staged_parts(pg_admin, pg_schema)
 
 
 def test_a_write_whose_reference_the_workers_cannot_resolve_fails_naming_it(
