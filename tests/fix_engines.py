@@ -11,14 +11,23 @@ workers, while the test process never has it::
     def engine_worker_env() -> dict[str, str]:
         return {"HW_TEST_PW": SECRET}
 
+A scenario both engines run is written once against `engine`, a module-scoped fixture
+parametrized over the two (`DaskEngine`, `RayEngine`): each adapter reads into its
+engine, writes, kills a worker in a read or a write, and gives the serialized form of a
+write. Its tests run on Dask first, then on Ray, one engine up at a time.
+
 An engine that cannot start skips the test locally and fails it when ``CI=true``
 (`tests.fix_services.service_unavailable`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,9 +65,9 @@ def engine_worker_env() -> dict[str, str]:
     return {}
 
 
-@pytest.fixture(scope="module")
-def dask_client(engine_worker_env: dict[str, str]) -> Iterator[Any]:
-    """A LocalCluster of 2 worker processes (1 thread each) with `engine_worker_env`."""
+@contextlib.contextmanager
+def _dask_cluster(env: dict[str, str]) -> Iterator[Any]:
+    """A LocalCluster of 2 worker processes (1 thread each) with ``env``, and its client."""
     try:
         from distributed import Client, LocalCluster
 
@@ -68,7 +77,7 @@ def dask_client(engine_worker_env: dict[str, str]) -> Iterator[Any]:
             processes=True,
             dashboard_address=":0",
             silence_logs=logging.ERROR,
-            env=dict(engine_worker_env),
+            env=dict(env),
         )
     except Exception as exc:
         service_unavailable(f"cannot start a dask LocalCluster: {type(exc).__name__}: {exc}")
@@ -76,9 +85,9 @@ def dask_client(engine_worker_env: dict[str, str]) -> Iterator[Any]:
         yield client
 
 
-@pytest.fixture(scope="module")
-def ray_local(engine_worker_env: dict[str, str]) -> Iterator[Any]:
-    """A local Ray of 2 CPUs whose workers' environment holds `engine_worker_env`."""
+@contextlib.contextmanager
+def _ray_local(env: dict[str, str]) -> Iterator[Any]:
+    """A local Ray of 2 CPUs whose workers' environment holds ``env``: the ``ray`` module."""
     try:
         import ray
 
@@ -87,7 +96,7 @@ def ray_local(engine_worker_env: dict[str, str]) -> Iterator[Any]:
             include_dashboard=False,
             log_to_driver=False,
             object_store_memory=256 * 1024 * 1024,
-            runtime_env={"env_vars": dict(engine_worker_env)},
+            runtime_env={"env_vars": dict(env)},
         )
     except Exception as exc:
         service_unavailable(f"cannot start a local Ray: {type(exc).__name__}: {exc}")
@@ -97,6 +106,20 @@ def ray_local(engine_worker_env: dict[str, str]) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dask_client(engine_worker_env: dict[str, str]) -> Iterator[Any]:
+    """A LocalCluster of 2 worker processes (1 thread each) with `engine_worker_env`."""
+    with _dask_cluster(engine_worker_env) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def ray_local(engine_worker_env: dict[str, str]) -> Iterator[Any]:
+    """A local Ray of 2 CPUs whose workers' environment holds `engine_worker_env`."""
+    with _ray_local(engine_worker_env) as ray:
+        yield ray
 
 
 @pytest.fixture
@@ -138,3 +161,357 @@ def staged_parts(pg_admin: Any, schema: str) -> list[str]:
         (schema,),
     ).fetchall()
     return [row[0] for row in rows]
+
+
+# --- one scenario, both engines: the adapters behind the `engine` fixture -----------------
+
+
+def _claim(marker: str, where: str) -> bool:
+    """True in the first process (across the cluster) to create ``marker``; it holds ``where``."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, where.encode())
+    os.close(fd)
+    return True
+
+
+def _install_read_killer(marker: str, index: int) -> None:
+    """On a Dask worker: partition ``index``'s read kills this worker after its first batch, once."""
+    import headwater._shipping as shipping
+
+    original = shipping.read_partition
+
+    def read_partition(partition: Any, **options: Any) -> Iterator[Any]:
+        for number, batch in enumerate(original(partition, **options)):
+            killing = number == 1 and partition.index == index
+            if killing and _claim(marker, f"read_partition {index}"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield batch
+
+    shipping.read_partition = read_partition  # type: ignore[assignment]
+
+
+def _install_write_killer(marker: str, index: int, when: str) -> None:
+    """On a Dask worker: part ``index``'s write kills this worker mid-COPY or once staged, once."""
+    import headwater._shipping as shipping
+
+    original = shipping.write_part
+
+    def write_part(write: Any, part: int, batches: Any) -> int:
+        if part != index:
+            return original(write, part, batches)
+        if when == "before_commit":
+
+            def dying() -> Iterator[Any]:
+                for number, batch in enumerate(batches):
+                    if number == 2 and _claim(marker, f"write_part {index} mid-COPY"):
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    yield batch
+
+            return original(write, part, dying())
+        records = original(write, part, batches)
+        if _claim(marker, f"write_part {index} staged"):
+            os.kill(os.getpid(), signal.SIGKILL)  # staged, never reported: the retry replaces it
+        return records
+
+    shipping.write_part = write_part  # type: ignore[assignment]
+
+
+class DaskEngine:
+    """
+    headwater on a Dask ``distributed`` client: data is a dask DataFrame, a collected or
+    single-process read a pandas DataFrame (compared with ``assert_frame_equal``).
+    """
+
+    name = "dask"
+    #: A frame has one partition per headwater partition, fixed before anything runs.
+    fixes_partitions = True
+    #: In the marker of `read_killing_a_worker`: the read that was killed.
+    killed_reading = "read_partition 2"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def on_workers(self, function: Any) -> list[Any]:
+        """``function()`` on each of the 2 workers."""
+        return list(self.client.run(function).values())
+
+    def read(self, source: Any, stream: str, parts: int, **options: Any) -> Any:
+        import headwater.dask
+
+        return headwater.dask.read(source, stream, npartitions=parts, **options)
+
+    def partitions(self, data: Any) -> int:
+        return int(data.npartitions)
+
+    def count(self, data: Any) -> int:
+        return len(data)
+
+    def columns(self, data: Any) -> list[str]:
+        return list(data.columns)
+
+    def collect(self, data: Any) -> Any:
+        """Every record of ``data``, in ``id`` order."""
+        return self.ordered(data.compute())
+
+    def local(self, source: Any, stream: str) -> Any:
+        """The single-process read: `headwater.to_pandas`."""
+        import headwater
+
+        return headwater.to_pandas(source, stream)
+
+    def ordered(self, table: Any) -> Any:
+        return table.sort_values("id").reset_index(drop=True)
+
+    def ids(self, table: Any) -> list[Any]:
+        return list(table["id"].tolist())
+
+    def assert_equal(self, expected: Any, got: Any, *, loose: str | None = None) -> None:
+        """Equal frames; with ``loose`` (a column whose type may differ) dtypes are not compared."""
+        import pandas as pd
+
+        pd.testing.assert_frame_equal(expected, got, check_dtype=loose is None)
+
+    def from_records(self, records: list[dict[str, Any]], parts: int) -> Any:
+        import pandas as pd
+        from dask import dataframe as dd
+
+        return dd.from_pandas(pd.DataFrame(records), npartitions=parts)
+
+    def write(
+        self, data: Any, dest: Any, stream: str, *, batch_size: int | None = None, **options: Any
+    ) -> Any:
+        import headwater.dask
+
+        return headwater.dask.to_source(data, dest, stream, batch_size=batch_size, **options)
+
+    def write_killing_a_worker(
+        self, data: Any, dest: Any, stream: str, *, when: str, marker: str, batch_size: int
+    ) -> Any:
+        """
+        The worker writing part 2 is killed once: ``before_commit`` at the third batch of
+        its COPY, ``after_stage`` once the part is staged and before the task reports it.
+        """
+        self.client.wait_for_workers(2, timeout=60)  # one killed by an earlier test restarts
+        self.client.run(_install_write_killer, marker, 2, when)
+        return self.write(data, dest, stream, batch_size=batch_size)
+
+    def read_killing_a_worker(self, data: Any, marker: str) -> tuple[list[Any], str]:
+        """
+        The ids read while the worker reading partition 2 dies after its first batch, and
+        what the marker says was killed.
+        """
+        self.client.wait_for_workers(2, timeout=60)  # one killed by an earlier test restarts
+        self.client.run(_install_read_killer, marker, 2)
+        ids = data["id"].compute().tolist()
+        return ids, Path(marker).read_text() if Path(marker).exists() else ""
+
+    def shipped(self, parts: int) -> int:
+        """How many serialized forms a write of ``parts`` partitions ships: a graph a task."""
+        return parts
+
+    def write_serialized(
+        self, data: Any, dest: Any, stream: str, monkeypatch: pytest.MonkeyPatch
+    ) -> tuple[Any, list[bytes], str]:
+        """The write's result, its task graphs as Dask pickles them, and their reprs."""
+        import cloudpickle
+
+        import headwater.dask
+
+        compute = headwater.dask._compute_parts
+        graphs: list[bytes] = []
+        shown: list[str] = []
+
+        def capturing(client: Any, tasks: list[Any]) -> Any:
+            for task in tasks:
+                graph = dict(task.__dask_graph__())
+                graphs.append(cloudpickle.dumps(graph))
+                shown.append(repr(graph))
+            return compute(client, tasks)
+
+        monkeypatch.setattr(headwater.dask, "_compute_parts", capturing)
+        result = self.write(data, dest, stream)
+        return result, graphs, " ".join(shown)
+
+
+def _ray_killer(marker: str) -> Any:
+    """A function that kills the process calling it, once across processes (``marker``)."""
+
+    def kill_once() -> None:  # shipped by value to the Ray worker that calls it
+        import os
+        import signal
+
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill_once
+
+
+class RayEngine:
+    """
+    headwater on a local Ray: data is a Ray Dataset, a collected or single-process read a
+    list of dicts (``to_arrow(...).to_pylist()``).
+    """
+
+    name = "ray"
+    #: Ray's blocks may change while a dataset runs: no partition count before it does.
+    fixes_partitions = False
+    #: In the stats of `read_killing_a_worker`: the map that kills runs in the read task.
+    killed_reading = "ReadHeadwater(postgres)->MapBatches(dying)"
+
+    def __init__(self, ray: Any) -> None:
+        self.ray = ray
+
+    def on_workers(self, function: Any) -> list[Any]:
+        """``function()`` in 2 Ray tasks."""
+        remote = self.ray.remote(function)
+        return list(self.ray.get([remote.remote() for _ in range(2)]))
+
+    def read(self, source: Any, stream: str, parts: int, **options: Any) -> Any:
+        import headwater.ray
+
+        return headwater.ray.read(source, stream, parallelism=parts, **options)
+
+    def partitions(self, data: Any) -> int:
+        raise NotImplementedError("Ray fixes no partition count before a dataset runs")
+
+    def count(self, data: Any) -> int:
+        return int(data.count())
+
+    def columns(self, data: Any) -> list[str]:
+        return list(data.schema().names)
+
+    def collect(self, data: Any) -> Any:
+        """Every record of ``data``, in ``id`` order."""
+        return self.ordered(data.take_all())
+
+    def local(self, source: Any, stream: str) -> Any:
+        """The single-process read: `headwater.to_arrow`, as dicts."""
+        import headwater
+
+        return headwater.to_arrow(source, stream).to_pylist()
+
+    def ordered(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(rows, key=lambda row: row["id"])
+
+    def ids(self, rows: list[dict[str, Any]]) -> list[Any]:
+        return [row["id"] for row in rows]
+
+    def assert_equal(self, expected: Any, got: Any, *, loose: str | None = None) -> None:
+        """Equal rows; with ``loose`` (a numeric column as text or Decimal) its digits compared."""
+        if loose is not None:
+            from decimal import Decimal
+
+            expected = [{**row, loose: Decimal(str(row[loose]))} for row in expected]
+            got = [{**row, loose: Decimal(str(row[loose]))} for row in got]
+        assert expected == got
+
+    def from_records(self, records: list[dict[str, Any]], parts: int) -> Any:
+        return self.ray.data.from_items(records, override_num_blocks=parts)
+
+    def write(
+        self, data: Any, dest: Any, stream: str, *, batch_size: int | None = None, **options: Any
+    ) -> Any:
+        """`headwater.ray.write` (which takes no batch size: a task writes its blocks' batches)."""
+        import headwater.ray
+
+        return headwater.ray.write(data, dest, stream, **options)
+
+    def write_killing_a_worker(
+        self, data: Any, dest: Any, stream: str, *, when: str, marker: str, batch_size: int
+    ) -> Any:
+        """
+        The worker of write task 1 is killed once: ``before_commit`` once all its blocks
+        are sent (the part's COPY not committed), ``after_stage`` once the part is staged
+        and before the task reports it. The sink's result (None if it has none).
+        """
+        import headwater.ray
+
+        kill_once = _ray_killer(marker)
+
+        class DyingSink(headwater.ray.HeadwaterDatasink):
+            def write(self, blocks: Any, ctx: Any) -> tuple[int, int]:
+                if ctx.task_idx != 1:
+                    return super().write(blocks, ctx)
+                if when == "before_commit":
+
+                    def dying() -> Iterator[Any]:
+                        yield from blocks
+                        kill_once()  # the part's COPY is sent, its transaction not committed
+
+                    return super().write(dying(), ctx)
+                staged = super().write(blocks, ctx)
+                kill_once()  # staged and committed, never reported: the retry must replace it
+                return staged
+
+        sink = DyingSink(dest, stream)
+        data.write_datasink(sink)
+        return sink.result
+
+    def read_killing_a_worker(self, data: Any, marker: str) -> tuple[list[Any], str]:
+        """
+        The ids read while the read task holding id 12345 dies after reading it, and Ray's
+        stats of the run (which name the stages fused into the task that died).
+        """
+
+        kill_once = _ray_killer(marker)
+
+        def dying(batch: Any) -> Any:
+            if 12345 in batch.column("id").to_pylist():
+                kill_once()
+            return batch
+
+        mapped = data.map_batches(dying, batch_format="pyarrow")
+        ids = [row["id"] for row in mapped.take_all()]
+        return ids, str(mapped.stats())
+
+    def shipped(self, parts: int) -> int:
+        """How many serialized forms a write ships: one Datasink, pickled into every task."""
+        return 1
+
+    def write_serialized(
+        self, data: Any, dest: Any, stream: str, monkeypatch: pytest.MonkeyPatch
+    ) -> tuple[Any, list[bytes], str]:
+        """The write's result, its Datasink as Ray pickles it, and its repr."""
+        dataset_type = type(data)
+        write_datasink = dataset_type.write_datasink
+        sinks: list[bytes] = []
+        shown: list[str] = []
+
+        def capturing(dataset: Any, datasink: Any, *args: Any, **kwargs: Any) -> Any:
+            sinks.append(self.ray.cloudpickle.dumps(datasink))
+            shown.append(repr(datasink))
+            return write_datasink(dataset, datasink, *args, **kwargs)
+
+        monkeypatch.setattr(dataset_type, "write_datasink", capturing)
+        result = self.write(data, dest, stream)
+        return result, sinks, " ".join(shown)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("dask", id="dask"),
+        pytest.param(
+            "ray",
+            id="ray",
+            # Ray 2.60's DataContext() warns about its own defaults of deprecated fields.
+            marks=pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+        ),
+    ],
+)
+def engine(
+    request: pytest.FixtureRequest, engine_worker_env: dict[str, str]
+) -> Iterator[DaskEngine | RayEngine]:
+    """Each engine in turn (Dask's tests, then Ray's), with `engine_worker_env` on its workers."""
+    if request.param == "dask":
+        with _dask_cluster(engine_worker_env) as client:
+            yield DaskEngine(client)
+    else:
+        with _ray_local(engine_worker_env) as ray:
+            yield RayEngine(ray)
