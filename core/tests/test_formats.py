@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from headwater import ConfigError
@@ -172,10 +172,11 @@ def test_json_lines_decoder_keeps_big_integers_beside_long_digit_strings():
 
 def test_only_the_line_that_may_hold_a_big_integer_leaves_the_fast_path(monkeypatch):
     """
-    Only lines with a run of 19 digits where a number can start are parsed on the exact
-    path, alone: not their chunk, and not a UUID-like string whose digits follow a "-"
-    inside it.
+    Without msgspec (orjson line by line, which rounds integers beyond 64 bits), only
+    lines with a run of 19 digits where a number can start are parsed on the exact path,
+    alone: not their chunk, and not a UUID-like string whose digits follow a "-" inside it.
     """
+    monkeypatch.setattr(f, "_lines_parser", lambda: None)
     lines = [b'{"n": %d, "u": "0a1b2c3d-9e8f-4a7b-8c6d-0123456789ab"}' % i for i in range(50)]
     lines[3] = b'{"n": 3, "u": "0a1b2c3d-9e8f-4a7b-8c6d-12345678901234567890"}'
     lines[7] = b'{"n": 7, "big": 123456789012345678901234567890}'
@@ -194,6 +195,90 @@ def test_only_the_line_that_may_hold_a_big_integer_leaves_the_fast_path(monkeypa
     assert 123456789012345678901234567890 == got[7]["big"]
     assert -123456789012345678901234567890 == got[9]["neg"] == got[11]["in"][0]
     assert [lines[7], lines[9], lines[11]] == exact
+
+
+def test_msgspec_reads_a_chunk_in_one_call_big_integers_exact(monkeypatch):
+    """With msgspec, a chunk of valid lines never takes the line-by-line exact path."""
+    lines = [b'{"n": %d, "big": %d}' % (i, 10**30 + i) for i in range(50)]
+    lines[5] = b'{"neg": -123456789012345678901234567890, "x": 0.30000000000000004}'
+    exact: list[bytes] = []
+    parse_one = f.JsonLinesDecoder._parse_one
+    monkeypatch.setattr(
+        f.JsonLinesDecoder,
+        "_parse_one",
+        lambda self, line, *a: exact.append(line) or parse_one(self, line, *a),
+    )
+    assert f._lines_parser() is not None
+    got = _decode("jsonl", b"\n".join(lines) + b"\n")
+    assert [json.loads(line) for line in lines] == got
+    assert 10**30 + 49 == got[49]["big"]
+    assert [] == exact
+
+
+#: Lines as producers write them and as they go wrong: objects, blank lines of every kind,
+#: two values on one line (msgspec would read both), brackets open across lines, values
+#: msgspec refuses where json takes them (NaN, 1e400, lone surrogates), big integers.
+_LINE_PIECES = [
+    b'{"a": 1}',
+    b'  {"b": [1, 2, {"c": null}]}\t',
+    b'{"big": 123456789012345678901234567890}',
+    b"",
+    b"   ",
+    b"\t",
+    b"\r",
+    b"\x0c",
+    b'{"a": 1} {"b": 2}',
+    b'{"a": 1}{"b": 2}',
+    b'{"a": 1}\r{"b": 2}',
+    b'{"a": [1',
+    b"2]}",
+    b'{"a": [{}',
+    b'{}]}, {"b": {}}',
+    b'{"x": NaN}',
+    b'{"x": 1e400}',
+    b'{"s": "\\ud800"}',
+    b"[1, 2]",
+    b"7",
+    b'{"a": 01}',
+    b'{"u": "\xc3\xa9"}',
+    b'{"u": "\xff"}',
+]
+
+
+def _reference(lines: list[bytes]) -> list[dict[str, Any]] | None:
+    """What json.loads line by line gives (blank lines skipped), None where it refuses."""
+    out = []
+    for line in lines:
+        if not line or line.isspace():
+            continue
+        try:
+            value = json.loads(line.decode("utf-8"))
+        except ValueError:
+            return None
+        if not isinstance(value, dict):
+            return None
+        out.append(value)
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_LINE_PIECES), min_size=1, max_size=12), st.booleans())
+# A line of two values beside a blank line of spaces: the counts agree, the lines do not.
+@example([b'{"a": 1} {"b": 2}', b"   "], True)
+@example([b"\r", b'{"a": 1}\r{"b": 2}', b'{"c": 3}'], True)
+@example([b'{"a": [{}', b'{}]}, {"b": {}}'], True)
+def test_json_lines_read_exactly_what_json_loads_reads_line_by_line(lines, msgspec):
+    """Every path (msgspec, orjson, stdlib) gives json.loads' records, or fails as it does."""
+    with pytest.MonkeyPatch.context() as patch:
+        if not msgspec:
+            patch.setattr(f, "_lines_parser", lambda: None)
+        data = b"\n".join(lines) + b"\n"
+        expected = _reference(lines)
+        if expected is None:
+            with pytest.raises(ConfigError):
+                _decode("jsonl", data)
+        else:
+            assert all(_same(a, b) for a, b in zip(expected, _decode("jsonl", data), strict=True))
 
 
 def test_a_bad_suspect_line_fails_after_the_records_before_it():

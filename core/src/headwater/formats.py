@@ -37,6 +37,7 @@ import csv
 import dataclasses
 import datetime
 import decimal
+import functools
 import gc
 import io
 import itertools
@@ -537,10 +538,12 @@ class JsonLinesDecoder:
     """
     JSON Lines: one object per line; blank lines are skipped.
 
-    The lines of a chunk are split in one C-level pass and, where orjson gives exactly
-    what ``json.loads`` gives (no run of 19 digits in the chunk, UTF-8), parsed by one
-    ``map`` of ``orjson.loads``: every line is still parsed on its own, so a line that
-    is not exactly one JSON object is an error naming its offset, never a misread.
+    The lines of a chunk are split in one C-level pass and parsed by one call of
+    msgspec's JSON Lines decoder (UTF-8; it keeps integers of any size exact); a chunk it
+    refuses goes to one ``map`` of ``orjson.loads`` where orjson gives exactly what
+    ``json.loads`` gives (no run of 19 digits on the line), then line by line. Every
+    line is parsed on its own, so a line that is not exactly one JSON object is an error
+    naming its offset, never a misread.
     """
 
     def __init__(
@@ -562,6 +565,7 @@ class JsonLinesDecoder:
         self._bom = _BomSkipper(offset, encoding)
         self._utf8 = codecs.lookup(encoding).name == "utf-8"
         self._loads = loads_json
+        self._decode_lines = _lines_parser()
         # Lines before the next chunk, to name a bad line by number (unknown on a resume).
         self._lines: int | None = 0 if offset == 0 else None
 
@@ -652,7 +656,16 @@ class JsonLinesDecoder:
         the last chunk's unfinished line) is parsed on the exact path, alone: one such
         line does not slow the others.
         """
-        if _orjson is None or not self._utf8 or self.json_text:
+        if not self._utf8 or self.json_text:
+            return None
+        if self._decode_lines is not None:
+            if keep is None and any(map(bytes.isspace, lines)):
+                keep = _non_blank(lines)  # lines of spaces (or a lone CR) are blank too
+            texts = lines if keep is None else [lines[i] for i in keep]
+            parsed = _msgspec_all(self._decode_lines, texts)
+            if parsed is not None:
+                return parsed, keep
+        if not _HAS_ORJSON:
             return None
         slow = set()
         line = counted = 0
@@ -729,6 +742,30 @@ class JsonLinesDecoder:
                 f"{type(record).__name__}, expected an object"
             )
         return record
+
+
+def _msgspec_all(
+    decode_lines: Callable[[bytes], list[Any]], texts: list[bytes]
+) -> list[dict[str, Any]] | None:
+    """
+    ``texts`` (lines, none blank) parsed by one msgspec call, or None where the exact path
+    must judge them: a line msgspec refuses (``NaN``, a lone surrogate, a number beyond a
+    double, invalid JSON) or a line holding more than one value (msgspec reads values
+    apart by any whitespace: two objects on one line come back as two records, so the
+    count tells it, each line having given at least one). msgspec keeps integers of any
+    size exact and rounds floats as ``json.loads`` does, so no line needs the long-integer
+    check here.
+    """
+    collecting = gc.isenabled()
+    gc.disable()  # as in _orjson_all: the chunk's records hold no cycles
+    try:
+        records = decode_lines(b"\n".join(texts))
+    except ValueError:  # msgspec's DecodeError and ValidationError (a line not an object)
+        return None
+    finally:
+        if collecting:
+            gc.enable()
+    return records if len(records) == len(texts) else None
 
 
 def _non_blank(lines: list[bytes]) -> list[int]:
@@ -1414,6 +1451,24 @@ try:
     import orjson as _orjson
 except ImportError:  # optional, as in headwater._json: the stdlib path is complete
     _orjson = None  # type: ignore[assignment,unused-ignore]
+_HAS_ORJSON: Final[bool] = _orjson is not None
+
+
+@functools.cache
+def _lines_parser() -> Callable[[bytes], list[Any]] | None:
+    """
+    msgspec's JSON Lines decoder (every line of a chunk parsed in one call, the loop in
+    C), or None without msgspec. Imported when a JSON Lines file is first read: its
+    import is not paid by what reads none.
+    """
+    try:
+        import msgspec.json
+    except ImportError:  # optional: orjson line by line, or the stdlib, read the same values
+        return None
+    # Typed: a line that is not an object fails the call (no check of each record after).
+    decode_lines: Callable[[bytes], list[Any]] = msgspec.json.Decoder(dict).decode_lines
+    return decode_lines
+
 
 #: A raw newline between the records of one orjson array (orjson never writes one itself:
 #: newlines in strings are escaped), so the array's bytes become lines with two replaces.
