@@ -1,6 +1,6 @@
 """``python -m headwater`` is the ``headwater`` command."""
 
-from headwater._cli import main
+from headwater._start import main
 
 if __name__ == "__main__":
     main()

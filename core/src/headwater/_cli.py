@@ -25,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from headwater._start import configure_logging, echo_json, json_fallback, list_connectors, table
+
 if TYPE_CHECKING:
     from headwater._connector import Connector
     from headwater._plugins import Registry
@@ -65,18 +67,7 @@ def _sources() -> SourceRegistry:
 
 
 def _echo_json(data: Any) -> None:
-    from headwater._redact import redact
-
-    click.echo(redact(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False)))
-
-
-def _json_default(value: Any) -> Any:
-    from headwater.formats import json_default
-
-    try:
-        return json_default(value)
-    except TypeError:
-        return str(value)
+    echo_json(data)
 
 
 def _parse_assignments(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
@@ -140,14 +131,7 @@ def cli(ctx: click.Context, debug: bool, sources_file: str | None) -> None:
 
 
 def _configure_logging(debug: bool) -> None:
-    from headwater._redact import RedactingFilter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    configure_logging(debug)
 
 
 # --- plugins, connectors, doctor ----------------------------------------------------------
@@ -229,25 +213,10 @@ def connectors(ctx: click.Context, as_json: bool) -> None:
     """Connector ids with their summary and origin; `connectors show ID` for the config schema."""
     if ctx.invoked_subcommand is not None:
         return
-    found = _registry().connectors()
-    data = []
-    for cid, entries in found.items():
-        status = "ok" if len(entries) == 1 else "conflict"
-        data.append(
-            {
-                "id": cid,
-                "summary": entries[0].summary,
-                "origin": " and ".join(e.origin for e in entries),
-                "status": status,
-            }
-        )
-    if as_json:
-        _echo_json(data)
-        return
-    _table(
-        ("id", "summary", "origin", "status"),
-        [(d["id"], d["summary"], d["origin"], d["status"]) for d in data],
-    )
+    if _replayed is not None:
+        raise _replayed
+    # `headwater connectors [--json]` runs this code without click (`headwater._start`).
+    list_connectors(_registry(), as_json)
 
 
 @connectors.command("show")
@@ -322,7 +291,7 @@ def ls(source: str, path: str | None, config_pairs: tuple[str, ...], as_json: bo
     with _open_source(source, _parse_assignments(config_pairs, "--config")) as connector:
         for item in connector.list(path):
             if as_json:
-                click.echo(json.dumps(item.to_dict(), default=_json_default))
+                click.echo(json.dumps(item.to_dict(), default=json_fallback))
             else:
                 size = "" if item.size is None else str(item.size)
                 modified = item.modified.isoformat(timespec="seconds") if item.modified else ""
@@ -1131,15 +1100,7 @@ def new_plugin(name: str, directory: str | None) -> None:
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    from headwater._redact import redact
-
-    widths = [max([len(h), *(len(str(r[i])) for r in rows)]) for i, h in enumerate(header)]
-    for line in [header, *rows]:
-        click.echo(
-            redact(
-                "  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-            )
-        )
+    table(header, rows)
 
 
 def _printable(name: str) -> str:
@@ -1165,8 +1126,23 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+#: The error `replay` has the command raise.
+_replayed: BaseException | None = None
+
+
+def replay(argv: list[str], exc: BaseException) -> NoReturn:
+    """
+    End as `main` ends when the command of ``argv`` raises ``exc``: click's handling, then
+    main's. `headwater._start` lists connectors without click and hands its errors here.
+    """
+    global _replayed
+    _replayed = exc
+    main(argv)
+    raise AssertionError("main returned")  # main always exits
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI, turning errors into one line and an exit code."""
+    """The CLI (the console script is `_start.main`): errors as one line and an exit code."""
     from headwater._redact import redact
 
     settings = _Settings()

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import importlib
-import importlib.metadata
 import os
 import re
 import signal
@@ -47,6 +45,7 @@ from headwater.errors import (
 
 if TYPE_CHECKING:
     from headwater._connector import Connector
+    from headwater._entry_points import DistributionLike, EntryPointLike
     from headwater._secrets import CredentialResolver
 
 logger = get_logger("headwater.plugins")
@@ -189,7 +188,7 @@ class _Headers:
         return found or None
 
 
-def _headers(dist: importlib.metadata.Distribution) -> Any:
+def _headers(dist: DistributionLike) -> Any:
     """
     ``dist``'s metadata headers (Name, Version, Requires-Dist), read once. Each read of
     ``dist.metadata`` (and ``.version``, ``.requires``) runs the e-mail parser over the
@@ -218,7 +217,7 @@ def _headers(dist: importlib.metadata.Distribution) -> Any:
     return _Headers(fields)
 
 
-def _core_requirement(dist: importlib.metadata.Distribution, metadata: Any = None) -> str | None:
+def _core_requirement(dist: DistributionLike, metadata: Any = None) -> str | None:
     """
     The specifier of ``dist``'s requirement on headwater ("" if unpinned; None if absent).
     ``metadata`` is ``dist.metadata`` when the caller has read it already: every read of
@@ -487,6 +486,8 @@ class Registry:
             for caller in self._pm.get_hookcallers(plugin) or []:
                 if caller.spec is not None:
                     continue
+                import difflib  # only for a hook without a spec: most runs have none
+
                 close = difflib.get_close_matches(caller.name, declared, n=1, cutoff=0.8)
                 if close:
                     warnings.append(
@@ -535,8 +536,12 @@ class Registry:
         callers = self._pm.get_hookcallers(plugin) or []
         return sorted(caller.name for caller in callers)
 
-    def _entry_points(self) -> Iterator[importlib.metadata.EntryPoint]:
-        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    def _entry_points(self) -> Iterator[EntryPointLike]:
+        # Read as importlib.metadata reads them, without importing it where that can be
+        # done (its import costs more than the rest of `headwater connectors`).
+        from headwater._entry_points import entry_points
+
+        eps = entry_points(ENTRY_POINT_GROUP)
         yield from sorted(eps, key=lambda ep: ep.name)
 
     def _load_entry_points(self) -> None:
