@@ -42,8 +42,15 @@ from headwater import (
     Partition,
     Secret,
     State,
+    WriteResult,
 )
-from headwater.toolkit import RetryPolicy, forget_after_fork, get_logger, is_loopback
+from headwater.toolkit import (
+    RetryPolicy,
+    check_part,
+    forget_after_fork,
+    get_logger,
+    is_loopback,
+)
 from headwater_rest._config import (
     BUILTIN_AUTH_TYPES,
     BUILTIN_PAGINATION_TYPES,
@@ -76,7 +83,7 @@ if TYPE_CHECKING:
 
     from headwater import Registry
     from headwater_rest._http import Http, RequestSpec
-    from headwater_rest._write import RestWriteResult
+    from headwater_rest._write import RestWriteResult, Writer
 
 logger = get_logger("headwater_rest.connector")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
@@ -100,6 +107,9 @@ class RestConnector(Connector[RestConfig]):
             Capability.METADATA,
             Capability.WRITE,
             Capability.PARTITIONS,
+            # Declared for every config; a stream whose write is not idempotent (a POST or
+            # PATCH without write.idempotency_header) is refused by write_part, naming it.
+            Capability.PART_WRITES,
         }
     )
 
@@ -792,24 +802,104 @@ class RestConnector(Connector[RestConfig]):
         what was sent before; ``"continue"`` sends the rest and reports every failure in
         the result.
         """
-        from headwater_rest._write import Writer
+        from headwater_rest._write import Writer, write_settings
 
         config = self._stream(stream)
-        if config.write is None:
-            raise ConfigError(
-                f"stream {stream!r} has no write settings",
-                field=f"streams.{stream}.write",
-                hint="add write: {method: POST} (and the path the records go to) to the stream",
-            )
-        writer = Writer(stream, config.path, config.write, dict(options))
-        try:
+        writer = Writer(stream, config.path, write_settings(stream, config), dict(options))
+        with _closing_on_error(batches):
             return writer.run(self.http, batches)
-        except BaseException:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-            raise
+
+    # --- part writes ----------------------------------------------------------------------------
+
+    def write_part(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        job: str,
+        index: int,
+        **options: Any,
+    ) -> RestWriteResult:
+        """
+        Send part ``index`` of write ``job`` to ``stream`` now (`Capability.PART_WRITES`):
+        an API has nowhere to stage it, so its pages are stored, and visible, as they are
+        accepted. A retried attempt sends the same pages with the same idempotency keys
+        (derived from the job, the part index, the page's position in the part and its
+        body), which the API answers without storing again: each page is stored once
+        provided the retry recomputes the same records in the same order. Only for a
+        stream whose write is idempotent: a PUT, or ``write.idempotency_header`` set;
+        any other raises `NotSupported` naming the stream and the setting. A part stops
+        at its first failed request (`WriteFailed`; ``on_error="continue"`` is refused),
+        so the engine retries it. Returns a `RestWriteResult`: the records sent.
+        """
+        writer = self._part_writer(stream, job, index, options)
+        with _closing_on_error(batches):
+            return writer.run(self.http, batches)
+
+    async def awrite_part(
+        self,
+        stream: str,
+        batches: Iterable[Batch | builtins.list[dict[str, Any]]],
+        *,
+        job: str,
+        index: int,
+        **options: Any,
+    ) -> RestWriteResult:
+        """Async twin of `write_part`, on httpx's async client (the same flow)."""
+        writer = self._part_writer(stream, job, index, options)
+        with _closing_on_error(batches):
+            return await writer.arun(self.http, batches)
+
+    def _part_writer(self, stream: str, job: str, index: int, options: Mapping[str, Any]) -> Writer:
+        """The writer of one part, everything checked before a request is made."""
+        from headwater_rest._write import Writer, part_settings
+
+        check_part(job, index)
+        config = self._stream(stream)
+        settings = part_settings(stream, config, options)
+        return Writer(stream, config.path, settings, dict(options), part=(job, index))
+
+    def commit_parts(
+        self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
+    ) -> WriteResult:
+        """
+        The end of a part write: the parts' indexes and record counts checked, and their
+        sum returned. There is nothing to make visible: every part's pages were stored
+        when `write_part` sent them.
+        """
+        from headwater_rest._write import check_commit, part_settings
+
+        part_settings(stream, self._stream(stream), options)
+        return check_commit(stream, job, parts)
+
+    async def acommit_parts(
+        self, stream: str, *, job: str, parts: Mapping[int, int], **options: Any
+    ) -> WriteResult:
+        """Async twin of `commit_parts` (no I/O: the same checks)."""
+        return self.commit_parts(stream, job=job, parts=parts, **options)
+
+    def abort_parts(self, stream: str, *, job: str) -> None:
+        """
+        Give up write ``job``: there is nothing staged to remove, and the pages the API
+        already accepted from its parts **cannot be taken back**; they stay stored (a
+        warning says so). Running the write again is a new job with new keys, which
+        the API does not deduplicate against this one's.
+        """
+        check_part(job)
+        settings = self._stream(stream).write
+        if settings is not None and (
+            settings.method == "PUT" or settings.idempotency_header is not None
+        ):
+            logger.warning(
+                "write job %s into %r was aborted: the pages its parts sent and the API "
+                "accepted stay stored (a REST write cannot be taken back)",
+                job,
+                stream,
+            )
+
+    async def aabort_parts(self, stream: str, *, job: str) -> None:
+        """Async twin of `abort_parts` (no I/O)."""
+        self.abort_parts(stream, job=job)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -824,6 +914,19 @@ class RestConnector(Connector[RestConfig]):
     async def arelease(self) -> None:
         # Async clients are closed by the operation that opened them.
         self.release()
+
+
+@contextlib.contextmanager
+def _closing_on_error(batches: object) -> Iterator[None]:
+    """Close ``batches`` (a generator) when what consumes them fails."""
+    try:
+        yield
+    except BaseException:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+        raise
 
 
 class _StreamRun:

@@ -11,6 +11,18 @@ idempotent and retried as a read is.
 
 Nothing is lost silently: the result counts the records sent and failed, and each
 failure names its record or request index, status and message.
+
+Part writes (`Capability.PART_WRITES`, for `headwater.dask.to_source` and
+`headwater.ray.write`): a REST API has nowhere to stage a part, so `write_part` sends the
+part's pages at once, and exactly once rests on the API answering a repeated request
+without storing it again. So a part is written only to a stream whose write is
+idempotent: a PUT, or a POST/PATCH with ``idempotency_header``, where each page's key is
+derived from the job, the part index, the page's position in the part and its body
+(`idempotency_key` with ``part``). A retried part, its records recomputed the same, sends
+the same pages with the same keys, which the API answers without storing; two identical
+pages in different parts or positions get different keys. `check_commit` checks the
+counts the engine gives; there is nothing to swap in. Pages the API accepted cannot be
+taken back: an aborted job leaves them stored.
 """
 
 from __future__ import annotations
@@ -18,13 +30,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from headwater import Batch, ConfigError, ConnectorError, HeadwaterError, WriteResult
+from headwater import (
+    Batch,
+    ConfigError,
+    ConnectorError,
+    HeadwaterError,
+    NotSupported,
+    WriteResult,
+)
+from headwater.toolkit import check_part
 
 if TYPE_CHECKING:
-    from headwater_rest._config import WriteSettings
+    import httpx
+
+    from headwater_rest._config import StreamConfig, WriteSettings
+    from headwater_rest._flow import Flow
     from headwater_rest._http import Http, RequestSpec
 
 _OPTIONS = frozenset({"on_error"})
@@ -70,16 +93,34 @@ class WriteFailed(ConnectorError):
         self.failure = failure
 
 
-def idempotency_key(method: str, path: str, body: bytes) -> str:
-    """The key of one request: the same for the same method, path and body, on every run."""
-    digest = hashlib.sha256(method.encode() + b"\0" + path.encode() + b"\0" + body)
+def idempotency_key(
+    method: str, path: str, body: bytes, *, part: tuple[str, int, int] | None = None
+) -> str:
+    """
+    The key of one request: the same for the same method, path and body, on every run.
+    With ``part`` (the job, the part index, the request's position in the part), the key
+    of a part write's page: the same on every attempt of that part, and different for the
+    same body at another position, in another part or in another job.
+    """
+    digest = hashlib.sha256(method.encode() + b"\0" + path.encode() + b"\0")
+    if part is not None:
+        job, index, position = part
+        digest.update(f"part\0{job}\0{index}\0{position}\0".encode())
+    digest.update(body)
     return digest.hexdigest()
 
 
-def records_of(batches: Iterable[Batch | list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
-    """The records of ``batches``, one at a time."""
+def records_of(batches: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """The records of ``batches`` (`Batch`, lists of dicts, Arrow record batches), one at a time."""
+    from headwater.formats import arrow_rows
+
     for batch in batches:
-        rows = batch.rows() if isinstance(batch, Batch) else batch
+        if isinstance(batch, Batch):
+            rows = batch.rows()
+        elif hasattr(batch, "schema") and hasattr(batch, "num_rows"):  # what engines hand over
+            rows = arrow_rows(batch)
+        else:
+            rows = batch
         if not isinstance(rows, list):
             raise ConfigError(
                 f"write takes batches of records (lists of dicts), not {type(rows).__name__}"
@@ -101,15 +142,18 @@ class Writer:
     """Sends one write's requests; sync and async share everything but the sending."""
 
     def __init__(
-        self, stream: str, path: str, settings: WriteSettings, options: dict[str, Any]
+        self,
+        stream: str,
+        path: str,
+        settings: WriteSettings,
+        options: dict[str, Any],
+        *,
+        part: tuple[str, int] | None = None,
     ) -> None:
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise ConfigError(f"rest: unknown write option(s): {', '.join(sorted(unknown))}")
-        on_error = options.get("on_error", "stop")
-        if on_error not in ("stop", "continue"):
-            raise ConfigError('on_error must be "stop" or "continue"', field="on_error")
-        self.on_error: Literal["stop", "continue"] = on_error
+        """``part``: the job and part index of a part write (its pages keyed per part)."""
+        self.on_error: Literal["stop", "continue"] = check_options(options)
+        #: The job and part index of a part write, which its pages' keys derive from.
+        self.part = part
         self.stream = stream
         self.path = settings.path or path
         self.settings = settings
@@ -151,7 +195,8 @@ class Writer:
             content = encode(body)
             headers = {"Content-Type": "application/json"}
             if s.idempotency_header:
-                headers[s.idempotency_header] = idempotency_key(s.method, path, content)
+                part = None if self.part is None else (*self.part, index)
+                headers[s.idempotency_header] = idempotency_key(s.method, path, content, part=part)
             yield (
                 index,
                 count,
@@ -194,16 +239,98 @@ class Writer:
             failures=tuple(self.failures),
         )
 
-    def run(self, http: Http, batches: Iterable[Batch | list[dict[str, Any]]]) -> RestWriteResult:
+    def flow(
+        self,
+        http: Http,
+        client: httpx.Client | httpx.AsyncClient,
+        batches: Iterable[Batch | list[dict[str, Any]]],
+    ) -> Flow[RestWriteResult]:
+        """The write's requests, in order, each with its retries: `run` / `arun` drive it."""
         for index, count, spec in self.requests_of(batches):
             try:
-                result = http.send(spec, safe=self.safe)
+                result = yield from http.request_flow(client, spec, safe=self.safe)
             except HeadwaterError as exc:
                 # No response at all (no connection, the breaker open): the same accounting.
                 self.record_outcome(index, count, exc, None)
                 continue
             self.record_outcome(index, count, result.error, result.response.status_code)
         return self.result()
+
+    def run(self, http: Http, batches: Iterable[Batch | list[dict[str, Any]]]) -> RestWriteResult:
+        """`flow` on the connector's sync client."""
+        from headwater_rest._flow import run
+
+        client = http.client
+        return run(self.flow(http, client, batches), client)
+
+    async def arun(
+        self, http: Http, batches: Iterable[Batch | list[dict[str, Any]]]
+    ) -> RestWriteResult:
+        """`flow` on an async client of its own (an async pool belongs to one event loop)."""
+        from headwater_rest._flow import arun
+
+        async with http.aclient() as client:
+            return await arun(self.flow(http, client, batches), client)
+
+
+def check_options(options: Mapping[str, Any]) -> Literal["stop", "continue"]:
+    """`write`'s options checked (part writes take the same): the ``on_error`` they give."""
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise ConfigError(f"rest: unknown write option(s): {', '.join(sorted(unknown))}")
+    on_error = options.get("on_error", "stop")
+    if on_error not in ("stop", "continue"):
+        raise ConfigError('on_error must be "stop" or "continue"', field="on_error")
+    return on_error  # type: ignore[no-any-return]
+
+
+# --- part writes ---------------------------------------------------------------------------------
+
+
+def write_settings(stream: str, config: StreamConfig) -> WriteSettings:
+    """The write settings of ``stream``; a stream without any is refused, naming the field."""
+    if config.write is None:
+        raise ConfigError(
+            f"stream {stream!r} has no write settings",
+            field=f"streams.{stream}.write",
+            hint="add write: {method: POST} (and the path the records go to) to the stream",
+        )
+    return config.write
+
+
+def part_settings(stream: str, config: StreamConfig, options: Mapping[str, Any]) -> WriteSettings:
+    """
+    The write settings of ``stream`` written in parts, refused unless its write is
+    idempotent (a retried part must not store its pages again) and ``options`` stop at
+    the first failed request (a part that skipped one would be counted as complete).
+    """
+    settings = write_settings(stream, config)
+    if settings.method != "PUT" and settings.idempotency_header is None:
+        raise NotSupported(
+            f"rest cannot write stream {stream!r} in parts: its write is a {settings.method} "
+            "without an idempotency key, so a part the engine retries would store the pages "
+            "its killed attempt sent a second time",
+            field=f"streams.{stream}.write.idempotency_header",
+            hint="set write.idempotency_header to the header the API deduplicates requests "
+            "on (e.g. Idempotency-Key), or write with method: PUT; or write from one "
+            "process with write()",
+        )
+    if check_options(options) != "stop":
+        raise ConfigError(
+            f'a part write of {stream!r} stops at its first failed request (on_error="stop"): '
+            "a part that went on past one would be committed without its records",
+            field="on_error",
+        )
+    return settings
+
+
+def check_commit(stream: str, job: str, parts: Mapping[int, int]) -> WriteResult:
+    """
+    What committing ``parts`` (index -> records each `write_part` sent) of ``job`` wrote:
+    the counts checked (`check_part`). The pages are in the API already; nothing to swap.
+    """
+    check_part(job, parts=parts)
+    return WriteResult(stream, sum(parts.values()))
 
 
 def _chunked(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
