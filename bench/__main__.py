@@ -10,15 +10,22 @@ for a full run, ``quick.txt`` for ``--quick``, with ``-separate-cores``, ``-AREA
 options, so a partial run never overwrites a full one. ``--cold`` runs every case as the
 first use in a fresh process (imports inside the clock; see `bench._harness`), except in
 the scenarios that say how their cases start.
+
+Two runs on one machine never overlap: a run waits for the one before it (an exclusive
+lock on a file in the temporary directory). They would share the services' tables and
+containers (one run's tear-down dropping what the other reads) and each other's CPUs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pathlib
 import sys
+import tempfile
+from collections.abc import Iterator
 
 from bench._harness import (
     SEPARATE_CORES_ENV,
@@ -30,6 +37,28 @@ from bench._harness import (
 )
 
 HERE = pathlib.Path(__file__).parent
+#: Held for a whole run (see the module's docstring).
+LOCK = pathlib.Path(tempfile.gettempdir(), "headwater-bench-run.lock")
+
+
+@contextlib.contextmanager
+def one_run_at_a_time() -> Iterator[None]:
+    """Hold `LOCK` (waiting, and saying so, while another run holds it); POSIX only."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs there are not serialized
+        yield
+        return
+    with LOCK.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another benchmark run to end ({LOCK})", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown area(s) {sorted(unknown)}; known: {areas}")
         areas = [a for a in areas if a in args.only]
+    with one_run_at_a_time():
+        return _run(args, areas)
+
+
+def _run(args: argparse.Namespace, areas: list[str]) -> int:
     if not args.quick:
         precompile()
     out: list[str] = []

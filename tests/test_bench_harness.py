@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import time
+
+import pytest
 
 from bench._harness import (
     Case,
@@ -129,3 +134,30 @@ def test_cold_and_warm_names_each_start_and_keeps_its_goal():
 def test_preloaded_names_declared_modules_already_loaded():
     assert ["json"] == preloaded(json_case, {"json": None, "sys": None})
     assert [] == preloaded(counting_case, {"json": None})
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="runs are serialized with flock (POSIX)")
+def test_a_run_waits_for_the_run_before_it(tmp_path, monkeypatch):
+    """Another process holding the run lock for a second: a run starts only once it lets go."""
+    import bench.__main__ as runner
+
+    lock = tmp_path / "run.lock"
+    monkeypatch.setattr(runner, "LOCK", lock)
+    script = (
+        "import fcntl, time\n"
+        f"f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "print('held', flush=True); time.sleep(1.0)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert "held" == holder.stdout.readline().strip()
+        held = time.monotonic()
+        with runner.one_run_at_a_time():
+            waited = time.monotonic() - held
+        assert waited > 0.8
+        with runner.one_run_at_a_time():  # free again: entered at once
+            assert time.monotonic() - held - waited < 0.5
+    finally:
+        holder.kill()
+        holder.communicate()  # reaped, its pipe closed
