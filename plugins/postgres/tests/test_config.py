@@ -239,8 +239,21 @@ def test_declared_type_injection_refused():
         [None, None],
         ['{"big": 123456789012345678901234567890}', "1"],  # a long integer: one by one
         ['"\\ud800"', "[NaN]", "{}"],  # what orjson refuses: one by one
+        ['"\\udc00 lone"', '{"a": "\\ud83d\\ude00"}'],  # what msgspec refuses: json_loads
+        ["-98765432109876543210987", '{"a": [18446744073709551616, -9223372036854775809]}'],
+        ['{"a": 1, "a": 2}', "[-0, -0.0, 5e-324]"],  # duplicate keys: the last wins
     ],
-    ids=["empty", "plain", "nulls", "only-nulls", "long-integer", "refused"],
+    ids=[
+        "empty",
+        "plain",
+        "nulls",
+        "only-nulls",
+        "long-integer",
+        "refused",
+        "lone-surrogate",
+        "long-integers-exact",
+        "duplicate-keys-zeros",
+    ],
 )
 def test_json_column_equals_json_loads_per_value(texts):
     """

@@ -211,7 +211,7 @@ class BatchCutter:
         records = list(map(dict, map(zip, repeat(self._names), rows)))
         for position in plan.json_positions:
             name = self._names[position]
-            values = json_column([row[position] for row in rows])
+            values = json_column(list(map(itemgetter(position), rows)))
             for record, value in zip(records, values, strict=True):
                 record[name] = value
         for position, text_position in plan.array_text_positions:

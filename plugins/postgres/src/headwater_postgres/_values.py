@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+import msgspec
 from psycopg import DataError, adapt, postgres
 from psycopg.abc import AdaptContext
 from psycopg.adapt import AdaptersMap
@@ -399,9 +400,10 @@ def json_column(texts: list[str | None]) -> list[Any]:
 
     The texts must be the server's: each one valid JSON value, which PostgreSQL checks
     on input for both types. They are joined into one JSON array and parsed once with
-    `json_loads`, which saves a Python call per value (most of the cost of small
-    documents); `json_loads` itself takes the stdlib path for a batch that orjson would
-    get wrong (a long integer) or refuse (NaN, a lone surrogate escape).
+    msgspec (integers of any size exact), which saves a Python call per value (most of
+    the cost of small documents); a batch msgspec refuses (NaN, a lone surrogate escape,
+    a number beyond a double) goes to `json_loads`, which takes the stdlib path where
+    orjson would get it wrong or refuse it.
     """
     if None in texts:
         present = iter(json_column([t for t in texts if t is not None]))
@@ -419,7 +421,13 @@ def json_column(texts: list[str | None]) -> list[Any]:
         rest = iter(parsed)
         return [JSON_NULL if t == "null" else next(rest) for t in texts]
     joined = ("[" + ",".join(texts) + "]").encode()  # type: ignore[arg-type]  # no None
-    parsed = json_loads(joined)
+    try:
+        # msgspec: faster than orjson on a batch of small documents, and integers of any
+        # size stay exact. What it refuses (NaN, a lone surrogate, a number beyond a
+        # double, deep nesting) goes to `json_loads`, which gives what json.loads gives.
+        parsed = _MSGSPEC_DECODE(joined)
+    except (ValueError, RecursionError):
+        parsed = json_loads(joined)
     if len(parsed) != len(texts):  # a "value" that was not one: parse them one by one
         return [json_loads(text) for text in texts]  # type: ignore[arg-type]  # no None
     # A float changes a number whose digits it cannot hold ("2.50", "0.1000000000000000055",
@@ -430,6 +438,9 @@ def json_column(texts: list[str | None]) -> list[Any]:
         return [loads_exact_json(text) for text in texts]  # type: ignore[arg-type]  # no None
     return parsed  # type: ignore[no-any-return]  # "[...]" is a list
 
+
+#: msgspec's JSON decoder (any JSON value; its errors are ValueErrors).
+_MSGSPEC_DECODE: Final = msgspec.json.Decoder().decode
 
 #: A digit followed by a point or an exponent: where a JSON text may hold a float.
 _MAY_HOLD_FLOAT: Final = re.compile(rb"\d[.eE]")
