@@ -61,7 +61,6 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-import msgspec
 from psycopg import DataError, adapt, postgres
 from psycopg.abc import AdaptContext
 from psycopg.adapt import AdaptersMap
@@ -425,7 +424,7 @@ def json_column(texts: list[str | None]) -> list[Any]:
         # msgspec: faster than orjson on a batch of small documents, and integers of any
         # size stay exact. What it refuses (NaN, a lone surrogate, a number beyond a
         # double, deep nesting) goes to `json_loads`, which gives what json.loads gives.
-        parsed = _MSGSPEC_DECODE(joined)
+        parsed = _msgspec_decode()(joined)
     except (ValueError, RecursionError):
         parsed = json_loads(joined)
     if len(parsed) != len(texts):  # a "value" that was not one: parse them one by one
@@ -439,8 +438,17 @@ def json_column(texts: list[str | None]) -> list[Any]:
     return parsed  # type: ignore[no-any-return]  # "[...]" is a list
 
 
-#: msgspec's JSON decoder (any JSON value; its errors are ValueErrors).
-_MSGSPEC_DECODE: Final = msgspec.json.Decoder().decode
+@functools.cache
+def _msgspec_decode() -> Callable[[bytes], Any]:
+    """
+    msgspec's JSON decoder (any JSON value; its errors are ValueErrors), imported on the
+    first jsonb batch: a read without one (or an Arrow read) does not pay for its import.
+    """
+    import msgspec.json
+
+    decode: Callable[[bytes], Any] = msgspec.json.Decoder().decode
+    return decode
+
 
 #: A digit followed by a point or an exponent: where a JSON text may hold a float.
 _MAY_HOLD_FLOAT: Final = re.compile(rb"\d[.eE]")
