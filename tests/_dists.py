@@ -383,6 +383,11 @@ def make_venv(
         base = [uv, "pip", "install", "--quiet", "--python", str(python)]
         if compile_bytecode:
             base.append("--compile-bytecode")
+        if not editable:
+            # The workspace's `tool.uv.sources` makes uv install core editable whenever a
+            # plugin asks for it, even beside a plain `core` argument; a user's install
+            # is the wheels, so take what is listed here.
+            base.append("--no-sources")
         try:
             # The cache nearly always has everything; offline first is much faster.
             _run([*base, "--offline", *project_args])

@@ -692,3 +692,53 @@ def test_strict_mode_with_healthy_plugins_is_quiet() -> None:
     """Strict mode changes nothing while every plugin works."""
     registry = private(EchoPlugin(), strict=True)
     assert ["echo", "files"] == sorted(registry.connectors())
+
+
+def test_module_hooks_are_found_as_pluggy_finds_them() -> None:
+    """The registry's quick lookup of a module's hooks answers as pluggy's own does."""
+    import types
+
+    import pluggy
+
+    from headwater._plugins import _PluginManager
+
+    module = types.ModuleType("hw_lookup_probe")
+
+    @hookimpl
+    def register_connectors() -> list[Any]:
+        return []
+
+    def plain() -> None: ...
+
+    def odd() -> None: ...
+
+    odd.headwater_impl = "not a dict"  # type: ignore[attr-defined]
+
+    class Holder:
+        @hookimpl
+        @staticmethod
+        def register_resolvers() -> dict[str, Any]:
+            return {}
+
+    module.__dict__.update(
+        register_connectors=register_connectors,
+        plain=plain,
+        odd=odd,
+        static=staticmethod(hookimpl(plain)),
+        builtin=len,
+        klass=Holder,
+        constant=42,
+        text="headwater_impl",
+        bound=Holder().__init__,
+    )
+    ours = _PluginManager(hookspecs.PROJECT_NAME)
+    theirs = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    import headwater._builtin.files as files_hooks
+
+    for plugin in (module, files_hooks, Holder, Holder()):
+        for name in dir(plugin):
+            assert ours.parse_hookimpl_opts(plugin, name) == theirs.parse_hookimpl_opts(
+                plugin, name
+            ), (plugin, name)
+    assert ours.parse_hookimpl_opts(module, "register_connectors") is not None
+    assert ours.parse_hookimpl_opts(module, "odd") is None

@@ -25,6 +25,7 @@ import re
 import signal
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -359,6 +360,39 @@ class _SigintWatch:
         return False
 
 
+class _PluginManager(pluggy.PluginManager):
+    """
+    pluggy's manager, looking a module plugin's plain functions up in its ``__dict__``.
+
+    pluggy looks every name of a plugin up with ``inspect.getattr_static`` so that no
+    descriptor runs; for a module's own plain function or plain value that lookup finds
+    the module's ``__dict__`` entry, so reading the entry is the same answer at a
+    fraction of the cost (registering the hook modules of ~50 distributions is a
+    visible part of ``headwater connectors``). Everything else (classes, instances,
+    static/class methods, bound methods, other callables) goes through pluggy's own
+    lookup.
+    ``parse_hookimpl_opts`` is the override pluggy documents for this.
+    """
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        if type(plugin) is types.ModuleType:
+            value = plugin.__dict__.get(name, _ABSENT)
+            if type(value) is types.FunctionType:
+                opts = getattr(value, self._impl_attr, None)
+                return opts if isinstance(opts, dict) else None
+            if value is not _ABSENT and not callable(value) and not isinstance(value, _WRAPPED):
+                return None  # neither a routine nor a wrapper of one: never a hook
+        return super().parse_hookimpl_opts(plugin, name)
+
+    @property
+    def _impl_attr(self) -> str:
+        return self.project_name + "_impl"
+
+
+_ABSENT: Final = object()
+_WRAPPED: Final = (staticmethod, classmethod)
+
+
 def _refuse_wrappers(pm: pluggy.PluginManager, name: str) -> None:
     """
     Refuse hook wrappers: headwater calls each implementation on its own (so one failing
@@ -414,7 +448,7 @@ class Registry:
         self._strict = _flag(env, "HEADWATER_STRICT_PLUGINS") if strict is None else strict
         self._builtins = builtins
         self._explicit = list(plugins)
-        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm = _PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         self._records: dict[str, PluginInfo] = {}
         self._errors: dict[str, BaseException] = {}
