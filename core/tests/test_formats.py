@@ -274,11 +274,26 @@ def test_json_lines_read_exactly_what_json_loads_reads_line_by_line(lines, msgsp
             patch.setattr(f, "_lines_parser", lambda: None)
         data = b"\n".join(lines) + b"\n"
         expected = _reference(lines)
-        if expected is None:
-            with pytest.raises(ConfigError):
-                _decode("jsonl", data)
-        else:
-            assert all(_same(a, b) for a, b in zip(expected, _decode("jsonl", data), strict=True))
+        # Alone, and as a file's second chunk (the first chunk of a file takes its own
+        # path, for a byte-order mark), both with and without an unfinished line before.
+        first = [b'{"first": 0}\n']
+        for chunks in ([data], [*first, data], [*first, data[:5], data[5:]]):
+            decoded = f.decode_stream(f.make_decoder("jsonl", "t"), chunks)
+            if expected is None:
+                with pytest.raises(ConfigError):
+                    list(decoded)
+            else:
+                pairs = list(decoded)[len(chunks) > 1 :]
+                got = [r for r, _ in pairs]
+                assert all(_same(a, b) for a, b in zip(expected, got, strict=True))
+                # Each record's offset is the end of its line: where a resume starts.
+                base = len(chunks[0]) if len(chunks) > 1 else 0
+                ends, at = [], base
+                for line in lines:
+                    at += len(line) + 1
+                    if line and not line.isspace():
+                        ends.append(at)
+                assert ends == [end for _, end in pairs]
 
 
 def test_a_bad_suspect_line_fails_after_the_records_before_it():

@@ -1463,7 +1463,7 @@ def _lines_parser() -> Callable[[bytes], list[Any]] | None:
     """
     try:
         import msgspec.json
-    except ImportError:  # optional: orjson line by line, or the stdlib, read the same values
+    except ImportError:  # a dependency; without it orjson or the stdlib read the same values
         return None
     # Typed: a line that is not an object fails the call (no check of each record after).
     decode_lines: Callable[[bytes], list[Any]] = msgspec.json.Decoder(dict).decode_lines
