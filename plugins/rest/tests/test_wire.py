@@ -85,19 +85,22 @@ def test_concurrent_pages_never_exceed_the_concurrency(read, make_config, http_a
 
 
 def test_rate_limit_is_shared_by_concurrent_requests(read, make_config, http_api):
-    """Concurrency 4 at 10 requests/s: the server sees request starts at least 0.1 s apart."""
-    interval, tolerance = 0.1, 0.03
+    """Concurrency 4 at 4 requests/s: the server sees request starts at least 0.25 s apart."""
+    # The server runs in a thread of this process, so it notes an arrival when it gets
+    # the GIL: on a loaded machine a note came 0.1 s late (two starts 0.2 ms apart at
+    # 10 requests/s). Gaps of 0.25 s with 0.1 s of tolerance leave room for that.
+    interval, tolerance = 0.25, 0.1
     config = make_config(
-        streams={"s": offset_stream(40, limit=5, concurrency=4, delay=0.25)},
+        streams={"s": offset_stream(30, limit=5, concurrency=4, delay=0.6)},
         rate_limit={"requests_per_second": 1 / interval},
     )
     outcome = read(config, "s")
-    assert list(range(1, 41)) == outcome.ids
+    assert list(range(1, 31)) == outcome.ids
     starts = [seen.at for seen in http_api.state.seen("/offset")]
-    assert 8 == len(starts)
+    assert 6 == len(starts)
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert [] == [gap for gap in gaps if gap < interval - tolerance]
-    # The limit spaced requests that really were concurrent (each took 0.25 s).
+    # The limit spaced requests that really were concurrent (each took 0.6 s).
     assert 2 <= http_api.state.max_in_flight
 
 
