@@ -64,8 +64,12 @@ def test_terminated_backend_is_retryable_and_resume_is_exact(pg, pg_admin, pg_sc
 def test_slow_consumer_past_idle_transaction_timeout_is_retryable(
     pg_dsn, pg_admin, pg_schema, app_name
 ):
-    """A pause between batches beyond idle_in_transaction_session_timeout: retry resumes."""
+    """
+    A pause between batches beyond idle_in_transaction_session_timeout while a cursor
+    holds the rest (a query stream's read): retry resumes.
+    """
     table = _fill(pg_admin, pg_schema, 3_000, 64)
+    query = f"SELECT id, pad FROM {table}"  # the test's own table
     config = {
         "url": pg_dsn,
         "application_name": app_name,
@@ -75,7 +79,7 @@ def test_slow_consumer_past_idle_transaction_timeout_is_retryable(
     states = []
 
     def consume(connector):
-        for batch in connector.read(table, batch_size=1_000):
+        for batch in connector.read(query, key="id", batch_size=1_000):
             seen.extend(r["id"] for r in batch.records)
             states.append(batch.state)
             time.sleep(0.6)  # the consumer is busy; the server gives up on the session
@@ -85,9 +89,33 @@ def test_slow_consumer_past_idle_transaction_timeout_is_retryable(
             consume(connector)
         assert info.value.retryable
         assert "idle_in_transaction_session_timeout" in info.value.message
-        rest = [r["id"] for r in rows_of(connector.read(table, states[-1]))]
+        rest = [r["id"] for r in rows_of(connector.read(query, states[-1], key="id"))]
     assert list(range(1, 3_001)) == seen + rest
     assert seen
+
+
+def test_slow_consumer_of_a_streamed_table_read_gets_every_row(
+    pg_dsn, pg_admin, pg_schema, app_name
+):
+    """
+    A table's rows are streamed: the statement is running (or done, its rows on their
+    way) while the consumer pauses, never idle in its transaction, so the same pauses
+    end with every row, exactly.
+    """
+    table = _fill(pg_admin, pg_schema, 3_000, 64)
+    config = {
+        "url": pg_dsn,
+        "application_name": app_name,
+        "options": "-c idle_in_transaction_session_timeout=200",
+    }
+    seen: list[int] = []
+    with PostgresConnector(config) as connector:
+        for batch in connector.read(table, batch_size=1_000):
+            seen.extend(r["id"] for r in batch.records)
+            time.sleep(0.6)
+        assert 3_000 == batch.state["rows"]
+        assert [1, 2] == [r["id"] for r in rows_of(connector.read(table, batch_size=2))][:2]
+    assert list(range(1, 3_001)) == seen
 
 
 async def test_async_terminated_backend(apg, pg_admin, pg_schema, app_name):

@@ -1,11 +1,12 @@
 """
 The ``postgres`` connector: tables and queries in PostgreSQL, through psycopg 3.
 
-* Reads run one ``SELECT ... ORDER BY key`` per read through a binary server-side
-  cursor (measured fastest of the psycopg ways, see the README), fetched in batches
-  sized by rows and estimated bytes; each batch carries the key of its last row, so a
-  resumed read adds ``WHERE (key) > (last)`` and yields exactly the rest (keyset
-  pagination, not OFFSET).
+* Reads run one ``SELECT ... ORDER BY key`` per read, a table's streamed in binary
+  chunks (`_query.RowStream`: the server runs ahead of the client's decoding), a
+  query's through a binary server-side cursor (see the README), in batches sized by
+  rows and estimated bytes; each batch carries the key of its last row, so a resumed
+  read adds ``WHERE (key) > (last)`` and yields exactly the rest (keyset pagination,
+  not OFFSET).
 * Writes are one binary ``COPY ... FROM STDIN`` inside one transaction per ``write``
   call: a failure leaves the table as it was. ``upsert_on`` stages the rows in a
   temporary table and merges them with ``INSERT ... ON CONFLICT``.
@@ -720,10 +721,15 @@ class PostgresConnector(Connector[PostgresConfig]):
     @staticmethod
     def _read_rows(conn: Any, plan: ReadPlan) -> Flow[None]:
         from headwater_postgres._plan import BatchCutter
-        from headwater_postgres._query import read_only
+        from headwater_postgres._query import RowStream, chunked_rows, read_only
         from headwater_postgres._values import fetch_rows
 
         cutter = BatchCutter(plan)
+
+        def stream(rows: RowStream) -> Flow[None]:
+            yield from rows.start()
+            while chunk := (yield from rows.rows()):
+                yield cutter.batch(chunk)
 
         def fetch(cur: Any) -> Flow[None]:
             yield execute(conn, "SET LOCAL cursor_tuple_fraction = 1")
@@ -731,13 +737,23 @@ class PostgresConnector(Connector[PostgresConfig]):
             while rows := (yield from fetch_rows(cur, cutter.size)):
                 yield cutter.batch(rows)
 
-        # A server-side cursor fetched in binary: psycopg builds each batch of rows in
-        # C (iterating binary COPY rows runs Python code per row; README, "Why a
-        # server-side cursor"), and the server keeps the rest, so memory stays bounded
-        # by the batch.
-        # The cursor lives in a transaction (pooled connections are in autocommit),
-        # planned for reading every row rather than for a fast first row.
-        yield from read_only(conn, lambda: within(conn.cursor(name=_CURSOR, binary=True), fetch))
+        def body() -> Flow[None]:
+            # A table's rows are streamed in chunks of a batch (its row width, so the
+            # batch size, known from statistics): the server runs ahead of the client's
+            # decoding (`RowStream`; README, "Why streamed rows"). A server-side cursor
+            # fetched in binary serves the rest: a query stream (its first batch
+            # measures the width), a read under a statement_timeout (which then bounds
+            # each FETCH, not the whole read) and libpq before 17. psycopg builds each
+            # batch of rows in C either way, and memory stays bounded by a batch or two.
+            # The cursor is planned for reading every row rather than for a fast first row.
+            if not plan.measure_width and chunked_rows():
+                timeout = yield fetchone(conn, "SHOW statement_timeout")
+                if timeout is not None and timeout[0] == "0":
+                    return (yield from within(RowStream(conn, plan.select, cutter.size), stream))
+            return (yield from within(conn.cursor(name=_CURSOR, binary=True), fetch))
+
+        # In a read-only transaction (pooled connections are in autocommit).
+        yield from read_only(conn, body)
 
     @staticmethod
     def _read_copy(

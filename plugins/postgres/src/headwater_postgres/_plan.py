@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import deque
 from collections.abc import Collection, Sequence
 from itertools import repeat
-from operator import itemgetter
+from operator import itemgetter, setitem
 from typing import Any
 
 from psycopg import sql
@@ -42,6 +43,7 @@ from headwater_postgres._values import (
     JSON_OID,
     JSONB_OID,
     JsonText,
+    gc_paused,
     json_column,
     to_state_value,
 )
@@ -207,13 +209,20 @@ class BatchCutter:
         self.rows += len(rows)
         last = rows[-1]
         key = [last[i] for i in plan.key_positions] if plan.key_positions else None
+        with gc_paused():
+            records = self._records(rows)
+        return Batch(plan.stream, records, plan.state(key, self.rows))
+
+    def _records(self, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        plan = self.plan
         # map/zip keep the per-row work in C: this loop is the hot path of a read.
         records = list(map(dict, map(zip, repeat(self._names), rows)))
         for position in plan.json_positions:
             name = self._names[position]
             values = json_column(list(map(itemgetter(position), rows)))
-            for record, value in zip(records, values, strict=True):
-                record[name] = value
+            if len(values) != len(records):
+                raise AssertionError("a JSON column parsed into another number of values")
+            deque(map(setitem, records, repeat(name), values), 0)
         for position, text_position in plan.array_text_positions:
             texts = list(map(itemgetter(text_position), rows))
             if texts.count(None) < len(texts):  # some array a list cannot hold
@@ -227,7 +236,7 @@ class BatchCutter:
                 text = record[name]
                 if text is not None:
                     record[name] = JsonText(text)
-        return Batch(plan.stream, records, plan.state(key, self.rows))
+        return records
 
     def jsonl_batch(self, rows: list[memoryview]) -> Batch:
         """COPY rows of server-made JSON (each ending in a newline) and the state after them."""

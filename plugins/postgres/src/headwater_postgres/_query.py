@@ -31,7 +31,9 @@ from headwater import ConfigError
 from headwater_postgres._flows import (
     Client,
     Flow,
+    adrive,
     call,
+    drive,
     execute,
     fetchall,
     lend,
@@ -149,6 +151,112 @@ def read_only(
         return (yield from body())
 
     return (yield from within(conn.transaction(force_rollback=True), inside))
+
+
+def chunked_rows() -> bool:
+    """Whether libpq returns a statement's rows in chunks (libpq 17 and later): `RowStream`."""
+    from psycopg import capabilities
+
+    return capabilities.has_stream_chunked()
+
+
+class RowStream:
+    """
+    The rows of one statement (sent with the extended protocol, rows in binary) as the
+    server sends them, in chunks of ``size`` rows: libpq's chunked rows mode.
+
+    The server runs the statement to its end without waiting for the client, which
+    decodes one chunk while the next ones arrive (the socket's buffers hold what the
+    client has not read yet, so memory stays bounded by a chunk or two). A server-side
+    cursor makes the server wait for each ``FETCH`` instead: it produces nothing while
+    the client decodes.
+
+    A scope (``with`` or ``async with``, through `Within`): one whose statement is still
+    running when it ends (a consumer that stopped early, an error) cancels it and reads
+    what is left, so the connection is idle for its transaction's rollback.
+    """
+
+    __slots__ = ("_conn", "_error", "_running", "_size", "_statement", "_tx")
+
+    def __init__(self, conn: Any, statement: sql.Composable, size: int) -> None:
+        from psycopg.adapt import Transformer
+
+        self._conn = conn
+        self._statement = statement
+        self._size = size
+        self._tx = Transformer(conn)
+        self._running = False
+        self._error: Any = None
+
+    def start(self) -> Flow[None]:
+        """Send the statement."""
+        from psycopg.generators import send
+        from psycopg.pq import Format
+
+        conn = self._conn
+        pgconn = conn.pgconn
+        statement = self._statement.as_bytes(conn)
+        pgconn.send_query_params(statement, None, result_format=Format.BINARY)
+        self._running = True
+        pgconn.set_chunked_rows_mode(self._size)
+        yield call(conn, "wait", send(pgconn))
+
+    def rows(self) -> Flow[list[tuple[Any, ...]]]:
+        """The next chunk's rows (`_values.load_rows`); an empty list after the last."""
+        from psycopg import errors
+        from psycopg.generators import fetch
+        from psycopg.pq import ExecStatus
+
+        from headwater_postgres._values import load_rows
+
+        conn = self._conn
+        while self._running:
+            try:
+                result = yield call(conn, "wait", fetch(conn.pgconn))
+            except Exception:
+                self._running = False  # the connection broke: nothing left to read
+                if self._error is None:
+                    raise
+                break  # the server's error (a terminated backend) says more
+            if result is None:  # the statement is done: the connection is idle
+                self._running = False
+            elif result.status == ExecStatus.TUPLES_CHUNK or (
+                result.status == ExecStatus.TUPLES_OK and result.ntuples
+            ):
+                return load_rows(self._tx, result, conn)
+            elif result.status not in (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK):
+                # An error ends the statement; read on to the end before raising it.
+                self._error = self._error or result
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise errors.error_from_result(error, encoding=conn.info.encoding)
+        return []
+
+    def _stop(self) -> Flow[None]:
+        """Cancel a statement still running and read what is left of it."""
+        from psycopg.generators import fetch
+
+        if not self._running:
+            return
+        self._running = False
+        conn = self._conn
+        with contextlib.suppress(Exception):
+            yield call(conn, "cancel_safe")
+        with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+            while (yield call(conn, "wait", fetch(conn.pgconn))) is not None:
+                pass
+
+    def __enter__(self) -> RowStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        drive(self._stop(), Client())
+
+    async def __aenter__(self) -> RowStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await adrive(self._stop(), Client())
 
 
 def read_transaction(

@@ -45,9 +45,11 @@ as written.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import gc
 import itertools
 import json
 import json.encoder
@@ -57,7 +59,7 @@ import re
 import struct
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -358,17 +360,57 @@ class _FallbackContext:
     connection: Any
 
 
-def _reload(cur: Any) -> list[tuple[Any, ...]]:
-    """The cursor's last fetched result, loaded again with the fallback loaders."""
+def _fallback_rows(result: Any, adapters: AdaptersMap, connection: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``result`` loaded with the fallback loaders (the server's text for a
+    date or time Python cannot hold)."""
     from psycopg.adapt import Transformer
 
-    adapters = AdaptersMap(cur.adapters)
+    adapters = AdaptersMap(adapters)
     for name, loader in _FALLBACKS.items():
         adapters.register_loader(name, loader)
-    tx = Transformer(_FallbackContext(adapters, cur.connection))
-    result = cur.pgresult
+    tx = Transformer(_FallbackContext(adapters, connection))
     tx.set_pgresult(result)
     return tx.load_rows(0, result.ntuples, tuple)
+
+
+def _reload(cur: Any) -> list[tuple[Any, ...]]:
+    """The cursor's last fetched result, loaded again with the fallback loaders."""
+    return _fallback_rows(cur.pgresult, cur.adapters, cur.connection)
+
+
+def load_rows(tx: Any, result: Any, conn: Any) -> list[tuple[Any, ...]]:
+    """
+    The rows of a binary ``result`` as tuples, loaded by the transformer ``tx`` (made
+    for ``conn``), with dates and times Python cannot hold as text: what `fetch_rows`
+    gives for the same rows.
+    """
+    tx.set_pgresult(result)
+    try:
+        with gc_paused():
+            rows: list[tuple[Any, ...]] = tx.load_rows(0, result.ntuples, tuple)
+    except DataError:  # only decoding runs here: a value psycopg could not load
+        return _fallback_rows(result, conn.adapters, conn)
+    return rows
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """
+    The cyclic garbage collector paused, if it runs, while a batch's values are made:
+    as core's JSON Lines parsing does, and for the same reason. A record holding a parsed
+    jsonb document stays tracked, so with the collector on, its passes (one every 700
+    allocations, and full ones as the records of each batch pile up in the oldest
+    generation) walked every live record: about a third of a dict read's time (README,
+    "Why streamed rows"). The block makes values only (psycopg's loaders, msgspec,
+    dicts), holds no cycles and runs no code of the caller's.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def fetch_rows(cur: Any, size: int) -> Flow[list[tuple[Any, ...]]]:
