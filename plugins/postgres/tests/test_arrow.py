@@ -101,3 +101,44 @@ def test_arrow_marks_json_and_spells_numeric_as_postgres_does(pg, pg_admin, pg_s
     assert [{k: r[k] for k in documents} for r in rows_of(pg.read(table))] == [
         {k: r[k] for k in documents} for r in rows_of([batch])
     ]
+
+
+def test_arrow_types_created_after_a_kept_driver_database(pg, pg_admin, pg_schema):
+    """
+    A read of built-in types keeps the driver's database (its type catalog) for the next
+    one; a read of a type created since (an enum, a composite) does not use it and reads
+    the type right.
+    """
+    from headwater_postgres import _arrow
+
+    table = _table(pg_admin, pg_schema)
+    rows_of(pg.read(table, format="arrow", batch_size=2_000))
+    kept = dict(_arrow._DATABASES._kept)
+    assert kept
+    rows_of(pg.read(table, format="arrow", batch_size=2_000))
+    assert [d for _, d in _arrow._DATABASES._kept.values()] == [d for _, d in kept.values()]
+    pg_admin.execute(
+        f"CREATE TYPE \"{pg_schema}\".mood AS ENUM ('happy', 'sad'); "
+        f'CREATE TYPE "{pg_schema}".pair AS (x int, y text); '
+        f'CREATE TABLE "{pg_schema}".late (id int PRIMARY KEY, m "{pg_schema}".mood, '
+        f'p "{pg_schema}".pair)'
+    )
+    pg_admin.execute(
+        f"INSERT INTO \"{pg_schema}\".late VALUES (1, 'sad', ROW(1, 'a')), (2, NULL, NULL)"
+    )
+    late = f"{pg_schema}.late"
+    assert rows_of(pg.read(late)) == rows_of(pg.read(late, format="arrow"))
+
+
+def test_arrow_reads_in_threads_share_the_driver_database(pg, pg_admin, pg_schema):
+    """Reads in several threads at once (the kept driver database is shared) all complete."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    table = _table(pg_admin, pg_schema)
+
+    def ids(_: int) -> list[int]:
+        return [r["id"] for r in rows_of(pg.read(table, format="arrow", batch_size=1_500))]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(ids, range(8)))
+    assert all(result == list(range(1, 5_001)) for result in results)

@@ -6,7 +6,7 @@ so no Python object is built per value. The statement is the read plan's (same k
 order, same resumption condition), and each batch's state is taken from its last row,
 so Arrow and dict reads of a stream share states. Arrow types are the driver's mapping
 (e.g. numeric → string, jsonb → string), not the dict mapping, checked and corrected
-where the driver's would change a value (`checked_batch`):
+where the driver's would change a value (`_Corrections`):
 
 * oid: uint32 (the driver gives int32, so 4294967295 arrived as -1);
 * date / timestamp / timestamptz: ±infinity as the type's extreme values (date32
@@ -25,6 +25,9 @@ where the driver's would change a value (`checked_batch`):
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -52,22 +55,6 @@ _PG_TYPE = b"headwater.postgres_type"
 #: documents a dict read gives. A json column stays plain text: it keeps the document as
 #: written (key order, duplicate keys, digits), as the dict read's `JsonText` does.
 JSONB_OIDS = frozenset({3802})
-
-
-def checked_batch(batch: Any) -> Any:
-    """``batch`` with the driver's values corrected as the module docstring says."""
-    import pyarrow as pa
-
-    fields, columns = [], []
-    changed = False
-    for field, column in zip(batch.schema, batch.columns, strict=True):
-        new_field, new_column = _checked(field, column)
-        changed = changed or new_column is not column
-        fields.append(new_field)
-        columns.append(new_column)
-    if not changed:
-        return batch
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields, batch.schema.metadata))
 
 
 def _checked(field: Any, column: Any) -> tuple[Any, Any]:
@@ -186,6 +173,132 @@ def _infinities(
     return corrected.view(column.type)
 
 
+#: Type OIDs below this are PostgreSQL's own (``FirstNormalObjectId``): fixed for a server,
+#: never created, altered or dropped by a user.
+_FIRST_USER_OID = 16_384
+#: How long a cached driver database (`_Databases`) is used for, in seconds.
+_DATABASE_TTL = 300.0
+
+
+class _Databases:
+    """
+    The ADBC driver's database handles of this process, by URI, for reads whose columns
+    are all of PostgreSQL's built-in types.
+
+    Creating one connects and reads the server's whole type catalog (``pg_type`` and
+    every relation's ``pg_attribute``; 35-135 ms a read on the benchmark's server, more
+    on a large catalog), which the driver keeps to map result types. The built-in types
+    in it never change, so a read of built-in types only takes one kept from an earlier
+    read (at most `_DATABASE_TTL` old); a read of any other type (an enum, a domain,
+    a composite, an extension's type, which may have been created since) creates its
+    own, as every read did before. A handle holds no connection between reads; the
+    driver counts its connections without a lock, so opening and closing them is
+    serialized here (`opened`).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[float, Any]] = {}
+
+    def forget(self) -> None:
+        """Drop every handle (a forked child starts afresh: its lock may be held)."""
+        import threading
+
+        self._lock = threading.Lock()
+        self._kept = {}
+
+    @contextlib.contextmanager
+    def opened(self, uri: str, builtin: bool) -> Iterator[Any]:
+        """An open ``AdbcConnection`` to ``uri``, closed on leaving."""
+        import adbc_driver_manager  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        import adbc_driver_postgresql  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        if not builtin:
+            with (
+                adbc_driver_postgresql.connect(uri) as database,
+                adbc_driver_manager.AdbcConnection(database) as conn,
+            ):
+                yield conn
+            return
+        lock = self._lock
+        with lock:
+            now = time.monotonic()
+            created, database = self._kept.get(uri, (0.0, None))
+            if database is None or now - created > _DATABASE_TTL:
+                database = adbc_driver_postgresql.connect(uri)
+                self._kept.pop(uri, None)
+                while len(self._kept) >= 4:  # the oldest goes (closed when unused)
+                    self._kept.pop(next(iter(self._kept)))
+                self._kept[uri] = (now, database)
+            conn = adbc_driver_manager.AdbcConnection(database)
+        try:
+            yield conn
+        finally:
+            with lock:
+                conn.close()
+
+
+_DATABASES = _Databases()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_DATABASES.forget)
+
+
+class _Corrections:
+    """
+    The driver's values corrected as the module docstring says, and the fields marked
+    (`_marked_fields`), for the batches of one schema: the columns to check and the
+    output schema are worked out once per read, not per batch.
+    """
+
+    def __init__(
+        self, schema: Any, plan: ReadPlan, as_text: Collection[str], json_names: Collection[str]
+    ) -> None:
+        self.source = schema
+        self._marks = (plan, as_text, json_names) if as_text or json_names else None
+        #: The columns whose values or type `_checked` may change.
+        self._checked = [i for i, field in enumerate(schema) if _may_change(field)]
+        #: The output schema, known after the first batch (a checked field's new type).
+        self._schema: Any = None
+        self._same = not self._checked and self._marks is None
+
+    def apply(self, batch: Any) -> Any:
+        """``batch`` with its values corrected and its fields marked."""
+        import pyarrow as pa
+
+        if self._same:
+            return batch
+        columns = batch.columns
+        fields = None if self._schema is not None else list(self.source)
+        for i in self._checked:
+            field, columns[i] = _checked(self.source.field(i), columns[i])
+            if fields is not None:
+                fields[i] = field
+        if fields is not None:
+            if self._marks is not None:
+                fields = _marked_fields(fields, *self._marks)
+            self._schema = pa.schema(fields, self.source.metadata)
+        return pa.RecordBatch.from_arrays(columns, schema=self._schema)
+
+
+def _may_change(field: Any) -> bool:
+    """Whether `_checked` may change a column of ``field``'s type (or its field)."""
+    import pyarrow as pa
+
+    kind = field.type
+    if pa.types.is_list(kind):
+        kind = kind.value_type
+    pg_type = (field.metadata or {}).get(_POSTGRES_TYPE, b"")
+    return bool(
+        pa.types.is_date32(kind)
+        or (pa.types.is_timestamp(kind) and kind.unit == "us")
+        or pa.types.is_interval(kind)
+        or (isinstance(kind, pa.OpaqueType) and kind.type_name == "numeric")
+        or (pa.types.is_int32(kind) and pg_type == b"oid")
+    )
+
+
 def read_arrow(
     uri: str, select: str, plan: ReadPlan, as_text: Collection[str] = ()
 ) -> Iterator[Batch]:
@@ -197,7 +310,7 @@ def read_arrow(
         # The driver manager's own API, not its DB-API module: that one imports pandas and
         # polars where they are installed (0.45 s of a cold read), for nothing used here.
         import adbc_driver_manager  # type: ignore[import-untyped,import-not-found,unused-ignore]
-        import adbc_driver_postgresql  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        import adbc_driver_postgresql  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: F401
         import pyarrow as pa
     except ImportError:
         raise ConfigError(
@@ -207,9 +320,11 @@ def read_arrow(
     cutter = BatchCutter(plan)
     size = plan.rows_per_batch
     json_names = frozenset(c.name for c in plan.columns if JSONB_OIDS & {c.type_oid, c.base_oid})
+    builtin = all(max(c.type_oid, c.base_oid) < _FIRST_USER_OID for c in plan.columns)
+    keys = plan.key_positions
+    corrections: _Corrections | None = None
     with (
-        adbc_driver_postgresql.connect(uri) as database,
-        adbc_driver_manager.AdbcConnection(database) as conn,
+        _DATABASES.opened(uri, builtin) as conn,
         adbc_driver_manager.AdbcStatement(conn) as statement,
     ):
         statement.set_sql_query(select)
@@ -219,34 +334,32 @@ def read_arrow(
         try:
             for record_batch in reader:
                 rows = record_batch.num_rows
+                if not rows:
+                    continue
+                # Corrected once per driver batch (a few per read), then cut: slices
+                # share the corrected buffers and the marked schema.
+                if corrections is None or not corrections.source.equals(
+                    record_batch.schema, check_metadata=True
+                ):
+                    corrections = _Corrections(record_batch.schema, plan, as_text, json_names)
+                whole = corrections.apply(record_batch)
                 for offset in range(0, rows, size):
-                    piece = record_batch.slice(offset, size)
+                    piece = whole.slice(offset, size) if rows > size else whole
                     n = piece.num_rows
-                    if not n:
-                        continue
-                    key = (
-                        [piece.column(i)[n - 1].as_py() for i in plan.key_positions]
-                        if plan.key_positions
-                        else None
-                    )
-                    checked = checked_batch(piece)
-                    if as_text or json_names:
-                        checked = _marked(checked, plan, as_text, json_names)
-                    yield Batch(plan.stream, checked, cutter.arrow_state(key, n))
+                    key = [piece.column(i)[n - 1].as_py() for i in keys] if keys else None
+                    yield Batch(plan.stream, piece, cutter.arrow_state(key, n))
         finally:
             reader.close()
 
 
-def _marked(
-    batch: Any, plan: ReadPlan, as_text: Collection[str], json_names: Collection[str]
-) -> Any:
+def _marked_fields(
+    fields: list[Any], plan: ReadPlan, as_text: Collection[str], json_names: Collection[str]
+) -> list[Any]:
     """
-    ``batch`` with the arrays read as text marked (`ARRAY_TEXT_METADATA` + their type)
+    ``fields`` with the arrays read as text marked (`ARRAY_TEXT_METADATA` + their type)
     and the jsonb columns marked as JSON text (`JSON_FIELD_METADATA`), as every
     other Arrow source of headwater marks them.
     """
-    import pyarrow as pa
-
     types = {c.name: c.type for c in plan.columns}
 
     def marked(field: Any) -> Any:
@@ -258,7 +371,4 @@ def _marked(
             return field
         return field.with_metadata({**(field.metadata or {}), **extra})
 
-    fields = [marked(field) for field in batch.schema]
-    return pa.RecordBatch.from_arrays(
-        batch.columns, schema=pa.schema(fields, batch.schema.metadata)
-    )
+    return [marked(field) for field in fields]
