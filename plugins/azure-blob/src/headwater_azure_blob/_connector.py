@@ -65,6 +65,7 @@ from headwater import (
 from headwater.formats import byte_ranges, byte_targets, unit_ranges
 from headwater.toolkit import atomic_file, forget_after_fork, get_logger, safe_destination
 from headwater_azure_blob import _flows as flows
+from headwater_azure_blob import _listing as listing
 from headwater_azure_blob._clients import (
     build_async_service,
     build_sync_service,
@@ -86,6 +87,7 @@ from headwater_azure_blob._flows import (
     drive_items,
     remote,
 )
+from headwater_azure_blob._listing import Listed
 from headwater_azure_blob._names import (
     blob_format,
     clean_relative,
@@ -354,9 +356,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             while True:
                 step = ListPage(directory(path), token, delimiter=None if recursive else "/")
                 entries, token = yield step
-                for _, entry in entries:
+                for name, entry in entries:
                     found = True
-                    yield self._item(entry)
+                    yield self._item(name, entry)
                 if token is None:
                     break
             if found or not path:
@@ -364,22 +366,22 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             if not path.endswith("/"):
                 props = yield from flows.head(path, container_missing=False)
                 if props is not None:
-                    yield self._item(props)
+                    yield self._item(self._relative(props.name), listing.from_sdk(props))
                     return
         raise NotFound(f"nothing at {path!r} in container {self.config.container!r}", field="path")
 
-    def _item(self, entry: Any) -> Item:
-        name = self._relative(entry.name)
-        if _is_prefix(entry):
+    @staticmethod
+    def _item(name: str, entry: Listed) -> Item:
+        """The `Item` of a listed entry (or a HEAD's), ``name`` relative to the source."""
+        if entry.is_prefix:
             return Item(name, "prefix")
-        settings = entry.content_settings
         extra: dict[str, Any] = {"etag": normalize_etag(entry.etag)}
-        if settings.content_md5:
-            extra["content_md5"] = _b64(settings.content_md5)
-        if settings.content_type:
-            extra["content_type"] = settings.content_type
-        if settings.content_encoding:
-            extra["content_encoding"] = settings.content_encoding
+        if entry.content_md5:
+            extra["content_md5"] = _b64(entry.content_md5)
+        if entry.content_type:
+            extra["content_type"] = entry.content_type
+        if entry.content_encoding:
+            extra["content_encoding"] = entry.content_encoding
         found = blob_format(name)
         if found is not None:
             extra["format"] = found.fmt
@@ -1085,8 +1087,14 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         """Perform a `Remote` or `ListPage` step with the sync client, through the breaker."""
         with self._guarded():
             if isinstance(step, ListPage):
-                pager = self._pages(container, step)
-                return self._named(next(pager)), pager.continuation_token
+                if not listing.can_send(container):
+                    pager = self._pages(container, step)
+                    return self._named(map(listing.from_sdk, next(pager))), pager.continuation_token
+                where = self._listing_where(step)
+                with listing.not_xml(where):
+                    request = self._list_request(container, step)
+                    response = listing.send(container, request, step.options)
+                return self._named_page(listing.page(response, where))
             result: Any = self._client(container, step)
             for method, args, kwargs in step.calls:
                 result = getattr(result, method)(*args, **kwargs)
@@ -1096,9 +1104,15 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         """Perform a `Remote` or `ListPage` step with the aio client (each call awaited)."""
         with self._guarded():
             if isinstance(step, ListPage):
-                pager = self._pages(container, step)
-                entries = [entry async for entry in await anext(pager)]
-                return self._named(entries), pager.continuation_token
+                if not listing.can_send(container):
+                    pager = self._pages(container, step)
+                    entries = [listing.from_sdk(entry) async for entry in await anext(pager)]
+                    return self._named(entries), pager.continuation_token
+                where = self._listing_where(step)
+                with listing.not_xml(where):
+                    request = self._list_request(container, step)
+                    response = await listing.send(container, request, step.options)
+                return self._named_page(listing.page(response, where))
             target: Any = self._client(container, step)
             for method, args, kwargs in step.calls:
                 target = await getattr(target, method)(*args, **kwargs)
@@ -1142,12 +1156,32 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
             return container.list_blobs(**options).by_page(step.token)
         return container.walk_blobs(delimiter=step.delimiter, **options).by_page(step.token)
 
+    def _list_request(self, container: Any, step: ListPage) -> Any:
+        """The List Blobs request of ``step`` (the query `_pages` has the SDK send)."""
+        return listing.request(
+            container,
+            prefix=self._full(step.prefix),
+            delimiter=step.delimiter,
+            marker=step.token,
+            size=step.size or self.config.list_page_size,
+        )
+
+    def _listing_where(self, step: ListPage) -> str:
+        return f"list {step.prefix or '/'!r} in container {self.config.container!r}"
+
     def _sender(self) -> Any:
         return functools.partial(self._send, self._container())
 
-    def _named(self, entries: Iterable[Any]) -> builtins.list[tuple[str, Any]]:
+    def _named(self, entries: Iterable[Listed]) -> builtins.list[tuple[str, Listed]]:
         """Listed entries with their names relative to the source prefix."""
-        return [(self._relative(entry.name), entry) for entry in entries]
+        cut = len(self.config.prefix)
+        return [(entry.name[cut:], entry) for entry in entries]
+
+    def _named_page(
+        self, page: tuple[builtins.list[Listed], str | None]
+    ) -> tuple[builtins.list[tuple[str, Listed]], str | None]:
+        entries, token = page
+        return self._named(entries), token
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -1366,13 +1400,6 @@ def _b64(value: bytes | bytearray) -> str:
     import base64
 
     return base64.b64encode(bytes(value)).decode()
-
-
-def _is_prefix(entry: Any) -> bool:
-    from azure.storage.blob import BlobPrefix as SyncPrefix
-    from azure.storage.blob.aio import BlobPrefix as AsyncPrefix
-
-    return isinstance(entry, SyncPrefix | AsyncPrefix)
 
 
 async def _close_when_cancelled(service: Any, credential: Any) -> None:

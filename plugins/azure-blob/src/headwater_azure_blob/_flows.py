@@ -680,7 +680,7 @@ def _matching_page(
             found = [] if props is None else [BlobRef.from_properties(plan.stream, props)]
             return found, None
         entries, token = yield ListPage(plan.list_prefix, token)
-    return [BlobRef.from_properties(name, e) for name, e in entries if plan.wants(name)], token
+    return [BlobRef.from_listed(name, e) for name, e in entries if plan.wants(name)], token
 
 
 def read(

@@ -36,6 +36,7 @@ from headwater_azure_blob._names import (
 
 if TYPE_CHECKING:
     from headwater.toolkit import RetryPolicy
+    from headwater_azure_blob._listing import Listed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,6 +62,15 @@ class BlobRef:
             normalize_etag(props.etag),
             settings.content_encoding or None,
             bytes(md5) if md5 else None,
+        )
+
+    @classmethod
+    def from_listed(cls, name: str, entry: Listed) -> BlobRef:
+        """From an entry of a listing (`Listed`)."""
+        if entry.size is None:
+            raise TypeError(f"listed blob {name!r} has no size")
+        return cls(
+            name, entry.size, normalize_etag(entry.etag), entry.content_encoding, entry.content_md5
         )
 
     @property
