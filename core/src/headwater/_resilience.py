@@ -20,11 +20,16 @@ from headwater._retry import RetryPolicy
 
 __all__ = ["BreakerSettings", "RetrySettings"]
 
+# defer_build: built when first used on their own, not at import. A connector's config nests
+# them, and its validator covers them (a connector that subclasses one, as REST does with
+# RetrySettings, never builds this one at all).
+_SETTINGS = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
 
 class RetrySettings(BaseModel):
     """Retries of a failed call: exponential back-off with jitter; Retry-After honoured."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _SETTINGS
 
     attempts: int = Field(default=5, ge=1, description="Tries per call, the first included.")
     initial: float = Field(default=0.5, ge=0, description="First back-off, seconds.")
@@ -51,7 +56,7 @@ class RetrySettings(BaseModel):
 class BreakerSettings(BaseModel):
     """The circuit breaker of the endpoint: a dead service is one clear error, not a hang."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _SETTINGS
 
     failure_threshold: int = Field(
         default=5, ge=1, description="Consecutive failures that open it."

@@ -7,8 +7,13 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from headwater import Registry
+from headwater.toolkit import BreakerSettings
 from headwater_rest import RestConnector, hooks
+from headwater_rest._config import NoAuth, RetrySettings, StreamConfig, Timeouts
 
 
 class CountingRegistry(Registry):
@@ -85,3 +90,45 @@ def test_a_sync_read_does_not_import_asyncio(http_api):
     )
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "3 False" == ran.stdout.strip()
+
+
+def test_a_plain_read_builds_one_validator_and_loads_no_plugin_machinery(http_api):
+    """
+    The config models are built when first used (defer_build): a read builds `RestConfig`'s
+    validator, which covers every model it nests, and no nested model a second time on its
+    own (not even the defaults: auth, timeouts, retry, breaker). Without a secret to resolve
+    the plugin registry (pluggy, entry points) is never loaded.
+    """
+    http_api.state.require_auth = False
+    code = (
+        "import sys\n"
+        "from pydantic import BaseModel\n"
+        "from headwater_rest import RestConnector\n"
+        f"config = {_config(http_api.url)!r}\n"
+        "with RestConnector(config) as connector:\n"
+        "    rows = [r for batch in connector.read('s') for r in batch.rows()]\n"
+        "def models(cls):\n"
+        "    for sub in cls.__subclasses__():\n"
+        "        yield sub\n"
+        "        yield from models(sub)\n"
+        "built = {m.__name__ for m in models(BaseModel) if m.__pydantic_complete__}\n"
+        "print(len(rows), sorted(built))\n"
+        "print(sorted(m for m in sys.modules if m == 'pluggy' or m == 'headwater._plugins'))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rows_and_built, loaded = ran.stdout.strip().splitlines()
+    assert "3 ['ConnectorConfig', 'RestConfig']" == rows_and_built
+    assert "[]" == loaded
+
+
+def test_nested_models_validate_on_their_own_and_defaults_equal_validated_ones():
+    """A deferred nested model still validates alone; a default equals its validated twin."""
+    with pytest.raises(ValidationError, match=r"pagination\.offset\.limit"):
+        StreamConfig.model_validate({"path": "/x", "pagination": {"type": "offset", "limit": 0}})
+    config = RestConnector({"base_url": "https://api.example.com"}).config
+    assert NoAuth() == config.auth
+    assert Timeouts() == config.timeouts
+    assert RetrySettings() == config.retry
+    assert BreakerSettings() == config.breaker
+    assert set() == config.auth.model_fields_set == config.retry.model_fields_set
+    assert {"type": "none"} == config.auth.model_dump()

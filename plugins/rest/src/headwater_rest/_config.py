@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -33,9 +33,34 @@ from headwater import ConfigError
 from headwater.toolkit import BreakerSettings, ConnectorConfig, CredentialResolver, Secret
 from headwater.toolkit import RetrySettings as CoreRetrySettings
 from headwater.toolkit import is_credential_name as _core_is_credential_name
-from headwater_rest.hooks import AUTH_SCHEMES
+from headwater_rest._schemes import AUTH_SCHEMES
 
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
+# defer_build: a model's validator is built when it is first used, not at import. A config
+# model's validator covers the models it nests, so a read builds one (`RestConfig`'s), not
+# one per model; a nested model used on its own (``StreamConfig.model_validate``) builds
+# its own then. The errors are the same either way.
+_FROZEN = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _defaults(model: type[_M]) -> Callable[[], _M]:
+    """
+    A ``default_factory`` giving ``model`` with its defaults, made as pydantic makes a default
+    (unvalidated): ``model()`` would build the nested model's own validator just for that.
+    """
+
+    def make() -> _M:
+        return model.model_construct()
+
+    make.__name__ = f"default_{model.__name__}"
+    return make
+
+
+def _no_items() -> list[Any]:
+    # Not ``default_factory=list``: pydantic reads a factory's signature, and `list`'s
+    # costs it a parse of its text signature (~2 ms of a first use).
+    return []
 
 
 class _Model(BaseModel):
@@ -355,7 +380,7 @@ class PluginAuth(BaseModel):
     settings as written; it resolves secret ones through ``secret(field)``.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     type: str = Field(min_length=1, description="The scheme name a plugin registered.")
 
@@ -623,7 +648,7 @@ class LinkHeaderPagination(_UrlPagination):
 class PluginPagination(BaseModel):
     """A pagination style provided by another plugin (``register_pagination_styles``)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     type: str = Field(min_length=1, description="The style name a plugin registered.")
     stop_on_empty: bool = Field(default=True, description="End the stream at an empty page.")
@@ -778,10 +803,11 @@ class StreamConfig(_Model):
         "or a simple JSONPath (``$.data.items[*]``); omit when the body is the list itself.",
     )
     primary_key: list[str] = Field(
-        default_factory=list, description="Field(s) identifying a record (reported by metadata)."
+        default_factory=_no_items,
+        description="Field(s) identifying a record (reported by metadata).",
     )
     pagination: PaginationConfig = Field(
-        default_factory=NoPagination, description="How to get from one page to the next."
+        default_factory=_defaults(NoPagination), description="How to get from one page to the next."
     )
     incremental: IncrementalConfig | None = Field(
         default=None, description="Incremental sync settings."
@@ -800,7 +826,7 @@ class StreamConfig(_Model):
         description="Where and how ``write`` sends records to this stream (none: not writable).",
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -866,7 +892,7 @@ class ResponseRule(_Model):
         default=None, alias="in", description="The value at path is one of these JSON values."
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @field_validator("status", mode="before")
     @classmethod
@@ -950,7 +976,7 @@ class RetrySettings(CoreRetrySettings):
     how rate-limit headers are read.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="RetrySettings")
+    model_config = ConfigDict(extra="forbid", frozen=True, title="RetrySettings", defer_build=True)
 
     statuses: list[int] = Field(
         default_factory=lambda: [408, 429, 502, 503, 504],
@@ -965,7 +991,7 @@ class RetrySettings(CoreRetrySettings):
         "saved state resumes there).",
     )
     on_response: list[ResponseRule] = Field(
-        default_factory=list,
+        default_factory=_no_items,
         description="Responses tried again whatever their status: a list of rules "
         "(``{status: 200, path: state, equals: pending}``, ``{path: error.code, in: [busy]}``); "
         "one that matches makes the response count as a failure worth another try, under the "
@@ -1028,6 +1054,8 @@ class TlsSettings(_Model):
 class RestConfig(ConnectorConfig):
     """Configuration of the ``rest`` connector."""
 
+    model_config = ConfigDict(defer_build=True)
+
     base_url: str = Field(
         description="Scheme, host, port and base path of the API (``https://api.example.com/v1``)."
     )
@@ -1041,7 +1069,8 @@ class RestConfig(ConnectorConfig):
         + _CREDENTIAL_NOTE,
     )
     auth: AuthConfig = Field(
-        default_factory=NoAuth, description="How to authenticate (``type`` selects the scheme)."
+        default_factory=_defaults(NoAuth),
+        description="How to authenticate (``type`` selects the scheme).",
     )
     streams: dict[str, StreamConfig] = Field(
         default_factory=dict, description="Stream name → how to read it."
@@ -1050,7 +1079,7 @@ class RestConfig(ConnectorConfig):
         default=None,
         description="A cheap path for check() (``/me``); default: the first stream's first page.",
     )
-    timeouts: Timeouts = Field(default_factory=Timeouts, description="Request timeouts.")
+    timeouts: Timeouts = Field(default_factory=_defaults(Timeouts), description="Request timeouts.")
     verify: bool | Path = Field(
         default=True,
         description="TLS verification: true (system CAs), or the path of a CA bundle. "
@@ -1065,13 +1094,15 @@ class RestConfig(ConnectorConfig):
         description="Allow verify: false (never with credentials to a non-loopback host).",
     )
     allowed_hosts: list[str] = Field(
-        default_factory=list,
+        default_factory=_no_items,
         description="Other hosts (``cdn.example.com`` or ``https://cdn.example.com:8443``) "
         "whose next-page URLs and redirects may be followed, without credentials.",
     )
-    retry: RetrySettings = Field(default_factory=RetrySettings, description="Retry policy.")
+    retry: RetrySettings = Field(
+        default_factory=_defaults(RetrySettings), description="Retry policy."
+    )
     breaker: BreakerSettings = Field(
-        default_factory=BreakerSettings, description="Circuit breaker."
+        default_factory=_defaults(BreakerSettings), description="Circuit breaker."
     )
     rate_limit: RateLimit | None = Field(
         default=None, description="Client-side request rate limit."

@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     import httpx
 
     from headwater import Registry
+    from headwater.toolkit import CredentialResolver
     from headwater_rest._http import Http, RequestSpec
     from headwater_rest._write import RestWriteResult, Writer
 
@@ -962,8 +963,12 @@ class _StreamRun:
         self.since: Any = inc.initial if inc else None
         self.highest: Any = None
         self._last_state: State | None = None
-        # The stream's own credential headers/params, resolved once per run.
-        resolvers = connector.registry.credential_resolvers
+
+        # The stream's own credential headers/params, resolved once per run; the registry
+        # (plugin discovery) is looked up only when one names a secret.
+        def resolvers() -> Mapping[str, CredentialResolver]:
+            return connector.registry.credential_resolvers()
+
         self.headers: dict[str, str] = (
             resolve_values(config.headers, f"streams.{name}.headers", resolvers())
             if has_credentials(config.headers)

@@ -11,19 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from headwater import ConnectorRef, hookimpl
+from headwater_rest._schemes import AUTH_SCHEMES
 
 if TYPE_CHECKING:
     import httpx
-
-#: The auth schemes this plugin provides (the factories live in ``headwater_rest._auth``).
-AUTH_SCHEMES = (
-    "none",
-    "bearer",
-    "api_key",
-    "basic",
-    "oauth2_client_credentials",
-    "oauth2_refresh_token",
-)
 
 
 @hookimpl
