@@ -103,7 +103,7 @@ def test_arrow_marks_json_and_spells_numeric_as_postgres_does(pg, pg_admin, pg_s
     ]
 
 
-def test_arrow_types_created_after_a_kept_driver_database(pg, pg_admin, pg_schema):
+def test_arrow_types_created_after_a_kept_driver_database(pg, pg_admin, pg_schema, monkeypatch):
     """
     A read of built-in types keeps the driver's database (its type catalog) for the next
     one; a read of a type created since (an enum, a composite) does not use it and reads
@@ -111,6 +111,14 @@ def test_arrow_types_created_after_a_kept_driver_database(pg, pg_admin, pg_schem
     """
     from headwater_postgres import _arrow
 
+    opened = _arrow._DATABASES.opened
+    builtin: list[bool] = []
+
+    def spy(uri, only_builtin):
+        builtin.append(only_builtin)
+        return opened(uri, only_builtin)
+
+    monkeypatch.setattr(_arrow._DATABASES, "opened", spy)
     table = _table(pg_admin, pg_schema)
     rows_of(pg.read(table, format="arrow", batch_size=2_000))
     kept = dict(_arrow._DATABASES._kept)
@@ -128,6 +136,7 @@ def test_arrow_types_created_after_a_kept_driver_database(pg, pg_admin, pg_schem
     )
     late = f"{pg_schema}.late"
     assert rows_of(pg.read(late)) == rows_of(pg.read(late, format="arrow"))
+    assert [True, True, False] == builtin
 
 
 def test_arrow_reads_in_threads_share_the_driver_database(pg, pg_admin, pg_schema):

@@ -191,7 +191,9 @@ class _Databases:
     in it never change, so a read of built-in types only takes one kept from an earlier
     read (at most `_DATABASE_TTL` old); a read of any other type (an enum, a domain,
     a composite, an extension's type, which may have been created since) creates its
-    own, as every read did before. A handle holds no connection between reads; the
+    own, as every read did before (its statement reads most such columns as text or
+    their base type anyway; the rule keeps the driver from ever meeting a type its kept
+    catalog lacks). A handle holds no connection between reads; the
     driver counts its connections without a lock, so opening and closing them is
     serialized here (`opened`).
     """
