@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from headwater import Batch
@@ -151,3 +153,22 @@ def test_arrow_reads_in_threads_share_the_driver_database(pg, pg_admin, pg_schem
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(ids, range(8)))
     assert all(result == list(range(1, 5_001)) for result in results)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_starts_without_the_parents_kept_driver_databases() -> None:
+    """The child of a fork drops the kept handles (kept unclosed); the parent keeps them."""
+    from headwater_postgres import _arrow
+
+    databases = _arrow._DATABASES
+    marker = object()
+    databases._kept["postgresql://fork-probe"] = (0.0, marker)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: nothing kept, the parent's handle among the inherited
+            os._exit(0 if not databases._kept else 1)
+        _, status = os.waitpid(pid, 0)
+        assert 0 == os.waitstatus_to_exitcode(status)
+        assert databases._kept["postgresql://fork-probe"][1] is marker
+    finally:
+        databases._kept.pop("postgresql://fork-probe", None)

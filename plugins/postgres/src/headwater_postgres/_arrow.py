@@ -26,13 +26,13 @@ where the driver's would change a value (`_Corrections`):
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Collection, Iterator
 from typing import Any
 
 from headwater import Batch, ConfigError, ConnectorError
 from headwater.formats import JSON_FIELD_METADATA
+from headwater.toolkit import forget_after_fork
 from headwater_postgres._plan import BatchCutter, ReadPlan
 from headwater_postgres._values import IntervalParts
 
@@ -204,12 +204,17 @@ class _Databases:
         self._lock = threading.Lock()
         self._kept: dict[str, tuple[float, Any]] = {}
 
-    def forget(self) -> None:
-        """Drop every handle (a forked child starts afresh: its lock may be held)."""
+    def forget(self) -> list[Any]:
+        """
+        In a fork's child: drop every handle, returned to be kept unclosed (see
+        `headwater.toolkit.forget_after_fork`); the lock is new, the parent's may be held.
+        """
         import threading
 
+        inherited = [database for _, database in self._kept.values()]
         self._lock = threading.Lock()
         self._kept = {}
+        return inherited
 
     @contextlib.contextmanager
     def opened(self, uri: str, builtin: bool) -> Iterator[Any]:
@@ -243,8 +248,7 @@ class _Databases:
 
 
 _DATABASES = _Databases()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_DATABASES.forget)
+forget_after_fork(_DATABASES, _Databases.forget)
 
 
 class _Corrections:
