@@ -1174,8 +1174,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
 
     def _named(self, entries: Iterable[Listed]) -> builtins.list[tuple[str, Listed]]:
         """Listed entries with their names relative to the source prefix."""
-        cut = len(self.config.prefix)
-        return [(entry.name[cut:], entry) for entry in entries]
+        return [(self._relative(entry.name), entry) for entry in entries]
 
     def _named_page(
         self, page: tuple[builtins.list[Listed], str | None]
