@@ -40,6 +40,23 @@ def test_tricky_documents_equal_the_stdlib(text, kind):
     assert repr(json.loads(text)) == repr(loads_json(data))
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'\xef\xbb\xbf{"bom": 1}',  # a UTF-8 byte-order mark, as some APIs send
+        '{"utf": "16 ✓"}'.encode("utf-16"),
+        '["utf-32-le"]'.encode("utf-32-le"),
+        b'"\xed\xa0\x80 an encoded lone surrogate"',
+        b"1" * 4000,  # beyond 64 bits, within int's digit limit
+        b"[1.7976931348623159e308, 2.2250738585072011e-308]",
+        b"[" * 100 + b"]" * 100,
+    ],
+)
+def test_bytes_decode_as_the_stdlib_decodes_them(data):
+    """Bytes json.loads reads (its encoding detection included) give its value exactly."""
+    assert repr(json.loads(data)) == repr(loads_json(data))
+
+
 @pytest.mark.parametrize("text", ["", "{", "[1,]", "nul", "{} {}", b"\xff".decode("latin-1")])
 def test_invalid_documents_raise_value_error(text):
     """Invalid JSON raises ValueError (json.JSONDecodeError), as json.loads does."""

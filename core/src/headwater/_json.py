@@ -2,25 +2,22 @@
 JSON parsing for connectors: fast, and exactly what ``json.loads`` gives.
 
 Parsing JSON is where an HTTP connector spends most of its time, and jsonb values are a
-large share of a PostgreSQL dict read. `loads_json` uses orjson when it is installed
-(about 2-3x the stdlib; the first-party connectors depend on it) and falls back to the
-stdlib for every document orjson would refuse or could change, so callers never see a
-difference in values: numbers beyond 64-bit integers or doubles, ``NaN``/``Infinity``,
-lone surrogates.
+large share of a PostgreSQL dict read. `loads_json` parses with msgspec (a core
+dependency) and falls back to the stdlib for every document msgspec refuses, so callers
+never see a difference in values. msgspec keeps integers of any size exact (orjson turns
+those beyond 64 bits into floats) and refuses, rather than changes, everything else
+``json.loads`` reads differently: ``NaN``/``Infinity``, numbers that overflow a double,
+lone surrogates, integers beyond its range. So no document needs scanning before
+the parse: on a REST page that check cost a fifth of the parse, on a short document more
+than the parse itself.
 """
 
 from __future__ import annotations
 
 import json
 import json.scanner
-import re
 from collections.abc import Callable
 from typing import Any, Final
-
-try:
-    import orjson as _orjson
-except ImportError:  # core does not require orjson; the stdlib path below is complete
-    _orjson = None  # type: ignore[assignment,unused-ignore]
 
 # Not in typeshed: the C implementation behind json's scanner (None without _json).
 _make_scanner: Callable[[json.JSONDecoder], Callable[[str, int], tuple[Any, int]]] | None = getattr(
@@ -32,24 +29,27 @@ _make_scanner: Callable[[json.JSONDecoder], Callable[[str, int], tuple[Any, int]
 #: whitespace, invalid text) goes through json.loads for its checks and its errors.
 _SCAN: Final = _make_scanner(json.JSONDecoder()) if _make_scanner is not None else None
 
-#: orjson turns integers outside [-2**63, 2**64) into floats, losing digits, where json
-#: keeps them exact. Any run of 19 digits may be such an integer, so such documents take
-#: the stdlib path (a 19-digit integer may fit, but the check stays simple). The check
-#: maps every digit to "0" and everything else to " ", then looks for nineteen "0"s: a
-#: C-level pass over the bytes, ~15x faster than the regex ``[0-9]{19}`` on digit-heavy
-#: API pages, where the regex cost more than the parse itself.
-#: Short documents (a jsonb value) keep the regex, which needs no copy and is quick on them.
+
+def _first_decode(data: bytes | bytearray | memoryview | str) -> Any:
+    """
+    Import msgspec on the first parse (what parses no JSON does not pay its import) and
+    put its decoder and error in `_decode`'s and `_DecodeError`'s place.
+    """
+    global _decode, _DecodeError
+    import msgspec.json
+
+    _DecodeError = msgspec.DecodeError
+    _decode = msgspec.json.Decoder().decode
+    return _decode(data)
+
+
+_decode: Callable[[bytes | bytearray | memoryview | str], Any] = _first_decode
+_DecodeError: type[Exception] = ValueError  # msgspec's DecodeError once imported (a subclass)
+
+#: Every byte as "0" if it is a digit, " " otherwise: `long_integer_offsets` finds runs of
+#: nineteen digits with C-level searches over the translated chunk.
 _DIGITS_AS_ZEROS: Final = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 _NINETEEN_DIGITS: Final = b"0" * 19
-_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
-_SHORT: Final = 512
-
-
-def _has_long_digit_run(data: bytes | bytearray | memoryview) -> bool:
-    if len(data) < _SHORT:
-        return _LONG_DIGITS.search(data) is not None
-    whole = data if isinstance(data, bytes) else bytes(data)
-    return _NINETEEN_DIGITS in whole.translate(_DIGITS_AS_ZEROS)
 
 
 def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
@@ -59,14 +59,12 @@ def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
     Raises:
         ValueError: invalid JSON (``json.JSONDecodeError``, as from ``json.loads``).
     """
-    if _orjson is not None:
-        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-        if not _has_long_digit_run(raw):
-            try:
-                return _orjson.loads(raw)
-            except _orjson.JSONDecodeError:
-                pass  # the stdlib decides: NaN, 1e400, a lone surrogate, or invalid text
-    text = data if isinstance(data, str) else str(data, "utf-8")
+    try:
+        return _decode(data)
+    except _DecodeError:
+        pass  # the stdlib decides: NaN, 1e400, a lone surrogate, or invalid text
+    # Bytes are decoded as json.loads decodes them: a BOM, UTF-16 and UTF-32 detected.
+    text = data if isinstance(data, str) else _decoded(bytes(data))
     if _SCAN is not None:
         try:
             value, end = _SCAN(text, 0)
@@ -76,6 +74,10 @@ def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
             if end == len(text):
                 return value
     return json.loads(text)
+
+
+def _decoded(data: bytes) -> str:
+    return data.decode(json.detect_encoding(data), "surrogatepass")
 
 
 #: Bytes after which a JSON number token can start (its ``-`` included).
@@ -90,10 +92,9 @@ def long_integer_offsets(chunk: bytes) -> list[int]:
     start (after ``:``, ``,``, ``[``, whitespace or the chunk's start, or after a ``-``
     that itself stands there). Runs inside strings (after a quote, or a ``-`` inside a
     UUID-like value) or after a point (a float's decimals, which orjson reads exactly)
-    do not count, unlike `_has_long_digit_run`'s whole-document rule; each run is found
-    with C-level searches, not a regex. A run that only looks like a number (after a
-    space inside a string) is still found: the caller parses the documents holding an
-    offset on the exact path, and only those.
+    do not count; each run is found with C-level searches, not a regex. A run that only
+    looks like a number (after a space inside a string) is still found: the caller
+    parses the documents holding an offset on the exact path, and only those.
     """
     zeros = chunk.translate(_DIGITS_AS_ZEROS)
     offsets = []

@@ -444,7 +444,7 @@ def parse_body(sent: Outgoing, response: httpx.Response) -> Any:
     if not content.strip():
         return None
     try:
-        # orjson where it gives the same values as json.loads (headwater.toolkit.loads_json):
+        # msgspec, with json.loads for what it refuses (headwater.toolkit.loads_json):
         # parsing is most of the time of a read.
         return loads_json(content)
     except ValueError:
