@@ -20,6 +20,8 @@ who *write* connectors import — the first-party plugins use nothing else of co
   write's job id and index, before a staging target is named after them);
 * concurrency: `iterate_in_thread`, `read_ahead`, `forget_after_fork`; `loads_json`,
   `is_loopback`;
+* speed: `gc_paused`, the cyclic garbage collector paused while a block only makes values
+  (a batch's parsed records: no cycles, no caller code);
 * partitions that ship to engines' workers: `partitions` (a stream's partitions, each
   carrying the connector id and its config with secret references only),
   `read_partition` (read one on a worker), `shipping_config`;
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from headwater._files import atomic_file as atomic_file
     from headwater._files import safe_destination as safe_destination
     from headwater._fork import forget_after_fork as forget_after_fork
+    from headwater._gc import gc_paused as gc_paused
     from headwater._json import loads_json as loads_json
     from headwater._keyset import check_keyset_state as check_keyset_state
     from headwater._net import is_loopback as is_loopback
@@ -110,6 +113,7 @@ _HOMES: dict[str, str] = {
     "atomic_file": "headwater._files",
     "safe_destination": "headwater._files",
     "forget_after_fork": "headwater._fork",
+    "gc_paused": "headwater._gc",
     "loads_json": "headwater._json",
     "check_keyset_state": "headwater._keyset",
     "lazy_exports": "headwater._lazy",

@@ -30,6 +30,7 @@ from typing import Any
 from psycopg import sql
 
 from headwater import Batch, ConfigError, State
+from headwater.toolkit import gc_paused
 from headwater_postgres._query import subquery
 from headwater_postgres._sql import (
     Column,
@@ -43,7 +44,6 @@ from headwater_postgres._values import (
     JSON_OID,
     JSONB_OID,
     JsonText,
-    gc_paused,
     json_column,
     to_state_value,
 )

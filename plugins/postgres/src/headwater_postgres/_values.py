@@ -45,11 +45,9 @@ as written.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import gc
 import itertools
 import json
 import json.encoder
@@ -59,7 +57,7 @@ import re
 import struct
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -71,7 +69,7 @@ from psycopg.types.string import StrBinaryDumper
 
 from headwater import ConfigError, formats
 from headwater.formats import dumps_document
-from headwater.toolkit import loads_json
+from headwater.toolkit import gc_paused, loads_json
 from headwater_postgres._flows import Flow, call
 
 _TYPES = postgres.types
@@ -391,26 +389,6 @@ def load_rows(tx: Any, result: Any, conn: Any) -> list[tuple[Any, ...]]:
     except DataError:  # only decoding runs here: a value psycopg could not load
         return _fallback_rows(result, conn.adapters, conn)
     return rows
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """
-    The cyclic garbage collector paused, if it runs, while a batch's values are made:
-    as core's JSON Lines parsing does, and for the same reason. A record holding a parsed
-    jsonb document stays tracked, so with the collector on, its passes (one every 700
-    allocations, and full ones as the records of each batch pile up in the oldest
-    generation) walked every live record: about a third of a dict read's time (README,
-    "Why streamed rows"). The block makes values only (psycopg's loaders, msgspec,
-    dicts), holds no cycles and runs no code of the caller's.
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def fetch_rows(cur: Any, size: int) -> Flow[list[tuple[Any, ...]]]:
