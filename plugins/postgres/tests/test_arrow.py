@@ -95,6 +95,15 @@ def test_arrow_marks_json_and_spells_numeric_as_postgres_does(pg, pg_admin, pg_s
     assert {"b": b"json", "d": b"json", "j": None, "t": None} == {
         k: v for k, v in marks.items() if k in "bjdt"
     }
+    # Selected as stored, given as the server's text of each document in a plain string
+    # column (the driver's JSON extension type unwrapped), as with the cast to text.
+    import pyarrow as pa
+
+    texts = pg_admin.execute(f'SELECT b::text, j::text, d::text FROM "{pg_schema}".m ORDER BY id')
+    assert [tuple(row) for row in texts] == list(
+        zip(*(batch.records.column(name).to_pylist() for name in "bjd"), strict=True)
+    )
+    assert {batch.records.schema.field(name).type for name in "bjd"} == {pa.string()}
     numerics = batch.records.column("n").storage.to_pylist()
     assert ["NaN", "Infinity", "-Infinity", "-12.50"] == numerics
     server = [r[0] for r in pg_admin.execute(f'SELECT n::text FROM "{pg_schema}".m ORDER BY id')]
@@ -172,3 +181,20 @@ def test_a_forked_child_starts_without_the_parents_kept_driver_databases() -> No
         assert databases._kept["postgresql://fork-probe"][1] is marker
     finally:
         databases._kept.pop("postgresql://fork-probe", None)
+
+
+def test_a_json_column_the_driver_gives_as_bytes_fails_naming_it() -> None:
+    """An ADBC driver before 1.2 gave jsonb's binary COPY bytes: refused, not passed on."""
+    import pyarrow as pa
+
+    from headwater import ConnectorError
+    from headwater_postgres._arrow import _check_json_fields
+    from headwater_postgres._sql import Column
+
+    columns = [Column("id", 23, 0, "integer", False), Column("doc", 3802, 0, "jsonb", True)]
+    plan = type("Plan", (), {"columns": columns})()
+    _check_json_fields(pa.schema([("id", pa.int32()), ("doc", pa.string())]), plan)
+    _check_json_fields(pa.schema([("id", pa.int32()), ("doc", pa.json_())]), plan)
+    with pytest.raises(ConnectorError, match=r"'doc' \(jsonb\).*binary") as caught:
+        _check_json_fields(pa.schema([("id", pa.int32()), ("doc", pa.binary())]), plan)
+    assert "adbc-driver-postgresql>=1.2" in (caught.value.hint or "")

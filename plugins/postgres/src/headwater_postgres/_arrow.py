@@ -5,8 +5,9 @@ The ADBC driver reads the server's binary COPY output straight into Arrow buffer
 so no Python object is built per value. The statement is the read plan's (same key
 order, same resumption condition), and each batch's state is taken from its last row,
 so Arrow and dict reads of a stream share states. Arrow types are the driver's mapping
-(e.g. numeric → string, jsonb → string), not the dict mapping, checked and corrected
-where the driver's would change a value (`_Corrections`):
+(e.g. numeric → string, json/jsonb → string: the server's text of each document, which
+the driver reads as Arrow's JSON extension type, unwrapped to its strings), not the dict
+mapping, checked and corrected where the driver's would change a value (`_Corrections`):
 
 * oid: uint32 (the driver gives int32, so 4294967295 arrived as -1);
 * date / timestamp / timestamptz: ±infinity as the type's extreme values (date32
@@ -62,6 +63,11 @@ def _checked(field: Any, column: Any) -> tuple[Any, Any]:
 
     kind = field.type
     pg_type = (field.metadata or {}).get(_POSTGRES_TYPE, b"").decode()
+    if _is_json(kind):
+        # The driver's JSON extension type over the server's text of each document: the
+        # strings themselves, as every Arrow source of headwater gives JSON (marked below
+        # for jsonb, `_marked_fields`).
+        return field.with_type(kind.storage_type), column.storage
     if pa.types.is_date32(kind):
         return field, _infinities(field, column, pa.int32(), 32, DATE_SHIFT, _PG_MIN_DAYS, pg_type)
     if pa.types.is_timestamp(kind) and kind.unit == "us":
@@ -101,6 +107,13 @@ def _checked(field: Any, column: Any) -> tuple[Any, Any]:
             whole.offsets, values, type=kind, mask=whole.is_null()
         )
     return field, column
+
+
+def _is_json(kind: Any) -> bool:
+    """Whether ``kind`` is Arrow's canonical JSON extension type (``arrow.json``)."""
+    import pyarrow as pa
+
+    return isinstance(kind, pa.BaseExtensionType) and kind.extension_name == "arrow.json"
 
 
 def _numeric_text(column: Any) -> Any:
@@ -262,6 +275,7 @@ class _Corrections:
         self, schema: Any, plan: ReadPlan, as_text: Collection[str], json_names: Collection[str]
     ) -> None:
         self.source = schema
+        _check_json_fields(schema, plan)
         self._marks = (plan, as_text, json_names) if as_text or json_names else None
         #: The columns whose values or type `_checked` may change.
         self._checked = [i for i, field in enumerate(schema) if _may_change(field)]
@@ -288,6 +302,27 @@ class _Corrections:
         return pa.RecordBatch.from_arrays(columns, schema=self._schema)
 
 
+def _check_json_fields(schema: Any, plan: ReadPlan) -> None:
+    """
+    The json/jsonb columns (selected as stored) arrive as text: an ADBC driver before
+    1.2 gave the server's binary COPY bytes (jsonb's with a version byte in front).
+    """
+    import pyarrow as pa
+
+    from headwater_postgres._values import JSON_OIDS
+
+    for col in plan.columns:
+        if (col.base_oid or col.type_oid) not in JSON_OIDS or col.name not in schema.names:
+            continue
+        kind = schema.field(col.name).type
+        if not (_is_json(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise ConnectorError(
+                f"column {col.name!r} ({col.type}) arrived from the ADBC driver as {kind}, "
+                "not as the document's text",
+                hint="upgrade the driver: pip install 'adbc-driver-postgresql>=1.2'",
+            )
+
+
 def _may_change(field: Any) -> bool:
     """Whether `_checked` may change a column of ``field``'s type (or its field)."""
     import pyarrow as pa
@@ -297,7 +332,8 @@ def _may_change(field: Any) -> bool:
         kind = kind.value_type
     pg_type = (field.metadata or {}).get(_POSTGRES_TYPE, b"")
     return bool(
-        pa.types.is_date32(kind)
+        _is_json(field.type)
+        or pa.types.is_date32(kind)
         or (pa.types.is_timestamp(kind) and kind.unit == "us")
         or pa.types.is_interval(kind)
         or (isinstance(kind, pa.OpaqueType) and kind.type_name == "numeric")
