@@ -13,8 +13,8 @@ workers, while the test process never has it::
 
 A scenario both engines run is written once against `engine`, a module-scoped fixture
 parametrized over the two (`DaskEngine`, `RayEngine`): each adapter reads into its
-engine, writes, kills a worker in a read or a write, and gives the serialized form of a
-write. Its tests run on Dask first, then on Ray, one engine up at a time.
+engine, writes, kills a worker in a read or a write, marks the tasks that run, records
+the writes handed to the engine, and gives the serialized form of a write. Its tests run on Dask first, then on Ray, one engine up at a time.
 
 An engine that cannot start skips the test locally and fails it when ``CI=true``
 (`tests.fix_services.service_unavailable`).
@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,28 @@ def pg_config(pg_dsn: str, password: Any) -> dict[str, Any]:
     info = conninfo_to_dict(pg_dsn)
     config = {key: info[key] for key in ("host", "port", "dbname", "user") if key in info}
     return {**config, "password": password}
+
+
+def assert_refuses_to_ship(pg_dsn: str, password: Any, ship: Callable[[Any], Any]) -> None:
+    """
+    ``ship(source)`` (an engine's read, `headwater.toolkit.partitions`) of a postgres source
+    whose ``password`` is a literal or a callable raises headwater's ConfigError naming the
+    field and the ways out (a reference, a saved source), never the secret itself.
+    """
+    import headwater
+
+    secret = password() if callable(password) else password
+    with (
+        headwater.connect("postgres", pg_config(pg_dsn, password)) as source,
+        pytest.raises(headwater.ConfigError) as caught,
+    ):
+        ship(source)
+    error = caught.value
+    assert "password" == error.field
+    assert "cannot be shipped" in error.message
+    assert "env:NAME" in (error.hint or "")
+    assert "saved source" in (error.hint or "")
+    assert secret not in f"{error!s} {error!r} {error.hint}"
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +241,20 @@ def _install_write_killer(marker: str, index: int, when: str) -> None:
     shipping.write_part = write_part  # type: ignore[assignment]
 
 
+def _task_marker(directory: str) -> Any:
+    """A function that leaves a new file in ``directory`` and returns what it is given."""
+
+    def mark(data: Any) -> Any:  # shipped by value to the worker that calls it
+        import os
+        import uuid
+
+        with open(os.path.join(directory, uuid.uuid4().hex), "w"):
+            pass
+        return data
+
+    return mark
+
+
 class DaskEngine:
     """
     headwater on a Dask ``distributed`` client: data is a dask DataFrame, a collected or
@@ -279,6 +315,24 @@ class DaskEngine:
         from dask import dataframe as dd
 
         return dd.from_pandas(pd.DataFrame(records), npartitions=parts)
+
+    def marking_tasks(self, data: Any, directory: str) -> Any:
+        """``data`` whose every task, when it runs, first leaves a file in ``directory``."""
+        return data.map_partitions(_task_marker(directory), meta=data._meta)
+
+    def recording_writes(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """Each write handed to Dask from now on (its tasks computed), as it is handed."""
+        import headwater.dask
+
+        compute = headwater.dask._compute_parts
+        handed: list[str] = []
+
+        def recording(client: Any, tasks: list[Any]) -> Any:
+            handed.append(f"{len(tasks)} write tasks")
+            return compute(client, tasks)
+
+        monkeypatch.setattr(headwater.dask, "_compute_parts", recording)
+        return handed
 
     def write(
         self, data: Any, dest: Any, stream: str, *, batch_size: int | None = None, **options: Any
@@ -413,6 +467,26 @@ class RayEngine:
 
     def from_records(self, records: list[dict[str, Any]], parts: int) -> Any:
         return self.ray.data.from_items(records, override_num_blocks=parts)
+
+    def marking_tasks(self, data: Any, directory: str) -> Any:
+        """
+        ``data`` whose every task, when it runs, first leaves a file in ``directory`` (Ray
+        fuses the mark into the write task, which runs it as the sink takes its blocks).
+        """
+        return data.map_batches(_task_marker(directory), batch_format="pyarrow")
+
+    def recording_writes(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """Each write handed to Ray from now on (``write_datasink``), as it is handed."""
+        dataset_type = self.ray.data.Dataset
+        write_datasink = dataset_type.write_datasink
+        handed: list[str] = []
+
+        def recording(dataset: Any, datasink: Any, *args: Any, **kwargs: Any) -> Any:
+            handed.append(repr(datasink))
+            return write_datasink(dataset, datasink, *args, **kwargs)
+
+        monkeypatch.setattr(dataset_type, "write_datasink", recording)
+        return handed
 
     def write(
         self, data: Any, dest: Any, stream: str, *, batch_size: int | None = None, **options: Any

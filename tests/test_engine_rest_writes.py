@@ -98,15 +98,39 @@ def test_a_write_task_killed_mid_part_is_retried_without_duplicates(
     assert ROWS == len(http_api.state.sinks["out"])
 
 
-def test_an_engine_write_without_an_idempotent_write_is_refused(
-    engine: Any, http_api: HttpServer
+def test_an_engine_write_without_an_idempotent_write_is_refused_before_any_task(
+    engine: Any, http_api: HttpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A POST without idempotency_header: NotSupported naming the stream, nothing stored."""
-    data = engine.from_records(_records(), 2)
+    """
+    A POST without idempotency_header: the driver refuses the write (the connector's
+    check_part_write) with NotSupported naming the stream and the setting before any task:
+    no write was handed to the engine, no task marked its directory, no request reached
+    the API, nothing was stored.
+    """
+    ran = tmp_path / "tasks"
+    ran.mkdir()
+    data = engine.marking_tasks(engine.from_records(_records(), 2), str(ran))
+    handed = engine.recording_writes(monkeypatch)
     config = _config(http_api, f"env:{WORKER_ENV}", idempotency_header=None)
-    # Dask raises the worker's error; Ray a RayTaskError that is also a NotSupported.
     with headwater.connect("rest", config) as dest, pytest.raises(headwater.NotSupported) as no:
         engine.write(data, dest, "out")
     assert "streams.out.write.idempotency_header" == no.value.field
     assert "stream 'out'" in str(no.value)
+    assert [] == handed, "the write reached the engine"
+    assert [] == list(ran.iterdir()), "a task ran"
+    assert [] == http_api.log
     assert "out" not in http_api.state.sinks
+
+
+def test_the_probes_of_the_refusal_see_a_write_that_runs(
+    engine: Any, http_api: HttpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the refusal test watches does see a write that runs: its handing and its tasks."""
+    ran = tmp_path / "tasks"
+    ran.mkdir()
+    data = engine.marking_tasks(engine.from_records(_records()[:100], 2), str(ran))
+    handed = engine.recording_writes(monkeypatch)
+    with headwater.connect("rest", _config(http_api, f"env:{WORKER_ENV}")) as dest:
+        assert 100 == engine.write(data, dest, "out").records
+    assert 1 == len(handed)
+    assert list(ran.iterdir())

@@ -17,6 +17,7 @@ import pytest
 import headwater
 from tests.fix_engines import (
     PG_ENGINE_ROWS,
+    assert_refuses_to_ship,
     forwards_read_options,
     no_part_writes_connector,
     pg_config,
@@ -99,16 +100,12 @@ def test_files_jsonl_read_equals_the_single_process_read(engine: Any, tmp_path: 
     engine.assert_equal(engine.local(url, "events.jsonl"), engine.collect(data))
 
 
-def test_a_literal_password_refuses_to_ship(engine: Any, pg_dsn: str, pg_engine_table: str) -> None:
-    """A literal secret in the config: headwater's ConfigError naming the field, not the value."""
-    with (
-        headwater.connect("postgres", pg_config(pg_dsn, SECRET)) as source,
-        pytest.raises(headwater.ConfigError) as caught,
-    ):
-        engine.read(source, pg_engine_table, 2)
-    assert "password" == caught.value.field
-    assert "env:NAME" in (caught.value.hint or "")
-    assert SECRET not in f"{caught.value!s} {caught.value!r} {caught.value.hint}"
+@pytest.mark.parametrize("password", [SECRET, lambda: SECRET], ids=["literal", "callable"])
+def test_a_literal_or_callable_password_refuses_to_ship(
+    engine: Any, pg_dsn: str, pg_engine_table: str, password: Any
+) -> None:
+    """A literal or callable secret in the config: ConfigError naming the field, not the value."""
+    assert_refuses_to_ship(pg_dsn, password, lambda source: engine.read(source, pg_engine_table, 2))
 
 
 def test_a_reference_the_workers_cannot_resolve_fails_naming_it(
@@ -203,14 +200,27 @@ def test_the_serialized_write_holds_the_reference_not_the_secret(
     assert SECRET not in f"{shown} {caplog.text}"
 
 
-def test_a_destination_without_part_writes_is_refused_naming_it(engine: Any) -> None:
-    """A connector that cannot write in parts: NotSupported naming it and the capability."""
+@pytest.mark.parametrize("dest", ["whole-writes", "duckdb"])
+def test_a_destination_without_part_writes_is_refused_naming_it(
+    engine: Any, dest: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A connector that cannot write in parts (a stub, DuckDB): NotSupported naming it and the
+    capability, from the driver: no write was handed to the engine.
+    """
+    if dest == "duckdb":
+        pytest.importorskip("headwater_duckdb")
+        connector = headwater.connect("duckdb", {"path": str(tmp_path / "out.db")})
+    else:
+        connector = no_part_writes_connector()
     data = engine.from_records([{"id": 1}, {"id": 2}, {"id": 3}], 2)
-    with pytest.raises(headwater.NotSupported) as caught:
-        engine.write(data, no_part_writes_connector(), "out")
-    assert "'whole-writes'" in caught.value.message
+    handed = engine.recording_writes(monkeypatch)
+    with connector, pytest.raises(headwater.NotSupported) as caught:
+        engine.write(data, connector, "out")
+    assert f"'{dest}'" in caught.value.message
     assert "part_writes" in caught.value.message
     assert "headwater connectors" in (caught.value.hint or "")
+    assert [] == handed
 
 
 def test_files_write_reads_back_equal(engine: Any, tmp_path: Path) -> None:

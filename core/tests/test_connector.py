@@ -228,6 +228,7 @@ SYNC_OPERATIONS = {
     "partitions": lambda c, d: c.partitions("s", 2),
     "read_partition": lambda c, d: list(c.read_partition(Partition("s", 0, 1))),
     "check_connection": lambda c, d: c.check_connection(),
+    "check_part_write": lambda c, d: c.check_part_write("s"),
     "from_url": lambda c, d: type(c).from_url("bare://x"),
 }
 
@@ -999,3 +1000,48 @@ def test_stats_is_part_of_the_contract(tmp_path):
     registry.connector("local")
     assert {} == registry.stats()  # a live connector without pools is not listed
     registry.close_all()
+
+
+# --- part writes: the driver's check --------------------------------------------------------
+
+
+class PartWriter(Bare):
+    """Declares part writes and refuses stream ``refused`` in ``check_part_write``."""
+
+    id = "part-writer"
+    capabilities = frozenset({Capability.WRITE, Capability.PART_WRITES})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checked: list[tuple[str, dict[str, Any]]] = []
+
+    def check_part_write(self, stream: str, **options: Any) -> None:
+        self.checked.append((stream, options))
+        if stream == "refused":
+            raise headwater.NotSupported("not that stream in parts", field="stream")
+
+
+def test_check_part_write_accepts_by_default_where_part_writes_are_declared():
+    """The default check: nothing to refuse for a connector with PART_WRITES."""
+    assert Bare.check_part_write(PartWriter({}), "s", upsert_on="id") is None
+
+
+def test_a_part_write_asks_the_connector_once_on_the_driver():
+    """
+    PartWrite.to (what headwater.dask and headwater.ray start a write with, before any task)
+    asks check_part_write with the stream and the write options, and raises its refusal.
+    """
+    from headwater._shipping import PartWrite
+
+    class Plugin:
+        @headwater.hookimpl
+        def register_connectors(self) -> list[type[Connector[Any]]]:
+            return [PartWriter]
+
+    writer = PartWriter({}, registry=headwater.Registry(autoload=False, plugins=[Plugin()]))
+    write = PartWrite.to(writer, "kept", {"mode": "replace"}, sources=None, registry=None)
+    assert ("kept", {"mode": "replace"}) == (write.stream, write.options)
+    with pytest.raises(headwater.NotSupported) as refused:
+        PartWrite.to(writer, "refused", {}, sources=None, registry=None)
+    assert "stream" == refused.value.field
+    assert [("kept", {"mode": "replace"}), ("refused", {})] == writer.checked

@@ -104,7 +104,7 @@ class Capability(StrEnum):
     #: parts, each staged under its job and index (a retried part replaces its earlier
     #: attempt, never adds to it), and all of them are committed in one step at the end:
     #: each part exactly once, whatever the engine retried (`headwater.dask.to_source`,
-    #: `headwater.ray.write`).
+    #: `headwater.ray.write`). Its driver asks ``check_part_write`` first, before any task.
     PART_WRITES = "part_writes"
 
 
@@ -642,6 +642,23 @@ class Connector(Generic[ConfigT]):
     ) -> WriteResult:
         """Write batches (or lists of dicts) to ``stream``; all-or-nothing where possible."""
         raise NotSupported(f"connector {self.id!r} does not support write")
+
+    def check_part_write(self, stream: str, **options: Any) -> None:
+        """
+        Refuse a part write into ``stream`` with ``options`` (`write`'s) that this
+        connector cannot do exactly once, before any part is written: an engine's driver
+        calls it once, before it schedules a task, so the refusal is one error there
+        instead of one from each write task on the workers. It decides from the config
+        and ``options`` alone, without I/O (the driver may hold no credentials). The
+        default refuses a connector without `Capability.PART_WRITES` and accepts
+        anything else; `write_part` still checks for itself (a connector used directly).
+
+        Raises:
+            NotSupported: such a part write cannot be exactly once (naming the setting).
+            ConfigError: ``options`` a part write does not take (naming the option).
+        """
+        if Capability.PART_WRITES not in self.capabilities:
+            raise _no_part_writes(self.id)
 
     def write_part(
         self,

@@ -281,14 +281,20 @@ class PartWrite:
         """
         A new write job into ``stream`` of ``dest`` (a connector, saved source name or URL).
 
+        Here, on the driver, before any task is scheduled: the connector's
+        `Connector.check_part_write` refuses a part write it cannot do exactly once.
+
         Raises:
-            NotSupported: the destination's connector cannot write in parts.
-            ConfigError: its config cannot ship (a literal or callable secret).
+            NotSupported: the destination's connector cannot write in parts, or not
+                ``stream`` with ``options`` (naming the setting).
+            ConfigError: its config cannot ship (a literal or callable secret), or
+                ``options`` a part write does not take.
         """
         connector, owned = _open(dest, sources=sources, registry=registry)
         try:
             if Capability.PART_WRITES not in connector.capabilities:
                 raise _no_part_writes(connector.id)
+            connector.check_part_write(stream, **options)
             config = shipping_config(connector)
             return cls(connector.id, config, stream, new_part_job(), dict(options))
         finally:

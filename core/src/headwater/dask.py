@@ -139,7 +139,9 @@ def to_source(
         What the commit wrote: the stream and the records committed.
 
     Raises:
-        NotSupported: the destination cannot write in parts (naming it).
+        NotSupported: the destination cannot write in parts (naming it), or not
+            ``stream`` with these options (`Connector.check_part_write`, naming the
+            setting): raised here, before any task runs.
         ConfigError: the config cannot ship (a literal or callable secret: use a
             reference), or dask is not installed.
         IntegrityError: a staged part does not hold what its task wrote; nothing committed.

@@ -140,7 +140,9 @@ def write(
         What the commit wrote: the stream and the records committed.
 
     Raises:
-        NotSupported: the destination cannot write in parts (naming it).
+        NotSupported: the destination cannot write in parts (naming it), or not
+            ``stream`` with these options (`Connector.check_part_write`, naming the
+            setting): raised here, before any task runs.
         ConfigError: the config cannot ship (a literal or callable secret: use a
             reference), or ray is not installed.
         IntegrityError: a staged part does not hold what its task wrote; nothing committed.
@@ -308,6 +310,10 @@ class HeadwaterDatasink(_Datasink):  # type: ignore[misc,unused-ignore,type-arg]
             stream: the stream to write into.
             sources, registry: where names and URLs are looked up on the driver.
             write_options: the destination's `write` options.
+
+        Raises:
+            NotSupported: the destination cannot write ``stream`` in parts with these
+                options (`Connector.check_part_write`): here, before any task runs.
         """
         _ray()
         _check_write_returns()

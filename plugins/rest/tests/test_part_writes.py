@@ -183,6 +183,43 @@ def test_a_write_without_an_idempotency_key_is_refused(
     assert [] == http_api.log
 
 
+@pytest.mark.parametrize(
+    ("write", "stream", "options", "refusal", "field"),
+    [
+        ({"idempotency_header": KEY}, "out", {}, None, None),
+        ({"method": "PUT", "path": "/sink/out/{record.id}"}, "out", {}, None, None),
+        ({"method": "POST"}, "out", {}, NotSupported, "streams.out.write.idempotency_header"),
+        ({"method": "PATCH"}, "out", {}, NotSupported, "streams.out.write.idempotency_header"),
+        ({"idempotency_header": KEY}, "out", {"on_error": "continue"}, ConfigError, "on_error"),
+        ({"idempotency_header": KEY}, "out", {"upsert_on": "id"}, ConfigError, None),
+        ({"idempotency_header": KEY}, "nope", {}, ConfigError, "stream"),
+        (None, "out", {}, ConfigError, "streams.out.write"),
+    ],
+    ids=["keyed", "put", "post", "patch", "continue", "unknown-option", "no-stream", "no-write"],
+)
+def test_check_part_write_refuses_what_write_part_would_without_a_request(
+    http_api, make_config, registry, write, stream, options, refusal, field
+):
+    """
+    check_part_write (an engine's driver asks it before any task) accepts a PUT or a keyed
+    write and refuses as write_part would, from the config alone: no request, and no
+    credential resolved (the API key's reference is set nowhere).
+    """
+    settings = {"path": "/sink/out", **({"write": write} if write is not None else {})}
+    config = make_config(streams={"out": settings})
+    config["auth"] = {"type": "api_key", "key": "env:HW_TEST_KEY_SET_NOWHERE"}
+    with RestConnector(config, registry=registry) as connector:
+        if refusal is None:
+            assert connector.check_part_write(stream, **options) is None
+        else:
+            with pytest.raises(refusal) as refused:
+                connector.check_part_write(stream, **options)
+            assert field == refused.value.field
+            with pytest.raises(refusal):  # write_part, used directly, still refuses
+                connector.write_part(stream, [RECORDS], job=JOB, index=0, **options)
+    assert [] == http_api.log
+
+
 def test_a_stream_without_write_settings_is_refused(http_api, make_config, registry):
     """No write section: ConfigError naming streams.NAME.write, nothing sent."""
     config = make_config(streams={"items": {"path": "/single"}})

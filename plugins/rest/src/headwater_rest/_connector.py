@@ -812,6 +812,18 @@ class RestConnector(Connector[RestConfig]):
 
     # --- part writes ----------------------------------------------------------------------------
 
+    def check_part_write(self, stream: str, **options: Any) -> None:
+        """
+        Refuse, on an engine's driver before any task, a part write that `write_part`
+        would refuse on every worker: a stream without write settings (`ConfigError`),
+        one whose write is not idempotent (`NotSupported` naming
+        ``streams.<name>.write.idempotency_header``), ``on_error="continue"`` or an
+        unknown option (`ConfigError`). From the config alone: no request is made.
+        """
+        from headwater_rest._write import part_settings
+
+        part_settings(stream, self._stream(stream), options)
+
     def write_part(
         self,
         stream: str,
@@ -829,7 +841,8 @@ class RestConnector(Connector[RestConfig]):
         body), which the API answers without storing again: each page is stored once
         provided the retry recomputes the same records in the same order. Only for a
         stream whose write is idempotent: a PUT, or ``write.idempotency_header`` set;
-        any other raises `NotSupported` naming the stream and the setting. A part stops
+        any other raises `NotSupported` naming the stream and the setting (as
+        `check_part_write` does on the driver). A part stops
         at its first failed request (`WriteFailed`; ``on_error="continue"`` is refused),
         so the engine retries it. Returns a `RestWriteResult`: the records sent.
         """
