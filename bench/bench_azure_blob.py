@@ -136,7 +136,9 @@ def scenarios(quick: bool) -> list[Scenario]:
                 baseline="raw download_blob().readinto",
                 setup=f"{here}:setup_download",
                 teardown=f"{here}:teardown",
-                goal=0.9,
+                # Issue 19 asks concurrency 4 to match the raw SDK; concurrency 1 keeps the
+                # first benchmarks' goal.
+                goal=1.0 if concurrency == 4 else 0.9,
                 unit="bytes",
                 repeat=repeat,
             )
@@ -192,7 +194,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             baseline="raw list_blobs",
             setup=f"{here}:setup_list",
             teardown=f"{here}:teardown",
-            goal=0.9,
+            goal=1.0,  # issue 19
             unit="blobs",
             repeat=repeat,
         )
