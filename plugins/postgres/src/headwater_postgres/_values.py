@@ -407,8 +407,8 @@ def fetch_rows(cur: Any, size: int) -> Flow[list[tuple[Any, ...]]]:
 # --- JSON: the hot spot of a dict read -----------------------------------------------------
 
 
-#: headwater's JSON parser: orjson, with the stdlib for whatever orjson would refuse or
-#: change, so values are exactly what ``json.loads`` gives (see headwater._json).
+#: headwater's JSON parser: msgspec, with the stdlib for whatever msgspec refuses, so
+#: values are exactly what ``json.loads`` gives (see headwater._json).
 json_loads: Final = loads_json
 
 
