@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -23,6 +24,27 @@ def collector_on() -> Iterator[None]:
         gc.enable()
     else:
         gc.disable()
+
+
+@contextlib.contextmanager
+def another_thread_inside() -> Iterator[None]:
+    """Another thread inside a `gc_paused` block until the ``with`` ends (then joined)."""
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        yield
+    finally:
+        leave.set()
+        thread.join(10)
 
 
 def test_exported_by_the_toolkit():
@@ -75,23 +97,11 @@ def test_nested_blocks_leave_it_off_until_the_outer_one_ends():
 
 def test_blocks_in_two_threads_overlapping():
     """The first thread leaving while another is still inside does not turn it back on."""
-    inside = threading.Event()
-    leave = threading.Event()
-
-    def other() -> None:
-        with gc_paused():
-            inside.set()
-            leave.wait(10)
-
-    thread = threading.Thread(target=other)
-    with gc_paused():
-        thread.start()
-        assert inside.wait(10)
-    try:
+    outer = gc_paused()
+    outer.__enter__()
+    with another_thread_inside():
+        outer.__exit__(None, None, None)  # this thread's block ends first
         assert not gc.isenabled(), "on again while the other thread's block is open"
-    finally:
-        leave.set()
-        thread.join(10)
     assert gc.isenabled()
 
 
@@ -119,18 +129,7 @@ def test_fork_child_forgets_the_blocks_of_threads_it_does_not_have(forker_inside
     A thread's block open at the fork does not leave the child's collector off for good;
     the forking thread's own open block still holds it until it ends, in the child too.
     """
-    inside = threading.Event()
-    leave = threading.Event()
-
-    def other() -> None:
-        with gc_paused():
-            inside.set()
-            leave.wait(10)
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    try:
-        assert inside.wait(10)
+    with another_thread_inside():
         outer = gc_paused()
         if forker_inside:
             outer.__enter__()
@@ -155,7 +154,4 @@ def test_fork_child_forgets_the_blocks_of_threads_it_does_not_have(forker_inside
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert not gc.isenabled(), "the parent's other thread is still inside"
-    finally:
-        leave.set()
-        thread.join(10)
     assert gc.isenabled()
