@@ -57,6 +57,12 @@ def test_bytes_decode_as_the_stdlib_decodes_them(data):
     assert repr(json.loads(data)) == repr(loads_json(data))
 
 
+def test_text_holding_a_lone_surrogate_equals_the_stdlib():
+    """A str (not bytes) with an unpaired surrogate character, which UTF-8 cannot encode."""
+    text = '{"k": "a\ud800b"}'
+    assert repr(json.loads(text)) == repr(loads_json(text))
+
+
 @pytest.mark.parametrize("text", ["", "{", "[1,]", "nul", "{} {}", b"\xff".decode("latin-1")])
 def test_invalid_documents_raise_value_error(text):
     """Invalid JSON raises ValueError (json.JSONDecodeError), as json.loads does."""

@@ -61,7 +61,7 @@ def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
     """
     try:
         return _decode(data)
-    except _DecodeError:
+    except (_DecodeError, UnicodeEncodeError):  # the latter: text holding a lone surrogate
         pass  # the stdlib decides: NaN, 1e400, a lone surrogate, or invalid text
     # Bytes are decoded as json.loads decodes them: a BOM, UTF-16 and UTF-32 detected.
     text = data if isinstance(data, str) else _decoded(bytes(data))
