@@ -14,7 +14,8 @@ workers, while the test process never has it::
 A scenario both engines run is written once against `engine`, a module-scoped fixture
 parametrized over the two (`DaskEngine`, `RayEngine`): each adapter reads into its
 engine, writes, kills a worker in a read or a write, marks the tasks that run, records
-the writes handed to the engine, and gives the serialized form of a write. Its tests run on Dask first, then on Ray, one engine up at a time.
+the writes handed to the engine, and gives the serialized form of a write. Its tests run
+on Dask first, then on Ray, one engine up at a time.
 
 An engine that cannot start skips the test locally and fails it when ``CI=true``
 (`tests.fix_services.service_unavailable`).

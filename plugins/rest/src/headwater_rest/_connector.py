@@ -842,9 +842,9 @@ class RestConnector(Connector[RestConfig]):
         provided the retry recomputes the same records in the same order. Only for a
         stream whose write is idempotent: a PUT, or ``write.idempotency_header`` set;
         any other raises `NotSupported` naming the stream and the setting (as
-        `check_part_write` does on the driver). A part stops
-        at its first failed request (`WriteFailed`; ``on_error="continue"`` is refused),
-        so the engine retries it. Returns a `RestWriteResult`: the records sent.
+        `check_part_write` does on the driver). A part stops at its first failed request
+        (`WriteFailed`; ``on_error="continue"`` is refused), so the engine retries it.
+        Returns a `RestWriteResult`: the records sent.
         """
         writer = self._part_writer(stream, job, index, options)
         with _closing_on_error(batches):

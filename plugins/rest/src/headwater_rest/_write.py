@@ -20,8 +20,8 @@ idempotent: a PUT, or a POST/PATCH with ``idempotency_header`` (`part_settings`,
 the connector's ``check_part_write`` runs on the engine's driver before any task, and
 ``write_part`` again on each worker), where each page's key is derived from the job,
 the part index, the page's position in the part and its body (`idempotency_key` with
-``part``). A retried part, its records recomputed the same, sends
-the same pages with the same keys, which the API answers without storing; two identical
+``part``). A retried part, its records recomputed the same, sends the same pages with the
+same keys, which the API answers without storing; two identical
 pages in different parts or positions get different keys. `check_commit` checks the
 counts the engine gives; there is nothing to swap in. Pages the API accepted cannot be
 taken back: an aborted job leaves them stored.
