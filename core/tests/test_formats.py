@@ -176,7 +176,7 @@ def test_only_the_line_that_may_hold_a_big_integer_leaves_the_fast_path(monkeypa
     lines with a run of 19 digits where a number can start are parsed on the exact path,
     alone: not their chunk, and not a UUID-like string whose digits follow a "-" inside it.
     """
-    monkeypatch.setattr(f, "_lines_parser", lambda: None)
+    monkeypatch.setattr(f, "_line_parser", lambda: None)
     lines = [b'{"n": %d, "u": "0a1b2c3d-9e8f-4a7b-8c6d-0123456789ab"}' % i for i in range(50)]
     lines[3] = b'{"n": 3, "u": "0a1b2c3d-9e8f-4a7b-8c6d-12345678901234567890"}'
     lines[7] = b'{"n": 7, "big": 123456789012345678901234567890}'
@@ -197,7 +197,7 @@ def test_only_the_line_that_may_hold_a_big_integer_leaves_the_fast_path(monkeypa
     assert [lines[7], lines[9], lines[11]] == exact
 
 
-def test_msgspec_reads_a_chunk_in_one_call_big_integers_exact(monkeypatch):
+def test_msgspec_reads_a_chunk_without_the_exact_path_big_integers_exact(monkeypatch):
     """With msgspec, a chunk of valid lines never takes the line-by-line exact path."""
     lines = [b'{"n": %d, "big": %d}' % (i, 10**30 + i) for i in range(50)]
     lines[5] = b'{"neg": -123456789012345678901234567890, "x": 0.30000000000000004}'
@@ -208,7 +208,7 @@ def test_msgspec_reads_a_chunk_in_one_call_big_integers_exact(monkeypatch):
         "_parse_one",
         lambda self, line, *a: exact.append(line) or parse_one(self, line, *a),
     )
-    assert f._lines_parser() is not None
+    assert f._line_parser() is not None
     got = _decode("jsonl", b"\n".join(lines) + b"\n")
     assert [json.loads(line) for line in lines] == got
     assert 10**30 + 49 == got[49]["big"]
@@ -216,8 +216,9 @@ def test_msgspec_reads_a_chunk_in_one_call_big_integers_exact(monkeypatch):
 
 
 #: Lines as producers write them and as they go wrong: objects, blank lines of every kind,
-#: two values on one line (msgspec would read both), brackets open across lines, values
-#: msgspec refuses where json takes them (NaN, 1e400, lone surrogates), big integers.
+#: two values on one line (msgspec's JSON Lines decoder reads both), brackets open across
+#: lines, values msgspec refuses where json takes them (NaN, 1e400, lone surrogates), big
+#: integers.
 _LINE_PIECES = [
     b'{"a": 1}',
     b'  {"b": [1, 2, {"c": null}]}\t',
@@ -234,6 +235,8 @@ _LINE_PIECES = [
     b"2]}",
     b'{"a": [{}',
     b'{}]}, {"b": {}}',
+    b'{"a":',
+    b'1} {"b": 2}',
     b'{"x": NaN}',
     b'{"x": 1e400}',
     b'{"s": "\\ud800"}',
@@ -267,11 +270,13 @@ def _reference(lines: list[bytes]) -> list[dict[str, Any]] | None:
 @example([b'{"a": 1} {"b": 2}', b"   "], True)
 @example([b"\r", b'{"a": 1}\r{"b": 2}', b'{"c": 3}'], True)
 @example([b'{"a": [{}', b'{}]}, {"b": {}}'], True)
+# An object open across two lines, then a second value: as many values as lines.
+@example([b'{"a":', b'1} {"b": 2}'], True)
 def test_json_lines_read_exactly_what_json_loads_reads_line_by_line(lines, msgspec):
     """Every path (msgspec, orjson, stdlib) gives json.loads' records, or fails as it does."""
     with pytest.MonkeyPatch.context() as patch:
         if not msgspec:
-            patch.setattr(f, "_lines_parser", lambda: None)
+            patch.setattr(f, "_line_parser", lambda: None)
         data = b"\n".join(lines) + b"\n"
         expected = _reference(lines)
         # Alone, and as a file's second chunk (the first chunk of a file takes its own

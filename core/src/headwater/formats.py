@@ -538,10 +538,10 @@ class JsonLinesDecoder:
     """
     JSON Lines: one object per line; blank lines are skipped.
 
-    The lines of a chunk are split in one C-level pass and parsed by one call of
-    msgspec's JSON Lines decoder (UTF-8; it keeps integers of any size exact); a chunk it
-    refuses goes to one ``map`` of ``orjson.loads`` where orjson gives exactly what
-    ``json.loads`` gives (no run of 19 digits on the line), then line by line. Every
+    The lines of a chunk are split in one C-level pass and parsed by one ``map`` of
+    msgspec's decoder of one JSON object (UTF-8; it keeps integers of any size exact); a
+    chunk it refuses goes to one ``map`` of ``orjson.loads`` where orjson gives exactly
+    what ``json.loads`` gives (no run of 19 digits on the line), then line by line. Every
     line is parsed on its own, so a line that is not exactly one JSON object is an error
     naming its offset, never a misread.
     """
@@ -565,7 +565,7 @@ class JsonLinesDecoder:
         self._bom = _BomSkipper(offset, encoding)
         self._utf8 = codecs.lookup(encoding).name == "utf-8"
         self._loads = loads_json
-        self._decode_lines = _lines_parser()
+        self._decode_line = _line_parser()
         # Lines before the next chunk, to name a bad line by number (unknown on a resume).
         self._lines: int | None = 0 if offset == 0 else None
 
@@ -658,11 +658,11 @@ class JsonLinesDecoder:
         """
         if not self._utf8 or self.json_text:
             return None
-        if self._decode_lines is not None:
+        if self._decode_line is not None:
             if keep is None and any(map(bytes.isspace, lines)):
                 keep = _non_blank(lines)  # lines of spaces (or a lone CR) are blank too
             texts = lines if keep is None else [lines[i] for i in keep]
-            parsed = _msgspec_all(self._decode_lines, texts)
+            parsed = _msgspec_all(self._decode_line, texts)
             if parsed is not None:
                 return parsed, keep
         if not _HAS_ORJSON:
@@ -741,23 +741,24 @@ class JsonLinesDecoder:
 
 
 def _msgspec_all(
-    decode_lines: Callable[[bytes], list[Any]], texts: list[bytes]
+    decode_line: Callable[[bytes], Any], texts: list[bytes]
 ) -> list[dict[str, Any]] | None:
     """
-    ``texts`` (lines, none blank) parsed by one msgspec call, or None where the exact path
-    must judge them: a line msgspec refuses (``NaN``, a lone surrogate, a number beyond a
-    double, invalid JSON) or a line holding more than one value (msgspec reads values
-    apart by any whitespace: two objects on one line come back as two records, so the
-    count tells it, each line having given at least one). msgspec keeps integers of any
-    size exact and rounds floats as ``json.loads`` does, so no line needs the long-integer
+    ``texts`` (lines, none blank) parsed by msgspec one line at a time, or None where the
+    exact path must judge them: a line msgspec refuses (``NaN``, a lone surrogate, a
+    number beyond a double, invalid JSON, more than one value, not an object). Each line
+    is decoded on its own, not the chunk by msgspec's JSON Lines decoder: that one reads
+    a newline as any whitespace, so an object open across two lines followed by a line
+    of two values would give as many records as lines, at the wrong offsets. One
+    ``map`` costs the same as one such call here. msgspec keeps integers of any size
+    exact and rounds floats as ``json.loads`` does, so no line needs the long-integer
     check here.
     """
     try:
         with gc_paused():  # as in _orjson_all: the chunk's records hold no cycles
-            records = decode_lines(b"\n".join(texts))
+            return list(map(decode_line, texts))
     except ValueError:  # msgspec's DecodeError and ValidationError (a line not an object)
         return None
-    return records if len(records) == len(texts) else None
 
 
 def _non_blank(lines: list[bytes]) -> list[int]:
@@ -1447,19 +1448,18 @@ _HAS_ORJSON: Final[bool] = _orjson is not None
 
 
 @functools.cache
-def _lines_parser() -> Callable[[bytes], list[Any]] | None:
+def _line_parser() -> Callable[[bytes], Any] | None:
     """
-    msgspec's JSON Lines decoder (every line of a chunk parsed in one call, the loop in
-    C), or None without msgspec. Imported when a JSON Lines file is first read: its
-    import is not paid by what reads none.
+    msgspec's decoder of one JSON object, or None without msgspec. Imported when a JSON
+    Lines file is first read: its import is not paid by what reads none.
     """
     try:
         import msgspec.json
     except ImportError:  # a dependency; without it orjson or the stdlib read the same values
         return None
-    # Typed: a line that is not an object fails the call (no check of each record after).
-    decode_lines: Callable[[bytes], list[Any]] = msgspec.json.Decoder(dict).decode_lines
-    return decode_lines
+    # Typed: a line that is not an object fails (no check of each record after).
+    decode: Callable[[bytes], Any] = msgspec.json.Decoder(dict).decode
+    return decode
 
 
 #: A raw newline between the records of one orjson array (orjson never writes one itself:
