@@ -270,7 +270,15 @@ class RecordSelector:
             return [item if isinstance(item, dict) else {"value": item} for item in found]
         if isinstance(found, dict):
             return [found]
-        return [{"value": found}]
+        # A text or a number where the records should be (an error message in place of
+        # the list, a path one step short) is no record: wrapping it would deliver a
+        # made-up {"value": ...} row and report the read complete.
+        raise ConfigError(
+            f"records path {self.path!r} holds a {type(found).__name__}, not a list of "
+            "records or an object",
+            field="records",
+            hint="point records at the list of records in the response",
+        )
 
 
 # --- strategies ------------------------------------------------------------------------------
