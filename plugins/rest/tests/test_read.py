@@ -279,13 +279,22 @@ def test_last_page_linking_to_itself_ends_cleanly(read, make_config, http_api, s
     assert 5 == http_api.state.hits(STYLES[style]["path"])
 
 
-def test_has_more_lie_without_cursor_ends_cleanly(read, make_config, http_api):
-    """``has_more: true`` with no cursor ends the stream."""
+def test_has_more_lie_without_cursor_fails_after_the_page(read, make_config, http_api):
+    """
+    ``has_more: true`` with no cursor is a PaginationError naming both, after the page's
+    records; the last state resumes past them, so nothing is delivered twice.
+    """
     outcome = read(
         make_config(streams={"s": stream("cursor+has_more", params={"mode": "lie"})}), "s"
     )
     assert list(range(1, N + 1)) == outcome.ids
     assert 5 == http_api.state.hits("/cursor")
+    assert isinstance(outcome.error, PaginationError)
+    assert "has_more is true" in str(outcome.error)
+    assert "no cursor at meta.next_cursor" in str(outcome.error)
+    last = outcome.states[-1]
+    assert {"token": {"cursor": "c40"}, "skip": N - 40} == last["position"]
+    assert last["done"] is False
 
 
 def test_has_more_lie_with_endless_cursors_stops_at_the_empty_page(read, make_config, http_api):
