@@ -886,25 +886,23 @@ def _skip_space(text: str, index: int) -> int:
     return match.end()
 
 
-def _decodes(raw: bytes, encoding: str) -> bool:
-    try:
-        raw.decode(encoding)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 class CsvDecoder:
     """
-    CSV with a header row. Record boundaries are found on bytes: a line ends a record
-    when the quotes seen so far balance, so quoted fields may hold newlines.
+    CSV with a header row, read by Python's csv module (strict; each row ends in LF or
+    CRLF; quoted fields may hold LF, CR and CRLF). Record boundaries are where csv ends
+    a row: it is handed the lines of the file and each row's end offset comes from the
+    lines it read for the row, so a quote inside an unquoted field (``a"b``, which csv
+    reads as a character of the value) moves no boundary. A record whose quoted field is
+    still open after the last complete line is read again with the lines that follow.
 
     An unquoted field equal to ``null_string`` (by default the empty field) is ``None``;
-    the same text quoted is a string.
+    the same text quoted is a string. A CR outside quotes that is not followed by LF (an
+    old Mac row ending, which csv's universal newlines would read as one) is an error
+    naming its line, not a different set of rows.
     """
 
-    #: Records parsed per csv.reader call: amortises its set-up, bounds what is held.
-    _GROUP: Final = 256
+    #: Lines held before those of finished rows are dropped: bounds what a chunk keeps.
+    _KEEP: Final = 1024
 
     def __init__(
         self,
@@ -921,129 +919,214 @@ class CsvDecoder:
         self.delimiter = delimiter
         self.header = header
         self.null_string = null_string
-        self._quoted_null = ('"' + null_string.replace('"', '""') + '"').encode(encoding)
+        self._quoted_null = '"' + null_string.replace('"', '""') + '"'
         self._lines = _Lines()
-        self._bom = _BomSkipper(offset, encoding)
+        codec = codecs.lookup(encoding).name
+        self._bom = codec in ("utf-8", "utf-8-sig")
+        # The file's byte-order mark is dropped from its first line only: utf-8-sig
+        # would drop one from the start of every line it decodes.
+        self._text_encoding = "utf-8" if codec == "utf-8-sig" else encoding
+        if any(char.encode(self._text_encoding) != char.encode() for char in '\n\r"'):
+            # Rows are found by the LF and quote bytes: in UTF-16 or UTF-32 those bytes
+            # are also parts of other characters (U+010A ends in 0x0A in UTF-16-BE).
+            raise ConfigError(
+                f"{name}: CSV in {encoding} cannot be read: it does not write line feeds "
+                "and quotes as the single bytes ASCII does, which rows are found by",
+                field="encoding",
+                hint="recode the file to UTF-8 (iconv -f UTF-16 -t UTF-8), or give an "
+                "ASCII-compatible encoding",
+            )
+        if header is not None:
+            _check_header(name, header)
+        # The lines of a record whose quoted field is still open (from the last feed).
         self._pending: list[bytes] = []
-        self._quotes = 0
-        # Where the record being gathered began, to name it if its quote never closes:
-        # a line number when reading from the start, else the byte offset.
-        self._lines_seen = 0
-        self._pending_line = 0
-        self._pending_offset = offset
+        # The record being read is named by its first line when reading from the start
+        # (the number of that line), else by its byte offset.
+        self._line = 1
         self._from_start = offset == 0
 
     def feed(self, data: bytes) -> Iterator[Decoded]:
         """Decode the complete records in ``data`` (plus what was left from before), lazily."""
-        return self._records(self._lines.feed(data))
+        return self._records(self._lines.feed(data), final=False)
 
     def finish(self) -> Iterator[Decoded]:
         """Decode the last record (no trailing newline); refuse an unterminated quote."""
         tail = self._lines.rest()
-        if tail:
-            yield from self._records(iter([tail]))
-        if self._pending:
-            where = (
-                f"line {self._pending_line}"
-                if self._from_start
-                else f"the record at byte {self._pending_offset}"
-            )
-            raise ConfigError(
-                f"{self.name}: {where}: unterminated quoted field (the quote opened there "
-                "is never closed), so the rows after it cannot be told apart",
-                hint='close the quote, or double a quote that is part of the value ("")',
-            )
+        return self._records(iter([tail] if tail else []), final=True)
 
-    def _records(self, lines: Iterator[bytes]) -> Iterator[Decoded]:
-        raws: list[bytes] = []
-        ends: list[int] = []
-        firsts: list[int] = []
-        for line in lines:
-            if self.position == 0 and not self._pending:
-                _utf16_check(self.name, line, self.encoding)
-            if not self._pending:
-                self._pending_line = self._lines_seen + 1
-                self._pending_offset = self.position
-            self._lines_seen += 1
-            self._pending.append(line)
-            self._quotes += line.count(_QUOTE)
-            if self._quotes % 2:
-                continue  # inside a quoted field: the record goes on
-            raw = b"".join(self._pending)
-            self._pending.clear()
-            self._quotes = 0
-            self.position += len(raw)
-            raws.append(self._bom.strip(raw))
-            ends.append(self.position)
-            firsts.append(self._pending_line)
-            if len(raws) >= self._GROUP:
-                yield from self._parse(raws, ends, firsts)
-                raws, ends, firsts = [], [], []
-        yield from self._parse(raws, ends, firsts)
-
-    def _parse(self, raws: list[bytes], ends: list[int], firsts: list[int]) -> Iterator[Decoded]:
-        if not raws:
-            return
-        try:
-            texts = [raw.decode(self.encoding) for raw in raws]
-        except UnicodeDecodeError:
-            bad = next(i for i, raw in enumerate(raws) if not _decodes(raw, self.encoding))
-            start = ends[bad] - len(raws[bad])
-            where = f"line {firsts[bad]} (byte {start})" if self._from_start else f"byte {start}"
-            raise ConfigError(
-                f"{self.name}: the record at {where} is not {self.encoding} text",
-                field="encoding",
-                hint="give the file's encoding (the files connector's encoding, e.g. latin-1)",
-            ) from None
-        try:
-            rows = list(csv.reader(texts, delimiter=self.delimiter, strict=True))
-        except csv.Error as exc:
-            raise ConfigError(f"{self.name}: malformed CSV near byte {ends[-1]}: {exc}") from None
+    def _records(self, lines: Iterator[bytes], *, final: bool) -> Iterator[Decoded]:
+        pending = self._pending
+        if pending:
+            # A quoted field is open at the end of these lines: only a quote can close it.
+            for line in lines:
+                pending.append(line)
+                if _QUOTE in line:
+                    break
+            else:
+                if not final:
+                    return
+            lines = itertools.chain(pending, lines)
+            self._pending = []
+        read: list[bytes] = []  # the lines csv read, from the first of row ``done`` on
+        texts: list[str] = []
+        ended = [False]
+        reader = csv.reader(
+            self._texts(lines, read, texts, ended), delimiter=self.delimiter, strict=True
+        )
+        dropped = 0  # lines of the call before ``read[0]``
+        done = 0  # lines of the call in rows given (or skipped)
         null = self.null_string
-        for row, raw, end in zip(rows, raws, ends, strict=True):
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if ended[0]:  # the lines ran out inside a quoted field
+                    if not final:
+                        self._pending = read[done - dropped :]
+                        return
+                    raise self._unterminated() from None
+                raise self._malformed(exc, read[done - dropped :], reader.line_num - done) from None
+            count = reader.line_num - done
+            first = done - dropped
+            raws = read[first : first + count]
+            size = len(raws[0]) if count == 1 else sum(map(len, raws))
+            self.position += size
+            self._line += count
+            done += count
+            end = self.position
             if self.header is None:
                 if row:
-                    self.header = row
-                continue
-            if not row:
-                if len(self.header) == 1 and raw.strip(b"\r\n") == b"" and null == "":
+                    self.header = _check_header(self.name, row)
+            elif not row:
+                if (
+                    len(self.header) == 1
+                    and null == ""
+                    and "".join(texts[first : first + count]).strip("\r\n") == ""
+                ):
                     # One column, NULL: PostgreSQL writes an empty line for it.
                     yield {self.header[0]: None}, end
-                continue
-            values: list[Any] = row
-            if null in row:
-                quoted = (
-                    _quoted_fields(raw.decode(self.encoding), self.delimiter)
-                    if self._quoted_null in raw
-                    else None
-                )
-                values = [
-                    None if v == null and (quoted is None or not quoted[i]) else v
-                    for i, v in enumerate(row)
-                ]
-            yield _row_to_record(self.header, values), end
+            else:
+                values: list[Any] = row
+                if null in row:
+                    text = texts[first] if count == 1 else "".join(texts[first : first + count])
+                    quoted = (
+                        _quoted_fields(text, self.delimiter) if self._quoted_null in text else None
+                    )
+                    values = [
+                        None if v == null and (quoted is None or not quoted[i]) else v
+                        for i, v in enumerate(row)
+                    ]
+                if len(values) > len(self.header) and "_extra" in self.header:
+                    where = self._where(self._line - count, end - size)
+                    raise ConfigError(
+                        f"{self.name}: the record at {where} has more "
+                        f"fields than the header ({len(values)} against "
+                        f"{len(self.header)}), and the column the rest would go to, "
+                        "'_extra', is one of the header's",
+                        field="columns",
+                    )
+                yield _row_to_record(self.header, values), end
+            if done - dropped > self._KEEP:
+                del read[: done - dropped], texts[: done - dropped]
+                dropped = done
+
+    def _texts(
+        self, lines: Iterable[bytes], read: list[bytes], texts: list[str], ended: list[bool]
+    ) -> Iterator[str]:
+        """The text of each line for csv, its bytes kept in ``read`` and text in ``texts``."""
+        encoding = self._text_encoding
+        for line in lines:
+            raw = line
+            if self.position == 0 and not read:  # the first line of the file
+                _utf16_check(self.name, line, self.encoding)
+                if self._bom and line.startswith(_BOM):
+                    line = line[len(_BOM) :]
+            try:
+                text = line.decode(encoding)
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"{self.name}: the record at {self._where(self._line, self.position)} "
+                    f"is not {self.encoding} text",
+                    field="encoding",
+                    hint="give the file's encoding (the files connector's encoding, e.g. latin-1)",
+                ) from None
+            read.append(raw)
+            texts.append(text)
+            yield text
+        ended[0] = True
+
+    def _where(self, line: int, start: int) -> str:
+        """The record that began on ``line`` at byte ``start`` (the line when from the start)."""
+        return f"line {line} (byte {start})" if self._from_start else f"byte {start}"
+
+    def _unterminated(self) -> ConfigError:
+        where = f"line {self._line}" if self._from_start else f"the record at byte {self.position}"
+        return ConfigError(
+            f"{self.name}: {where}: unterminated quoted field (the quote opened there "
+            "is never closed), so the rows after it cannot be told apart",
+            hint='close the quote, or double a quote that is part of the value ("")',
+        )
+
+    def _malformed(self, exc: csv.Error, raws: list[bytes], count: int) -> ConfigError:
+        """The error for a record csv refuses: ``raws`` its lines, ``count`` of them read."""
+        start = self.position
+        before = max(count - 1, 0)  # lines of the record before the one csv refused
+        where = self._where(self._line + before, start + sum(map(len, raws[:before])))
+        if str(exc).startswith("new-line character seen in unquoted field"):
+            return ConfigError(
+                f"{self.name}: {where}: a carriage return (CR) outside quotes is not "
+                "followed by a line feed (LF); rows end in LF or CRLF, so the rows cannot be "
+                "told apart",
+                hint="convert the file's line endings to LF or CRLF, or quote the field "
+                "that holds the CR",
+            )
+        return ConfigError(f"{self.name}: malformed CSV at {where}: {exc}")
+
+
+def _check_header(name: str, header: list[str]) -> list[str]:
+    """``header``, refused when it names a column twice (a record would keep one value)."""
+    if len(set(header)) < len(header):
+        twice = next(column for i, column in enumerate(header) if column in header[:i])
+        raise ConfigError(
+            f"{name}: the CSV header names column {twice!r} twice, so a record could "
+            "keep only one of its values",
+            field="columns",
+            hint="rename one of the columns in the file's first row",
+        )
+    return header
 
 
 def _quoted_fields(text: str, delimiter: str) -> list[bool]:
-    """Whether each field of one CSV record was quoted (csv.reader does not say)."""
+    """
+    Whether each field of one CSV record was quoted (csv.reader does not say), by csv's
+    own rules: a quote opens a quoted field only at the start of a field; inside an
+    unquoted field (``a"b``) it is a character of the value.
+    """
     quoted = [False]
-    inside = False
-    at_start = True
+    state = 0  # 0: start of a field, 1: unquoted field, 2: quoted, 3: a quote in quoted
     for char in text:
-        if inside:
+        if state == 0:
             if char == '"':
-                inside = False  # a doubled quote re-enters on the next character
-            continue
-        if char == '"':
-            inside = True
-            if at_start:
                 quoted[-1] = True
-            at_start = False
+                state = 2
+            elif char == delimiter:
+                quoted.append(False)
+            elif char not in "\r\n":
+                state = 1
+        elif state == 1:
+            if char == delimiter:
+                quoted.append(False)
+                state = 0
+        elif state == 2:
+            if char == '"':
+                state = 3
+        elif char == '"':
+            state = 2  # a doubled quote: still inside
         elif char == delimiter:
             quoted.append(False)
-            at_start = True
-        elif char not in "\r\n":
-            at_start = False
+            state = 0
     return quoted
 
 
