@@ -73,6 +73,8 @@ def tables(draw: Any) -> dict[str, Any]:
         for i, n in enumerate(names)
     ]
     lines: list[str] = [delimiter.join(field(n, q) for n, q in header_fields) + ending()]
+    # Whether a quote stands inside an unquoted field (a character of the value).
+    literal = any(not q and '"' in n for n, q in header_fields)
     csv_rows: list[list[str]] = [names]
     # (record, index of its line in ``lines``) for every record headwater must give
     expected: list[tuple[dict[str, Any], int]] = []
@@ -89,6 +91,7 @@ def tables(draw: Any) -> dict[str, Any]:
             value = draw(text)
             quoted = draw(st.booleans()) or not unquoted_ok(value)
             fields.append((value, quoted))
+            literal = literal or (not quoted and '"' in value)
         lines.append(delimiter.join(field(v, q) for v, q in fields) + ending())
         if len(fields) == 1 and fields[0] == ("", False):
             csv_rows.append([])  # an empty line: NULL of one column, else skipped
@@ -120,6 +123,9 @@ def tables(draw: Any) -> dict[str, Any]:
         "ends": [ends[line] for _, line in expected],
         "header": names,
         "options": {"encoding": encoding, "delimiter": delimiter, "null_string": null},
+        # The record boundaries a partition may be cut at: after each line's LF.
+        "line_ends": [end for end, line in zip(ends, lines, strict=True) if line.endswith("\n")],
+        "literal": literal,
     }
 
 
@@ -150,6 +156,8 @@ def _batches(data_chunks: list[bytes], size: int, offset: int = 0, **kwargs: Any
         "ends": [18],
         "header": ["h", "i", "j", "k"],
         "options": {"encoding": "utf-8", "delimiter": ",", "null_string": ""},
+        "line_ends": [],
+        "literal": True,
     },
     [],
     1,
@@ -163,6 +171,8 @@ def _batches(data_chunks: list[bytes], size: int, offset: int = 0, **kwargs: Any
         "ends": [10, 14],
         "header": ["h", "i"],
         "options": {"encoding": "utf-8", "delimiter": ",", "null_string": ""},
+        "line_ends": [],
+        "literal": True,
     },
     [7],
     1,
@@ -176,6 +186,8 @@ def _batches(data_chunks: list[bytes], size: int, offset: int = 0, **kwargs: Any
         "ends": [13],
         "header": ["h", "i"],
         "options": {"encoding": "utf-8", "delimiter": ",", "null_string": ""},
+        "line_ends": [],
+        "literal": True,
     },
     [],
     1,
@@ -218,6 +230,65 @@ def test_csv_records_and_offsets_match_the_csv_module(table, cuts, size):
 
 def _dialect(options: dict[str, Any]) -> dict[str, Any]:
     return {"delimiter": options["delimiter"]}
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    tables(),
+    st.lists(st.integers(min_value=0, max_value=10**6), max_size=8),
+    st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=5),
+)
+def test_partition_cuts_fall_on_record_ends(table, cuts, wanted):
+    """
+    `CsvRecordEnds` (where a partition of one CSV file is cut) gives record ends only,
+    each after its target, fed in any pieces; with no quote inside an unquoted field the
+    first record end after each target. The ranges between them read every record once.
+    """
+    data, options = table["data"], table["options"]
+    targets = sorted(t % (len(data) + 1) for t in wanted)
+    finder = f.CsvRecordEnds(targets, options["delimiter"])
+    for piece in _pieces(data, cuts):
+        finder.feed(piece)
+    found = finder.finish(len(data))
+    assert len(targets) == len(found)
+    line_ends = table["line_ends"]
+    for target, end in zip(targets, found, strict=True):
+        if table["literal"]:
+            assert end == len(data) or (end in line_ends and end > target)
+        else:
+            assert min((e for e in line_ends if e > target), default=len(data)) == end
+    records = []
+    for lo, hi in f.byte_ranges(len(data), found):
+        header = table["header"] if lo else None
+        decoder = f.make_decoder("csv", "t.csv", lo, header=header, **options)
+        records += [r for r, _ in f.decode_stream(decoder, _pieces(data[lo:hi], cuts))]
+    assert table["records"] == records
+
+
+def test_a_quote_inside_an_unquoted_field_stops_the_partition_cuts():
+    """
+    ``a"b`` is a value to csv; counting it as a quote cut this file inside the quoted
+    field of its 23rd line, and the second range read ``line,with`` and ``newlines"`` as
+    records with no error. Cuts after such a quote are not made; those before it are.
+    """
+    text = (
+        "id,note\n"
+        + "".join(f"{i},plain\n" for i in range(20))
+        + 'a"b,x\n'
+        + 'q,"multi\nline,with\nnewlines"\n'
+        + "".join(f"{i},tail\n" for i in range(20))
+    )
+    data = text.encode()
+    targets = [20, len(data) // 2]
+    finder = f.CsvRecordEnds(targets)
+    finder.feed(data)
+    assert [data.index(b"\n", 20) + 1, len(data)] == finder.finish(len(data))
+    ranges = f.byte_ranges(len(data), finder.finish(len(data)))
+    records = []
+    for lo, hi in ranges:
+        decoder = f.make_decoder("csv", "t.csv", lo, header=["id", "note"] if lo else None)
+        records += [r for r, _ in f.decode_stream(decoder, [data[lo:hi]])]
+    assert list(csv.DictReader(io.StringIO(text, newline=""))) == records
 
 
 # --- text csv may refuse ---------------------------------------------------------------

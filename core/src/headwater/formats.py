@@ -1394,26 +1394,47 @@ class CsvRecordEnds:
     target offset (ascending), the byte after the first newline at or after it that is
     outside quotes (an even number of ``"`` before it; a doubled quote inside a quoted
     field counts twice). What a partition of one large CSV file is cut at.
+
+    Counting quotes is what csv does only while every quote outside a quoted field opens
+    one, at the start of a field (after the file's start, a ``delimiter``, a line feed or
+    a closing quote). csv reads a quote inside an unquoted field (``a"b``) as a character
+    of the value: from the first such quote on no boundary is given (each target left
+    gets the file's size), so no cut can fall inside a quoted field after it.
     """
 
-    def __init__(self, targets: list[int]) -> None:
+    def __init__(self, targets: list[int], delimiter: str = ",") -> None:
         self._targets = list(targets)
         self.ends: list[int] = []
         self._base = 0
         self._odd = False
+        self._unsure = 0  # targets left when a quote inside an unquoted field was met
+        last = delimiter.encode()[-1:]  # the byte just before a field's first one
+        self._openers = frozenset({ord("\n"), _QUOTE, *last})
+        # Pairs of quotes (a quoted field's opening and closing, or a doubled quote),
+        # each opening one after a delimiter, a line feed or the last pair's quote.
+        openers = re.escape(last + b'\n"')
+        self._pairs = re.compile(b'(?:[^"]*+(?<=[' + openers + b'])"[^"]*+")*+')
+        self._before = -1  # the byte before the chunk (-1: the file's start)
+        self._head = b""  # the file's first bytes, to tell a byte-order mark
 
     @property
     def done(self) -> bool:
-        """Whether every target has its boundary."""
+        """Whether every target has its boundary (or none can be told any more)."""
         return not self._targets
 
     def feed(self, chunk: bytes) -> None:
         """Take the next bytes of the blob."""
+        if not self._targets:
+            self._base += len(chunk)
+            return
+        if len(self._head) < len(_BOM):
+            self._head += chunk[: len(_BOM) - len(self._head)]
+        limit = self._literal_quote(chunk)
         counted = start = 0
         while self._targets:
             start = max(self._targets[0] - self._base, start)
             found = chunk.find(b"\n", start)
-            if found < 0:
+            if found < 0 or found >= limit:
                 break
             self._odd ^= bool(chunk.count(b'"', counted, found) & 1)
             counted = found
@@ -1422,12 +1443,38 @@ class CsvRecordEnds:
                 continue
             self.ends.append(self._base + found + 1)
             self._targets.pop(0)
+        if limit < len(chunk):
+            self._unsure, self._targets = len(self._targets), []
         self._odd ^= bool(chunk.count(b'"', counted) & 1)
         self._base += len(chunk)
+        if chunk:
+            self._before = chunk[-1]
+
+    def _literal_quote(self, chunk: bytes) -> int:
+        """Where in ``chunk`` the first quote inside an unquoted field is (else its length)."""
+        at = 0
+        if self._odd:  # inside a quoted field: its next quote closes it (or is doubled)
+            at = chunk.find(b'"') + 1
+            if not at:
+                return len(chunk)
+        while (quote := chunk.find(b'"', at)) >= 0:
+            # Outside quotes: this quote must open a field, then the pairs that follow.
+            before = chunk[quote - 1] if quote else self._before
+            at_start = self._base + quote
+            first = at_start == 0 or (at_start == len(_BOM) and self._head == _BOM)
+            if before not in self._openers and not first:
+                return quote
+            closing = chunk.find(b'"', quote + 1)
+            if closing < 0:  # a quoted field open at the chunk's end
+                return len(chunk)
+            pairs = self._pairs.match(chunk, closing + 1)
+            assert pairs is not None  # the pattern matches the empty string too
+            at = pairs.end()
+        return len(chunk)
 
     def finish(self, size: int) -> list[int]:
         """The boundaries found, ``size`` for each target with none after it."""
-        return self.ends + [size] * len(self._targets)
+        return self.ends + [size] * (len(self._targets) + self._unsure)
 
 
 # --- encoders ----------------------------------------------------------------------------
