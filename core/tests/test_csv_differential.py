@@ -141,7 +141,7 @@ def _batches(data_chunks: list[bytes], size: int, offset: int = 0, **kwargs: Any
     return list(f.decode_batches(decoder, data_chunks, size, compression, skip=skip))
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=1200, deadline=None)
 @given(
     tables(),
     st.lists(st.integers(min_value=0, max_value=10**6), max_size=8),
@@ -232,7 +232,7 @@ def _dialect(options: dict[str, Any]) -> dict[str, Any]:
     return {"delimiter": options["delimiter"]}
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=1200, deadline=None)
 @given(
     tables(),
     st.lists(st.integers(min_value=0, max_value=10**6), max_size=8),
@@ -296,7 +296,7 @@ def test_a_quote_inside_an_unquoted_field_stops_the_partition_cuts():
 _SOUP = ["a", "é", '"', '""', ",", "\n", "\r\n", "\r", " "]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(
     st.lists(st.sampled_from(_SOUP), max_size=25),
     st.lists(st.integers(min_value=0, max_value=10**6), max_size=6),
