@@ -16,6 +16,7 @@ import pytest
 import headwater
 from headwater import Batch, Category, WriteResult
 from headwater._builtin.files_connector import FilesConnector
+from headwater.formats import PIECE
 
 
 def connector(root: Path, **config) -> FilesConnector:
@@ -493,6 +494,50 @@ def test_read_memory_stays_bounded(tmp_path):
         tracemalloc.stop()
     assert 50_000 == count
     assert peak < 10_000_000
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_a_file_that_compresses_a_thousandfold_is_read_in_bounded_memory(tmp_path, suffix):
+    """
+    JSON Lines of one repeated line compress 100 to 1,000 times: 40 MB and 120 MB of
+    them are read holding the same few decompressed pieces of bounded size, not the
+    file nor as much as one stored chunk inflates to.
+    """
+    import bz2
+    import gzip
+    import lzma
+
+    zstandard = pytest.importorskip("zstandard") if suffix == ".zst" else None
+    compress = {
+        ".gz": lambda data: gzip.compress(data, compresslevel=1),
+        ".bz2": bz2.compress,
+        ".xz": lambda data: lzma.compress(data, preset=0),
+        ".zst": lambda data: zstandard.ZstdCompressor().compress(data),
+    }[suffix]
+    pad = "x" * 1000
+    conn = connector(tmp_path)
+    peaks = []
+    for records in (40_000, 120_000):
+        data = "".join(f'{{"id": {i}, "pad": "{pad}"}}\n' for i in range(records)).encode()
+        stored = compress(data)
+        assert len(stored) * 50 < len(data)
+        (tmp_path / f"big.jsonl{suffix}").write_bytes(stored)
+        del data, stored
+        count = 0
+        tracemalloc.start()
+        try:
+            for batch in conn.read(f"big.jsonl{suffix}", batch_size=1000):
+                assert list(range(count, count + len(batch))) == [r["id"] for r in batch.rows()]
+                count += len(batch)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert records == count
+    small, large = peaks
+    # At most: the piece being decoded, the one decoded ahead, the one being made (twice
+    # while CPython joins its blocks), each at most PIECE bytes, and a batch.
+    assert large < 5 * PIECE + 8_000_000, f"peak {large} bytes reading 120 MB"
+    assert large < small + 4_000_000, f"peak {large} bytes for 120 MB, {small} for 40 MB"
 
 
 # --- write ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import datetime as dt
 import gzip
+import itertools
 import json
 import lzma
 import math
@@ -133,10 +134,20 @@ def test_large_csv_fields_are_read():
     assert [{"v": big}] == _decode("csv", f.CsvEncoder().encode([{"v": big}]))
 
 
-@pytest.mark.parametrize(
-    ("compression", "compress"),
-    [("gzip", gzip.compress), ("bz2", bz2.compress), ("xz", lzma.compress)],
-)
+def _zstd_compress(data: bytes) -> bytes:
+    """A zstd frame made by another library than the one headwater reads with."""
+    return pytest.importorskip("zstandard").ZstdCompressor().compress(data)
+
+
+_COMPRESS = {
+    "gzip": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zstd": _zstd_compress,
+}
+
+
+@pytest.mark.parametrize(("compression", "compress"), sorted(_COMPRESS.items()))
 def test_decompression_reads_every_member(compression, compress):
     """Concatenated members (an appended file) decode as one stream; truncation is an error."""
     data = compress(b'{"a": 1}\n') + compress(b'{"a": 2}\n')
@@ -144,6 +155,35 @@ def test_decompression_reads_every_member(compression, compress):
     assert [{"a": 1}, {"a": 2}] == got
     with pytest.raises(ConfigError, match="ends before"):
         list(f.decode_stream(f.make_decoder("jsonl", "t"), [data[:-6]], compression))
+
+
+@given(
+    st.sampled_from(sorted(_COMPRESS)),
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"", b"x", b'{"a": 1}\n', bytes(range(256))]), st.integers(0, 3 << 20)
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.lists(st.integers(min_value=1, max_value=1 << 16), max_size=4),
+)
+@settings(max_examples=40, deadline=None)
+def test_decompressed_pieces_are_bounded_and_exact(compression, members, cuts):
+    """
+    However well each member compresses (up to several MiB of one repeated unit from a
+    few bytes) and wherever the stored bytes are cut, the pieces join to the data and
+    none is longer than `PIECE`; a stream cut short is an error, not a short read.
+    """
+    datas = [(unit * (size // max(len(unit), 1)))[:size] for unit, size in members]
+    stored = b"".join(_COMPRESS[compression](data) for data in datas)
+    bounds = sorted({min(cut, len(stored)) for cut in cuts} | {0, len(stored)})
+    chunks = [stored[a:b] for a, b in itertools.pairwise(bounds)]
+    pieces = list(f.decompressed(chunks, compression))
+    assert b"".join(datas) == b"".join(pieces)
+    assert all(0 < len(piece) <= f.PIECE for piece in pieces)
+    with pytest.raises(ConfigError, match="ends before"):
+        list(f.decompressed([stored[:-1]], compression))
 
 
 def test_detect_reads_format_and_compression_from_the_name():

@@ -142,6 +142,41 @@ def test_compressed_read_is_streamed_in_bounded_memory(config, container):
     assert compressed < plain + 4_000_000, f"gzip read peak {compressed}, plain {plain}"
 
 
+@pytest.mark.parametrize(("suffix", "coding"), [(".gz", None), (".zst", None), ("", "gzip")])
+def test_a_blob_that_compresses_a_thousandfold_is_read_in_bounded_memory(
+    config, container, suffix, coding
+):
+    """
+    50 MB of JSON Lines that compress to about 100 KB (by suffix, or stored with a
+    Content-Encoding) are read within the contract's bound (16 MiB), as a blob that
+    compresses threefold is: decompression gives pieces of bounded size, however few
+    stored bytes they come from.
+    """
+    from headwater_azure_blob import AzureBlobConnector
+
+    pad = "x" * 1000
+    data = "".join(f'{{"id": {i}, "pad": "{pad}"}}\n' for i in range(50_000)).encode()
+    stored = COMPRESSORS[suffix or ".gz"](data)
+    assert len(stored) < 2**20 < len(data) // 40  # one ranged GET, inflating 40x and more
+    name = f"bomb/padded.jsonl{suffix}"
+    options = {"content_settings": _settings(content_encoding=coding)} if coding else {}
+    container.upload_blob(name, stored, **options)
+    del data, stored
+    with AzureBlobConnector(config) as connector:
+        list(connector.read(name, batch_size=1000))  # imports, pools
+        tracemalloc.start()
+        try:
+            count = 0
+            for batch in connector.read(name, batch_size=1000):
+                assert list(range(count, count + len(batch))) == [r["id"] for r in batch.rows()]
+                count += len(batch)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert 50_000 == count
+    assert peak < 16 * 2**20, f"peak {peak} bytes"
+
+
 async def test_content_encoding_gzip_reads_decoded_and_fetches_the_stored_bytes(
     twin, container, tmp_path
 ):

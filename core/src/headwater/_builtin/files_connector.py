@@ -362,8 +362,9 @@ class FilesConnector(Connector[FilesConfig]):
             rows = rows_before
             compression = file_format.compression
             if compression is not None:
-                # Decompression (zlib, bz2, lzma and zstd release the GIL) runs a chunk
-                # ahead on a thread of its own while this one parses.
+                # Decompression (zlib, bz2, lzma and zstd release the GIL) runs a piece
+                # (at most formats.PIECE bytes) ahead on a thread of its own while this
+                # one parses.
                 # Closed (its thread joined) before the file it reads is, when a reader
                 # stops early.
                 chunks = ahead.enter_context(

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Final
 from headwater import Batch, ConfigError, IntegrityError, State
 from headwater.formats import (
     BatchCutter,
-    Codec,
     CsvDecoder,
     CsvEncoder,
+    Decompressor,
     FileFormat,
     JsonLinesEncoder,
     compressor,
@@ -42,23 +42,32 @@ if TYPE_CHECKING:
     from headwater_azure_blob._plan import BlobRef, Start
 
 
-#: Stored bytes of a compressed blob inflated per decompressor call: what one decoded
-#: piece holds is a slice times the compression ratio, not a whole GET's.
-_INFLATE_SLICE: Final = 64 * 1024
+#: Decoded bytes of a compressed blob at most in one piece: smaller than the format
+#: layer's default, since a read also holds two ranged GETs (the SDK's copies make each
+#: about 3 MB) and stays within the contract's bound (16 MiB) with these.
+_PIECE: Final = 1 << 19
 
 
 class _Chain:
-    """Two codecs one after the other: the Content-Encoding, then the suffix's compression."""
+    """
+    Two decompressors one after the other: the Content-Encoding, then the suffix's
+    compression; each piece of the first is undone by the second in pieces, so no piece
+    is larger than the second's.
+    """
 
-    def __init__(self, first: Codec, second: Codec) -> None:
+    def __init__(self, first: Decompressor, second: Decompressor) -> None:
         self._first = first
         self._second = second
 
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        for piece in self._first.pieces(data):
+            yield from self._second.pieces(piece)
+
     def process(self, data: bytes) -> bytes:
-        return self._second.process(self._first.process(data))
+        return b"".join(self.pieces(data))
 
     def flush(self) -> bytes:
-        return self._second.process(self._first.flush()) + self._second.flush()
+        return self.process(self._first.flush()) + self._second.flush()
 
 
 class Received:
@@ -132,7 +141,9 @@ class BlobReading:
             raise _past_the_end(start.offset, ref.name)
         #: The stored byte the ranged GETs start from.
         self.fetch_from = 0 if compressed else start.offset
-        self._codec: Codec = _Chain(decompressor(ref.coding), decompressor(found.compression))
+        self._codec = _Chain(
+            decompressor(ref.coding, _PIECE), decompressor(found.compression, _PIECE)
+        )
         self._md5 = hashlib.md5(usedforsecurity=False) if ref.md5 and not self.fetch_from else None
         self._expected_md5 = ref.md5
         self.decoder = make_decoder(
@@ -207,11 +218,8 @@ class BlobReading:
                 yield _USED_UP
                 continue
             self._hash(chunk)
-            for start in range(0, len(chunk), _INFLATE_SLICE):
-                piece = self._undo(chunk[start : start + _INFLATE_SLICE], final=False)
-                if piece:
-                    yield piece
-            del chunk, piece  # not held while waiting for the next GET
+            yield from self._undone(chunk)
+            del chunk  # not held while waiting for the next GET
 
     def _hash(self, chunk: bytes) -> None:
         if self._md5 is not None:
@@ -220,7 +228,7 @@ class BlobReading:
     def finish(self) -> Iterator[Batch]:
         """The records after the last stored byte, then the last partial batch."""
         self.close()  # every piece was taken: the thread has nothing left to do
-        tail = self._undo(b"", final=True)
+        tail = self._undone_tail()
         self._check_md5()
         if tail:
             yield from self.batches(tail)
@@ -241,23 +249,36 @@ class BlobReading:
                 state["header"] = header
             yield Batch(self.stream, records, state, text=self._text)
 
-    def _undo(self, chunk: bytes, *, final: bool) -> bytes:
+    def _undone(self, chunk: bytes) -> Iterator[bytes]:
+        """The decoded pieces of stored bytes (each at most the format layer's PIECE)."""
         try:
-            return self._codec.flush() if final else self._codec.process(chunk)
+            yield from self._codec.pieces(chunk)
         except ConfigError:
             raise  # the format layer's own message (a truncated member, say)
         except Exception as exc:  # zlib.error, lzma.LZMAError, OSError, zstd.ZstdError
-            what = " then ".join(
-                f"{c} ({why})"
-                for c, why in ((self._coding, "Content-Encoding"), (self._compression, "suffix"))
-                if c is not None
-            )
-            raise IntegrityError(
-                f"{self.name!r}: the stored bytes do not decode as {what}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                hint="the blob is corrupt, or its name or Content-Encoding does not say "
-                "how it is compressed",
-            ) from None
+            raise self._undecodable(exc) from None
+
+    def _undone_tail(self) -> bytes:
+        """What is left once the stored bytes end, checking they end where they may."""
+        try:
+            return self._codec.flush()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise self._undecodable(exc) from None
+
+    def _undecodable(self, exc: Exception) -> IntegrityError:
+        what = " then ".join(
+            f"{c} ({why})"
+            for c, why in ((self._coding, "Content-Encoding"), (self._compression, "suffix"))
+            if c is not None
+        )
+        return IntegrityError(
+            f"{self.name!r}: the stored bytes do not decode as {what}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            hint="the blob is corrupt, or its name or Content-Encoding does not say "
+            "how it is compressed",
+        )
 
     def _check_md5(self) -> None:
         if self._md5 is None or self._expected_md5 is None:
@@ -299,9 +320,12 @@ class CsvHeaderProbe:
 
     def feed(self, chunk: bytes) -> bool:
         """Take the next stored bytes; true once the header is known."""
-        for _record in self._decoder.feed(self._codec.process(chunk)):
-            break
-        return self.header is not None
+        for piece in self._codec.pieces(chunk):
+            for _record in self._decoder.feed(piece):
+                break
+            if self.header is not None:
+                return True
+        return False
 
     def finish(self) -> None:
         """The blob ended: decode what is left (a header without a newline)."""
