@@ -124,8 +124,37 @@ def test_bom_is_skipped_and_utf16_refused():
     """A UTF-8 byte-order mark is not part of the first field name; UTF-16 is a clear error."""
     assert [{"id": "1"}] == _decode("csv", b"\xef\xbb\xbfid\n1\n")
     assert [{"id": 1}] == _decode("jsonl", b'\xef\xbb\xbf{"id": 1}\n')
-    with pytest.raises(ConfigError, match="UTF-16"):
-        _decode("csv", "id\n1\n".encode("utf-16"))
+    for fmt, text in (("csv", "id\n1\n"), ("jsonl", '{"id": 1}\n')):
+        for encoding in ("utf-16", "utf-32"):
+            with pytest.raises(ConfigError, match="UTF-16 or UTF-32 byte-order mark") as caught:
+                _decode(fmt, text.encode(encoding))
+            assert "recode the file to UTF-8" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-16-le", "utf-32"])
+def test_json_lines_in_an_encoding_that_is_not_ascii_compatible_are_refused(encoding):
+    """
+    Lines are found by the LF byte, which in UTF-16 and UTF-32 is also part of other
+    characters: refused up front naming the encoding and how to recode, not a JSON or
+    decoding error at some line (the hint said to set encoding='utf-16', which never read).
+    """
+    data = '{"s": "xĊy"}\n{"s": "z"}\n'.encode(encoding)
+    with pytest.raises(ConfigError, match=f"JSON Lines in {encoding} cannot be read") as caught:
+        list(f.decode_stream(f.make_decoder("jsonl", "t.jsonl", encoding=encoding), [data]))
+    assert "encoding" == caught.value.field
+    assert "recode the file to UTF-8" in (caught.value.hint or "")
+
+
+def test_json_lines_in_utf8_sig_read_as_utf8():
+    """utf-8-sig: the file's byte-order mark is dropped and every line is parsed as UTF-8."""
+    data = b'\xef\xbb\xbf{"s": "\xc3\xa9", "n": 123456789012345678901234567890}\n{"s": "z"}\n'
+    decoder = f.make_decoder("jsonl", "t.jsonl", encoding="utf-8-sig")
+    got = list(f.decode_stream(decoder, [data]))
+    ends = [data.index(b"\n") + 1, len(data)]
+    assert [
+        ({"s": "é", "n": 123456789012345678901234567890}, ends[0]),
+        ({"s": "z"}, ends[1]),
+    ] == got
 
 
 def test_large_csv_fields_are_read():

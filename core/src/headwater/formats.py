@@ -586,14 +586,37 @@ class _BomSkipper:
         return line[len(_BOM) :] if line.startswith(_BOM) else line
 
 
-def _utf16_check(name: str, first: bytes, encoding: str) -> None:
-    if first[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) and not encoding.lower().startswith(
-        "utf-16"
-    ):
+_RECODE_HINT: Final = "recode the file to UTF-8 (iconv -f UTF-16 -t UTF-8 in > out)"
+
+
+def _line_encoding(name: str, fmt: str, encoding: str) -> str:
+    """
+    The encoding a line format's lines are decoded with: ``encoding``, or UTF-8 for
+    ``utf-8-sig`` (the file's byte-order mark is dropped from its first line only;
+    utf-8-sig would drop one from the start of every line it decodes). An encoding that
+    does not write LF, CR and ``"`` as the single bytes ASCII does (UTF-16, UTF-32) is
+    refused: lines and rows are found by those bytes, which there are also parts of
+    other characters (U+010A ends in 0x0A in UTF-16-BE).
+    """
+    text_encoding = "utf-8" if codecs.lookup(encoding).name == "utf-8-sig" else encoding
+    if any(char.encode(text_encoding) != char.encode() for char in '\n\r"'):
         raise ConfigError(
-            f"{name}: the file starts with a UTF-16 byte-order mark",
+            f"{name}: {fmt} in {encoding} cannot be read: it does not write line feeds "
+            "and quotes as the single bytes ASCII does, which lines are found by",
             field="encoding",
-            hint="set encoding='utf-16' for this source",
+            hint=f"{_RECODE_HINT}, or give an ASCII-compatible encoding",
+        )
+    return text_encoding
+
+
+def _utf16_check(name: str, first: bytes) -> None:
+    """Refuse a first line that starts with a UTF-16 (or UTF-32) byte-order mark."""
+    if first[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise ConfigError(
+            f"{name}: the file starts with a UTF-16 or UTF-32 byte-order mark, and lines "
+            "are read as text that writes line feeds as ASCII does",
+            field="encoding",
+            hint=_RECODE_HINT,
         )
 
 
@@ -624,9 +647,10 @@ class JsonLinesDecoder:
         self.json_text = frozenset(json_text)
         self.position = offset
         self.encoding = encoding
+        self._text_encoding = _line_encoding(name, "JSON Lines", encoding)
         self._tail = b""
         self._bom = _BomSkipper(offset, encoding)
-        self._utf8 = codecs.lookup(encoding).name == "utf-8"
+        self._utf8 = codecs.lookup(self._text_encoding).name == "utf-8"
         self._loads = loads_json
         self._decode_line = _line_parser()
         # Lines before the next chunk, to name a bad line by number (unknown on a resume).
@@ -679,7 +703,7 @@ class JsonLinesDecoder:
         # Offsets count the bytes as they are in the file, byte-order mark included.
         base = start
         if start == 0:
-            _utf16_check(self.name, lines[0], self.encoding)
+            _utf16_check(self.name, lines[0])
             first = self._bom.strip(lines[0])
             base += len(lines[0]) - len(first)
             lines[0] = first
@@ -781,9 +805,9 @@ class JsonLinesDecoder:
         where = f"byte {start}" + (f" (line {number})" if number is not None else "")
         try:
             if self.json_text:
-                record = object_with_json_text(line.decode(self.encoding), self.json_text)
+                record = object_with_json_text(line.decode(self._text_encoding), self.json_text)
             else:
-                record = self._loads(line if self._utf8 else line.decode(self.encoding))
+                record = self._loads(line if self._utf8 else line.decode(self._text_encoding))
         except UnicodeDecodeError:
             raise ConfigError(
                 f"{self.name}: the line at {where} is not {self.encoding} text",
@@ -986,19 +1010,7 @@ class CsvDecoder:
         self._lines = _Lines()
         codec = codecs.lookup(encoding).name
         self._bom = codec in ("utf-8", "utf-8-sig")
-        # The file's byte-order mark is dropped from its first line only: utf-8-sig
-        # would drop one from the start of every line it decodes.
-        self._text_encoding = "utf-8" if codec == "utf-8-sig" else encoding
-        if any(char.encode(self._text_encoding) != char.encode() for char in '\n\r"'):
-            # Rows are found by the LF and quote bytes: in UTF-16 or UTF-32 those bytes
-            # are also parts of other characters (U+010A ends in 0x0A in UTF-16-BE).
-            raise ConfigError(
-                f"{name}: CSV in {encoding} cannot be read: it does not write line feeds "
-                "and quotes as the single bytes ASCII does, which rows are found by",
-                field="encoding",
-                hint="recode the file to UTF-8 (iconv -f UTF-16 -t UTF-8), or give an "
-                "ASCII-compatible encoding",
-            )
+        self._text_encoding = _line_encoding(name, "CSV", encoding)
         if header is not None:
             _check_header(name, header)
         # The lines of a record whose quoted field is still open (from the last feed).
@@ -1103,7 +1115,7 @@ class CsvDecoder:
         for line in lines:
             raw = line
             if self.position == 0 and not read:  # the first line of the file
-                _utf16_check(self.name, line, self.encoding)
+                _utf16_check(self.name, line)
                 if self._bom and line.startswith(_BOM):
                     line = line[len(_BOM) :]
             try:
