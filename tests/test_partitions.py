@@ -55,6 +55,26 @@ def test_partitions_together_are_the_whole_read(files_dir: Path, stream: str, re
     assert records == len(whole)
 
 
+def test_tsv_partitions_are_cut_at_rows_after_quoted_fields(files_dir: Path) -> None:
+    """
+    A .tsv file (tab delimiter) with quoted fields holding newlines and tabs is cut into
+    as many ranges as asked, each ending where a row does: the cutter is told the
+    delimiter (with the default comma, a quote after a tab read as one inside an
+    unquoted field, and nothing after it was cut).
+    """
+    rows = ["id\tnote"]
+    for i in range(120):
+        rows.append(f'{i}\t"tab\there\nand a line {i}"' if i % 3 else f"{i}\tplain {i}")
+    (files_dir / "notes.tsv").write_text("\n".join(rows) + "\n")
+    with headwater.connect("files", {"root": str(files_dir)}) as source:
+        whole = _rows(source.read("notes.tsv"))
+        assert 120 == len(whole)
+        assert "tab\there\nand a line 1" == whole[1]["note"]
+        parts = partitions(source, "notes.tsv", 4)
+        assert 4 == len(parts)
+        assert whole == [row for part in parts for row in _rows(read_partition(part))]
+
+
 def test_files_partitions_split_where_they_can(files_dir: Path) -> None:
     """Byte ranges for a text file, whole row groups for Parquet, one partition for a .gz file."""
     import gzip

@@ -154,6 +154,28 @@ def test_the_splits_are_the_expected_kinds(connector: AzureBlobConnector, blobs:
     assert "bytes" not in packed[0].bounds
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_tsv_partitions_are_cut_at_rows_after_quoted_fields(
+    connector: AzureBlobConnector, container: Any, mode: str
+) -> None:
+    """
+    A .tsv blob (tab delimiter) with quoted fields holding newlines and tabs is cut into
+    as many ranges as asked, each ending where a row does: the cutter is told the
+    delimiter (with the default comma, a quote after a tab read as one inside an
+    unquoted field, and nothing after it was cut).
+    """
+    rows = ["id\tnote"]
+    for i in range(120):
+        rows.append(f'{i}\t"tab\there\nand a line {i}"' if i % 3 else f"{i}\tplain {i}")
+    container.upload_blob("notes.tsv", ("\n".join(rows) + "\n").encode())
+    whole = _rows(connector.read("notes.tsv"))
+    assert 120 == len(whole)
+    assert "tab\there\nand a line 1" == whole[1]["note"]
+    parts = _split(connector, mode, "notes.tsv", 4)
+    assert 4 == len(parts)
+    assert whole == [row for part in parts for row in _rows(_read(connector, mode, part))]
+
+
 def test_the_async_split_equals_the_sync_split(connector: AzureBlobConnector, blobs: Any) -> None:
     """apartitions gives what partitions gives, for every kind of stream and count."""
     for stream in ("logs/", "big.jsonl", "people.csv", "numbers.parquet", "packed.jsonl.gz"):

@@ -458,7 +458,7 @@ class FilesConnector(Connector[FilesConfig]):
             wanted = byte_targets(size, count)
             with path.open("rb") as handle:
                 if file_format.fmt == "csv":
-                    ends = _csv_record_ends(handle, wanted, size)
+                    ends = _csv_record_ends(handle, wanted, size, self._delimiter(file_format))
                 else:
                     ends = [_line_end(handle, offset, size) for offset in wanted]
             bounds = [{"bytes": [lo, hi], **extra} for lo, hi in byte_ranges(size, ends)]
@@ -748,10 +748,10 @@ def _line_end(handle: IO[bytes], offset: int, size: int) -> int:
 
 
 def _csv_record_ends(
-    handle: IO[bytes], offsets: builtins.list[int], size: int
+    handle: IO[bytes], offsets: builtins.list[int], size: int, delimiter: str
 ) -> builtins.list[int]:
     """`CsvRecordEnds` of ``offsets`` over the file from its start (as far as needed)."""
-    ends = CsvRecordEnds(offsets)
+    ends = CsvRecordEnds(offsets, delimiter)
     while not ends.done:
         chunk = handle.read(_CHUNK)
         if not chunk:

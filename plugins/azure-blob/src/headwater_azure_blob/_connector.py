@@ -670,7 +670,9 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         with self._errors(f"partition {ref.name!r}"):
             if found.fmt == "csv":
                 probe = self._csv_probe(ref, found)
-                ends, header = yield from flows.csv_record_ends(ref, targets, probe)
+                ends, header = yield from flows.csv_record_ends(
+                    ref, targets, probe, self._delimiter(found)
+                )
                 extra["header"] = header
             else:
                 ends = []

@@ -818,13 +818,14 @@ def line_end(ref: BlobRef, offset: int) -> Flow[int]:
 
 
 def csv_record_ends(
-    ref: BlobRef, targets: list[int], probe: CsvHeaderProbe
+    ref: BlobRef, targets: list[int], probe: CsvHeaderProbe, delimiter: str
 ) -> Flow[tuple[list[int], list[str] | None]]:
     """
-    The record boundaries after ``targets`` in CSV blob ``ref`` (newlines outside quotes:
-    one pass from its first byte, as far as the last target needs) and its header.
+    The record boundaries after ``targets`` in CSV blob ``ref`` of fields separated by
+    ``delimiter`` (newlines outside quotes: one pass from its first byte, as far as the
+    last target needs) and its header.
     """
-    ends = CsvRecordEnds(targets)
+    ends = CsvRecordEnds(targets, delimiter)
     offset = 0
     header_known = False
     while offset < ref.size and not (ends.done and header_known):
