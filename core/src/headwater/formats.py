@@ -400,10 +400,10 @@ PIECE: Final = 8 << 20
 class Decompressor(Codec, Protocol):
     """
     A streaming decompressor. `pieces` is the bounded way: the bytes ``data`` decodes
-    to, as pieces of at most its ``piece`` bytes (`PIECE` unless `decompressor` is
-    told otherwise), each made only when the one before has been
-    taken. `process` gives them all joined (as large as the ratio makes them); `flush`
-    checks the stream ended where its format says it may, and gives what is left.
+    to, as pieces of at most its ``piece`` bytes (`PIECE` unless `decompressor` is told
+    otherwise), each made only when the one before has been taken. `process` gives them
+    all joined (as large as the ratio makes them); `flush` checks the stream ended where
+    its format says it may, and gives what is left.
     """
 
     def pieces(self, data: bytes) -> Iterator[bytes]: ...
