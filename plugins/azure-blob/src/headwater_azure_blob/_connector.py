@@ -55,6 +55,7 @@ from headwater import (
     Estimate,
     FetchResult,
     HeadwaterError,
+    IntegrityError,
     Item,
     NotFound,
     Partition,
@@ -454,7 +455,7 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         target = self._fetch_target(item, dest, overwrite)
         send = functools.partial(self._send, self._container())
         plan = drive(self._fetch_plan(item), send)
-        with _name_errors(item), atomic_file(target) as handle:
+        with _local_errors(item), atomic_file(target) as handle:
             sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
             try:
                 return drive(self._fetch(plan, sink, target), send)
@@ -466,13 +467,16 @@ class AzureBlobConnector(Connector[AzureBlobConfig]):
         target = self._fetch_target(item, dest, overwrite)
         send = functools.partial(self._asend, await self._acontainer())
         plan = await adrive(self._fetch_plan(item), send)
-        async with _atomic_file_off_the_loop(target, item) as handle:
-            # The writer thread takes the disk writes and the MD5 off the event loop.
-            sink = DownloadSink(handle, plan.size, checksum=plan.md5 is not None, background=True)
-            try:
-                return await adrive(self._fetch(plan, sink, target), send)
-            finally:
-                sink.close()
+        with _local_errors(item):
+            async with _atomic_file_off_the_loop(target) as handle:
+                # The writer thread takes the disk writes and the MD5 off the event loop.
+                sink = DownloadSink(
+                    handle, plan.size, checksum=plan.md5 is not None, background=True
+                )
+                try:
+                    return await adrive(self._fetch(plan, sink, target), send)
+                finally:
+                    sink.close()
 
     def _fetch_target(self, item: str, dest: str | Path, overwrite: bool) -> Path:
         clean_relative(item)
@@ -1444,6 +1448,15 @@ def _check_no_file_above(item: str, dest: Path, target: Path) -> None:
     ``dir`` and ``dir/child.txt`` both exist in a container, but not both on a disk.
     """
     root = dest.resolve()
+    existing = root
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AlreadyExists(
+            f"cannot fetch {item!r}: {existing} is a file, so it cannot be the destination "
+            "directory (or one above it)",
+            hint="fetch into a directory",
+        )
     for parent in target.parents:
         if parent == root or root not in parent.parents:
             return
@@ -1465,18 +1478,31 @@ def _too_long(item: str, exc: OSError) -> ConfigError:
 
 
 @contextlib.contextmanager
-def _name_errors(item: str) -> Iterator[None]:
-    """A temporary-file name the local system refuses, reported as one line."""
+def _local_errors(item: str) -> Iterator[None]:
+    """
+    A local file-system failure of a fetch (creating the directories or the temporary
+    file, writing, hashing, fsync, rename: disk full, file too large, I/O error, ...)
+    reported as one line naming the blob and the cause. `atomic_file` has removed the
+    temporary file by then, and the target was never touched.
+    """
     try:
         yield
     except OSError as exc:
-        if exc.errno != errno.ENAMETOOLONG:
-            raise
-        raise _too_long(item, exc) from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise _too_long(item, exc) from None
+        code = errno.errorcode.get(exc.errno or 0)
+        cause = f"{exc.strerror or type(exc).__name__}{f' [{code}]' if code else ''}"
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise IntegrityError(
+            f"cannot fetch {item!r}: writing the local file failed: {cause}{where}; "
+            "nothing was written",
+            hint="check the destination (free space, file size limit, permissions, disk "
+            "health) and fetch again",
+        ) from None
 
 
 @contextlib.asynccontextmanager
-async def _atomic_file_off_the_loop(target: Path, item: str) -> AsyncIterator[IO[bytes]]:
+async def _atomic_file_off_the_loop(target: Path) -> AsyncIterator[IO[bytes]]:
     """
     `atomic_file` for async code: the fsync and rename of a completed download (which
     can take a while for a large file) run in a worker thread, not on the event loop.
@@ -1485,8 +1511,7 @@ async def _atomic_file_off_the_loop(target: Path, item: str) -> AsyncIterator[IO
     even a cancelled task leaves no partial file behind.
     """
     manager = atomic_file(target)
-    with _name_errors(item):
-        handle = await asyncio.to_thread(manager.__enter__)
+    handle = await asyncio.to_thread(manager.__enter__)
     try:
         yield handle
     except BaseException as exc:

@@ -281,7 +281,10 @@ class DownloadSink(Positioned):
     does not wait for the disk and the MD5, and, for buffered writes, a `Writeback`
     thread keeps the file written back as it grows; `drain` waits until everything
     queued is written. Call `close` when done (it stops the threads), before the file is
-    closed.
+    closed. A write after `close` is refused (`ValueError`), never queued or written: the
+    async SDK leaves the ranges still running when one range fails, and a fetch that has
+    ended must not have them write to its descriptor or block the event loop on the
+    queue that no thread reads any more.
     """
 
     def __init__(
@@ -301,6 +304,7 @@ class DownloadSink(Positioned):
         # Started with the first buffered bytes of a file large enough to need it.
         self._writeback: Writeback | None = None
         self._background = background
+        self._closed = False
         if background:
             self._queue = queue.Queue(maxsize=_QUEUE_DEPTH)
             self._thread = threading.Thread(
@@ -316,6 +320,8 @@ class DownloadSink(Positioned):
     def write(self, data: bytes | bytearray | memoryview) -> int:
         length = len(memoryview(data).cast("B"))
         with self._lock:
+            if self._closed:
+                raise ValueError("write to a download that has ended")
             start = self._position
             end = start + length
             if end > self.size:
@@ -326,10 +332,11 @@ class DownloadSink(Positioned):
             if self._queue is None:
                 self._write_at(start, data)
                 return length
-        if self._error is not None:
-            raise self._error
-        # bytes are immutable: queue them as they are; copy anything the caller may reuse.
-        self._queue.put((start, data if isinstance(data, bytes) else bytes(data)))
+            if self._error is not None:
+                raise self._error
+            # Queued under the lock, so nothing is queued after close()'s end marker.
+            # bytes are immutable: queue them as they are; copy anything the caller may reuse.
+            self._queue.put((start, data if isinstance(data, bytes) else bytes(data)))
         return length
 
     def flush(self) -> None:
@@ -378,7 +385,9 @@ class DownloadSink(Positioned):
             self._writeback.check()
 
     def close(self) -> None:
-        """Stop the background writer and write-back (idempotent)."""
+        """Stop the background writer and write-back (idempotent); refuse writes from now on."""
+        with self._lock:
+            self._closed = True
         if self._thread is not None and self._queue is not None:
             self._queue.put(None)
             self._thread.join()
