@@ -680,3 +680,130 @@ async def test_no_secret_in_any_fetch_error_or_log(
         secrets += [signature, quote(signature, safe="")]
     for secret in secrets:
         assert secret not in haystack
+
+
+# --- blob types and encoded names ---------------------------------------------------------------
+
+
+async def test_sparse_page_blob_arrives_exactly(make_twin, container, tmp_path):
+    """A page blob with unwritten pages: the holes arrive as zeros, every byte exact."""
+    size = 6 * CHUNK
+    blob = container.get_blob_client("pages.bin")
+    blob.create_page_blob(size)
+    written = os.urandom(2 * 512)
+    blob.upload_page(written[:512], offset=CHUNK + 512, length=512)
+    blob.upload_page(written[512:], offset=4 * CHUNK, length=512)
+    expected = bytearray(size)
+    expected[CHUNK + 512 : CHUNK + 1024] = written[:512]
+    expected[4 * CHUNK : 4 * CHUNK + 512] = written[512:]
+    twin = make_twin(chunk_size=CHUNK, max_concurrency=4)
+    result = await twin.fetch("pages.bin", tmp_path)
+    assert (bytes(expected), size) == (result.path.read_bytes(), result.size)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_append_blob_appended_mid_download_keeps_the_old_file(
+    make_twin, azurite, container, hook_proxy, tmp_path, concurrency
+):
+    """An append blob that grows during the fetch fails it (etag): old file kept, no temp."""
+    blob = container.get_blob_client("log.txt")
+    blob.create_append_blob()
+    for _ in range(5):
+        blob.append_block(os.urandom(CHUNK))
+    proxy = hook_proxy(_on_blob_get("log.txt", 2, lambda: blob.append_block(b"one more line\n")))
+    (tmp_path / "log.txt").write_bytes(b"old log")
+    twin = make_twin(account_url=proxy.url(azurite), chunk_size=CHUNK, max_concurrency=concurrency)
+    with pytest.raises(IntegrityError) as info:
+        await twin.fetch("log.txt", tmp_path)
+    _one_line_naming(info.value, "log.txt")
+    assert b"old log" == (tmp_path / "log.txt").read_bytes()
+    assert ["log.txt"] == _entries(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["%2e%2e/x.bin", "%2E./y.bin", "a%2Fb.bin", "..%5cz.bin"])
+async def test_percent_encoded_dots_and_slashes_are_literal_names(twin, container, tmp_path, name):
+    """'%2e%2e', '%2F', '%5c' in a blob name are literal characters: the file lands at
+    exactly that name inside dest, never one directory up."""
+    data = os.urandom(100)
+    container.upload_blob(name, data)
+    assert [name] == [b.name for b in container.list_blobs()]
+    dest = tmp_path / "dest"
+    result = await twin.fetch(name, dest)
+    assert (dest / name, data) == (result.path, result.path.read_bytes())
+    assert [] == [p for p in _entries(tmp_path) if not p.startswith("dest")]
+
+
+@pytest.mark.parametrize("name", ["dir/", "a/b/"])
+async def test_a_name_ending_in_slash_is_refused_before_any_request(make_twin, tmp_path, name):
+    """A directory name is not a blob to fetch: refused in one line, nothing asked or written."""
+    nowhere = _dead_endpoint_twin(make_twin)
+    with pytest.raises(ConfigError) as info:
+        await nowhere.fetch(name, tmp_path)
+    _one_line_naming(info.value, name)
+    assert [] == _entries(tmp_path)
+
+
+async def test_a_directory_at_the_target_is_refused_before_any_request(make_twin, tmp_path):
+    """dest/x.bin is a directory: AlreadyExists before any request, the directory untouched."""
+    (tmp_path / "x.bin").mkdir()
+    (tmp_path / "x.bin" / "inside.txt").write_bytes(b"keep")
+    nowhere = _dead_endpoint_twin(make_twin)
+    with pytest.raises(AlreadyExists):
+        await nowhere.fetch("x.bin", tmp_path)
+    assert ["x.bin", "x.bin/inside.txt"] == _entries(tmp_path)
+    assert b"keep" == (tmp_path / "x.bin" / "inside.txt").read_bytes()
+
+
+def test_cancelled_afetch_keeps_the_old_file_and_the_loop_running(
+    azurite, container, config, hook_proxy, tmp_path
+):
+    """
+    An afetch cancelled while its parallel ranges are under way: the old file keeps its
+    content, no temporary file is left, and the ranges the SDK had started write nothing
+    afterwards and do not block the event loop.
+    """
+    container.upload_blob("c.bin", os.urandom(10 * CHUNK))
+    second_get = threading.Event()
+
+    def hook(method: str, path: str) -> Any:
+        if method != "GET" or not urlsplit(path).path.endswith("/c.bin"):
+            return None
+        with lock:
+            gets.append(path)
+            number = len(gets)
+        if number >= 2:
+            second_get.set()
+            return 0.4  # the ranges are still on their way when the task is cancelled
+        return None
+
+    gets: list[str] = []
+    lock = threading.Lock()
+    proxy = hook_proxy(hook)
+    (tmp_path / "c.bin").write_bytes(b"old content")
+    outcome: dict[str, Any] = {}
+
+    async def run() -> None:
+        connector = AzureBlobConnector(
+            {**config, "account_url": proxy.url(azurite), "chunk_size": CHUNK, "max_concurrency": 4}
+        )
+        try:
+            task = asyncio.ensure_future(connector.afetch("c.bin", tmp_path))
+            while not second_get.is_set():
+                await asyncio.sleep(0.01)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                outcome["cancelled"] = True
+            await asyncio.sleep(1.5)  # the started ranges arrive meanwhile
+            outcome["loop_alive"] = True
+        finally:
+            await connector.aclose()
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()), daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the event loop hung after the cancelled afetch"
+    assert (True, True) == (outcome.get("cancelled"), outcome.get("loop_alive"))
+    assert b"old content" == (tmp_path / "c.bin").read_bytes()
+    assert ["c.bin"] == _entries(tmp_path)
