@@ -107,8 +107,9 @@ class HookProxy:
     """
     A loopback HTTP/1.1 proxy in front of Azurite. Before forwarding a request it calls
     ``hook(method, path)``; the hook may change the blob through the SDK (the request
-    then meets the new state), return ``"forbid"`` to answer 403 itself, or a number of
-    seconds to hold the request back. Responses are piped through untouched.
+    then meets the new state), return ``"forbid"`` to answer 403 itself, ``"corrupt"`` to
+    have one byte of the response's body flipped on its way back, or a number of seconds
+    to hold the request back. Other responses are piped through untouched.
     """
 
     def __init__(self, upstream: int, hook: Callable[[str, str], Any]) -> None:
@@ -132,7 +133,8 @@ class HookProxy:
         upstream = socket.create_connection(("127.0.0.1", self.upstream))
         with self._lock:
             self._sockets.update({client, upstream})
-        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+        corrupt = threading.Event()  # flip a byte of the next response's body
+        threading.Thread(target=self._pipe, args=(upstream, client, corrupt), daemon=True).start()
         buffer = b""
         try:
             while data := client.recv(65536):
@@ -156,6 +158,8 @@ class HookProxy:
                             b"Connection: close\r\n\r\n"
                         )
                         return
+                    if action == "corrupt":
+                        corrupt.set()
                     if isinstance(action, int | float):
                         time.sleep(action)
                     upstream.sendall(request)
@@ -166,9 +170,23 @@ class HookProxy:
             _close(upstream)
 
     @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket) -> None:
+    def _pipe(source: socket.socket, target: socket.socket, corrupt: threading.Event) -> None:
+        flip_at: int | None = None  # offset of the byte to flip, counted in `seen`
+        seen = 0
+        head = b""
         try:
             while data := source.recv(65536):
+                if corrupt.is_set() and flip_at is None:
+                    head += data
+                    end = head.find(b"\r\n\r\n")
+                    if end >= 0:
+                        flip_at = seen - (len(head) - len(data)) + end + 4 + 100
+                if flip_at is not None and seen <= flip_at < seen + len(data):
+                    index = flip_at - seen
+                    data = data[:index] + bytes([data[index] ^ 0xFF]) + data[index + 1 :]
+                    corrupt.clear()
+                    flip_at, head = None, b""
+                seen += len(data)
                 target.sendall(data)
         except OSError:
             pass
@@ -807,3 +825,122 @@ def test_cancelled_afetch_keeps_the_old_file_and_the_loop_running(
     assert (True, True) == (outcome.get("cancelled"), outcome.get("loop_alive"))
     assert b"old content" == (tmp_path / "c.bin").read_bytes()
     assert ["c.bin"] == _entries(tmp_path)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize("which", [1, 3], ids=["first-range", "later-range"])
+async def test_bytes_corrupted_in_transit_fail_the_fetch_and_keep_the_old_file(
+    make_twin, azurite, container, hook_proxy, tmp_path, concurrency, which
+):
+    """One byte flipped in the body of the first or of a later range (with the blob's
+    Content-MD5 set by the service): the fetch fails, never exits with wrong bytes, and
+    the old file keeps its content."""
+    data = os.urandom(6 * CHUNK + 77)
+    container.upload_blob("flip.bin", data)
+    assert container.get_blob_client("flip.bin").get_blob_properties().content_settings.content_md5
+    proxy = hook_proxy(_on_blob_get("flip.bin", which, lambda: "corrupt"))
+    (tmp_path / "flip.bin").write_bytes(b"old content")
+    twin = make_twin(account_url=proxy.url(azurite), chunk_size=CHUNK, max_concurrency=concurrency)
+    with pytest.raises(IntegrityError) as info:
+        await twin.fetch("flip.bin", tmp_path)
+    _one_line_naming(info.value, "flip.bin")
+    assert "Content-MD5 mismatch" in str(info.value)
+    assert b"old content" == (tmp_path / "flip.bin").read_bytes()
+    assert ["flip.bin"] == _entries(tmp_path)
+
+
+async def test_the_corrupting_proxy_flips_exactly_one_byte(
+    make_twin, azurite, container, hook_proxy, tmp_path
+):
+    """The proxy of the test above really changes one byte (without Content-MD5 nothing
+    could tell): the file then differs from the blob in exactly one byte, in range 3."""
+    data = os.urandom(6 * CHUNK + 77)
+    container.upload_blob("flip.bin", data)
+    container.get_blob_client("flip.bin").set_http_headers(_settings(content_md5=None))
+    proxy = hook_proxy(_on_blob_get("flip.bin", 3, lambda: "corrupt"))
+    twin = make_twin(account_url=proxy.url(azurite), chunk_size=CHUNK, max_concurrency=1)
+    result = await twin.fetch("flip.bin", tmp_path)
+    got = result.path.read_bytes()
+    assert (len(data), False) == (len(got), result.verified)
+    differing = [i for i, (a, b) in enumerate(zip(data, got, strict=True)) if a != b]
+    assert 1 == len(differing)
+    assert 2 * CHUNK <= differing[0] < 3 * CHUNK
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def _cli_fetch(
+    azurite: Any, container: Any, sas: str, item: str, dest: Path, *, fsize: int | None = None
+) -> Any:
+    """`headwater fetch az://CONTAINER ITEM DEST --overwrite` with a SAS, in a subprocess."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_STORAGE_")}
+
+    def limit() -> None:  # runs in the child: EFBIG past ``fsize`` bytes (SIGXFSZ ignored)
+        if fsize is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, resource.RLIM_INFINITY))
+
+    return subprocess.run(
+        [
+            sys.executable, "-m", "headwater", "fetch", f"az://{container.container_name}",
+            item, str(dest), "--overwrite", "--no-progress",
+            "-c", f"account_url={azurite.blob_url}", "-c", f"sas_token={sas}",
+            "-c", "chunk_size=65536",
+        ],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+        preexec_fn=limit,  # only resource limits, set before the exec
+    )  # fmt: skip
+
+
+def test_cli_fetch_exit_status_means_exact_bytes(azurite, container, tmp_path):
+    """`headwater fetch`: exit 0 with the exact bytes; each failure a nonzero exit, one
+    error line naming the blob and the cause, no traceback, no SAS, the old file kept."""
+    from urllib.parse import parse_qs
+
+    data = os.urandom(5 * CHUNK + 9)
+    container.upload_blob("cli/ok.bin", data)
+    container.upload_blob("cli/bad.bin", data)
+    container.get_blob_client("cli/bad.bin").set_http_headers(
+        _settings(content_md5=bytearray(_md5(b"other")))
+    )
+    sas = _sas(azurite, container, read=True, list=True)
+    signature = parse_qs(sas)["sig"][0]
+    dest = tmp_path / "dest"
+
+    done = _cli_fetch(azurite, container, sas, "cli/ok.bin", dest)
+    assert 0 == done.returncode, done.stderr
+    assert data == (dest / "cli" / "ok.bin").read_bytes()
+    assert f"md5:{_md5(data).hex()}" in done.stdout
+
+    (dest / "cli" / "bad.bin").write_bytes(b"old bad")
+    (tmp_path / "a-file").write_bytes(b"not a directory")
+    failures = [
+        (_cli_fetch(azurite, container, sas, "cli/ghost.bin", dest), "cli/ghost.bin", "no such"),
+        (_cli_fetch(azurite, container, sas, "cli/bad.bin", dest), "cli/bad.bin", "Content-MD5"),
+        (
+            _cli_fetch(azurite, container, sas, "cli/ok.bin", tmp_path / "a-file" / "sub"),
+            "cli/ok.bin",
+            "is a file",
+        ),
+        (
+            _cli_fetch(azurite, container, sas, "cli/bad.bin", dest, fsize=2 * CHUNK),
+            "cli/bad.bin",
+            "File too large",
+        ),
+    ]
+    for proc, item, cause in failures:
+        assert 1 == proc.returncode, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert 1 == len(lines), proc.stderr
+        assert lines[0].startswith("error: "), proc.stderr
+        assert repr(item) in lines[0], proc.stderr
+        assert cause in lines[0], proc.stderr
+        for secret in (sas, signature, quote(signature, safe=""), azurite.account_key):
+            assert secret not in proc.stdout + proc.stderr
+    assert b"old bad" == (dest / "cli" / "bad.bin").read_bytes()
+    assert b"not a directory" == (tmp_path / "a-file").read_bytes()
+    assert ["cli", "cli/bad.bin", "cli/ok.bin"] == _entries(dest)
