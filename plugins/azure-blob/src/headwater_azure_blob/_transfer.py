@@ -281,10 +281,11 @@ class DownloadSink(Positioned):
     does not wait for the disk and the MD5, and, for buffered writes, a `Writeback`
     thread keeps the file written back as it grows; `drain` waits until everything
     queued is written. Call `close` when done (it stops the threads), before the file is
-    closed. A write after `close` is refused (`ValueError`), never queued or written: the
-    async SDK leaves the ranges still running when one range fails, and a fetch that has
-    ended must not have them write to its descriptor or block the event loop on the
-    queue that no thread reads any more.
+    closed. A write after `close` is dropped, never queued or written: the async SDK leaves
+    the ranges still running when one range fails (or the fetch is cancelled), and a fetch
+    that has ended must not have them write to its descriptor or block the event loop on
+    the queue that no thread reads any more. Dropped quietly, so they end without an
+    error of their own for asyncio to log long after the fetch reported its own.
     """
 
     def __init__(
@@ -321,7 +322,7 @@ class DownloadSink(Positioned):
         length = len(memoryview(data).cast("B"))
         with self._lock:
             if self._closed:
-                raise ValueError("write to a download that has ended")
+                return length  # a range of a fetch that has ended: nobody wants it
             start = self._position
             end = start + length
             if end > self.size:
@@ -385,7 +386,7 @@ class DownloadSink(Positioned):
             self._writeback.check()
 
     def close(self) -> None:
-        """Stop the background writer and write-back (idempotent); refuse writes from now on."""
+        """Stop the background writer and write-back (idempotent); drop writes from now on."""
         with self._lock:
             self._closed = True
         if self._thread is not None and self._queue is not None:
