@@ -241,3 +241,19 @@ def test_atomic_file_with_safe_destination_never_escapes(tmp_path):
     assert {"dest"} == {p.name for p in tmp_path.iterdir()}
     assert b"ok" == (dest / "deep" / "file.txt").read_bytes()
     assert os.listdir(dest / "deep") == ["file.txt"]
+
+
+def test_atomic_file_writes_a_name_of_255_bytes_in_four_byte_characters(tmp_path):
+    """
+    The temporary file's name keeps at most 64 bytes of the target's (whole characters):
+    64 characters of four bytes each made it longer than the 255 bytes a name may have.
+    """
+    from headwater._files import temporary_prefix
+
+    target = tmp_path / ("😀" * 63 + "abc")
+    assert 255 == len(target.name.encode())
+    assert ".😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀😀." == temporary_prefix(target)
+    with atomic_file(target) as handle:
+        handle.write(b"data")
+    assert b"data" == target.read_bytes()
+    assert [target.name] == [p.name for p in tmp_path.iterdir()]

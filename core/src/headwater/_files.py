@@ -73,10 +73,17 @@ def safe_destination(dest: str | os.PathLike[str], name: str) -> Path:
 def temporary_prefix(target: Path) -> str:
     """
     How the temporary file of `atomic_file` for ``target`` starts (it ends in ``.part``).
-    Capped, so a target whose name is near the file system's limit (255 bytes on Linux)
-    can still be written.
+    Capped at 64 bytes of the name (whole characters), so a target whose name is near
+    the file system's limit (255 bytes on Linux) can still be written: 64 characters
+    could be 256 bytes.
     """
-    return f".{target.name[:64]}."
+    kept, size = [], 0
+    for char in target.name:
+        size += len(os.fsencode(char))
+        if size > 64:
+            break
+        kept.append(char)
+    return f".{''.join(kept)}."
 
 
 def create_temporary(target: Path, suffix: str, *, private: bool = False) -> tuple[int, str]:

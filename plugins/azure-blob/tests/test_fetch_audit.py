@@ -328,11 +328,6 @@ async def test_a_segment_of_255_bytes_fetches(twin, container, tmp_path, segment
     assert [segment] == os.listdir(tmp_path / "long")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core headwater.toolkit.temporary_prefix caps the temporary name at 64 characters, "
-    "not bytes: 64 four-byte characters make it longer than 255 bytes (outside this plugin)",
-)
 async def test_a_segment_of_255_bytes_in_four_byte_characters_fetches(twin, container, tmp_path):
     """63 emoji and 3 ASCII letters are 255 bytes, a legal file name; its fetch should work."""
     segment = "😀" * 63 + "abc"
