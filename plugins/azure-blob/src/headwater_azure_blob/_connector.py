@@ -1487,6 +1487,8 @@ def _local_errors(item: str) -> Iterator[None]:
     """
     try:
         yield
+    except (ConnectionError, TimeoutError):
+        raise  # the network's (OSError subclasses too), mapped where requests are sent
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise _too_long(item, exc) from None
