@@ -83,6 +83,14 @@ def _texts_of(error: BaseException) -> list[str]:
     return texts
 
 
+def _run_in_a_thread(run: Any, hung: str) -> None:
+    """``asyncio.run(run())`` on a thread of its own, failing with ``hung`` if it never ends."""
+    thread = threading.Thread(target=lambda: asyncio.run(run()), daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), hung
+
+
 async def _settle_sdk_range_tasks() -> None:
     """
     Wait for the azure SDK's range tasks a failed or cancelled afetch leaves running (the
@@ -549,10 +557,7 @@ def test_afetch_that_fails_mid_parallel_download_leaves_no_task_writing(
         finally:
             await connector.aclose()
 
-    thread = threading.Thread(target=lambda: asyncio.run(run()), daemon=True)
-    thread.start()
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the event loop hung after the failed afetch"
+    _run_in_a_thread(run, "the event loop hung after the failed afetch")
     assert isinstance(outcome.get("error"), PermissionDenied)
     assert outcome.get("loop_alive")
     assert [] == _entries(tmp_path)
@@ -845,10 +850,7 @@ def test_cancelled_afetch_keeps_the_old_file_and_the_loop_running(
         finally:
             await connector.aclose()
 
-    thread = threading.Thread(target=lambda: asyncio.run(run()), daemon=True)
-    thread.start()
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the event loop hung after the cancelled afetch"
+    _run_in_a_thread(run, "the event loop hung after the cancelled afetch")
     assert (True, True) == (outcome.get("cancelled"), outcome.get("loop_alive"))
     assert b"old content" == (tmp_path / "c.bin").read_bytes()
     assert ["c.bin"] == _entries(tmp_path)
