@@ -1247,22 +1247,17 @@ def decode_stream(
     The sync driver: decompress ``chunks``, drop the first ``skip`` decompressed bytes
     (resuming inside a compressed file restarts from its beginning), feed the decoder.
     """
-    codec = decompressor(compression)
-    for chunk in chunks:
-        for data in codec.pieces(chunk):
-            if skip:
-                if len(data) <= skip:
-                    skip -= len(data)
-                    continue
-                data, skip = data[skip:], 0
-            yield from decoder.feed(data)
-    tail = codec.flush()
-    if tail:
-        yield from decoder.feed(tail)
+    for data in decompressed(chunks, compression):
+        if skip:
+            if len(data) <= skip:
+                skip -= len(data)
+                continue
+            data, skip = data[skip:], 0
+        yield from decoder.feed(data)
     yield from decoder.finish()
 
 
-def decompressed(chunks: Iterable[bytes], compression: str) -> Iterator[bytes]:
+def decompressed(chunks: Iterable[bytes], compression: str | None) -> Iterator[bytes]:
     """
     ``chunks`` of a ``compression`` stream (see `decompressor`), decompressed, as pieces
     of at most `PIECE` bytes.
@@ -1287,14 +1282,9 @@ def decode_batches(
     shorter), each with the (decompressed) byte offset after its last record, the
     position a read resumes from. A pull driver of `BatchCutter`, which says more.
     """
-    codec = decompressor(compression)
     cutter = BatchCutter(decoder, size, skip)
-    for chunk in chunks:
-        for data in codec.pieces(chunk):
-            yield from cutter.feed(data)
-    tail = codec.flush()
-    if tail:
-        yield from cutter.feed(tail)
+    for data in decompressed(chunks, compression):
+        yield from cutter.feed(data)
     yield from cutter.finish()
 
 

@@ -18,6 +18,7 @@ by suffix into the bytes a block upload stages.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import queue
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -218,7 +219,8 @@ class BlobReading:
                 yield _USED_UP
                 continue
             self._hash(chunk)
-            yield from self._undone(chunk)
+            with self._decoding():
+                yield from self._codec.pieces(chunk)  # each at most _PIECE bytes
             del chunk  # not held while waiting for the next GET
 
     def _hash(self, chunk: bytes) -> None:
@@ -228,7 +230,8 @@ class BlobReading:
     def finish(self) -> Iterator[Batch]:
         """The records after the last stored byte, then the last partial batch."""
         self.close()  # every piece was taken: the thread has nothing left to do
-        tail = self._undone_tail()
+        with self._decoding():
+            tail = self._codec.flush()  # checks the stored bytes end where they may
         self._check_md5()
         if tail:
             yield from self.batches(tail)
@@ -249,36 +252,25 @@ class BlobReading:
                 state["header"] = header
             yield Batch(self.stream, records, state, text=self._text)
 
-    def _undone(self, chunk: bytes) -> Iterator[bytes]:
-        """The decoded pieces of stored bytes (each at most the format layer's PIECE)."""
+    @contextlib.contextmanager
+    def _decoding(self) -> Iterator[None]:
+        """Stored bytes that do not decode: an `IntegrityError` naming the blob and codings."""
         try:
-            yield from self._codec.pieces(chunk)
+            yield
         except ConfigError:
             raise  # the format layer's own message (a truncated member, say)
         except Exception as exc:  # zlib.error, lzma.LZMAError, OSError, zstd.ZstdError
-            raise self._undecodable(exc) from None
-
-    def _undone_tail(self) -> bytes:
-        """What is left once the stored bytes end, checking they end where they may."""
-        try:
-            return self._codec.flush()
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise self._undecodable(exc) from None
-
-    def _undecodable(self, exc: Exception) -> IntegrityError:
-        what = " then ".join(
-            f"{c} ({why})"
-            for c, why in ((self._coding, "Content-Encoding"), (self._compression, "suffix"))
-            if c is not None
-        )
-        return IntegrityError(
-            f"{self.name!r}: the stored bytes do not decode as {what}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            hint="the blob is corrupt, or its name or Content-Encoding does not say "
-            "how it is compressed",
-        )
+            what = " then ".join(
+                f"{c} ({why})"
+                for c, why in ((self._coding, "Content-Encoding"), (self._compression, "suffix"))
+                if c is not None
+            )
+            raise IntegrityError(
+                f"{self.name!r}: the stored bytes do not decode as {what}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                hint="the blob is corrupt, or its name or Content-Encoding does not say "
+                "how it is compressed",
+            ) from None
 
     def _check_md5(self) -> None:
         if self._md5 is None or self._expected_md5 is None:
